@@ -1,0 +1,58 @@
+"""The `mlrt` console script (also `python -m runtime`).
+
+Each subcommand lives in its own module under runtime.commands and exposes
+NAME, HELP, add_arguments(parser) and run(args) -> exit code. Modules import
+their heavy dependencies inside run(), so `mlrt --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+COMMAND_MODULES = (
+    "runtime.commands.serve",
+    "runtime.commands.demo",
+    "runtime.commands.profile",
+    "runtime.commands.drift",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlrt",
+        description="Serve ML models over the Open Inference Protocol and watch them for drift.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlrt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

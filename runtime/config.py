@@ -1,0 +1,271 @@
+"""Typed configuration: one source of truth for the TOML file, MLRT_* environment
+variables and command-line flags (flags win over the environment, which wins
+over the file, which wins over the defaults).
+
+Example mlrt.toml::
+
+    [server]
+    host = "127.0.0.1"
+    port = 8000
+
+    [[models]]
+    name = "iris"
+    source = "models/iris.onnx"
+    intra_op_threads = 1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """How to load and run one model.
+
+    source: `path.onnx` or `package.module:object`.
+    intra_op_threads / inter_op_threads: onnxruntime thread pools. The default of
+    one each leaves the other core(s) to the event loop and HTTP parsing: on a
+    small host a model that spins threads on every core slows every request's
+    I/O more than it speeds up a tabular model's math.
+    """
+
+    name: str
+    source: str
+    version: str = "1"
+    backend: str | None = None  # "onnx" | "python"; inferred from source when None
+    instances: int = 1
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    inputs: tuple[dict[str, Any], ...] | None = None
+    outputs: tuple[dict[str, Any], ...] | None = None
+    max_batch_size: int = 128
+    max_queue_delay_us: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_rows: int = 8192
+    # A batch whose predicted compute time is at most this runs inline on the event
+    # loop: cheaper than the thread hop (bench/README.md). 0 always uses threads.
+    inline_max_us: float = 40.0
+    timeout_us: int = 0  # default per-request deadline; 0 = none
+
+    def __post_init__(self) -> None:
+        if isinstance(self.version, int) and not isinstance(self.version, bool):
+            self.version = str(self.version)
+        _check_types(self, f"model '{self.name}'")
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"model name must be non-empty and contain no '/', got {self.name!r}")
+        if not self.source:
+            raise ConfigError(f"model '{self.name}': source is empty")
+        for key in ("instances", "intra_op_threads", "inter_op_threads", "max_batch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model '{self.name}': {key} must be an integer >= 1, got {value!r}")
+        for key in ("max_queue_delay_us", "max_queue_rows", "timeout_us", "inline_max_us"):
+            value = getattr(self, key)
+            if not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"model '{self.name}': {key} must be >= 0, got {value!r}")
+        self.preferred_batch_sizes = tuple(self.preferred_batch_sizes)
+        if any(not isinstance(n, int) or not 1 <= n <= self.max_batch_size
+               for n in self.preferred_batch_sizes):
+            raise ConfigError(
+                f"model '{self.name}': preferred_batch_sizes must be integers in "
+                f"1..max_batch_size ({self.max_batch_size}), got {list(self.preferred_batch_sizes)}"
+            )
+        if self.backend is None:
+            self.backend = infer_backend(self.source)
+        if self.backend not in ("onnx", "python"):
+            raise ConfigError(f"model '{self.name}': unknown backend {self.backend!r}")
+        self.providers = tuple(self.providers)
+
+
+@dataclass(kw_only=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    graceful_timeout_s: float = 30.0
+    models: list[ModelConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_types(self, "[server]")
+        if not (0 <= self.port <= 65535):
+            raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {LOG_LEVELS}, got {self.log_level!r}")
+        if self.max_body_bytes < 1:
+            raise ConfigError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"model names must be unique; repeated: {', '.join(dupes)}")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "source": (str,),
+    "version": (str,),
+    "backend": (str, type(None)),
+    "host": (str,),
+    "log_level": (str,),
+    "port": (int,),
+    "max_body_bytes": (int,),
+    "graceful_timeout_s": (int, float),
+    "instances": (int,),
+    "intra_op_threads": (int,),
+    "inter_op_threads": (int,),
+    "max_batch_size": (int,),
+    "max_queue_delay_us": (int,),
+    "max_queue_rows": (int,),
+    "inline_max_us": (int, float),
+    "timeout_us": (int,),
+    "providers": (tuple, list),
+    "preferred_batch_sizes": (tuple, list),
+    "inputs": (tuple, list, type(None)),
+    "outputs": (tuple, list, type(None)),
+}
+
+
+def _check_types(obj: object, where: str) -> None:
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        allowed = _TYPES.get(f.name)
+        value = getattr(obj, f.name)
+        if allowed is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            kinds = " or ".join(t.__name__ for t in allowed if t is not type(None))
+            raise ConfigError(f"{where}: {f.name} must be {kinds}, got {value!r}")
+    for key in ("providers",):
+        value = getattr(obj, key, None)
+        if value is not None and not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: {key} must be a list of strings, got {value!r}")
+
+
+def infer_backend(source: str) -> str:
+    if source.endswith(".onnx") or os.path.isfile(source):
+        return "onnx"
+    if ":" in source:
+        return "python"
+    raise ConfigError(
+        f"cannot tell how to load {source!r}: give a path ending in .onnx or package.module:object"
+    )
+
+
+def parse_model_spec(spec: str) -> ModelConfig:
+    """`path.onnx`, `name=path.onnx`, `name=pkg.mod:obj` or `pkg.mod:obj`."""
+    name, sep, source = spec.partition("=")
+    if not sep:
+        source = spec
+        if ":" in spec and not spec.endswith(".onnx") and not os.path.exists(spec):
+            name = spec.rpartition(":")[2]
+        else:
+            name = Path(spec).stem
+    name, source = name.strip(), source.strip()
+    if not name or not source:
+        raise ConfigError(f"invalid model spec {spec!r}; expected [name=]path.onnx or name=pkg.mod:obj")
+    return ModelConfig(name=name, source=source)
+
+
+def _coerce(cls: type, data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    out = dict(data)
+    for key in ("providers", "inputs", "outputs", "preferred_batch_sizes"):
+        if isinstance(out.get(key), list):
+            out[key] = tuple(out[key])
+    return out
+
+
+def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML in {path}: {exc}") from None
+
+
+_ENV = {
+    "host": ("MLRT_HOST", str),
+    "port": ("MLRT_PORT", int),
+    "log_level": ("MLRT_LOG_LEVEL", str),
+    "max_body_bytes": ("MLRT_MAX_BODY_BYTES", int),
+    "graceful_timeout_s": ("MLRT_GRACEFUL_TIMEOUT", float),
+}
+
+
+MODEL_FLAGS = ("max_batch_size", "max_queue_delay_us", "instances", "max_queue_rows")
+
+
+def build_server_config(
+    *,
+    config_file: str | None = None,
+    models: list[str] | tuple[str, ...] = (),
+    overrides: Mapping[str, Any] | None = None,
+    model_overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ServerConfig:
+    """Merge file < environment < flags into one validated ServerConfig.
+
+    `overrides` holds server flag values and `model_overrides` per-model flag values
+    (applied to every model); None means "not given on the command line".
+    """
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get("MLRT_CONFIG")
+    data: dict[str, Any] = load_toml(config_file) if config_file else {}
+    unknown = sorted(set(data) - {"server", "models"})
+    if unknown:
+        raise ConfigError(f"{config_file}: unknown section(s) {', '.join(unknown)}")
+    if not isinstance(data.get("server", {}), dict):
+        raise ConfigError(f"{config_file}: [server] must be a table")
+    if not isinstance(data.get("models", []), list) or not all(
+        isinstance(m, dict) for m in data.get("models", [])
+    ):
+        raise ConfigError(f"{config_file}: models must be an array of tables ([[models]])")
+    server = _coerce(ServerConfig, data.get("server", {}), f"{config_file} [server]")
+    server.pop("models", None)
+    for key, (var, conv) in _ENV.items():
+        if var in environ:
+            try:
+                server[key] = conv(environ[var])
+            except ValueError:
+                raise ConfigError(f"{var}={environ[var]!r} is not a valid {key}") from None
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            server[key] = value
+    model_cfgs = []
+    for i, entry in enumerate(data.get("models", [])):
+        fields = _coerce(ModelConfig, entry, f"{config_file} [[models]] #{i + 1}")
+        try:
+            model_cfgs.append(ModelConfig(**fields))
+        except TypeError as exc:
+            raise ConfigError(f"{config_file} [[models]] #{i + 1}: {exc}") from None
+    model_cfgs.extend(parse_model_spec(s) for s in models)
+    flags = {k: v for k, v in (model_overrides or {}).items() if v is not None}
+    if flags:
+        model_cfgs = [dataclasses.replace(m, **flags) for m in model_cfgs]
+    return ServerConfig(models=model_cfgs, **server)

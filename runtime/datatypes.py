@@ -1,0 +1,68 @@
+"""Open Inference Protocol datatypes and their numpy counterparts.
+
+BYTES tensors are numpy object arrays holding `bytes`, as tritonclient builds them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InvalidInput
+
+# V2 name -> little-endian numpy dtype. BF16 has no numpy dtype and no JSON form.
+V2_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(np.object_),
+}
+
+_KIND_SIZE_TO_V2 = {
+    (np.dtype(v).kind, np.dtype(v).itemsize): k for k, v in V2_TO_NUMPY.items() if k != "BYTES"
+}
+
+
+def numpy_dtype(datatype: str) -> np.dtype:
+    try:
+        return V2_TO_NUMPY[datatype]
+    except KeyError:
+        if datatype == "BF16":
+            raise InvalidInput("datatype BF16 is not supported") from None
+        raise InvalidInput(
+            f"unknown datatype '{datatype}'; expected one of {', '.join(V2_TO_NUMPY)}"
+        ) from None
+
+
+def v2_datatype(dtype: np.dtype) -> str:
+    """The V2 name of a numpy dtype; strings and objects map to BYTES."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "OSUa":
+        return "BYTES"
+    try:
+        return _KIND_SIZE_TO_V2[(dtype.kind, dtype.itemsize)]
+    except KeyError:
+        raise InvalidInput(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from None
+
+
+def to_bytes_array(values: np.ndarray) -> np.ndarray:
+    """Turn a str/bytes/object array into an object array of bytes (the BYTES form)."""
+    out = np.empty(values.shape, dtype=np.object_)
+    flat_in = values.reshape(-1)
+    flat_out = out.reshape(-1)
+    for i, v in enumerate(flat_in.tolist()):
+        if isinstance(v, bytes):
+            flat_out[i] = v
+        elif isinstance(v, str):
+            flat_out[i] = v.encode("utf-8")
+        else:
+            flat_out[i] = str(v).encode("utf-8")
+    return out

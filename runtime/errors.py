@@ -1,0 +1,61 @@
+"""Domain exceptions. They carry data, never HTTP status codes: the server maps
+them to responses in runtime/server/errors.py."""
+
+from __future__ import annotations
+
+
+class MlrtError(Exception):
+    """Base class of every error mlrt raises on purpose."""
+
+
+class InvalidInput(MlrtError):
+    """A request's inputs do not fit the model: shape, datatype, size, encoding."""
+
+
+class ModelNotFound(MlrtError):
+    def __init__(self, name: str, version: str | None = None) -> None:
+        self.name = name
+        self.version = version
+        if version is None:
+            msg = f"unknown model '{name}'"
+        else:
+            msg = f"unknown version '{version}' of model '{name}'"
+        super().__init__(msg)
+
+
+class ModelNotReady(MlrtError):
+    def __init__(self, name: str, reason: str = "not ready") -> None:
+        self.name = name
+        super().__init__(f"model '{name}' is {reason}")
+
+
+class PayloadTooLarge(MlrtError):
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class Overloaded(MlrtError):
+    """The server cannot take this request now; the client should retry later."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class ModelFailure(MlrtError):
+    """The model itself raised while computing a batch."""
+
+    def __init__(self, name: str, cause: BaseException) -> None:
+        self.name = name
+        self.cause = cause
+        super().__init__(f"model '{name}' failed: {type(cause).__name__}: {cause}")
+
+
+class ConfigError(MlrtError):
+    """Invalid configuration, model spec or command-line value."""
+
+
+class ModelLoadError(MlrtError):
+    """A model file or object could not be loaded."""
