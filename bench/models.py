@@ -1,0 +1,98 @@
+"""Small ONNX models built in code, for benchmarks and tests (needs `onnx`).
+
+mlp(): the bench MLP, 20 FP32 features -> 64 -> 32 -> 2 class probabilities,
+with fixed random weights so runs are comparable.
+two_io(): two inputs of different datatypes (FP32 and INT64) and two outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _save(model, path: str | Path) -> Path:
+    import onnx
+
+    onnx.checker.check_model(model)
+    path = Path(path)
+    onnx.save(model, str(path))
+    return path
+
+
+def _opset():
+    from onnx import helper
+
+    return [helper.make_opsetid("", 17)]
+
+
+def mlp(path: str | Path, n_features: int = 20, hidden=(64, 32), n_classes: int = 2, seed: int = 0) -> Path:
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    sizes = [n_features, *hidden, n_classes]
+    nodes, inits = [], []
+    prev = "input"
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        w = (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32)
+        bias = (0.1 * rng.standard_normal(b)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"W{i}"), numpy_helper.from_array(bias, f"B{i}")]
+        out = f"h{i}"
+        nodes.append(helper.make_node("Gemm", [prev, f"W{i}", f"B{i}"], [out]))
+        if i < len(sizes) - 2:
+            nodes.append(helper.make_node("Relu", [out], [out + "r"]))
+            out += "r"
+        prev = out
+    nodes.append(helper.make_node("Softmax", [prev], ["output"], axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_features])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_classes])],
+        inits,
+    )
+    return _save(helper.make_model(graph, opset_imports=_opset()), path)
+
+
+def two_io(path: str | Path) -> Path:
+    """sum = rowsum(x) + n (FP32 [-1,1]); twice = 2 * n (INT64 [-1,1])."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("ReduceSum", ["x", "axes"], ["xs"], keepdims=1),
+        helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["xs", "nf"], ["sum"]),
+        helper.make_node("Mul", ["n", "two"], ["twice"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([1], np.int64), "axes"),
+        numpy_helper.from_array(np.array(2, np.int64), "two"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two_io",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("n", TensorProto.INT64, ["batch", 1]),
+        ],
+        [
+            helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["batch", 1]),
+            helper.make_tensor_value_info("twice", TensorProto.INT64, ["batch", 1]),
+        ],
+        inits,
+    )
+    return _save(helper.make_model(graph, opset_imports=_opset()), path)
+
+
+def strings(path: str | Path) -> Path:
+    """BYTES in, BYTES out: identity over a string tensor."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["text"], ["echo"])],
+        "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch", 1])],
+        [helper.make_tensor_value_info("echo", TensorProto.STRING, ["batch", 1])],
+    )
+    return _save(helper.make_model(graph, opset_imports=_opset()), path)

@@ -1,0 +1,107 @@
+"""The Model protocol every backend implements, and its tensor signature."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..datatypes import V2_TO_NUMPY
+from ..errors import ConfigError, InvalidInput
+
+Tensors = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: its name, V2 datatype and shape (-1 marks a variable dim)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.datatype not in V2_TO_NUMPY:
+            raise ConfigError(f"tensor '{self.name}': unsupported datatype '{self.datatype}'")
+        if any(d < -1 for d in self.shape):
+            raise ConfigError(f"tensor '{self.name}': invalid shape {list(self.shape)}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a tensor spec must be a table with name, datatype and shape, got {d!r}")
+        try:
+            return cls(str(d["name"]), str(d["datatype"]).upper(), tuple(int(x) for x in d["shape"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"a tensor spec needs name, datatype and shape, got {dict(d)!r}"
+            ) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    def accepts_shape(self, shape: Sequence[int]) -> bool:
+        if len(shape) != len(self.shape):
+            return False
+        return all(want == -1 or want == got for want, got in zip(self.shape, shape, strict=True))
+
+
+def specs(items: Sequence[TensorSpec | Mapping[str, Any]]) -> tuple[TensorSpec, ...]:
+    return tuple(i if isinstance(i, TensorSpec) else TensorSpec.from_dict(i) for i in items)
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the server and the embedding API need from a backend.
+
+    `predict` is called on an executor thread with a complete batch; it must be
+    safe to call from several threads at once when `instances > 1`.
+    """
+
+    name: str
+    version: str
+    platform: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def predict(self, inputs: Tensors) -> Tensors: ...
+
+    def close(self) -> None: ...
+
+
+def check_inputs(model: Model, inputs: Mapping[str, np.ndarray], datatypes: Mapping[str, str]) -> None:
+    """Reject inputs that do not match the model's signature, naming what is wrong.
+
+    `datatypes` holds the V2 datatype each input was sent as.
+    """
+    expected = {spec.name: spec for spec in model.inputs}
+    for name in inputs:
+        if name not in expected:
+            raise InvalidInput(
+                f"unexpected input '{name}' for model '{model.name}'; "
+                f"expected {sorted(expected)}"
+            )
+    batch = None
+    for spec in model.inputs:
+        if spec.name not in inputs:
+            raise InvalidInput(f"missing input '{spec.name}' for model '{model.name}'")
+        sent = datatypes.get(spec.name, spec.datatype)
+        if sent != spec.datatype:
+            raise InvalidInput(
+                f"input '{spec.name}': datatype {sent} does not match the model's {spec.datatype}"
+            )
+        shape = inputs[spec.name].shape
+        if not spec.accepts_shape(shape):
+            raise InvalidInput(
+                f"input '{spec.name}': shape {list(shape)} does not match the model's "
+                f"{list(spec.shape)}"
+            )
+        if spec.shape and spec.shape[0] == -1:
+            if batch is None:
+                batch = shape[0]
+            elif shape[0] != batch:
+                raise InvalidInput(
+                    f"input '{spec.name}': batch size {shape[0]} differs from other inputs' {batch}"
+                )

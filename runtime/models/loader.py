@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from ..config import ModelConfig
+from .base import Model
+
+
+def load_model(config: ModelConfig) -> Model:
+    """Load one model with the backend its config names (or implies)."""
+    if config.backend == "onnx":
+        from .onnx import OnnxModel
+
+        return OnnxModel(config)
+    from .python import PythonModel
+
+    return PythonModel(config)
