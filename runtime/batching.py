@@ -1,0 +1,420 @@
+"""The dynamic batcher: one per loaded model version.
+
+Rules (Triton's, counted in rows rather than requests):
+- When an instance is idle, whatever is queued is dispatched at once: a lone
+  request never waits for company (max_queue_delay_us defaults to 0).
+- While every instance is busy, requests pile up and leave together as one batch
+  of at most max_batch_size rows. A request larger than that is split into
+  chunks that are batched like any other and reassembled in order.
+- Requests whose non-batch dimensions or dtypes differ are never merged.
+- A cancelled request is dropped before its batch runs; a request whose deadline
+  passes while queued is answered without running the model.
+
+Where the model runs: a thread hop (submit, wake-up, call_soon_threadsafe back)
+costs tens of microseconds, more than a small tabular model's whole batch (see
+bench/README.md). So at load the batcher times the model at one row and at
+max_batch_size rows, and runs a batch inline on the event loop when its predicted
+cost is below `inline_max_us`; everything else runs on one executor thread per
+instance (onnxruntime releases the GIL there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import ModelConfig
+from .errors import InvalidInput, ModelFailure, ModelNotReady, Overloaded
+from .models import Model, Tensors
+
+log = logging.getLogger("mlrt.batching")
+
+
+class DeadlineExceeded(Overloaded):
+    def __init__(self, waited_s: float) -> None:
+        super().__init__(f"request deadline passed after {waited_s * 1e3:.1f} ms in the queue")
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """What one executed batch reports to whoever observes the batcher."""
+
+    rows: int
+    requests: int
+    queue_s: list[float]
+    compute_s: float
+    failed: bool
+
+
+class _Pending:
+    __slots__ = ("inputs", "rows", "key", "future", "enqueued", "deadline")
+
+    def __init__(
+        self,
+        inputs: Tensors,
+        rows: int,
+        key: tuple[object, ...],
+        future: asyncio.Future[Tensors],
+        deadline: float | None,
+    ) -> None:
+        self.inputs = inputs
+        self.rows = rows
+        self.key = key
+        self.future = future
+        self.enqueued = time.monotonic()
+        self.deadline = deadline
+
+
+def _batch_key(inputs: Tensors) -> tuple[object, ...]:
+    return tuple((name, a.dtype.str, a.shape[1:]) for name, a in inputs.items())
+
+
+def split_rows(inputs: Tensors, size: int) -> list[Tensors]:
+    """Cut a request into chunks of at most `size` rows (views, no copies)."""
+    rows = next(iter(inputs.values())).shape[0]
+    return [{k: v[i : i + size] for k, v in inputs.items()} for i in range(0, rows, size)]
+
+
+def stack_inputs(parts: list[Tensors]) -> Tensors:
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def split_outputs(outputs: Tensors, sizes: list[int]) -> list[Tensors]:
+    if len(sizes) == 1:
+        return [outputs]
+    total = sum(sizes)
+    for name, arr in outputs.items():
+        if arr.ndim == 0 or arr.shape[0] != total:
+            raise ValueError(
+                f"output '{name}' has shape {list(arr.shape)}; expected {total} rows, one per input row"
+            )
+    out, start = [], 0
+    for n in sizes:
+        out.append({k: v[start : start + n] for k, v in outputs.items()})
+        start += n
+    return out
+
+
+class Batcher:
+    """Queue, batch and run requests for one model version.
+
+    Usage (inside a running event loop)::
+
+        batcher = Batcher(model, config)
+        outputs = await batcher.infer({"input": x})
+        await batcher.close()
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        config: ModelConfig,
+        *,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.max_batch_size = config.max_batch_size
+        self.max_queue_rows = config.max_queue_rows
+        self.delay_s = config.max_queue_delay_us / 1e6
+        self.preferred = sorted(config.preferred_batch_sizes)
+        self.batchable = all(
+            t.shape and t.shape[0] == -1 for t in (*model.inputs, *model.outputs)
+        )
+        self._on_batch = on_batch
+        self._expected = [o.name for o in model.outputs]
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._queued_rows = 0
+        self._busy = 0
+        self._instances = config.instances
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.instances, thread_name_prefix=f"mlrt-{config.name}"
+        )
+        self._dispatch_scheduled = False
+        self._delay_timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._idle: asyncio.Event | None = None
+        # Predicted compute cost: fixed_us + per_row_us * rows (set by calibrate()).
+        self.fixed_us = float("inf")
+        self.per_row_us = float("inf")
+        self.inline_max_us = config.inline_max_us
+
+    # -- calibration ---------------------------------------------------------
+
+    def calibrate(self, sample: Tensors, repeats: int = 20) -> None:
+        """Time the model on one row and on a full batch (this is also its warm-up).
+
+        Runs on the caller's thread, before serving starts.
+        """
+
+        def best(inputs: Tensors) -> float:
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                self.model.predict(inputs)
+                times.append(time.perf_counter() - t0)
+            return float(np.median(times)) * 1e6
+
+        one = {k: v[:1] for k, v in sample.items()}
+        t1 = best(one)
+        n = self.max_batch_size if self.batchable else 1
+        if n > 1:
+            big = {k: np.repeat(v[:1], n, axis=0) for k, v in sample.items()}
+            tn = best(big)
+            self.per_row_us = max(0.0, (tn - t1) / (n - 1))
+        else:
+            self.per_row_us = 0.0
+        self.fixed_us = max(0.0, t1 - self.per_row_us)
+
+    def predicted_us(self, rows: int) -> float:
+        return self.fixed_us + self.per_row_us * rows
+
+    # -- submission ----------------------------------------------------------
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    async def infer(
+        self, inputs: Tensors, *, timeout_s: float | None = None, alone: bool = False
+    ) -> Tensors:
+        """Run `inputs` (all with the same number of rows) through the model.
+
+        `alone` says the caller knows no other request is in flight: an idle model
+        whose batch is cheap enough to run inline then runs it at once, without
+        waiting a loop turn for company that cannot come.
+        """
+        if self._closing:
+            raise ModelNotReady(self.model.name, "shutting down")
+        rows = next(iter(inputs.values())).shape[0] if self.batchable else 1
+        if (
+            alone
+            and not self._queue
+            and self._busy == 0
+            and rows <= self.max_batch_size
+            and self.delay_s <= 0
+            and self.predicted_us(rows) <= self.inline_max_us
+        ):
+            return self._run_now(inputs, rows)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if self.max_queue_rows and self._queued_rows + rows > self.max_queue_rows:
+            raise Overloaded(
+                f"model '{self.model.name}' queue is full ({self._queued_rows} rows queued, "
+                f"limit {self.max_queue_rows})"
+            )
+        if self.batchable and rows > self.max_batch_size:
+            chunks = split_rows(inputs, self.max_batch_size)
+        else:
+            chunks = [inputs]
+        key = _batch_key(inputs) if self.batchable else ()
+        futures = []
+        for chunk in chunks:
+            fut: asyncio.Future[Tensors] = loop.create_future()
+            n = next(iter(chunk.values())).shape[0] if self.batchable else 1
+            self._queue.append(_Pending(chunk, n, key, fut, deadline))
+            self._queued_rows += n
+            futures.append(fut)
+        if deadline is not None:
+            loop.call_at(loop.time() + timeout_s, self._expire)  # type: ignore[operator]
+        self._schedule_dispatch(loop)
+        try:
+            if len(futures) == 1:
+                return await futures[0]
+            parts = await asyncio.gather(*futures)
+        except asyncio.CancelledError:
+            for f in futures:
+                f.cancel()
+            raise
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    # -- dispatch ------------------------------------------------------------
+
+    def _schedule_dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Deferred by one loop turn, so every request parsed in this turn joins the batch.
+        if not self._dispatch_scheduled:
+            self._dispatch_scheduled = True
+            loop.call_soon(self._dispatch)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for p in self._queue:
+            if p.deadline is not None and p.deadline <= now and not p.future.done():
+                p.future.set_exception(DeadlineExceeded(now - p.enqueued))
+        self._drop_done_head()
+
+    def _drop_done_head(self) -> None:
+        q = self._queue
+        while q and q[0].future.done():
+            self._queued_rows -= q.popleft().rows
+        if not q and self._busy == 0 and self._idle is not None:
+            self._idle.set()
+
+    def _take_batch(self) -> list[_Pending]:
+        self._drop_done_head()
+        q = self._queue
+        if not q:
+            return []
+        first = q.popleft()
+        self._queued_rows -= first.rows
+        batch, rows = [first], first.rows
+        if not self.batchable:
+            return batch
+        while q:
+            p = q[0]
+            if p.future.done():
+                q.popleft()
+                self._queued_rows -= p.rows
+                continue
+            if p.key != first.key or rows + p.rows > self.max_batch_size:
+                break
+            q.popleft()
+            self._queued_rows -= p.rows
+            batch.append(p)
+            rows += p.rows
+        return batch
+
+    def _should_wait(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """With a queue delay, hold a partial batch until it fills or the oldest is old enough."""
+        if self.delay_s <= 0 or not self._queue:
+            return False
+        target = self.preferred[-1] if self.preferred else self.max_batch_size
+        if self._queued_rows >= target:
+            return False
+        age = time.monotonic() - self._queue[0].enqueued
+        if age >= self.delay_s:
+            return False
+        if self._delay_timer is None:
+            self._delay_timer = loop.call_later(self.delay_s - age, self._delay_elapsed)
+        return True
+
+    def _delay_elapsed(self) -> None:
+        self._delay_timer = None
+        self._schedule_dispatch(asyncio.get_running_loop())
+
+    def _dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        loop = asyncio.get_running_loop()
+        while self._busy < self._instances:
+            self._drop_done_head()
+            if not self._queue or self._should_wait(loop):
+                return
+            batch = self._take_batch()
+            if not batch:
+                return
+            rows = sum(p.rows for p in batch)
+            if self.predicted_us(rows) <= self.inline_max_us:
+                self._run_inline(batch)
+                if self._queue:
+                    # One inline batch per loop turn: let I/O in between.
+                    self._schedule_dispatch(loop)
+                return
+            self._busy += 1
+            started = time.monotonic()
+            fut = loop.run_in_executor(self._executor, self._compute, batch)
+            fut.add_done_callback(lambda f, b=batch, t=started: self._finished(b, t, f))
+
+    def _predict(self, inputs: Tensors) -> Tensors:
+        try:
+            return self.model.predict(inputs)
+        except Exception as exc:
+            raise ModelFailure(self.model.name, exc) from exc
+
+    def _check(self, outputs: Tensors) -> Tensors:
+        missing = [n for n in self._expected if n not in outputs]
+        if missing:
+            raise ModelFailure(self.model.name, KeyError(f"no output(s) {missing}"))
+        return outputs
+
+    def _compute(self, batch: list[_Pending]) -> list[Tensors]:
+        outputs = self._check(self._predict(stack_inputs([p.inputs for p in batch])))
+        try:
+            return split_outputs(outputs, [p.rows for p in batch])
+        except ValueError as exc:
+            raise ModelFailure(self.model.name, exc) from exc
+
+    def _run_now(self, inputs: Tensors, rows: int) -> Tensors:
+        started = time.monotonic()
+        failed = True
+        try:
+            outputs = self._check(self._predict(inputs))
+            failed = False
+            return outputs
+        finally:
+            if self._on_batch is not None:
+                self._on_batch(BatchStats(rows, 1, [0.0], time.monotonic() - started, failed))
+
+    def _run_inline(self, batch: list[_Pending]) -> None:
+        started = time.monotonic()
+        try:
+            results = self._compute(batch)
+        except Exception as exc:
+            self._resolve(batch, started, None, exc)
+        else:
+            self._resolve(batch, started, results, None)
+
+    def _finished(
+        self, batch: list[_Pending], started: float, fut: asyncio.Future[list[Tensors]]
+    ) -> None:
+        self._busy -= 1
+        exc = fut.exception()
+        self._resolve(batch, started, None if exc else fut.result(), exc)
+        self._drop_done_head()
+        if self._queue:
+            self._schedule_dispatch(asyncio.get_running_loop())
+
+    def _resolve(
+        self,
+        batch: list[_Pending],
+        started: float,
+        results: list[Tensors] | None,
+        exc: BaseException | None,
+    ) -> None:
+        ended = time.monotonic()
+        if exc is not None and not isinstance(exc, ModelFailure | InvalidInput):
+            exc = ModelFailure(self.model.name, exc)
+        for i, p in enumerate(batch):
+            if p.future.done():  # cancelled or expired meanwhile
+                continue
+            if exc is not None:
+                p.future.set_exception(exc)
+            else:
+                p.future.set_result(results[i])  # type: ignore[index]
+        if self._on_batch is not None:
+            self._on_batch(
+                BatchStats(
+                    rows=sum(p.rows for p in batch),
+                    requests=len(batch),
+                    queue_s=[started - p.enqueued for p in batch],
+                    compute_s=ended - started,
+                    failed=exc is not None,
+                )
+            )
+        if not self._queue and self._busy == 0 and self._idle is not None:
+            self._idle.set()
+
+    # -- shutdown ------------------------------------------------------------
+
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Refuse new requests, finish queued and running ones, then stop the threads."""
+        self._closing = True
+        if self._queue or self._busy:
+            self._idle = asyncio.Event()
+            self._schedule_dispatch(asyncio.get_running_loop())
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("model '%s': gave up waiting for %d queued rows", self.model.name,
+                            self._queued_rows)
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)

@@ -1,0 +1,391 @@
+"""Open Inference Protocol v2 REST codec: JSON tensors and the binary tensor data
+extension, both directions. No HTTP framework here: bytes in, bytes out."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..datatypes import numpy_dtype, to_bytes_array
+from ..errors import InvalidInput
+from ..models.base import Model, Tensors
+
+_LEN = struct.Struct("<I")
+
+
+@dataclass(slots=True)
+class InferRequest:
+    id: str | None
+    parameters: dict[str, Any]
+    inputs: Tensors
+    datatypes: dict[str, str]
+    # (name, binary?) per requested output; None means all outputs.
+    outputs: list[tuple[str, bool]] | None
+    binary_default: bool
+
+
+def loads_json(data: bytes | memoryview, what: str = "request") -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    # Python's json (and so tritonclient) writes NaN/Infinity for non-finite floats;
+    # orjson rejects those tokens, the standard library accepts them.
+    try:
+        return json.loads(bytes(data))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"malformed JSON in {what}: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"malformed JSON in {what}: nested too deeply") from None
+
+
+MAX_DIMS = 32
+MAX_ELEMENTS = 2**40  # far above any body we accept; guards numpy against absurd shapes
+
+
+def _shape(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    ):
+        raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {value!r}")
+    if len(value) > MAX_DIMS:
+        raise InvalidInput(f"{where}: shape has {len(value)} dimensions; at most {MAX_DIMS} are supported")
+    if any(d > MAX_ELEMENTS for d in value) or math.prod(d for d in value if d) > MAX_ELEMENTS:
+        raise InvalidInput(f"{where}: shape {value} is too large")
+    return tuple(value)
+
+
+def _params(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where}: 'parameters' must be an object")
+    return value
+
+
+def _flag(params: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    value = params.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{where}: parameter '{key}' must be true or false, got {value!r}")
+    return value
+
+
+def _json_tensor(where: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+    dtype = numpy_dtype(datatype)
+    count = math.prod(shape)
+    if not isinstance(data, list):
+        data = [data]
+    if datatype == "BYTES":
+        flat = _flatten(data, where)
+        if len(flat) != count:
+            raise InvalidInput(f"{where}: {len(flat)} elements for shape {list(shape)} ({count})")
+        for v in flat:
+            if not isinstance(v, str | bytes):
+                raise InvalidInput(f"{where}: BYTES elements must be strings, got {v!r}")
+        return to_bytes_array(np.array(flat, dtype=object)).reshape(shape)
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"{where}: data is ragged or not numeric ({exc})") from None
+    if arr.size != count:
+        raise InvalidInput(
+            f"{where}: {arr.size} elements do not fill shape {list(shape)} ({count} expected)"
+        )
+    kind = arr.dtype.kind
+    if count == 0:
+        return np.zeros(shape, dtype)
+    if dtype.kind == "b":
+        if kind != "b":
+            raise InvalidInput(f"{where}: BOOL data must be true/false")
+    elif dtype.kind in "iu":
+        if kind not in "iub":
+            # Integers past int64 make numpy fall back to float or object arrays.
+            return _big_ints(where, datatype, dtype, shape, data)
+        info = np.iinfo(dtype)
+        if kind != "b" and (arr.min() < info.min or arr.max() > info.max):
+            raise InvalidInput(f"{where}: value out of range for {datatype}")
+    elif kind not in "iufb":
+        raise InvalidInput(f"{where}: {datatype} data must be numbers")
+    elif kind == "f" and arr.dtype.itemsize > dtype.itemsize:
+        with np.errstate(over="ignore"):
+            out = arr.astype(dtype).reshape(shape)
+        # JSON spells infinity as Infinity: a finite number that overflows is a mistake.
+        if not np.isfinite(out).all() and np.isinf(out).sum() != np.isinf(arr).sum():
+            raise InvalidInput(f"{where}: a finite value is out of range for {datatype}")
+        return out
+    return arr.astype(dtype, copy=False).reshape(shape)
+
+
+def _big_ints(
+    where: str, datatype: str, dtype: np.dtype, shape: tuple[int, ...], data: list[Any]
+) -> np.ndarray:
+    flat = _flatten(data, where)
+    info = np.iinfo(dtype)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        # orjson reads integers past 64 bits as floats: still an out-of-range integer.
+        if all(isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer()
+               for v in flat) and any(not info.min <= v <= info.max for v in flat):
+            raise InvalidInput(f"{where}: value out of range for {datatype}")
+        raise InvalidInput(f"{where}: {datatype} data must be integers")
+    if min(flat) < info.min or max(flat) > info.max:
+        raise InvalidInput(f"{where}: value out of range for {datatype}")
+    return np.array(flat, dtype=dtype).reshape(shape)
+
+
+def _flatten(data: list[Any], where: str) -> list[Any]:
+    if not any(isinstance(v, list) for v in data):
+        return data
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for v in stack[-1]:
+            if isinstance(v, list):
+                stack.append(iter(v))
+                break
+            out.append(v)
+        else:
+            stack.pop()
+    return out
+
+
+def _binary_tensor(
+    where: str, datatype: str, shape: tuple[int, ...], buf: memoryview
+) -> np.ndarray:
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        items: list[bytes] = []
+        pos, end = 0, len(buf)
+        while pos < end:
+            if pos + 4 > end:
+                raise InvalidInput(f"{where}: truncated BYTES length prefix")
+            (n,) = _LEN.unpack_from(buf, pos)
+            pos += 4
+            if pos + n > end:
+                raise InvalidInput(f"{where}: BYTES element of {n} bytes overruns its tensor")
+            items.append(bytes(buf[pos : pos + n]))
+            pos += n
+        if len(items) != count:
+            raise InvalidInput(f"{where}: {len(items)} BYTES elements for shape {list(shape)}")
+        arr = np.empty(count, dtype=object)
+        arr[:] = items
+        return arr.reshape(shape)
+    dtype = numpy_dtype(datatype)
+    if len(buf) != count * dtype.itemsize:
+        raise InvalidInput(
+            f"{where}: binary_data_size {len(buf)} does not match shape {list(shape)} of "
+            f"{datatype} ({count * dtype.itemsize} bytes)"
+        )
+    arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    if dtype.kind == "b" and count and np.frombuffer(buf, np.uint8).max() > 1:
+        raise InvalidInput(f"{where}: BOOL bytes must be 0 or 1")
+    return arr
+
+
+def decode_request(body: bytes, header_length: int | None, model: Model) -> InferRequest:
+    """Decode an infer request body; `header_length` is Inference-Header-Content-Length."""
+    if header_length == 0:
+        return _decode_raw(body, model)
+    view = memoryview(body)
+    if header_length is None:
+        header, binary = view, view[0:0]
+    else:
+        if header_length < 0 or header_length > len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length {header_length} is outside the body "
+                f"of {len(body)} bytes"
+            )
+        header, binary = view[:header_length], view[header_length:]
+    doc = loads_json(header)
+    if not isinstance(doc, dict):
+        raise InvalidInput("the request must be a JSON object")
+    params = _params(doc.get("parameters"), "request")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInput("the request needs a non-empty 'inputs' list")
+    inputs: Tensors = {}
+    datatypes: dict[str, str] = {}
+    offset = 0
+    for i, item in enumerate(raw_inputs):
+        if not isinstance(item, dict):
+            raise InvalidInput(f"inputs[{i}] must be an object")
+        name = item.get("name")
+        if not isinstance(name, str):
+            raise InvalidInput(f"inputs[{i}] needs a string 'name'")
+        where = f"input '{name}'"
+        if name in inputs:
+            raise InvalidInput(f"{where} is given twice")
+        datatype = item.get("datatype")
+        if not isinstance(datatype, str):
+            raise InvalidInput(f"{where} needs a string 'datatype'")
+        shape = _shape(item.get("shape"), where)
+        p = _params(item.get("parameters"), where)
+        size = p.get("binary_data_size")
+        if size is not None:
+            if header_length is None:
+                raise InvalidInput(
+                    f"{where} has binary_data_size but the request has no "
+                    "Inference-Header-Content-Length header"
+                )
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InvalidInput(f"{where}: binary_data_size must be a non-negative integer")
+            if offset + size > len(binary):
+                raise InvalidInput(
+                    f"{where}: binary_data_size {size} overruns the body "
+                    f"({len(binary) - offset} bytes left)"
+                )
+            tensor = _binary_tensor(where, datatype, shape, binary[offset : offset + size])
+            offset += size
+        elif "data" in item:
+            tensor = _json_tensor(where, datatype, shape, item["data"])
+        else:
+            raise InvalidInput(f"{where} has neither 'data' nor binary_data_size")
+        inputs[name] = tensor
+        datatypes[name] = datatype
+    if offset != len(binary):
+        raise InvalidInput(f"{len(binary) - offset} bytes of binary data follow the last tensor")
+    binary_default = _flag(params, "binary_data_output", False, "request")
+    outputs = None
+    raw_outputs = doc.get("outputs")
+    if raw_outputs is not None:
+        if not isinstance(raw_outputs, list):
+            raise InvalidInput("'outputs' must be a list")
+        outputs = []
+        for i, item in enumerate(raw_outputs):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InvalidInput(f"outputs[{i}] needs a string 'name'")
+            where = f"output '{item['name']}'"
+            p = _params(item.get("parameters"), where)
+            if "classification" in p:
+                raise InvalidInput(f"{where}: the classification extension is not supported")
+            outputs.append((item["name"], _flag(p, "binary_data", binary_default, where)))
+    rid = doc.get("id")
+    if rid is not None and not isinstance(rid, str):
+        raise InvalidInput(f"'id' must be a string, got {rid!r}")
+    return InferRequest(
+        id=rid,
+        parameters=params,
+        inputs=inputs,
+        datatypes=datatypes,
+        outputs=outputs,
+        binary_default=binary_default,
+    )
+
+
+def _decode_raw(body: bytes, model: Model) -> InferRequest:
+    """Triton's raw binary request: the whole body is the model's single input."""
+    if len(model.inputs) != 1:
+        raise InvalidInput(
+            f"a raw binary request (Inference-Header-Content-Length: 0) needs a model with "
+            f"one input; '{model.name}' has {len(model.inputs)}"
+        )
+    spec = model.inputs[0]
+    if spec.datatype == "BYTES" or list(spec.shape).count(-1) > 1:
+        raise InvalidInput("a raw binary request needs a fixed-size datatype and one variable dim")
+    dtype = numpy_dtype(spec.datatype)
+    fixed = math.prod(d for d in spec.shape if d != -1) * dtype.itemsize
+    variable = -1 in spec.shape
+    if (variable and (fixed == 0 or len(body) % fixed)) or (not variable and len(body) != fixed):
+        raise InvalidInput(f"raw body of {len(body)} bytes does not fit shape {list(spec.shape)}")
+    shape = tuple(len(body) // fixed if d == -1 else d for d in spec.shape)
+    return InferRequest(
+        id=None,
+        parameters={},
+        inputs={spec.name: np.frombuffer(body, dtype=dtype).reshape(shape)},
+        datatypes={spec.name: spec.datatype},
+        outputs=None,
+        binary_default=True,
+    )
+
+
+def select_outputs(req: InferRequest, model: Model) -> list[tuple[str, bool]]:
+    """The outputs to return, in order, each with its binary flag."""
+    if req.outputs is None:
+        return [(o.name, req.binary_default) for o in model.outputs]
+    known = {o.name for o in model.outputs}
+    for name, _ in req.outputs:
+        if name not in known:
+            raise InvalidInput(
+                f"unknown output '{name}' for model '{model.name}'; expected {sorted(known)}"
+            )
+    return req.outputs
+
+
+def _bytes_payload(arr: np.ndarray) -> bytes:
+    parts = []
+    for v in arr.reshape(-1).tolist():
+        b = v if isinstance(v, bytes) else str(v).encode("utf-8")
+        parts.append(_LEN.pack(len(b)))
+        parts.append(b)
+    return b"".join(parts)
+
+
+def _json_bytes_data(arr: np.ndarray, name: str) -> list[str]:
+    out = []
+    for v in arr.reshape(-1).tolist():
+        if isinstance(v, bytes):
+            try:
+                v = v.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(
+                    f"output '{name}' holds bytes that are not UTF-8; request it with "
+                    "binary_data=true"
+                ) from None
+        out.append(v if isinstance(v, str) else str(v))
+    return out
+
+
+def encode_response(
+    *,
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: Tensors,
+    selected: Sequence[tuple[str, bool]],
+    datatypes: Mapping[str, str],
+) -> tuple[bytes, int | None]:
+    """Encode an infer response; returns (body, Inference-Header-Content-Length or None)."""
+    out_docs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    non_finite = False
+    for name, binary in selected:
+        arr = outputs[name]
+        datatype = datatypes[name]
+        doc: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
+        if binary:
+            if datatype == "BYTES":
+                blob = _bytes_payload(arr)
+            else:
+                blob = np.ascontiguousarray(arr, dtype=numpy_dtype(datatype)).tobytes()
+            doc["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        elif datatype == "BYTES":
+            doc["data"] = _json_bytes_data(arr, name)
+        else:
+            flat = np.ascontiguousarray(arr, dtype=numpy_dtype(datatype)).reshape(-1)
+            if flat.dtype.kind == "f" and flat.size and not np.isfinite(flat).all():
+                non_finite = True
+            doc["data"] = flat
+        out_docs.append(doc)
+    resp: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request_id is not None:
+        resp["id"] = request_id
+    resp["outputs"] = out_docs
+    if non_finite:
+        # orjson would write null; Python's json writes NaN/Infinity, which V2
+        # clients (json.loads) read back as the same floats.
+        for doc in out_docs:
+            if isinstance(doc.get("data"), np.ndarray):
+                doc["data"] = doc["data"].tolist()
+        header = json.dumps(resp, separators=(",", ":")).encode()
+    else:
+        header = orjson.dumps(resp, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)

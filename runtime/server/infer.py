@@ -1,0 +1,151 @@
+"""POST .../infer as a bare ASGI endpoint.
+
+This is the hot path, so it skips Starlette's request, routing and middleware
+objects (worth tens of microseconds per request on a small model; see
+bench/latency.py): one pass over the raw headers, the body straight from
+`receive`, the response as two ASGI messages. Everything else stays on Starlette.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidInput, MlrtError, ModelFailure, ModelNotReady, Overloaded
+from ..models import check_inputs
+from ..repository import LoadedModel, Repository
+from .body import compress, read_body
+from .codec import InferRequest, decode_request, encode_response, select_outputs
+from .errors import status_of
+
+log = logging.getLogger("mlrt.server")
+
+# Bodies larger than this are decoded and encoded on a worker thread, so one big
+# request never holds the event loop for more than tens of microseconds.
+OFFLOAD_BYTES = 64 * 1024
+COMPRESS_MIN_BYTES = 4096
+
+_JSON = b"application/json"
+_BINARY = b"application/octet-stream"
+
+
+def match_infer(path: str) -> tuple[str, str | None] | None:
+    """(model, version) for `/v2/models/{m}[/versions/{v}]/infer`, else None."""
+    if not path.startswith("/v2/models/") or not path.endswith("/infer"):
+        return None
+    parts = path[len("/v2/models/") : -len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return parts[0], None
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return parts[0], parts[2]
+    return None
+
+
+def _timeout_s(req: InferRequest, entry: LoadedModel) -> float | None:
+    """The deadline: V2 parameter `timeout` in microseconds (as Triton's clients send it)."""
+    raw = req.parameters.get("timeout")
+    if raw is None:
+        raw = entry.config.timeout_us
+    elif not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise InvalidInput(f"parameter 'timeout' must be a non-negative integer (µs), got {raw!r}")
+    return raw / 1e6 if raw else None
+
+
+def _header_length(headers: dict[bytes, bytes]) -> int | None:
+    raw = headers.get(b"inference-header-content-length")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid Inference-Header-Content-Length {raw.decode(errors='replace')!r}"
+        ) from None
+
+
+async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class InferEndpoint:
+    def __init__(self, repository: Repository, max_body_bytes: int) -> None:
+        self.repository = repository
+        self.max_body_bytes = max_body_bytes
+        self.output_datatypes: dict[int, dict[str, str]] = {}
+        # Infer requests between arrival and response, across all models.
+        self.in_flight = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, target: tuple[str, str | None]) -> None:
+        headers = dict(scope["headers"])  # names arrive lower-cased
+        self.in_flight += 1
+        try:
+            body, content_type, extra = await self._infer(target, headers, receive)
+            status = 200
+        except MlrtError as exc:
+            status = status_of(exc)
+            if isinstance(exc, ModelFailure):
+                log.error("%s", exc, exc_info=exc.cause)
+            body, content_type = orjson.dumps({"error": str(exc)}), _JSON
+            extra = []
+            if isinstance(exc, Overloaded | ModelNotReady):
+                extra.append((b"retry-after", str(max(1, round(getattr(exc, "retry_after_s", 1)))).encode()))
+        except ConnectionAbortedError:
+            return
+        except Exception:
+            log.exception("internal error in infer")
+            status, body, content_type, extra = 500, b'{"error":"internal server error"}', _JSON, []
+        finally:
+            self.in_flight -= 1
+        extra.append((b"content-type", content_type))
+        await _send(send, status, body, extra)
+
+    async def _infer(
+        self, target: tuple[str, str | None], headers: dict[bytes, bytes], receive: Any
+    ) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
+        entry = self.repository.get(*target)
+        model = entry.model
+        body = await read_body(receive, headers, self.max_body_bytes)
+        header_length = _header_length(headers)
+        big = len(body) > OFFLOAD_BYTES
+        loop = asyncio.get_running_loop()
+        if big:
+            req = await loop.run_in_executor(None, decode_request, body, header_length, model)
+        else:
+            req = decode_request(body, header_length, model)
+        check_inputs(model, req.inputs, req.datatypes)
+        selected = select_outputs(req, model)
+        outputs = await entry.runner.infer(
+            req.inputs, timeout_s=_timeout_s(req, entry), alone=self.in_flight == 1
+        )
+        datatypes = self.output_datatypes.get(id(entry))
+        if datatypes is None:
+            datatypes = self.output_datatypes[id(entry)] = {o.name: o.datatype for o in model.outputs}
+
+        def encode() -> tuple[bytes, int | None]:
+            return encode_response(
+                model_name=model.name,
+                model_version=model.version,
+                request_id=req.id,
+                outputs=outputs,
+                selected=selected,
+                datatypes=datatypes,
+            )
+
+        payload, header_len = await loop.run_in_executor(None, encode) if big else encode()
+        extra: list[tuple[bytes, bytes]] = []
+        if header_len is None:
+            content_type = _JSON
+        else:
+            content_type = _BINARY
+            extra.append((b"inference-header-content-length", str(header_len).encode()))
+        accept = headers.get(b"accept-encoding")
+        if accept and len(payload) >= COMPRESS_MIN_BYTES:
+            payload, encoding = compress(payload, accept.decode("latin-1"))
+            if encoding:
+                extra.append((b"content-encoding", encoding.encode()))
+        return payload, content_type, extra

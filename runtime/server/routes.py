@@ -1,0 +1,91 @@
+"""Open Inference Protocol v2 REST routes other than infer (runtime/server/infer.py),
+plus Triton's model configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import __version__
+from ..repository import LoadedModel, Repository
+
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+
+_TRITON_TYPES = {"BYTES": "TYPE_STRING"}
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+
+
+def _repo(request: Request) -> Repository:
+    return request.app.state.repository  # type: ignore[no-any-return]
+
+
+def _entry(request: Request) -> LoadedModel:
+    p = request.path_params
+    return _repo(request).get(p["model"], p.get("version"))
+
+
+async def live(request: Request) -> Response:
+    return Response(status_code=200)
+
+
+async def ready(request: Request) -> Response:
+    ok = _repo(request).ready and not request.app.state.shutting_down
+    return Response(status_code=200 if ok else 503)
+
+
+async def server_metadata(request: Request) -> Response:
+    return _json({"name": "mlrt", "version": __version__, "extensions": EXTENSIONS})
+
+
+async def model_metadata(request: Request) -> Response:
+    entry = _entry(request)
+    m = entry.model
+    versions = list(_repo(request).models[m.name])
+    return _json(
+        {
+            "name": m.name,
+            "versions": versions,
+            "platform": m.platform,
+            "inputs": [s.to_dict() for s in m.inputs],
+            "outputs": [s.to_dict() for s in m.outputs],
+        }
+    )
+
+
+async def model_ready(request: Request) -> Response:
+    _entry(request)  # 404 for unknown, 503 for not ready
+    return Response(status_code=200)
+
+
+def _triton_tensor(spec: Any, batched: bool) -> dict[str, Any]:
+    dims = list(spec.shape[1:] if batched else spec.shape)
+    return {
+        "name": spec.name,
+        "data_type": _TRITON_TYPES.get(spec.datatype, f"TYPE_{spec.datatype}"),
+        "dims": dims,
+    }
+
+
+async def model_config(request: Request) -> Response:
+    entry = _entry(request)
+    m = entry.model
+    batched = entry.batchable
+    doc: dict[str, Any] = {
+        "name": m.name,
+        "platform": m.platform,
+        "backend": "onnxruntime" if m.platform.startswith("onnx") else "python",
+        "version_policy": {"specific": {"versions": [m.version]}},
+        "max_batch_size": entry.config.max_batch_size if batched else 0,
+        "input": [_triton_tensor(s, batched) for s in m.inputs],
+        "output": [_triton_tensor(s, batched) for s in m.outputs],
+        "instance_group": [{"count": entry.config.instances, "kind": "KIND_CPU"}],
+    }
+    if batched:
+        doc["dynamic_batching"] = {}
+    return _json(doc)

@@ -1,0 +1,83 @@
+"""Run the server with uvicorn on uvloop and httptools."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+
+from ..config import ServerConfig
+from ..errors import MlrtError
+from ..repository import Repository
+from .app import create_app
+
+log = logging.getLogger("mlrt.server")
+
+
+class ServeError(MlrtError):
+    """The server failed to start (e.g. the port is taken)."""
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a graceful stop on SIGTERM/SIGINT exits with status 0.
+
+        uvicorn re-raises the captured signal after shutting down, so the process
+        would die by that signal even though nothing was lost.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            originals = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+def serve(config: ServerConfig, repository: Repository | None = None) -> None:
+    """Load the configured models (unless given) and serve until SIGINT/SIGTERM."""
+    import uvicorn
+
+    setup_logging(config.log_level)
+    if repository is None:
+        repository = Repository.load(config.models)
+    for entry in repository.entries():
+        m = entry.model
+        sig_in = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.inputs)
+        sig_out = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.outputs)
+        log.info("model %s v%s (%s): (%s) -> (%s)", m.name, m.version, m.platform, sig_in, sig_out)
+    app = create_app(config, repository)
+    log.info("mlrt serving %d model(s) on %s", len(repository.entries()), config.url)
+    uv_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        log_level=config.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=config.graceful_timeout_s,
+    )
+    server = _server_class()(uv_config)
+    server.run()
+    if not server.started:
+        raise ServeError(f"the server could not start on {config.url} (see the log above)")
