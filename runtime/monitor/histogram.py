@@ -1,0 +1,285 @@
+"""Streaming bin counts of live traffic against a reference profile."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from . import kernels
+from .profile import CATEGORICAL, FeatureProfile, Profile
+from .tabular import to_columns
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+class Histogram:
+    """Counts of live rows in the bins of a profile, and drift against it.
+
+    Counts live in a ring of ``windows`` sub-window arrays; the current one is
+    written by ``update``, ``rotate`` (or ``rows_per_window`` /
+    ``seconds_per_window``) starts the next, and ``counts`` is the sum of the
+    ring: a sliding window.  With one window (the default) counts accumulate
+    until ``reset``.  Counts from other processes ``merge`` exactly.
+
+    >>> import numpy as np
+    >>> ref = Profile.fit(np.random.default_rng(0).normal(size=(10_000, 2)))
+    >>> h = Histogram(ref)
+    >>> h.update(np.random.default_rng(1).normal(size=(5_000, 2)))
+    >>> bool((h.psi() < 0.1).all())
+    True
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        section: str = "features",
+        windows: int = 1,
+        rows_per_window: int | None = None,
+        seconds_per_window: float | None = None,
+        eps: float = kernels.DEFAULT_EPS,
+    ) -> None:
+        if section not in ("features", "outputs"):
+            raise ValueError(f"section must be 'features' or 'outputs', got {section!r}")
+        if windows < 1:
+            raise ValueError(f"windows must be >= 1, got {windows}")
+        if rows_per_window is not None and rows_per_window < 1:
+            raise ValueError(f"rows_per_window must be >= 1, got {rows_per_window}")
+        if seconds_per_window is not None and not seconds_per_window > 0:
+            raise ValueError(f"seconds_per_window must be > 0, got {seconds_per_window}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        feats: list[FeatureProfile] = list(getattr(profile, section))
+        self.profile = profile
+        self.features = feats
+        self.names = [f.name for f in feats]
+        self.eps = float(eps)
+        self.rows_per_window = rows_per_window
+        self.seconds_per_window = seconds_per_window
+
+        sizes = [f.n_slots for f in feats]
+        self.offsets = np.zeros(len(feats) + 1, dtype=np.int64)
+        self.offsets[1:] = np.cumsum(sizes)
+        n_slots = int(self.offsets[-1])
+        self.expected = np.array([c for f in feats for c in f.counts], dtype=np.int64).reshape(n_slots)
+        self._ring = np.zeros((windows, n_slots), dtype=np.int64)
+        self._slot_rows = [0] * windows
+        self._slot = 0
+        self._slot_started = time.monotonic()
+        self._window = np.zeros(n_slots, dtype=np.int64)
+        self._stat = np.empty(len(feats), dtype=np.float64)
+
+        num = [j for j, f in enumerate(feats) if f.kind != CATEGORICAL]
+        edges64, edge_offsets = kernels.flatten_edges([feats[j].edges for j in num])
+        self._num_cols = np.array(num, dtype=np.int64)
+        self._numeric = kernels.NumericCounter(
+            edges64,
+            kernels.edges_as_float32(edges64),
+            edge_offsets,
+            self._num_cols,
+            self.offsets[:-1][self._num_cols].copy(),
+            self._ring[0],
+        )
+        self._cat = [j for j, f in enumerate(feats) if f.kind == CATEGORICAL]
+        self._cat_numeric = [j for j in self._cat if _numeric_levels(feats[j].levels)]
+        self._cat_levels, self._cat_level_offsets = kernels.flatten_edges([])
+        if self._cat_numeric:
+            flat = [np.asarray(feats[j].levels, dtype=np.float64) for j in self._cat_numeric]
+            self._cat_levels = np.concatenate(flat)
+            self._cat_level_offsets = np.zeros(len(flat) + 1, dtype=np.int64)
+            self._cat_level_offsets[1:] = np.cumsum([a.size for a in flat])
+        self._tables = [_level_table(feats[j].levels) for j in self._cat]
+        self._n_levels = np.array([len(feats[j].levels) for j in self._cat], dtype=np.int64)
+        self._dispatch = {
+            np.dtype(np.float32): self._numeric.update_f32,
+            np.dtype(np.float64): self._numeric.update_f64,
+        }
+        self._numeric_only = not self._cat
+        self._update_f32 = self._numeric.update_f32
+        self._update_f64 = self._numeric.update_f64
+        self._n_features = len(feats)
+        self._rotating = rows_per_window is not None or seconds_per_window is not None
+
+    # -- counting ---------------------------------------------------------------
+    def update(self, X: Any) -> None:
+        """Count rows: a 2-D array (columns in profile order), one 1-D row, a
+        mapping of named columns, or a pyarrow Table/RecordBatch."""
+        # Fast path, ~0.5 us for one row: identity checks only, no allocation.
+        if type(X) is np.ndarray and self._numeric_only:
+            dt = X.dtype
+            fn = self._update_f32 if dt is _F32 else self._update_f64 if dt is _F64 else None
+            shape = X.shape
+            if fn is not None and shape[-1] == self._n_features:
+                if len(shape) == 1:
+                    X = X.reshape(1, -1)
+                    shape = X.shape
+                if len(shape) == 2:
+                    if self._rotating:
+                        self._maybe_rotate()
+                    fn(X)
+                    self._slot_rows[self._slot] += shape[0]
+                    return
+        self._update_slow(X)
+
+    def _maybe_rotate(self) -> None:
+        rows = self.rows_per_window
+        secs = self.seconds_per_window
+        if rows is not None and self._slot_rows[self._slot] >= rows:
+            self.rotate()
+        elif secs is not None and time.monotonic() - self._slot_started >= secs:
+            self.rotate()
+
+    def _update_slow(self, X: Any) -> None:
+        if isinstance(X, np.ndarray) and X.dtype != object and X.dtype.kind in "fiub":
+            M = X.reshape(1, -1) if X.ndim == 1 else X
+            if M.ndim != 2 or M.shape[1] != len(self.names):
+                raise ValueError(
+                    f"expected rows of {len(self.names)} features {self.names}, got shape {X.shape}"
+                )
+            if M.dtype not in self._dispatch:
+                M = M.astype(np.float64)
+            objects = None
+        else:
+            M, objects = self._matrices(X)
+        if self._rotating:
+            self._maybe_rotate()
+        counts = self._ring[self._slot]
+        if len(self._num_cols):
+            self._dispatch[M.dtype](M)
+        self._slot_rows[self._slot] += M.shape[0]
+        if not self._cat:
+            return
+        cat_num = np.array(self._cat_numeric, dtype=np.int64)
+        if objects is None and len(cat_num) == len(self._cat):
+            kernels.count_levels_float(
+                M,
+                cat_num,
+                self._cat_levels,
+                self._cat_level_offsets,
+                self.offsets[:-1][cat_num].copy(),
+                counts,
+            )
+            return
+        if objects is None:
+            objects = M.astype(object)
+        cat = np.array(self._cat, dtype=np.int64)
+        kernels.count_levels_object(
+            objects, cat, self._tables, self._n_levels, self.offsets[:-1][cat].copy(), counts
+        )
+
+    def _matrices(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A float64 matrix for the numeric kernel and an object one for the rest."""
+        if isinstance(X, np.ndarray):
+            arr = X.reshape(1, -1) if X.ndim == 1 else X
+            if arr.ndim != 2 or arr.shape[1] != len(self.names):
+                raise ValueError(f"expected rows of {len(self.names)} features, got shape {X.shape}")
+            columns = {n: arr[:, j] for j, n in enumerate(self.names)}
+        else:
+            columns = to_columns(X) if not isinstance(X, Mapping) else to_columns(dict(X))
+            missing = [n for n in self.names if n not in columns]
+            if missing:
+                raise ValueError(f"input lacks feature(s) {missing}")
+        n = len(next(iter(columns.values()))) if columns else 0
+        M = np.full((n, len(self.names)), np.nan)
+        objects = np.empty((n, len(self.names)), dtype=object)
+        for j, name in enumerate(self.names):
+            col = columns[name]
+            if self.features[j].kind == CATEGORICAL:
+                objects[:, j] = col
+            else:
+                try:
+                    M[:, j] = np.asarray(col, dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise ValueError(f"feature {name!r} is numeric; got {col[:3]!r}") from None
+        return M, objects
+
+    # -- windows ----------------------------------------------------------------
+    def rotate(self) -> None:
+        """Start the next sub-window, dropping the oldest one's counts."""
+        self._slot = (self._slot + 1) % len(self._ring)
+        self._ring[self._slot] = 0
+        self._slot_rows[self._slot] = 0
+        self._slot_started = time.monotonic()
+        self._numeric.retarget(self._ring[self._slot])
+
+    def reset(self) -> None:
+        """Drop every count."""
+        self._ring[:] = 0
+        self._slot_rows = [0] * len(self._ring)
+        self._slot_started = time.monotonic()
+
+    def merge(self, other: Histogram | np.ndarray) -> None:
+        """Add another histogram's window counts (same profile) into the current window."""
+        if isinstance(other, Histogram):
+            if other.names != self.names or not np.array_equal(other.offsets, self.offsets):
+                raise ValueError("cannot merge histograms of different profiles")
+            src, rows = other.counts, other.rows
+        else:
+            src, rows = np.ascontiguousarray(other, dtype=np.int64), None
+            if src.shape != self._window.shape:
+                raise ValueError(f"counts must have shape {self._window.shape}, got {src.shape}")
+        kernels.add_into(self._ring[self._slot], src)
+        if rows is None:
+            rows = self._rows_in(src)
+        self._slot_rows[self._slot] += rows
+
+    def _rows_in(self, counts: np.ndarray) -> int:
+        # Every row lands in exactly one slot of every feature.
+        return int(counts[: self.offsets[1]].sum()) if len(self.names) else 0
+
+    # -- results ----------------------------------------------------------------
+    @property
+    def counts(self) -> np.ndarray:
+        """Window counts, flat: feature j owns ``counts[offsets[j]:offsets[j+1]]``."""
+        if len(self._ring) == 1:
+            return self._ring[0].copy()
+        kernels.sum_slots(self._ring, self._window)
+        return self._window.copy()
+
+    @property
+    def rows(self) -> int:
+        return sum(self._slot_rows)
+
+    def feature_counts(self) -> dict[str, np.ndarray]:
+        c = self.counts
+        return {n: c[self.offsets[j] : self.offsets[j + 1]] for j, n in enumerate(self.names)}
+
+    def _current(self) -> np.ndarray:
+        if len(self._ring) == 1:
+            return self._ring[0]
+        kernels.sum_slots(self._ring, self._window)
+        return self._window
+
+    def psi(self) -> np.ndarray:
+        """PSI per feature (profile order); NaN for a feature with no rows yet."""
+        kernels.psi_into(self.expected, self._current(), self.offsets, self.eps, self._stat)
+        return self._stat.copy()
+
+    def js(self) -> np.ndarray:
+        """Jensen-Shannon distance (base 2) per feature."""
+        kernels.js_into(self.expected, self._current(), self.offsets, self._stat)
+        return self._stat.copy()
+
+    def chi2(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pearson chi-square and degrees of freedom per feature."""
+        dof = np.empty(len(self.names), dtype=np.int64)
+        kernels.chi2_into(self.expected, self._current(), self.offsets, self.eps, self._stat, dof)
+        return self._stat.copy(), dof
+
+
+def _numeric_levels(levels: list[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels)
+
+
+def _level_table(levels: list[Any]) -> dict[Any, int]:
+    table: dict[Any, int] = {}
+    for slot, v in enumerate(levels):
+        table[v] = slot
+        if isinstance(v, str):
+            # V2 BYTES tensors arrive as bytes; count them as their text level.
+            table[v.encode("utf-8")] = slot
+    return table

@@ -1,0 +1,104 @@
+"""Turn the data users hand us (numpy, dicts, pyarrow, Parquet, CSV) into named columns.
+
+pyarrow is imported only when a file or an Arrow object is involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+Columns = dict[str, np.ndarray]
+
+
+def read_table(path: str | PathLike[str]) -> object:
+    """Read a Parquet, CSV or Arrow IPC file into a pyarrow Table."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such data file: {p}")
+    suffixes = [s.lower() for s in p.suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(p)
+    if ".csv" in suffixes or ".tsv" in suffixes:
+        import pyarrow.csv as pacsv
+
+        parse = pacsv.ParseOptions(delimiter="\t" if ".tsv" in suffixes else ",")
+        # An empty CSV field is a missing value, not the level "".
+        convert = pacsv.ConvertOptions(strings_can_be_null=True)
+        return pacsv.read_csv(p, parse_options=parse, convert_options=convert)
+    if suffixes and suffixes[-1] in (".arrow", ".feather", ".ipc"):
+        import pyarrow.feather as feather
+
+        return feather.read_table(p)
+    raise ValueError(f"cannot tell the format of {p}: use .parquet, .csv, .tsv or .arrow")
+
+
+def to_columns(data: object, names: Sequence[str] | None = None) -> Columns:
+    """Named 1-D columns from a 2-D array, a mapping, a pyarrow Table/RecordBatch or a path."""
+    if isinstance(data, (str, PathLike)):
+        data = read_table(data)
+    if isinstance(data, Mapping):
+        cols = {str(k): _column_array(v) for k, v in data.items()}
+    elif hasattr(data, "column_names") and hasattr(data, "column"):
+        cols = {
+            str(name): _arrow_to_numpy(data.column(i))  # type: ignore[attr-defined]
+            for i, name in enumerate(data.column_names)  # type: ignore[attr-defined]
+        }
+    else:
+        arr = np.asarray(data)
+        if arr.ndim == 1:
+            arr = arr.reshape(-1, 1)
+        if arr.ndim != 2:
+            raise ValueError(f"expected a 2-D array (rows x features), got {arr.ndim}-D")
+        if names is None:
+            names = [f"f{i}" for i in range(arr.shape[1])]
+        if len(names) != arr.shape[1]:
+            raise ValueError(f"{len(names)} names for {arr.shape[1]} columns")
+        # One transposing copy makes every column contiguous: per-column work
+        # (partition, hashing) then never re-reads a C-order matrix per column.
+        cols_t = np.ascontiguousarray(arr.T)
+        return {str(n): cols_t[i] for i, n in enumerate(names)}
+    lengths = {v.shape[0] for v in cols.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"columns differ in length: {sorted(lengths)}")
+    return cols
+
+
+def _column_array(values: object) -> np.ndarray:
+    if hasattr(values, "to_numpy") and hasattr(values, "null_count"):
+        return _arrow_to_numpy(values)
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"each column must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+def _arrow_to_numpy(column: object) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    col = column
+    if isinstance(col, pa.ChunkedArray) and pat.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    elif isinstance(col, pa.Array) and pat.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    typ = col.type  # type: ignore[attr-defined]
+    if pat.is_integer(typ) or pat.is_floating(typ) or pat.is_boolean(typ):
+        if col.null_count:  # type: ignore[attr-defined]
+            # Arrow nulls in a numeric column become NaN, the missing bucket.
+            col = col.cast(pa.float64())
+        elif pat.is_boolean(typ):
+            col = col.cast(pa.int8())
+        return np.asarray(col.to_numpy(zero_copy_only=False))  # type: ignore[attr-defined]
+    if pat.is_binary(typ) or pat.is_large_binary(typ):
+        col = col.cast(pa.string())
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)  # type: ignore[attr-defined]
+
+
+def is_numeric(column: np.ndarray) -> bool:
+    return column.dtype.kind in "fiub"

@@ -1,0 +1,130 @@
+"""Native numeric bin counts against the numpy oracle (searchsorted side="right")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from runtime.monitor import _reference as ref
+from runtime.monitor import kernels
+
+SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 1e300, -1e300, 3.4e38, 5e-324]
+
+
+@st.composite
+def edges_lists(draw, n_features):
+    out = []
+    for _ in range(n_features):
+        # 0 edges (one bin) up to more than LINEAR_MAX_EDGES (binary-search path).
+        k = draw(st.sampled_from([0, 1, 2, 9, 20, 64, 65, 130]))
+        # Half the time float32-representable, so float32 data can hit them exactly.
+        width = draw(st.sampled_from([32, 64]))
+        vals = draw(hnp.arrays(np.float64, k, elements=st.floats(-1e6, 1e6, width=width)))
+        out.append(np.unique(vals))
+    return out
+
+
+@st.composite
+def cases(draw):
+    n_features = draw(st.integers(1, 5))
+    edges = draw(edges_lists(n_features))
+    n_rows = draw(st.sampled_from([0, 1, 2, 15, 16, 17, 255, 256, 257, 600]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    pool = np.concatenate([np.asarray(SPECIALS)] + [e for e in edges])
+    with np.errstate(over="ignore"):
+        # Values exactly on the edges as the input dtype sees them.
+        pool = np.unique(pool.astype(dtype)).astype(np.float64)
+    # Values drawn from the edges themselves, the specials, and anywhere.
+    elems = st.one_of(
+        st.sampled_from(pool.tolist()),
+        st.floats(allow_nan=True, allow_infinity=True, width=32 if dtype == np.float32 else 64),
+    )
+    X = draw(hnp.arrays(dtype, (n_rows, n_features), elements=elems))
+    layout = draw(st.sampled_from(["C", "F", "strided", "reversed"]))
+    if layout == "F":
+        X = np.asfortranarray(X)
+    elif layout == "strided":
+        big = np.zeros((n_rows * 2, n_features * 3), dtype=dtype)
+        big[::2, ::3] = X
+        X = big[::2, ::3]
+    elif layout == "reversed":
+        X = np.ascontiguousarray(X[::-1])[::-1]
+    return X, edges
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_matches_oracle(case):
+    X, edges = case
+    np.testing.assert_array_equal(kernels.count_numeric(X, edges), ref.count_numeric(X, edges))
+
+
+@settings(max_examples=100, deadline=None)
+@given(cases())
+def test_counter_matches_oracle_and_accumulates(case):
+    X, edges = case
+    flat, eoff = kernels.flatten_edges(edges)
+    n = len(edges)
+    coff = eoff[:-1] + 2 * np.arange(n, dtype=np.int64)
+    counts = np.zeros(int(eoff[-1]) + 2 * n, dtype=np.int64)
+    counter = kernels.NumericCounter(
+        flat, kernels.edges_as_float32(flat), eoff, np.arange(n, dtype=np.int64), coff, counts
+    )
+    update = counter.update_f32 if X.dtype == np.float32 else counter.update_f64
+    update(X)
+    update(X)
+    np.testing.assert_array_equal(counts, 2 * ref.count_numeric(X, edges))
+
+
+def test_values_on_edges_go_up():
+    X = np.array([[1.0], [2.0], [np.nextafter(1.0, 0)], [np.inf], [-np.inf], [np.nan]])
+    counts = kernels.count_numeric(X, [np.array([1.0, 2.0])])
+    # bins (-inf,1) [1,2) [2,inf) then missing
+    assert counts.tolist() == [2, 1, 2, 1]
+
+
+def test_float32_rounding_of_edges():
+    # 0.1 is not a float32; float32(0.1) > 0.1 must land above the edge,
+    # the float32 just below it must not.
+    e = 0.1
+    x = np.array([[np.float32(e)], [np.nextafter(np.float32(e), np.float32(0))]], np.float32)
+    assert kernels.count_numeric(x, [np.array([e])]).tolist() == [1, 1, 0]
+    big = np.array([[np.float32(3.4e38)], [np.float32(np.inf)]], np.float32)
+    assert kernels.count_numeric(big, [np.array([3.5e38])]).tolist() == [1, 1, 0]
+
+
+def test_many_bins_large_block():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(5000, 3))
+    edges = [np.sort(rng.normal(size=k)) for k in (1, 64, 500)]
+    np.testing.assert_array_equal(kernels.count_numeric(X, edges), ref.count_numeric(X, edges))
+
+
+def test_column_selection_and_layout_checks():
+    from runtime._native import _histogram
+
+    X = np.arange(12, dtype=np.float64).reshape(4, 3)
+    edges = np.array([5.0])
+    eoff = np.array([0, 1], dtype=np.int64)
+    counts = np.zeros(3, dtype=np.int64)
+    _histogram.count_numeric(X, np.array([2], np.int64), edges, eoff, np.zeros(1, np.int64), counts)
+    assert counts.tolist() == [1, 3, 0]  # column 2 is 2, 5, 8, 11
+    with pytest.raises(ValueError, match="reads column 3"):
+        _histogram.count_numeric(X, np.array([3], np.int64), edges, eoff, np.zeros(1, np.int64), counts)
+    with pytest.raises(ValueError, match="outside counts"):
+        _histogram.count_numeric(X, np.array([0], np.int64), edges, eoff, np.array([2], np.int64), counts)
+
+
+def test_rejects_bad_edges():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        kernels.count_numeric(np.zeros((1, 1)), [np.array([2.0, 1.0])])
+    with pytest.raises(ValueError, match="finite"):
+        kernels.count_numeric(np.zeros((1, 1)), [np.array([np.nan])])
+
+
+def test_integer_input_is_binned_as_float64():
+    X = np.array([[0], [1], [2]], dtype=np.int64)
+    assert kernels.count_numeric(X, [np.array([1.0])]).tolist() == [1, 2, 0]
