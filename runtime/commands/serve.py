@@ -1,0 +1,75 @@
+"""Serve models over the Open Inference Protocol (KServe V2 / Triton REST).
+
+MODEL is one of:
+  path/to/model.onnx            served as 'model'
+  name=path/to/model.onnx
+  name=package.module:object    an in-process Python model
+
+Settings come from --config (TOML), then MLRT_* environment variables
+(MLRT_HOST, MLRT_PORT, MLRT_LOG_LEVEL, MLRT_MAX_BODY_BYTES, MLRT_GRACEFUL_TIMEOUT,
+MLRT_CONFIG), then flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import LOG_LEVELS
+
+NAME = "serve"
+HELP = "serve models over HTTP (Open Inference Protocol v2)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="*", metavar="MODEL", help="model to serve (see above)")
+    p.add_argument("--config", help="TOML config file with [server] and [[models]]")
+    p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 8000)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    p.add_argument("--max-body-bytes", type=int, help="largest request body (default 64 MiB)")
+    p.add_argument(
+        "--graceful-timeout", type=float, help="seconds to finish in-flight work on SIGTERM (default 30)"
+    )
+    b = p.add_argument_group("batching (applies to every model; per model in TOML)")
+    b.add_argument("--max-batch-size", type=int, help="most rows per model call (default 128)")
+    b.add_argument(
+        "--max-queue-delay-us", type=int, help="hold a partial batch this long for company (default 0)"
+    )
+    b.add_argument("--instances", type=int, help="concurrent model executions (default 1)")
+    b.add_argument(
+        "--max-queue-rows", type=int, help="queued rows past which requests get 503 (default 8192)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import build_server_config
+    from ..errors import MlrtError
+    from ..server.run import serve
+
+    try:
+        config = build_server_config(
+            config_file=args.config,
+            models=args.models,
+            overrides={
+                "host": args.host,
+                "port": args.port,
+                "log_level": args.log_level,
+                "max_body_bytes": args.max_body_bytes,
+                "graceful_timeout_s": args.graceful_timeout,
+            },
+            model_overrides={
+                "max_batch_size": args.max_batch_size,
+                "max_queue_delay_us": args.max_queue_delay_us,
+                "instances": args.instances,
+                "max_queue_rows": args.max_queue_rows,
+            },
+        )
+        if not config.models:
+            print("mlrt serve: no models given (pass MODEL or [[models]] in --config)", file=sys.stderr)
+            return 2
+        serve(config)
+    except MlrtError as exc:
+        print(f"mlrt serve: {exc}", file=sys.stderr)
+        return 1
+    return 0

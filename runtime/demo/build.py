@@ -1,0 +1,88 @@
+"""Rebuild the demo model and data from scikit-learn's bundled breast cancer data set
+(Wisconsin Diagnostic Breast Cancer, 569 rows x 30 features; UCI ML repository).
+
+    python -m runtime.demo.build      # needs the `test` extra (scikit-learn, onnx)
+
+Writes runtime/demo/model.onnx (a 30-16-2 MLP, input standardization folded into
+the first layer) and runtime/demo/data.npz (features, labels, feature names, and
+the row split used for training). Deterministic: the same inputs give the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.neural_network import MLPClassifier
+
+    data = load_breast_cancer()
+    X = data.data.astype(np.float64)
+    y = data.target.astype(np.int64)
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(X))
+    train = np.sort(order[: int(0.7 * len(X))])
+    mu, sd = X[train].mean(axis=0), X[train].std(axis=0)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2000, random_state=0)
+    clf.fit((X[train] - mu) / sd, y[train])
+
+    # Fold (x - mu) / sd into the first layer: x @ (W / sd) + (b - (mu / sd) @ W).
+    w0, w1 = clf.coefs_
+    b0, b1 = clf.intercepts_
+    w0f = w0 / sd[:, None]
+    b0f = b0 - (mu / sd) @ w0
+    # MLPClassifier has one logistic output unit for two classes: turn it into two logits.
+    w1f = np.concatenate([np.zeros_like(w1), w1], axis=1)
+    b1f = np.concatenate([[0.0], b1])
+    f32 = np.float32
+    inits = [
+        numpy_helper.from_array(w0f.astype(f32), "W0"),
+        numpy_helper.from_array(b0f.astype(f32), "B0"),
+        numpy_helper.from_array(w1f.astype(f32), "W1"),
+        numpy_helper.from_array(b1f.astype(f32), "B1"),
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["features", "W0", "B0"], ["h"]),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("Gemm", ["hr", "W1", "B1"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+    ]
+    n = X.shape[1]
+    graph = helper.make_graph(
+        nodes,
+        "breast_cancer_mlp",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", n])],
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+        ],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="mlrt.demo.build"
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(HERE / "model.onnx"))
+    np.savez_compressed(
+        HERE / "data.npz",
+        features=X.astype(np.float32),
+        labels=y,
+        feature_names=np.array([str(s) for s in data.feature_names]),
+        train_rows=train,
+    )
+    test = np.setdiff1d(np.arange(len(X)), train)
+    acc = (clf.predict((X[test] - mu) / sd) == y[test]).mean()
+    print(f"wrote {HERE / 'model.onnx'} and data.npz; held-out accuracy {acc:.3f}")
+
+
+if __name__ == "__main__":
+    main()
