@@ -1,0 +1,123 @@
+"""Shared benchmark plumbing: start servers on loopback, a raw keep-alive HTTP/1.1
+client with pre-encoded requests (so the client adds as little as possible), and
+percentile/ratio helpers for paired rounds."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(cmd: Sequence[str], port: int, timeout_s: float = 60.0) -> Iterator[subprocess.Popen]:
+    """Run a server subprocess until the block ends; wait for /v2/health/ready."""
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd} exited: {proc.stderr.read().decode()}")
+            try:
+                c = RawHTTP(port)
+                status, _ = c.request(get_request("/v2/health/ready"))
+                c.close()
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd} not ready after {timeout_s} s")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def get_request(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+def post_request(path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class RawHTTP:
+    """One keep-alive connection; sends a pre-encoded request, reads one response."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def request(self, raw: bytes) -> tuple[int, bytes]:
+        self.sock.sendall(raw)
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self.buf += chunk
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v)
+        while len(rest) < length:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            rest += chunk
+        body, self.buf = rest[:length], rest[length:]
+        return status, body
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def v2_json_body(x: np.ndarray, name: str = "input") -> bytes:
+    return json.dumps(
+        {"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    ).encode()
+
+
+def v2_binary_body(x: np.ndarray, name: str = "input") -> tuple[bytes, dict[str, str]]:
+    """What tritonclient sends with its defaults: binary input and binary outputs."""
+    raw = np.ascontiguousarray(x, np.float32).tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return header + raw, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def percentiles_us(samples_s: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(samples_s) * 1e6
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))

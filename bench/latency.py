@@ -1,0 +1,135 @@
+"""Latency at concurrency 1: what mlrt adds on top of the model and of HTTP itself.
+
+    python -m bench.latency [--rounds 15] [--requests 300] [--json]
+
+Systems, measured in interleaved rounds (order rotated each round) so the
+machine's drift hits all of them alike:
+  onnxruntime     session.run on one row, in-process (the model's own cost)
+  http floor      a do-nothing Starlette endpoint on uvicorn+uvloop+httptools
+  mlrt v2 json    POST .../infer, V2 JSON, one row of the bench MLP (20 FP32)
+  mlrt v2 binary  the same with the binary tensor extension (tritonclient's default)
+  naive server    Starlette + onnxruntime per request on the same stack (bench/naive.py),
+                  for reference: what the model call costs inside a real server
+HTTP systems use one keep-alive connection and pre-encoded requests. The table
+reports the median over rounds of each round's p50/p99, and the median of the
+per-round ratio to the floor's p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import models
+from ._harness import (
+    RawHTTP,
+    free_port,
+    percentiles_us,
+    post_request,
+    server,
+    v2_binary_body,
+    v2_json_body,
+)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--requests", type=int, default=300, help="per system per round")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args()
+
+    import onnxruntime as ort
+
+    tmp = Path(tempfile.mkdtemp(prefix="mlrt-bench-"))
+    model_path = models.mlp(tmp / "mlp.onnx")
+    x = np.random.default_rng(0).standard_normal((1, 20)).astype(np.float32)
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+
+    mlrt_port, floor_port, naive_port = free_port(), free_port(), free_port()
+    mlrt_cmd = [
+        sys.executable,
+        "-m",
+        "runtime",
+        "serve",
+        f"mlp={model_path}",
+        "--port",
+        str(mlrt_port),
+        "--log-level",
+        "warning",
+    ]
+    floor_cmd = [sys.executable, "-m", "bench.floor", "--port", str(floor_port)]
+    naive_cmd = [sys.executable, "-m", "bench.naive", str(model_path), "--port", str(naive_port)]
+
+    json_req = post_request("/v2/models/mlp/infer", v2_json_body(x))
+    bin_body, bin_headers = v2_binary_body(x)
+    bin_req = post_request("/v2/models/mlp/infer", bin_body, bin_headers)
+    floor_req = post_request("/v2/models/mlp/infer", v2_json_body(x))
+
+    with server(mlrt_cmd, mlrt_port), server(floor_cmd, floor_port), server(naive_cmd, naive_port):
+        mlrt, floor, naive = RawHTTP(mlrt_port), RawHTTP(floor_port), RawHTTP(naive_port)
+
+        def http(conn: RawHTTP, raw: bytes):
+            def once() -> None:
+                status, _ = conn.request(raw)
+                if status != 200:
+                    raise RuntimeError(f"status {status}")
+
+            return once
+
+        systems = {
+            "onnxruntime": lambda: sess.run(None, {"input": x}),
+            "http floor": http(floor, floor_req),
+            "mlrt v2 json": http(mlrt, json_req),
+            "mlrt v2 binary": http(mlrt, bin_req),
+            "naive server": http(naive, floor_req),
+        }
+        for fn in systems.values():  # warm up every path
+            for _ in range(200):
+                fn()
+        per_round: dict[str, list[tuple[float, float]]] = {k: [] for k in systems}
+        names = list(systems)
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                fn = systems[name]
+                samples = []
+                for _ in range(args.requests):
+                    t0 = time.perf_counter()
+                    fn()
+                    samples.append(time.perf_counter() - t0)
+                per_round[name].append(percentiles_us(samples))
+
+    floor_p50 = np.array([p50 for p50, _ in per_round["http floor"]])
+    rows = []
+    for name, vals in per_round.items():
+        p50s = np.array([v[0] for v in vals])
+        p99s = np.array([v[1] for v in vals])
+        rows.append(
+            {
+                "system": name,
+                "p50_us": float(np.median(p50s)),
+                "p99_us": float(np.median(p99s)),
+                "p50_vs_floor": float(np.median(p50s / floor_p50)),
+            }
+        )
+    if args.json:
+        print(json.dumps({"rounds": args.rounds, "requests": args.requests, "results": rows}, indent=2))
+        return
+    print(f"concurrency 1, bench MLP (20 FP32 -> 2), {args.rounds} rounds x {args.requests} requests")
+    print(f"{'system':<16}{'p50 µs':>10}{'p99 µs':>10}{'p50 / floor':>13}")
+    for row in rows:
+        print(f"{row['system']:<16}{row['p50_us']:>10.1f}{row['p99_us']:>10.1f}{row['p50_vs_floor']:>13.2f}")
+
+
+if __name__ == "__main__":
+    main()
