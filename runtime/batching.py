@@ -31,15 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import ModelConfig
-from .errors import InvalidInput, ModelFailure, ModelNotReady, Overloaded
+from .errors import DeadlineExceeded, InvalidInput, ModelFailure, ModelNotReady, QueueFull
 from .models import Model, Tensors
 
 log = logging.getLogger("mlrt.batching")
-
-
-class DeadlineExceeded(Overloaded):
-    def __init__(self, waited_s: float) -> None:
-        super().__init__(f"request deadline passed after {waited_s * 1e3:.1f} ms in the queue")
 
 
 @dataclass(slots=True)
@@ -208,7 +203,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         if self.max_queue_rows and self._queued_rows + rows > self.max_queue_rows:
-            raise Overloaded(
+            raise QueueFull(
                 f"model '{self.model.name}' queue is full ({self._queued_rows} rows queued, "
                 f"limit {self.max_queue_rows})"
             )

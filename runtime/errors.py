@@ -24,9 +24,11 @@ class ModelNotFound(MlrtError):
 
 
 class ModelNotReady(MlrtError):
-    def __init__(self, name: str, reason: str = "not ready") -> None:
+    reason = "not_ready"
+
+    def __init__(self, name: str, state: str = "not ready") -> None:
         self.name = name
-        super().__init__(f"model '{name}' is {reason}")
+        super().__init__(f"model '{name}' is {state}")
 
 
 class PayloadTooLarge(MlrtError):
@@ -39,9 +41,24 @@ class PayloadTooLarge(MlrtError):
 class Overloaded(MlrtError):
     """The server cannot take this request now; the client should retry later."""
 
+    reason = "overloaded"
+
     def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
         self.retry_after_s = retry_after_s
         super().__init__(message)
+
+
+class QueueFull(Overloaded):
+    reason = "queue_full"
+
+
+class DeadlineExceeded(Overloaded):
+    """The request's deadline passed before the model could run it."""
+
+    reason = "deadline"
+
+    def __init__(self, waited_s: float) -> None:
+        super().__init__(f"request deadline passed after {waited_s * 1e3:.1f} ms in the queue")
 
 
 class ModelFailure(MlrtError):

@@ -12,6 +12,7 @@ from .batching import Batcher
 from .config import ModelConfig
 from .datatypes import numpy_dtype
 from .errors import ModelNotFound, ModelNotReady
+from .metrics import ModelMetrics, ServingMetrics
 from .models import Model, load_model
 
 log = logging.getLogger("mlrt.repository")
@@ -36,6 +37,7 @@ class LoadedModel:
     config: ModelConfig
     model: Model
     runner: Batcher
+    metrics: ModelMetrics
     ready: bool = True
 
     @property
@@ -48,16 +50,23 @@ class LoadedModel:
 class Repository:
     # name -> version -> entry; the first version registered is the default.
     models: dict[str, dict[str, LoadedModel]] = field(default_factory=dict)
+    metrics: ServingMetrics = field(default_factory=ServingMetrics)
 
     @classmethod
-    def load(cls, configs: Iterable[ModelConfig]) -> Repository:
-        repo = cls()
+    def load(cls, configs: Iterable[ModelConfig], metrics: ServingMetrics | None = None) -> Repository:
+        repo = cls() if metrics is None else cls(metrics=metrics)
         for cfg in configs:
             repo.add(cfg, load_model(cfg))
         return repo
 
     def add(self, config: ModelConfig, model: Model) -> LoadedModel:
-        runner = Batcher(model, config)
+        mm = self.metrics.for_model(model.name, model.version)
+        runner = Batcher(
+            model,
+            config,
+            on_batch=lambda b: mm.observe_batch(b.rows, b.queue_s, b.compute_s, b.failed),
+        )
+        self.metrics.for_model(model.name, model.version, queue_depth=lambda: runner.queued_rows)
         try:
             runner.calibrate(zero_inputs(model))
         except Exception as exc:  # a model that cannot run zeros still serves, on threads
@@ -69,7 +78,7 @@ class Repository:
                 "run inline", config.name, runner.fixed_us, runner.per_row_us,
                 runner.inline_max_us,
             )
-        entry = LoadedModel(config=config, model=model, runner=runner)
+        entry = LoadedModel(config=config, model=model, runner=runner, metrics=mm)
         self.models.setdefault(config.name, {})[model.version] = entry
         return entry
 
@@ -95,8 +104,10 @@ class Repository:
     def ready(self) -> bool:
         return bool(self.models) and all(e.ready for e in self.entries())
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Finish queued and running work of every model, then release them."""
         for entry in self.entries():
             entry.ready = False
-            await entry.runner.close()
+            await entry.runner.close(timeout_s)
             entry.model.close()
+            self.metrics.forget(entry.model.name, entry.model.version)

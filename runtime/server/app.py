@@ -47,6 +47,7 @@ def _model_routes() -> list[Route]:
             Route(prefix, routes.model_metadata, methods=["GET"]),
             Route(prefix + "/ready", routes.model_ready, methods=["GET"]),
             Route(prefix + "/config", routes.model_config, methods=["GET"]),
+            Route(prefix + "/stats", routes.model_stats, methods=["GET"]),
             # POSTs never get here (MlrtApp sends them to the fast path); other methods get 405.
             Route(prefix + "/infer", routes.model_ready, methods=["POST"]),
         ]
@@ -61,13 +62,15 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
         yield
         # uvicorn has stopped accepting and waited for open requests by now.
         app.state.shutting_down = True
-        await repository.close()
+        await repository.close(config.graceful_timeout_s)
 
     starlette = Starlette(
         routes=[
             Route("/v2/health/live", routes.live, methods=["GET"]),
             Route("/v2/health/ready", routes.ready, methods=["GET"]),
             Route("/v2", routes.server_metadata, methods=["GET"]),
+            Route("/v2/models/stats", routes.model_stats, methods=["GET"]),
+            Route("/metrics", routes.metrics, methods=["GET"]),
             *_model_routes(),
         ],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -81,10 +82,13 @@ class InferEndpoint:
         self.in_flight = 0
 
     async def __call__(self, scope: Any, receive: Any, send: Any, target: tuple[str, str | None]) -> None:
+        started = time.perf_counter()
         headers = dict(scope["headers"])  # names arrive lower-cased
+        entry: LoadedModel | None = None
         self.in_flight += 1
         try:
-            body, content_type, extra = await self._infer(target, headers, receive)
+            entry = self.repository.get(*target)
+            body, content_type, extra = await self._infer(entry, headers, receive)
             status = 200
         except MlrtError as exc:
             status = status_of(exc)
@@ -93,7 +97,10 @@ class InferEndpoint:
             body, content_type = orjson.dumps({"error": str(exc)}), _JSON
             extra = []
             if isinstance(exc, Overloaded | ModelNotReady):
-                extra.append((b"retry-after", str(max(1, round(getattr(exc, "retry_after_s", 1)))).encode()))
+                retry = max(1, round(getattr(exc, "retry_after_s", 1)))
+                extra.append((b"retry-after", str(retry).encode()))
+                if entry is not None:
+                    entry.metrics.reject(exc.reason)
         except ConnectionAbortedError:
             return
         except Exception:
@@ -103,11 +110,12 @@ class InferEndpoint:
             self.in_flight -= 1
         extra.append((b"content-type", content_type))
         await _send(send, status, body, extra)
+        if entry is not None:
+            entry.metrics.observe_request(time.perf_counter() - started, status)
 
     async def _infer(
-        self, target: tuple[str, str | None], headers: dict[bytes, bytes], receive: Any
+        self, entry: LoadedModel, headers: dict[bytes, bytes], receive: Any
     ) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
-        entry = self.repository.get(*target)
         model = entry.model
         body = await read_body(receive, headers, self.max_body_bytes)
         header_length = _header_length(headers)

@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import __version__
+from ..errors import ModelNotFound
 from ..repository import LoadedModel, Repository
 
-EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
 
 _TRITON_TYPES = {"BYTES": "TYPE_STRING"}
 
@@ -89,3 +90,28 @@ async def model_config(request: Request) -> Response:
     if batched:
         doc["dynamic_batching"] = {}
     return _json(doc)
+
+
+async def metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(_repo(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def model_stats(request: Request) -> Response:
+    """Triton's statistics extension: all models, one model, or one version."""
+    repo = _repo(request)
+    p = request.path_params
+    if "model" in p:
+        versions = repo.models.get(p["model"])
+        if not versions:
+            raise ModelNotFound(p["model"])
+        if "version" in p:
+            if p["version"] not in versions:
+                raise ModelNotFound(p["model"], p["version"])
+            entries = [versions[p["version"]]]
+        else:
+            entries = list(versions.values())
+    else:
+        entries = repo.entries()
+    return _json({"model_stats": [e.metrics.triton_stats() for e in entries]})
