@@ -115,8 +115,11 @@ class Batcher:
         config: ModelConfig,
         *,
         on_batch: Callable[[BatchStats], None] | None = None,
+        observer: Callable[[Tensors, Tensors], None] | None = None,
     ) -> None:
         self.model = model
+        self._observer = observer
+        self._observer_failures = 0
         self.config = config
         self.max_batch_size = config.max_batch_size
         self.max_queue_rows = config.max_queue_rows
@@ -146,16 +149,18 @@ class Batcher:
     # -- calibration ---------------------------------------------------------
 
     def calibrate(self, sample: Tensors, repeats: int = 20) -> None:
-        """Time the model on one row and on a full batch (this is also its warm-up).
-
-        Runs on the caller's thread, before serving starts.
+        """Time the model (and the drift observer) on one row and on a full batch; this
+        is also the warm-up. Runs on the caller's thread before serving starts; the
+        caller resets whatever the observer counted.
         """
 
         def best(inputs: Tensors) -> float:
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                self.model.predict(inputs)
+                outputs = self.model.predict(inputs)
+                if self._observer is not None:  # counting is part of a batch's cost
+                    self._observer(inputs, outputs)
                 times.append(time.perf_counter() - t0)
             return float(np.median(times)) * 1e6
 
@@ -330,8 +335,25 @@ class Batcher:
             raise ModelFailure(self.model.name, KeyError(f"no output(s) {missing}"))
         return outputs
 
+    def _observe(self, inputs: Tensors, outputs: Tensors) -> None:
+        # Runs where the batch ran (its executor thread, or inline when that was cheaper).
+        # Monitoring must never fail a prediction.
+        try:
+            self._observer(inputs, outputs)  # type: ignore[misc]
+        except Exception:
+            self._observer_failures += 1
+            if self._observer_failures in (1, 10, 100, 1000) or self._observer_failures % 10000 == 0:
+                log.exception(
+                    "model '%s': drift observation failed (%d times so far)",
+                    self.model.name,
+                    self._observer_failures,
+                )
+
     def _compute(self, batch: list[_Pending]) -> list[Tensors]:
-        outputs = self._check(self._predict(stack_inputs([p.inputs for p in batch])))
+        inputs = stack_inputs([p.inputs for p in batch])
+        outputs = self._check(self._predict(inputs))
+        if self._observer is not None:
+            self._observe(inputs, outputs)
         try:
             return split_outputs(outputs, [p.rows for p in batch])
         except ValueError as exc:
@@ -343,6 +365,8 @@ class Batcher:
         try:
             outputs = self._check(self._predict(inputs))
             failed = False
+            if self._observer is not None:
+                self._observe(inputs, outputs)
             return outputs
         finally:
             if self._on_batch is not None:

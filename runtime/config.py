@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,7 @@ class ModelConfig:
     # loop: cheaper than the thread hop (bench/README.md). 0 always uses threads.
     inline_max_us: float = 40.0
     timeout_us: int = 0  # default per-request deadline; 0 = none
+    profile: str | None = None  # reference profile JSON: drift monitoring on
 
     def __post_init__(self) -> None:
         if isinstance(self.version, int) and not isinstance(self.version, bool):
@@ -96,6 +97,43 @@ class ModelConfig:
 
 
 @dataclass(kw_only=True)
+class MonitorConfig:
+    """Drift monitoring, for every model served with a reference profile.
+
+    The window is `window_s` long, made of `slices` sub-windows: every window_s/slices
+    the oldest slice's counts drop out. A feature is `warn` when its PSI exceeds
+    `warn_psi` and `alert` past `alert_psi`, but only when the PSI also exceeds what
+    sampling noise alone gives at significance `alpha` for that window's row count,
+    and never with fewer than `min_rows` rows (docs/monitoring.md).
+    """
+
+    window_s: float = 600.0
+    slices: int = 10
+    warn_psi: float = 0.1
+    alert_psi: float = 0.2
+    alpha: float = 0.01
+    min_rows: int = 100
+    eps: float = 1e-4
+    tick_s: float = 5.0
+    state_dir: str | None = None
+    save_every_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check_types(self, "[monitor]")
+        if not self.window_s > 0 or not self.tick_s > 0 or not self.save_every_s > 0:
+            raise ConfigError("[monitor]: window_s, tick_s and save_every_s must be > 0")
+        if self.slices < 1 or self.min_rows < 0:
+            raise ConfigError(f"[monitor]: slices must be >= 1 and min_rows >= 0, got {self.slices}, "
+                              f"{self.min_rows}")
+        if not 0 < self.warn_psi <= self.alert_psi:
+            raise ConfigError(
+                f"[monitor]: need 0 < warn_psi <= alert_psi, got {self.warn_psi} and {self.alert_psi}"
+            )
+        if not 0 < self.alpha < 1 or not 0 < self.eps < 1:
+            raise ConfigError(f"[monitor]: alpha and eps must be in (0, 1), got {self.alpha}, {self.eps}")
+
+
+@dataclass(kw_only=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -103,6 +141,8 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     graceful_timeout_s: float = 30.0
     models: list[ModelConfig] = field(default_factory=list)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    hooks: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_types(self, "[server]")
@@ -144,6 +184,17 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "preferred_batch_sizes": (tuple, list),
     "inputs": (tuple, list, type(None)),
     "outputs": (tuple, list, type(None)),
+    "profile": (str, type(None)),
+    "window_s": (int, float),
+    "slices": (int,),
+    "warn_psi": (int, float),
+    "alert_psi": (int, float),
+    "alpha": (float,),
+    "min_rows": (int,),
+    "eps": (float,),
+    "tick_s": (int, float),
+    "state_dir": (str, type(None)),
+    "save_every_s": (int, float),
 }
 
 
@@ -227,6 +278,8 @@ def build_server_config(
     models: list[str] | tuple[str, ...] = (),
     overrides: Mapping[str, Any] | None = None,
     model_overrides: Mapping[str, Any] | None = None,
+    monitor_overrides: Mapping[str, Any] | None = None,
+    profiles: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ServerConfig:
     """Merge file < environment < flags into one validated ServerConfig.
@@ -237,7 +290,7 @@ def build_server_config(
     environ = os.environ if environ is None else environ
     config_file = config_file or environ.get("MLRT_CONFIG")
     data: dict[str, Any] = load_toml(config_file) if config_file else {}
-    unknown = sorted(set(data) - {"server", "models"})
+    unknown = sorted(set(data) - {"server", "models", "monitor", "hooks"})
     if unknown:
         raise ConfigError(f"{config_file}: unknown section(s) {', '.join(unknown)}")
     if not isinstance(data.get("server", {}), dict):
@@ -247,7 +300,16 @@ def build_server_config(
     ):
         raise ConfigError(f"{config_file}: models must be an array of tables ([[models]])")
     server = _coerce(ServerConfig, data.get("server", {}), f"{config_file} [server]")
-    server.pop("models", None)
+    for key in ("models", "monitor", "hooks"):
+        if key in server:
+            raise ConfigError(f"{config_file} [server]: {key} is a section of its own, not a setting")
+    monitor_table = data.get("monitor", {})
+    if not isinstance(monitor_table, dict):
+        raise ConfigError(f"{config_file}: [monitor] must be a table")
+    monitor = _coerce(MonitorConfig, monitor_table, f"{config_file} [monitor]")
+    hooks = data.get("hooks", [])
+    if not isinstance(hooks, list) or not all(isinstance(h, dict) for h in hooks):
+        raise ConfigError(f"{config_file}: hooks must be an array of tables ([[hooks]])")
     for key, (var, conv) in _ENV.items():
         if var in environ:
             try:
@@ -268,4 +330,27 @@ def build_server_config(
     flags = {k: v for k, v in (model_overrides or {}).items() if v is not None}
     if flags:
         model_cfgs = [dataclasses.replace(m, **flags) for m in model_cfgs]
-    return ServerConfig(models=model_cfgs, **server)
+    for key, value in (monitor_overrides or {}).items():
+        if value is not None:
+            monitor[key] = value
+    profiles = [p for p in (profiles or ()) if p]
+    model_cfgs = _attach_profiles(model_cfgs, profiles)
+    return ServerConfig(models=model_cfgs, monitor=MonitorConfig(**monitor), hooks=hooks, **server)
+
+
+def _attach_profiles(models: list[ModelConfig], profiles: Sequence[str]) -> list[ModelConfig]:
+    """`--profile REF.json` (one model) or `--profile name=REF.json` (any number)."""
+    by_name = {m.name: m for m in models}
+    out = dict(by_name)
+    for spec in profiles:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            if len(models) != 1:
+                raise ConfigError(
+                    f"--profile {spec}: with {len(models)} models, say which: --profile NAME=REF.json"
+                )
+            name, path = models[0].name, spec
+        if name not in by_name:
+            raise ConfigError(f"--profile {spec}: no model named {name!r}")
+        out[name] = dataclasses.replace(out[name], profile=path)
+    return [out[m.name] for m in models]

@@ -13,14 +13,24 @@ class InvalidInput(MlrtError):
 
 
 class ModelNotFound(MlrtError):
-    def __init__(self, name: str, version: str | None = None) -> None:
+    def __init__(self, name: str, version: str | None = None, message: str | None = None) -> None:
         self.name = name
         self.version = version
-        if version is None:
+        if message is not None:
+            msg = message
+        elif version is None:
             msg = f"unknown model '{name}'"
         else:
             msg = f"unknown version '{version}' of model '{name}'"
         super().__init__(msg)
+
+    @classmethod
+    def no_drift(cls, name: str) -> ModelNotFound:
+        return cls(
+            name,
+            message=f"model '{name}' is served without a reference profile, so it has no drift "
+            "report; serve it with --profile REF.json",
+        )
 
 
 class ModelNotReady(MlrtError):

@@ -23,8 +23,23 @@ from prometheus_client.registry import Collector
 
 # Latency buckets from 50 µs to 10 s: mlrt's own overhead lives at the low end.
 LATENCY_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
@@ -147,16 +162,25 @@ class ServingMetrics:
         labels = ["model", "version"]
         r = self.registry
         self.request_duration = Histogram(
-            "mlrt_request_duration_seconds", "Infer request time, arrival to response",
-            labels, buckets=LATENCY_BUCKETS, registry=r,
+            "mlrt_request_duration_seconds",
+            "Infer request time, arrival to response",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_duration = Histogram(
-            "mlrt_queue_duration_seconds", "Time a request waited in the batch queue",
-            labels, buckets=LATENCY_BUCKETS, registry=r,
+            "mlrt_queue_duration_seconds",
+            "Time a request waited in the batch queue",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.compute_duration = Histogram(
-            "mlrt_compute_duration_seconds", "Model execution time per batch",
-            labels, buckets=LATENCY_BUCKETS, registry=r,
+            "mlrt_compute_duration_seconds",
+            "Model execution time per batch",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.batch_size = Histogram(
             "mlrt_batch_size", "Rows per model execution", labels, buckets=BATCH_BUCKETS, registry=r
@@ -170,6 +194,10 @@ class ServingMetrics:
         self._depth_sources: dict[tuple[str, str], Callable[[], int]] = {}
         r.register(_QueueDepth(self._depth_sources))
         self._models: dict[tuple[str, str], ModelMetrics] = {}
+
+    def watch_drift(self, monitors: Callable[[], list[Any]]) -> None:
+        """Export the drift figures of the monitors `monitors()` returns at each scrape."""
+        self.registry.register(DriftCollector(monitors))
 
     def for_model(
         self, model: str, version: str, queue_depth: Callable[[], int] | None = None
@@ -187,3 +215,83 @@ class ServingMetrics:
 
     def models(self) -> list[ModelMetrics]:
         return list(self._models.values())
+
+
+class DriftCollector(Collector):
+    """Drift figures read from the monitors' count arrays at scrape time.
+
+    `monitors` returns the ModelMonitor of every monitored model version. Bin
+    counters are totals since load (they only grow, so Prometheus can rate and sum
+    them across replicas); PSI, statuses and window rows describe the sliding window.
+    """
+
+    def __init__(self, monitors: Callable[[], list[Any]]) -> None:
+        self._monitors = monitors
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        mv = ["model", "version"]
+        feature_psi = GaugeMetricFamily(
+            "mlrt_feature_psi", "PSI of an input feature over the window", labels=[*mv, "feature"]
+        )
+        pred_psi = GaugeMetricFamily(
+            "mlrt_prediction_psi", "PSI of a model output over the window", labels=[*mv, "output"]
+        )
+        feature_status = GaugeMetricFamily(
+            "mlrt_feature_drift_status",
+            "Drift status of a feature or output: 0 ok, 1 warn, 2 alert",
+            labels=[*mv, "feature"],
+        )
+        status = GaugeMetricFamily("mlrt_drift_status", "Model drift status: 0 ok, 1 warn, 2 alert", labels=mv)
+        rows = GaugeMetricFamily("mlrt_window_rows", "Rows in the drift window", labels=mv)
+        feature_bins = CounterMetricFamily(
+            "mlrt_feature_bin",
+            "Rows per reference bin of an input feature since load",
+            labels=[*mv, "feature", "bin"],
+        )
+        pred_bins = CounterMetricFamily(
+            "mlrt_prediction_bin",
+            "Rows per reference bin of a model output since load",
+            labels=[*mv, "output", "bin"],
+        )
+        feature_ref = GaugeMetricFamily(
+            "mlrt_feature_reference_share",
+            "Reference share of an input feature's bin",
+            labels=[*mv, "feature", "bin"],
+        )
+        pred_ref = GaugeMetricFamily(
+            "mlrt_prediction_reference_share",
+            "Reference share of a model output's bin",
+            labels=[*mv, "output", "bin"],
+        )
+        for mon in self._monitors():
+            m, v = mon.model, mon.version
+            report = mon.report()
+            for d in report:
+                target = feature_psi if d.section == "features" else pred_psi
+                target.add_metric([m, v, d.name], d.psi)
+                feature_status.add_metric([m, v, d.name], STATUS_CODES[d.status])
+            status.add_metric([m, v], STATUS_CODES[mon.status(report)])
+            rows.add_metric([m, v], mon.window_rows)
+            for section, name, counts, ref in mon.bin_totals():
+                bins, shares = (feature_bins, feature_ref) if section == "features" else (pred_bins, pred_ref)
+                last = len(counts) - 1
+                for i, (c, r) in enumerate(zip(counts.tolist(), ref.tolist(), strict=True)):
+                    label = "missing" if i == last else str(i)
+                    bins.add_metric([m, v, name, label], c)
+                    shares.add_metric([m, v, name, label], r)
+        yield from (
+            feature_psi,
+            pred_psi,
+            feature_status,
+            status,
+            rows,
+            feature_bins,
+            pred_bins,
+            feature_ref,
+            pred_ref,
+        )
+
+
+STATUS_CODES = {"ok": 0, "warn": 1, "alert": 2}

@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .batching import Batcher
-from .config import ModelConfig
+from .config import ModelConfig, MonitorConfig
 from .datatypes import numpy_dtype
-from .errors import ModelNotFound, ModelNotReady
+from .errors import ConfigError, ModelNotFound, ModelNotReady
 from .metrics import ModelMetrics, ServingMetrics
 from .models import Model, load_model
+
+if TYPE_CHECKING:
+    from .monitor.drift import ModelMonitor
 
 log = logging.getLogger("mlrt.repository")
 
@@ -38,6 +42,7 @@ class LoadedModel:
     model: Model
     runner: Batcher
     metrics: ModelMetrics
+    monitor: ModelMonitor | None = None
     ready: bool = True
 
     @property
@@ -51,20 +56,52 @@ class Repository:
     # name -> version -> entry; the first version registered is the default.
     models: dict[str, dict[str, LoadedModel]] = field(default_factory=dict)
     metrics: ServingMetrics = field(default_factory=ServingMetrics)
+    monitor_config: MonitorConfig = field(default_factory=MonitorConfig)
 
     @classmethod
-    def load(cls, configs: Iterable[ModelConfig], metrics: ServingMetrics | None = None) -> Repository:
-        repo = cls() if metrics is None else cls(metrics=metrics)
+    def load(
+        cls,
+        configs: Iterable[ModelConfig],
+        metrics: ServingMetrics | None = None,
+        monitor_config: MonitorConfig | None = None,
+    ) -> Repository:
+        repo = cls(
+            metrics=metrics if metrics is not None else ServingMetrics(),
+            monitor_config=monitor_config if monitor_config is not None else MonitorConfig(),
+        )
         for cfg in configs:
             repo.add(cfg, load_model(cfg))
         return repo
 
+    def _monitor(self, config: ModelConfig, model: Model) -> ModelMonitor | None:
+        if not config.profile:
+            return None
+        from .monitor.drift import ModelMonitor
+        from .monitor.profile import Profile
+
+        try:
+            profile = Profile.load(config.profile)
+        except FileNotFoundError:
+            raise ConfigError(f"model '{config.name}': profile {config.profile!r} not found") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"model '{config.name}': invalid profile {config.profile!r}: {exc}") from None
+        return ModelMonitor(
+            profile,
+            model=model.name,
+            version=model.version,
+            inputs=[(s.name, s.shape) for s in model.inputs],
+            outputs=[(s.name, s.shape) for s in model.outputs],
+            config=self.monitor_config,
+        )
+
     def add(self, config: ModelConfig, model: Model) -> LoadedModel:
         mm = self.metrics.for_model(model.name, model.version)
+        monitor = self._monitor(config, model)
         runner = Batcher(
             model,
             config,
             on_batch=lambda b: mm.observe_batch(b.rows, b.queue_s, b.compute_s, b.failed),
+            observer=monitor.observe if monitor is not None else None,
         )
         self.metrics.for_model(model.name, model.version, queue_depth=lambda: runner.queued_rows)
         try:
@@ -78,7 +115,12 @@ class Repository:
                 "run inline", config.name, runner.fixed_us, runner.per_row_us,
                 runner.inline_max_us,
             )
-        entry = LoadedModel(config=config, model=model, runner=runner, metrics=mm)
+        if monitor is not None:
+            # Calibration rows were counted, but they are not traffic.
+            monitor.inputs.reset()
+            if monitor.outputs is not None:
+                monitor.outputs.reset()
+        entry = LoadedModel(config=config, model=model, runner=runner, metrics=mm, monitor=monitor)
         self.models.setdefault(config.name, {})[model.version] = entry
         return entry
 

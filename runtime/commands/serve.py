@@ -31,6 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--graceful-timeout", type=float, help="seconds to finish in-flight work on SIGTERM (default 30)"
     )
+    d = p.add_argument_group("drift monitoring")
+    d.add_argument(
+        "--profile",
+        action="append",
+        metavar="[NAME=]REF.json",
+        help="reference profile (from `mlrt profile`) of a model: drift monitoring on; repeatable",
+    )
+    d.add_argument("--state-dir", help="save drift counts here periodically and at exit; restore at start")
+    d.add_argument("--drift-window", type=float, help="sliding window in seconds (default 600)")
     b = p.add_argument_group("batching (applies to every model; per model in TOML)")
     b.add_argument("--max-batch-size", type=int, help="most rows per model call (default 128)")
     b.add_argument(
@@ -58,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
                 "max_body_bytes": args.max_body_bytes,
                 "graceful_timeout_s": args.graceful_timeout,
             },
+            profiles=args.profile,
+            monitor_overrides={"state_dir": args.state_dir, "window_s": args.drift_window},
             model_overrides={
                 "max_batch_size": args.max_batch_size,
                 "max_queue_delay_us": args.max_queue_delay_us,

@@ -4,8 +4,10 @@
     python -m runtime.demo.build      # needs the `test` extra (scikit-learn, onnx)
 
 Writes runtime/demo/model.onnx (a 30-16-2 MLP, input standardization folded into
-the first layer) and runtime/demo/data.npz (features, labels, feature names, and
-the row split used for training). Deterministic: the same inputs give the same files.
+the first layer), runtime/demo/data.npz (features, labels, feature names, and
+the row split used for training) and runtime/demo/profile.json (the reference
+profile: the training rows and the model's outputs on them). Deterministic: the
+same inputs give the same files.
 """
 
 from __future__ import annotations
@@ -81,7 +83,27 @@ def main() -> None:
     )
     test = np.setdiff1d(np.arange(len(X)), train)
     acc = (clf.predict((X[test] - mu) / sd) == y[test]).mean()
-    print(f"wrote {HERE / 'model.onnx'} and data.npz; held-out accuracy {acc:.3f}")
+    build_profile()
+    print(f"wrote {HERE / 'model.onnx'}, data.npz and profile.json; held-out accuracy {acc:.3f}")
+
+
+def build_profile() -> None:
+    """The reference profile: training rows in, the model's outputs on them out."""
+    import onnxruntime as ort
+
+    from runtime.monitor import Profile
+
+    with np.load(HERE / "data.npz") as d:
+        X, names, train = d["features"], [str(n) for n in d["feature_names"]], d["train_rows"]
+    session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
+    probabilities, label = session.run(None, {"features": X[train]})
+    outputs = {
+        "probabilities[0]": probabilities[:, 0],
+        "probabilities[1]": probabilities[:, 1],
+        "label": label,
+    }
+    profile = Profile.fit(X[train], bins=10, names=names, outputs=outputs, categorical=["label"])
+    profile.save(HERE / "profile.json")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ class Histogram:
         self._slot = 0
         self._slot_started = time.monotonic()
         self._window = np.zeros(n_slots, dtype=np.int64)
+        # Counts of sub-windows that rotated out: with the ring they make the totals since load.
+        self._retired = np.zeros(n_slots, dtype=np.int64)
+        self._retired_rows = 0
         self._stat = np.empty(len(feats), dtype=np.float64)
 
         num = [j for j, f in enumerate(feats) if f.kind != CATEGORICAL]
@@ -130,8 +133,24 @@ class Histogram:
         secs = self.seconds_per_window
         if rows is not None and self._slot_rows[self._slot] >= rows:
             self.rotate()
-        elif secs is not None and time.monotonic() - self._slot_started >= secs:
+        elif secs is not None:
+            self.advance()
+
+    def advance(self, now: float | None = None) -> None:
+        """Rotate once per sub-window that has elapsed by `now` (time windows only), so
+        a window with no traffic empties instead of holding stale counts."""
+        secs = self.seconds_per_window
+        if secs is None:
+            return
+        now = time.monotonic() if now is None else now
+        elapsed = int((now - self._slot_started) // secs)
+        if elapsed <= 0:
+            return
+        started = self._slot_started
+        for _ in range(min(elapsed, len(self._ring))):
             self.rotate()
+        # Keep sub-window boundaries on the original grid.
+        self._slot_started = started + elapsed * secs
 
     def _update_slow(self, X: Any) -> None:
         if isinstance(X, np.ndarray) and X.dtype != object and X.dtype.kind in "fiub":
@@ -201,6 +220,8 @@ class Histogram:
     def rotate(self) -> None:
         """Start the next sub-window, dropping the oldest one's counts."""
         self._slot = (self._slot + 1) % len(self._ring)
+        kernels.add_into(self._retired, self._ring[self._slot])
+        self._retired_rows += self._slot_rows[self._slot]
         self._ring[self._slot] = 0
         self._slot_rows[self._slot] = 0
         self._slot_started = time.monotonic()
@@ -209,6 +230,8 @@ class Histogram:
     def reset(self) -> None:
         """Drop every count."""
         self._ring[:] = 0
+        self._retired[:] = 0
+        self._retired_rows = 0
         self._slot_rows = [0] * len(self._ring)
         self._slot_started = time.monotonic()
 
@@ -242,7 +265,41 @@ class Histogram:
 
     @property
     def rows(self) -> int:
+        """Rows in the window."""
         return sum(self._slot_rows)
+
+    @property
+    def total_counts(self) -> np.ndarray:
+        """Counts since creation (or reset), window included: these only grow."""
+        return self._retired + self._ring.sum(axis=0)
+
+    @property
+    def total_rows(self) -> int:
+        return self._retired_rows + sum(self._slot_rows)
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to restore the counts later (see `restore`)."""
+        return {
+            "ring": self._ring.copy(),
+            "slot_rows": np.array(self._slot_rows, dtype=np.int64),
+            "slot": self._slot,
+            "retired": self._retired.copy(),
+            "retired_rows": self._retired_rows,
+        }
+
+    def restore(self, state: Mapping[str, Any], age_s: float = 0.0) -> None:
+        """Load counts saved by `state`; `age_s` (time since they were saved) ages the window."""
+        ring = np.asarray(state["ring"], dtype=np.int64)
+        if ring.shape != self._ring.shape:
+            raise ValueError(f"saved counts have shape {ring.shape}, expected {self._ring.shape}")
+        self._ring[:] = ring
+        self._slot_rows = [int(r) for r in state["slot_rows"]]
+        self._slot = int(state["slot"])
+        self._retired[:] = np.asarray(state["retired"], dtype=np.int64)
+        self._retired_rows = int(state["retired_rows"])
+        self._numeric.retarget(self._ring[self._slot])
+        self._slot_started = time.monotonic() - max(0.0, age_s)
+        self.advance()
 
     def feature_counts(self) -> dict[str, np.ndarray]:
         c = self.counts

@@ -12,8 +12,10 @@ from starlette.datastructures import State
 from starlette.routing import Route
 
 from ..config import ServerConfig
+from ..hooks import HookDispatcher, build_hooks
 from ..repository import Repository
 from . import routes
+from .drift import DriftService
 from .errors import HANDLERS
 from .infer import InferEndpoint, match_infer
 
@@ -48,6 +50,7 @@ def _model_routes() -> list[Route]:
             Route(prefix + "/ready", routes.model_ready, methods=["GET"]),
             Route(prefix + "/config", routes.model_config, methods=["GET"]),
             Route(prefix + "/stats", routes.model_stats, methods=["GET"]),
+            Route(prefix + "/drift", routes.model_drift, methods=["GET"]),
             # POSTs never get here (MlrtApp sends them to the fast path); other methods get 405.
             Route(prefix + "/infer", routes.model_ready, methods=["POST"]),
         ]
@@ -56,13 +59,19 @@ def _model_routes() -> list[Route]:
 
 def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     """Build the ASGI app around already-loaded models."""
+    dispatcher = HookDispatcher(build_hooks(config.hooks)) if config.hooks else None
+    drift = DriftService(repository, config.monitor, dispatcher)
+    repository.metrics.watch_drift(lambda: [e.monitor for e in drift.monitored()])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        drift.restore()
+        drift.start()
         yield
         # uvicorn has stopped accepting and waited for open requests by now.
         app.state.shutting_down = True
         await repository.close(config.graceful_timeout_s)
+        await drift.stop()
 
     starlette = Starlette(
         routes=[
@@ -79,4 +88,5 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     starlette.state.config = config
     starlette.state.repository = repository
     starlette.state.shutting_down = False
+    starlette.state.drift = drift
     return MlrtApp(starlette, InferEndpoint(repository, config.max_body_bytes))

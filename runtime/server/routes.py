@@ -3,6 +3,7 @@ plus Triton's model configuration."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -115,3 +116,14 @@ async def model_stats(request: Request) -> Response:
     else:
         entries = repo.entries()
     return _json({"model_stats": [e.metrics.triton_stats() for e in entries]})
+
+
+async def model_drift(request: Request) -> Response:
+    """Drift of the model's inputs and outputs over the current window."""
+    entry = _entry(request)
+    if entry.monitor is None:
+        raise ModelNotFound.no_drift(entry.model.name)
+    loop = asyncio.get_running_loop()
+    # A report walks every feature's bins: keep it off the event loop.
+    doc = await loop.run_in_executor(None, entry.monitor.to_json)
+    return _json(doc)
