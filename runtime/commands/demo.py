@@ -1,11 +1,14 @@
-"""Serve the bundled demo model and drive live traffic at it.
+"""Serve the bundled demo model and drive live, drifting traffic at it.
 
 The model is a small MLP trained on the Wisconsin breast cancer data set (569
-rows, 30 numeric features; bundled with scikit-learn, copied into mlrt). The
-server runs as a child process on --host/--port, exactly as `mlrt serve` would;
-while it runs you can query it yourself, e.g.
+rows, 30 numeric features; bundled with scikit-learn, copied into mlrt), served
+with its reference profile so every feature is watched for drift. The server
+runs as a child process on --host/--port, exactly as `mlrt serve` would. The
+traffic replays real rows, first as the model was trained, then more and more
+from malignant cases only: watch PSI and the drift status rise. While it runs:
 
-    curl http://127.0.0.1:8000/v2/models/demo
+    curl http://127.0.0.1:8000/v2/models/demo/drift
+    curl http://127.0.0.1:8000/metrics | grep mlrt_feature_psi
 """
 
 from __future__ import annotations
@@ -16,10 +19,22 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 NAME = "demo"
-HELP = "serve a bundled model and drive live traffic at it"
+HELP = "serve a bundled model and drive live, drifting traffic at it"
+
+# A short window so the demo shows drift within a minute.
+DEMO_MONITOR = """\
+[monitor]
+window_s = {window}
+slices = 10
+tick_s = 1
+min_rows = 200
+"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     p.add_argument("--concurrency", type=int, default=4, help="concurrent clients (default 4)")
+    p.add_argument(
+        "--drift-after",
+        type=float,
+        default=None,
+        help="seconds of unshifted traffic before the shift starts (default: a third of "
+        "--duration, or 20)",
+    )
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 60.0) -> None:
@@ -46,60 +68,117 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 60.0
     raise RuntimeError(f"the demo server did not become ready within {timeout_s:.0f} s")
 
 
+def _drift_summary(doc: dict[str, Any]) -> tuple[str, list[tuple[str, float, str]]]:
+    feats = [
+        (f["name"], f["psi"], f["status"]) for f in doc.get("features", []) if f.get("psi") is not None
+    ]
+    feats.sort(key=lambda t: -t[1])
+    return doc.get("status", "?"), feats
+
+
 def run(args: argparse.Namespace) -> int:
+    import httpx
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
-    from ..demo.traffic import MODEL_PATH, drive
+    from ..demo.traffic import MODEL_PATH, PROFILE_PATH, Shift, drive
 
     console = Console()
     if args.concurrency < 1:
         console.print("mlrt demo: --concurrency must be >= 1")
         return 2
+    start = args.drift_after
+    if start is None:
+        start = args.duration / 3 if args.duration else 20.0
+    ramp = max(5.0, (args.duration - start) / 3) if args.duration else 20.0
+    shift = Shift(start_s=start, end_s=start + ramp)
+    window = max(10, round(ramp))
+
     url = f"http://{args.host}:{args.port}"
-    cmd = [sys.executable, "-m", "runtime", "serve", f"demo={MODEL_PATH}",
-           "--host", args.host, "--port", str(args.port), "--log-level", "warning"]
+    tmp = tempfile.TemporaryDirectory(prefix="mlrt-demo-")
+    config = Path(tmp.name) / "mlrt.toml"
+    config.write_text(DEMO_MONITOR.format(window=window))
+    cmd = [
+        sys.executable, "-m", "runtime", "serve", f"demo={MODEL_PATH}", "--profile", str(PROFILE_PATH),
+        "--config", str(config), "--host", args.host, "--port", str(args.port), "--log-level", "warning",
+    ]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=dict(os.environ))
+    seen: set[str] = set()
     try:
         try:
             _wait_ready(proc, url)
         except RuntimeError as exc:
             console.print(f"mlrt demo: {exc}")
             return 1
-        console.print(f"mlrt demo: serving model 'demo' at {url} (Ctrl-C to stop)")
+        print(
+            f"mlrt demo: serving model 'demo' at {url} with drift monitoring "
+            f"({window} s window); traffic shifts after {start:.0f} s (Ctrl-C to stop)",
+            flush=True,
+        )
+        drift_client = httpx.AsyncClient(base_url=url, timeout=5.0)
 
-        def table(s: dict[str, float]) -> Table:
-            t = Table(title="mlrt demo: live traffic", show_header=True)
-            for col in ("elapsed", "requests", "req/s", "p50 ms", "p99 ms", "errors", "accuracy"):
+        async def fetch_drift() -> tuple[str, list[tuple[str, float, str]]]:
+            try:
+                r = await drift_client.get("/v2/models/demo/drift")
+                return _drift_summary(r.json())
+            except (httpx.HTTPError, ValueError):
+                return "?", []
+
+        def line(s: dict[str, float], status: str, top: list[tuple[str, float, str]]) -> str:
+            worst = ", ".join(f"{n} {p:.2f} {st}" for n, p, st in top[:3])
+            return (
+                f"{s['elapsed_s']:6.1f}s  {s['req_per_s']:.0f} req/s  p50 {s['p50_ms']:.2f} ms  "
+                f"p99 {s['p99_ms']:.2f} ms  errors {s['errors']:.0f}  accuracy {s['accuracy']:.3f}  "
+                f"shift {s['shift']:.0%}  drift {status}: {worst}"
+            )
+
+        def table(s: dict[str, float], status: str, top: list[tuple[str, float, str]]) -> Table:
+            t = Table(title=f"mlrt demo: live traffic, drift status [bold]{status}[/bold]")
+            for col in ("elapsed", "req/s", "p50 ms", "p99 ms", "errors", "accuracy", "shift"):
                 t.add_column(col, justify="right")
             t.add_row(
-                f"{s['elapsed_s']:.0f}s", f"{s['requests']:.0f}", f"{s['req_per_s']:.0f}",
-                f"{s['p50_ms']:.2f}", f"{s['p99_ms']:.2f}", f"{s['errors']:.0f}",
-                f"{s['accuracy']:.3f}",
-            )
+                f"{s['elapsed_s']:.0f}s", f"{s['req_per_s']:.0f}", f"{s['p50_ms']:.2f}",
+                f"{s['p99_ms']:.2f}", f"{s['errors']:.0f}", f"{s['accuracy']:.3f}", f"{s['shift']:.0%}",
+            )  # fmt: skip
+            t.add_section()
+            colors = {"ok": "green", "warn": "yellow", "alert": "red"}
+            for name, psi, st in top[:5]:
+                t.add_row(name, f"PSI {psi:.3f}", f"[{colors.get(st, 'white')}]{st}[/]", "", "", "", "")
             return t
 
-        def line(s: dict[str, float]) -> str:
-            return (
-                f"{s['elapsed_s']:6.1f}s  requests {s['requests']:.0f}  {s['req_per_s']:.0f} req/s  "
-                f"p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms  errors {s['errors']:.0f}  "
-                f"accuracy {s['accuracy']:.3f}"
-            )
+        async def main() -> dict[str, float]:
+            live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
+
+            async def report(s: dict[str, float]) -> None:
+                status, top = await fetch_drift()
+                for name, _, st in top:
+                    if st == "alert" and name not in seen:
+                        seen.add(name)
+                if live is not None:
+                    live.update(table(s, status, top))
+                else:
+                    print(line(s, status, top), flush=True)
+
+            if live is not None:
+                live.start()
+            try:
+                return await drive(
+                    url, duration_s=args.duration, concurrency=args.concurrency, report=report, shift=shift
+                )
+            finally:
+                if live is not None:
+                    live.stop()
+                await drift_client.aclose()
 
         try:
-            if console.is_terminal:
-                with Live(console=console, refresh_per_second=4) as live:
-                    final = asyncio.run(drive(url, duration_s=args.duration,
-                                              concurrency=args.concurrency,
-                                              report=lambda s: live.update(table(s))))
-            else:
-                final = asyncio.run(drive(url, duration_s=args.duration,
-                                          concurrency=args.concurrency,
-                                          report=lambda s: print(line(s), flush=True)))
+            final = asyncio.run(main())
         except KeyboardInterrupt:
             return 0
-        print("done: " + line(final), flush=True)
+        status, top = asyncio.run(_final_drift(url))
+        print(f"done: {final['requests']:.0f} requests, {final['errors']:.0f} errors, "
+              f"drift status {status}; features that reached alert: {len(seen)} "
+              f"({', '.join(sorted(seen)[:5])}{'...' if len(seen) > 5 else ''})", flush=True)
         return 0 if final["errors"] == 0 else 1
     finally:
         if proc.poll() is None:
@@ -108,3 +187,14 @@ def run(args: argparse.Namespace) -> int:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        tmp.cleanup()
+
+
+async def _final_drift(url: str) -> tuple[str, list[tuple[str, float, str]]]:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=5.0) as c:
+        try:
+            return _drift_summary((await c.get("/v2/models/demo/drift")).json())
+        except (httpx.HTTPError, ValueError):
+            return "?", []
