@@ -1,0 +1,40 @@
+"""Retraining and notification hooks fired by the drift monitor.
+
+    specs = build_hooks(config.hooks)          # the [[hooks]] tables
+    dispatcher = HookDispatcher(specs)
+    dispatcher.observe(event)                   # on every status evaluation
+
+See docs/hooks.md for the event schema, the hook types and the firing rules.
+"""
+
+from __future__ import annotations
+
+from ._build import BUILTIN_HOOKS, ENTRY_POINT_GROUP, build_hooks
+from ._callable import CallableHook
+from ._command import CommandHook
+from ._dispatch import HookDispatcher
+from ._event import EVENT_SCHEMA, STATUS_RANK, DriftEvent, Hook, HookError, HookSpec
+
+__all__ = [
+    "BUILTIN_HOOKS",
+    "CallableHook",
+    "CommandHook",
+    "DriftEvent",
+    "ENTRY_POINT_GROUP",
+    "EVENT_SCHEMA",
+    "Hook",
+    "HookDispatcher",
+    "HookError",
+    "HookSpec",
+    "STATUS_RANK",
+    "build_hooks",
+]
+
+
+def __getattr__(name: str) -> object:
+    # WebhookHook imports httpx; load it only when asked for.
+    if name == "WebhookHook":
+        from ._webhook import WebhookHook
+
+        return WebhookHook
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

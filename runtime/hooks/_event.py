@@ -1,0 +1,104 @@
+"""The drift event a hook receives, the `Hook` protocol and `HookSpec`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import MlrtError
+
+#: Model statuses in increasing severity; a hook fires when the status rises into one of its `on` statuses.
+STATUS_RANK: Mapping[str, int] = {"ok": 0, "warn": 1, "alert": 2}
+#: Statuses a hook may be configured to fire on.
+FIRING_STATUSES = frozenset({"warn", "alert"})
+#: Bumped when a field of DriftEvent.to_json() changes meaning or disappears.
+EVENT_SCHEMA = 1
+
+
+class HookError(MlrtError):
+    """A hook ran and failed (HTTP error, non-zero exit, timeout...)."""
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    """A model's drift status as the monitor evaluated it.
+
+    `features` holds one mapping per monitored column, inputs and outputs alike:
+    ``{"name": "age", "section": "features", "psi": 0.31, "js": 0.12, "status": "alert", "rows": 5120}``
+    (`section` is ``"outputs"`` for prediction drift).
+    """
+
+    model: str
+    version: str
+    status: str
+    previous: str
+    features: tuple[dict[str, Any], ...]
+    window_s: float
+    rows: int
+    time: float
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field (non-finite floats become null)."""
+        return {
+            "schema": EVENT_SCHEMA,
+            "model": self.model,
+            "version": self.version,
+            "status": self.status,
+            "previous": self.previous,
+            "features": [_plain(f) for f in self.features],
+            "window_s": _plain(self.window_s),
+            "rows": _plain(self.rows),
+            "time": _plain(self.time),
+        }
+
+    def drifting(self) -> list[dict[str, Any]]:
+        """The features whose own status is warn or alert, worst first."""
+        hot = [f for f in self.features if f.get("status") in FIRING_STATUSES]
+        return sorted(hot, key=lambda f: -STATUS_RANK.get(str(f.get("status")), 0))
+
+
+def _plain(value: Any) -> Any:
+    """Turn a value into something json.dumps accepts without options: numpy scalars
+    (anything with .item()) to Python numbers, tuples to lists, NaN/inf to None."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item):
+        return _plain(item())
+    return str(value)
+
+
+@runtime_checkable
+class Hook(Protocol):
+    """What the dispatcher calls. `__call__` runs on a hook thread, may block,
+    and raises on failure; `name` identifies the hook in logs (no secrets in it)."""
+
+    name: str
+
+    def __call__(self, event: DriftEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """A hook and when it fires: on entering one of `on`, at most once per `cooldown_s`
+    per (model, version)."""
+
+    hook: Hook
+    on: frozenset[str] = field(default=frozenset({"alert"}))
+    cooldown_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "on", frozenset(self.on))
+        bad = sorted(set(self.on) - FIRING_STATUSES)
+        if bad or not self.on:
+            raise ValueError(f"on must be a non-empty subset of {{'warn', 'alert'}}, got {set(self.on)}")
+        if not self.cooldown_s >= 0:
+            raise ValueError(f"cooldown_s must be >= 0, got {self.cooldown_s}")
