@@ -10,6 +10,7 @@ machine's drift hits all of them alike:
   mlrt v2 binary  the same with the binary tensor extension (tritonclient's default)
   naive server    Starlette + onnxruntime per request on the same stack (bench/naive.py),
                   for reference: what the model call costs inside a real server
+  mlrt + drift    mlrt V2 binary with a reference profile: every feature and output counted
 HTTP systems use one keep-alive connection and pre-encoded requests. The table
 reports the median over rounds of each round's p50/p99, and the median of the
 per-round ratio to the floor's p50.
@@ -25,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from runtime.monitor import Profile
 
 from . import models
 from ._harness import (
@@ -56,7 +59,11 @@ def main() -> None:
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
-    mlrt_port, floor_port, naive_port = free_port(), free_port(), free_port()
+    profile_path = tmp / "profile.json"
+    ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
+    Profile.fit(ref, outputs=sess.run(None, {"input": ref})[0]).save(profile_path)
+
+    mlrt_port, floor_port, naive_port, drift_port = free_port(), free_port(), free_port(), free_port()
     mlrt_cmd = [
         sys.executable,
         "-m",
@@ -68,6 +75,8 @@ def main() -> None:
         "--log-level",
         "warning",
     ]
+    drift_cmd = [*mlrt_cmd[:-4], "--profile", str(profile_path), "--port", str(drift_port)]
+    drift_cmd += ["--log-level", "warning"]
     floor_cmd = [sys.executable, "-m", "bench.floor", "--port", str(floor_port)]
     naive_cmd = [sys.executable, "-m", "bench.naive", str(model_path), "--port", str(naive_port)]
 
@@ -76,8 +85,14 @@ def main() -> None:
     bin_req = post_request("/v2/models/mlp/infer", bin_body, bin_headers)
     floor_req = post_request("/v2/models/mlp/infer", v2_json_body(x))
 
-    with server(mlrt_cmd, mlrt_port), server(floor_cmd, floor_port), server(naive_cmd, naive_port):
+    with (
+        server(mlrt_cmd, mlrt_port),
+        server(floor_cmd, floor_port),
+        server(naive_cmd, naive_port),
+        server(drift_cmd, drift_port),
+    ):
         mlrt, floor, naive = RawHTTP(mlrt_port), RawHTTP(floor_port), RawHTTP(naive_port)
+        drift = RawHTTP(drift_port)
 
         def http(conn: RawHTTP, raw: bytes):
             def once() -> None:
@@ -93,6 +108,7 @@ def main() -> None:
             "mlrt v2 json": http(mlrt, json_req),
             "mlrt v2 binary": http(mlrt, bin_req),
             "naive server": http(naive, floor_req),
+            "mlrt + drift": http(drift, bin_req),
         }
         for fn in systems.values():  # warm up every path
             for _ in range(200):
@@ -122,13 +138,25 @@ def main() -> None:
                 "p50_vs_floor": float(np.median(p50s / floor_p50)),
             }
         )
+    on = np.array([v[0] for v in per_round["mlrt + drift"]])
+    off = np.array([v[0] for v in per_round["mlrt v2 binary"]])
+    drift_cost_us = float(np.median(on - off))
     if args.json:
-        print(json.dumps({"rounds": args.rounds, "requests": args.requests, "results": rows}, indent=2))
+        doc = {
+            "rounds": args.rounds,
+            "requests": args.requests,
+            "results": rows,
+            "drift_p50_cost_us": drift_cost_us,
+        }
+        print(json.dumps(doc, indent=2))
         return
     print(f"concurrency 1, bench MLP (20 FP32 -> 2), {args.rounds} rounds x {args.requests} requests")
     print(f"{'system':<16}{'p50 µs':>10}{'p99 µs':>10}{'p50 / floor':>13}")
     for row in rows:
         print(f"{row['system']:<16}{row['p50_us']:>10.1f}{row['p99_us']:>10.1f}{row['p50_vs_floor']:>13.2f}")
+    print(
+        f"drift monitoring on vs off (V2 binary): p50 {drift_cost_us:+.1f} µs (median of per-round deltas)"
+    )
 
 
 if __name__ == "__main__":
