@@ -139,6 +139,8 @@ class Batcher:
         )
         self._dispatch_scheduled = False
         self._delay_timer: asyncio.TimerHandle | None = None
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0
         self._closing = False
         self._idle: asyncio.Event | None = None
         # Predicted compute cost: fixed_us + per_row_us * rows (set by calibrate()).
@@ -207,7 +209,9 @@ class Batcher:
             return self._run_now(inputs, rows)
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        if self.max_queue_rows and self._queued_rows + rows > self.max_queue_rows:
+        # A request larger than the whole bound is taken when the queue is empty, or it
+        # could never run.
+        if self.max_queue_rows and self._queued_rows + rows > self.max_queue_rows and self._queued_rows:
             raise QueueFull(
                 f"model '{self.model.name}' queue is full ({self._queued_rows} rows queued, "
                 f"limit {self.max_queue_rows})"
@@ -225,7 +229,7 @@ class Batcher:
             self._queued_rows += n
             futures.append(fut)
         if deadline is not None:
-            loop.call_at(loop.time() + timeout_s, self._expire)  # type: ignore[operator]
+            self._arm_expiry(loop, deadline)
         self._schedule_dispatch(loop)
         try:
             if len(futures) == 1:
@@ -245,12 +249,44 @@ class Batcher:
             self._dispatch_scheduled = True
             loop.call_soon(self._dispatch)
 
+    def _arm_expiry(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """One timer, for the earliest deadline in the queue."""
+        if self._expiry_timer is not None:
+            if self._expiry_at <= deadline:
+                return
+            self._expiry_timer.cancel()
+        self._expiry_at = deadline
+        self._expiry_timer = loop.call_later(max(0.0, deadline - time.monotonic()), self._expire)
+
     def _expire(self) -> None:
+        # uvloop's timers run on a cached millisecond clock and may fire a little early:
+        # whatever is not due yet gets the timer again.
+        self._expiry_timer = None
         now = time.monotonic()
+        upcoming = None
         for p in self._queue:
-            if p.deadline is not None and p.deadline <= now and not p.future.done():
+            if p.deadline is None or p.future.done():
+                continue
+            if p.deadline <= now:
                 p.future.set_exception(DeadlineExceeded(now - p.enqueued))
+            elif upcoming is None or p.deadline < upcoming:
+                upcoming = p.deadline
         self._drop_done_head()
+        if upcoming is not None:
+            self._arm_expiry(asyncio.get_running_loop(), upcoming)
+
+    def _expire_head(self) -> None:
+        """Answer requests at the head of the queue whose deadline has passed."""
+        now = 0.0
+        for p in self._queue:
+            if p.future.done():
+                continue
+            if p.deadline is None:
+                return
+            now = now or time.monotonic()
+            if p.deadline > now:
+                return
+            p.future.set_exception(DeadlineExceeded(now - p.enqueued))
 
     def _drop_done_head(self) -> None:
         q = self._queue
@@ -260,22 +296,32 @@ class Batcher:
             self._idle.set()
 
     def _take_batch(self) -> list[_Pending]:
+        self._expire_head()
         self._drop_done_head()
         q = self._queue
         if not q:
             return []
+        limit = self.max_batch_size
+        if self.preferred:
+            # Triton's rule: when a preferred size can be filled, send exactly that many rows.
+            fits = [n for n in self.preferred if n <= self._queued_rows]
+            if fits:
+                limit = fits[-1]
         first = q.popleft()
         self._queued_rows -= first.rows
         batch, rows = [first], first.rows
         if not self.batchable:
             return batch
+        now = time.monotonic()
         while q:
             p = q[0]
+            if not p.future.done() and p.deadline is not None and p.deadline <= now:
+                p.future.set_exception(DeadlineExceeded(now - p.enqueued))
             if p.future.done():
                 q.popleft()
                 self._queued_rows -= p.rows
                 continue
-            if p.key != first.key or rows + p.rows > self.max_batch_size:
+            if p.key != first.key or rows + p.rows > limit:
                 break
             q.popleft()
             self._queued_rows -= p.rows
@@ -287,7 +333,7 @@ class Batcher:
         """With a queue delay, hold a partial batch until it fills or the oldest is old enough."""
         if self.delay_s <= 0 or not self._queue:
             return False
-        target = self.preferred[-1] if self.preferred else self.max_batch_size
+        target = self.preferred[0] if self.preferred else self.max_batch_size
         if self._queued_rows >= target:
             return False
         age = time.monotonic() - self._queue[0].enqueued
@@ -329,10 +375,20 @@ class Batcher:
         except Exception as exc:
             raise ModelFailure(self.model.name, exc) from exc
 
-    def _check(self, outputs: Tensors) -> Tensors:
+    def _check(self, outputs: Tensors, rows: int) -> Tensors:
         missing = [n for n in self._expected if n not in outputs]
         if missing:
             raise ModelFailure(self.model.name, KeyError(f"no output(s) {missing}"))
+        if self.batchable:
+            for name, arr in outputs.items():
+                if arr.ndim == 0 or arr.shape[0] != rows:
+                    raise ModelFailure(
+                        self.model.name,
+                        ValueError(
+                            f"output '{name}' has shape {list(arr.shape)}; expected {rows} rows, "
+                            "one per input row"
+                        ),
+                    )
         return outputs
 
     def _observe(self, inputs: Tensors, outputs: Tensors) -> None:
@@ -351,7 +407,7 @@ class Batcher:
 
     def _compute(self, batch: list[_Pending]) -> list[Tensors]:
         inputs = stack_inputs([p.inputs for p in batch])
-        outputs = self._check(self._predict(inputs))
+        outputs = self._check(self._predict(inputs), sum(p.rows for p in batch))
         if self._observer is not None:
             self._observe(inputs, outputs)
         try:
@@ -363,7 +419,7 @@ class Batcher:
         started = time.monotonic()
         failed = True
         try:
-            outputs = self._check(self._predict(inputs))
+            outputs = self._check(self._predict(inputs), rows)
             failed = False
             if self._observer is not None:
                 self._observe(inputs, outputs)
