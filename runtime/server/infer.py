@@ -80,12 +80,19 @@ class InferEndpoint:
         self.output_datatypes: dict[int, dict[str, str]] = {}
         # Infer requests between arrival and response, across all models.
         self.in_flight = 0
+        # Arrivals per event-loop turn. Requests whose bodies have arrived run their
+        # handlers back to back without ever yielding, so in_flight alone cannot see a
+        # crowd; the previous turn's arrivals can (see _arrive).
+        self._turn_arrivals = 0
+        self._previous_turn_arrivals = 0
+        self._turn_open = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any, target: tuple[str, str | None]) -> None:
         started = time.perf_counter()
         headers = dict(scope["headers"])  # names arrive lower-cased
         entry: LoadedModel | None = None
         self.in_flight += 1
+        self._arrive()
         try:
             entry = self.repository.get(*target)
             body, content_type, extra = await self._infer(entry, headers, receive)
@@ -113,6 +120,31 @@ class InferEndpoint:
         if entry is not None:
             entry.metrics.observe_request(time.perf_counter() - started, status)
 
+    def _arrive(self) -> None:
+        """Count this request in the current loop turn.
+
+        Every request handler that uvicorn created in this turn is already in the
+        loop's ready queue, so a callback scheduled now runs after all of them: it
+        closes the turn and records how many arrived together.
+        """
+        if not self._turn_open:
+            self._turn_open = True
+            asyncio.get_running_loop().call_soon(self._close_turn)
+        self._turn_arrivals += 1
+
+    def _close_turn(self) -> None:
+        self._previous_turn_arrivals = self._turn_arrivals
+        self._turn_arrivals = 0
+        self._turn_open = False
+
+    def _alone(self) -> bool:
+        """No other request can join this one's batch: the server is not under load.
+
+        Then an idle model runs it at once; otherwise the batcher waits one loop turn
+        so every request parsed in this turn joins the batch.
+        """
+        return self.in_flight == 1 and self._turn_arrivals == 1 and self._previous_turn_arrivals <= 1
+
     async def _infer(
         self, entry: LoadedModel, headers: dict[bytes, bytes], receive: Any
     ) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
@@ -127,9 +159,7 @@ class InferEndpoint:
             req = decode_request(body, header_length, model)
         check_inputs(model, req.inputs, req.datatypes)
         selected = select_outputs(req, model)
-        outputs = await entry.runner.infer(
-            req.inputs, timeout_s=_timeout_s(req, entry), alone=self.in_flight == 1
-        )
+        outputs = await entry.runner.infer(req.inputs, timeout_s=_timeout_s(req, entry), alone=self._alone())
         datatypes = self.output_datatypes.get(id(entry))
         if datatypes is None:
             datatypes = self.output_datatypes[id(entry)] = {o.name: o.datatype for o in model.outputs}
