@@ -243,7 +243,9 @@ class DriftCollector(Collector):
             "Drift status of a feature or output: 0 ok, 1 warn, 2 alert",
             labels=[*mv, "feature"],
         )
-        status = GaugeMetricFamily("mlrt_drift_status", "Model drift status: 0 ok, 1 warn, 2 alert", labels=mv)
+        status = GaugeMetricFamily(
+            "mlrt_drift_status", "Model drift status: 0 ok, 1 warn, 2 alert", labels=mv
+        )
         rows = GaugeMetricFamily("mlrt_window_rows", "Rows in the drift window", labels=mv)
         feature_bins = CounterMetricFamily(
             "mlrt_feature_bin",
