@@ -1,0 +1,590 @@
+"""Serving throughput and latency under concurrent load: mlrt's dynamic batcher
+against a naive server, the HTTP floor and MLServer's adaptive batching.
+
+    python -m bench.serving [--rounds 3] [--duration 5] [--concurrency 1,8,64,256]
+                            [--quick] [--no-mlserver] [--json]
+
+Systems, each its own process on loopback, all started before the first round:
+  mlrt            `mlrt serve` with batching on and its defaults, V2 JSON
+  mlrt binary     the same server, V2 binary tensor extension (tritonclient's default)
+  mlrt mbs=1      `mlrt serve --max-batch-size 1`: the batcher off, V2 JSON
+  naive           Starlette + onnxruntime per request (bench/naive.py), V2 JSON
+  floor           a do-nothing Starlette endpoint (bench/floor.py), V2 JSON
+  mlserver        MLServer 1.7.1 with adaptive batching (max_batch_size 64, max_batch_time
+                  5 ms; its default worker process), V2 JSON, through a small custom model
+                  class that runs onnxruntime (MLServer has no ONNX runtime of its own). It is
+                  installed once into its own venv under ~/.cache/mlrt-bench (uvloop pinned to
+                  0.21.0: 1.7.1's worker crash-loops with newer uvloop); if that fails the
+                  run says so and goes on without it.
+The payload is one row of the bench MLP (20 FP32 features).
+
+Load generator: wrk (`apt-get install -y wrk`) with one thread (`-t1`) and
+bench/wrk/post.lua, which POSTs a fixed body and prints latency percentiles and
+status counts as JSON. wrk is closed-loop (each connection sends its next request
+when the previous answer arrives, so concurrency = connections); it is written in C
+on an epoll loop and needs a fraction of a core for tens of thousands of req/s, so on
+this 2-core machine the single-process Python servers, not wrk, are the bottleneck
+(a Python client would be). Being closed-loop, its latencies are those seen by
+callers at that concurrency, not those of an open-loop arrival rate.
+
+Method: for each concurrency level, `--rounds` rounds of `--duration` seconds per
+system, the order rotated every round so the machine's drift hits every system
+alike. The table shows medians over rounds of each round's req/s (2xx only), p50 and
+p99; ratios are medians of the per-round ratios of systems measured in the same round.
+
+Overload: a separate mlrt with `--max-queue-rows 256`, driven at concurrency 1024
+with requests that carry the V2 parameter `"timeout"` (50 ms, in µs). Expected:
+only 200s and 503s, the 200s' p99 under the deadline (wrk records latency for every
+response, so the script reports an upper bound on the 200s' p99, see post.lua), and
+`/v2/health/ready` answering 200 afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import models
+from ._harness import RawHTTP, free_port, get_request, post_request, v2_binary_body, v2_json_body
+
+LUA = Path(__file__).with_name("wrk") / "post.lua"
+MODEL = "mlp"
+INFER = f"/v2/models/{MODEL}/infer"
+MLSERVER_VERSION = "1.7.1"
+MLSERVER_PINS = [f"mlserver=={MLSERVER_VERSION}", "uvloop==0.21.0", "onnxruntime", "numpy"]
+OVERLOAD_CONCURRENCY = 1024
+
+# MLServer loads custom model classes from the model folder (`implementation` in
+# model-settings.json); this one runs onnxruntime like bench/naive.py does.
+MLSERVER_MODEL_PY = """\
+import numpy as np
+import onnxruntime as ort
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.utils import get_model_uri
+
+
+class OnnxModel(MLModel):
+    async def load(self) -> bool:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        uri = await get_model_uri(self._settings)
+        self._sess = ort.InferenceSession(uri, opts, providers=["CPUExecutionProvider"])
+        self._in = self._sess.get_inputs()[0].name
+        self._out = self._sess.get_outputs()[0].name
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        x = NumpyCodec.decode_input(payload.inputs[0]).astype(np.float32, copy=False)
+        y = self._sess.run([self._out], {self._in: x})[0]
+        return InferenceResponse(model_name=self.name, outputs=[NumpyCodec.encode_output(self._out, y)])
+"""
+
+
+@dataclass
+class Target:
+    """One thing wrk drives: a server port plus the body and headers sent to it."""
+
+    name: str
+    port: int
+    body: Path
+    headers: list[str] = field(default_factory=list)
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve(
+    name: str, cmd: Sequence[str], port: int, logdir: Path, *, cwd: Path | None = None, timeout_s: float = 60
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server until the block ends, waiting for GET /v2/health/ready == 200.
+
+    Output goes to a log file rather than a pipe: a pipe nobody reads fills up and
+    stalls a server that logs under load.
+    """
+    log = logdir / f"{name.replace(' ', '_').replace('=', '')}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready(port):
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail(log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready after {timeout_s:.0f} s:\n{tail(log)}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def ready(port: int) -> bool:
+    try:
+        c = RawHTTP(port)
+        try:
+            status, _ = c.request(get_request("/v2/health/ready"))
+        finally:
+            c.close()
+    except OSError:
+        return False
+    return status == 200
+
+
+def tail(path: Path, n: int = 20) -> str:
+    lines = path.read_text(errors="replace").splitlines()
+    return "\n".join(lines[-n:])
+
+
+def raise_fd_limit(need: int) -> str | None:
+    """wrk and the server each hold one socket per connection; children inherit the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if hard != resource.RLIM_INFINITY and hard < need:
+        return f"open-file limit {hard} is below {need}; concurrency {OVERLOAD_CONCURRENCY} may fail"
+    return None
+
+
+# -- MLServer ------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mlrt-bench"
+
+
+def ensure_mlserver(venv: Path, say) -> tuple[Path | None, str]:
+    """Install MLServer into its own venv once; return (mlserver executable, note)."""
+    exe = venv / "bin" / "mlserver"
+    stamp = venv / ".mlrt-bench-ok"
+    if stamp.exists() and exe.exists():
+        return exe, f"MLServer {MLSERVER_VERSION} from {venv}"
+    say(f"installing MLServer {MLSERVER_VERSION} into {venv} (once; takes a minute or so) ...")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+        py = str(venv / "bin" / "python")
+        subprocess.run(
+            [py, "-m", "pip", "install", "-q", *MLSERVER_PINS], check=True, capture_output=True, timeout=1200
+        )
+        subprocess.run(
+            [py, "-c", "import mlserver, onnxruntime, uvloop"], check=True, capture_output=True, timeout=120
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        err = getattr(exc, "stderr", None) or b""
+        if isinstance(err, bytes):
+            err = err.decode(errors="replace")
+        last = " | ".join(err.strip().splitlines()[-3:])
+        return None, f"MLServer could not be installed ({type(exc).__name__}: {last or exc}); skipped"
+    stamp.write_text(" ".join(MLSERVER_PINS) + "\n")
+    return exe, f"MLServer {MLSERVER_VERSION} installed into {venv}"
+
+
+def mlserver_repo(root: Path, model_path: Path, batch_size: int, batch_time_s: float) -> tuple[Path, int]:
+    """A MLServer model repository for the bench MLP; returns (root, http port)."""
+    port = free_port()
+    mdir = root / MODEL
+    mdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model_path, mdir / "mlp.onnx")
+    (mdir / "onnx_model.py").write_text(MLSERVER_MODEL_PY)
+    (mdir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": MODEL,
+                "implementation": "onnx_model.OnnxModel",
+                "parameters": {"uri": "./mlp.onnx"},
+                "max_batch_size": batch_size,
+                "max_batch_time": batch_time_s,
+            }
+        )
+    )
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "debug": False,  # no access log per request
+    }
+    (root / "settings.json").write_text(json.dumps(settings))
+    return root, port
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+
+def wrk(target: Target, connections: int, duration_s: float, *, count: bool = False) -> dict:
+    """One wrk run; returns post.lua's JSON summary plus ok_rps (2xx answers per second)."""
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{target.port}{INFER}",
+        "--",
+        str(target.body),
+        *(["count"] if count else []),
+        *target.headers,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("MLRT_WRK "):
+            res = json.loads(line[len("MLRT_WRK ") :])
+            break
+    else:
+        raise RuntimeError(f"wrk gave no summary (rc {out.returncode}): {out.stderr.strip() or out.stdout}")
+    secs = res["duration_us"] / 1e6
+    res["ok_rps"] = (res["requests"] - res["non_2xx"]) / secs
+    res["socket_errors"] = res["connect_errors"] + res["read_errors"] + res["write_errors"]
+    return res
+
+
+def check_answer(target: Target) -> None:
+    """One request by hand before timing anything: a system that errors is not measured."""
+    body = target.body.read_bytes()
+    headers = dict(h.split(": ", 1) for h in target.headers)
+    c = RawHTTP(target.port)
+    try:
+        status, resp = c.request(post_request(INFER, body, headers))
+    finally:
+        c.close()
+    if status != 200:
+        raise RuntimeError(f"{target.name}: status {status}: {resp[:300]!r}")
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def med(xs: Sequence[float]) -> float:
+    return float(np.median(xs)) if len(xs) else float("nan")
+
+
+def summarize(per_round: dict[int, dict[str, list[dict]]]) -> dict[int, dict[str, dict]]:
+    out: dict[int, dict[str, dict]] = {}
+    for c, systems in per_round.items():
+        out[c] = {}
+        for name, runs in systems.items():
+            out[c][name] = {
+                "rps": med([r["ok_rps"] for r in runs]),
+                "p50_ms": med([r["p50_us"] / 1e3 for r in runs]),
+                "p99_ms": med([r["p99_us"] / 1e3 for r in runs]),
+                "non_2xx": sum(r["non_2xx"] for r in runs),
+                "socket_errors": sum(r["socket_errors"] for r in runs),
+                "timeouts": sum(r["timeouts"] for r in runs),
+            }
+    return out
+
+
+def ratio(per_round: dict[int, dict[str, list[dict]]], c: int, a: str, b: str, key: str) -> float | None:
+    """Median over rounds of a's figure / b's figure, both from the same round."""
+    runs = per_round.get(c, {})
+    if a not in runs or b not in runs:
+        return None
+    vals = [x[key] / y[key] for x, y in zip(runs[a], runs[b], strict=True) if y[key] > 0]
+    return med(vals) if vals else None
+
+
+def targets_table(per_round, concurrency: Sequence[int], overload: dict | None) -> list[dict]:
+    rows: list[dict] = []
+
+    def add(what: str, value: float | None, goal: str, ok: bool | None, fmt: str = "{:.2f}") -> None:
+        shown = "n/a" if value is None else fmt.format(value)
+        verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
+        rows.append({"target": what, "measured": value, "shown": shown, "goal": goal, "verdict": verdict})
+
+    c1 = per_round.get(1, {}).get("mlrt")
+    p50 = med([r["p50_us"] / 1e3 for r in c1]) if c1 else None
+    add("c=1    mlrt p50 (ms)", p50, "< 1 ms", None if p50 is None else p50 < 1.0, "{:.3f}")
+    r = ratio(per_round, 1, "mlrt", "floor", "p50_us")
+    add("c=1    mlrt p50 / floor p50", r, "<= 1.3", None if r is None else r <= 1.3)
+    r = ratio(per_round, 64, "mlrt", "naive", "ok_rps")
+    add("c=64   mlrt req/s / naive req/s", r, ">= 2", None if r is None else r >= 2.0)
+    r = ratio(per_round, 64, "mlrt", "floor", "ok_rps")
+    add("c=64   mlrt req/s / floor req/s", r, ">= 0.9", None if r is None else r >= 0.9)
+    for c in concurrency:
+        r = ratio(per_round, c, "mlrt", "mlserver", "ok_rps")
+        add(f"c={c:<4} mlrt req/s / MLServer req/s", r, ">= 10", None if r is None else r >= 10.0)
+    if overload is not None:
+        res = overload["wrk"]
+        codes = {int(k): v for k, v in res["statuses"].items()}
+        clean = set(codes) <= {200, 503} and res["socket_errors"] == 0 and res["timeouts"] == 0
+        shown = " ".join(f"{k}:{v}" for k, v in sorted(codes.items()))
+        if res["socket_errors"] or res["timeouts"]:
+            shown += f" sock-err:{res['socket_errors']} timeouts:{res['timeouts']}"
+        rows.append(
+            {
+                "target": f"c={OVERLOAD_CONCURRENCY} statuses (only 200/503)",
+                "measured": codes,
+                "shown": shown,
+                "goal": "200, 503 only",
+                "verdict": "PASS" if clean else "FAIL",
+            }
+        )
+        bound = res["p99_200_bound_us"] / 1e3 if res["p99_200_bound_us"] >= 0 else None
+        dl = overload["deadline_ms"]
+        add(
+            f"c={OVERLOAD_CONCURRENCY} p99 of 200s, ms (upper bound)",
+            bound,
+            f"< {dl:g} ms",
+            None if bound is None else bound < dl,
+            "{:.1f}",
+        )
+        ok = overload["ready_after"]
+        rows.append(
+            {
+                "target": f"c={OVERLOAD_CONCURRENCY} /v2/health/ready afterwards",
+                "measured": ok,
+                "shown": "200" if ok else "not ready",
+                "goal": "200",
+                "verdict": "PASS" if ok else "FAIL",
+            }
+        )
+    return rows
+
+
+def print_report(results, per_round, rows, concurrency, systems, overload, meta) -> None:
+    print(
+        f"bench MLP (20 FP32 -> 2), one row per request; wrk -t1, {meta['rounds']} rounds x "
+        f"{meta['duration_s']:g} s per system per concurrency, order rotated; medians of per-round figures"
+    )
+    print(f"{meta['machine']}; {meta['date']}")
+    if meta.get("mlserver_note"):
+        print(meta["mlserver_note"])
+    print()
+    hdr = f"{'c':>5}  {'system':<12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'sock err':>9}"
+    hdr += f"{'/ floor':>9}{'/ naive':>9}{'/ MLServer':>11}"
+    print(hdr)
+    for c in concurrency:
+        for name in systems:
+            if name not in results.get(c, {}):
+                continue
+            s = results[c][name]
+            cells = []
+            for other, width in (("floor", 9), ("naive", 9), ("mlserver", 11)):
+                r = None if name == other else ratio(per_round, c, name, other, "ok_rps")
+                cells.append(f"{'' if r is None else f'{r:.2f}':>{width}}")
+            print(
+                f"{c:>5}  {name:<12}{s['rps']:>10,.0f}{s['p50_ms']:>9.3f}{s['p99_ms']:>9.2f}"
+                f"{s['non_2xx']:>9}{s['socket_errors'] + s['timeouts']:>9}" + "".join(cells)
+            )
+        print()
+    print("(ratio columns: median of per-round req/s ratios)")
+    if overload is not None:
+        res = overload["wrk"]
+        print(
+            f"\noverload: mlrt --max-queue-rows {overload['max_queue_rows']}, c={OVERLOAD_CONCURRENCY}, "
+            f"timeout {overload['deadline_ms']:g} ms, {overload['duration_s']:g} s: "
+            f"{res['requests']:,} answers, statuses {res['statuses']}, 200s/s {res['ok_rps']:,.0f}, "
+            f"p50 {res['p50_us'] / 1e3:.1f} ms, p99 (all) {res['p99_us'] / 1e3:.1f} ms, "
+            f"max {res['max_us'] / 1e3:.1f} ms"
+        )
+    print(f"\n{'target':<40}{'measured':>16}  {'goal':<15}verdict")
+    for row in rows:
+        print(f"{row['target']:<40}{row['shown']:>16}  {row['goal']:<15}{row['verdict']}")
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per system per round")
+    p.add_argument("--concurrency", default="1,8,64,256", help="comma-separated connection counts")
+    p.add_argument("--overload-duration", type=float, default=10.0)
+    p.add_argument("--overload-queue-rows", type=int, default=256)
+    p.add_argument("--deadline-ms", type=float, default=50.0, help="V2 'timeout' sent in the overload run")
+    p.add_argument("--no-overload", action="store_true")
+    p.add_argument("--no-mlserver", action="store_true")
+    p.add_argument("--mlserver-venv", type=Path, default=None, help=f"default: {cache_dir()}/mlserver-*")
+    p.add_argument("--mlserver-batch-size", type=int, default=64)
+    p.add_argument("--mlserver-batch-time-ms", type=float, default=5.0)
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 round x 1 s, c=1,64, 3 s overload")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args()
+    if args.quick:
+        args.rounds, args.duration, args.concurrency, args.overload_duration = 1, 1.0, "1,64", 3.0
+    concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not on PATH; install it with `apt-get install -y wrk` (Debian/Ubuntu)")
+    fd_note = raise_fd_limit(max(4096, 2 * OVERLOAD_CONCURRENCY + 256))
+    if fd_note:
+        say(fd_note)
+
+    tmp = Path(tempfile.mkdtemp(prefix="mlrt-bench-serving-"))
+    model_path = models.mlp(tmp / "mlp.onnx")
+    x = np.random.default_rng(0).standard_normal((1, 20)).astype(np.float32)
+    json_body = tmp / "v2.json"
+    json_body.write_bytes(v2_json_body(x))
+    bin_bytes, bin_headers = v2_binary_body(x)
+    bin_body = tmp / "v2.bin"
+    bin_body.write_bytes(bin_bytes)
+    deadline_us = int(args.deadline_ms * 1000)
+    doc = json.loads(json_body.read_bytes())
+    doc["parameters"] = {"timeout": deadline_us}
+    deadline_body = tmp / "v2_deadline.json"
+    deadline_body.write_bytes(json.dumps(doc).encode())
+    jh = ["Content-Type: application/json"]
+    bh = ["Content-Type: application/octet-stream", *(f"{k}: {v}" for k, v in bin_headers.items())]
+
+    py = sys.executable
+    mlrt = [py, "-m", "runtime", "serve", f"{MODEL}={model_path}", "--log-level", "warning", "--port"]
+    ports = {k: free_port() for k in ("mlrt", "mlrt mbs=1", "naive", "floor")}
+    cmds = {
+        "mlrt": [*mlrt, str(ports["mlrt"])],
+        "mlrt mbs=1": [*mlrt, str(ports["mlrt mbs=1"]), "--max-batch-size", "1"],
+        "naive": [py, "-m", "bench.naive", str(model_path), "--port", str(ports["naive"])],
+        "floor": [py, "-m", "bench.floor", "--port", str(ports["floor"])],
+    }
+    # (name, command, port, working directory, seconds to become ready)
+    servers: list[tuple[str, list[str], int, Path | None, float]] = [
+        (name, cmd, ports[name], None, 60) for name, cmd in cmds.items()
+    ]
+    targets = [
+        Target("mlrt", ports["mlrt"], json_body, jh),
+        Target("mlrt binary", ports["mlrt"], bin_body, bh),
+        Target("mlrt mbs=1", ports["mlrt mbs=1"], json_body, jh),
+        Target("naive", ports["naive"], json_body, jh),
+        Target("floor", ports["floor"], json_body, jh),
+    ]
+
+    mlserver_note = "MLServer: skipped (--no-mlserver)"
+    if not args.no_mlserver:
+        venv = args.mlserver_venv or cache_dir() / f"mlserver-{MLSERVER_VERSION}"
+        exe, mlserver_note = ensure_mlserver(venv, say)
+        if exe is not None:
+            root, mport = mlserver_repo(
+                tmp / "mlserver", model_path, args.mlserver_batch_size, args.mlserver_batch_time_ms / 1e3
+            )
+            servers.append(("mlserver", [str(exe), "start", str(root)], mport, root, 180))
+            targets.append(Target("mlserver", mport, json_body, jh))
+            mlserver_note += (
+                f"; adaptive batching max_batch_size {args.mlserver_batch_size}, "
+                f"max_batch_time {args.mlserver_batch_time_ms:g} ms"
+            )
+    say(mlserver_note)
+
+    per_round: dict[int, dict[str, list[dict]]] = {c: {t.name: [] for t in targets} for c in concurrency}
+    with contextlib.ExitStack() as stack:
+        for name, cmd, port, cwd, timeout_s in servers:
+            say(f"starting {name} on port {port}")
+            try:
+                stack.enter_context(serve(name, cmd, port, tmp, cwd=cwd, timeout_s=timeout_s))
+            except RuntimeError as exc:
+                if name != "mlserver":
+                    raise
+                mlserver_note = f"MLServer failed to start; skipped: {exc}"
+                say(mlserver_note)
+                targets = [t for t in targets if t.name != "mlserver"]
+                for c in concurrency:
+                    per_round[c].pop("mlserver", None)
+        for t in targets:
+            check_answer(t)
+            wrk(t, 8, 1.0)  # warm up every path
+        names = [t.name for t in targets]
+        by_name = {t.name: t for t in targets}
+        total = len(concurrency) * args.rounds * len(targets) * args.duration
+        say(f"measuring: about {total / 60:.1f} min")
+        for ci, c in enumerate(concurrency):
+            for r in range(args.rounds):
+                k = (r + ci) % len(names)
+                for name in names[k:] + names[:k]:
+                    res = wrk(by_name[name], c, args.duration)
+                    per_round[c][name].append(res)
+                    say(
+                        f"c={c} round {r + 1}/{args.rounds} {name}: {res['ok_rps']:,.0f} req/s, "
+                        f"p50 {res['p50_us'] / 1e3:.3f} ms, p99 {res['p99_us'] / 1e3:.2f} ms"
+                        + (f", non-2xx {res['non_2xx']}" if res["non_2xx"] else "")
+                        + (f", socket errors {res['socket_errors']}" if res["socket_errors"] else "")
+                    )
+
+    overload = None
+    if not args.no_overload:
+        port = free_port()
+        cmd = [*mlrt, str(port), "--max-queue-rows", str(args.overload_queue_rows)]
+        say(f"overload: c={OVERLOAD_CONCURRENCY} against mlrt --max-queue-rows {args.overload_queue_rows}")
+        with serve("mlrt overload", cmd, port, tmp) as proc:
+            t = Target("mlrt overload", port, deadline_body, jh)
+            check_answer(t)
+            res = wrk(t, OVERLOAD_CONCURRENCY, args.overload_duration, count=True)
+            ready_after = proc.poll() is None and ready(port)
+            try:
+                check_answer(t)  # and it still answers
+            except (OSError, RuntimeError) as exc:
+                say(f"overload: mlrt does not answer afterwards: {exc}")
+                ready_after = False
+        overload = {
+            "max_queue_rows": args.overload_queue_rows,
+            "deadline_ms": args.deadline_ms,
+            "duration_s": args.overload_duration,
+            "wrk": res,
+            "ready_after": ready_after,
+        }
+
+    results = summarize(per_round)
+    rows = targets_table(per_round, concurrency, overload)
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}",
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "concurrency": concurrency,
+        "load_generator": "wrk -t1 + bench/wrk/post.lua (closed loop, keep-alive)",
+        "mlserver_note": mlserver_note,
+        "logs": str(tmp),
+    }
+    systems = [t.name for t in targets]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "results": {str(c): v for c, v in results.items()},
+                    "per_round": {str(c): v for c, v in per_round.items()},
+                    "targets": [{k: v for k, v in r.items() if k != "shown"} for r in rows],
+                    "overload": overload,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    print_report(results, per_round, rows, concurrency, systems, overload, meta)
+    say(textwrap.shorten(f"server logs: {tmp}", 200))
+
+
+if __name__ == "__main__":
+    main()
