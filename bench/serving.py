@@ -8,6 +8,8 @@ Systems, each its own process on loopback, all started before the first round:
   mlrt            `mlrt serve` with batching on and its defaults, V2 JSON
   mlrt binary     the same server, V2 binary tensor extension (tritonclient's default)
   mlrt mbs=1      `mlrt serve --max-batch-size 1`: the batcher off, V2 JSON
+  mlrt drift      `mlrt serve --profile REF.json`: drift monitoring on (every feature and
+                  output counted), V2 JSON; compared with plain mlrt
   naive           Starlette + onnxruntime per request (bench/naive.py), V2 JSON
   floor           a do-nothing Starlette endpoint (bench/floor.py), V2 JSON
   mlserver        MLServer 1.7.1 with adaptive batching (max_batch_size 64, max_batch_time
@@ -59,6 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from runtime.monitor import Profile
 
 from . import models
 from ._harness import RawHTTP, free_port, get_request, post_request, v2_binary_body, v2_json_body
@@ -312,6 +316,21 @@ def ratio(per_round: dict[int, dict[str, list[dict]]], c: int, a: str, b: str, k
     return med(vals) if vals else None
 
 
+def delta(per_round: dict[int, dict[str, list[dict]]], c: int, a: str, b: str, key: str) -> float | None:
+    """Median over rounds of a[key] - b[key], both measured in the same round."""
+    runs_a, runs_b = per_round.get(c, {}).get(a), per_round.get(c, {}).get(b)
+    if not runs_a or not runs_b:
+        return None
+    return med([x[key] - y[key] for x, y in zip(runs_a, runs_b, strict=False)])
+
+
+def reference_outputs(model_path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": x})[0]
+
+
 def targets_table(per_round, concurrency: Sequence[int], overload: dict | None) -> list[dict]:
     rows: list[dict] = []
 
@@ -329,6 +348,10 @@ def targets_table(per_round, concurrency: Sequence[int], overload: dict | None) 
     add("c=64   mlrt req/s / naive req/s", r, ">= 2", None if r is None else r >= 2.0)
     r = ratio(per_round, 64, "mlrt", "floor", "ok_rps")
     add("c=64   mlrt req/s / floor req/s", r, ">= 0.9", None if r is None else r >= 0.9)
+    r = ratio(per_round, 64, "mlrt drift", "mlrt", "ok_rps")
+    add("c=64   drift on / off req/s", r, ">= 0.97", None if r is None else r >= 0.97)
+    d = delta(per_round, 1, "mlrt drift", "mlrt", "p50_us")
+    add("c=1    drift on - off p50 (µs)", d, "< 5 µs", None if d is None else d < 5.0, "{:+.1f}")
     for c in concurrency:
         r = ratio(per_round, c, "mlrt", "mlserver", "ok_rps")
         add(f"c={c:<4} mlrt req/s / MLServer req/s", r, ">= 10", None if r is None else r >= 10.0)
@@ -461,9 +484,13 @@ def main() -> None:
 
     py = sys.executable
     mlrt = [py, "-m", "runtime", "serve", f"{MODEL}={model_path}", "--log-level", "warning", "--port"]
-    ports = {k: free_port() for k in ("mlrt", "mlrt mbs=1", "naive", "floor")}
+    profile_path = tmp / "profile.json"
+    ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
+    Profile.fit(ref, outputs=reference_outputs(model_path, ref)).save(profile_path)
+    ports = {k: free_port() for k in ("mlrt", "mlrt mbs=1", "mlrt drift", "naive", "floor")}
     cmds = {
         "mlrt": [*mlrt, str(ports["mlrt"])],
+        "mlrt drift": [*mlrt, str(ports["mlrt drift"]), "--profile", str(profile_path)],
         "mlrt mbs=1": [*mlrt, str(ports["mlrt mbs=1"]), "--max-batch-size", "1"],
         "naive": [py, "-m", "bench.naive", str(model_path), "--port", str(ports["naive"])],
         "floor": [py, "-m", "bench.floor", "--port", str(ports["floor"])],
@@ -476,6 +503,7 @@ def main() -> None:
         Target("mlrt", ports["mlrt"], json_body, jh),
         Target("mlrt binary", ports["mlrt"], bin_body, bh),
         Target("mlrt mbs=1", ports["mlrt mbs=1"], json_body, jh),
+        Target("mlrt drift", ports["mlrt drift"], json_body, jh),
         Target("naive", ports["naive"], json_body, jh),
         Target("floor", ports["floor"], json_body, jh),
     ]
