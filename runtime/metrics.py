@@ -240,8 +240,13 @@ class DriftCollector(Collector):
         )
         feature_status = GaugeMetricFamily(
             "mlrt_feature_drift_status",
-            "Drift status of a feature or output: 0 ok, 1 warn, 2 alert",
+            "Drift status of an input feature: 0 ok, 1 warn, 2 alert",
             labels=[*mv, "feature"],
+        )
+        pred_status = GaugeMetricFamily(
+            "mlrt_prediction_drift_status",
+            "Drift status of a model output: 0 ok, 1 warn, 2 alert",
+            labels=[*mv, "output"],
         )
         status = GaugeMetricFamily(
             "mlrt_drift_status", "Model drift status: 0 ok, 1 warn, 2 alert", labels=mv
@@ -271,9 +276,11 @@ class DriftCollector(Collector):
             m, v = mon.model, mon.version
             report = mon.report()
             for d in report:
-                target = feature_psi if d.section == "features" else pred_psi
-                target.add_metric([m, v, d.name], d.psi)
-                feature_status.add_metric([m, v, d.name], STATUS_CODES[d.status])
+                psi_family, status_family = (
+                    (feature_psi, feature_status) if d.section == "features" else (pred_psi, pred_status)
+                )
+                psi_family.add_metric([m, v, d.name], d.psi)
+                status_family.add_metric([m, v, d.name], STATUS_CODES[d.status])
             status.add_metric([m, v], STATUS_CODES[mon.status(report)])
             rows.add_metric([m, v], mon.window_rows)
             for section, name, counts, ref in mon.bin_totals():
@@ -287,6 +294,7 @@ class DriftCollector(Collector):
             feature_psi,
             pred_psi,
             feature_status,
+            pred_status,
             status,
             rows,
             feature_bins,
