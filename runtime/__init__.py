@@ -9,7 +9,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Histogram", "Profile", "__version__", "psi"]
+__all__ = ["Histogram", "LocalModel", "Profile", "__version__", "load", "psi"]
 
 # Drift names resolve on first use so `import runtime` (and `mlrt --help`)
 # does not load numpy or the native kernels.
@@ -17,6 +17,8 @@ _LAZY = {
     "Histogram": "runtime.monitor",
     "Profile": "runtime.monitor",
     "psi": "runtime.monitor",
+    "load": "runtime.embedded",
+    "LocalModel": "runtime.embedded",
 }
 
 

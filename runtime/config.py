@@ -140,12 +140,24 @@ class ServerConfig:
     log_level: str = "info"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     graceful_timeout_s: float = 30.0
+    uds: str | None = None  # also (or only, with tcp = false) listen on this Unix socket
+    uds_mode: str = "600"  # octal permissions of the socket file: owner only by default
+    tcp: bool = True
     models: list[ModelConfig] = field(default_factory=list)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     hooks: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_types(self, "[server]")
+        if not self.tcp and not self.uds:
+            raise ConfigError("tcp is off and no uds socket is given: the server would listen nowhere")
+        try:
+            if not 0 <= int(self.uds_mode, 8) <= 0o777:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"uds_mode must be octal permissions like '600', got {self.uds_mode!r}"
+            ) from None
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
         if self.log_level not in LOG_LEVELS:
@@ -159,7 +171,10 @@ class ServerConfig:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        urls = [f"http://{self.host}:{self.port}"] if self.tcp else []
+        if self.uds:
+            urls.append(f"unix://{self.uds}")
+        return " and ".join(urls)
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -172,6 +187,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "port": (int,),
     "max_body_bytes": (int,),
     "graceful_timeout_s": (int, float),
+    "uds": (str, type(None)),
+    "uds_mode": (str,),
+    "tcp": (bool,),
     "instances": (int,),
     "intra_op_threads": (int,),
     "inter_op_threads": (int,),
@@ -204,7 +222,7 @@ def _check_types(obj: object, where: str) -> None:
         value = getattr(obj, f.name)
         if allowed is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, allowed):
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
             kinds = " or ".join(t.__name__ for t in allowed if t is not type(None))
             raise ConfigError(f"{where}: {f.name} must be {kinds}, got {value!r}")
     for key in ("providers",):
@@ -266,6 +284,7 @@ _ENV = {
     "log_level": ("MLRT_LOG_LEVEL", str),
     "max_body_bytes": ("MLRT_MAX_BODY_BYTES", int),
     "graceful_timeout_s": ("MLRT_GRACEFUL_TIMEOUT", float),
+    "uds": ("MLRT_UDS", str),
 }
 
 

@@ -36,6 +36,28 @@ def zero_inputs(model: Model) -> dict[str, np.ndarray]:
     return out
 
 
+def build_monitor(config: ModelConfig, model: Model, monitor_config: MonitorConfig) -> ModelMonitor:
+    """The drift monitor of a model, from the profile its config names."""
+    from .monitor.drift import ModelMonitor
+    from .monitor.profile import Profile
+
+    assert config.profile
+    try:
+        profile = Profile.load(config.profile)
+    except FileNotFoundError:
+        raise ConfigError(f"model '{config.name}': profile {config.profile!r} not found") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"model '{config.name}': invalid profile {config.profile!r}: {exc}") from None
+    return ModelMonitor(
+        profile,
+        model=model.name,
+        version=model.version,
+        inputs=[(s.name, s.shape) for s in model.inputs],
+        outputs=[(s.name, s.shape) for s in model.outputs],
+        config=monitor_config,
+    )
+
+
 @dataclass(eq=False)
 class LoadedModel:
     config: ModelConfig
@@ -73,30 +95,9 @@ class Repository:
             repo.add(cfg, load_model(cfg))
         return repo
 
-    def _monitor(self, config: ModelConfig, model: Model) -> ModelMonitor | None:
-        if not config.profile:
-            return None
-        from .monitor.drift import ModelMonitor
-        from .monitor.profile import Profile
-
-        try:
-            profile = Profile.load(config.profile)
-        except FileNotFoundError:
-            raise ConfigError(f"model '{config.name}': profile {config.profile!r} not found") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"model '{config.name}': invalid profile {config.profile!r}: {exc}") from None
-        return ModelMonitor(
-            profile,
-            model=model.name,
-            version=model.version,
-            inputs=[(s.name, s.shape) for s in model.inputs],
-            outputs=[(s.name, s.shape) for s in model.outputs],
-            config=self.monitor_config,
-        )
-
     def add(self, config: ModelConfig, model: Model) -> LoadedModel:
         mm = self.metrics.for_model(model.name, model.version)
-        monitor = self._monitor(config, model)
+        monitor = build_monitor(config, model, self.monitor_config) if config.profile else None
         runner = Batcher(
             model,
             config,
@@ -107,12 +108,17 @@ class Repository:
         try:
             runner.calibrate(zero_inputs(model))
         except Exception as exc:  # a model that cannot run zeros still serves, on threads
-            log.warning("model '%s': calibration on a zero row failed (%s); batches run on "
-                        "executor threads", config.name, exc)
+            log.warning(
+                "model '%s': calibration on a zero row failed (%s); batches run on executor threads",
+                config.name,
+                exc,
+            )
         else:
             log.info(
-                "model '%s': compute ~%.1f us + %.2f us/row; batches predicted under %.0f us "
-                "run inline", config.name, runner.fixed_us, runner.per_row_us,
+                "model '%s': compute ~%.1f us + %.2f us/row; batches predicted under %.0f us run inline",
+                config.name,
+                runner.fixed_us,
+                runner.per_row_us,
                 runner.inline_max_us,
             )
         if monitor is not None:

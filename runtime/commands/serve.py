@@ -6,8 +6,8 @@ MODEL is one of:
   name=package.module:object    an in-process Python model
 
 Settings come from --config (TOML), then MLRT_* environment variables
-(MLRT_HOST, MLRT_PORT, MLRT_LOG_LEVEL, MLRT_MAX_BODY_BYTES, MLRT_GRACEFUL_TIMEOUT,
-MLRT_CONFIG), then flags.
+(MLRT_HOST, MLRT_PORT, MLRT_UDS, MLRT_LOG_LEVEL, MLRT_MAX_BODY_BYTES,
+MLRT_GRACEFUL_TIMEOUT, MLRT_CONFIG), then flags.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file with [server] and [[models]]")
     p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8000)")
+    p.add_argument("--uds", metavar="PATH", help="also listen on this Unix domain socket")
+    p.add_argument("--uds-mode", help="octal permissions of the socket file (default 600: owner only)")
+    p.add_argument("--no-tcp", action="store_true", help="listen on --uds only")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 64 MiB)")
     p.add_argument(
@@ -66,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
                 "log_level": args.log_level,
                 "max_body_bytes": args.max_body_bytes,
                 "graceful_timeout_s": args.graceful_timeout,
+                "uds": args.uds,
+                "uds_mode": args.uds_mode,
+                "tcp": False if args.no_tcp else None,
             },
             profiles=args.profile,
             monitor_overrides={"state_dir": args.state_dir, "window_s": args.drift_window},

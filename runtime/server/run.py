@@ -12,6 +12,7 @@ from ..config import ServerConfig
 from ..errors import MlrtError
 from ..repository import Repository
 from .app import create_app
+from .sockets import bind_all, close_all
 
 log = logging.getLogger("mlrt.server")
 
@@ -69,10 +70,9 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> None:
                      len(entry.monitor.profile.outputs))
     app = create_app(config, repository)
     log.info("mlrt serving %d model(s) on %s", len(repository.entries()), config.url)
+    socks = bind_all(config)
     uv_config = uvicorn.Config(
         app,
-        host=config.host,
-        port=config.port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -82,6 +82,9 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> None:
         timeout_graceful_shutdown=config.graceful_timeout_s,
     )
     server = _server_class()(uv_config)
-    server.run()
+    try:
+        server.run(sockets=socks)
+    finally:
+        close_all(socks, config)  # the Unix socket file goes with the server
     if not server.started:
         raise ServeError(f"the server could not start on {config.url} (see the log above)")

@@ -1,0 +1,203 @@
+"""The in-process API: a model, its drift monitor and hooks, without a server.
+
+    import runtime
+    m = runtime.load("model.onnx", profile="ref.json")
+    y = m.predict(x)                  # in the calling thread; thread-safe
+    m.drift()                         # what GET .../drift returns
+    m.metrics(registry)               # register the drift metrics into your app's registry
+
+No event loop, no web framework: importing this module loads neither Starlette
+nor uvicorn, so it suits small edge hosts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .config import ModelConfig, MonitorConfig, parse_model_spec
+from .datatypes import numpy_dtype
+from .errors import ConfigError, InvalidInput, ModelFailure
+from .models import Model, Tensors, check_inputs, load_model
+
+
+class LocalModel:
+    """A loaded model with optional drift monitoring, called in-process."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        monitor: Any = None,
+        dispatcher: Any = None,
+        monitor_config: MonitorConfig | None = None,
+    ) -> None:
+        self.model = model
+        self.monitor = monitor
+        self._dispatcher = dispatcher
+        self._config = monitor_config or MonitorConfig()
+        self._outputs = [o.name for o in model.outputs]
+        self._specs = {s.name: s for s in model.inputs}
+        self._datatypes = {s.name: s.datatype for s in model.inputs}
+        self._next_tick = time.monotonic() + self._config.tick_s
+        self._status = "ok"
+        self._tick_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def inputs(self) -> tuple[Any, ...]:
+        return self.model.inputs
+
+    @property
+    def outputs(self) -> tuple[Any, ...]:
+        return self.model.outputs
+
+    def _as_inputs(self, x: np.ndarray | Mapping[str, Any]) -> Tensors:
+        if isinstance(x, Mapping):
+            raw = dict(x)
+        elif len(self.model.inputs) == 1:
+            raw = {self.model.inputs[0].name: x}
+        else:
+            names = [s.name for s in self.model.inputs]
+            raise InvalidInput(f"model '{self.name}' has inputs {names}: pass a dict of arrays")
+        out: Tensors = {}
+        for name, value in raw.items():
+            spec = self._specs.get(name)
+            arr = np.asarray(value)
+            if spec is not None and spec.datatype != "BYTES":
+                want = numpy_dtype(spec.datatype)
+                if arr.dtype != want:
+                    if not np.can_cast(arr.dtype, want, "same_kind"):
+                        raise InvalidInput(
+                            f"input '{name}': dtype {arr.dtype} cannot become the model's {spec.datatype}"
+                        )
+                    arr = arr.astype(want)
+            if spec is not None and len(spec.shape) == arr.ndim + 1 and spec.shape[0] == -1:
+                arr = arr[np.newaxis]  # one row given without its batch dimension
+            out[name] = arr
+        return out
+
+    def predict(self, x: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run the model on one input array (single-input models) or a dict of arrays."""
+        inputs = self._as_inputs(x)
+        check_inputs(self.model, inputs, self._datatypes)
+        try:
+            outputs = self.model.predict(inputs)
+        except Exception as exc:
+            raise ModelFailure(self.name, exc) from exc
+        missing = [n for n in self._outputs if n not in outputs]
+        if missing:
+            raise ModelFailure(self.name, KeyError(f"no output(s) {missing}"))
+        if self.monitor is not None:
+            self.monitor.observe(inputs, outputs)
+            if self._dispatcher is not None and time.monotonic() >= self._next_tick:
+                self._tick()
+        return outputs
+
+    def _tick(self) -> None:
+        # The server runs this on a timer; in-process it piggybacks on predict, at most
+        # once per tick_s, in whichever thread gets the lock.
+        if not self._tick_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_tick = time.monotonic() + self._config.tick_s
+            from .hooks import DriftEvent
+
+            report = self.monitor.report()
+            status = self.monitor.status(report)
+            previous, self._status = self._status, status
+            self._dispatcher.observe(
+                DriftEvent(
+                    model=self.name,
+                    version=self.model.version,
+                    status=status,
+                    previous=previous,
+                    features=tuple(
+                        {
+                            "name": d.name,
+                            "section": d.section,
+                            "psi": d.psi,
+                            "js": d.js,
+                            "status": d.status,
+                            "rows": d.rows,
+                        }
+                        for d in report
+                    ),  # fmt: skip
+                    window_s=self._config.window_s,
+                    rows=self.monitor.window_rows,
+                    time=time.time(),
+                )
+            )
+        finally:
+            self._tick_lock.release()
+
+    def drift(self) -> dict[str, Any]:
+        """The drift report, as GET /v2/models/{m}/drift returns it."""
+        if self.monitor is None:
+            raise ConfigError(f"model '{self.name}' was loaded without a profile: no drift to report")
+        return self.monitor.to_json()  # type: ignore[no-any-return]
+
+    def metrics(self, registry: Any = None) -> Any:
+        """Register this model's drift metrics (the server's collector) into `registry`
+        (a prometheus_client CollectorRegistry; a new one when None) and return it."""
+        from prometheus_client import CollectorRegistry
+
+        from .metrics import DriftCollector
+
+        registry = registry if registry is not None else CollectorRegistry()
+        monitors = [self.monitor] if self.monitor is not None else []
+        registry.register(DriftCollector(lambda: monitors))
+        return registry
+
+    def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.close(10.0)
+        self.model.close()
+
+    def __enter__(self) -> LocalModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load(
+    spec: str,
+    *,
+    profile: str | None = None,
+    hooks: Sequence[Mapping[str, Any]] = (),
+    monitor: MonitorConfig | None = None,
+    **options: Any,
+) -> LocalModel:
+    """Load a model for in-process use.
+
+    spec: `model.onnx`, `name=model.onnx` or `package.module:object`.
+    profile: a reference profile JSON: turns drift monitoring on.
+    hooks: hook tables as in [[hooks]] (docs/hooks.md); they fire from predict calls.
+    options: ModelConfig fields, e.g. intra_op_threads=2, inputs=[...].
+    """
+    base = parse_model_spec(spec)
+    try:
+        config = ModelConfig(**{"name": base.name, "source": base.source, "profile": profile, **options})
+    except TypeError as exc:
+        raise ConfigError(f"runtime.load: {exc}") from None
+    model = load_model(config)
+    monitor_config = monitor or MonitorConfig()
+    mon = None
+    if profile is not None:
+        from .repository import build_monitor
+
+        mon = build_monitor(config, model, monitor_config)
+    dispatcher = None
+    if hooks:
+        from .hooks import HookDispatcher, build_hooks
+
+        dispatcher = HookDispatcher(build_hooks(list(hooks)))
+    return LocalModel(model, monitor=mon, dispatcher=dispatcher, monitor_config=monitor_config)

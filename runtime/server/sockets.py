@@ -1,0 +1,91 @@
+"""Listening sockets: TCP and a Unix domain socket, bound before uvicorn starts so one
+server (one event loop, one set of models) answers on both."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+
+from ..config import ServerConfig
+from ..errors import MlrtError
+
+
+class SocketError(MlrtError):
+    """A listening socket could not be set up."""
+
+
+def tcp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SocketError(f"{host}:{port} is already in use; pick another --port") from None
+        raise SocketError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _clear_stale(path: str) -> None:
+    """Remove a socket file left by a crashed server; refuse to touch anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SocketError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # nobody listens: stale
+        return
+    finally:
+        probe.close()
+    raise SocketError(f"{path} is in use by a running server")
+
+
+def unix_socket(path: str, mode: str) -> socket.socket:
+    _clear_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Create the file with the final permissions: no window where others could connect.
+    old = os.umask(0o777 & ~int(mode, 8))
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise SocketError(f"cannot listen on unix socket {path}: {exc.strerror}") from None
+    finally:
+        os.umask(old)
+    os.chmod(path, int(mode, 8))
+    sock.listen(2048)
+    return sock
+
+
+def bind_all(config: ServerConfig) -> list[socket.socket]:
+    socks: list[socket.socket] = []
+    try:
+        if config.tcp:
+            socks.append(tcp_socket(config.host, config.port))
+        if config.uds:
+            socks.append(unix_socket(config.uds, config.uds_mode))
+    except BaseException:
+        close_all(socks, config)
+        raise
+    return socks
+
+
+def close_all(socks: list[socket.socket], config: ServerConfig) -> None:
+    for s in socks:
+        with contextlib.suppress(OSError):
+            s.close()
+    if config.uds and any(s.family == socket.AF_UNIX for s in socks):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(config.uds)
