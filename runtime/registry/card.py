@@ -1,0 +1,154 @@
+"""Model cards: what a version is, where it came from and how good it was.
+
+``card.json`` is written once, when the version is registered::
+
+    {"schema": "mlrt.card", "schema_version": 1, "name": "fraud", "version": "3",
+     "created_at": "2024-05-01T12:00:00Z", "model": "model.onnx",
+     "params": {"max_depth": 6}, "metrics": {"auc": 0.91}, "data": "s3://bucket/train.parquet",
+     "lineage": {"git_commit": "4f2c...", "pipeline": "make train", "parent": "2"},
+     "profile": {"features": 12, "outputs": 1, "row_count": 50000, "fingerprint": "blake2b:..."}}
+
+``card.md`` is the same card rendered as Markdown, with the aliases pointing at the version when it was
+rendered (the filesystem registry re-renders it when an alias moves).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from os import PathLike
+from typing import Any
+
+from .errors import RegistryError
+
+SCHEMA = "mlrt.card"
+SCHEMA_VERSION = 1
+
+
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC with a ``Z`` suffix, to the microsecond."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def profile_summary(path: str | PathLike[str]) -> dict[str, Any]:
+    """Summarise (and so check) a reference profile: feature and output counts, rows, fingerprint."""
+    from runtime.monitor.profile import Profile  # numpy and the kernels load only when a profile is given
+
+    try:
+        profile = Profile.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RegistryError(f"cannot read the profile {str(path)!r}: {exc}") from exc
+    return {
+        "features": len(profile.features),
+        "outputs": len(profile.outputs),
+        "row_count": profile.row_count,
+        "fingerprint": profile.fingerprint,
+    }
+
+
+def build_card(
+    *,
+    name: str,
+    version: str,
+    model: str,
+    created_at: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    data: str | None = None,
+    git_commit: str | None = None,
+    pipeline: str | None = None,
+    parent: str | None = None,
+    profile: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """Assemble a card dict; the values must be JSON (finite numbers, strings, lists, dicts)."""
+    card: dict[str, Any] = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "version": version,
+        "created_at": created_at or utc_now(),
+        "model": model,
+        "params": dict(params or {}),
+        "metrics": dict(metrics or {}),
+        "data": data,
+        "lineage": {"git_commit": git_commit, "pipeline": pipeline, "parent": parent},
+        "profile": dict(profile) if profile is not None else None,
+    }
+    if description:
+        card["description"] = description
+    for section in ("params", "metrics"):
+        for key, value in card[section].items():
+            if not isinstance(key, str) or not key:
+                raise RegistryError(f"{section} keys must be non-empty strings, got {key!r}")
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise RegistryError(
+                    f"{section[:-1]} {key!r} must be a finite number, a string or other JSON, got {value!r}"
+                ) from exc
+    return card
+
+
+def dumps(card: Mapping[str, Any]) -> str:
+    return json.dumps(card, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def render_markdown(card: Mapping[str, Any], aliases: Iterable[str] = ()) -> str:
+    """Render a card as Markdown: title, aliases, params and metrics tables, lineage, profile summary."""
+    name, version = card.get("name", "?"), card.get("version", "?")
+    lines = [f"# {name} version {version}", ""]
+    if card.get("description"):
+        lines += [str(card["description"]), ""]
+    alias_list = sorted(aliases)
+    lines += [
+        f"- **Created**: {card.get('created_at') or 'unknown'}",
+        f"- **Model**: `{card.get('model') or 'unknown'}`",
+        f"- **Aliases**: {', '.join(f'`{a}`' for a in alias_list) if alias_list else 'none'}",
+        f"- **Training data**: {_md(card.get('data')) if card.get('data') else 'not recorded'}",
+        "",
+    ]
+    for title in ("params", "metrics"):
+        values = card.get(title) or {}
+        lines.append(f"## {title.capitalize()}")
+        lines.append("")
+        if values:
+            lines += ["| name | value |", "|---|---|"]
+            lines += [f"| {_md(k)} | {_md(_fmt(v))} |" for k, v in sorted(values.items())]
+        else:
+            lines.append("None recorded.")
+        lines.append("")
+    lineage = card.get("lineage") or {}
+    lines += ["## Lineage", ""]
+    lines.append(f"- **Git commit**: {_code(lineage.get('git_commit'))}")
+    lines.append(f"- **Pipeline**: {_code(lineage.get('pipeline'))}")
+    lines.append(f"- **Parent version**: {_md(lineage.get('parent')) if lineage.get('parent') else 'none'}")
+    lines += ["", "## Reference profile", ""]
+    profile = card.get("profile")
+    if profile:
+        lines.append(f"- **Features**: {profile.get('features')}")
+        lines.append(f"- **Outputs**: {profile.get('outputs')}")
+        lines.append(f"- **Rows**: {profile.get('row_count')}")
+        lines.append(f"- **Fingerprint**: {_code(profile.get('fingerprint'))}")
+    else:
+        lines.append("No reference profile: drift is not monitored for this version.")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _md(value: Any) -> str:
+    # Table cells and list items: escape the pipe, keep everything on one line.
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(value: Any) -> str:
+    return f"`{_md(value)}`" if value else "not recorded"

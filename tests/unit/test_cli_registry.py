@@ -1,0 +1,153 @@
+"""`mlrt registry ...` through runtime.cli.main, on a real registry directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.cli import main
+from runtime.commands.registry import ENV_VAR, parse_value
+from runtime.monitor.profile import Profile
+from runtime.registry import FilesystemRegistry
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"model bytes")
+    profile = tmp_path / "ref.json"
+    Profile.fit(np.random.default_rng(1).normal(size=(200, 2))).save(profile)
+    return {"root": tmp_path / "registry", "model": model, "profile": profile}
+
+
+def _cli(env: dict[str, Path], *argv: str) -> int:
+    return main(["registry", "--registry", str(env["root"]), *argv])
+
+
+def test_register_list_promote_rollback(env, capsys):
+    argv = ["register", str(env["model"]), "--name", "fraud", "--profile", str(env["profile"]),
+            "--params", "depth=6", "lr=0.05", "loss=log", "--metrics", "auc=0.91", "--metrics", "n=1e3",
+            "--data", "s3://bucket/train.parquet", "--git-commit", "abc123", "--pipeline", "make train"]
+    assert _cli(env, *argv) == 0
+    assert "registered fraud version 1" in capsys.readouterr().out
+    assert _cli(env, "register", str(env["model"]), "--name", "fraud", "--parent", "1") == 0
+    capsys.readouterr()
+
+    card = FilesystemRegistry(env["root"]).card("fraud", "1")
+    assert card["params"] == {"depth": 6, "lr": 0.05, "loss": "log"}
+    assert card["metrics"] == {"auc": 0.91, "n": 1000.0}
+    assert card["lineage"] == {"git_commit": "abc123", "pipeline": "make train", "parent": None}
+    assert card["profile"]["features"] == 2 and card["profile"]["row_count"] == 200
+
+    assert _cli(env, "promote", "fraud", "1", "--alias", "production") == 0
+    assert _cli(env, "promote", "fraud", "2", "--alias", "production", "--reason", "better") == 0
+    assert "fraud@production: 1 -> 2" in capsys.readouterr().out
+
+    assert _cli(env, "list", "fraud", "--format", "json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["version"], r["aliases"]) for r in rows] == [("1", []), ("2", ["production"])]
+    assert all(r["created_at"].endswith("Z") for r in rows)
+
+    assert _cli(env, "list", "fraud") == 0
+    table = capsys.readouterr().out
+    assert "production" in table and "created_at" in table
+
+    assert _cli(env, "list") == 0
+    assert "fraud" in capsys.readouterr().out
+    assert _cli(env, "list", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"name": "fraud", "versions": 2, "latest": "2", "aliases": {"production": "2"}}
+    ]
+
+    assert _cli(env, "rollback", "fraud", "--alias", "production") == 0
+    assert "2 -> 1" in capsys.readouterr().out
+    assert _cli(env, "aliases", "fraud", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out) == {"production": "1"}
+
+    assert _cli(env, "history", "fraud", "--format", "json") == 0
+    events = json.loads(capsys.readouterr().out)
+    assert [e["action"] for e in events] == ["register", "register", "promote", "promote", "rollback"]
+    assert events[3]["reason"] == "better"
+    assert _cli(env, "history", "fraud") == 0
+    assert "rollback" in capsys.readouterr().out
+
+
+def test_card_formats(env, capsys):
+    _cli(env, "register", str(env["model"]), "--name", "m", "--metrics", "auc=0.8")
+    _cli(env, "promote", "m", "1", "--alias", "staging")
+    capsys.readouterr()
+    assert _cli(env, "card", "m", "1") == 0
+    md = capsys.readouterr().out
+    assert md.startswith("# m version 1") and "| auc | 0.8 |" in md and "`staging`" in md
+    assert _cli(env, "card", "m", "1", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == {"auc": 0.8}
+
+
+def test_registry_from_environment_and_after_the_action(env, capsys, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(env["root"]))
+    assert main(["registry", "register", str(env["model"]), "--name", "m"]) == 0
+    assert (env["root"] / "m" / "1" / "model.onnx").is_file()
+    other = env["root"].parent / "other"
+    assert main(["registry", "register", str(env["model"]), "--name", "m", "--registry", str(other)]) == 0
+    assert (other / "m" / "1" / "model.onnx").is_file()
+
+
+def test_missing_registry_is_a_clear_error(capsys):
+    assert main(["registry", "list"]) == 2
+    assert "pass --registry DIR or set MLRT_REGISTRY" in capsys.readouterr().err
+
+
+def test_errors_are_one_line_messages(env, capsys):
+    _cli(env, "register", str(env["model"]), "--name", "m")
+    capsys.readouterr()
+    assert _cli(env, "promote", "m", "9") == 1
+    assert "no version '9'" in capsys.readouterr().err
+    assert _cli(env, "rollback", "m") == 1
+    assert "no alias 'production'" in capsys.readouterr().err
+    assert _cli(env, "card", "nope", "1") == 1
+    assert "unknown model 'nope'" in capsys.readouterr().err
+    assert _cli(env, "register", str(env["model"]), "--name", "m", "--params", "oops") == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_git_commit_auto(env, capsys, monkeypatch):
+    import runtime.commands.registry as cmd
+
+    monkeypatch.setattr(cmd, "git_head", lambda: "f" * 40)
+    assert _cli(env, "register", str(env["model"]), "--name", "m", "--git-commit", "auto") == 0
+    assert FilesystemRegistry(env["root"]).card("m", "1")["lineage"]["git_commit"] == "f" * 40
+
+    monkeypatch.setattr(cmd, "git_head", lambda: None)
+    assert _cli(env, "register", str(env["model"]), "--name", "m", "--git-commit", "auto") == 0
+    assert "not in a git repository" in capsys.readouterr().err
+    assert FilesystemRegistry(env["root"]).card("m", "2")["lineage"]["git_commit"] is None
+
+
+def test_git_head_outside_a_repository(tmp_path, monkeypatch):
+    from runtime.commands.registry import git_head
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert git_head() is None
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("3", 3), ("-2", -2), ("0.5", 0.5), ("1e-3", 0.001), (".5", 0.5), ("abc", "abc"), ("1_000", "1_000"),
+     ("nan", "nan"), ("", ""), ("0x10", "0x10")],
+)
+def test_parse_value(text, value):
+    assert parse_value(text) == value and type(parse_value(text)) is type(value)
+
+
+def test_help_lists_actions(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["registry", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for action in ("register", "list", "promote", "rollback", "card", "aliases", "history"):
+        assert action in out
