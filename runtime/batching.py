@@ -391,8 +391,13 @@ class Batcher:
                     )
         return outputs
 
+    def _observe_soon(self, inputs: Tensors, outputs: Tensors) -> None:
+        # An inline batch's counting waits for the next loop turn: by then its responses
+        # are written, so monitoring adds nothing to their latency (it still costs CPU).
+        asyncio.get_running_loop().call_soon(self._observe, inputs, outputs)
+
     def _observe(self, inputs: Tensors, outputs: Tensors) -> None:
-        # Runs where the batch ran (its executor thread, or inline when that was cheaper).
+        # Runs on the batch's executor thread, or on the loop right after an inline batch.
         # Monitoring must never fail a prediction.
         try:
             self._observer(inputs, outputs)  # type: ignore[misc]
@@ -405,11 +410,14 @@ class Batcher:
                     self._observer_failures,
                 )
 
-    def _compute(self, batch: list[_Pending]) -> list[Tensors]:
+    def _compute(self, batch: list[_Pending], inline: bool = False) -> list[Tensors]:
         inputs = stack_inputs([p.inputs for p in batch])
         outputs = self._check(self._predict(inputs), sum(p.rows for p in batch))
         if self._observer is not None:
-            self._observe(inputs, outputs)
+            if inline:
+                self._observe_soon(inputs, outputs)
+            else:
+                self._observe(inputs, outputs)
         try:
             return split_outputs(outputs, [p.rows for p in batch])
         except ValueError as exc:
@@ -422,7 +430,7 @@ class Batcher:
             outputs = self._check(self._predict(inputs), rows)
             failed = False
             if self._observer is not None:
-                self._observe(inputs, outputs)
+                self._observe_soon(inputs, outputs)
             return outputs
         finally:
             if self._on_batch is not None:
@@ -431,7 +439,7 @@ class Batcher:
     def _run_inline(self, batch: list[_Pending]) -> None:
         started = time.monotonic()
         try:
-            results = self._compute(batch)
+            results = self._compute(batch, inline=True)
         except Exception as exc:
             self._resolve(batch, started, None, exc)
         else:

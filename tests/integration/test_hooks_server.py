@@ -72,7 +72,7 @@ def test_command_hook_fires_once_per_episode(tmp_path: Path) -> None:
         assert event["status"] == "alert"
         drifting = {f["name"] for f in event["features"] if f["status"] == "alert"}
         assert "mean radius" in drifting
-        assert event["rows"] >= 400
+        assert event["rows"] >= 50  # min_rows: the hook fired at the first tick past the guard
         log = srv.stderr()
         assert "drift status ok -> alert" in log  # the status change is logged
         assert "exited with status 3" in log  # and so is the failing hook, which changed nothing
