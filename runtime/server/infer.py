@@ -9,6 +9,7 @@ bench/latency.py): one pass over the raw headers, the body straight from
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -150,40 +151,69 @@ class InferEndpoint:
     ) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
         model = entry.model
         body = await read_body(receive, headers, self.max_body_bytes)
-        header_length = _header_length(headers)
+        fmt = _FORMATS.get(headers.get(b"content-type", b"").split(b";")[0].strip().lower())
         big = len(body) > OFFLOAD_BYTES
         loop = asyncio.get_running_loop()
-        if big:
-            req = await loop.run_in_executor(None, decode_request, body, header_length, model)
+        if fmt is None:
+            header_length = _header_length(headers)
+            decode: Any = functools.partial(decode_request, body, header_length, model)
         else:
-            req = decode_request(body, header_length, model)
+            decode = functools.partial(fmt.decode, body, model)
+        req = await loop.run_in_executor(None, decode) if big else decode()
         check_inputs(model, req.inputs, req.datatypes)
         selected = select_outputs(req, model)
         outputs = await entry.runner.infer(req.inputs, timeout_s=_timeout_s(req, entry), alone=self._alone())
         datatypes = self.output_datatypes.get(id(entry))
         if datatypes is None:
             datatypes = self.output_datatypes[id(entry)] = {o.name: o.datatype for o in model.outputs}
-
-        def encode() -> tuple[bytes, int | None]:
-            return encode_response(
-                model_name=model.name,
-                model_version=model.version,
-                request_id=req.id,
-                outputs=outputs,
-                selected=selected,
-                datatypes=datatypes,
-            )
-
-        payload, header_len = await loop.run_in_executor(None, encode) if big else encode()
+        kwargs = dict(
+            model_name=model.name,
+            model_version=model.version,
+            request_id=req.id,
+            outputs=outputs,
+            selected=selected,
+            datatypes=datatypes,
+        )
         extra: list[tuple[bytes, bytes]] = []
-        if header_len is None:
-            content_type = _JSON
+        if fmt is None:
+            encode: Any = functools.partial(encode_response, **kwargs)
+            payload, header_len = await loop.run_in_executor(None, encode) if big else encode()
+            if header_len is None:
+                content_type = _JSON
+            else:
+                content_type = _BINARY
+                extra.append((b"inference-header-content-length", str(header_len).encode()))
         else:
-            content_type = _BINARY
-            extra.append((b"inference-header-content-length", str(header_len).encode()))
+            # Answered in the format it was asked in.
+            encode = functools.partial(fmt.encode, **kwargs)
+            payload = await loop.run_in_executor(None, encode) if big else encode()
+            content_type = fmt.content_type
         accept = headers.get(b"accept-encoding")
         if accept and len(payload) >= COMPRESS_MIN_BYTES:
             payload, encoding = compress(payload, accept.decode("latin-1"))
             if encoding:
                 extra.append((b"content-encoding", encoding.encode()))
         return payload, content_type, extra
+
+
+class _Format:
+    """A body format other than V2 JSON/binary, chosen by the request's Content-Type."""
+
+    def __init__(self, module: Any, content_type: str) -> None:
+        self.decode = module.decode
+        self.encode = module.encode
+        self.content_type = content_type.encode()
+
+
+def _formats() -> dict[bytes, _Format]:
+    from . import codec_arrow, codec_msgpack
+
+    table = {
+        ct.encode(): _Format(codec_msgpack, codec_msgpack.CONTENT_TYPES[0])
+        for ct in codec_msgpack.CONTENT_TYPES
+    }
+    table[codec_arrow.CONTENT_TYPE.encode()] = _Format(codec_arrow, codec_arrow.CONTENT_TYPE)
+    return table
+
+
+_FORMATS = _formats()

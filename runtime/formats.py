@@ -1,0 +1,432 @@
+"""Tensor packing for the msgpack and Arrow body formats, and for the V2 binary
+tensor layout, shared by the server's codecs and by `runtime.client`.
+
+This module knows no HTTP and imports nothing from `runtime.server` or
+`runtime.models`, so the client can use it without loading Starlette or
+onnxruntime. pyarrow is imported on first use of an Arrow function. Every
+malformed body raises `InvalidInput` with a message that names what is wrong;
+docs/formats.md describes both schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import numpy as np
+
+from .datatypes import V2_TO_NUMPY, numpy_dtype, to_bytes_array, v2_datatype
+from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+MSGPACK_CONTENT_TYPES = ("application/msgpack", "application/x-msgpack")
+ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+
+MAX_DIMS = 32
+MAX_ELEMENTS = 2**40  # far above any body we accept; guards numpy against absurd shapes
+# Arrow carries tensors of rank 1 (a plain column) up to this rank (nested fixed-size lists).
+ARROW_MAX_RANK = 4
+
+# Schema metadata keys of the Arrow format (values are UTF-8 strings).
+ARROW_ID = b"mlrt.id"
+ARROW_OUTPUTS = b"mlrt.outputs"  # JSON list of output names
+ARROW_PARAMETERS = b"mlrt.parameters"  # JSON object
+ARROW_MODEL_NAME = b"mlrt.model_name"
+ARROW_MODEL_VERSION = b"mlrt.model_version"
+
+_LEN = struct.Struct("<I")
+
+
+def as_tensor(name: str, value: Any) -> tuple[np.ndarray, str]:
+    """A user's array as (little-endian contiguous array, V2 datatype); str arrays become BYTES.
+
+    Raises ValueError (a caller's mistake, not a request's) for dtypes V2 cannot carry.
+    """
+    arr = np.asarray(value)
+    try:
+        datatype = v2_datatype(arr.dtype)
+    except InvalidInput as exc:
+        raise ValueError(f"input '{name}': {exc}") from None
+    if datatype == "BYTES":
+        if arr.dtype != object or not all(isinstance(v, bytes) for v in arr.reshape(-1).tolist()):
+            arr = to_bytes_array(arr)
+        return arr, datatype
+    # np.asarray, not np.ascontiguousarray, which turns a 0-d array into a 1-d one.
+    return np.asarray(arr, dtype=V2_TO_NUMPY[datatype], order="C"), datatype
+
+
+def check_shape(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    ):
+        raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {value!r}")
+    if len(value) > MAX_DIMS:
+        raise InvalidInput(f"{where}: shape has {len(value)} dimensions; at most {MAX_DIMS} are supported")
+    # Also for zero-element tensors: numpy refuses shapes like [0, 2**62, 2**62].
+    if any(d > MAX_ELEMENTS for d in value) or math.prod(d for d in value if d) > MAX_ELEMENTS:
+        raise InvalidInput(f"{where}: shape {list(value)} is too large")
+    return tuple(value)
+
+
+# -- the V2 binary tensor layout -----------------------------------------------------------
+
+
+def v2_bytes_payload(arr: np.ndarray) -> bytes:
+    """A BYTES tensor in the V2 binary layout: each element a 4-byte LE length + bytes."""
+    parts = []
+    for v in arr.reshape(-1).tolist():
+        b = v if isinstance(v, bytes) else str(v).encode("utf-8")
+        parts.append(_LEN.pack(len(b)))
+        parts.append(b)
+    return b"".join(parts)
+
+
+def v2_parse_bytes(buf: bytes | memoryview, where: str) -> list[bytes]:
+    items: list[bytes] = []
+    pos, end = 0, len(buf)
+    while pos < end:
+        if pos + 4 > end:
+            raise InvalidInput(f"{where}: truncated BYTES length prefix")
+        (n,) = _LEN.unpack_from(buf, pos)
+        pos += 4
+        if pos + n > end:
+            raise InvalidInput(f"{where}: BYTES element of {n} bytes overruns its tensor")
+        items.append(bytes(buf[pos : pos + n]))
+        pos += n
+    return items
+
+
+def object_array(items: Sequence[bytes], shape: tuple[int, ...]) -> np.ndarray:
+    # np.array(list_of_bytes, object) would build an "S" array or a 2-D one; fill instead.
+    arr = np.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr.reshape(shape)
+
+
+def raw_tensor(where: str, datatype: str, shape: tuple[int, ...], buf: bytes | memoryview) -> np.ndarray:
+    """A fixed-size tensor from its raw little-endian row-major bytes."""
+    dtype = numpy_dtype(datatype)
+    count = math.prod(shape)
+    if len(buf) != count * dtype.itemsize:
+        raise InvalidInput(
+            f"{where}: {len(buf)} bytes of data do not match shape {list(shape)} of {datatype} "
+            f"({count * dtype.itemsize} bytes)"
+        )
+    if dtype.kind == "b" and count and np.frombuffer(buf, np.uint8).max() > 1:
+        raise InvalidInput(f"{where}: BOOL bytes must be 0 or 1")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+# -- msgpack -------------------------------------------------------------------------------
+
+
+def msgpack_loads(body: bytes, what: str) -> dict[str, Any]:
+    """The top-level map of a msgpack body; every limit sized from the body itself."""
+    n = len(body)
+    try:
+        doc = msgpack.unpackb(
+            body,
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=n,
+            max_str_len=n,
+            max_array_len=n,
+            max_map_len=n,
+            max_ext_len=n,
+        )
+    except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
+        # ValueError covers ExtraData, FormatError, StackError and invalid UTF-8 in a str.
+        raise InvalidInput(f"malformed msgpack in {what}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"the {what} must be a msgpack map, got {type(doc).__name__}")
+    return doc
+
+
+def msgpack_dumps(doc: Any) -> bytes:
+    return msgpack.packb(doc, use_bin_type=True)
+
+
+def tensor_to_msgpack(arr: np.ndarray, datatype: str) -> dict[str, Any]:
+    """{"datatype", "shape", "data"}: data is bin (raw LE bytes) or, for BYTES, a list of bin."""
+    data: Any
+    if datatype == "BYTES":
+        data = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.reshape(-1).tolist()]
+    else:
+        # msgpack packs any contiguous buffer as bin without a copy.
+        data = memoryview(np.ascontiguousarray(arr, dtype=V2_TO_NUMPY[datatype]).reshape(-1)).cast("B")
+    return {"datatype": datatype, "shape": list(arr.shape), "data": data}
+
+
+def tensor_from_msgpack(where: str, item: Any) -> tuple[np.ndarray, str]:
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where} must be a map with datatype, shape and data")
+    datatype = item.get("datatype")
+    if not isinstance(datatype, str):
+        raise InvalidInput(f"{where} needs a string 'datatype'")
+    numpy_dtype(datatype)  # unknown datatype -> InvalidInput naming it
+    shape = check_shape(item.get("shape"), where)
+    if "data" not in item:
+        raise InvalidInput(f"{where} has no 'data'")
+    data = item["data"]
+    if datatype != "BYTES":
+        if not isinstance(data, bytes):
+            raise InvalidInput(
+                f"{where}: 'data' must be bin (raw little-endian bytes), got {type(data).__name__}"
+            )
+        return raw_tensor(where, datatype, shape, data), datatype
+    if not isinstance(data, list):
+        raise InvalidInput(f"{where}: BYTES 'data' must be an array of bin, got {type(data).__name__}")
+    count = math.prod(shape)
+    if len(data) != count:
+        raise InvalidInput(f"{where}: {len(data)} BYTES elements for shape {list(shape)} ({count})")
+    items: list[bytes] = []
+    for v in data:
+        if isinstance(v, bytes):
+            items.append(v)
+        elif isinstance(v, str):
+            items.append(v.encode("utf-8"))
+        else:
+            raise InvalidInput(f"{where}: BYTES elements must be bin or str, got {type(v).__name__}")
+    return object_array(items, shape), datatype
+
+
+def tensors_from_msgpack(value: Any, kind: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """`inputs`/`outputs` as a map name -> tensor, or as a list of tensors with a 'name' key."""
+    pairs: list[tuple[Any, Any]]
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, list):
+        pairs = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise InvalidInput(f"{kind}[{i}] must be a map")
+            pairs.append((item.get("name"), item))
+    else:
+        raise InvalidInput(f"'{kind}' must be a map of name -> tensor or a list of tensors")
+    if not pairs:
+        raise InvalidInput(f"'{kind}' is empty")
+    tensors: dict[str, np.ndarray] = {}
+    datatypes: dict[str, str] = {}
+    for i, (name, item) in enumerate(pairs):
+        if not isinstance(name, str):
+            raise InvalidInput(f"{kind}[{i}] needs a string name, got {name!r}")
+        where = f"{kind[:-1]} '{name}'"
+        if name in tensors:
+            raise InvalidInput(f"{where} is given twice")
+        tensors[name], datatypes[name] = tensor_from_msgpack(where, item)
+    return tensors, datatypes
+
+
+# -- Arrow IPC stream ----------------------------------------------------------------------
+
+
+def _pa() -> Any:
+    import pyarrow as pa
+
+    return pa
+
+
+def _is_binary_like(pa: Any, t: Any) -> bool:
+    types = pa.types
+    return bool(
+        types.is_binary(t)
+        or types.is_large_binary(t)
+        or types.is_string(t)
+        or types.is_large_string(t)
+        or types.is_fixed_size_binary(t)
+        or types.is_binary_view(t)
+        or types.is_string_view(t)
+    )
+
+
+def arrow_datatype(t: pa.DataType) -> str | None:
+    """The V2 datatype of an Arrow leaf type, or None when there is none."""
+    pa = _pa()
+    if _is_binary_like(pa, t):
+        return "BYTES"
+    if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
+        return v2_datatype(np.dtype(t.to_pandas_dtype()))
+    return None
+
+
+def _bits(datatype: str) -> int:
+    return V2_TO_NUMPY[datatype].itemsize * 8
+
+
+# Significand bits of each float type: an integer type converts exactly when it has fewer.
+_MANTISSA = {"FP16": 11, "FP32": 24, "FP64": 53}
+
+
+def lossless(src: str, dst: str) -> bool:
+    """Whether every value of V2 datatype `src` converts exactly to `dst`."""
+    if src == dst:
+        return True
+    if "BYTES" in (src, dst) or "BOOL" in (src, dst):
+        return False
+    s, d = V2_TO_NUMPY[src].kind, V2_TO_NUMPY[dst].kind
+    if d == "f":
+        return (s == "f" and _bits(src) < _bits(dst)) or (
+            s in "iu" and _bits(src) - (s == "i") < _MANTISSA[dst]
+        )
+    if s == "f":
+        return False
+    if s == d:
+        return _bits(src) < _bits(dst)
+    return s == "u" and d == "i" and _bits(src) < _bits(dst)
+
+
+def _flat_leaf(where: str, column: Any, pa: Any) -> tuple[np.ndarray, str]:
+    t = column.type
+    datatype = arrow_datatype(t)
+    if datatype is None:
+        raise InvalidInput(f"{where}: unsupported Arrow type {t}")
+    if column.null_count:
+        raise InvalidInput(f"{where}: {column.null_count} null values; tensors cannot hold nulls")
+    if datatype == "BYTES":
+        items = [v.encode("utf-8") if isinstance(v, str) else v for v in column.to_pylist()]
+        return object_array(items, (len(items),)), datatype
+    return column.to_numpy(zero_copy_only=False), datatype
+
+
+def column_to_tensor(
+    where: str, column: pa.Array, inner: Sequence[int] = ()
+) -> tuple[np.ndarray, str]:
+    """A column as (tensor, V2 datatype of its leaf type).
+
+    A plain column is 1-D; `fixed_size_list<k>` adds a dimension of k, nested up to
+    ARROW_MAX_RANK; a `list` whose lists all have one length k counts as a fixed-size
+    list. `inner` gives the expected inner dims (-1 unknown), only used to shape an
+    empty `list` column.
+    """
+    pa = _pa()
+    rows = len(column)
+    dims = [rows]
+    level = column
+    while True:
+        t = level.type
+        if pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t):
+            if len(dims) >= ARROW_MAX_RANK:
+                raise InvalidInput(
+                    f"{where}: lists nested deeper than {ARROW_MAX_RANK - 1} levels "
+                    f"(tensors of rank up to {ARROW_MAX_RANK}) are not supported"
+                )
+            if level.null_count:
+                raise InvalidInput(f"{where}: {level.null_count} null lists; tensors cannot hold nulls")
+            if pa.types.is_fixed_size_list(t):
+                k = t.list_size
+            else:
+                lengths = np.diff(level.offsets.to_numpy())
+                if len(lengths):
+                    k = int(lengths[0])
+                    if (lengths != k).any():
+                        raise InvalidInput(
+                            f"{where}: list lengths differ ({k} and {int(lengths[lengths != k][0])}); "
+                            "a tensor column needs lists of one length (use fixed_size_list)"
+                        )
+                else:
+                    hint = inner[len(dims) - 1] if len(dims) - 1 < len(inner) else -1
+                    k = max(hint, 0)
+            dims.append(k)
+            level = level.flatten()
+            continue
+        flat, datatype = _flat_leaf(where, level, pa)
+        shape = tuple(dims)
+        if len(flat) != math.prod(shape):  # cannot happen for a validated batch
+            raise InvalidInput(f"{where}: {len(flat)} values do not fill shape {list(shape)}")
+        return flat.reshape(shape), datatype
+
+
+def tensor_to_column(name: str, arr: np.ndarray, datatype: str) -> pa.Array:
+    """A tensor of rank 1..ARROW_MAX_RANK as a column (see column_to_tensor)."""
+    pa = _pa()
+    if not 1 <= arr.ndim <= ARROW_MAX_RANK:
+        raise InvalidInput(
+            f"tensor '{name}' has shape {list(arr.shape)}; the Arrow format carries tensors of "
+            f"rank 1 to {ARROW_MAX_RANK} (the first dimension is the rows)"
+        )
+    if datatype == "BYTES":
+        flat_items = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.reshape(-1).tolist()]
+        column = pa.array(flat_items, type=pa.binary())
+    else:
+        column = pa.array(np.ascontiguousarray(arr, dtype=V2_TO_NUMPY[datatype]).reshape(-1))
+    for j in range(arr.ndim - 1, 0, -1):
+        k = arr.shape[j]
+        if k:
+            column = pa.FixedSizeListArray.from_arrays(column, k)
+        else:
+            # FixedSizeListArray.from_arrays divides by the list size (SIGFPE in pyarrow 26).
+            column = pa.array([[]] * math.prod(arr.shape[:j]), type=pa.list_(column.type, 0))
+    return column
+
+
+def arrow_dumps(columns: Mapping[str, pa.Array], metadata: Mapping[bytes, bytes]) -> bytes:
+    pa = _pa()
+    lengths = {len(c) for c in columns.values()}
+    if len(lengths) > 1:
+        sizes = ", ".join(f"'{n}': {len(c)}" for n, c in columns.items())
+        raise InvalidInput(
+            f"tensors with different first dimensions ({sizes}) cannot share one Arrow record batch"
+        )
+    batch = pa.record_batch(list(columns.values()), names=list(columns), metadata=dict(metadata))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def arrow_loads(body: bytes, what: str) -> tuple[pa.RecordBatch, dict[bytes, bytes]]:
+    """The single record batch of an Arrow IPC stream, fully validated, and its schema metadata."""
+    pa = _pa()
+    try:
+        reader = pa.ipc.open_stream(pa.BufferReader(body))
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            raise InvalidInput(f"the Arrow stream in the {what} has no record batch; it needs one") from None
+        try:
+            reader.read_next_batch()
+        except StopIteration:
+            pass
+        else:
+            raise InvalidInput(f"the Arrow stream in the {what} has several record batches; it needs one")
+        # Offsets and lengths come from the client: check them before reading any value.
+        batch.validate(full=True)
+        # Field names must be UTF-8 for pyarrow to hand them out; the list item names too.
+        for field in batch.schema:
+            _, t = field.name, field.type
+            while hasattr(t, "value_field"):
+                _, t = t.value_field.name, t.value_field.type
+    except InvalidInput:
+        raise
+    except (pa.ArrowException, ValueError, TypeError, OSError, IndexError, OverflowError) as exc:
+        raise InvalidInput(f"malformed Arrow IPC stream in the {what}: {exc}") from None
+    return batch, dict(batch.schema.metadata or {})
+
+
+def arrow_meta_str(metadata: Mapping[bytes, bytes], key: bytes) -> str | None:
+    raw = metadata.get(key)
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"schema metadata '{key.decode()}' is not UTF-8") from None
+
+
+def arrow_meta_json(metadata: Mapping[bytes, bytes], key: bytes, kind: type) -> Any:
+    text = arrow_meta_str(metadata, key)
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidInput(f"schema metadata '{key.decode()}' is not valid JSON") from None
+    if not isinstance(value, kind):
+        raise InvalidInput(f"schema metadata '{key.decode()}' must be a JSON {kind.__name__}")
+    return value

@@ -1,0 +1,120 @@
+"""The Arrow IPC stream body format of `.../infer`: bytes in, bytes out, no HTTP here.
+
+Request: an Arrow IPC stream (`application/vnd.apache.arrow.stream`) holding
+exactly one record batch, one column per input, named like the input; rows are
+the batch dimension.
+
+- A 1-D input `[-1]` is a plain column. An input `[-1, k]` is a
+  `fixed_size_list<k>` column, or a `list`/`large_list` column whose lists all
+  have length k; deeper inputs nest fixed-size lists (rank up to 4). A plain
+  column is also taken for an input of shape `[-1, 1]`.
+- Numeric and boolean columns map to the V2 datatype of their Arrow type. A column
+  is converted to the model's datatype only when that is exact (int32 -> INT64,
+  uint8 -> FP32, float16 -> FP32, ...); narrowing or lossy conversions (float64 ->
+  FP32, int64 -> FP64) are refused with the column's type and the model's.
+- string, large_string, binary, large_binary (and their views, fixed_size_binary)
+  columns are BYTES (strings as UTF-8).
+- No nulls, at any level.
+- Schema metadata (all optional): `mlrt.id` (the request id), `mlrt.outputs` (a
+  JSON list of output names), `mlrt.parameters` (a JSON object, e.g.
+  `{"timeout": 5000}`).
+
+Response: an Arrow IPC stream with one record batch, one column per selected
+output, mapped the same way, and schema metadata `mlrt.model_name`,
+`mlrt.model_version` and, when the request had one, `mlrt.id`. Outputs must share
+their first dimension to fit in one record batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..datatypes import numpy_dtype
+from ..errors import InvalidInput
+from ..formats import (
+    ARROW_CONTENT_TYPE,
+    ARROW_ID,
+    ARROW_MODEL_NAME,
+    ARROW_MODEL_VERSION,
+    ARROW_OUTPUTS,
+    ARROW_PARAMETERS,
+    arrow_dumps,
+    arrow_loads,
+    arrow_meta_json,
+    arrow_meta_str,
+    column_to_tensor,
+    lossless,
+    tensor_to_column,
+)
+from ..models.base import Model, Tensors
+from .codec import InferRequest
+
+__all__ = ["CONTENT_TYPE", "decode", "encode"]
+
+CONTENT_TYPE = ARROW_CONTENT_TYPE
+
+
+def decode(body: bytes, model: Model) -> InferRequest:
+    """Decode an Arrow infer request, converting columns to the model's datatypes where exact."""
+    batch, metadata = arrow_loads(body, "request")
+    if batch.num_columns == 0:
+        raise InvalidInput("the record batch has no columns; it needs one per input")
+    specs = {spec.name: spec for spec in model.inputs}
+    inputs: Tensors = {}
+    datatypes: dict[str, str] = {}
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        where = f"column '{name}'"
+        if name in inputs:
+            raise InvalidInput(f"{where} is given twice")
+        spec = specs.get(name)
+        inner = spec.shape[1:] if spec is not None else ()
+        arr, sent = column_to_tensor(where, column, inner)
+        if spec is not None:
+            if arr.ndim == 1 and len(spec.shape) == 2 and spec.shape[1] == 1:
+                arr = arr.reshape(-1, 1)
+            if sent != spec.datatype:
+                if not lossless(sent, spec.datatype):
+                    raise InvalidInput(
+                        f"{where} has Arrow type {column.type} ({sent}) but the model's input is "
+                        f"{spec.datatype}; that conversion could lose values, so send {spec.datatype}"
+                    )
+                arr = arr.astype(numpy_dtype(spec.datatype))
+                sent = spec.datatype
+        inputs[name] = arr
+        datatypes[name] = sent
+    names = arrow_meta_json(metadata, ARROW_OUTPUTS, list)
+    outputs = None
+    if names is not None:
+        if not all(isinstance(n, str) for n in names):
+            raise InvalidInput("schema metadata 'mlrt.outputs' must be a JSON list of output names")
+        outputs = [(n, True) for n in names]
+    params = arrow_meta_json(metadata, ARROW_PARAMETERS, dict)
+    return InferRequest(
+        id=arrow_meta_str(metadata, ARROW_ID),
+        parameters=params or {},
+        inputs=inputs,
+        datatypes=datatypes,
+        outputs=outputs,
+        binary_default=True,
+    )
+
+
+def encode(
+    *,
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: Tensors,
+    selected: Sequence[tuple[str, bool]],
+    datatypes: Mapping[str, str],
+) -> bytes:
+    """Encode an infer response as a one-batch Arrow stream (binary flags ignored)."""
+    columns = {
+        name: tensor_to_column(name, np.asarray(outputs[name]), datatypes[name]) for name, _ in selected
+    }
+    metadata = {ARROW_MODEL_NAME: model_name.encode(), ARROW_MODEL_VERSION: model_version.encode()}
+    if request_id is not None:
+        metadata[ARROW_ID] = request_id.encode()
+    return arrow_dumps(columns, metadata)

@@ -1,0 +1,91 @@
+"""The msgpack body format of `.../infer`: bytes in, bytes out, no HTTP here.
+
+Request (a msgpack map; docs/formats.md has examples)::
+
+    {"id"?: str, "parameters"?: map,
+     "inputs": {name: {"datatype": str, "shape": [int], "data": bin}},
+     "outputs"?: [name, ...]}
+
+`data` is the tensor's raw little-endian row-major bytes; for a BYTES tensor it is
+an array with one bin (or str, sent as UTF-8) per element. `inputs` may also be a
+list of such maps, each with a "name" key, as in V2 JSON. Leaving out `outputs`
+asks for all of the model's outputs.
+
+Response::
+
+    {"model_name": str, "model_version": str, "id"?: str,
+     "outputs": {name: {"datatype": str, "shape": [int], "data": bin | [bin]}}}
+
+Map keys are str; every malformed body raises `InvalidInput` naming what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import InvalidInput
+from ..formats import (
+    MSGPACK_CONTENT_TYPES,
+    msgpack_dumps,
+    msgpack_loads,
+    tensor_to_msgpack,
+    tensors_from_msgpack,
+)
+from ..models.base import Model, Tensors
+from .codec import InferRequest
+
+__all__ = ["CONTENT_TYPES", "decode", "encode"]
+
+CONTENT_TYPES = MSGPACK_CONTENT_TYPES
+
+
+def decode(body: bytes, model: Model) -> InferRequest:
+    """Decode a msgpack infer request; datatypes are those the client sent."""
+    doc = msgpack_loads(body, "request")
+    if "inputs" not in doc:
+        raise InvalidInput("the request needs 'inputs': a map of input name -> tensor")
+    inputs, datatypes = tensors_from_msgpack(doc["inputs"], "inputs")
+    params = doc.get("parameters")
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        raise InvalidInput("request: 'parameters' must be a map")
+    rid = doc.get("id")
+    if rid is not None and not isinstance(rid, str):
+        raise InvalidInput(f"'id' must be a string, got {rid!r}")
+    outputs = None
+    raw_outputs = doc.get("outputs")
+    if raw_outputs is not None:
+        if not isinstance(raw_outputs, list):
+            raise InvalidInput("'outputs' must be an array of output names")
+        outputs = []
+        for i, name in enumerate(raw_outputs):
+            if not isinstance(name, str):
+                raise InvalidInput(f"outputs[{i}] must be an output name (str), got {name!r}")
+            outputs.append((name, True))
+    return InferRequest(
+        id=rid,
+        parameters=params,
+        inputs=inputs,
+        datatypes=datatypes,
+        outputs=outputs,
+        binary_default=True,
+    )
+
+
+def encode(
+    *,
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: Tensors,
+    selected: Sequence[tuple[str, bool]],
+    datatypes: Mapping[str, str],
+) -> bytes:
+    """Encode an infer response; `selected` comes from codec.select_outputs (flags ignored)."""
+    resp: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request_id is not None:
+        resp["id"] = request_id
+    resp["outputs"] = {name: tensor_to_msgpack(outputs[name], datatypes[name]) for name, _ in selected}
+    return msgpack_dumps(resp)
