@@ -27,6 +27,8 @@ import httpx
 import numpy as np
 import orjson
 
+from ._http import KeepAliveHTTP
+from ._http import TransportError as FastTransportError
 from .datatypes import numpy_dtype
 from .errors import InvalidInput
 from .formats import (
@@ -371,11 +373,14 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._p = _Protocol(url, format, timeout_s)
-        if transport is None and self._p.uds:
-            transport = httpx.HTTPTransport(uds=self._p.uds)
-        self._http = httpx.Client(
-            base_url=self._p.base_url, transport=transport, timeout=timeout_s, trust_env=False
-        )
+        self._http: httpx.Client | None = None
+        self._fast: KeepAliveHTTP | None = None
+        if transport is not None:
+            self._http = httpx.Client(
+                base_url=self._p.base_url, transport=transport, timeout=timeout_s, trust_env=False
+            )
+        else:
+            self._fast = KeepAliveHTTP(self._p.base_url, self._p.uds, timeout_s)
 
     @property
     def url(self) -> str:
@@ -385,7 +390,15 @@ class Client:
     def format(self) -> str:
         return self._p.format
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if self._fast is not None:
+            try:
+                return self._fast.request(method, path, **kwargs)
+            except FastTransportError as exc:
+                if exc.timeout:
+                    raise RequestTimeout(self._p.url, self._p.timeout_s) from exc
+                raise ConnectionFailed(self._p.url, str(exc)) from exc
+        assert self._http is not None
         try:
             return self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -427,7 +440,10 @@ class Client:
         return self._p.parse_json(self._request("GET", self._p.model_path(model, version)))  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        self._http.close()
+        if self._fast is not None:
+            self._fast.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self

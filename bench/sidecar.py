@@ -1,0 +1,117 @@
+"""Sidecar and embedded latency at concurrency 1 (issue 7's targets).
+
+    python -m bench.sidecar [--rounds 10] [--requests 300] [--json]
+
+Paired rounds, order rotated, one warm connection per client:
+  client uds msgpack   runtime.client.Client over the Unix socket, msgpack bodies
+  client uds binary    the same, V2 binary
+  client tcp json      runtime.client.Client over TCP, V2 JSON
+  client tcp binary    the same, V2 binary
+  load().predict       runtime.load(model, profile=...) in-process, monitoring on
+  session.run          bare onnxruntime on the same row
+Rows: one row of the bench MLP (20 FP32 features). The server and the in-process model
+both run with a reference profile, so drift monitoring is on everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import runtime
+from runtime.client import Client
+from runtime.monitor import Profile
+
+from . import models
+from ._harness import free_port, server
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+
+    import onnxruntime as ort
+
+    tmp = Path(tempfile.mkdtemp(prefix="mlrt-bench-sidecar-"))
+    model_path = models.mlp(tmp / "mlp.onnx")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
+    profile = tmp / "profile.json"
+    Profile.fit(ref, outputs=sess.run(None, {"input": ref})[0]).save(profile)
+    x = np.random.default_rng(0).standard_normal((1, 20)).astype(np.float32)
+
+    port = free_port()
+    sock = tmp / "mlrt.sock"
+    cmd = [sys.executable, "-m", "runtime", "serve", f"mlp={model_path}", "--profile", str(profile),
+           "--port", str(port), "--uds", str(sock), "--log-level", "warning"]  # fmt: skip
+    local = runtime.load(f"mlp={model_path}", profile=str(profile))
+    with server(cmd, port):
+        clients = {
+            "client uds msgpack": Client(f"unix://{sock}", format="msgpack"),
+            "client uds binary": Client(f"unix://{sock}", format="binary"),
+            "client tcp json": Client(f"http://127.0.0.1:{port}", format="json"),
+            "client tcp binary": Client(f"http://127.0.0.1:{port}", format="binary"),
+        }
+        feeds = {"input": x}
+        systems = {name: (lambda c=c: c.infer("mlp", feeds)) for name, c in clients.items()}
+        systems["load().predict"] = lambda: local.predict(x)
+        systems["session.run"] = lambda: sess.run(None, feeds)
+        for fn in systems.values():
+            for _ in range(200):
+                fn()
+        names = list(systems)
+        p50s: dict[str, list[float]] = {n: [] for n in names}
+        p99s: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                fn = systems[name]
+                samples = []
+                for _ in range(args.requests):
+                    t0 = time.perf_counter()
+                    fn()
+                    samples.append(time.perf_counter() - t0)
+                us = np.array(samples) * 1e6
+                p50s[name].append(float(np.percentile(us, 50)))
+                p99s[name].append(float(np.percentile(us, 99)))
+        for c in clients.values():
+            c.close()
+
+    def med(xs: list[float]) -> float:
+        return float(np.median(xs))
+
+    def delta(a: str, b: str) -> float:
+        return med([x - y for x, y in zip(p50s[a], p50s[b], strict=True)])
+
+    uds_vs_tcp = delta("client uds msgpack", "client tcp json")
+    embedded_cost = delta("load().predict", "session.run")
+    rows = [{"system": n, "p50_us": med(p50s[n]), "p99_us": med(p99s[n])} for n in names]
+    targets = [
+        ("uds msgpack p50 below tcp json p50 (µs difference)", uds_vs_tcp, uds_vs_tcp < 0),
+        ("uds msgpack p50 < 150 µs", med(p50s["client uds msgpack"]), med(p50s["client uds msgpack"]) < 150),
+        ("load().predict p50 - session.run p50 < 10 µs", embedded_cost, embedded_cost < 10),
+    ]
+    if args.json:
+        doc = {"results": rows, "targets": [{"target": t, "value": v, "pass": ok} for t, v, ok in targets]}
+        print(json.dumps(doc, indent=2))
+        return
+    print(f"concurrency 1, bench MLP, drift monitoring on; {args.rounds} rounds x {args.requests} calls")
+    print(f"{'system':<22}{'p50 µs':>10}{'p99 µs':>10}")
+    for row in rows:
+        print(f"{row['system']:<22}{row['p50_us']:>10.1f}{row['p99_us']:>10.1f}")
+    for text, value, ok in targets:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}: {value:.1f}")
+
+
+if __name__ == "__main__":
+    main()

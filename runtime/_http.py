@@ -1,0 +1,198 @@
+"""A lean blocking HTTP/1.1 client for runtime.client: one keep-alive connection per
+thread, over TCP or a Unix socket, straight on sockets.
+
+httpx costs ~0.5 ms of Python per call on a small machine and http.client's header
+parsing ~0.1 ms, both more than a small model's whole server-side latency; this does
+only what a V2 call needs: one request line, a few headers, a Content-Length or chunked
+body back.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+_MAX_HEADER_BYTES = 64 * 1024
+
+
+class _Headers(dict[str, str]):
+    """Response headers by lower-cased name."""
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+@dataclass
+class Response:
+    """What runtime.client reads from a response (the names httpx.Response uses)."""
+
+    status_code: int
+    reason_phrase: str
+    headers: _Headers
+    content: bytes
+
+
+class TransportError(Exception):
+    """The request could not be sent or its response not read."""
+
+    def __init__(self, message: str, timeout: bool = False, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.retryable = retryable
+
+
+class _Connection:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(262144)
+        if not chunk:
+            raise ConnectionResetError("the server closed the connection")
+        self.buf += chunk
+
+    def read_until(self, marker: bytes, limit: int) -> bytes:
+        while True:
+            i = self.buf.find(marker)
+            if i >= 0:
+                out, self.buf = self.buf[:i], self.buf[i + len(marker) :]
+                return out
+            if len(self.buf) > limit:
+                raise ValueError("response header too large")
+            self._fill()
+
+    def read_exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_to_close(self) -> bytes:
+        try:
+            while True:
+                self._fill()
+        except ConnectionResetError:
+            pass
+        out, self.buf = self.buf, b""
+        return out
+
+
+class KeepAliveHTTP:
+    def __init__(self, base_url: str, uds: str | None, timeout_s: float | None) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme == "https":
+            raise ValueError("the blocking client speaks plain HTTP; put TLS in a sidecar proxy")
+        self._address = (parts.hostname or "localhost", parts.port or 80)
+        self._host_header = parts.netloc or "localhost"
+        self._prefix = parts.path.rstrip("/")
+        self._uds = uds
+        self._timeout = timeout_s
+        self._local = threading.local()
+        self._all: set[_Connection] = set()
+        self._lock = threading.Lock()
+
+    def _connect(self) -> _Connection:
+        if self._uds is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target: object = self._uds
+        else:
+            sock = socket.socket(socket.AF_INET6 if ":" in self._address[0] else socket.AF_INET)
+            target = self._address
+        try:
+            sock.settimeout(self._timeout)
+            sock.connect(target)  # type: ignore[arg-type]
+            if self._uds is None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except BaseException:
+            sock.close()
+            raise
+        conn = _Connection(sock)
+        with self._lock:
+            self._all.add(conn)
+        return conn
+
+    def request(
+        self, method: str, path: str, *, content: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Response:
+        body = content or b""
+        lines = [f"{method} {self._prefix}{path} HTTP/1.1", f"Host: {self._host_header}"]
+        if body or method in ("POST", "PUT"):
+            lines.append(f"Content-Length: {len(body)}")
+        for k, v in (headers or {}).items():
+            lines.append(f"{k}: {v}")
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        for attempt in (0, 1):
+            conn = getattr(self._local, "conn", None)
+            fresh = conn is None
+            try:
+                if conn is None:
+                    conn = self._local.conn = self._connect()
+                conn.sock.sendall(raw)
+                return self._response(conn, method)
+            except TimeoutError as exc:
+                self._drop(conn)
+                raise TransportError(f"timed out: {exc}", timeout=True) from exc
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                self._drop(conn)
+                # The server closed an idle keep-alive connection: one retry on a new one.
+                if fresh or attempt:
+                    raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+            except (OSError, ValueError) as exc:
+                self._drop(conn)
+                raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _response(self, conn: _Connection, method: str) -> Response:
+        head = conn.read_until(b"\r\n\r\n", _MAX_HEADER_BYTES).decode("latin-1")
+        status_line, _, rest = head.partition("\r\n")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+            raise ValueError(f"not an HTTP/1.x response: {status_line[:80]!r}")
+        status = int(parts[1])
+        reason = parts[2] if len(parts) > 2 else ""
+        headers = _Headers()
+        for line in rest.split("\r\n"):
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            data = b""
+        elif "content-length" in headers:
+            data = conn.read_exact(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            data = self._chunked(conn)
+        else:
+            data = conn.read_to_close()
+            headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0":
+            self._drop(conn)
+        return Response(status, reason, headers, data)
+
+    @staticmethod
+    def _chunked(conn: _Connection) -> bytes:
+        out = []
+        while True:
+            size = int(conn.read_until(b"\r\n", 1024).split(b";")[0], 16)
+            if size == 0:
+                while conn.read_until(b"\r\n", _MAX_HEADER_BYTES):  # trailers, up to a blank line
+                    pass
+                return b"".join(out)
+            out.append(conn.read_exact(size))
+            conn.read_exact(2)
+
+    def _drop(self, conn: _Connection | None) -> None:
+        self._local.conn = None
+        if conn is None:
+            return
+        conn.sock.close()
+        with self._lock:
+            self._all.discard(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, set()
+        for c in conns:
+            c.sock.close()
