@@ -65,6 +65,8 @@ class ModelConfig:
     inline_max_us: float = 40.0
     timeout_us: int = 0  # default per-request deadline; 0 = none
     profile: str | None = None  # reference profile JSON: drift monitoring on
+    # `name@alias`, `name/version` or `models:/...`: served from a registry and followed live.
+    registry_ref: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.version, int) and not isinstance(self.version, bool):
@@ -89,9 +91,11 @@ class ModelConfig:
                 f"model '{self.name}': preferred_batch_sizes must be integers in "
                 f"1..max_batch_size ({self.max_batch_size}), got {list(self.preferred_batch_sizes)}"
             )
-        if self.backend is None:
+        if self.backend is None and self.registry_ref is None:
             self.backend = infer_backend(self.source)
-        if self.backend not in ("onnx", "python"):
+        if self.registry_ref is not None:
+            self.backend = self.backend or "registry"
+        if self.backend not in ("onnx", "python", "registry"):
             raise ConfigError(f"model '{self.name}': unknown backend {self.backend!r}")
         self.providers = tuple(self.providers)
 
@@ -140,6 +144,9 @@ class ServerConfig:
     log_level: str = "info"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     graceful_timeout_s: float = 30.0
+    registry: str | None = None  # for name@alias models: a directory or registry URI
+    registry_poll_s: float = 5.0  # how often followed aliases are checked
+    admin_token: str | None = None  # when set, /v2/repository/* needs "Authorization: Bearer <token>"
     uds: str | None = None  # also (or only, with tcp = false) listen on this Unix socket
     uds_mode: str = "600"  # octal permissions of the socket file: owner only by default
     tcp: bool = True
@@ -203,6 +210,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "inputs": (tuple, list, type(None)),
     "outputs": (tuple, list, type(None)),
     "profile": (str, type(None)),
+    "registry_ref": (str, type(None)),
+    "registry": (str, type(None)),
+    "registry_poll_s": (int, float),
+    "admin_token": (str, type(None)),
     "window_s": (int, float),
     "slices": (int,),
     "warn_psi": (int, float),
@@ -242,7 +253,13 @@ def infer_backend(source: str) -> str:
 
 
 def parse_model_spec(spec: str) -> ModelConfig:
-    """`path.onnx`, `name=path.onnx`, `name=pkg.mod:obj` or `pkg.mod:obj`."""
+    """`path.onnx`, `name=path.onnx`, `name=pkg.mod:obj`, `pkg.mod:obj`, or a registry
+    reference `name@alias`, `name/version`, `models:/name@alias` (also `served=name@alias`)."""
+    head, eq, tail = spec.partition("=")
+    ref = tail if eq else spec
+    if _is_registry_ref(ref):
+        name = head.strip() if eq else _registry_name(ref)
+        return ModelConfig(name=name, source=ref, registry_ref=ref)
     name, sep, source = spec.partition("=")
     if not sep:
         source = spec
@@ -254,6 +271,20 @@ def parse_model_spec(spec: str) -> ModelConfig:
     if not name or not source:
         raise ConfigError(f"invalid model spec {spec!r}; expected [name=]path.onnx or name=pkg.mod:obj")
     return ModelConfig(name=name, source=source)
+
+
+def _is_registry_ref(ref: str) -> bool:
+    if ref.startswith("models:/"):
+        return True
+    if ref.endswith(".onnx") or os.path.exists(ref) or ":" in ref:
+        return False
+    name, slash, version = ref.partition("/")
+    return "@" in ref or (bool(slash) and "/" not in version and version.isdigit())
+
+
+def _registry_name(ref: str) -> str:
+    body = ref[len("models:/") :] if ref.startswith("models:/") else ref
+    return body.split("@")[0].split("/")[0]
 
 
 def _coerce(cls: type, data: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -285,6 +316,8 @@ _ENV = {
     "max_body_bytes": ("MLRT_MAX_BODY_BYTES", int),
     "graceful_timeout_s": ("MLRT_GRACEFUL_TIMEOUT", float),
     "uds": ("MLRT_UDS", str),
+    "registry": ("MLRT_REGISTRY", str),
+    "admin_token": ("MLRT_ADMIN_TOKEN", str),
 }
 
 

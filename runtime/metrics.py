@@ -191,6 +191,12 @@ class ServingMetrics:
         self.rejected = Counter(
             "mlrt_rejected", "Requests refused without running the model", [*labels, "reason"], registry=r
         )
+        self.reloads = Counter(
+            "mlrt_model_reloads",
+            "Model (re)loads by outcome: swapped, failed",
+            ["model", "result"],
+            registry=r,
+        )
         self._depth_sources: dict[tuple[str, str], Callable[[], int]] = {}
         r.register(_QueueDepth(self._depth_sources))
         self._models: dict[tuple[str, str], ModelMetrics] = {}

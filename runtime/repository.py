@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import numpy as np
 from .batching import Batcher
 from .config import ModelConfig, MonitorConfig
 from .datatypes import numpy_dtype
-from .errors import ConfigError, ModelNotFound, ModelNotReady
+from .errors import ConfigError, ModelLoadError, ModelNotFound, ModelNotReady
 from .metrics import ModelMetrics, ServingMetrics
 from .models import Model, load_model
 
@@ -58,6 +59,27 @@ def build_monitor(config: ModelConfig, model: Model, monitor_config: MonitorConf
     )
 
 
+def resolve_registry_model(config: ModelConfig, registry: str | None) -> ModelConfig:
+    """The concrete config (file, version, profile) of the version a registry ref points at."""
+    from .registry import RegistryError, locate
+
+    assert config.registry_ref is not None
+    try:
+        reg, ref = locate(config.registry_ref, registry)
+        resolved = reg.resolve(ref)
+    except RegistryError as exc:
+        raise ModelLoadError(f"model '{config.name}': {exc}") from exc
+    profile = config.profile or (str(resolved.profile_path) if resolved.profile_path else None)
+    return dataclasses.replace(
+        config,
+        source=str(resolved.model_path),
+        version=resolved.version,
+        backend=None,
+        profile=profile,
+        registry_ref=None,
+    )
+
+
 @dataclass(eq=False)
 class LoadedModel:
     config: ModelConfig
@@ -66,6 +88,8 @@ class LoadedModel:
     metrics: ModelMetrics
     monitor: ModelMonitor | None = None
     ready: bool = True
+    # The config as given (e.g. `name@production`), from which a reload starts again.
+    origin: ModelConfig | None = None
 
     @property
     def batchable(self) -> bool:
@@ -79,6 +103,7 @@ class Repository:
     models: dict[str, dict[str, LoadedModel]] = field(default_factory=dict)
     metrics: ServingMetrics = field(default_factory=ServingMetrics)
     monitor_config: MonitorConfig = field(default_factory=MonitorConfig)
+    registry: str | None = None  # directory or URI of the registry for name@alias models
 
     @classmethod
     def load(
@@ -86,16 +111,32 @@ class Repository:
         configs: Iterable[ModelConfig],
         metrics: ServingMetrics | None = None,
         monitor_config: MonitorConfig | None = None,
+        registry: str | None = None,
     ) -> Repository:
         repo = cls(
             metrics=metrics if metrics is not None else ServingMetrics(),
             monitor_config=monitor_config if monitor_config is not None else MonitorConfig(),
+            registry=registry,
         )
         for cfg in configs:
-            repo.add(cfg, load_model(cfg))
+            repo.register(repo.build(cfg))
         return repo
 
-    def add(self, config: ModelConfig, model: Model) -> LoadedModel:
+    def build(self, config: ModelConfig) -> LoadedModel:
+        """Load, calibrate and warm up one model, without serving it yet.
+
+        Blocking (file I/O, model load): call it on a worker thread once serving.
+        A registry reference is resolved to the version it points at now.
+        """
+        origin = config
+        if config.registry_ref is not None:
+            config = resolve_registry_model(config, self.registry)
+        entry = self.add_entry(config, load_model(config))
+        entry.origin = origin
+        return entry
+
+    def add_entry(self, config: ModelConfig, model: Model) -> LoadedModel:
+        """Wrap a loaded model in its batcher, metrics and monitor, and calibrate it."""
         mm = self.metrics.for_model(model.name, model.version)
         monitor = build_monitor(config, model, self.monitor_config) if config.profile else None
         runner = Batcher(
@@ -126,9 +167,35 @@ class Repository:
             monitor.inputs.reset()
             if monitor.outputs is not None:
                 monitor.outputs.reset()
-        entry = LoadedModel(config=config, model=model, runner=runner, metrics=mm, monitor=monitor)
-        self.models.setdefault(config.name, {})[model.version] = entry
+        return LoadedModel(config=config, model=model, runner=runner, metrics=mm, monitor=monitor)
+
+    def register(self, entry: LoadedModel) -> None:
+        self.models.setdefault(entry.config.name, {})[entry.model.version] = entry
+
+    def add(self, config: ModelConfig, model: Model) -> LoadedModel:
+        entry = self.add_entry(config, model)
+        self.register(entry)
         return entry
+
+    def swap(self, entry: LoadedModel) -> list[LoadedModel]:
+        """Serve `entry` as its model's only version, at once; returns the replaced ones.
+
+        One dict assignment: a request resolves its entry before or after it, never half.
+        Requests already holding an old entry finish on it (drain it with retire()).
+        """
+        old = list(self.models.get(entry.config.name, {}).values())
+        self.models[entry.config.name] = {entry.model.version: entry}
+        return [e for e in old if e is not entry]
+
+    def remove(self, name: str) -> list[LoadedModel]:
+        return list(self.models.pop(name, {}).values())
+
+    async def retire(self, entry: LoadedModel, timeout_s: float | None = None) -> None:
+        """Finish what the entry has queued and running, then release it."""
+        entry.ready = False
+        await entry.runner.close(timeout_s)
+        entry.model.close()
+        self.metrics.forget(entry.model.name, entry.model.version)
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:
         versions = self.models.get(name)
@@ -155,7 +222,4 @@ class Repository:
     async def close(self, timeout_s: float | None = None) -> None:
         """Finish queued and running work of every model, then release them."""
         for entry in self.entries():
-            entry.ready = False
-            await entry.runner.close(timeout_s)
-            entry.model.close()
-            self.metrics.forget(entry.model.name, entry.model.version)
+            await self.retire(entry, timeout_s)

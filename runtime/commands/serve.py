@@ -4,6 +4,10 @@ MODEL is one of:
   path/to/model.onnx            served as 'model'
   name=path/to/model.onnx
   name=package.module:object    an in-process Python model
+  name@alias, name/version      a version from the registry given by --registry (or
+                                MLRT_REGISTRY); an alias is followed: when it moves, the new
+                                version is loaded, warmed up and swapped in without downtime
+  models:/name@alias            the same from an MLflow registry (pip install mlrt[mlflow])
 
 Settings come from --config (TOML), then MLRT_* environment variables
 (MLRT_HOST, MLRT_PORT, MLRT_UDS, MLRT_LOG_LEVEL, MLRT_MAX_BODY_BYTES,
@@ -33,6 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 64 MiB)")
     p.add_argument(
         "--graceful-timeout", type=float, help="seconds to finish in-flight work on SIGTERM (default 30)"
+    )
+    r = p.add_argument_group("registry and admin")
+    r.add_argument("--registry", help="registry directory or URI for name@alias models (MLRT_REGISTRY)")
+    r.add_argument("--registry-poll", type=float, help="seconds between alias checks (default 5)")
+    r.add_argument(
+        "--admin-token",
+        help="require 'Authorization: Bearer TOKEN' on /v2/repository/* (better: MLRT_ADMIN_TOKEN)",
     )
     d = p.add_argument_group("drift monitoring")
     d.add_argument(
@@ -70,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
                 "max_body_bytes": args.max_body_bytes,
                 "graceful_timeout_s": args.graceful_timeout,
                 "uds": args.uds,
+                "registry": args.registry,
+                "registry_poll_s": args.registry_poll,
+                "admin_token": args.admin_token,
                 "uds_mode": args.uds_mode,
                 "tcp": False if args.no_tcp else None,
             },

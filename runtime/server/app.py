@@ -14,10 +14,11 @@ from starlette.routing import Route
 from ..config import ServerConfig
 from ..hooks import HookDispatcher, build_hooks
 from ..repository import Repository
-from . import routes
+from . import admin, routes
 from .drift import DriftService
 from .errors import HANDLERS
 from .infer import InferEndpoint, match_infer
+from .reload import Reloader
 
 log = logging.getLogger("mlrt.server")
 
@@ -61,15 +62,18 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     """Build the ASGI app around already-loaded models."""
     dispatcher = HookDispatcher(build_hooks(config.hooks)) if config.hooks else None
     drift = DriftService(repository, config.monitor, dispatcher)
+    reloader = Reloader(repository, config)
     repository.metrics.watch_drift(lambda: [e.monitor for e in drift.monitored()])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         drift.restore()
         drift.start()
+        reloader.start()
         yield
         # uvicorn has stopped accepting and waited for open requests by now.
         app.state.shutting_down = True
+        await reloader.stop()
         await repository.close(config.graceful_timeout_s)
         await drift.stop()
 
@@ -80,6 +84,9 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
             Route("/v2", routes.server_metadata, methods=["GET"]),
             Route("/v2/models/stats", routes.model_stats, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),
+            Route("/v2/repository/index", admin.index, methods=["POST", "GET"]),
+            Route("/v2/repository/models/{model}/load", admin.load, methods=["POST"]),
+            Route("/v2/repository/models/{model}/unload", admin.unload, methods=["POST"]),
             *_model_routes(),
         ],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
@@ -89,4 +96,5 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     starlette.state.repository = repository
     starlette.state.shutting_down = False
     starlette.state.drift = drift
+    starlette.state.reloader = reloader
     return MlrtApp(starlette, InferEndpoint(repository, config.max_body_bytes))

@@ -10,9 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import (
+    ConfigError,
     InvalidInput,
     MlrtError,
     ModelFailure,
+    ModelLoadError,
     ModelNotFound,
     ModelNotReady,
     Overloaded,
@@ -28,6 +30,8 @@ STATUS: dict[type[MlrtError], int] = {
     ModelNotReady: 503,
     Overloaded: 503,
     ModelFailure: 500,
+    ModelLoadError: 400,
+    ConfigError: 400,
 }
 
 

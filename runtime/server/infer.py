@@ -96,7 +96,7 @@ class InferEndpoint:
         self._arrive()
         try:
             entry = self.repository.get(*target)
-            body, content_type, extra = await self._infer(entry, headers, receive)
+            body, content_type, extra, entry = await self._infer(entry, target, headers, receive)
             status = 200
         except MlrtError as exc:
             status = status_of(exc)
@@ -147,8 +147,8 @@ class InferEndpoint:
         return self.in_flight == 1 and self._turn_arrivals == 1 and self._previous_turn_arrivals <= 1
 
     async def _infer(
-        self, entry: LoadedModel, headers: dict[bytes, bytes], receive: Any
-    ) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
+        self, entry: LoadedModel, target: tuple[str, str | None], headers: dict[bytes, bytes], receive: Any
+    ) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], LoadedModel]:
         model = entry.model
         body = await read_body(receive, headers, self.max_body_bytes)
         fmt = _FORMATS.get(headers.get(b"content-type", b"").split(b";")[0].strip().lower())
@@ -162,6 +162,13 @@ class InferEndpoint:
         req = await loop.run_in_executor(None, decode) if big else decode()
         check_inputs(model, req.inputs, req.datatypes)
         selected = select_outputs(req, model)
+        current = self.repository.get(*target)
+        if current is not entry:
+            # A new version was swapped in while this request was read or decoded: it goes
+            # to the new one (the old one may be draining already), checked against it.
+            entry, model = current, current.model
+            check_inputs(model, req.inputs, req.datatypes)
+            selected = select_outputs(req, model)
         outputs = await entry.runner.infer(req.inputs, timeout_s=_timeout_s(req, entry), alone=self._alone())
         datatypes = self.output_datatypes.get(id(entry))
         if datatypes is None:
@@ -193,7 +200,7 @@ class InferEndpoint:
             payload, encoding = compress(payload, accept.decode("latin-1"))
             if encoding:
                 extra.append((b"content-encoding", encoding.encode()))
-        return payload, content_type, extra
+        return payload, content_type, extra, entry
 
 
 class _Format:

@@ -14,7 +14,7 @@ from .. import __version__
 from ..errors import ModelNotFound
 from ..repository import LoadedModel, Repository
 
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics", "model_repository"]
 
 _TRITON_TYPES = {"BYTES": "TYPE_STRING"}
 

@@ -22,9 +22,7 @@ class ServeError(MlrtError):
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _server_class() -> type:
@@ -58,16 +56,21 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> None:
 
     setup_logging(config.log_level)
     if repository is None:
-        repository = Repository.load(config.models, monitor_config=config.monitor)
+        repository = Repository.load(config.models, monitor_config=config.monitor, registry=config.registry)
     for entry in repository.entries():
         m = entry.model
         sig_in = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.inputs)
         sig_out = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.outputs)
         log.info("model %s v%s (%s): (%s) -> (%s)", m.name, m.version, m.platform, sig_in, sig_out)
         if entry.monitor is not None:
-            log.info("model %s v%s: drift monitoring on, profile %s (%d features, %d outputs)",
-                     m.name, m.version, entry.config.profile, len(entry.monitor.profile.features),
-                     len(entry.monitor.profile.outputs))
+            log.info(
+                "model %s v%s: drift monitoring on, profile %s (%d features, %d outputs)",
+                m.name,
+                m.version,
+                entry.config.profile,
+                len(entry.monitor.profile.features),
+                len(entry.monitor.profile.outputs),
+            )
     app = create_app(config, repository)
     log.info("mlrt serving %d model(s) on %s", len(repository.entries()), config.url)
     socks = bind_all(config)

@@ -1,0 +1,130 @@
+"""Following registry aliases and swapping model versions without dropping a request.
+
+A change loads the new version on a worker thread and warms it up (the batcher's
+calibration runs it), then one dict assignment switches traffic; requests already
+holding the old version finish on it, then it is unloaded. If loading fails the old
+version keeps serving, the failure is logged and counted in mlrt_model_reloads_total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ..config import ModelConfig, ServerConfig
+from ..errors import ModelNotFound
+from ..repository import LoadedModel, Repository
+
+log = logging.getLogger("mlrt.reload")
+
+
+class Reloader:
+    def __init__(self, repository: Repository, config: ServerConfig) -> None:
+        self.repository = repository
+        self.config = config
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._unloaded: dict[str, ModelConfig] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def followed(self) -> list[LoadedModel]:
+        """Models served by alias (name@alias): their alias is polled."""
+        out = []
+        for e in self.repository.entries():
+            ref = e.origin.registry_ref if e.origin is not None else None
+            if ref is not None and "@" in ref:
+                out.append(e)
+        return out
+
+    async def reload(self, name: str) -> LoadedModel:
+        """Load `name` again from where it came from (its alias' current target, or its file),
+        then swap it in. Raises on failure; the old version keeps serving."""
+        async with self._lock(name):
+            versions = self.repository.models.get(name)
+            if versions:
+                current = next(iter(versions.values()))
+                origin = current.origin or current.config
+            elif name in self._unloaded:
+                origin = self._unloaded[name]
+            elif self.repository.registry:
+                from ..config import parse_model_spec
+
+                origin = parse_model_spec(name + "@production")
+            else:
+                raise ModelNotFound(name)
+            loop = asyncio.get_running_loop()
+            try:
+                new = await loop.run_in_executor(None, self.repository.build, origin)
+            except Exception as exc:
+                self.repository.metrics.reloads.labels(name, "failed").inc()
+                log.error(
+                    "model '%s': loading a new version failed; the current one keeps serving: %s", name, exc
+                )
+                raise
+            old = self.repository.swap(new)
+            self._unloaded.pop(name, None)
+            self.repository.metrics.reloads.labels(name, "swapped").inc()
+            log.info(
+                "model '%s': now serving version %s (was %s)",
+                name,
+                new.model.version,
+                ", ".join(o.model.version for o in old) or "none",
+            )
+        for entry in old:
+            await self.repository.retire(entry, self.config.graceful_timeout_s)
+        return new
+
+    async def unload(self, name: str) -> None:
+        async with self._lock(name):
+            entries = self.repository.remove(name)
+            if not entries:
+                raise ModelNotFound(name)
+            self._unloaded[name] = entries[0].origin or entries[0].config
+        for entry in entries:
+            await self.repository.retire(entry, self.config.graceful_timeout_s)
+        log.info("model '%s': unloaded", name)
+
+    async def _poll_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        for entry in self.followed():
+            name = entry.config.name
+            try:
+                target = await loop.run_in_executor(None, self._alias_target, entry)
+            except Exception as exc:
+                log.warning("model '%s': cannot read its alias: %s", name, exc)
+                continue
+            if target is not None and target != entry.model.version and not self._lock(name).locked():
+                log.info("model '%s': alias moved to version %s", name, target)
+                with contextlib.suppress(Exception):  # logged and counted in reload()
+                    await self.reload(name)
+
+    def _alias_target(self, entry: LoadedModel) -> str | None:
+        from ..registry import locate, parse_ref
+
+        assert entry.origin is not None and entry.origin.registry_ref is not None
+        reg, ref = locate(entry.origin.registry_ref, self.repository.registry)
+        r = parse_ref(ref[len("models:/") :] if ref.startswith("models:/") else ref)
+        return reg.alias_target(r.name, r.alias) if r.alias else None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.registry_poll_s)
+            try:
+                await self._poll_once()
+            except Exception:
+                log.exception("registry poll failed")
+
+    def start(self) -> None:
+        if self.followed() and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="mlrt-registry-poll")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
