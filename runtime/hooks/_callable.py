@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
+from .._imports import ImportTargetError, import_target
 from ..errors import ConfigError
 from ._event import DriftEvent
 from ._options import Options
@@ -43,18 +43,16 @@ class CallableHook:
 
 def load_target(target: str) -> Callable[..., Any]:
     """Import `module:function` or `module:obj.attr` and return the callable."""
-    module_name, sep, attr_path = target.partition(":")
-    if not sep or not module_name or not attr_path:
-        raise ConfigError(f"target must look like 'package.module:function', got {target!r}")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import module {module_name!r} of target {target!r}: {exc}") from exc
-    for part in attr_path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigError(f"target {target!r}: {part!r} not found") from None
+        obj = import_target(target)
+    except ImportTargetError as exc:
+        if exc.kind == "format":
+            raise ConfigError(f"target must look like 'package.module:function', got {target!r}") from None
+        if exc.kind == "module":
+            raise ConfigError(
+                f"cannot import module {exc.module!r} of target {target!r}: {exc.cause}"
+            ) from None
+        raise ConfigError(f"target {target!r}: {exc.attribute!r} not found") from None
     if not callable(obj):
         raise ConfigError(f"target {target!r} is not callable (it is a {type(obj).__name__})")
     return obj  # type: ignore[no-any-return]

@@ -16,7 +16,6 @@ outputs are learned from one warm-up call on a zero row.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import typing
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._imports import ImportTargetError, import_target
 from ..config import ModelConfig
 from ..datatypes import to_bytes_array, v2_datatype
 from ..errors import ModelLoadError
@@ -31,19 +31,15 @@ from .base import Tensors, TensorSpec, specs
 
 
 def import_object(source: str) -> Any:
-    module_name, _, attr = source.partition(":")
-    if not module_name or not attr:
-        raise ModelLoadError(f"expected package.module:object, got {source!r}")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelLoadError(f"cannot import module {module_name!r}: {exc}") from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ModelLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return obj
+        return import_target(source)
+    except ImportTargetError as exc:
+        if exc.kind == "format":
+            raise ModelLoadError(f"expected package.module:object, got {source!r}") from None
+        if exc.kind == "module":
+            raise ModelLoadError(f"cannot import module {exc.module!r}: {exc.cause}") from None
+        attr = source.partition(":")[2]
+        raise ModelLoadError(f"module {exc.module!r} has no attribute {attr!r}") from None
 
 
 def _wants_mapping(fn: Callable[..., Any]) -> bool:
@@ -99,9 +95,7 @@ class PythonModel:
                 f"model '{config.name}': declare its inputs, either as an `inputs` attribute "
                 "on the object or `inputs = [{name, datatype, shape}]` in the config"
             )
-        self._call_with_array = self._sklearn or (
-            len(self.inputs) == 1 and not _wants_mapping(obj)
-        )
+        self._call_with_array = self._sklearn or (len(self.inputs) == 1 and not _wants_mapping(obj))
         declared_out = config.outputs or getattr(obj, "outputs", None)
         if declared_out:
             self.outputs = specs(declared_out)
@@ -150,9 +144,7 @@ class PythonModel:
             return {str(k): _as_output(v) for k, v in raw.items()}
         if isinstance(raw, tuple):
             if len(raw) != len(self.outputs):
-                raise ValueError(
-                    f"returned {len(raw)} values, but {len(self.outputs)} outputs are declared"
-                )
+                raise ValueError(f"returned {len(raw)} values, but {len(self.outputs)} outputs are declared")
             return {spec.name: _as_output(v) for spec, v in zip(self.outputs, raw, strict=True)}
         return {self.outputs[0].name: _as_output(raw)}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +14,8 @@ import orjson
 
 from ..datatypes import numpy_dtype, to_bytes_array
 from ..errors import InvalidInput
+from ..formats import check_shape, object_array, v2_bytes_payload, v2_parse_bytes
 from ..models.base import Model, Tensors
-
-_LEN = struct.Struct("<I")
 
 
 @dataclass(slots=True)
@@ -46,20 +44,10 @@ def loads_json(data: bytes | memoryview, what: str = "request") -> Any:
         raise InvalidInput(f"malformed JSON in {what}: nested too deeply") from None
 
 
-MAX_DIMS = 32
-MAX_ELEMENTS = 2**40  # far above any body we accept; guards numpy against absurd shapes
-
-
 def _shape(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
-    ):
+    if not isinstance(value, list):  # JSON has no tuples; a string or number is a mistake
         raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {value!r}")
-    if len(value) > MAX_DIMS:
-        raise InvalidInput(f"{where}: shape has {len(value)} dimensions; at most {MAX_DIMS} are supported")
-    if any(d > MAX_ELEMENTS for d in value) or math.prod(d for d in value if d) > MAX_ELEMENTS:
-        raise InvalidInput(f"{where}: shape {value} is too large")
-    return tuple(value)
+    return check_shape(value, where)
 
 
 def _params(value: Any, where: str) -> dict[str, Any]:
@@ -160,22 +148,10 @@ def _binary_tensor(
 ) -> np.ndarray:
     count = math.prod(shape)
     if datatype == "BYTES":
-        items: list[bytes] = []
-        pos, end = 0, len(buf)
-        while pos < end:
-            if pos + 4 > end:
-                raise InvalidInput(f"{where}: truncated BYTES length prefix")
-            (n,) = _LEN.unpack_from(buf, pos)
-            pos += 4
-            if pos + n > end:
-                raise InvalidInput(f"{where}: BYTES element of {n} bytes overruns its tensor")
-            items.append(bytes(buf[pos : pos + n]))
-            pos += n
+        items = v2_parse_bytes(buf, where)
         if len(items) != count:
             raise InvalidInput(f"{where}: {len(items)} BYTES elements for shape {list(shape)}")
-        arr = np.empty(count, dtype=object)
-        arr[:] = items
-        return arr.reshape(shape)
+        return object_array(items, shape)
     dtype = numpy_dtype(datatype)
     if len(buf) != count * dtype.itemsize:
         raise InvalidInput(
@@ -317,15 +293,6 @@ def select_outputs(req: InferRequest, model: Model) -> list[tuple[str, bool]]:
     return req.outputs
 
 
-def _bytes_payload(arr: np.ndarray) -> bytes:
-    parts = []
-    for v in arr.reshape(-1).tolist():
-        b = v if isinstance(v, bytes) else str(v).encode("utf-8")
-        parts.append(_LEN.pack(len(b)))
-        parts.append(b)
-    return b"".join(parts)
-
-
 def _json_bytes_data(arr: np.ndarray, name: str) -> list[str]:
     out = []
     for v in arr.reshape(-1).tolist():
@@ -360,7 +327,7 @@ def encode_response(
         doc: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
         if binary:
             if datatype == "BYTES":
-                blob = _bytes_payload(arr)
+                blob = v2_bytes_payload(arr)
             else:
                 blob = np.ascontiguousarray(arr, dtype=numpy_dtype(datatype)).tobytes()
             doc["parameters"] = {"binary_data_size": len(blob)}
