@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "runtime.commands.profile",
     "runtime.commands.drift",
     "runtime.commands.registry",
+    "runtime.commands.bench",
 )
 
 

@@ -95,8 +95,14 @@ def test_promotions_under_load_lose_nothing(tmp_path: Path, registry) -> None:
         # After the last promotion settled, only version 2 answers.
         with httpx.Client(base_url=srv.url) as c:
             x = np.zeros((1, 20), np.float32)
-            body = {"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": x.ravel().tolist()}]}
-            assert {c.post("/v2/models/fraud/infer", json=body).json()["model_version"] for _ in range(5)} == {"2"}
+            body = {
+                "inputs": [
+                    {"name": "input", "shape": [1, 20], "datatype": "FP32", "data": x.ravel().tolist()}
+                ]
+            }
+            assert {
+                c.post("/v2/models/fraud/infer", json=body).json()["model_version"] for _ in range(5)
+            } == {"2"}
         assert _reloads(srv.url).get("swapped") == 5
         assert len(seen) > 50
     finally:
