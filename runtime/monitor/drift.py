@@ -177,6 +177,43 @@ def bin_labels(f: FeatureProfile) -> list[str]:
     return [f"<{e[0]}", *inner, f">={e[-1]}", "missing"]
 
 
+STAGE_ROWS = 64
+
+
+class _Stage:
+    """Rows waiting to be counted into one histogram.
+
+    A kernel call costs about as much for one row as for sixty, and in a server its
+    code and the count arrays are cold for every request; so single-row requests are
+    copied into a small buffer and counted STAGE_ROWS at a time (and whenever anyone
+    reads the counts). Sections with categorical features are counted at once.
+    """
+
+    def __init__(self, hist: Histogram, numeric: bool) -> None:
+        self.hist = hist
+        self.numeric = numeric
+        self.buf = np.empty((STAGE_ROWS, len(hist.names)), dtype=np.float64) if numeric else None
+        self.n = 0
+
+    def add(self, x: Any) -> None:
+        if self.buf is None:
+            self.hist.update(x)
+            return
+        k = x.shape[0]
+        if self.n + k > STAGE_ROWS:
+            self.flush()
+        if k >= STAGE_ROWS:
+            self.hist.count_now(x)
+            return
+        self.buf[self.n : self.n + k] = x
+        self.n += k
+
+    def flush(self) -> None:
+        if self.n:
+            self.hist.count_now(self.buf[: self.n])  # type: ignore[index]
+            self.n = 0
+
+
 class ModelMonitor:
     """The drift state of one model version.
 
@@ -206,11 +243,13 @@ class ModelMonitor:
             self._out = _Columns(profile.outputs, outputs, f"{where} (outputs)")
         slice_s = config.window_s / config.slices
         kw = {"windows": config.slices, "seconds_per_window": slice_s, "eps": config.eps}
-        self.inputs = Histogram(profile, section="features", **kw)  # type: ignore[arg-type]
-        self.outputs = (
+        self._h_in = Histogram(profile, section="features", **kw)  # type: ignore[arg-type]
+        self._h_out = (
             Histogram(profile, section="outputs", **kw) if self._out is not None else None  # type: ignore[arg-type]
         )
         self._lock = threading.Lock()
+        self._stage_in = _Stage(self._h_in, self._in.numeric)
+        self._stage_out = _Stage(self._h_out, self._out.numeric) if self._h_out is not None else None
         self._labels = {
             "features": [bin_labels(f) for f in profile.features],
             "outputs": [bin_labels(f) for f in profile.outputs],
@@ -220,14 +259,47 @@ class ModelMonitor:
         x = self._in.view(inputs)
         y = self._out.view(outputs) if self._out is not None else None
         with self._lock:
-            self.inputs.update(x)
+            if self._h_in.due(time.monotonic()):
+                # Staged rows belong to the sub-window they arrived in.
+                self._flush()
+                self._advance(time.monotonic())
+            self._stage_in.add(x)
             if y is not None:
-                self.outputs.update(y)  # type: ignore[union-attr]
+                self._stage_out.add(y)  # type: ignore[union-attr]
+
+    def _flush(self) -> None:
+        self._stage_in.flush()
+        if self._stage_out is not None:
+            self._stage_out.flush()
+
+    def _advance(self, now: float) -> None:
+        self._h_in.advance(now)
+        if self._h_out is not None:
+            self._h_out.advance(now)
+
+    def flush(self) -> None:
+        """Count the rows still staged (readers of the histograms call this first)."""
+        with self._lock:
+            self._flush()
+
+    @property
+    def inputs(self) -> Histogram:
+        """The input features' histogram, with every observed row counted."""
+        self.flush()
+        return self._h_in
+
+    @property
+    def outputs(self) -> Histogram | None:
+        """The outputs' histogram (None without an outputs section), every row counted."""
+        self.flush()
+        return self._h_out
 
     def _sections(self) -> list[tuple[str, Histogram, int]]:
-        out = [("features", self.inputs, self.profile.row_count)]
-        if self.outputs is not None:
-            out.append(("outputs", self.outputs, self.profile.output_row_count or self.profile.row_count))
+        """Call with the lock held: staged rows are counted first."""
+        self._flush()
+        out = [("features", self._h_in, self.profile.row_count)]
+        if self._h_out is not None:
+            out.append(("outputs", self._h_out, self.profile.output_row_count or self.profile.row_count))
         return out
 
     def report(self) -> list[FeatureDrift]:

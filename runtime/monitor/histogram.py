@@ -138,6 +138,20 @@ class Histogram:
                     return
         self._update_slow(X)
 
+    def count_now(self, X: np.ndarray) -> None:
+        """Count a 2-D numeric matrix into the current sub-window, without checking
+        whether it is time to rotate (the caller has: see ModelMonitor's staging)."""
+        if not self._numeric_only:
+            raise ValueError("count_now is for profiles without categorical features; use update()")
+        if X.dtype is not _F32 and X.dtype is not _F64:
+            X = X.astype(np.float64)
+        (self._update_f32 if X.dtype is _F32 else self._update_f64)(X)
+        self._slot_rows[self._slot] += X.shape[0]
+
+    def due(self, now: float) -> bool:
+        """Whether a time window's current sub-window is over at `now`."""
+        return self._rotating and now >= self._rotate_at
+
     def _maybe_rotate(self) -> None:
         rows = self.rows_per_window
         secs = self.seconds_per_window
