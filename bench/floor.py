@@ -1,5 +1,6 @@
 """The HTTP floor: a do-nothing Starlette endpoint on mlrt's server stack
-(uvicorn + uvloop + httptools), reading the body and answering a fixed JSON.
+(uvicorn + uvloop + httptools, with mlrt's one-write-per-response protocol),
+reading the body and answering a fixed JSON.
 
     python -m bench.floor --port 8001
 """
@@ -39,12 +40,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=8001)
     args = p.parse_args()
+    from runtime.server.protocol import CoalescingHttpToolsProtocol
+
     uvicorn.run(
         app,
         host="127.0.0.1",
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         log_level="warning",
         access_log=False,
     )
