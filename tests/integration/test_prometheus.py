@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -44,7 +45,10 @@ T = TypeVar("T")
 def binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"`{name}` not found; {INSTALL}", pytrace=False)
+        # CI installs Prometheus (.ci/run) and must run these; a developer's machine may not have it.
+        if os.environ.get("CI"):
+            pytest.fail(f"`{name}` not found; {INSTALL}", pytrace=False)
+        pytest.skip(f"`{name}` not found; {INSTALL}")
     return path
 
 
