@@ -8,45 +8,29 @@ import contextlib
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from runtime._child import free_port, running_server
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = [
+    "RawHTTP",
+    "free_port",
+    "get_request",
+    "percentiles_us",
+    "post_request",
+    "server",
+    "v2_binary_body",
+    "v2_json_body",
+]
 
 
 @contextlib.contextmanager
-def server(cmd: Sequence[str], port: int, timeout_s: float = 60.0) -> Iterator[subprocess.Popen]:
+def server(cmd: Sequence[str], port: int, timeout_s: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server subprocess until the block ends; wait for /v2/health/ready."""
-    proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd} exited: {proc.stderr.read().decode()}")
-            try:
-                c = RawHTTP(port)
-                status, _ = c.request(get_request("/v2/health/ready"))
-                c.close()
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{cmd} not ready after {timeout_s} s")
-            time.sleep(0.1)
+    with running_server(cmd, f"http://127.0.0.1:{port}/v2/health/ready", timeout_s=timeout_s) as proc:
         yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def get_request(path: str) -> bytes:

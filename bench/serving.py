@@ -55,13 +55,13 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from runtime._child import ServerStartError, running_server
 from runtime.monitor import Profile
 
 from . import models
@@ -120,30 +120,16 @@ class Target:
 def serve(
     name: str, cmd: Sequence[str], port: int, logdir: Path, *, cwd: Path | None = None, timeout_s: float = 60
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server until the block ends, waiting for GET /v2/health/ready == 200.
-
-    Output goes to a log file rather than a pipe: a pipe nobody reads fills up and
-    stalls a server that logs under load.
-    """
+    """Run a server until the block ends, waiting for GET /v2/health/ready == 200; its
+    output goes to a log file in `logdir`."""
     log = logdir / f"{name.replace(' ', '_').replace('=', '')}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     try:
-        deadline = time.monotonic() + timeout_s
-        while not ready(port):
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail(log)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready after {timeout_s:.0f} s:\n{tail(log)}")
-            time.sleep(0.2)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with running_server(
+            cmd, f"http://127.0.0.1:{port}/v2/health/ready", log=log, cwd=cwd, timeout_s=timeout_s
+        ) as proc:
+            yield proc
+    except ServerStartError as exc:
+        raise RuntimeError(f"{name}: {exc}") from None
 
 
 def ready(port: int) -> bool:

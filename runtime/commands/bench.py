@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,41 +113,17 @@ def _fail(msg: str) -> int:
 @contextlib.contextmanager
 def _local_server(spec: str, extra: list[str]) -> Iterator[str]:
     """`mlrt serve spec` on a free loopback port for the block; yields its URL."""
-    import socket
+    from .._child import ServerStartError, free_port, running_server
 
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     cmd = [sys.executable, "-m", "runtime", "serve", spec, "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--log-level", "warning", *extra]
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    tail = log.read().decode(errors="replace").strip().splitlines()[-5:]
-                    raise BenchError(f"mlrt serve {spec} exited with {proc.returncode}: " + " | ".join(tail))
-                try:
-                    if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise BenchError(f"mlrt serve {spec} was not ready within 60 s")
-                time.sleep(0.1)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with running_server(cmd, f"{url}/v2/health/ready"):
             yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    except ServerStartError as exc:
+        raise BenchError(f"mlrt serve {spec}: {exc}") from None
 
 
 def _parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:

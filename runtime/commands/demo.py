@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import subprocess
+import contextlib
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,23 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 60.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            raise RuntimeError(f"the demo server exited with code {proc.returncode}:\n{err}")
-        try:
-            if httpx.get(url + "/v2/health/ready", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the demo server did not become ready within {timeout_s:.0f} s")
-
-
 def _drift_summary(doc: dict[str, Any]) -> tuple[str, list[tuple[str, float, str]]]:
     feats = [
         (f["name"], f["psi"], f["status"]) for f in doc.get("features", []) if f.get("psi") is not None
@@ -82,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.live import Live
     from rich.table import Table
 
+    from .._child import ServerStartError, running_server
     from ..demo.traffic import MODEL_PATH, PROFILE_PATH, Shift, drive
 
     console = Console()
@@ -96,6 +77,13 @@ def run(args: argparse.Namespace) -> int:
     window = max(10, round(ramp))
 
     url = f"http://{args.host}:{args.port}"
+    import socket
+
+    with socket.socket() as probe:
+        # Otherwise the readiness check could find another server on the port and drive it.
+        if probe.connect_ex((args.host, args.port)) == 0:
+            console.print(f"mlrt demo: {args.host}:{args.port} is already in use; pass --port")
+            return 1
     tmp = tempfile.TemporaryDirectory(prefix="mlrt-demo-")
     config = Path(tmp.name) / "mlrt.toml"
     config.write_text(DEMO_MONITOR.format(window=window))
@@ -103,13 +91,13 @@ def run(args: argparse.Namespace) -> int:
         sys.executable, "-m", "runtime", "serve", f"demo={MODEL_PATH}", "--profile", str(PROFILE_PATH),
         "--config", str(config), "--host", args.host, "--port", str(args.port), "--log-level", "warning",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=dict(os.environ))
     seen: set[str] = set()
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(tmp.cleanup)
         try:
-            _wait_ready(proc, url)
-        except RuntimeError as exc:
-            console.print(f"mlrt demo: {exc}")
+            stack.enter_context(running_server(cmd, f"{url}/v2/health/ready"))
+        except ServerStartError as exc:
+            console.print(f"mlrt demo: the demo server did not start: {exc}")
             return 1
         print(
             f"mlrt demo: serving model 'demo' at {url} with drift monitoring "
@@ -180,14 +168,6 @@ def run(args: argparse.Namespace) -> int:
               f"drift status {status}; features that reached alert: {len(seen)} "
               f"({', '.join(sorted(seen)[:5])}{'...' if len(seen) > 5 else ''})", flush=True)
         return 0 if final["errors"] == 0 else 1
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        tmp.cleanup()
 
 
 async def _final_drift(url: str) -> tuple[str, list[tuple[str, float, str]]]:
