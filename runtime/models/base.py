@@ -105,3 +105,15 @@ def check_inputs(model: Model, inputs: Mapping[str, np.ndarray], datatypes: Mapp
                 raise InvalidInput(
                     f"input '{spec.name}': batch size {shape[0]} differs from other inputs' {batch}"
                 )
+    for name in getattr(model, "text_inputs", ()):
+        # Backends that turn BYTES into str (onnxruntime's string tensors) need UTF-8; say so
+        # per request rather than fail a whole batch in the model.
+        for i, v in enumerate(inputs[name].reshape(-1).tolist()):
+            if isinstance(v, bytes):
+                try:
+                    v.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidInput(
+                        f"input '{name}': element {i} is not UTF-8 text, which this model's string "
+                        "input needs"
+                    ) from None

@@ -85,6 +85,8 @@ class OnnxModel:
         self.outputs: tuple[TensorSpec, ...] = specs(config.outputs) if config.outputs else tuple(outs)
         self._output_names = [o.name for o in self.outputs]
         self._string_inputs = {s.name for s in self.inputs if s.datatype == "BYTES"}
+        # check_inputs() checks these are UTF-8: onnxruntime's string tensors hold str.
+        self.text_inputs = frozenset(self._string_inputs)
         self._string_outputs = {s.name for s in self.outputs if s.datatype == "BYTES"}
 
     def predict(self, inputs: Tensors) -> Tensors:

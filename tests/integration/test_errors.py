@@ -284,3 +284,20 @@ def test_non_finite_binary_floats_are_accepted(http: httpx.Client) -> None:
     resp = http.post(MLP, content=content, headers=headers)
     assert resp.status_code == 200, resp.text
     assert np.isnan(resp.json()["outputs"][0]["data"]).all()
+
+
+def test_non_utf8_bytes_for_an_onnx_string_input_is_a_400(http: httpx.Client) -> None:
+    import struct
+
+    raw = b"\xff\xfe\xfa"
+    blob = struct.pack("<I", len(raw)) + raw
+    header = (
+        b'{"inputs":[{"name":"text","shape":[1,1],"datatype":"BYTES",'
+        b'"parameters":{"binary_data_size":' + str(len(blob)).encode() + b"}}]}"
+    )
+    resp = http.post(
+        "/v2/models/strings/infer",
+        content=header + blob,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert_error(http, resp, 400, "text", "UTF-8")
