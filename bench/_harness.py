@@ -8,7 +8,8 @@ import contextlib
 import json
 import socket
 import subprocess
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -18,6 +19,7 @@ __all__ = [
     "RawHTTP",
     "free_port",
     "get_request",
+    "paired_rounds",
     "percentiles_us",
     "post_request",
     "server",
@@ -105,3 +107,25 @@ def v2_binary_body(x: np.ndarray, name: str = "input") -> tuple[bytes, dict[str,
 def percentiles_us(samples_s: Sequence[float]) -> tuple[float, float]:
     a = np.asarray(samples_s) * 1e6
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def paired_rounds(
+    systems: dict[str, Callable[[], object]], rounds: int, calls: int, warmup: int = 200
+) -> dict[str, list[tuple[float, float]]]:
+    """Time every system in short interleaved rounds (order rotated each round) so the
+    machine's drift hits them alike; per system, each round's (p50, p99) in µs."""
+    for fn in systems.values():
+        for _ in range(warmup):
+            fn()
+    names = list(systems)
+    out: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = systems[name]
+            samples = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - t0)
+            out[name].append(percentiles_us(samples))
+    return out

@@ -22,7 +22,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from . import models
 from ._harness import (
     RawHTTP,
     free_port,
-    percentiles_us,
+    paired_rounds,
     post_request,
     server,
     v2_binary_body,
@@ -110,20 +109,7 @@ def main() -> None:
             "naive server": http(naive, floor_req),
             "mlrt + drift": http(drift, bin_req),
         }
-        for fn in systems.values():  # warm up every path
-            for _ in range(200):
-                fn()
-        per_round: dict[str, list[tuple[float, float]]] = {k: [] for k in systems}
-        names = list(systems)
-        for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                fn = systems[name]
-                samples = []
-                for _ in range(args.requests):
-                    t0 = time.perf_counter()
-                    fn()
-                    samples.append(time.perf_counter() - t0)
-                per_round[name].append(percentiles_us(samples))
+        per_round = paired_rounds(systems, args.rounds, args.requests)
 
     floor_p50 = np.array([p50 for p50, _ in per_round["http floor"]])
     rows = []
@@ -154,9 +140,7 @@ def main() -> None:
     print(f"{'system':<16}{'p50 µs':>10}{'p99 µs':>10}{'p50 / floor':>13}")
     for row in rows:
         print(f"{row['system']:<16}{row['p50_us']:>10.1f}{row['p99_us']:>10.1f}{row['p50_vs_floor']:>13.2f}")
-    print(
-        f"drift monitoring on vs off (V2 binary): p50 {drift_cost_us:+.1f} µs (median of per-round deltas)"
-    )
+    print(f"drift monitoring on vs off (V2 binary): p50 {drift_cost_us:+.1f} µs (median of per-round deltas)")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from runtime.client import Client
 from runtime.monitor import Profile
 
 from . import models
-from ._harness import free_port, server
+from ._harness import free_port, paired_rounds, server
 
 
 def main() -> None:
@@ -67,23 +66,10 @@ def main() -> None:
         systems = {name: (lambda c=c: c.infer("mlp", feeds)) for name, c in clients.items()}
         systems["load().predict"] = lambda: local.predict(x)
         systems["session.run"] = lambda: sess.run(None, feeds)
-        for fn in systems.values():
-            for _ in range(200):
-                fn()
         names = list(systems)
-        p50s: dict[str, list[float]] = {n: [] for n in names}
-        p99s: dict[str, list[float]] = {n: [] for n in names}
-        for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                fn = systems[name]
-                samples = []
-                for _ in range(args.requests):
-                    t0 = time.perf_counter()
-                    fn()
-                    samples.append(time.perf_counter() - t0)
-                us = np.array(samples) * 1e6
-                p50s[name].append(float(np.percentile(us, 50)))
-                p99s[name].append(float(np.percentile(us, 99)))
+        per_round = paired_rounds(systems, args.rounds, args.requests)
+        p50s = {n: [p50 for p50, _ in v] for n, v in per_round.items()}
+        p99s = {n: [p99 for _, p99 in v] for n, v in per_round.items()}
         for c in clients.values():
             c.close()
 
