@@ -99,6 +99,40 @@ def split_outputs(outputs: Tensors, sizes: list[int]) -> list[Tensors]:
     return out
 
 
+def _joined(loop: asyncio.AbstractEventLoop, parts: list[asyncio.Future[Tensors]]) -> asyncio.Future[Tensors]:
+    """One future for a request split into chunks: their outputs concatenated in order.
+
+    The first failure fails the whole request and withdraws the chunks still queued;
+    cancelling the joined future withdraws them all.
+    """
+    joined: asyncio.Future[Tensors] = loop.create_future()
+    left = [len(parts)]
+
+    def part_done(part: asyncio.Future[Tensors]) -> None:
+        if joined.done():
+            return
+        if part.cancelled():
+            joined.cancel()
+            return
+        exc = part.exception()
+        if exc is not None:
+            joined.set_exception(exc)
+            return
+        left[0] -= 1
+        if not left[0]:
+            results = [p.result() for p in parts]
+            joined.set_result({k: np.concatenate([r[k] for r in results]) for k in results[0]})
+
+    def joined_done(_: asyncio.Future[Tensors]) -> None:
+        for p in parts:
+            p.cancel()
+
+    for p in parts:
+        p.add_done_callback(part_done)
+    joined.add_done_callback(joined_done)
+    return joined
+
+
 class Batcher:
     """Queue, batch and run requests for one model version.
 
@@ -195,6 +229,19 @@ class Batcher:
         whose batch is cheap enough to run inline then runs it at once, without
         waiting a loop turn for company that cannot come.
         """
+        result = self.submit(inputs, timeout_s=timeout_s, alone=alone)
+        if isinstance(result, dict):
+            return result
+        return await result  # a cancelled caller cancels the future, which drops the request
+
+    def submit(
+        self, inputs: Tensors, *, timeout_s: float | None = None, alone: bool = False
+    ) -> Tensors | asyncio.Future[Tensors]:
+        """infer() without a coroutine, for callers that handle requests in callbacks.
+
+        Returns the outputs when the model ran at once, else a future for them;
+        cancelling that future withdraws the request (all of its chunks).
+        """
         if self._closing:
             raise ModelNotReady(self.model.name, "shutting down")
         rows = next(iter(inputs.values())).shape[0] if self.batchable else 1
@@ -231,15 +278,7 @@ class Batcher:
         if deadline is not None:
             self._arm_expiry(loop, deadline)
         self._schedule_dispatch(loop)
-        try:
-            if len(futures) == 1:
-                return await futures[0]
-            parts = await asyncio.gather(*futures)
-        except asyncio.CancelledError:
-            for f in futures:
-                f.cancel()
-            raise
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return futures[0] if len(futures) == 1 else _joined(loop, futures)
 
     # -- dispatch ------------------------------------------------------------
 

@@ -12,12 +12,12 @@ import asyncio
 import functools
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from ..errors import InvalidInput, MlrtError, ModelFailure, ModelNotReady, Overloaded
-from ..models import check_inputs
+from ..models import Tensors, check_inputs
 from ..repository import LoadedModel, Repository
 from .body import compress, read_body
 from .codec import InferRequest, decode_request, encode_response, select_outputs
@@ -74,10 +74,55 @@ async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
+# An answer: status, body, content type, extra headers.
+Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
+
+
+class Responder(Protocol):
+    """Where the direct path writes its answer (the HTTP protocol's per-request state)."""
+
+    def respond(
+        self, status: int, body: bytes, content_type: bytes, extra: list[tuple[bytes, bytes]]
+    ) -> None: ...
+
+
+class _Call:
+    """One decoded request on its way through the model."""
+
+    __slots__ = ("entry", "req", "selected", "fmt", "headers", "started")
+
+    def __init__(
+        self,
+        entry: LoadedModel,
+        req: InferRequest,
+        selected: list[tuple[str, bool]],
+        fmt: _Format | None,
+        headers: dict[bytes, bytes],
+        started: float,
+    ) -> None:
+        self.entry = entry
+        self.req = req
+        self.selected = selected
+        self.fmt = fmt
+        self.headers = headers
+        self.started = started
+
+
 class InferEndpoint:
+    """Both ways into the model: `begin` (the direct path) and the ASGI `__call__`.
+
+    The HTTP protocol hands `begin` small, complete, uncompressed bodies straight from
+    the parser: no ASGI scope, task or messages, and the answer is written in one piece
+    from a callback (see protocol.py). Everything else (large, compressed, chunked or
+    pipelined bodies, `Expect: 100-continue`) comes through ASGI. The steps between
+    reading and writing are shared.
+    """
+
     def __init__(self, repository: Repository, max_body_bytes: int) -> None:
         self.repository = repository
         self.max_body_bytes = max_body_bytes
+        # The largest body the direct path takes: decoding it inline stays cheap.
+        self.direct_max_bytes = min(OFFLOAD_BYTES, max_body_bytes)
         self.output_datatypes: dict[int, dict[str, str]] = {}
         # Infer requests between arrival and response, across all models.
         self.in_flight = 0
@@ -88,6 +133,54 @@ class InferEndpoint:
         self._previous_turn_arrivals = 0
         self._turn_open = False
 
+    # -- the direct path -------------------------------------------------------
+
+    def begin(
+        self, responder: Responder, target: tuple[str, str | None], headers: dict[bytes, bytes], body: bytes
+    ) -> asyncio.Future[Tensors] | None:
+        """Start one request; returns the future to cancel if the client goes away, or
+        None when the answer has been written already."""
+        started = time.perf_counter()
+        entry: LoadedModel | None = None
+        self.in_flight += 1
+        self._arrive()
+        try:
+            entry = self.repository.get(*target)
+            call = self._decoded(entry, target, headers, body, started)
+            entry = call.entry
+            result = entry.runner.submit(
+                call.req.inputs, timeout_s=_timeout_s(call.req, entry), alone=self._alone()
+            )
+            if isinstance(result, dict):
+                reply = self._encoded(call, result)
+            else:
+                result.add_done_callback(functools.partial(self._resolved, responder, call))
+                return result
+        except Exception as exc:
+            reply = self._failure(exc, entry)
+        self._answer(responder, entry, started, reply)
+        return None
+
+    def _resolved(self, responder: Responder, call: _Call, fut: asyncio.Future[Tensors]) -> None:
+        if fut.cancelled():  # the client went away
+            self.in_flight -= 1
+            return
+        try:
+            exc = fut.exception()
+            reply = self._failure(exc, call.entry) if exc else self._encoded(call, fut.result())
+        except Exception as exc:
+            reply = self._failure(exc, call.entry)
+        self._answer(responder, call.entry, call.started, reply)
+
+    def _answer(self, responder: Responder, entry: LoadedModel | None, started: float, reply: Reply) -> None:
+        self.in_flight -= 1
+        status, body, content_type, extra = reply
+        responder.respond(status, body, content_type, extra)
+        if entry is not None:
+            entry.metrics.observe_request(time.perf_counter() - started, status)
+
+    # -- the ASGI path ---------------------------------------------------------
+
     async def __call__(self, scope: Any, receive: Any, send: Any, target: tuple[str, str | None]) -> None:
         started = time.perf_counter()
         headers = dict(scope["headers"])  # names arrive lower-cased
@@ -96,30 +189,36 @@ class InferEndpoint:
         self._arrive()
         try:
             entry = self.repository.get(*target)
-            body, content_type, extra, entry = await self._infer(entry, target, headers, receive)
-            status = 200
-        except MlrtError as exc:
-            status = status_of(exc)
-            if isinstance(exc, ModelFailure):
-                log.error("%s", exc, exc_info=exc.cause)
-            body, content_type = orjson.dumps({"error": str(exc)}), _JSON
-            extra = []
-            if isinstance(exc, Overloaded | ModelNotReady):
-                retry = max(1, round(getattr(exc, "retry_after_s", 1)))
-                extra.append((b"retry-after", str(retry).encode()))
-                if entry is not None:
-                    entry.metrics.reject(exc.reason)
+            body = await read_body(receive, headers, self.max_body_bytes)
+            if len(body) > OFFLOAD_BYTES:
+                # One big request must not hold the event loop: decode and encode on a thread.
+                loop = asyncio.get_running_loop()
+                call = await loop.run_in_executor(None, self._decoded, entry, target, headers, body, started)
+                entry = call.entry
+                outputs = await entry.runner.infer(
+                    call.req.inputs, timeout_s=_timeout_s(call.req, entry), alone=self._alone()
+                )
+                reply = await loop.run_in_executor(None, self._encoded, call, outputs)
+            else:
+                call = self._decoded(entry, target, headers, body, started)
+                entry = call.entry
+                outputs = await entry.runner.infer(
+                    call.req.inputs, timeout_s=_timeout_s(call.req, entry), alone=self._alone()
+                )
+                reply = self._encoded(call, outputs)
         except ConnectionAbortedError:
             return
-        except Exception:
-            log.exception("internal error in infer")
-            status, body, content_type, extra = 500, b'{"error":"internal server error"}', _JSON, []
+        except Exception as exc:
+            reply = self._failure(exc, entry)
         finally:
             self.in_flight -= 1
+        status, body, content_type, extra = reply
         extra.append((b"content-type", content_type))
         await _send(send, status, body, extra)
         if entry is not None:
             entry.metrics.observe_request(time.perf_counter() - started, status)
+
+    # -- shared steps ------------------------------------------------------------
 
     def _arrive(self) -> None:
         """Count this request in the current loop turn.
@@ -146,20 +245,21 @@ class InferEndpoint:
         """
         return self.in_flight == 1 and self._turn_arrivals == 1 and self._previous_turn_arrivals <= 1
 
-    async def _infer(
-        self, entry: LoadedModel, target: tuple[str, str | None], headers: dict[bytes, bytes], receive: Any
-    ) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], LoadedModel]:
+    def _decoded(
+        self,
+        entry: LoadedModel,
+        target: tuple[str, str | None],
+        headers: dict[bytes, bytes],
+        body: bytes,
+        started: float,
+    ) -> _Call:
+        """Decode and check a body against its model."""
         model = entry.model
-        body = await read_body(receive, headers, self.max_body_bytes)
         fmt = _FORMATS.get(headers.get(b"content-type", b"").split(b";")[0].strip().lower())
-        big = len(body) > OFFLOAD_BYTES
-        loop = asyncio.get_running_loop()
         if fmt is None:
-            header_length = _header_length(headers)
-            decode: Any = functools.partial(decode_request, body, header_length, model)
+            req = decode_request(body, _header_length(headers), model)
         else:
-            decode = functools.partial(fmt.decode, body, model)
-        req = await loop.run_in_executor(None, decode) if big else decode()
+            req = fmt.decode(body, model)
         check_inputs(model, req.inputs, req.datatypes)
         selected = select_outputs(req, model)
         current = self.repository.get(*target)
@@ -169,22 +269,24 @@ class InferEndpoint:
             entry, model = current, current.model
             check_inputs(model, req.inputs, req.datatypes)
             selected = select_outputs(req, model)
-        outputs = await entry.runner.infer(req.inputs, timeout_s=_timeout_s(req, entry), alone=self._alone())
+        return _Call(entry, req, selected, fmt, headers, started)
+
+    def _encoded(self, call: _Call, outputs: Tensors) -> Reply:
+        entry, req = call.entry, call.req
+        model = entry.model
         datatypes = self.output_datatypes.get(id(entry))
         if datatypes is None:
             datatypes = self.output_datatypes[id(entry)] = {o.name: o.datatype for o in model.outputs}
-        kwargs = dict(
-            model_name=model.name,
-            model_version=model.version,
-            request_id=req.id,
-            outputs=outputs,
-            selected=selected,
-            datatypes=datatypes,
-        )
         extra: list[tuple[bytes, bytes]] = []
-        if fmt is None:
-            encode: Any = functools.partial(encode_response, **kwargs)
-            payload, header_len = await loop.run_in_executor(None, encode) if big else encode()
+        if call.fmt is None:
+            payload, header_len = encode_response(
+                model_name=model.name,
+                model_version=model.version,
+                request_id=req.id,
+                outputs=outputs,
+                selected=call.selected,
+                datatypes=datatypes,
+            )
             if header_len is None:
                 content_type = _JSON
             else:
@@ -192,15 +294,35 @@ class InferEndpoint:
                 extra.append((b"inference-header-content-length", str(header_len).encode()))
         else:
             # Answered in the format it was asked in.
-            encode = functools.partial(fmt.encode, **kwargs)
-            payload = await loop.run_in_executor(None, encode) if big else encode()
-            content_type = fmt.content_type
-        accept = headers.get(b"accept-encoding")
+            payload = call.fmt.encode(
+                model_name=model.name,
+                model_version=model.version,
+                request_id=req.id,
+                outputs=outputs,
+                selected=call.selected,
+                datatypes=datatypes,
+            )
+            content_type = call.fmt.content_type
+        accept = call.headers.get(b"accept-encoding")
         if accept and len(payload) >= COMPRESS_MIN_BYTES:
             payload, encoding = compress(payload, accept.decode("latin-1"))
             if encoding:
                 extra.append((b"content-encoding", encoding.encode()))
-        return payload, content_type, extra, entry
+        return 200, payload, content_type, extra
+
+    def _failure(self, exc: BaseException, entry: LoadedModel | None) -> Reply:
+        if not isinstance(exc, MlrtError):
+            log.error("internal error in infer", exc_info=exc)
+            return 500, b'{"error":"internal server error"}', _JSON, []
+        if isinstance(exc, ModelFailure):
+            log.error("%s", exc, exc_info=exc.cause)
+        extra: list[tuple[bytes, bytes]] = []
+        if isinstance(exc, Overloaded | ModelNotReady):
+            retry = max(1, round(getattr(exc, "retry_after_s", 1)))
+            extra.append((b"retry-after", str(retry).encode()))
+            if entry is not None:
+                entry.metrics.reject(exc.reason)
+        return status_of(exc), orjson.dumps({"error": str(exc)}), _JSON, extra
 
 
 class _Format:

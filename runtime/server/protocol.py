@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from .infer import match_infer
 
 
 class _CoalescingTransport:
@@ -47,3 +50,169 @@ class _CoalescingTransport:
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
+
+
+class _Direct:
+    """A request on the direct path: what uvicorn's protocol reads of `self.cycle`
+    (response_complete, keep_alive, disconnected, message_event), plus the body and the
+    answer."""
+
+    __slots__ = (
+        "protocol", "target", "headers", "chunks", "keep_alive", "response_complete",
+        "disconnected", "pending",
+    )
+
+    def __init__(
+        self, protocol: MlrtHttpProtocol, target: tuple[str, str | None], headers: dict[bytes, bytes],
+        keep_alive: bool,
+    ) -> None:
+        self.protocol = protocol
+        self.target = target
+        self.headers = headers
+        self.chunks: list[bytes] = []
+        self.keep_alive = keep_alive
+        self.response_complete = False
+        self.disconnected = False
+        self.pending: asyncio.Future[Any] | None = None
+
+    @property
+    def message_event(self) -> _Direct:
+        return self  # uvicorn calls cycle.message_event.set() when the connection is lost
+
+    def set(self) -> None:
+        pass
+
+    def respond(
+        self, status: int, body: bytes, content_type: bytes, extra: list[tuple[bytes, bytes]]
+    ) -> None:
+        self.pending = None
+        proto = self.protocol
+        if self.disconnected or proto.transport.is_closing():
+            return
+        head = [STATUS_LINE[status]]
+        for name, value in proto.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")
+        head += (b"content-type: ", content_type, b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\n")
+        for name, value in extra:
+            head += (name, b": ", value, b"\r\n")
+        if not self.keep_alive:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        transport = proto.raw_transport
+        if len(body) <= _JOIN_MAX:
+            head.append(body)
+            transport.write(b"".join(head))
+        else:
+            transport.writelines((b"".join(head), body))
+        self.response_complete = True
+        if not self.keep_alive:
+            transport.close()
+        proto.direct_done(self)
+
+
+# Responses up to this size go out as one joined buffer; larger bodies are not copied.
+_JOIN_MAX = 64 * 1024
+
+
+class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
+    """Takes `POST .../infer` with a small, complete body straight from the parser to
+    the infer endpoint, below ASGI: no scope, task, receive/send messages or header
+    re-validation per request. Everything else goes to the ASGI app as usual.
+
+    `endpoint` is bound per server by `protocol_for`.
+    """
+
+    endpoint: Any = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.raw_transport = transport
+        self._direct: _Direct | None = None
+        self._reads_held = False
+        super().connection_made(transport)
+
+    def on_headers_complete(self) -> None:
+        direct = self._direct_request()
+        if direct is None:
+            super().on_headers_complete()
+        else:
+            self.cycle = self._direct = direct  # type: ignore[assignment]
+
+    def _direct_request(self) -> _Direct | None:
+        endpoint = self.endpoint
+        parser = self.parser
+        if (
+            endpoint is None
+            or parser.get_method() != b"POST"
+            or (self.cycle is not None and not self.cycle.response_complete)  # pipelined
+            or self.expect_100_continue
+            or self.limit_concurrency is not None
+            or parser.should_upgrade()
+        ):
+            return None
+        path = httptools.parse_url(self.url).path
+        if b"%" in path:
+            return None
+        try:
+            target = match_infer(path.decode("ascii"))
+        except UnicodeDecodeError:
+            return None
+        if target is None:
+            return None
+        headers = dict(self.headers)
+        length = headers.get(b"content-length")
+        if (
+            length is None
+            or not length.isdigit()
+            or int(length) > endpoint.direct_max_bytes
+            or b"transfer-encoding" in headers
+            or headers.get(b"content-encoding", b"identity").strip().lower() not in (b"identity", b"")
+        ):
+            return None
+        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        return _Direct(self, target, headers, keep_alive)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if type(cycle) is _Direct:
+            cycle.chunks.append(body)
+        else:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        cycle = self.cycle
+        if type(cycle) is not _Direct:
+            super().on_message_complete()
+            return
+        chunks = cycle.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        cycle.chunks = []
+        cycle.pending = self.endpoint.begin(cycle, cycle.target, cycle.headers, body)
+
+    def direct_done(self, cycle: _Direct) -> None:
+        if self._direct is cycle:
+            self._direct = None
+        self.on_response_complete()
+        if self.flow.write_paused:
+            # The client is not reading its answers: stop reading its requests until it does.
+            self._reads_held = True
+            self.flow.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        direct = self._direct
+        if direct is not None and not direct.response_complete:
+            direct.disconnected = True
+            if direct.pending is not None:
+                # Withdraws the request from its batch if it has not run yet.
+                direct.pending.cancel()
+        super().connection_lost(exc)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._reads_held:
+            self._reads_held = False
+            self.flow.resume_reading()
+
+
+def protocol_for(endpoint: Any) -> type[MlrtHttpProtocol]:
+    """The protocol class for one server, bound to its infer endpoint."""
+    return type("MlrtHttpProtocol", (MlrtHttpProtocol,), {"endpoint": endpoint})

@@ -12,7 +12,7 @@ from ..config import ServerConfig
 from ..errors import MlrtError
 from ..repository import Repository
 from .app import create_app
-from .protocol import CoalescingHttpToolsProtocol
+from .protocol import protocol_for
 from .sockets import bind_all, close_all
 
 log = logging.getLogger("mlrt.server")
@@ -78,7 +78,7 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> None:
     uv_config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        http=protocol_for(app.infer),
         lifespan="on",
         log_config=None,
         log_level=config.log_level,

@@ -61,3 +61,17 @@ def read_computed(path: str | os.PathLike[str]) -> set[tuple[int, int]]:
     except FileNotFoundError:
         return set()
     return pairs - {(0, 0)}
+
+
+class HeldDouble(SlowDouble):
+    """The same function; a batch holding a row whose third column is 9 takes `hold_s`,
+    any other batch 1 ms. Calibration (zeros) stays quick, and a test can keep the
+    model busy for as long as it needs to queue requests behind it."""
+
+    batch_s = 0.001
+    hold_s = 0.5
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if len(x) and (x[:, 2] == 9).any():
+            time.sleep(self.hold_s)
+        return super().__call__(x)
