@@ -62,16 +62,18 @@ def as_tensor(name: str, value: Any) -> tuple[np.ndarray, str]:
 
 
 def check_shape(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    shape = tuple(value) if isinstance(value, list | tuple) else None
+    if shape is None or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape) or (
+        shape and min(shape) < 0
     ):
         raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {value!r}")
-    if len(value) > MAX_DIMS:
-        raise InvalidInput(f"{where}: shape has {len(value)} dimensions; at most {MAX_DIMS} are supported")
-    # Also for zero-element tensors: numpy refuses shapes like [0, 2**62, 2**62].
-    if any(d > MAX_ELEMENTS for d in value) or math.prod(d for d in value if d) > MAX_ELEMENTS:
-        raise InvalidInput(f"{where}: shape {list(value)} is too large")
-    return tuple(value)
+    if len(shape) > MAX_DIMS:
+        raise InvalidInput(f"{where}: shape has {len(shape)} dimensions; at most {MAX_DIMS} are supported")
+    # Also for zero-element tensors: numpy refuses shapes like [0, 2**62, 2**62]. The product
+    # of the non-zero dimensions bounds each of them too.
+    if math.prod(shape if 0 not in shape else [d for d in shape if d]) > MAX_ELEMENTS:
+        raise InvalidInput(f"{where}: shape {list(shape)} is too large")
+    return shape
 
 
 # -- the V2 binary tensor layout -----------------------------------------------------------

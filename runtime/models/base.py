@@ -45,7 +45,20 @@ class TensorSpec:
     def accepts_shape(self, shape: Sequence[int]) -> bool:
         if len(shape) != len(self.shape):
             return False
-        return all(want == -1 or want == got for want, got in zip(self.shape, shape, strict=True))
+        for i, want in self._fixed_dims:
+            if shape[i] != want:
+                return False
+        return True
+
+    @property
+    def _fixed_dims(self) -> tuple[tuple[int, int], ...]:
+        # (index, size) of every dimension that is not -1; computed once (the spec is frozen).
+        try:
+            return self.__dict__["_fixed"]
+        except KeyError:
+            fixed = tuple((i, d) for i, d in enumerate(self.shape) if d != -1)
+            self.__dict__["_fixed"] = fixed
+            return fixed
 
 
 def specs(items: Sequence[TensorSpec | Mapping[str, Any]]) -> tuple[TensorSpec, ...]:
@@ -76,6 +89,31 @@ def check_inputs(model: Model, inputs: Mapping[str, np.ndarray], datatypes: Mapp
 
     `datatypes` holds the V2 datatype each input was sent as.
     """
+    # The common case, a request that fits, in one pass; anything else gets the full check,
+    # which says what is wrong.
+    if len(inputs) == len(model.inputs) and not getattr(model, "text_inputs", None):
+        batch = -1
+        for spec in model.inputs:
+            arr = inputs.get(spec.name)
+            if (
+                arr is None
+                or datatypes.get(spec.name, spec.datatype) != spec.datatype
+                or not spec.accepts_shape(arr.shape)
+            ):
+                break
+            if spec.shape and spec.shape[0] == -1:
+                if batch == -1:
+                    batch = arr.shape[0]
+                elif arr.shape[0] != batch:
+                    break
+        else:
+            return
+    _check_inputs_in_full(model, inputs, datatypes)
+
+
+def _check_inputs_in_full(
+    model: Model, inputs: Mapping[str, np.ndarray], datatypes: Mapping[str, str]
+) -> None:
     expected = {spec.name: spec for spec in model.inputs}
     for name in inputs:
         if name not in expected:

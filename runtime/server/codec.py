@@ -65,6 +65,15 @@ def _flag(params: dict[str, Any], key: str, default: bool, where: str) -> bool:
     return value
 
 
+_FLOAT_MAX = {np.dtype(t).char: float(np.finfo(t).max) for t in (np.float16, np.float32)}
+
+
+def all_finite(flat: np.ndarray) -> bool:
+    """No NaN or infinity in a 1-d float array (the ufunc's reduce directly: ndarray.all()
+    goes through a Python wrapper)."""
+    return bool(np.logical_and.reduce(np.isfinite(flat)))
+
+
 def _json_tensor(where: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
     dtype = numpy_dtype(datatype)
     count = math.prod(shape)
@@ -102,6 +111,9 @@ def _json_tensor(where: str, datatype: str, shape: tuple[int, ...], data: Any) -
     elif kind not in "iufb":
         raise InvalidInput(f"{where}: {datatype} data must be numbers")
     elif kind == "f" and arr.dtype.itemsize > dtype.itemsize:
+        if np.maximum.reduce(np.abs(arr.reshape(-1))) <= _FLOAT_MAX[dtype.char]:
+            # No value overflows the narrower type (and none is NaN or infinite).
+            return arr.astype(dtype).reshape(shape)
         with np.errstate(over="ignore"):
             out = arr.astype(dtype).reshape(shape)
         # JSON spells infinity as Infinity: a finite number that overflows is a mistake.
@@ -336,7 +348,7 @@ def encode_response(
             doc["data"] = _json_bytes_data(arr, name)
         else:
             flat = np.ascontiguousarray(arr, dtype=numpy_dtype(datatype)).reshape(-1)
-            if flat.dtype.kind == "f" and flat.size and not np.isfinite(flat).all():
+            if flat.dtype.kind == "f" and flat.size and not all_finite(flat):
                 non_finite = True
             doc["data"] = flat
         out_docs.append(doc)

@@ -146,8 +146,8 @@ class InferEndpoint:
         self._arrive()
         try:
             entry = self.repository.get(*target)
-            call = self._decoded(entry, target, headers, body, started)
-            entry = call.entry
+            # Decoded on this turn of the loop: no new version can have been swapped in meanwhile.
+            call = self._decoded(entry, None, headers, body, started)
             result = entry.runner.submit(
                 call.req.inputs, timeout_s=_timeout_s(call.req, entry), alone=self._alone()
             )
@@ -248,21 +248,25 @@ class InferEndpoint:
     def _decoded(
         self,
         entry: LoadedModel,
-        target: tuple[str, str | None],
+        target: tuple[str, str | None] | None,
         headers: dict[bytes, bytes],
         body: bytes,
         started: float,
     ) -> _Call:
-        """Decode and check a body against its model."""
+        """Decode and check a body against its model; with a `target`, against the version
+        serving it by the time decoding is done."""
         model = entry.model
-        fmt = _FORMATS.get(headers.get(b"content-type", b"").split(b";")[0].strip().lower())
+        content_type = headers.get(b"content-type")
+        fmt = None
+        if content_type is not None:
+            fmt = _FORMATS.get(content_type.split(b";")[0].strip().lower())
         if fmt is None:
             req = decode_request(body, _header_length(headers), model)
         else:
             req = fmt.decode(body, model)
         check_inputs(model, req.inputs, req.datatypes)
         selected = select_outputs(req, model)
-        current = self.repository.get(*target)
+        current = entry if target is None else self.repository.get(*target)
         if current is not entry:
             # A new version was swapped in while this request was read or decoded: it goes
             # to the new one (the old one may be draining already), checked against it.

@@ -130,12 +130,23 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         self._reads_held = False
         super().connection_made(transport)
 
+    def on_message_begin(self) -> None:
+        # uvicorn builds the ASGI scope here; a direct request never needs one, so it is
+        # built in on_headers_complete once the request is known to go to ASGI.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+
     def on_headers_complete(self) -> None:
         direct = self._direct_request()
-        if direct is None:
-            super().on_headers_complete()
-        else:
+        if direct is not None:
             self.cycle = self._direct = direct  # type: ignore[assignment]
+            return
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()
+        self.url, self.expect_100_continue = url, expect
+        self.headers = self.scope["headers"] = headers
+        super().on_headers_complete()
 
     def _direct_request(self) -> _Direct | None:
         endpoint = self.endpoint
@@ -149,7 +160,11 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             or parser.should_upgrade()
         ):
             return None
-        path = httptools.parse_url(self.url).path
+        url = self.url
+        if url[:1] != b"/" or b"?" in url:
+            path = httptools.parse_url(url).path
+        else:
+            path = url
         if b"%" in path:
             return None
         try:
