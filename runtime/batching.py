@@ -36,6 +36,10 @@ from .models import Model, Tensors
 
 log = logging.getLogger("mlrt.batching")
 
+# Inline batches run back to back on the event loop up to about this much predicted
+# compute per loop turn, then I/O gets its turn.
+INLINE_TURN_US = 100.0
+
 
 @dataclass(slots=True)
 class BatchStats:
@@ -56,7 +60,7 @@ class _Pending:
         inputs: Tensors,
         rows: int,
         key: tuple[object, ...],
-        future: asyncio.Future[Tensors],
+        future: asyncio.Future[Tensors] | Ticket,
         deadline: float | None,
     ) -> None:
         self.inputs = inputs
@@ -97,6 +101,63 @@ def split_outputs(outputs: Tensors, sizes: list[int]) -> list[Tensors]:
         out.append({k: v[start : start + n] for k, v in outputs.items()})
         start += n
     return out
+
+
+Done = Callable[[Tensors | None, BaseException | None], None]
+
+
+class Ticket:
+    """A queued request's outcome, handed to a callback the moment the batcher has it.
+
+    Stands in for an asyncio.Future when the caller answers from a callback (the
+    server's direct path): a future runs its callbacks a loop turn later, after all
+    pending I/O (tens of milliseconds under overload), and schedules a handle per
+    request. Cancelling calls back with CancelledError.
+    """
+
+    __slots__ = ("_on_done", "_done")
+
+    def __init__(self, on_done: Done) -> None:
+        self._on_done = on_done
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancel(self) -> bool:
+        if self._done:
+            return False
+        self._finish(None, asyncio.CancelledError())
+        return True
+
+    def set_result(self, result: Tensors) -> None:
+        self._finish(result, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._finish(None, exc)
+
+    def _finish(self, result: Tensors | None, exc: BaseException | None) -> None:
+        if self._done:
+            raise asyncio.InvalidStateError("ticket already done")
+        self._done = True
+        try:
+            self._on_done(result, exc)
+        except Exception:  # the batcher must go on with the rest of the batch
+            log.exception("a request's completion callback failed")
+
+
+def _bridge(fut: asyncio.Future[Tensors], on_done: Done) -> None:
+    """Hand a (joined) future's outcome to an on_done callback."""
+
+    def done(f: asyncio.Future[Tensors]) -> None:
+        if f.cancelled():
+            on_done(None, asyncio.CancelledError())
+        elif f.exception() is not None:
+            on_done(None, f.exception())
+        else:
+            on_done(f.result(), None)
+
+    fut.add_done_callback(done)
 
 
 def _joined(loop: asyncio.AbstractEventLoop, parts: list[asyncio.Future[Tensors]]) -> asyncio.Future[Tensors]:
@@ -235,12 +296,19 @@ class Batcher:
         return await result  # a cancelled caller cancels the future, which drops the request
 
     def submit(
-        self, inputs: Tensors, *, timeout_s: float | None = None, alone: bool = False
-    ) -> Tensors | asyncio.Future[Tensors]:
+        self,
+        inputs: Tensors,
+        *,
+        timeout_s: float | None = None,
+        alone: bool = False,
+        on_done: Done | None = None,
+    ) -> Tensors | asyncio.Future[Tensors] | Ticket:
         """infer() without a coroutine, for callers that handle requests in callbacks.
 
-        Returns the outputs when the model ran at once, else a future for them;
-        cancelling that future withdraws the request (all of its chunks).
+        Returns the outputs when the model ran at once. Otherwise returns a handle whose
+        cancel() withdraws the request (all of its chunks): with `on_done`, which then
+        gets (outputs, None) or (None, exception) as soon as the batch is done, a Ticket
+        or future; without, a future for the outputs.
         """
         if self._closing:
             raise ModelNotReady(self.model.name, "shutting down")
@@ -259,16 +327,21 @@ class Batcher:
         # A request larger than the whole bound is taken when the queue is empty, or it
         # could never run.
         if self.max_queue_rows and self._queued_rows + rows > self.max_queue_rows and self._queued_rows:
-            raise QueueFull(
-                f"model '{self.model.name}' queue is full ({self._queued_rows} rows queued, "
-                f"limit {self.max_queue_rows})"
-            )
+            self._refuse()
         if self.batchable and rows > self.max_batch_size:
             chunks = split_rows(inputs, self.max_batch_size)
         else:
             chunks = [inputs]
         key = _batch_key(inputs) if self.batchable else ()
-        futures = []
+        futures: list[asyncio.Future[Tensors]] = []
+        if on_done is not None and len(chunks) == 1:
+            ticket = Ticket(on_done)
+            self._queue.append(_Pending(inputs, rows, key, ticket, deadline))
+            self._queued_rows += rows
+            if deadline is not None:
+                self._arm_expiry(loop, deadline)
+            self._schedule_dispatch(loop)
+            return ticket
         for chunk in chunks:
             fut: asyncio.Future[Tensors] = loop.create_future()
             n = next(iter(chunk.values())).shape[0] if self.batchable else 1
@@ -278,7 +351,22 @@ class Batcher:
         if deadline is not None:
             self._arm_expiry(loop, deadline)
         self._schedule_dispatch(loop)
-        return futures[0] if len(futures) == 1 else _joined(loop, futures)
+        result = futures[0] if len(futures) == 1 else _joined(loop, futures)
+        if on_done is not None:
+            _bridge(result, on_done)
+        return result
+
+    def check_room(self) -> None:
+        """Refuse at once when the queue is full: no request could join it now, so the
+        caller need not decode one first."""
+        if self.max_queue_rows and self._queued_rows >= self.max_queue_rows:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        raise QueueFull(
+            f"model '{self.model.name}' queue is full ({self._queued_rows} rows queued, "
+            f"limit {self.max_queue_rows})"
+        )
 
     # -- dispatch ------------------------------------------------------------
 
@@ -389,6 +477,7 @@ class Batcher:
     def _dispatch(self) -> None:
         self._dispatch_scheduled = False
         loop = asyncio.get_running_loop()
+        inline_us = 0.0
         while self._busy < self._instances:
             self._drop_done_head()
             if not self._queue or self._should_wait(loop):
@@ -397,12 +486,15 @@ class Batcher:
             if not batch:
                 return
             rows = sum(p.rows for p in batch)
-            if self.predicted_us(rows) <= self.inline_max_us:
+            cost = self.predicted_us(rows)
+            if cost <= self.inline_max_us:
                 self._run_inline(batch)
-                if self._queue:
-                    # One inline batch per loop turn: let I/O in between.
+                inline_us += cost
+                if self._queue and inline_us + cost > INLINE_TURN_US:
+                    # Enough inline work for one loop turn: let I/O in between.
                     self._schedule_dispatch(loop)
-                return
+                    return
+                continue
             self._busy += 1
             started = time.monotonic()
             fut = loop.run_in_executor(self._executor, self._compute, batch)

@@ -78,6 +78,10 @@ async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, 
 Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> bool: ...
+
+
 class Responder(Protocol):
     """Where the direct path writes its answer (the HTTP protocol's per-request state)."""
 
@@ -137,39 +141,44 @@ class InferEndpoint:
 
     def begin(
         self, responder: Responder, target: tuple[str, str | None], headers: dict[bytes, bytes], body: bytes
-    ) -> asyncio.Future[Tensors] | None:
-        """Start one request; returns the future to cancel if the client goes away, or
-        None when the answer has been written already."""
+    ) -> Cancellable | None:
+        """Start one request; returns what to cancel if the client goes away, or None
+        when the answer has been written already."""
         started = time.perf_counter()
         entry: LoadedModel | None = None
         self.in_flight += 1
         self._arrive()
         try:
             entry = self.repository.get(*target)
+            entry.runner.check_room()  # overloaded: refuse before decoding
             # Decoded on this turn of the loop: no new version can have been swapped in meanwhile.
             call = self._decoded(entry, None, headers, body, started)
             result = entry.runner.submit(
-                call.req.inputs, timeout_s=_timeout_s(call.req, entry), alone=self._alone()
+                call.req.inputs,
+                timeout_s=_timeout_s(call.req, entry),
+                alone=self._alone(),
+                on_done=functools.partial(self._resolved, responder, call),
             )
-            if isinstance(result, dict):
-                reply = self._encoded(call, result)
-            else:
-                result.add_done_callback(functools.partial(self._resolved, responder, call))
+            if not isinstance(result, dict):
                 return result
+            reply = self._encoded(call, result)
         except Exception as exc:
             reply = self._failure(exc, entry)
         self._answer(responder, entry, started, reply)
         return None
 
-    def _resolved(self, responder: Responder, call: _Call, fut: asyncio.Future[Tensors]) -> None:
-        if fut.cancelled():  # the client went away
+    def _resolved(
+        self, responder: Responder, call: _Call, outputs: Tensors | None, exc: BaseException | None
+    ) -> None:
+        # Called by the batcher as soon as the request's batch is done (or it expired, or
+        # the client went away).
+        if isinstance(exc, asyncio.CancelledError):
             self.in_flight -= 1
             return
         try:
-            exc = fut.exception()
-            reply = self._failure(exc, call.entry) if exc else self._encoded(call, fut.result())
-        except Exception as exc:
-            reply = self._failure(exc, call.entry)
+            reply = self._failure(exc, call.entry) if exc is not None else self._encoded(call, outputs)
+        except Exception as error:
+            reply = self._failure(error, call.entry)
         self._answer(responder, call.entry, call.started, reply)
 
     def _answer(self, responder: Responder, entry: LoadedModel | None, started: float, reply: Reply) -> None:

@@ -759,3 +759,142 @@ def test_split_outputs_rejects_a_row_count_that_does_not_match(sizes: list[int],
 def test_split_outputs_rejects_a_scalar_output() -> None:
     with pytest.raises(ValueError, match="'y' has shape \\[\\]"):
         split_outputs({"y": np.float32(1.0) * np.ones(())}, [1, 2])
+
+
+# -- callbacks instead of futures (the server's direct path) ------------------------------------
+
+
+class Outcomes:
+    """Collects on_done callbacks: (caller, outputs, exception), in the order they came."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[int, Tensors | None, BaseException | None]] = []
+
+    def for_caller(self, caller: int) -> Callable[[Tensors | None, BaseException | None], None]:
+        return lambda out, exc: self.got.append((caller, out, exc))
+
+
+async def test_on_done_is_called_inside_the_batch_not_a_loop_turn_later() -> None:
+    model = FakeModel(hold=True)
+    outcomes = Outcomes()
+    async with started(model, max_batch_size=16) as (b, stats):
+        first = await hold_busy(b, model)
+        sizes = [2, 1, 3]
+        for i, n in enumerate(sizes):
+            b.submit(rows(i + 1, n), on_done=outcomes.for_caller(i + 1))
+        model.release()
+        await finish(first)
+        await until(lambda: len(stats) == 2, "the queued batch to finish")
+        # Every caller heard by the time the batch was accounted for, in queue order.
+        assert [c for c, _, _ in outcomes.got] == [1, 2, 3]
+    for (caller, out, exc), n in zip(outcomes.got, sizes, strict=True):
+        assert exc is None
+        np.testing.assert_array_equal(out["y"], expected(caller, n))  # type: ignore[index]
+
+
+async def test_cancelled_ticket_is_dropped_before_its_batch() -> None:
+    model = FakeModel(hold=True)
+    outcomes = Outcomes()
+    async with started(model, max_batch_size=16) as (b, _):
+        first = await hold_busy(b, model)
+        gone = b.submit(rows(1, 2), on_done=outcomes.for_caller(1))
+        b.submit(rows(2, 2), on_done=outcomes.for_caller(2))
+        assert not isinstance(gone, dict)
+        assert gone.cancel()
+        assert not gone.cancel()  # only once
+        model.release()
+        await finish(first)
+        await until(lambda: len(outcomes.got) == 2, "caller 2's answer")
+    assert isinstance(outcomes.got[0][2], asyncio.CancelledError)
+    assert outcomes.got[1][0] == 2 and outcomes.got[1][2] is None
+    assert not model.saw(1)
+
+
+async def test_on_done_hears_of_an_expired_deadline() -> None:
+    model = FakeModel(hold=True)
+    outcomes = Outcomes()
+    async with started(model) as (b, _):
+        first = await hold_busy(b, model)
+        b.submit(rows(1, 1), timeout_s=0.001, on_done=outcomes.for_caller(1))
+        await until(lambda: bool(outcomes.got), "the deadline to pass")
+        model.release()
+        await finish(first)
+    assert isinstance(outcomes.got[0][2], DeadlineExceeded)
+    assert not model.saw(1)
+
+
+async def test_on_done_for_a_request_split_into_chunks() -> None:
+    model = FakeModel(hold=True)
+    outcomes = Outcomes()
+    async with started(model, max_batch_size=3) as (b, _):
+        first = await hold_busy(b, model)
+        b.submit(rows(1, 8), on_done=outcomes.for_caller(1))
+        model.release()
+        await finish(first)
+        await until(lambda: bool(outcomes.got), "the joined answer")
+    caller, out, exc = outcomes.got[0]
+    assert exc is None
+    np.testing.assert_array_equal(out["y"], expected(1, 8))  # type: ignore[index]
+
+
+async def test_on_done_hears_of_a_model_failure() -> None:
+    def fail(inputs: Tensors) -> Tensors:
+        raise ValueError("boom")
+
+    model = FakeModel(fail)
+    outcomes = Outcomes()
+    async with started(model) as (b, _):
+        b.submit(rows(1, 1), on_done=outcomes.for_caller(1))
+        await until(lambda: bool(outcomes.got), "the failure")
+    assert isinstance(outcomes.got[0][2], ModelFailure)
+
+
+async def test_check_room_refuses_only_when_no_request_could_join() -> None:
+    model = FakeModel(hold=True)
+    async with started(model, max_queue_rows=4) as (b, _):
+        first = await hold_busy(b, model)
+        b.check_room()  # empty queue
+        waiting = submit(b, rows(1, 3))
+        await until(lambda: b.queued_rows == 3, "the request to queue")
+        b.check_room()  # one more row still fits
+        also = submit(b, rows(2, 1))
+        await until(lambda: b.queued_rows == 4, "the second request to queue")
+        with pytest.raises(Overloaded, match="queue is full"):
+            b.check_room()
+        model.release()
+        await finish(first)
+        await finish(waiting)
+        await finish(also)
+
+
+@pytest.mark.parametrize(("batch_us", "turns"), [(10.0, 1), (60.0, 4)])
+async def test_cheap_batches_share_a_loop_turn_up_to_a_budget(batch_us: float, turns: int) -> None:
+    """Inline batches run back to back up to INLINE_TURN_US of predicted compute per loop
+    turn: four 10 µs batches in one turn, four 60 µs batches in four."""
+    loop = asyncio.get_running_loop()
+    tick = [0]
+    seen: list[int] = []
+
+    def ticker() -> None:  # counts loop turns
+        tick[0] += 1
+        handle[0] = loop.call_soon(ticker)
+
+    handle = [loop.call_soon(ticker)]
+
+    def recording(inputs: Tensors) -> Tensors:
+        seen.append(tick[0])
+        return double(inputs)
+
+    model = FakeModel(recording)
+    try:
+        async with started(model, max_batch_size=2, inline_max_us=1e12) as (b, _):
+            b.calibrate(rows(0, 1))
+            seen.clear()
+            b.fixed_us, b.per_row_us = batch_us, 0.0
+            tasks = [submit(b, rows(i + 1, 2)) for i in range(4)]
+            for i, t in enumerate(tasks):
+                np.testing.assert_array_equal((await finish(t))["y"], expected(i + 1, 2))
+    finally:
+        handle[0].cancel()
+    assert len(seen) == 4
+    assert len(set(seen)) == turns
