@@ -340,7 +340,7 @@ class Batcher:
             self._queued_rows += rows
             if deadline is not None:
                 self._arm_expiry(loop, deadline)
-            self._schedule_dispatch(loop)
+            self._enqueued(loop)
             return ticket
         for chunk in chunks:
             fut: asyncio.Future[Tensors] = loop.create_future()
@@ -350,7 +350,7 @@ class Batcher:
             futures.append(fut)
         if deadline is not None:
             self._arm_expiry(loop, deadline)
-        self._schedule_dispatch(loop)
+        self._enqueued(loop)
         result = futures[0] if len(futures) == 1 else _joined(loop, futures)
         if on_done is not None:
             _bridge(result, on_done)
@@ -369,6 +369,19 @@ class Batcher:
         )
 
     # -- dispatch ------------------------------------------------------------
+
+    def _enqueued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A request joined the queue: dispatch now if a full batch waits for an idle
+        instance, else once this loop turn's I/O is done.
+
+        The "now" matters under load: uvloop reads from busy sockets for many rounds
+        (up to 48 x 1024 events) before it runs scheduled callbacks, and a batcher that
+        only dispatched from a callback would let its queue expire meanwhile.
+        """
+        if self._queued_rows >= self.max_batch_size and self._busy < self._instances:
+            self._dispatch_now()
+        if self._queue:
+            self._schedule_dispatch(loop)
 
     def _schedule_dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
         # Deferred by one loop turn, so every request parsed in this turn joins the batch.
@@ -476,6 +489,9 @@ class Batcher:
 
     def _dispatch(self) -> None:
         self._dispatch_scheduled = False
+        self._dispatch_now()
+
+    def _dispatch_now(self) -> None:
         loop = asyncio.get_running_loop()
         inline_us = 0.0
         while self._busy < self._instances:

@@ -870,7 +870,8 @@ async def test_check_room_refuses_only_when_no_request_could_join() -> None:
 @pytest.mark.parametrize(("batch_us", "turns"), [(10.0, 1), (60.0, 4)])
 async def test_cheap_batches_share_a_loop_turn_up_to_a_budget(batch_us: float, turns: int) -> None:
     """Inline batches run back to back up to INLINE_TURN_US of predicted compute per loop
-    turn: four 10 µs batches in one turn, four 60 µs batches in four."""
+    turn: four 10 µs batches in one turn, four 60 µs batches in four. (Requests of
+    different widths never merge, so the four batches are four partial ones.)"""
     loop = asyncio.get_running_loop()
     tick = [0]
     seen: list[int] = []
@@ -885,16 +886,38 @@ async def test_cheap_batches_share_a_loop_turn_up_to_a_budget(batch_us: float, t
         seen.append(tick[0])
         return double(inputs)
 
-    model = FakeModel(recording)
+    model = FakeModel(
+        recording, inputs=(TensorSpec("x", "FP32", (-1, -1)),), outputs=(TensorSpec("y", "FP32", (-1, -1)),)
+    )
+    widths = [2, 3, 2, 3]
     try:
-        async with started(model, max_batch_size=2, inline_max_us=1e12) as (b, _):
+        async with started(model, max_batch_size=64, inline_max_us=1e12) as (b, _):
             b.calibrate(rows(0, 1))
             seen.clear()
             b.fixed_us, b.per_row_us = batch_us, 0.0
-            tasks = [submit(b, rows(i + 1, 2)) for i in range(4)]
-            for i, t in enumerate(tasks):
-                np.testing.assert_array_equal((await finish(t))["y"], expected(i + 1, 2))
+            tasks = [submit(b, rows(i + 1, 1, width=w)) for i, w in enumerate(widths)]
+            for i, (t, w) in enumerate(zip(tasks, widths, strict=True)):
+                np.testing.assert_array_equal((await finish(t))["y"], expected(i + 1, 1, width=w))
     finally:
         handle[0].cancel()
     assert len(seen) == 4
     assert len(set(seen)) == turns
+
+
+async def test_a_full_batch_runs_as_soon_as_it_is_queued() -> None:
+    """Once max_batch_size rows wait and an instance is idle, the batch runs inside the
+    submit that filled it, not after the loop's pending I/O."""
+    model = FakeModel()
+    outcomes = Outcomes()
+    async with started(model, max_batch_size=4, inline_max_us=1e12) as (b, _):
+        b.calibrate(rows(0, 1))
+        model.calls.clear()
+        for caller in (1, 2, 3):
+            b.submit(rows(caller, 1), on_done=outcomes.for_caller(caller))
+        assert outcomes.got == [] and b.queued_rows == 3  # a partial batch waits for the turn
+        b.submit(rows(4, 1), on_done=outcomes.for_caller(4))
+        assert [c for c, _, _ in outcomes.got] == [1, 2, 3, 4]  # answered before submit returned
+        assert model.batch_sizes == [4]
+        for caller, out, exc in outcomes.got:
+            assert exc is None
+            np.testing.assert_array_equal(out["y"], expected(caller, 1))  # type: ignore[index]
