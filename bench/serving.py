@@ -310,6 +310,32 @@ def delta(per_round: dict[int, dict[str, list[dict]]], c: int, a: str, b: str, k
     return med([x[key] - y[key] for x, y in zip(runs_a, runs_b, strict=False)])
 
 
+def request_durations(port: int) -> dict[float, float]:
+    """mlrt's own mlrt_request_duration_seconds buckets (upper bound -> cumulative count)."""
+    c = RawHTTP(port)
+    try:
+        status, body = c.request(get_request("/metrics"))
+    finally:
+        c.close()
+    if status != 200:
+        raise RuntimeError(f"GET /metrics answered {status}")
+    out: dict[float, float] = {}
+    for line in body.decode().splitlines():
+        if line.startswith("mlrt_request_duration_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float(le)] = out.get(float(le), 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def durations_delta(before: dict[float, float], after: dict[float, float]) -> dict:
+    """Server-side request durations during a run: answers, the share within each bound,
+    and the smallest bucket bound holding 99% of them (arrival at the server to answer)."""
+    counts = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = counts.get(float("inf"), 0.0)
+    p99_bound = next((le for le, n in counts.items() if total and n >= 0.99 * total), None)
+    return {"answers": total, "cumulative": counts, "p99_bound_s": p99_bound}
+
+
 def reference_outputs(model_path: Path, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
@@ -366,6 +392,17 @@ def targets_table(per_round, concurrency: Sequence[int], overload: dict | None) 
             None if bound is None else bound < dl,
             "{:.1f}",
         )
+        fl = overload["floor"]["p99_us"] / 1e3
+        add(f"c={OVERLOAD_CONCURRENCY} HTTP floor p99, ms (control)", fl, "(same stack)", None, "{:.1f}")
+        srv = overload["server_side"]["p99_bound_s"]
+        srv_ms = None if srv is None else srv * 1e3
+        add(
+            f"c={OVERLOAD_CONCURRENCY} p99 in the server, ms (bound)",
+            srv_ms,
+            f"< {dl:g} ms",
+            None if srv_ms is None else srv_ms < dl,
+            "{:g}",
+        )
         ok = overload["ready_after"]
         rows.append(
             {
@@ -414,6 +451,21 @@ def print_report(results, per_round, rows, concurrency, systems, overload, meta)
             f"{res['requests']:,} answers, statuses {res['statuses']}, 200s/s {res['ok_rps']:,.0f}, "
             f"p50 {res['p50_us'] / 1e3:.1f} ms, p99 (all) {res['p99_us'] / 1e3:.1f} ms, "
             f"max {res['max_us'] / 1e3:.1f} ms"
+        )
+        srv = overload["server_side"]
+        dl_s = overload["deadline_ms"] / 1e3
+        within = next((n for le, n in srv["cumulative"].items() if le >= dl_s), 0.0)
+        bound = srv["p99_bound_s"]
+        print(
+            f"  mlrt's own request-duration histogram (parse to answer), same run: "
+            f"{srv['answers']:,.0f} answers, {100 * within / max(srv['answers'], 1):.2f}% within "
+            f"{overload['deadline_ms']:g} ms, p99 <= {'n/a' if bound is None else f'{bound * 1e3:g} ms'}"
+        )
+        fl = overload["floor"]
+        print(
+            f"  control, the HTTP floor at c={OVERLOAD_CONCURRENCY}: {fl['ok_rps']:,.0f} req/s, "
+            f"p50 {fl['p50_us'] / 1e3:.1f} ms, p99 {fl['p99_us'] / 1e3:.1f} ms, "
+            f"max {fl['max_us'] / 1e3:.1f} ms"
         )
     print(f"\n{'target':<40}{'measured':>16}  {'goal':<15}verdict")
     for row in rows:
@@ -552,18 +604,29 @@ def main() -> None:
         with serve("mlrt overload", cmd, port, tmp) as proc:
             t = Target("mlrt overload", port, deadline_body, jh)
             check_answer(t)
+            before = request_durations(port)
             res = wrk(t, OVERLOAD_CONCURRENCY, args.overload_duration, count=True)
+            server_side = durations_delta(before, request_durations(port))
             ready_after = proc.poll() is None and ready(port)
             try:
                 check_answer(t)  # and it still answers
             except (OSError, RuntimeError) as exc:
                 say(f"overload: mlrt does not answer afterwards: {exc}")
                 ready_after = False
+        # The same load on the do-nothing floor: what the HTTP stack alone does at this
+        # concurrency (a closed loop's latency is at least connections / throughput).
+        fport = free_port()
+        say(f"overload control: c={OVERLOAD_CONCURRENCY} against the HTTP floor")
+        with serve("floor overload", [py, "-m", "bench.floor", "--port", str(fport)], fport, tmp):
+            floor_t = Target("floor", fport, deadline_body, jh)
+            floor_res = wrk(floor_t, OVERLOAD_CONCURRENCY, args.overload_duration)
         overload = {
             "max_queue_rows": args.overload_queue_rows,
             "deadline_ms": args.deadline_ms,
             "duration_s": args.overload_duration,
             "wrk": res,
+            "server_side": server_side,
+            "floor": floor_res,
             "ready_after": ready_after,
         }
 
