@@ -1,9 +1,9 @@
-"""POST .../infer as a bare ASGI endpoint.
+"""POST .../infer: decode, check, batch, encode.
 
-This is the hot path, so it skips Starlette's request, routing and middleware
-objects (worth tens of microseconds per request on a small model; see
-bench/latency.py): one pass over the raw headers, the body straight from
-`receive`, the response as two ASGI messages. Everything else stays on Starlette.
+This is the hot path. Small plain bodies arrive straight from the HTTP parser
+(`InferEndpoint.begin`, see protocol.py) and are answered from callbacks; the
+rest come through ASGI (`InferEndpoint.__call__`), skipping Starlette's request,
+routing and middleware objects. Both share the steps between reading and writing.
 """
 
 from __future__ import annotations
@@ -291,15 +291,16 @@ class InferEndpoint:
         if datatypes is None:
             datatypes = self.output_datatypes[id(entry)] = {o.name: o.datatype for o in model.outputs}
         extra: list[tuple[bytes, bytes]] = []
+        fields = dict(
+            model_name=model.name,
+            model_version=model.version,
+            request_id=req.id,
+            outputs=outputs,
+            selected=call.selected,
+            datatypes=datatypes,
+        )
         if call.fmt is None:
-            payload, header_len = encode_response(
-                model_name=model.name,
-                model_version=model.version,
-                request_id=req.id,
-                outputs=outputs,
-                selected=call.selected,
-                datatypes=datatypes,
-            )
+            payload, header_len = encode_response(**fields)
             if header_len is None:
                 content_type = _JSON
             else:
@@ -307,14 +308,7 @@ class InferEndpoint:
                 extra.append((b"inference-header-content-length", str(header_len).encode()))
         else:
             # Answered in the format it was asked in.
-            payload = call.fmt.encode(
-                model_name=model.name,
-                model_version=model.version,
-                request_id=req.id,
-                outputs=outputs,
-                selected=call.selected,
-                datatypes=datatypes,
-            )
+            payload = call.fmt.encode(**fields)
             content_type = call.fmt.content_type
         accept = call.headers.get(b"accept-encoding")
         if accept and len(payload) >= COMPRESS_MIN_BYTES:

@@ -1,9 +1,13 @@
-"""uvicorn's httptools protocol, writing each response in one piece.
+"""uvicorn's httptools protocol, with two changes for mlrt.
 
-uvicorn writes a response's header block as soon as the app sends
-`http.response.start`, and the body in a second write: two syscalls per response,
-and on loopback two wake-ups of the client. mlrt's responses are single-shot, so
-the header block is held until the body's first write and both go out together.
+One write per response: uvicorn writes a response's header block as soon as the
+app sends `http.response.start`, and the body in a second write: two syscalls
+per response, and on loopback two wake-ups of the client. mlrt's responses are
+single-shot, so the header block is held until the body's first write and both
+go out together.
+
+The direct path (MlrtHttpProtocol): a small, complete infer request goes from the
+parser straight to the infer endpoint, below ASGI.
 """
 
 from __future__ import annotations
