@@ -72,7 +72,7 @@ class _Pending:
 
 
 def _batch_key(inputs: Tensors) -> tuple[object, ...]:
-    return tuple((name, a.dtype.str, a.shape[1:]) for name, a in inputs.items())
+    return tuple([(name, a.dtype, a.shape[1:]) for name, a in inputs.items()])
 
 
 def split_rows(inputs: Tensors, size: int) -> list[Tensors]:

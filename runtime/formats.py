@@ -62,18 +62,25 @@ def as_tensor(name: str, value: Any) -> tuple[np.ndarray, str]:
 
 
 def check_shape(value: Any, where: str) -> tuple[int, ...]:
-    shape = tuple(value) if isinstance(value, list | tuple) else None
-    if shape is None or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape) or (
-        shape and min(shape) < 0
-    ):
-        raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {value!r}")
-    if len(shape) > MAX_DIMS:
-        raise InvalidInput(f"{where}: shape has {len(shape)} dimensions; at most {MAX_DIMS} are supported")
-    # Also for zero-element tensors: numpy refuses shapes like [0, 2**62, 2**62]. The product
-    # of the non-zero dimensions bounds each of them too.
-    if math.prod(shape if 0 not in shape else [d for d in shape if d]) > MAX_ELEMENTS:
-        raise InvalidInput(f"{where}: shape {list(shape)} is too large")
-    return shape
+    # A plain loop: this runs for every tensor of every request, and generator
+    # expressions cost more than the two or three dimensions they would check.
+    if isinstance(value, list | tuple):
+        elements = 1  # of the non-zero dimensions, which bounds each of them too
+        for d in value:
+            if not isinstance(d, int) or d.__class__ is bool or d < 0:
+                break
+            if d:
+                elements *= d
+        else:
+            if len(value) > MAX_DIMS:
+                raise InvalidInput(
+                    f"{where}: shape has {len(value)} dimensions; at most {MAX_DIMS} are supported"
+                )
+            # Also for zero-element tensors: numpy refuses shapes like [0, 2**62, 2**62].
+            if elements > MAX_ELEMENTS:
+                raise InvalidInput(f"{where}: shape {list(value)} is too large")
+            return tuple(value)
+    raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {value!r}")
 
 
 # -- the V2 binary tensor layout -----------------------------------------------------------

@@ -113,8 +113,15 @@ def _json_tensor(where: str, datatype: str, shape: tuple[int, ...], data: Any) -
     elif kind not in "iufb":
         raise InvalidInput(f"{where}: {datatype} data must be numbers")
     elif kind == "f" and arr.dtype.itemsize > dtype.itemsize:
-        if np.maximum.reduce(np.abs(arr.reshape(-1))) <= _FLOAT_MAX[dtype.char]:
-            # No value overflows the narrower type (and none is NaN or infinite).
+        limit = _FLOAT_MAX[dtype.char]
+        if arr.ndim == 1:
+            # A flat list: Python's min and max are cheaper than numpy's. Any infinity (or a
+            # NaN that hides one from the comparisons) fails the test and takes the exact path.
+            fits = -limit <= min(data) and max(data) <= limit
+        else:
+            fits = np.maximum.reduce(np.abs(arr.reshape(-1))) <= limit
+        if fits:
+            # No value overflows the narrower type.
             return arr.astype(dtype).reshape(shape)
         with np.errstate(over="ignore"):
             out = arr.astype(dtype).reshape(shape)
