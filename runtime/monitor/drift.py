@@ -186,7 +186,8 @@ class _Stage:
     A kernel call costs about as much for one row as for sixty, and in a server its
     code and the count arrays are cold for every request; so single-row requests are
     copied into a small buffer and counted STAGE_ROWS at a time (and whenever anyone
-    reads the counts). Sections with categorical features are counted at once.
+    reads the counts). Batches of a quarter of that or more, and sections with
+    categorical features, are counted at once.
     """
 
     def __init__(self, hist: Histogram, numeric: bool) -> None:
@@ -200,11 +201,13 @@ class _Stage:
             self.hist.update(x)
             return
         k = x.shape[0]
-        if self.n + k > STAGE_ROWS:
+        if k >= STAGE_ROWS // 4:
+            # Enough rows to be worth a kernel call of their own: no copy.
             self.flush()
-        if k >= STAGE_ROWS:
             self.hist.count_now(x)
             return
+        if self.n + k > STAGE_ROWS:
+            self.flush()
         self.buf[self.n : self.n + k] = x
         self.n += k
 
