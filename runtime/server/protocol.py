@@ -18,7 +18,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from .infer import match_infer
+from .infer import Cancellable, match_infer
 
 
 class _CoalescingTransport:
@@ -77,7 +77,7 @@ class _Direct:
         self.keep_alive = keep_alive
         self.response_complete = False
         self.disconnected = False
-        self.pending: asyncio.Future[Any] | None = None
+        self.pending: Cancellable | None = None  # what to cancel if the client goes away
 
     @property
     def message_event(self) -> _Direct:
