@@ -581,7 +581,9 @@ class Batcher:
             return outputs
         finally:
             if self._on_batch is not None:
-                self._on_batch(BatchStats(rows, 1, [0.0], time.monotonic() - started, failed))
+                # Accounted on the next loop turn: the caller answers first.
+                stats = BatchStats(rows, 1, [0.0], time.monotonic() - started, failed)
+                asyncio.get_running_loop().call_soon(self._on_batch, stats)
 
     def _run_inline(self, batch: list[_Pending]) -> None:
         started = time.monotonic()
