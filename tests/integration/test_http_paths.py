@@ -225,3 +225,25 @@ def test_a_request_whose_client_left_is_dropped_before_its_batch(held: tuple[Ser
         later.close()
     computed = {seq for client, seq in read_computed(log) if client == 6}
     assert computed == {1, 3}
+
+
+def test_expect_100_continue_goes_through_asgi(held: tuple[Server, Path]) -> None:
+    # The client waits for "100 Continue" before it sends the body; the direct path never
+    # sends one, so these requests take the ASGI path, which does.
+    server, _ = held
+    body = _json_body(_rows(7, 1))
+    head = _post(body, extra="Expect: 100-continue\r\n")[: -len(body)]
+    with _connect(server) as sock:
+        sock.sendall(head)
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = sock.recv(4096)
+            assert chunk, "connection closed before 100 Continue"
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100")
+        reader = _Reader(sock)
+        reader.buf = interim.split(b"\r\n\r\n", 1)[1]
+        sock.sendall(body)
+        status, _, payload = reader.response()
+    assert status == 200
+    np.testing.assert_array_equal(_outputs(payload), reference(_rows(7, 1)))
