@@ -22,6 +22,7 @@ import numpy as np
 from ..config import MonitorConfig
 from ..hooks import DriftEvent, HookDispatcher
 from ..repository import LoadedModel, Repository
+from .periodic import Periodic
 
 log = logging.getLogger("mlrt.drift")
 
@@ -39,7 +40,7 @@ class DriftService:
         self.config = config
         self.dispatcher = dispatcher
         self._status: dict[tuple[str, str], str] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._ticks = Periodic("drift tick", config.tick_s, self._tick)
         self._last_save = time.monotonic()
 
     def monitored(self) -> list[LoadedModel]:
@@ -90,28 +91,18 @@ class DriftService:
                     )
                 )
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.config.tick_s)
-            try:
-                self.evaluate()
-                if self.config.state_dir and time.monotonic() - self._last_save >= self.config.save_every_s:
-                    self._last_save = time.monotonic()
-                    await loop.run_in_executor(None, self.save)
-            except Exception:  # the loop must outlive any one bad tick
-                log.exception("drift tick failed")
+    async def _tick(self) -> None:
+        self.evaluate()
+        if self.config.state_dir and time.monotonic() - self._last_save >= self.config.save_every_s:
+            self._last_save = time.monotonic()
+            await asyncio.get_running_loop().run_in_executor(None, self.save)
 
     def start(self) -> None:
-        if self.monitored() and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="mlrt-drift")
+        if self.monitored():
+            self._ticks.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._ticks.stop()
         if self.config.state_dir:
             await asyncio.get_running_loop().run_in_executor(None, self.save)
         if self.dispatcher is not None:

@@ -15,6 +15,7 @@ import logging
 from ..config import ModelConfig, ServerConfig
 from ..errors import ModelNotFound
 from ..repository import LoadedModel, Repository
+from .periodic import Periodic
 
 log = logging.getLogger("mlrt.reload")
 
@@ -25,7 +26,7 @@ class Reloader:
         self.config = config
         self._locks: dict[str, asyncio.Lock] = {}
         self._unloaded: dict[str, ModelConfig] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._polls = Periodic("registry poll", config.registry_poll_s, self._poll_once)
         self._retiring: set[asyncio.Task[None]] = set()
 
     def _lock(self, name: str) -> asyncio.Lock:
@@ -110,21 +111,9 @@ class Reloader:
         r = parse_ref(ref[len("models:/") :] if ref.startswith("models:/") else ref)
         return reg.alias_target(r.name, r.alias) if r.alias else None
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.registry_poll_s)
-            try:
-                await self._poll_once()
-            except Exception:
-                log.exception("registry poll failed")
-
     def start(self) -> None:
-        if self.followed() and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="mlrt-registry-poll")
+        if self.followed():
+            self._polls.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._polls.stop()
