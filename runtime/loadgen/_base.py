@@ -171,6 +171,12 @@ class Driver:
     def drop(self, conn: Connection) -> None:
         self.conns.discard(conn)
 
+    def on_lost(self, conn: Connection, in_flight: bool) -> None:
+        if in_flight:
+            self.count(conn.scheduled_ns, "connection_error")
+        self.drop(conn)
+        self._replace(conn)
+
     def _expire(self, conn: Connection) -> None:
         """A request that outlived the timeout: count it and give up its connection."""
         self.count(conn.scheduled_ns, "timeout")

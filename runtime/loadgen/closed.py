@@ -61,12 +61,6 @@ class ClosedLoop(Driver):
         else:
             self.check_done(now)
 
-    def on_lost(self, conn: Connection, in_flight: bool) -> None:
-        if in_flight:
-            self.count(conn.scheduled_ns, "connection_error")
-        self.drop(conn)
-        self._replace(conn)
-
     def _replace(self, conn: Connection) -> None:
         now = time.perf_counter_ns()
         if now < self.end_ns:

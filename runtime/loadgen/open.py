@@ -154,12 +154,6 @@ class OpenLoop(Driver):
         if self.i >= len(self.times):
             self.check_done(now)
 
-    def on_lost(self, conn: Connection, in_flight: bool) -> None:
-        if in_flight:
-            self.count(conn.scheduled_ns, "connection_error")
-        self.drop(conn)
-        self._replace(conn)
-
     def _replace(self, conn: Connection) -> None:
         if conn in self.idle:
             self.idle.remove(conn)
