@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -90,26 +91,16 @@ class Responder(Protocol):
     ) -> None: ...
 
 
+@dataclass(slots=True)
 class _Call:
     """One decoded request on its way through the model."""
 
-    __slots__ = ("entry", "req", "selected", "fmt", "headers", "started")
-
-    def __init__(
-        self,
-        entry: LoadedModel,
-        req: InferRequest,
-        selected: list[tuple[str, bool]],
-        fmt: _Format | None,
-        headers: dict[bytes, bytes],
-        started: float,
-    ) -> None:
-        self.entry = entry
-        self.req = req
-        self.selected = selected
-        self.fmt = fmt
-        self.headers = headers
-        self.started = started
+    entry: LoadedModel
+    req: InferRequest
+    selected: list[tuple[str, bool]]
+    fmt: _Format | None
+    headers: dict[bytes, bytes]
+    started: float
 
 
 class InferEndpoint:
