@@ -208,23 +208,14 @@ cdef class NumericCounter:
                                self.count_offsets, self.counts)
 
 
-cdef inline Py_ssize_t _find_level(const int64_t[::1] levels, Py_ssize_t lo,
-                                   Py_ssize_t k, int64_t x) noexcept nogil:
+ctypedef fused level_t:
+    int64_t
+    double
+
+
+cdef inline Py_ssize_t _find_level(const level_t[::1] levels, Py_ssize_t lo,
+                                   Py_ssize_t k, level_t x) noexcept nogil:
     # Levels are few and sorted; a miss is the "other" slot k.
-    cdef Py_ssize_t hi = lo + k, mid, start = lo
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if levels[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < start + k and levels[lo] == x:
-        return lo - start
-    return k
-
-
-cdef inline Py_ssize_t _find_float_level(const double[::1] levels, Py_ssize_t lo,
-                                         Py_ssize_t k, double x) noexcept nogil:
     cdef Py_ssize_t hi = lo + k, mid, start = lo
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -273,7 +264,7 @@ def count_levels_float(const floating_in[:, :] X, const int64_t[::1] cols,
                 if x != x:
                     counts[co + k + 1] += 1
                 else:
-                    counts[co + _find_float_level(levels, lo, k, x)] += 1
+                    counts[co + _find_level(levels, lo, k, x)] += 1
 
 
 def count_levels_object(object[:, :] X, const int64_t[::1] cols, list tables,
