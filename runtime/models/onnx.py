@@ -66,6 +66,15 @@ class OnnxModel:
         # One RunOptions for every call: without it, each run builds a default one (about
         # a microsecond, more with cold caches). Run only reads it, so threads may share it.
         self._run_options = ort.RunOptions()
+        # session.run's Python wrapper re-checks on every call what check_inputs has checked
+        # already (every input present) and guards feeds mlrt never sends (OrtValues, WebGPU
+        # capture) and a GPU provider's fallback; on CPU alone the binding it calls does the
+        # same work in fewer steps (~2 µs a call with cold caches). Other providers keep it.
+        binding = getattr(self._session, "_sess", None)
+        if self._session.get_providers() == ["CPUExecutionProvider"] and hasattr(binding, "run"):
+            self._run = binding.run  # type: ignore[union-attr]
+        else:
+            self._run = self._session.run
         self.name = config.name
         self.version = config.version
         self.source = config.source
@@ -101,7 +110,7 @@ class OnnxModel:
                 feeds[name] = np.vectorize(
                     lambda b: b.decode("utf-8") if isinstance(b, bytes) else b, otypes=[object]
                 )(inputs[name])
-        results = self._session.run(self._output_names, feeds, self._run_options)
+        results = self._run(self._output_names, feeds, self._run_options)
         out = dict(zip(self._output_names, results, strict=True))
         for name in self._string_outputs:
             out[name] = np.vectorize(
@@ -110,4 +119,6 @@ class OnnxModel:
         return out
 
     def close(self) -> None:
+        # The bound run holds the session too: both go, so its memory goes with the model.
         self._session = None  # type: ignore[assignment]
+        self._run = None  # type: ignore[assignment]

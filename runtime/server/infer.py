@@ -118,6 +118,8 @@ class InferEndpoint:
         self.max_body_bytes = max_body_bytes
         # The largest body the direct path takes: decoding it inline stays cheap.
         self.direct_max_bytes = min(OFFLOAD_BYTES, max_body_bytes)
+        # Raw request target -> (model, version) or None, filled by the HTTP protocol.
+        self.direct_targets: dict[bytes, tuple[str, str | None] | None] = {}
         self.output_datatypes: dict[int, dict[str, str]] = {}
         # Infer requests between arrival and response, across all models.
         self.in_flight = 0

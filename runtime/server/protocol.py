@@ -41,6 +41,10 @@ class _CoalescingTransport:
         else:
             self._transport.write(data)
 
+    def is_closing(self) -> bool:
+        # Asked once or twice per request: spelled out, not found through __getattr__.
+        return self._transport.is_closing()
+
     def close(self) -> None:
         if self._held is not None:
             self._transport.write(self._held)
@@ -91,18 +95,23 @@ class _Direct:
     ) -> None:
         self.pending = None
         proto = self.protocol
-        if self.disconnected or proto.transport.is_closing():
+        transport = proto.raw_transport
+        if self.disconnected or transport.is_closing():
             return
-        head = [STATUS_LINE[status]]
-        for name, value in proto.server_state.default_headers:
-            head += (name, b": ", value, b"\r\n")
-        head += (b"content-type: ", content_type, b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\n")
+        head = [
+            STATUS_LINE[status],
+            _default_head(proto.server_state.default_headers),
+            b"content-type: ",
+            content_type,
+            b"\r\ncontent-length: ",
+            str(len(body)).encode(),
+            b"\r\n",
+        ]
         for name, value in extra:
             head += (name, b": ", value, b"\r\n")
         if not self.keep_alive:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
-        transport = proto.raw_transport
         if len(body) <= _JOIN_MAX:
             head.append(body)
             transport.write(b"".join(head))
@@ -116,6 +125,19 @@ class _Direct:
 
 # Responses up to this size go out as one joined buffer; larger bodies are not copied.
 _JOIN_MAX = 64 * 1024
+
+# uvicorn replaces its default headers (server, date) with a new list once a second;
+# their encoded block is kept with the list it was made from.
+_default_block: tuple[object, bytes] = (None, b"")
+
+
+def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
+    global _default_block
+    made_from, block = _default_block
+    if made_from is not headers:
+        block = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+        _default_block = (headers, block)  # holding the list keeps its id from being reused
+    return block
 
 
 class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
@@ -165,16 +187,12 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         ):
             return None
         url = self.url
-        if url[:1] != b"/" or b"?" in url:
-            path = httptools.parse_url(url).path
-        else:
-            path = url
-        if b"%" in path:
-            return None
-        try:
-            target = match_infer(path.decode("ascii"))
-        except UnicodeDecodeError:
-            return None
+        targets = endpoint.direct_targets
+        target = targets.get(url, _UNSEEN)
+        if target is _UNSEEN:
+            target = _infer_target(url)
+            if len(targets) < _TARGETS_MAX:
+                targets[url] = target
         if target is None:
             return None
         headers = dict(self.headers)
@@ -187,7 +205,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             or headers.get(b"content-encoding", b"identity").strip().lower() not in (b"identity", b"")
         ):
             return None
-        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        keep_alive = parser.should_keep_alive() and parser.get_http_version() != "1.0"
         return _Direct(self, target, headers, keep_alive)
 
     def on_body(self, body: bytes) -> None:
@@ -230,6 +248,26 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         if self._reads_held:
             self._reads_held = False
             self.flow.resume_reading()
+
+
+# Request targets seen on the direct path, remembered per server: a client sends the
+# same few URLs again and again. Bounded, since any client can send any URL.
+_TARGETS_MAX = 1024
+_UNSEEN = object()
+
+
+def _infer_target(url: bytes) -> tuple[str, str | None] | None:
+    """(model, version) when a raw request target is an infer URL the direct path takes."""
+    if url[:1] != b"/" or b"?" in url:
+        path = httptools.parse_url(url).path
+    else:
+        path = url
+    if b"%" in path:
+        return None  # percent-encoded names take the ASGI path, which decodes them
+    try:
+        return match_infer(path.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
 
 
 def protocol_for(endpoint: Any) -> type[MlrtHttpProtocol]:
