@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import numpy as np
 
+from ._native._tensors import msgpack_tensors
 from .datatypes import V2_TO_NUMPY, numpy_dtype, to_bytes_array, v2_datatype
 from .errors import InvalidInput
 
@@ -207,6 +208,9 @@ def tensor_from_msgpack(where: str, item: Any) -> tuple[np.ndarray, str]:
 
 def tensors_from_msgpack(value: Any, kind: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """`inputs`/`outputs` as a map name -> tensor, or as a list of tensors with a 'name' key."""
+    fast = msgpack_tensors(value)  # the common case in one compiled pass, or None
+    if fast is not None:
+        return fast  # type: ignore[no-any-return]
     pairs: list[tuple[Any, Any]]
     if isinstance(value, dict):
         pairs = list(value.items())

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .._native._tensors import v2_inputs
 from ..datatypes import numpy_dtype, to_bytes_array
 from ..errors import InvalidInput
 from ..formats import check_shape, object_array, v2_bytes_payload, v2_parse_bytes
@@ -129,6 +130,10 @@ def _json_tensor(where: str, datatype: str, shape: tuple[int, ...], data: Any) -
         if not np.isfinite(out).all() and np.isinf(out).sum() != np.isinf(arr).sum():
             raise InvalidInput(f"{where}: a finite value is out of range for {datatype}")
         return out
+    elif dtype.kind == "f" and kind in "iu" and dtype.itemsize == 2:
+        limit = _FLOAT_MAX[dtype.char]  # integers past FP16's range would become infinities
+        if arr.min() < -limit or arr.max() > limit:
+            raise InvalidInput(f"{where}: a value is out of range for {datatype}")
     return arr.astype(dtype, copy=False).reshape(shape)
 
 
@@ -206,6 +211,43 @@ def decode_request(body: bytes, header_length: int | None, model: Model) -> Infe
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("the request needs a non-empty 'inputs' list")
+    fast = v2_inputs(raw_inputs, None if header_length is None else binary)
+    if fast is None:
+        inputs, datatypes = _decode_inputs(raw_inputs, binary, header_length)
+    else:
+        inputs, datatypes = fast
+    binary_default = _flag(params, "binary_data_output", False, "request")
+    outputs = None
+    raw_outputs = doc.get("outputs")
+    if raw_outputs is not None:
+        if not isinstance(raw_outputs, list):
+            raise InvalidInput("'outputs' must be a list")
+        outputs = []
+        for i, item in enumerate(raw_outputs):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InvalidInput(f"outputs[{i}] needs a string 'name'")
+            where = f"output '{item['name']}'"
+            p = _params(item.get("parameters"), where)
+            if "classification" in p:
+                raise InvalidInput(f"{where}: the classification extension is not supported")
+            outputs.append((item["name"], _flag(p, "binary_data", binary_default, where)))
+    rid = doc.get("id")
+    if rid is not None and not isinstance(rid, str):
+        raise InvalidInput(f"'id' must be a string, got {rid!r}")
+    return InferRequest(
+        id=rid,
+        parameters=params,
+        inputs=inputs,
+        datatypes=datatypes,
+        outputs=outputs,
+        binary_default=binary_default,
+    )
+
+
+def _decode_inputs(
+    raw_inputs: list[Any], binary: memoryview, header_length: int | None
+) -> tuple[Tensors, dict[str, str]]:
+    """Every input, checked one by one: the path that names what is wrong."""
     inputs: Tensors = {}
     datatypes: dict[str, str] = {}
     offset = 0
@@ -247,32 +289,7 @@ def decode_request(body: bytes, header_length: int | None, model: Model) -> Infe
         datatypes[name] = datatype
     if offset != len(binary):
         raise InvalidInput(f"{len(binary) - offset} bytes of binary data follow the last tensor")
-    binary_default = _flag(params, "binary_data_output", False, "request")
-    outputs = None
-    raw_outputs = doc.get("outputs")
-    if raw_outputs is not None:
-        if not isinstance(raw_outputs, list):
-            raise InvalidInput("'outputs' must be a list")
-        outputs = []
-        for i, item in enumerate(raw_outputs):
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise InvalidInput(f"outputs[{i}] needs a string 'name'")
-            where = f"output '{item['name']}'"
-            p = _params(item.get("parameters"), where)
-            if "classification" in p:
-                raise InvalidInput(f"{where}: the classification extension is not supported")
-            outputs.append((item["name"], _flag(p, "binary_data", binary_default, where)))
-    rid = doc.get("id")
-    if rid is not None and not isinstance(rid, str):
-        raise InvalidInput(f"'id' must be a string, got {rid!r}")
-    return InferRequest(
-        id=rid,
-        parameters=params,
-        inputs=inputs,
-        datatypes=datatypes,
-        outputs=outputs,
-        binary_default=binary_default,
-    )
+    return inputs, datatypes
 
 
 def _decode_raw(body: bytes, model: Model) -> InferRequest:
