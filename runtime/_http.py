@@ -10,11 +10,13 @@ body back.
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 _MAX_HEADER_BYTES = 64 * 1024
+_HEADS_MAX = 256  # encoded request heads kept per client
 
 
 class _Headers(dict[str, str]):
@@ -49,7 +51,10 @@ class _Connection:
         self.buf = b""
 
     def _fill(self) -> None:
-        chunk = self.sock.recv(262144)
+        try:
+            chunk = self.sock.recv(262144)
+        except BlockingIOError:  # SO_RCVTIMEO ran out
+            raise TimeoutError("no response within the timeout") from None
         if not chunk:
             raise ConnectionResetError("the server closed the connection")
         self.buf += chunk
@@ -93,6 +98,7 @@ class KeepAliveHTTP:
         self._local = threading.local()
         self._all: set[_Connection] = set()
         self._lock = threading.Lock()
+        self._heads: dict[tuple[str, ...], bytes] = {}
 
     def _connect(self) -> _Connection:
         if self._uds is not None:
@@ -106,6 +112,15 @@ class KeepAliveHTTP:
             sock.connect(target)  # type: ignore[arg-type]
             if self._uds is None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._timeout is not None:
+                # Python times out a socket by polling it before every send and receive: one
+                # more system call each way. The kernel's own timeouts cost nothing until they
+                # expire; reads and writes then fail with EAGAIN (see _fill and request).
+                seconds = max(self._timeout, 1e-6)
+                timeval = struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            sock.settimeout(None)
         except BaseException:
             sock.close()
             raise
@@ -118,12 +133,11 @@ class KeepAliveHTTP:
         self, method: str, path: str, *, content: bytes | None = None, headers: dict[str, str] | None = None
     ) -> Response:
         body = content or b""
-        lines = [f"{method} {self._prefix}{path} HTTP/1.1", f"Host: {self._host_header}"]
+        head = self._head(method, path, headers)
         if body or method in ("POST", "PUT"):
-            lines.append(f"Content-Length: {len(body)}")
-        for k, v in (headers or {}).items():
-            lines.append(f"{k}: {v}")
-        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+            raw = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
+        else:
+            raw = head + b"\r\n"
         for attempt in (0, 1):
             conn = getattr(self._local, "conn", None)
             fresh = conn is None
@@ -132,7 +146,7 @@ class KeepAliveHTTP:
                     conn = self._local.conn = self._connect()
                 conn.sock.sendall(raw)
                 return self._response(conn, method)
-            except TimeoutError as exc:
+            except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: SO_SNDTIMEO
                 self._drop(conn)
                 raise TransportError(f"timed out: {exc}", timeout=True) from exc
             except (BrokenPipeError, ConnectionResetError) as exc:
@@ -144,6 +158,18 @@ class KeepAliveHTTP:
                 self._drop(conn)
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _head(self, method: str, path: str, headers: dict[str, str] | None) -> bytes:
+        """Request line, Host and `headers`, encoded; the same few are sent again and again."""
+        key = (method, path, *headers.items()) if headers else (method, path)
+        head = self._heads.get(key)
+        if head is None:
+            lines = [f"{method} {self._prefix}{path} HTTP/1.1", f"Host: {self._host_header}"]
+            lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+            head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+            if len(self._heads) < _HEADS_MAX:
+                self._heads[key] = head
+        return head
 
     def _response(self, conn: _Connection, method: str) -> Response:
         head = conn.read_until(b"\r\n\r\n", _MAX_HEADER_BYTES).decode("latin-1")
