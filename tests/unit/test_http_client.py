@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -112,3 +113,51 @@ def test_not_http(scripted) -> None:
 
     with pytest.raises(TransportError, match="not an HTTP"):
         KeepAliveHTTP(scripted(handler), None, 5.0).request("GET", "/")
+
+
+def test_a_server_that_never_answers_times_out(scripted) -> None:
+    answered = threading.Event()
+
+    def handler(conn: socket.socket, n: int) -> bool:
+        answered.wait(5)  # holds the request without a word
+        return False
+
+    http = KeepAliveHTTP(scripted(handler), None, 0.2)
+    started = time.monotonic()
+    with pytest.raises(TransportError) as info:
+        http.request("POST", "/v2/models/m/infer", content=b"{}")
+    answered.set()
+    assert info.value.timeout
+    assert 0.15 < time.monotonic() - started < 3.0
+    http.close()
+
+
+def test_request_heads_carry_each_calls_headers() -> None:
+    # The encoded head is kept per (method, path, headers): each call must still send its own.
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    received = bytearray()
+
+    def serve() -> None:
+        conn, _ = lsock.accept()
+        with conn:
+            for _ in range(4):
+                while received.count(b"\r\n\r\n") <= _:
+                    received.extend(conn.recv(65536))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    http = KeepAliveHTTP(f"http://127.0.0.1:{lsock.getsockname()[1]}", None, 5.0)
+    for value in ("1", "2", "1"):
+        assert http.request("POST", "/p", content=b"", headers={"x-n": value}).status_code == 200
+    assert http.request("GET", "/q").status_code == 200
+    t.join(5)
+    http.close()
+    lsock.close()
+    requests = bytes(received).split(b"\r\n\r\n")[:4]
+    assert [r.split(b"\r\n")[0] for r in requests] == [b"POST /p HTTP/1.1"] * 3 + [b"GET /q HTTP/1.1"]
+    assert [r for r in requests[0].split(b"\r\n") if r.startswith(b"x-n")] == [b"x-n: 1"]
+    assert b"x-n: 2" in requests[1] and b"x-n: 1" in requests[2] and b"x-n" not in requests[3]
+    assert b"Content-Length: 0" in requests[0] and b"Content-Length" not in requests[3]
