@@ -224,7 +224,8 @@ class Batcher:
             t.shape and t.shape[0] == -1 for t in (*model.inputs, *model.outputs)
         )
         self._on_batch = on_batch
-        self._expected = [o.name for o in model.outputs]
+        self._expected_order = [o.name for o in model.outputs]
+        self._expected = frozenset(self._expected_order)
         self._queue: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
         self._busy = 0
@@ -523,8 +524,8 @@ class Batcher:
             raise ModelFailure(self.model.name, exc) from exc
 
     def _check(self, outputs: Tensors, rows: int) -> Tensors:
-        missing = [n for n in self._expected if n not in outputs]
-        if missing:
+        if not self._expected.issubset(outputs):
+            missing = [n for n in self._expected_order if n not in outputs]
             raise ModelFailure(self.model.name, KeyError(f"no output(s) {missing}"))
         if self.batchable:
             for name, arr in outputs.items():

@@ -44,11 +44,18 @@ ARROW_MODEL_VERSION = b"mlrt.model_version"
 _LEN = struct.Struct("<I")
 
 
+_V2_OF_LITTLE_ENDIAN = {dtype: name for name, dtype in V2_TO_NUMPY.items() if name != "BYTES"}
+
+
 def as_tensor(name: str, value: Any) -> tuple[np.ndarray, str]:
     """A user's array as (little-endian contiguous array, V2 datatype); str arrays become BYTES.
 
     Raises ValueError (a caller's mistake, not a request's) for dtypes V2 cannot carry.
     """
+    if type(value) is np.ndarray and value.flags.c_contiguous:
+        datatype = _V2_OF_LITTLE_ENDIAN.get(value.dtype)
+        if datatype is not None:  # the usual case: sent as it is
+            return value, datatype
     arr = np.asarray(value)
     try:
         datatype = v2_datatype(arr.dtype)

@@ -284,7 +284,8 @@ class InferEndpoint:
         if datatypes is None:
             datatypes = self.output_datatypes[id(entry)] = {o.name: o.datatype for o in model.outputs}
         extra: list[tuple[bytes, bytes]] = []
-        fields = dict(
+        encode = encode_response if call.fmt is None else call.fmt.encode
+        result = encode(
             model_name=model.name,
             model_version=model.version,
             request_id=req.id,
@@ -293,7 +294,7 @@ class InferEndpoint:
             datatypes=datatypes,
         )
         if call.fmt is None:
-            payload, header_len = encode_response(**fields)
+            payload, header_len = result
             if header_len is None:
                 content_type = _JSON
             else:
@@ -301,7 +302,7 @@ class InferEndpoint:
                 extra.append((b"inference-header-content-length", str(header_len).encode()))
         else:
             # Answered in the format it was asked in.
-            payload = call.fmt.encode(**fields)
+            payload = result
             content_type = call.fmt.content_type
         accept = call.headers.get(b"accept-encoding")
         if accept and len(payload) >= COMPRESS_MIN_BYTES:
