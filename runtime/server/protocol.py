@@ -18,6 +18,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .accept import Listeners
 from .infer import Cancellable, match_infer
 
 
@@ -149,12 +150,21 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
     """
 
     endpoint: Any = None
+    listeners: Listeners | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.raw_transport = transport
         self._direct: _Direct | None = None
         self._reads_held = False
         super().connection_made(transport)
+        if self.listeners is not None:
+            # libuv accepts one connection per wake-up of a listener; see accept.py.
+            self.listeners.accept_queued(self.loop, self._sibling)
+
+    def _sibling(self) -> MlrtHttpProtocol:
+        return type(self)(
+            config=self.config, server_state=self.server_state, app_state=self.app_state, _loop=self.loop
+        )
 
     def on_message_begin(self) -> None:
         # uvicorn builds the ASGI scope here; a direct request never needs one, so it is
@@ -270,6 +280,6 @@ def _infer_target(url: bytes) -> tuple[str, str | None] | None:
         return None
 
 
-def protocol_for(endpoint: Any) -> type[MlrtHttpProtocol]:
-    """The protocol class for one server, bound to its infer endpoint."""
-    return type("MlrtHttpProtocol", (MlrtHttpProtocol,), {"endpoint": endpoint})
+def protocol_for(endpoint: Any, listeners: Listeners | None = None) -> type[MlrtHttpProtocol]:
+    """The protocol class for one server, bound to its infer endpoint and listening sockets."""
+    return type("MlrtHttpProtocol", (MlrtHttpProtocol,), {"endpoint": endpoint, "listeners": listeners})

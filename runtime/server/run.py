@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 
 from ..config import ServerConfig
 from ..errors import MlrtError
 from ..repository import Repository
+from .accept import Listeners
 from .app import create_app
 from .protocol import protocol_for
 from .sockets import bind_all, close_all
@@ -26,15 +28,19 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _server_class() -> type:
+def _server_class(listeners: Listeners) -> type:
     import uvicorn
 
     class Server(uvicorn.Server):
-        """uvicorn's server, but a graceful stop on SIGTERM/SIGINT exits with status 0.
-
-        uvicorn re-raises the captured signal after shutting down, so the process
-        would die by that signal even though nothing was lost.
+        """uvicorn's server, but a graceful stop on SIGTERM/SIGINT exits with status 0
+        (uvicorn re-raises the captured signal after shutting down, so the process would
+        die by that signal even though nothing was lost), and connections accepted by
+        mlrt itself (accept.py) stop with uvicorn's.
         """
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            listeners.stop()
+            await super().shutdown(sockets)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -75,17 +81,18 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> None:
     app = create_app(config, repository)
     log.info("mlrt serving %d model(s) on %s", len(repository.entries()), config.url)
     socks = bind_all(config)
+    listeners = Listeners(socks)
     uv_config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=protocol_for(app.infer),
+        http=protocol_for(app.infer, listeners),
         lifespan="on",
         log_config=None,
         log_level=config.log_level,
         access_log=False,
         timeout_graceful_shutdown=config.graceful_timeout_s,
     )
-    server = _server_class()(uv_config)
+    server = _server_class(listeners)(uv_config)
     try:
         server.run(sockets=socks)
     finally:

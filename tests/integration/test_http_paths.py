@@ -247,3 +247,21 @@ def test_expect_100_continue_goes_through_asgi(held: tuple[Server, Path]) -> Non
         status, _, payload = reader.response()
     assert status == 200
     np.testing.assert_array_equal(_outputs(payload), reference(_rows(7, 1)))
+
+
+def test_a_burst_of_new_connections_is_served(held: tuple[Server, Path]) -> None:
+    # More connections than the server accepts per wake-up of its listener: the rest are
+    # accepted by the new connections themselves (runtime/server/accept.py) and must work
+    # like any other.
+    server, _ = held
+    socks = [_connect(server) for _ in range(100)]
+    try:
+        for i, sock in enumerate(socks):
+            sock.sendall(_post(_json_body(_rows(500 + i, 1))))
+        for i, sock in enumerate(socks):
+            status, _, payload = _Reader(sock).response()
+            assert status == 200
+            np.testing.assert_array_equal(_outputs(payload), reference(_rows(500 + i, 1)))
+    finally:
+        for sock in socks:
+            sock.close()
