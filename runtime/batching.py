@@ -583,8 +583,11 @@ class Batcher:
         finally:
             if self._on_batch is not None:
                 # Accounted on the next loop turn: the caller answers first.
-                stats = BatchStats(rows, 1, [0.0], time.monotonic() - started, failed)
-                asyncio.get_running_loop().call_soon(self._on_batch, stats)
+                elapsed = time.monotonic() - started
+                asyncio.get_running_loop().call_soon(self._account_now, rows, elapsed, failed)
+
+    def _account_now(self, rows: int, elapsed: float, failed: bool) -> None:
+        self._on_batch(BatchStats(rows, 1, [0.0], elapsed, failed))  # type: ignore[misc]
 
     def _run_inline(self, batch: list[_Pending]) -> None:
         started = time.monotonic()

@@ -133,14 +133,19 @@ class InferEndpoint:
     # -- the direct path -------------------------------------------------------
 
     def begin(
-        self, responder: Responder, target: tuple[str, str | None], headers: dict[bytes, bytes], body: bytes
+        self,
+        responder: Responder,
+        target: tuple[str, str | None],
+        headers: dict[bytes, bytes],
+        body: bytes,
+        loop: asyncio.AbstractEventLoop,
     ) -> Cancellable | None:
-        """Start one request; returns what to cancel if the client goes away, or None
-        when the answer has been written already."""
+        """Start one request on `loop` (the running one); returns what to cancel if the
+        client goes away, or None when the answer has been written already."""
         started = time.perf_counter()
         entry: LoadedModel | None = None
         self.in_flight += 1
-        self._arrive()
+        self._arrive(loop)
         try:
             entry = self.repository.get(*target)
             entry.runner.check_room()  # overloaded: refuse before decoding
@@ -188,7 +193,7 @@ class InferEndpoint:
         headers = dict(scope["headers"])  # names arrive lower-cased
         entry: LoadedModel | None = None
         self.in_flight += 1
-        self._arrive()
+        self._arrive(asyncio.get_running_loop())
         try:
             entry = self.repository.get(*target)
             body = await read_body(receive, headers, self.max_body_bytes)
@@ -222,7 +227,7 @@ class InferEndpoint:
 
     # -- shared steps ------------------------------------------------------------
 
-    def _arrive(self) -> None:
+    def _arrive(self, loop: asyncio.AbstractEventLoop) -> None:
         """Count this request in the current loop turn.
 
         Every request handler that uvicorn created in this turn is already in the
@@ -231,7 +236,7 @@ class InferEndpoint:
         """
         if not self._turn_open:
             self._turn_open = True
-            asyncio.get_running_loop().call_soon(self._close_turn)
+            loop.call_soon(self._close_turn)
         self._turn_arrivals += 1
 
     def _close_turn(self) -> None:

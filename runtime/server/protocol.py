@@ -207,12 +207,13 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             return None
         headers = dict(self.headers)
         length = headers.get(b"content-length")
+        encoding = headers.get(b"content-encoding")
         if (
             length is None
             or not length.isdigit()
             or int(length) > endpoint.direct_max_bytes
             or b"transfer-encoding" in headers
-            or headers.get(b"content-encoding", b"identity").strip().lower() not in (b"identity", b"")
+            or (encoding is not None and encoding.strip().lower() not in (b"identity", b""))
         ):
             return None
         keep_alive = parser.should_keep_alive() and parser.get_http_version() != "1.0"
@@ -233,7 +234,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         chunks = cycle.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         cycle.chunks = []
-        cycle.pending = self.endpoint.begin(cycle, cycle.target, cycle.headers, body)
+        cycle.pending = self.endpoint.begin(cycle, cycle.target, cycle.headers, body, self.loop)
 
     def direct_done(self, cycle: _Direct) -> None:
         if self._direct is cycle:
