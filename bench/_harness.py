@@ -110,22 +110,36 @@ def percentiles_us(samples_s: Sequence[float]) -> tuple[float, float]:
 
 
 def paired_rounds(
-    systems: dict[str, Callable[[], object]], rounds: int, calls: int, warmup: int = 200
+    systems: dict[str, Callable[[], object] | Sequence[Callable[[], object]]],
+    rounds: int,
+    calls: int,
+    warmup: int = 200,
 ) -> dict[str, list[tuple[float, float]]]:
     """Time every system in short interleaved rounds (order rotated each round) so the
-    machine's drift hits them alike; per system, each round's (p50, p99) in µs."""
-    for fn in systems.values():
-        for _ in range(warmup):
-            fn()
-    names = list(systems)
+    machine's drift hits them alike; per system, each round's (p50, p99) in µs.
+
+    A system given as several callables (one per server process) has each round's calls
+    split between them, a run of consecutive calls each, and its figures taken over all
+    of them: two processes of the same server can differ by 10-30% at concurrency 1 on
+    this kind of machine (where the scheduler puts them, their memory layout), and one
+    process's luck should not decide a system's figure.
+    """
+    groups = {n: list(f) if isinstance(f, list | tuple) else [f] for n, f in systems.items()}
+    for fns in groups.values():
+        for fn in fns:
+            for _ in range(warmup):
+                fn()
+    names = list(groups)
     out: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            fn = systems[name]
+            fns = groups[name]
+            per_fn = max(1, calls // len(fns))
             samples = []
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                fn()
-                samples.append(time.perf_counter() - t0)
+            for fn in fns:
+                for _ in range(per_fn):
+                    t0 = time.perf_counter()
+                    fn()
+                    samples.append(time.perf_counter() - t0)
             out[name].append(percentiles_us(samples))
     return out

@@ -1,6 +1,6 @@
 """Latency at concurrency 1: what mlrt adds on top of the model and of HTTP itself.
 
-    python -m bench.latency [--rounds 15] [--requests 300] [--json]
+    python -m bench.latency [--rounds 15] [--requests 300] [--processes 3] [--json]
 
 Systems, measured in interleaved rounds (order rotated each round) so the
 machine's drift hits all of them alike:
@@ -11,14 +11,17 @@ machine's drift hits all of them alike:
   naive server    Starlette + onnxruntime per request on the same stack (bench/naive.py),
                   for reference: what the model call costs inside a real server
   mlrt + drift    mlrt V2 binary with a reference profile: every feature and output counted
-HTTP systems use one keep-alive connection and pre-encoded requests. The table
-reports the median over rounds of each round's p50/p99, and the median of the
-per-round ratio to the floor's p50.
+HTTP systems run as --processes server processes each (two processes of one server
+differ by 10-30% here, see bench/_harness.paired_rounds), one keep-alive connection
+and pre-encoded requests per process; each round's requests are split between them.
+The table reports the median over rounds of each round's p50/p99, and the median of
+the per-round ratio to the floor's p50.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -44,6 +47,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--requests", type=int, default=300, help="per system per round")
+    p.add_argument(
+        "--processes", type=int, default=3, help="server processes per HTTP system"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args()
 
@@ -62,52 +68,45 @@ def main() -> None:
     ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
     Profile.fit(ref, outputs=sess.run(None, {"input": ref})[0]).save(profile_path)
 
-    mlrt_port, floor_port, naive_port, drift_port = free_port(), free_port(), free_port(), free_port()
-    mlrt_cmd = [
-        sys.executable,
-        "-m",
-        "runtime",
-        "serve",
-        f"mlp={model_path}",
-        "--port",
-        str(mlrt_port),
-        "--log-level",
-        "warning",
-    ]
-    drift_cmd = [*mlrt_cmd[:-4], "--profile", str(profile_path), "--port", str(drift_port)]
-    drift_cmd += ["--log-level", "warning"]
-    floor_cmd = [sys.executable, "-m", "bench.floor", "--port", str(floor_port)]
-    naive_cmd = [sys.executable, "-m", "bench.naive", str(model_path), "--port", str(naive_port)]
+    def mlrt_cmd(port: int, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "runtime", "serve", f"mlp={model_path}", *extra,
+                "--port", str(port), "--log-level", "warning"]  # fmt: skip
+
+    commands = {
+        "floor": lambda port: [sys.executable, "-m", "bench.floor", "--port", str(port)],
+        "mlrt": mlrt_cmd,
+        "naive": lambda port: [sys.executable, "-m", "bench.naive", str(model_path), "--port", str(port)],
+        "drift": lambda port: mlrt_cmd(port, "--profile", str(profile_path)),
+    }
 
     json_req = post_request("/v2/models/mlp/infer", v2_json_body(x))
     bin_body, bin_headers = v2_binary_body(x)
     bin_req = post_request("/v2/models/mlp/infer", bin_body, bin_headers)
     floor_req = post_request("/v2/models/mlp/infer", v2_json_body(x))
 
-    with (
-        server(mlrt_cmd, mlrt_port),
-        server(floor_cmd, floor_port),
-        server(naive_cmd, naive_port),
-        server(drift_cmd, drift_port),
-    ):
-        mlrt, floor, naive = RawHTTP(mlrt_port), RawHTTP(floor_port), RawHTTP(naive_port)
-        drift = RawHTTP(drift_port)
+    with contextlib.ExitStack() as stack:
+        conns: dict[str, list[RawHTTP]] = {}
+        for kind, command in commands.items():
+            for _ in range(args.processes):
+                port = free_port()
+                stack.enter_context(server(command(port), port))
+                conns.setdefault(kind, []).append(RawHTTP(port))
 
-        def http(conn: RawHTTP, raw: bytes):
-            def once() -> None:
+        def http(kind: str, raw: bytes) -> list:
+            def once(conn: RawHTTP) -> None:
                 status, _ = conn.request(raw)
                 if status != 200:
                     raise RuntimeError(f"status {status}")
 
-            return once
+            return [lambda c=c: once(c) for c in conns[kind]]
 
         systems = {
             "onnxruntime": lambda: sess.run(None, {"input": x}),
-            "http floor": http(floor, floor_req),
-            "mlrt v2 json": http(mlrt, json_req),
-            "mlrt v2 binary": http(mlrt, bin_req),
-            "naive server": http(naive, floor_req),
-            "mlrt + drift": http(drift, bin_req),
+            "http floor": http("floor", floor_req),
+            "mlrt v2 json": http("mlrt", json_req),
+            "mlrt v2 binary": http("mlrt", bin_req),
+            "naive server": http("naive", floor_req),
+            "mlrt + drift": http("drift", bin_req),
         }
         per_round = paired_rounds(systems, args.rounds, args.requests)
 

@@ -1,8 +1,9 @@
 """Sidecar and embedded latency at concurrency 1 (issue 7's targets).
 
-    python -m bench.sidecar [--rounds 10] [--requests 300] [--json]
+    python -m bench.sidecar [--rounds 10] [--requests 300] [--processes 3] [--json]
 
-Paired rounds, order rotated, one warm connection per client:
+Paired rounds, order rotated, one warm connection per client; --processes servers, each
+round's calls split between them (see bench/_harness.paired_rounds):
   client uds msgpack   runtime.client.Client over the Unix socket, msgpack bodies
   client uds binary    the same, V2 binary
   client tcp json      runtime.client.Client over TCP, V2 JSON
@@ -16,6 +17,7 @@ both run with a reference profile, so drift monitoring is on everywhere.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -35,6 +37,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--processes", type=int, default=3, help="server processes (calls split between them)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -50,28 +53,30 @@ def main() -> None:
     Profile.fit(ref, outputs=sess.run(None, {"input": ref})[0]).save(profile)
     x = np.random.default_rng(0).standard_normal((1, 20)).astype(np.float32)
 
-    port = free_port()
-    sock = tmp / "mlrt.sock"
-    cmd = [sys.executable, "-m", "runtime", "serve", f"mlp={model_path}", "--profile", str(profile),
-           "--port", str(port), "--uds", str(sock), "--log-level", "warning"]  # fmt: skip
     local = runtime.load(f"mlp={model_path}", profile=str(profile))
-    with server(cmd, port):
-        clients = {
-            "client uds msgpack": Client(f"unix://{sock}", format="msgpack"),
-            "client uds binary": Client(f"unix://{sock}", format="binary"),
-            "client tcp json": Client(f"http://127.0.0.1:{port}", format="json"),
-            "client tcp binary": Client(f"http://127.0.0.1:{port}", format="binary"),
-        }
+    with contextlib.ExitStack() as stack:
+        clients: dict[str, list[Client]] = {}
+        for i in range(args.processes):
+            port = free_port()
+            sock = tmp / f"mlrt-{i}.sock"
+            cmd = [sys.executable, "-m", "runtime", "serve", f"mlp={model_path}", "--profile", str(profile),
+                   "--port", str(port), "--uds", str(sock), "--log-level", "warning"]  # fmt: skip
+            stack.enter_context(server(cmd, port))
+            for name, url, fmt in (
+                ("client uds msgpack", f"unix://{sock}", "msgpack"),
+                ("client uds binary", f"unix://{sock}", "binary"),
+                ("client tcp json", f"http://127.0.0.1:{port}", "json"),
+                ("client tcp binary", f"http://127.0.0.1:{port}", "binary"),
+            ):
+                clients.setdefault(name, []).append(stack.enter_context(Client(url, format=fmt)))
         feeds = {"input": x}
-        systems = {name: (lambda c=c: c.infer("mlp", feeds)) for name, c in clients.items()}
+        systems: dict = {n: [lambda c=c: c.infer("mlp", feeds) for c in cs] for n, cs in clients.items()}
         systems["load().predict"] = lambda: local.predict(x)
         systems["session.run"] = lambda: sess.run(None, feeds)
         names = list(systems)
         per_round = paired_rounds(systems, args.rounds, args.requests)
         p50s = {n: [p50 for p50, _ in v] for n, v in per_round.items()}
         p99s = {n: [p99 for _, p99 in v] for n, v in per_round.items()}
-        for c in clients.values():
-            c.close()
 
     def med(xs: list[float]) -> float:
         return float(np.median(xs))

@@ -7,7 +7,7 @@
 # Python decoders (runtime/server/codec.py, runtime/formats.py) take without
 # complaint and would turn into the same arrays; anything else, and every mistake,
 # returns None and gets the Python decoder, which says what is wrong.
-# tests/unit/test_native_tensors.py holds the two to the same results.
+# tests/native/test_tensor_decoders.py holds the two to the same results.
 
 from libc.math cimport fabs, isfinite
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
