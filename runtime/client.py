@@ -9,9 +9,10 @@ tritonclient sends by default; works with any V2 server), "json" (plain V2 JSON)
 "msgpack" and "arrow" (mlrt's own formats, docs/formats.md). Responses are parsed
 by their Content-Type, so any of them is understood whatever was sent.
 
-One `httpx` connection pool per client, kept alive between calls. Environment
-proxy settings are ignored (`trust_env=False`): the client talks to a server
-next to it. Built on `runtime.formats`; imports neither Starlette nor onnxruntime.
+`Client` keeps one keep-alive connection per thread on its own lean HTTP/1.1
+(`runtime/_http.py`); `AsyncClient` one httpx pool. Environment proxy settings are
+ignored: the client talks to a server next to it. Built on `runtime.formats`;
+imports neither Starlette nor onnxruntime.
 """
 
 from __future__ import annotations
@@ -121,21 +122,24 @@ def _quote(name: str) -> str:
 class _Protocol:
     """Request building and response parsing, shared by Client and AsyncClient."""
 
-    def __init__(self, url: str, format: str, timeout_s: float | None) -> None:
+    def __init__(self, url: str, format: str, timeout_s: float | None, *, httpx_client: bool) -> None:
         if format not in FORMATS:
             raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
         self.url = url
         self.format = format
         self.timeout_s = timeout_s
         self.base_url, self.uds = _target(url)
-        # Loopback bodies are not worth compressing; "identity" keeps the server from trying.
-        common = {"accept-encoding": "identity"}
         self._headers = {
-            "binary": {**common, "content-type": "application/octet-stream"},
-            "json": {**common, "content-type": "application/json"},
-            "msgpack": {**common, "content-type": _MSGPACK, "accept": _MSGPACK},
-            "arrow": {**common, "content-type": ARROW_CONTENT_TYPE, "accept": ARROW_CONTENT_TYPE},
+            "binary": {"content-type": "application/octet-stream"},
+            "json": {"content-type": "application/json"},
+            "msgpack": {"content-type": _MSGPACK},
+            "arrow": {"content-type": ARROW_CONTENT_TYPE},
         }[format]
+        if httpx_client:
+            # httpx asks for gzip by default, and loopback bodies are not worth compressing:
+            # "identity" keeps the server from trying. The blocking client's own HTTP asks for
+            # no encoding at all, and every header costs both sides a little per request.
+            self._headers = {"accept-encoding": "identity", **self._headers}
         self._paths: dict[tuple[str, str | None], str] = {}
 
     # -- paths ------------------------------------------------------------------------------
@@ -359,9 +363,11 @@ def _parse_v2(body: bytes, header_length: str | None) -> dict[str, np.ndarray]:
 class Client:
     """A blocking client; one keep-alive connection pool, reused by every call.
 
-    `timeout_s` bounds each HTTP call (None: no limit). `transport` replaces the
-    network, as httpx's `MockTransport` does in tests. One Client may be shared by
-    threads; close it once they are done.
+    `timeout_s` bounds each HTTP call (None: no limit). `busy_poll_us` (default 0: off)
+    has the calling thread poll for the answer that long before it sleeps: a sidecar's
+    latency for a core's worth of CPU while it waits (see docs/formats.md). `transport`
+    replaces the network, as httpx's `MockTransport` does in tests. One Client may be
+    shared by threads; close it once they are done.
     """
 
     def __init__(
@@ -370,17 +376,20 @@ class Client:
         *,
         format: str = "binary",
         timeout_s: float | None = 30.0,
+        busy_poll_us: float = 0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._p = _Protocol(url, format, timeout_s)
+        self._p = _Protocol(url, format, timeout_s, httpx_client=transport is not None)
         self._http: httpx.Client | None = None
         self._fast: KeepAliveHTTP | None = None
         if transport is not None:
+            if busy_poll_us:
+                raise ValueError("busy_poll_us needs the client's own connection, not a transport")
             self._http = httpx.Client(
                 base_url=self._p.base_url, transport=transport, timeout=timeout_s, trust_env=False
             )
         else:
-            self._fast = KeepAliveHTTP(self._p.base_url, self._p.uds, timeout_s)
+            self._fast = KeepAliveHTTP(self._p.base_url, self._p.uds, timeout_s, busy_poll_us)
 
     @property
     def url(self) -> str:
@@ -465,7 +474,7 @@ class AsyncClient:
         timeout_s: float | None = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._p = _Protocol(url, format, timeout_s)
+        self._p = _Protocol(url, format, timeout_s, httpx_client=True)
         if transport is None and self._p.uds:
             transport = httpx.AsyncHTTPTransport(uds=self._p.uds)
         self._http = httpx.AsyncClient(

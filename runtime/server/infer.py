@@ -266,7 +266,9 @@ class InferEndpoint:
         content_type = headers.get(b"content-type")
         fmt = None
         if content_type is not None:
-            fmt = _FORMATS.get(content_type.split(b";")[0].strip().lower())
+            fmt = _FORMATS.get(content_type)  # as mlrt's client spells it
+            if fmt is None:
+                fmt = _FORMATS.get(content_type.split(b";")[0].strip().lower())
         if fmt is None:
             req = decode_request(body, _header_length(headers), model)
         else:

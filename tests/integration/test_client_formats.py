@@ -67,6 +67,19 @@ def test_outputs_equal_onnxruntime_over_uds(
             assert_outputs_equal(c.infer(model, inputs), onnx_reference(model_dir / f"{model}.onnx", inputs))
 
 
+@pytest.mark.parametrize("fmt", ["msgpack", "binary"])
+def test_busy_polling_client_gets_the_same_answers(
+    uds_server: tuple[Server, Path], model_dir: Path, fmt: str
+) -> None:
+    _, socket_path = uds_server
+    with Client(f"unix://{socket_path}", format=fmt, busy_poll_us=300) as c:
+        for model in MODELS:
+            inputs = model_inputs(model, 3)
+            want = onnx_reference(model_dir / f"{model}.onnx", inputs)
+            for _ in range(3):
+                assert_outputs_equal(c.infer(model, inputs), want)
+
+
 @pytest.mark.parametrize("fmt", OWN_FORMATS)
 def test_requested_outputs_in_order(server: Server, fmt: str) -> None:
     with Client(server.url, format=fmt) as c:

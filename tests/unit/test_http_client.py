@@ -132,6 +132,25 @@ def test_a_server_that_never_answers_times_out(scripted) -> None:
     http.close()
 
 
+def test_a_busy_polling_client_still_times_out(scripted) -> None:
+    answered = threading.Event()
+
+    def handler(conn: socket.socket, n: int) -> bool:
+        answered.wait(5)
+        return False
+
+    http = KeepAliveHTTP(scripted(handler), None, 0.2, busy_poll_us=1000)
+    started = time.monotonic()
+    with pytest.raises(TransportError) as info:
+        http.request("POST", "/v2/models/m/infer", content=b"{}")
+    answered.set()
+    assert info.value.timeout
+    assert time.monotonic() - started < 3.0
+    http.close()
+    with pytest.raises(ValueError, match="busy_poll_us"):
+        KeepAliveHTTP("http://127.0.0.1:1", None, 1.0, busy_poll_us=-1)
+
+
 def test_request_heads_carry_each_calls_headers() -> None:
     # The encoded head is kept per (method, path, headers): each call must still send its own.
     lsock = socket.socket()
