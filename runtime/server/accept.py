@@ -31,6 +31,8 @@ class Listeners:
 
     def __init__(self, socks: Sequence[socket.socket]) -> None:
         self.socks = list(socks)
+        for sock in self.socks:
+            sock.setblocking(False)  # accept() must never wait on the event loop (uvloop agrees)
         self.accepting = True
         self._opening: set[asyncio.Task[None]] = set()
 

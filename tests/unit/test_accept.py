@@ -109,3 +109,14 @@ def test_nothing_is_accepted_once_stopped_or_closed() -> None:
         uvloop.run(run())
     finally:
         client.close()
+
+
+def test_listeners_never_wait_on_accept() -> None:
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)  # blocking, as socket() makes it
+    try:
+        Listeners([lsock])
+        assert lsock.getblocking() is False
+    finally:
+        lsock.close()
