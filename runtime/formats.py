@@ -20,6 +20,7 @@ import msgpack
 import numpy as np
 
 from ._native._tensors import msgpack_tensors
+from .arrow_size import MalformedStream, unpacked_bytes
 from .datatypes import V2_TO_NUMPY, numpy_dtype, to_bytes_array, v2_datatype
 from .errors import InvalidInput
 
@@ -400,8 +401,25 @@ def arrow_dumps(columns: Mapping[str, pa.Array], metadata: Mapping[bytes, bytes]
     return sink.getvalue().to_pybytes()
 
 
+# LZ4/ZSTD-compressed Arrow bodies may unpack to this many times their size, or to this
+# many bytes, whichever is more: enough for compressible tensors, not for a few kilobytes
+# that unpack to gigabytes. (Uncompressed bodies never unpack to more than they are.)
+ARROW_UNPACK_RATIO = 16
+ARROW_UNPACK_FLOOR = 64 * 1024 * 1024
+
+
 def arrow_loads(body: bytes, what: str) -> tuple[pa.RecordBatch, dict[bytes, bytes]]:
     """The single record batch of an Arrow IPC stream, fully validated, and its schema metadata."""
+    try:
+        unpacked = unpacked_bytes(body)
+    except MalformedStream as exc:
+        raise InvalidInput(f"malformed Arrow IPC stream in the {what}: {exc}") from None
+    limit = max(ARROW_UNPACK_FLOOR, ARROW_UNPACK_RATIO * len(body))
+    if unpacked > limit:
+        raise InvalidInput(
+            f"the Arrow stream in the {what} unpacks to {unpacked} bytes, more than the {limit} "
+            f"accepted for a body of {len(body)} bytes"
+        )
     pa = _pa()
     try:
         reader = pa.ipc.open_stream(pa.BufferReader(body))

@@ -248,6 +248,22 @@ def test_compressed_body_that_inflates_over_the_limit(small: httpx.Client) -> No
     assert_error(small, resp, 413, "limit of 1000 bytes")
 
 
+def test_compressed_arrow_that_unpacks_to_too_much(http: httpx.Client) -> None:
+    # A few kilobytes of ZSTD-compressed zeros that unpack to 400 MB: refused from the
+    # stream's headers, before pyarrow decompresses anything.
+    import pyarrow as pa
+
+    zeros = pa.array(np.zeros(5_000_000 * 20, np.float32))
+    batch = pa.record_batch([pa.FixedSizeListArray.from_arrays(zeros, 20)], names=["input"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+        w.write_batch(batch)
+    packed = sink.getvalue().to_pybytes()
+    assert len(packed) < 100_000
+    resp = http.post(MLP, content=packed, headers={"Content-Type": "application/vnd.apache.arrow.stream"})
+    assert_error(http, resp, 400, "unpacks to 400000000 bytes")
+
+
 def test_body_under_the_limit(small: httpx.Client) -> None:
     resp = small.post(MLP, content=body(mlp_input()))
     assert resp.status_code == 200, resp.text
