@@ -46,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse takes a command's positionals in one run, so `serve a.onnx --port 9000
+        # b.onnx` would leave b.onnx over: models may come anywhere among the options.
+        if getattr(args, "models", None) is None or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.models = [*args.models, *extra]
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
