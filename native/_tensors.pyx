@@ -16,11 +16,6 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 import numpy as np
 
-cdef object _F32 = np.dtype("<f4")
-cdef object _F64 = np.dtype("<f8")
-cdef object _I64 = np.dtype("<i8")
-cdef object _I32 = np.dtype("<i4")
-
 # Raw little-endian bytes of these are the tensor as they stand (BOOL needs its bytes
 # checked and BYTES is length-prefixed: both are the Python decoders' business).
 cdef dict _RAW = {
@@ -31,6 +26,10 @@ cdef dict _RAW = {
         ("FP16", "<f2"), ("FP32", "<f4"), ("FP64", "<f8"),
     )
 }
+cdef object _F32 = _RAW["FP32"]
+cdef object _F64 = _RAW["FP64"]
+cdef object _I64 = _RAW["INT64"]
+cdef object _I32 = _RAW["INT32"]
 cdef object _frombuffer = np.frombuffer
 
 cdef enum Kind:
