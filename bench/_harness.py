@@ -114,6 +114,7 @@ def paired_rounds(
     rounds: int,
     calls: int,
     warmup: int = 200,
+    cpu_us: dict[str, list[float]] | None = None,
 ) -> dict[str, list[tuple[float, float]]]:
     """Time every system in short interleaved rounds (order rotated each round) so the
     machine's drift hits them alike; per system, each round's (p50, p99) in µs.
@@ -123,6 +124,9 @@ def paired_rounds(
     of them: two processes of the same server can differ by 10-30% at concurrency 1 on
     this kind of machine (where the scheduler puts them, their memory layout), and one
     process's luck should not decide a system's figure.
+
+    `cpu_us`, if given, gets per system each round's CPU time of the calling thread per
+    call, in µs (what a client spends, polling included; not the server's).
     """
     groups = {n: list(f) if isinstance(f, list | tuple) else [f] for n, f in systems.items()}
     for fns in groups.values():
@@ -136,10 +140,13 @@ def paired_rounds(
             fns = groups[name]
             per_fn = max(1, calls // len(fns))
             samples = []
+            cpu0 = time.thread_time()
             for fn in fns:
                 for _ in range(per_fn):
                     t0 = time.perf_counter()
                     fn()
                     samples.append(time.perf_counter() - t0)
+            if cpu_us is not None:
+                cpu_us.setdefault(name, []).append((time.thread_time() - cpu0) / len(samples) * 1e6)
             out[name].append(percentiles_us(samples))
     return out

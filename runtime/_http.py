@@ -9,6 +9,7 @@ body back.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 _MAX_HEADER_BYTES = 64 * 1024
 _HEADS_MAX = 256  # encoded request heads kept per client
 _RECV_BYTES = 262144
+DEFAULT_BUSY_POLL_US = 200.0
+_POLL_BACKOFF_MAX = 64
 
 
 class _Headers(dict[str, str]):
@@ -52,10 +55,18 @@ class _Connection:
         self.sock = sock
         self.buf = b""
         self.busy_poll_s = busy_poll_s
+        self._sleep_through = 0  # reads left to wait for asleep before polling again
+        self._backoff = 0  # how many reads the last miss made us sleep through
 
     def _fill(self) -> None:
         try:
-            chunk = self._recv_polling() if self.busy_poll_s else self.sock.recv(_RECV_BYTES)
+            if not self.busy_poll_s:
+                chunk = self.sock.recv(_RECV_BYTES)
+            elif self._sleep_through:
+                self._sleep_through -= 1
+                chunk = self.sock.recv(_RECV_BYTES)
+            else:
+                chunk = self._recv_polling()
         except BlockingIOError:  # SO_RCVTIMEO ran out
             raise TimeoutError("no response within the timeout") from None
         if not chunk:
@@ -66,14 +77,24 @@ class _Connection:
         # Ask without sleeping until busy_poll_s has passed, then sleep in the kernel as usual.
         # A sleeping thread must be woken when the answer arrives, which on a virtual machine
         # means waking a halted vCPU: that can cost more than a small model's whole answer.
+        # Each miss doubles how many reads we then wait for asleep (up to _POLL_BACKOFF_MAX),
+        # so a server slower than the budget costs at most one budget per that many calls.
+        # sched_yield lets a server sharing our CPU run at once instead of after our slice.
         recv = self.sock.recv
-        deadline = time.perf_counter() + self.busy_poll_s
+        clock = time.perf_counter
+        deadline = clock() + self.busy_poll_s
         while True:
             try:
-                return recv(_RECV_BYTES, socket.MSG_DONTWAIT)
+                chunk = recv(_RECV_BYTES, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                if time.perf_counter() >= deadline:
-                    return recv(_RECV_BYTES)
+                if clock() < deadline:
+                    os.sched_yield()
+                    continue
+                self._backoff = min(max(1, 2 * self._backoff), _POLL_BACKOFF_MAX)
+                self._sleep_through = self._backoff
+                return recv(_RECV_BYTES)
+            self._backoff = 0
+            return chunk
 
     def read_until(self, marker: bytes, limit: int) -> bytes:
         while True:
@@ -103,13 +124,9 @@ class _Connection:
 
 class KeepAliveHTTP:
     def __init__(
-        self, base_url: str, uds: str | None, timeout_s: float | None, busy_poll_us: float = 0
+        self, base_url: str, uds: str | None, timeout_s: float | None, busy_poll_us: float | None = 0
     ) -> None:
-        if busy_poll_us < 0:
-            raise ValueError(f"busy_poll_us must be >= 0, got {busy_poll_us}")
-        if busy_poll_us and not hasattr(socket, "MSG_DONTWAIT"):
-            raise ValueError("busy polling needs MSG_DONTWAIT, which this platform lacks")
-        self._busy_poll_s = busy_poll_us / 1e6
+        self._busy_poll_s = _busy_poll_seconds(busy_poll_us)
         parts = urlsplit(base_url)
         if parts.scheme == "https":
             raise ValueError("the blocking client speaks plain HTTP; put TLS in a sidecar proxy")
@@ -244,3 +261,24 @@ class KeepAliveHTTP:
             conns, self._all = self._all, set()
         for c in conns:
             c.sock.close()
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def _busy_poll_seconds(busy_poll_us: float | None) -> float:
+    """How long a read polls before it sleeps; None: the default where it can help."""
+    if busy_poll_us is None:
+        # With one usable CPU, polling would take it from whoever answers or runs next.
+        if not hasattr(socket, "MSG_DONTWAIT") or _usable_cpus() < 2:
+            return 0.0
+        return DEFAULT_BUSY_POLL_US / 1e6
+    if busy_poll_us < 0:
+        raise ValueError(f"busy_poll_us must be >= 0, got {busy_poll_us}")
+    if busy_poll_us and not hasattr(socket, "MSG_DONTWAIT"):
+        raise ValueError("busy polling needs MSG_DONTWAIT, which this platform lacks")
+    return busy_poll_us / 1e6

@@ -363,9 +363,9 @@ def _parse_v2(body: bytes, header_length: str | None) -> dict[str, np.ndarray]:
 class Client:
     """A blocking client; one keep-alive connection pool, reused by every call.
 
-    `timeout_s` bounds each HTTP call (None: no limit). `busy_poll_us` (default 0: off)
-    has the calling thread poll for the answer that long before it sleeps: a sidecar's
-    latency for a core's worth of CPU while it waits (see docs/formats.md). `transport`
+    `timeout_s` bounds each HTTP call (None: no limit). `busy_poll_us` is how long the
+    calling thread polls for an answer before it sleeps (default 200 µs, backing off while
+    answers take longer; 0: always sleep; see docs/formats.md). `transport`
     replaces the network, as httpx's `MockTransport` does in tests. One Client may be
     shared by threads; close it once they are done.
     """
@@ -376,7 +376,7 @@ class Client:
         *,
         format: str = "binary",
         timeout_s: float | None = 30.0,
-        busy_poll_us: float = 0,
+        busy_poll_us: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._p = _Protocol(url, format, timeout_s, httpx_client=transport is not None)

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from runtime._http import KeepAliveHTTP, TransportError
+from runtime import _http
+from runtime._http import KeepAliveHTTP, TransportError, _Connection
 
 Handler = Callable[[socket.socket, int], bool]  # (connection, request number) -> keep open?
 
@@ -149,6 +150,40 @@ def test_a_busy_polling_client_still_times_out(scripted) -> None:
     http.close()
     with pytest.raises(ValueError, match="busy_poll_us"):
         KeepAliveHTTP("http://127.0.0.1:1", None, 1.0, busy_poll_us=-1)
+
+
+def test_polling_backs_off_while_answers_are_slower_than_it_and_resumes_when_fast() -> None:
+    a, b = socket.socketpair()
+    conn = _Connection(a, busy_poll_s=0.0002)
+
+    def answer_after(delay_s: float) -> None:
+        threading.Timer(delay_s, b.sendall, (b"x",)).start()
+
+    skipped = []
+    for _ in range(4):  # each answer misses the 200 µs budget
+        answer_after(0.1)
+        conn._fill()
+        skipped.append(conn._sleep_through)
+        while conn._sleep_through:  # the reads that sleep at once, answered at once
+            b.sendall(b"y")
+            conn._fill()
+    assert skipped == [1, 2, 4, 8]
+    b.sendall(b"z")  # an answer waiting when polling resumes: polling caught it
+    conn._fill()
+    assert (conn._backoff, conn._sleep_through) == (0, 0)
+    assert conn.buf.count(b"x") == 4 and conn.buf.endswith(b"z")
+    a.close()
+    b.close()
+
+
+def test_polling_by_default_only_with_a_cpu_to_spare(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_http, "_usable_cpus", lambda: 2)
+    assert _http._busy_poll_seconds(None) == _http.DEFAULT_BUSY_POLL_US / 1e6
+    assert _http._busy_poll_seconds(0) == 0.0
+    assert _http._busy_poll_seconds(50) == 50e-6
+    monkeypatch.setattr(_http, "_usable_cpus", lambda: 1)
+    assert _http._busy_poll_seconds(None) == 0.0
+    assert _http._busy_poll_seconds(50) == 50e-6  # asked for: done
 
 
 def test_request_heads_carry_each_calls_headers() -> None:
