@@ -51,16 +51,20 @@ class TransportError(Exception):
 
 
 class _Connection:
-    def __init__(self, sock: socket.socket, busy_poll_s: float = 0.0) -> None:
+    def __init__(
+        self, sock: socket.socket, busy_poll_s: float = 0.0, in_flight: list[None] | None = None
+    ) -> None:
         self.sock = sock
         self.buf = b""
         self.busy_poll_s = busy_poll_s
+        self.in_flight = in_flight if in_flight is not None else []  # one entry per call under way
         self._sleep_through = 0  # reads left to wait for asleep before polling again
         self._backoff = 0  # how many reads the last miss made us sleep through
 
     def _fill(self) -> None:
         try:
-            if not self.busy_poll_s:
+            if not self.busy_poll_s or len(self.in_flight) > 1:
+                # Other threads have calls under way: they can use the CPU (and the GIL) better.
                 chunk = self.sock.recv(_RECV_BYTES)
             elif self._sleep_through:
                 self._sleep_through -= 1
@@ -139,6 +143,7 @@ class KeepAliveHTTP:
         self._all: set[_Connection] = set()
         self._lock = threading.Lock()
         self._heads: dict[tuple[str, ...], bytes] = {}
+        self._in_flight: list[None] = []  # append and pop are atomic: no lock on the hot path
 
     def _connect(self) -> _Connection:
         if self._uds is not None:
@@ -164,7 +169,7 @@ class KeepAliveHTTP:
         except BaseException:
             sock.close()
             raise
-        conn = _Connection(sock, self._busy_poll_s)
+        conn = _Connection(sock, self._busy_poll_s, self._in_flight)
         with self._lock:
             self._all.add(conn)
         return conn
@@ -178,6 +183,13 @@ class KeepAliveHTTP:
             raw = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
         else:
             raw = head + b"\r\n"
+        self._in_flight.append(None)
+        try:
+            return self._exchange(raw, method)
+        finally:
+            self._in_flight.pop()
+
+    def _exchange(self, raw: bytes, method: str) -> Response:
         for attempt in (0, 1):
             conn = getattr(self._local, "conn", None)
             fresh = conn is None

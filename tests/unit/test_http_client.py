@@ -146,6 +146,7 @@ def test_a_busy_polling_client_still_times_out(scripted) -> None:
         http.request("POST", "/v2/models/m/infer", content=b"{}")
     answered.set()
     assert info.value.timeout
+    assert http._in_flight == []  # the failed call is no longer counted
     assert time.monotonic() - started < 3.0
     http.close()
     with pytest.raises(ValueError, match="busy_poll_us"):
@@ -172,6 +173,21 @@ def test_polling_backs_off_while_answers_are_slower_than_it_and_resumes_when_fas
     conn._fill()
     assert (conn._backoff, conn._sleep_through) == (0, 0)
     assert conn.buf.count(b"x") == 4 and conn.buf.endswith(b"z")
+    a.close()
+    b.close()
+
+
+def test_no_polling_while_other_threads_have_calls_under_way() -> None:
+    a, b = socket.socketpair()
+    in_flight = [None, None]  # this call and another thread's
+    conn = _Connection(a, busy_poll_s=0.0002, in_flight=in_flight)
+    threading.Timer(0.1, b.sendall, (b"x",)).start()
+    conn._fill()
+    assert (conn._backoff, conn._sleep_through) == (0, 0)  # slept: no poll missed
+    in_flight.pop()
+    threading.Timer(0.1, b.sendall, (b"x",)).start()
+    conn._fill()
+    assert conn._backoff == 1  # alone again: polled, and missed
     a.close()
     b.close()
 
