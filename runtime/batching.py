@@ -303,17 +303,20 @@ class Batcher:
         timeout_s: float | None = None,
         alone: bool = False,
         on_done: Done | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Tensors | asyncio.Future[Tensors] | Ticket:
         """infer() without a coroutine, for callers that handle requests in callbacks.
 
         Returns the outputs when the model ran at once. Otherwise returns a handle whose
         cancel() withdraws the request (all of its chunks): with `on_done`, which then
         gets (outputs, None) or (None, exception) as soon as the batch is done, a Ticket
-        or future; without, a future for the outputs.
+        or future; without, a future for the outputs. `loop` is the running loop, where the
+        caller has it at hand (finding it costs a system call per request on Python 3.11).
         """
         if self._closing:
             raise ModelNotReady(self.model.name, "shutting down")
         rows = next(iter(inputs.values())).shape[0] if self.batchable else 1
+        loop = loop or asyncio.get_running_loop()
         if (
             alone
             and not self._queue
@@ -322,8 +325,7 @@ class Batcher:
             and self.delay_s <= 0
             and self.predicted_us(rows) <= self.inline_max_us
         ):
-            return self._run_now(inputs, rows)
-        loop = asyncio.get_running_loop()
+            return self._run_now(inputs, rows, loop)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         # A request larger than the whole bound is taken when the queue is empty, or it
         # could never run.
@@ -539,10 +541,12 @@ class Batcher:
                     )
         return outputs
 
-    def _observe_soon(self, inputs: Tensors, outputs: Tensors) -> None:
+    def _observe_soon(
+        self, inputs: Tensors, outputs: Tensors, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         # An inline batch's counting waits for the next loop turn: by then its responses
         # are written, so monitoring adds nothing to their latency (it still costs CPU).
-        asyncio.get_running_loop().call_soon(self._observe, inputs, outputs)
+        (loop or asyncio.get_running_loop()).call_soon(self._observe, inputs, outputs)
 
     def _observe(self, inputs: Tensors, outputs: Tensors) -> None:
         # Runs on the batch's executor thread, or on the loop right after an inline batch.
@@ -571,20 +575,20 @@ class Batcher:
         except ValueError as exc:
             raise ModelFailure(self.model.name, exc) from exc
 
-    def _run_now(self, inputs: Tensors, rows: int) -> Tensors:
+    def _run_now(self, inputs: Tensors, rows: int, loop: asyncio.AbstractEventLoop) -> Tensors:
         started = time.monotonic()
         failed = True
         try:
             outputs = self._check(self._predict(inputs), rows)
             failed = False
             if self._observer is not None:
-                self._observe_soon(inputs, outputs)
+                self._observe_soon(inputs, outputs, loop)
             return outputs
         finally:
             if self._on_batch is not None:
                 # Accounted on the next loop turn: the caller answers first.
                 elapsed = time.monotonic() - started
-                asyncio.get_running_loop().call_soon(self._account_now, rows, elapsed, failed)
+                loop.call_soon(self._account_now, rows, elapsed, failed)
 
     def _account_now(self, rows: int, elapsed: float, failed: bool) -> None:
         self._on_batch(BatchStats(rows, 1, [0.0], elapsed, failed))  # type: ignore[misc]

@@ -156,6 +156,7 @@ class InferEndpoint:
                 timeout_s=_timeout_s(call.req, entry),
                 alone=self._alone(),
                 on_done=functools.partial(self._resolved, responder, call),
+                loop=loop,
             )
             if not isinstance(result, dict):
                 return result
