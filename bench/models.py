@@ -3,10 +3,12 @@
 mlp(): the bench MLP, 20 FP32 features -> 64 -> 32 -> 2 class probabilities,
 with fixed random weights so runs are comparable.
 two_io(): two inputs of different datatypes (FP32 and INT64) and two outputs.
+slow_sum: a Python model (serve it as `bench.models:slow_sum`) that takes ~1 ms.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +98,12 @@ def strings(path: str | Path) -> Path:
         [helper.make_tensor_value_info("echo", TensorProto.STRING, ["batch", 1])],
     )
     return _save(helper.make_model(graph, opset_imports=_opset()), path)
+
+
+def slow_sum(x: np.ndarray) -> np.ndarray:
+    time.sleep(0.001)  # slower than the client's polling budget, as a larger model would be
+    return x.sum(axis=1, keepdims=True)
+
+
+slow_sum.inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, 20]}]  # type: ignore[attr-defined]
+slow_sum.outputs = [{"name": "total", "datatype": "FP32", "shape": [-1, 1]}]  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 """Sidecar and embedded latency at concurrency 1 (issue 7's targets).
 
-    python -m bench.sidecar [--rounds 10] [--requests 300] [--processes 3] [--json]
+    python -m bench.sidecar [--rounds 10] [--requests 300] [--processes 3] [--contention] [--json]
 
 Paired rounds, order rotated, one warm connection per client; --processes servers, each
 round's calls split between them (see bench/_harness.paired_rounds):
@@ -15,8 +15,13 @@ round's calls split between them (see bench/_harness.paired_rounds):
   session.run          bare onnxruntime on the same row
 The clients run with their defaults but for the one row that says otherwise. Rows: one
 row of the bench MLP (20 FP32 features); `client CPU` is the calling thread's CPU time per
-call (polling included). The server and the in-process model
-both run with a reference profile, so drift monitoring is on everywhere.
+call (polling included). The server and the in-process model both run with a reference
+profile, so drift monitoring is on everywhere.
+
+--contention adds what the client's polling costs where it cannot help: the default client
+against one that never polls, (a) on a Python model that takes 1 ms, slower than the polling
+budget (p50 and client CPU per call, paired rounds), and (b) with 1, 2, 4 and 8 threads
+sharing one client against one server (throughput, p50, p99; 2 s per run, two runs each).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import contextlib
 import json
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +52,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--processes", type=int, default=3, help="server processes (calls split between them)")
+    p.add_argument("--contention", action="store_true", help="also a slow model and 1-8 threads")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -87,6 +95,8 @@ def main() -> None:
         per_round = paired_rounds(systems, args.rounds, args.requests, cpu_us=cpu)
         p50s = {n: [p50 for p50, _ in v] for n, v in per_round.items()}
         p99s = {n: [p99 for _, p99 in v] for n, v in per_round.items()}
+        if args.contention:
+            contention = _contention(stack, tmp / "mlrt-0.sock", x, args.rounds)
 
     def med(xs: list[float]) -> float:
         return float(np.median(xs))
@@ -107,6 +117,8 @@ def main() -> None:
     ]
     if args.json:
         doc = {"results": rows, "targets": [{"target": t, "value": v, "pass": ok} for t, v, ok in targets]}
+        if args.contention:
+            doc["contention"] = contention
         print(json.dumps(doc, indent=2))
         return
     print(f"concurrency 1, bench MLP, drift monitoring on; {args.rounds} rounds x {args.requests} calls")
@@ -115,6 +127,64 @@ def main() -> None:
         print(f"{row['system']:<34}{row['p50_us']:>10.1f}{row['p99_us']:>10.1f}{row['client_cpu_us']:>15.1f}")
     for text, value, ok in targets:
         print(f"{'PASS' if ok else 'FAIL'}  {text}: {value:.1f}")
+    if args.contention:
+        print("\nthe client's polling where it cannot help: default client vs busy_poll_us=0")
+        print(f"{'case':<34}{'client':>10}{'req/s':>10}{'p50 µs':>10}{'p99 µs':>10}{'CPU µs':>10}")
+        for r in contention:
+            cpu_us = "" if r["client_cpu_us"] is None else f"{r['client_cpu_us']:.1f}"
+            req_s = "" if r["req_s"] is None else f"{r['req_s']:.0f}"
+            print(f"{r['case']:<34}{r['client']:>10}{req_s:>10}{r['p50_us']:>10.1f}{r['p99_us']:>10.1f}{cpu_us:>10}")
+
+
+def _contention(stack: contextlib.ExitStack, mlp_sock: Path, x: np.ndarray, rounds: int) -> list[dict]:
+    out: list[dict] = []
+    clients = {"default": None, "never": 0}
+    port = free_port()
+    slow_sock = mlp_sock.with_name("mlrt-slow.sock")
+    cmd = [sys.executable, "-m", "runtime", "serve", "slow=bench.models:slow_sum",
+           "--port", str(port), "--uds", str(slow_sock), "--log-level", "warning"]  # fmt: skip
+    stack.enter_context(server(cmd, port))
+    slow = {k: stack.enter_context(Client(f"unix://{slow_sock}", format="msgpack", busy_poll_us=v))
+            for k, v in clients.items()}  # fmt: skip
+    cpu: dict[str, list[float]] = {}
+    calls = {k: lambda c=c: c.infer("slow", {"x": x}) for k, c in slow.items()}
+    per_round = paired_rounds(calls, rounds, 200, warmup=50, cpu_us=cpu)
+    for k, v in per_round.items():
+        p50, p99 = (float(np.median([r[i] for r in v])) for i in (0, 1))
+        out.append({"case": "model taking 1 ms, 1 thread", "client": k, "req_s": None,
+                    "p50_us": p50, "p99_us": p99, "client_cpu_us": float(np.median(cpu[k]))})  # fmt: skip
+    for threads in (1, 2, 4, 8):
+        case = f"bench MLP, {threads} thread" + ("s" if threads > 1 else "")
+        for _ in range(2):
+            for k, poll in clients.items():
+                with Client(f"unix://{mlp_sock}", format="msgpack", busy_poll_us=poll) as c:
+                    req_s, p50, p99 = _threaded(c, x, threads, 2.0)
+                out.append({"case": case, "client": k, "req_s": req_s,
+                            "p50_us": p50, "p99_us": p99, "client_cpu_us": None})  # fmt: skip
+    return out
+
+
+def _threaded(client: Client, x: np.ndarray, threads: int, seconds: float) -> tuple[float, float, float]:
+    latencies: list[float] = []
+    feeds = {"input": x}
+    for _ in range(50):
+        client.infer("mlp", feeds)
+    stop = time.perf_counter() + seconds
+
+    def work() -> None:
+        mine = []
+        while (t0 := time.perf_counter()) < stop:
+            client.infer("mlp", feeds)
+            mine.append(time.perf_counter() - t0)
+        latencies.extend(mine)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    us = np.array(latencies) * 1e6
+    return len(us) / seconds, float(np.percentile(us, 50)), float(np.percentile(us, 99))
 
 
 if __name__ == "__main__":

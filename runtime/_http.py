@@ -22,6 +22,7 @@ _HEADS_MAX = 256  # encoded request heads kept per client
 _RECV_BYTES = 262144
 DEFAULT_BUSY_POLL_US = 200.0
 _POLL_BACKOFF_MAX = 64
+_CAN_POLL = hasattr(socket, "MSG_DONTWAIT") and hasattr(os, "sched_yield")
 
 
 class _Headers(dict[str, str]):
@@ -286,11 +287,11 @@ def _busy_poll_seconds(busy_poll_us: float | None) -> float:
     """How long a read polls before it sleeps; None: the default where it can help."""
     if busy_poll_us is None:
         # With one usable CPU, polling would take it from whoever answers or runs next.
-        if not hasattr(socket, "MSG_DONTWAIT") or _usable_cpus() < 2:
+        if not _CAN_POLL or _usable_cpus() < 2:
             return 0.0
         return DEFAULT_BUSY_POLL_US / 1e6
     if busy_poll_us < 0:
         raise ValueError(f"busy_poll_us must be >= 0, got {busy_poll_us}")
-    if busy_poll_us and not hasattr(socket, "MSG_DONTWAIT"):
-        raise ValueError("busy polling needs MSG_DONTWAIT, which this platform lacks")
+    if busy_poll_us and not _CAN_POLL:
+        raise ValueError("busy polling needs MSG_DONTWAIT and sched_yield, which this platform lacks")
     return busy_poll_us / 1e6
