@@ -507,7 +507,7 @@ class Batcher:
             rows = sum(p.rows for p in batch)
             cost = self.predicted_us(rows)
             if cost <= self.inline_max_us:
-                self._run_inline(batch)
+                self._run_inline(batch, loop)
                 inline_us += cost
                 if self._queue and inline_us + cost > INLINE_TURN_US:
                     # Enough inline work for one loop turn: let I/O in between.
@@ -541,12 +541,10 @@ class Batcher:
                     )
         return outputs
 
-    def _observe_soon(
-        self, inputs: Tensors, outputs: Tensors, loop: asyncio.AbstractEventLoop | None = None
-    ) -> None:
+    def _observe_soon(self, inputs: Tensors, outputs: Tensors, loop: asyncio.AbstractEventLoop) -> None:
         # An inline batch's counting waits for the next loop turn: by then its responses
         # are written, so monitoring adds nothing to their latency (it still costs CPU).
-        (loop or asyncio.get_running_loop()).call_soon(self._observe, inputs, outputs)
+        loop.call_soon(self._observe, inputs, outputs)
 
     def _observe(self, inputs: Tensors, outputs: Tensors) -> None:
         # Runs on the batch's executor thread, or on the loop right after an inline batch.
@@ -562,12 +560,13 @@ class Batcher:
                     self._observer_failures,
                 )
 
-    def _compute(self, batch: list[_Pending], inline: bool = False) -> list[Tensors]:
+    def _compute(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop | None = None) -> list[Tensors]:
+        # `loop`: the running loop, when the batch runs inline on it; None on an executor thread.
         inputs = stack_inputs([p.inputs for p in batch])
         outputs = self._check(self._predict(inputs), sum(p.rows for p in batch))
         if self._observer is not None:
-            if inline:
-                self._observe_soon(inputs, outputs)
+            if loop is not None:
+                self._observe_soon(inputs, outputs, loop)
             else:
                 self._observe(inputs, outputs)
         try:
@@ -593,10 +592,10 @@ class Batcher:
     def _account_now(self, rows: int, elapsed: float, failed: bool) -> None:
         self._on_batch(BatchStats(rows, 1, [0.0], elapsed, failed))  # type: ignore[misc]
 
-    def _run_inline(self, batch: list[_Pending]) -> None:
+    def _run_inline(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
         started = time.monotonic()
         try:
-            results = self._compute(batch, inline=True)
+            results = self._compute(batch, loop)
         except Exception as exc:
             self._resolve(batch, started, None, exc)
         else:
