@@ -59,6 +59,14 @@ def _params(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def request_id(doc: dict[str, Any]) -> str | None:
+    """A request's optional 'id', the same in every body format."""
+    rid = doc.get("id")
+    if rid is not None and not isinstance(rid, str):
+        raise InvalidInput(f"'id' must be a string, got {rid!r}")
+    return rid
+
+
 def _flag(params: dict[str, Any], key: str, default: bool, where: str) -> bool:
     value = params.get(key, default)
     if not isinstance(value, bool):
@@ -231,11 +239,8 @@ def decode_request(body: bytes, header_length: int | None, model: Model) -> Infe
             if "classification" in p:
                 raise InvalidInput(f"{where}: the classification extension is not supported")
             outputs.append((item["name"], _flag(p, "binary_data", binary_default, where)))
-    rid = doc.get("id")
-    if rid is not None and not isinstance(rid, str):
-        raise InvalidInput(f"'id' must be a string, got {rid!r}")
     return InferRequest(
-        id=rid,
+        id=request_id(doc),
         parameters=params,
         inputs=inputs,
         datatypes=datatypes,

@@ -33,7 +33,7 @@ from ..formats import (
     tensors_from_msgpack,
 )
 from ..models.base import Model, Tensors
-from .codec import InferRequest
+from .codec import InferRequest, request_id
 
 __all__ = ["CONTENT_TYPES", "decode", "encode"]
 
@@ -51,9 +51,6 @@ def decode(body: bytes, model: Model) -> InferRequest:
         params = {}
     elif not isinstance(params, dict):
         raise InvalidInput("request: 'parameters' must be a map")
-    rid = doc.get("id")
-    if rid is not None and not isinstance(rid, str):
-        raise InvalidInput(f"'id' must be a string, got {rid!r}")
     outputs = None
     raw_outputs = doc.get("outputs")
     if raw_outputs is not None:
@@ -65,7 +62,7 @@ def decode(body: bytes, model: Model) -> InferRequest:
                 raise InvalidInput(f"outputs[{i}] must be an output name (str), got {name!r}")
             outputs.append((name, True))
     return InferRequest(
-        id=rid,
+        id=request_id(doc),
         parameters=params,
         inputs=inputs,
         datatypes=datatypes,
