@@ -12,7 +12,11 @@ nogil loops cannot write out of bounds even with bounds checks compiled out.
 Nothing is allocated per call: the scratch of a block lives on the stack.
 """
 
+import sys
+
+from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_Release, PyObject_GetBuffer
 from cpython.dict cimport PyDict_GetItem
+from cpython.exc cimport PyErr_Clear
 from cpython.object cimport PyObject
 from libc.stdint cimport int32_t
 
@@ -23,9 +27,17 @@ from common cimport (
     bin_t,
     count_t,
     floating_in,
+    floating_src,
     int64_t,
     upper_bound,
 )
+
+
+cdef extern from "Python.h":
+    # PyObject_GetBuffer that leaves a failure to the caller (cpython.buffer's
+    # declaration raises it): try_update answers -1 for what is not a buffer.
+    int _get_buffer_or_fail "PyObject_GetBuffer" (object obj, Py_buffer* view,
+                                                  int flags) noexcept
 
 
 cdef int _check_layout(Py_ssize_t n_cols, const int64_t[::1] cols,
@@ -78,28 +90,56 @@ cdef inline bin_t _count_ge(const floating_in* x, Py_ssize_t m, floating_in e,
         return <bin_t>s64
 
 
-cdef int _count_numeric(const floating_in[:, :] X, const int64_t[::1] cols,
-                        const floating_in[::1] edges, const int64_t[::1] edge_offsets,
-                        const int64_t[::1] count_offsets,
-                        count_t[::1] counts) except -1 nogil:
+cdef int _count_rows(const floating_src* X, Py_ssize_t n_rows, Py_ssize_t s0, Py_ssize_t s1,
+                     const int64_t[::1] cols, const floating_in[::1] edges,
+                     const int64_t[::1] edge_offsets, const int64_t[::1] count_offsets,
+                     count_t[::1] counts) except -1 nogil:
+    # X: IN, n_rows rows at byte strides s0 (rows) and s1 (columns); each value
+    # is converted to the edges' type before it is compared (float64 data with
+    # float32 edges: rounded to nearest, as numpy's astype(float32) does).  The
+    # caller has checked that every cols[j] is a column of X, and the table and
+    # count offsets (_check_layout).  X is a raw pointer because acquiring a
+    # typed memoryview costs ~0.1 us, as much as binning a whole request row;
+    # the tables stay memoryviews, so the bounds-checked build checks them.
     cdef floating_in xbuf[BLOCK_ROWS]
     cdef bin_t bins[BLOCK_ROWS]
-    cdef Py_ssize_t n_rows = X.shape[0], n_feat = cols.shape[0]
-    cdef Py_ssize_t start, m, r, t, j, c, k, eo, co
-    cdef floating_in et, x
+    cdef const char* base = <const char*>X
+    cdef Py_ssize_t n_feat = cols.shape[0]
+    cdef Py_ssize_t start, m, r, t, j, k, eo, co, slot
+    cdef const char* row
+    cdef const char* col
+    cdef floating_in x
     cdef bin_t prev, valid, g
+    if n_rows < SMALL_BLOCK_ROWS:
+        # A request's few rows: one branch-free search per value, straight into
+        # the counts.  No block scratch, no per-edge passes.
+        for r in range(n_rows):
+            row = base + r * s0
+            for j in range(n_feat):
+                x = <floating_in>(<const floating_src*>(row + cols[j] * s1))[0]
+                eo = edge_offsets[j]
+                k = edge_offsets[j + 1] - eo
+                if x != x:
+                    slot = k + 1
+                elif k == 0:
+                    slot = 0  # and no search: &edges[eo] may point past the end
+                else:
+                    slot = upper_bound(&edges[eo], k, x)
+                counts[count_offsets[j] + slot] += 1
+        return 0
     # Rows in blocks, features inside a block: a C-order matrix is then read
     # once from memory, each block's lines are reused from L1 by every feature.
     start = 0
     while start < n_rows:
         m = min(<Py_ssize_t>BLOCK_ROWS, n_rows - start)
+        row = base + start * s0
         for j in range(n_feat):
-            c = cols[j]
+            col = row + cols[j] * s1
             eo = edge_offsets[j]
             k = edge_offsets[j + 1] - eo
             co = count_offsets[j]
             for r in range(m):
-                xbuf[r] = X[start + r, c]
+                xbuf[r] = <floating_in>(<const floating_src*>(col + r * s0))[0]
             # k == 0 never takes the search: &edges[eo] would point past the end.
             if k == 0 or (k <= LINEAR_MAX_EDGES and m >= SMALL_BLOCK_ROWS):
                 # No scatter: with G_t = #(x >= e_t), bin 0 holds the non-NaN
@@ -126,32 +166,87 @@ cdef int _count_numeric(const floating_in[:, :] X, const int64_t[::1] cols,
     return 0
 
 
-def count_numeric(const floating_in[:, :] X, const int64_t[::1] cols,
+# What a buffer holds, as far as the numeric kernels care.
+cdef enum:
+    NOT_FLOAT = 0
+    FLOAT32 = 1
+    FLOAT64 = 2
+
+cdef bint _LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+cdef int _float_kind(const Py_buffer* view) noexcept:
+    """FLOAT32 or FLOAT64 for a buffer of native-order C floats or doubles, else NOT_FLOAT."""
+    cdef const char* fmt = view.format
+    cdef char code
+    if fmt == NULL:
+        return NOT_FLOAT  # plain bytes
+    code = fmt[0]
+    if code == b'@' or code == b'=' or (code == b'<' and _LITTLE_ENDIAN) or (
+            (code == b'>' or code == b'!') and not _LITTLE_ENDIAN):
+        fmt += 1
+        code = fmt[0]
+    if code == 0 or fmt[1] != 0:
+        return NOT_FLOAT
+    if code == b'f' and view.itemsize == sizeof(float):
+        return FLOAT32
+    if code == b'd' and view.itemsize == sizeof(double):
+        return FLOAT64
+    return NOT_FLOAT
+
+
+cdef str _describe(const Py_buffer* view):
+    cdef int kind = _float_kind(view)
+    if kind != NOT_FLOAT:
+        what = "float32" if kind == FLOAT32 else "float64"
+    else:
+        fmt = (<bytes>view.format).decode("ascii", "replace") if view.format != NULL else "B"
+        what = f"{view.itemsize}-byte items of buffer format {fmt!r}"
+    return f"a {view.ndim}-D array of {what}"
+
+
+def count_numeric(object X, const int64_t[::1] cols,
                   const floating_in[::1] edges, const int64_t[::1] edge_offsets,
                   const int64_t[::1] count_offsets, count_t[::1] counts):
     """Add the bin counts of X (rows x columns) into counts (IN and OUT).
 
-    X: IN, float32 or float64, any order or strides.  edges: IN, the sorted
-    inner edges of all features concatenated, same dtype as X (a float32 X
-    needs its edges rounded up to float32, see runtime.monitor.kernels).
-    edge_offsets: IN, n_features + 1.  cols, count_offsets: IN, n_features.
+    X: IN, a 2-D float32 or float64 array (any object with the buffer
+    protocol), any order or strides.  edges: IN, the sorted inner edges of all
+    features concatenated, same dtype as X (a float32 X needs its edges rounded
+    up to float32, see runtime.monitor.kernels).  edge_offsets: IN,
+    n_features + 1.  cols, count_offsets: IN, n_features.
     """
-    _check_layout(X.shape[1], cols, edge_offsets, edges.shape[0], count_offsets,
-                  counts.shape[0])
-    with nogil:
-        _count_numeric(X, cols, edges, edge_offsets, count_offsets, counts)
+    cdef Py_buffer view
+    cdef int want = FLOAT32 if floating_in is float else FLOAT64
+    PyObject_GetBuffer(X, &view, PyBUF_RECORDS_RO)
+    try:
+        if view.ndim != 2 or _float_kind(&view) != want:
+            raise ValueError(
+                f"X must be a 2-D {'float32' if want == FLOAT32 else 'float64'} array like the "
+                f"edges, got {_describe(&view)}")
+        _check_layout(view.shape[1], cols, edge_offsets, edges.shape[0], count_offsets,
+                      counts.shape[0])
+        with nogil:
+            _count_rows(<const floating_in*>view.buf, view.shape[0], view.strides[0],
+                        view.strides[1], cols, edges, edge_offsets, count_offsets, counts)
+    finally:
+        PyBuffer_Release(&view)
 
 
 # Releasing and retaking the GIL costs about as much as binning a few rows; a
 # per-request call keeps it.
 cdef Py_ssize_t GIL_RELEASE_ROWS = 64
 
+# NumericCounter(float64=...): what try_update does with float64 rows.
+cdef dict _FLOAT64_POLICIES = {"count": 0, "round": 1, "decline": 2}
+
 
 cdef class NumericCounter:
-    """Per-request fast path: the layout is checked once, update() takes only X.
+    """Per-request fast path: the layout is checked once, an update takes only X.
 
-    A typed-memoryview argument costs ~0.1 us to acquire, so the edges, offsets
-    and target counts are held here instead of being passed on every call.
+    X is read through the buffer protocol (no typed memoryview is built per
+    call: that costs ~0.1 us, as much as binning a request's row), and the
+    edges, offsets and target counts are held here.
     """
     cdef const double[::1] edges64
     cdef const float[::1] edges32
@@ -160,18 +255,33 @@ cdef class NumericCounter:
     cdef const int64_t[::1] count_offsets
     cdef count_t[::1] counts
     cdef Py_ssize_t min_cols
+    cdef readonly Py_ssize_t n_cols
+    cdef int float64_policy
 
     def __init__(self, const double[::1] edges64, const float[::1] edges32,
                  const int64_t[::1] edge_offsets, const int64_t[::1] cols,
-                 const int64_t[::1] count_offsets, count_t[::1] counts):
+                 const int64_t[::1] count_offsets, count_t[::1] counts, *,
+                 n_cols=None, str float64="count"):
+        """n_cols: the row width try_update() accepts (default: the last column
+        read + 1).  float64: what try_update() does with float64 rows: "count"
+        them against edges64, "round" them to float32 first and count them
+        against edges32 (what a float32 model is fed), or "decline" (return -1).
+        """
         cdef Py_ssize_t j
         if edges32.shape[0] != edges64.shape[0]:
             raise ValueError("edges32 and edges64 differ in length")
+        if float64 not in _FLOAT64_POLICIES:
+            raise ValueError(f"float64 must be one of {sorted(_FLOAT64_POLICIES)}, got {float64!r}")
         self.min_cols = 0
         for j in range(cols.shape[0]):
             self.min_cols = max(self.min_cols, cols[j] + 1)
         _check_layout(self.min_cols, cols, edge_offsets, edges64.shape[0], count_offsets,
                       counts.shape[0])
+        self.n_cols = self.min_cols if n_cols is None else n_cols
+        if self.n_cols < self.min_cols:
+            raise ValueError(f"n_cols={self.n_cols} but the features read columns up to "
+                             f"{self.min_cols - 1}")
+        self.float64_policy = _FLOAT64_POLICIES[float64]
         self.edges64 = edges64
         self.edges32 = edges32
         self.edge_offsets = edge_offsets
@@ -185,27 +295,85 @@ cdef class NumericCounter:
             raise ValueError(f"counts length {counts.shape[0]} != {self.counts.shape[0]}")
         self.counts = counts
 
-    def update_f32(self, const float[:, :] X):
-        if X.shape[1] < self.min_cols:
-            raise ValueError(f"expected at least {self.min_cols} columns, got {X.shape[1]}")
-        if X.shape[0] < GIL_RELEASE_ROWS:
-            _count_numeric(X, self.cols, self.edges32, self.edge_offsets,
-                           self.count_offsets, self.counts)
+    cdef Py_ssize_t _count(self, const Py_buffer* view, int kind, bint round32) except -1:
+        # view: 1-D (one row) or 2-D of `kind`, at least min_cols wide (the callers check).
+        # round32: float64 values are rounded to float32 and compared with edges32.
+        cdef Py_ssize_t n_rows = 1 if view.ndim == 1 else view.shape[0]
+        cdef Py_ssize_t s0 = 0 if view.ndim == 1 else view.strides[0]
+        cdef Py_ssize_t s1 = view.strides[view.ndim - 1]
+        cdef bint gil = n_rows < GIL_RELEASE_ROWS
+        if kind == FLOAT32:
+            if gil:
+                _count_rows(<const float*>view.buf, n_rows, s0, s1, self.cols, self.edges32,
+                            self.edge_offsets, self.count_offsets, self.counts)
+            else:
+                with nogil:
+                    _count_rows(<const float*>view.buf, n_rows, s0, s1, self.cols, self.edges32,
+                                self.edge_offsets, self.count_offsets, self.counts)
+        elif round32:
+            if gil:
+                _count_rows(<const double*>view.buf, n_rows, s0, s1, self.cols, self.edges32,
+                            self.edge_offsets, self.count_offsets, self.counts)
+            else:
+                with nogil:
+                    _count_rows(<const double*>view.buf, n_rows, s0, s1, self.cols, self.edges32,
+                                self.edge_offsets, self.count_offsets, self.counts)
         else:
-            with nogil:
-                _count_numeric(X, self.cols, self.edges32, self.edge_offsets,
-                               self.count_offsets, self.counts)
+            if gil:
+                _count_rows(<const double*>view.buf, n_rows, s0, s1, self.cols, self.edges64,
+                            self.edge_offsets, self.count_offsets, self.counts)
+            else:
+                with nogil:
+                    _count_rows(<const double*>view.buf, n_rows, s0, s1, self.cols, self.edges64,
+                                self.edge_offsets, self.count_offsets, self.counts)
+        return n_rows
 
-    def update_f64(self, const double[:, :] X):
-        if X.shape[1] < self.min_cols:
-            raise ValueError(f"expected at least {self.min_cols} columns, got {X.shape[1]}")
-        if X.shape[0] < GIL_RELEASE_ROWS:
-            _count_numeric(X, self.cols, self.edges64, self.edge_offsets,
-                           self.count_offsets, self.counts)
-        else:
-            with nogil:
-                _count_numeric(X, self.cols, self.edges64, self.edge_offsets,
-                               self.count_offsets, self.counts)
+    cdef Py_ssize_t _update(self, object X, int want) except -1:
+        cdef Py_buffer view
+        PyObject_GetBuffer(X, &view, PyBUF_RECORDS_RO)
+        try:
+            if view.ndim != 2 or _float_kind(&view) != want:
+                raise ValueError(
+                    f"expected a 2-D {'float32' if want == FLOAT32 else 'float64'} array, "
+                    f"got {_describe(&view)}")
+            if view.shape[1] < self.min_cols:
+                raise ValueError(f"expected at least {self.min_cols} columns, got {view.shape[1]}")
+            return self._count(&view, want, False)
+        finally:
+            PyBuffer_Release(&view)
+
+    def update_f32(self, X):
+        """Count the rows of X (IN: 2-D float32, any strides) against edges32; returns
+        how many."""
+        return self._update(X, FLOAT32)
+
+    def update_f64(self, X):
+        """Count the rows of X (IN: 2-D float64, any strides) against edges64; returns
+        how many."""
+        return self._update(X, FLOAT64)
+
+    def try_update(self, X):
+        """Count X if it is one row (1-D) or a matrix (2-D) of float32 or float64,
+        exactly n_cols wide, and return its number of rows; otherwise count
+        nothing and return -1, without an exception (the caller converts X and
+        counts it another way).  float64 rows follow the counter's float64 policy.
+
+        One call, nothing allocated: the per-request path of a numeric profile.
+        """
+        cdef Py_buffer view
+        cdef int kind
+        if _get_buffer_or_fail(X, &view, PyBUF_RECORDS_RO) != 0:
+            PyErr_Clear()  # not a buffer, or not one we can read: the caller's slow path
+            return -1
+        try:
+            kind = _float_kind(&view)
+            if (kind == NOT_FLOAT or view.ndim < 1 or view.ndim > 2
+                    or view.shape[view.ndim - 1] != self.n_cols
+                    or (kind == FLOAT64 and self.float64_policy == 2)):
+                return -1
+            return self._count(&view, kind, self.float64_policy == 1)
+        finally:
+            PyBuffer_Release(&view)
 
 
 ctypedef fused level_t:

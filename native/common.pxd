@@ -11,6 +11,12 @@ ctypedef fused floating_in:
     float
     double
 
+# The element type of data read through a raw pointer, when it may differ from
+# the type it is compared in (float64 rows binned as float32).
+ctypedef fused floating_src:
+    float
+    double
+
 cdef enum:
     # Rows per block: 256 values of one feature (1-2 KiB) plus their bin indices
     # stay in L1 while every feature of the block is binned.

@@ -74,9 +74,103 @@ def test_counter_matches_oracle_and_accumulates(case):
         flat, kernels.edges_as_float32(flat), eoff, np.arange(n, dtype=np.int64), coff, counts
     )
     update = counter.update_f32 if X.dtype == np.float32 else counter.update_f64
-    update(X)
+    assert update(X) == X.shape[0]
     update(X)
     np.testing.assert_array_equal(counts, 2 * ref.count_numeric(X, edges))
+    # try_update takes the same matrix, and each of its rows as a 1-D array.
+    assert counter.try_update(X) == X.shape[0]
+    for row in X[:20]:
+        assert counter.try_update(row) == 1
+    expect = 3 * ref.count_numeric(X, edges) + ref.count_numeric(X[:20], edges)
+    np.testing.assert_array_equal(counts, expect)
+
+
+def _counter(edges, n_cols=None, **kw):
+    flat, eoff = kernels.flatten_edges(edges)
+    n = len(edges)
+    coff = eoff[:-1] + 2 * np.arange(n, dtype=np.int64)
+    counts = np.zeros(int(eoff[-1]) + 2 * n, dtype=np.int64)
+    cols = np.arange(n, dtype=np.int64)
+    counter = kernels.NumericCounter(
+        flat, kernels.edges_as_float32(flat), eoff, cols, coff, counts, n_cols=n_cols, **kw
+    )
+    return counter, counts
+
+
+@settings(max_examples=100, deadline=None)
+@given(cases())
+def test_float64_rows_rounded_to_float32_match_the_float32_kernel(case):
+    X, edges = case
+    X64 = X.astype(np.float64)
+    with np.errstate(over="ignore"):
+        X32 = X64.astype(np.float32)
+    counter, counts = _counter(edges, float64="round")
+    assert counter.try_update(X64) == X.shape[0]
+    np.testing.assert_array_equal(counts, ref.count_numeric(X32, edges))
+    counter, counts = _counter(edges, float64="count")
+    assert counter.try_update(X64) == X.shape[0]
+    np.testing.assert_array_equal(counts, ref.count_numeric(X64, edges))
+
+
+def test_try_update_declines_what_it_cannot_count_as_is():
+    edges = [np.array([0.0, 1.0]), np.array([2.0])]
+    counter, counts = _counter(edges)
+    X = np.array([[0.5, 3.0], [np.nan, 1.0]], dtype=np.float32)
+    declined = [
+        None,
+        [0.5, 3.0],  # not a buffer
+        np.zeros((2, 2), np.int32),  # integers: the caller converts them
+        X.astype(np.float16),
+        X.astype(">f4"),  # not native byte order
+        X[:, :1],  # too narrow
+        np.zeros((2, 3), np.float32),  # too wide: not this profile's rows
+        np.zeros((1, 1, 2), np.float32),
+        np.float32(1.0),  # 0-D
+        b"\x00" * 8,
+    ]
+    for bad in declined:
+        assert counter.try_update(bad) == -1, bad
+    assert not counts.any()
+    assert _counter(edges, float64="decline")[0].try_update(X.astype(np.float64)) == -1
+    # Read-only input is fine: the kernel only reads it.
+    X.setflags(write=False)
+    assert counter.try_update(X) == 2
+    assert counter.try_update(memoryview(X[0])) == 1
+    np.testing.assert_array_equal(counts, ref.count_numeric(X, edges) + ref.count_numeric(X[:1], edges))
+
+
+def test_update_refuses_the_wrong_dtype_with_a_message():
+    counter, counts = _counter([np.array([0.0])])
+    with pytest.raises(ValueError, match="expected a 2-D float32 array, got a 2-D array of float64"):
+        counter.update_f32(np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="got a 1-D array of float64"):
+        counter.update_f64(np.zeros(1))
+    with pytest.raises(ValueError, match="4-byte items"):
+        counter.update_f32(np.zeros((2, 1), np.int32))
+    with pytest.raises(ValueError, match="at least 1 columns"):
+        counter.update_f64(np.zeros((2, 0)))
+    with pytest.raises(TypeError):
+        counter.update_f64([[1.0]])
+    with pytest.raises(ValueError, match="float64 must be one of"):
+        _counter([np.array([0.0])], float64="cast")
+    with pytest.raises(ValueError, match="n_cols=0"):
+        _counter([np.array([0.0])], n_cols=0)
+    assert not counts.any()
+
+
+def test_n_cols_picks_the_row_width_try_update_takes():
+    # Features read columns 0 and 2 of 4-wide rows (column 1 and 3: another kind).
+    edges = [np.array([0.0]), np.array([0.0])]
+    flat, eoff = kernels.flatten_edges(edges)
+    counts = np.zeros(6, dtype=np.int64)
+    counter = kernels.NumericCounter(
+        flat, kernels.edges_as_float32(flat), eoff, np.array([0, 2], np.int64),
+        np.array([0, 3], np.int64), counts, n_cols=4,
+    )  # fmt: skip
+    assert counter.n_cols == 4
+    assert counter.try_update(np.array([-1.0, 9.0, 1.0], np.float32)) == -1
+    assert counter.try_update(np.array([-1.0, 9.0, 1.0, 9.0], np.float32)) == 1
+    assert counts.tolist() == [1, 0, 0, 0, 1, 0]
 
 
 def test_values_on_edges_go_up():
@@ -116,6 +210,9 @@ def test_column_selection_and_layout_checks():
         _histogram.count_numeric(X, np.array([3], np.int64), edges, eoff, np.zeros(1, np.int64), counts)
     with pytest.raises(ValueError, match="outside counts"):
         _histogram.count_numeric(X, np.array([0], np.int64), edges, eoff, np.array([2], np.int64), counts)
+    with pytest.raises(ValueError, match="X must be a 2-D float32 array like the edges"):
+        _histogram.count_numeric(X, np.array([0], np.int64), edges.astype(np.float32), eoff,
+                                 np.zeros(1, np.int64), counts)  # fmt: skip
 
 
 def test_rejects_bad_edges():
