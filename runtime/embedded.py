@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .config import ModelConfig, MonitorConfig, parse_model_spec
-from .datatypes import numpy_dtype
+from .datatypes import V2_TO_NUMPY, v2_datatype
 from .errors import ConfigError, InvalidInput, ModelFailure
 from .models import Model, Tensors, check_inputs, load_model
 
@@ -42,7 +42,6 @@ class LocalModel:
         self._config = monitor_config or MonitorConfig()
         self._outputs = [o.name for o in model.outputs]
         self._specs = {s.name: s for s in model.inputs}
-        self._datatypes = {s.name: s.datatype for s in model.inputs}
         self._next_tick = time.monotonic() + self._config.tick_s
         self._status = "ok"
         self._tick_lock = threading.Lock()
@@ -59,7 +58,9 @@ class LocalModel:
     def outputs(self) -> tuple[Any, ...]:
         return self.model.outputs
 
-    def _as_inputs(self, x: np.ndarray | Mapping[str, Any]) -> Tensors:
+    def _as_inputs(self, x: np.ndarray | Mapping[str, Any]) -> tuple[Tensors, dict[str, str]]:
+        """The caller's arrays, each with the V2 datatype its dtype stands for: check_inputs
+        converts them to the model's as it would a request (runtime/convert.py)."""
         if isinstance(x, Mapping):
             raw = dict(x)
         elif len(self.model.inputs) == 1:
@@ -68,26 +69,22 @@ class LocalModel:
             names = [s.name for s in self.model.inputs]
             raise InvalidInput(f"model '{self.name}' has inputs {names}: pass a dict of arrays")
         out: Tensors = {}
+        datatypes: dict[str, str] = {}
         for name, value in raw.items():
-            spec = self._specs.get(name)
             arr = np.asarray(value)
-            if spec is not None and spec.datatype != "BYTES":
-                want = numpy_dtype(spec.datatype)
-                if arr.dtype != want:
-                    if not np.can_cast(arr.dtype, want, "same_kind"):
-                        raise InvalidInput(
-                            f"input '{name}': dtype {arr.dtype} cannot become the model's {spec.datatype}"
-                        )
-                    arr = arr.astype(want)
+            datatype = _V2_OF_NATIVE.get(arr.dtype)
+            if datatype is None:
+                arr, datatype = _unusual_dtype(name, arr)
+            spec = self._specs.get(name)
             if spec is not None and len(spec.shape) == arr.ndim + 1 and spec.shape[0] == -1:
                 arr = arr[np.newaxis]  # one row given without its batch dimension
             out[name] = arr
-        return out
+            datatypes[name] = datatype
+        return out, datatypes
 
     def predict(self, x: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run the model on one input array (single-input models) or a dict of arrays."""
-        inputs = self._as_inputs(x)
-        check_inputs(self.model, inputs, self._datatypes)
+        inputs = check_inputs(self.model, *self._as_inputs(x))
         try:
             outputs = self.model.predict(inputs)
         except Exception as exc:
@@ -166,6 +163,22 @@ class LocalModel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# The dtypes of the fixed-size V2 datatypes, in this machine's byte order (little-endian).
+_V2_OF_NATIVE = {dtype: name for name, dtype in V2_TO_NUMPY.items() if name != "BYTES"}
+
+
+def _unusual_dtype(name: str, arr: np.ndarray) -> tuple[np.ndarray, str]:
+    """Strings and objects are BYTES, passed as they are (string models take str arrays);
+    numbers in the other byte order are swapped; anything else has no V2 datatype."""
+    try:
+        datatype = v2_datatype(arr.dtype)
+    except InvalidInput as exc:
+        raise InvalidInput(f"input '{name}': {exc}") from None
+    if datatype != "BYTES":
+        arr = arr.astype(V2_TO_NUMPY[datatype])
+    return arr, datatype
 
 
 def load(

@@ -276,32 +276,6 @@ def arrow_datatype(t: pa.DataType) -> str | None:
     return None
 
 
-def _bits(datatype: str) -> int:
-    return V2_TO_NUMPY[datatype].itemsize * 8
-
-
-# Significand bits of each float type: an integer type converts exactly when it has fewer.
-_MANTISSA = {"FP16": 11, "FP32": 24, "FP64": 53}
-
-
-def lossless(src: str, dst: str) -> bool:
-    """Whether every value of V2 datatype `src` converts exactly to `dst`."""
-    if src == dst:
-        return True
-    if "BYTES" in (src, dst) or "BOOL" in (src, dst):
-        return False
-    s, d = V2_TO_NUMPY[src].kind, V2_TO_NUMPY[dst].kind
-    if d == "f":
-        return (s == "f" and _bits(src) < _bits(dst)) or (
-            s in "iu" and _bits(src) - (s == "i") < _MANTISSA[dst]
-        )
-    if s == "f":
-        return False
-    if s == d:
-        return _bits(src) < _bits(dst)
-    return s == "u" and d == "i" and _bits(src) < _bits(dst)
-
-
 def _flat_leaf(where: str, column: Any, pa: Any) -> tuple[np.ndarray, str]:
     t = column.type
     datatype = arrow_datatype(t)

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..convert import convert, refusal
 from ..datatypes import V2_TO_NUMPY
 from ..errors import ConfigError, InvalidInput
 
@@ -84,10 +85,14 @@ class Model(Protocol):
     def close(self) -> None: ...
 
 
-def check_inputs(model: Model, inputs: Mapping[str, np.ndarray], datatypes: Mapping[str, str]) -> None:
-    """Reject inputs that do not match the model's signature, naming what is wrong.
+def check_inputs(model: Model, inputs: Tensors, datatypes: Mapping[str, str]) -> Tensors:
+    """Reject inputs that do not match the model's signature, naming what is wrong, and
+    return the tensors to run the model on.
 
-    `datatypes` holds the V2 datatype each input was sent as.
+    `datatypes` holds the V2 datatype each input was sent as. An input sent in another
+    datatype than the model's is converted to it when runtime.convert's rule allows, else
+    refused. The result is `inputs` itself when nothing needed converting (the common
+    case costs no copy), else a new dict: `inputs` is left as it was sent.
     """
     # The common case, a request that fits, in one pass; anything else gets the full check,
     # which says what is wrong.
@@ -107,13 +112,11 @@ def check_inputs(model: Model, inputs: Mapping[str, np.ndarray], datatypes: Mapp
                 elif arr.shape[0] != batch:
                     break
         else:
-            return
-    _check_inputs_in_full(model, inputs, datatypes)
+            return inputs
+    return _check_inputs_in_full(model, inputs, datatypes)
 
 
-def _check_inputs_in_full(
-    model: Model, inputs: Mapping[str, np.ndarray], datatypes: Mapping[str, str]
-) -> None:
+def _check_inputs_in_full(model: Model, inputs: Tensors, datatypes: Mapping[str, str]) -> Tensors:
     expected = {spec.name: spec for spec in model.inputs}
     for name in inputs:
         if name not in expected:
@@ -122,14 +125,16 @@ def _check_inputs_in_full(
                 f"expected {sorted(expected)}"
             )
     batch = None
+    to_convert: list[tuple[TensorSpec, str]] = []
     for spec in model.inputs:
         if spec.name not in inputs:
             raise InvalidInput(f"missing input '{spec.name}' for model '{model.name}'")
         sent = datatypes.get(spec.name, spec.datatype)
         if sent != spec.datatype:
-            raise InvalidInput(
-                f"input '{spec.name}': datatype {sent} does not match the model's {spec.datatype}"
-            )
+            refused = refusal(spec.name, sent, spec.datatype)
+            if refused is not None:
+                raise InvalidInput(refused)
+            to_convert.append((spec, sent))
         shape = inputs[spec.name].shape
         if not spec.accepts_shape(shape):
             raise InvalidInput(
@@ -155,3 +160,10 @@ def _check_inputs_in_full(
                         f"input '{name}': element {i} is not UTF-8 text, which this model's string "
                         "input needs"
                     ) from None
+    if not to_convert:
+        return inputs
+    # Converted only once every input is known to fit, values checked on the way.
+    converted = dict(inputs)
+    for spec, sent in to_convert:
+        converted[spec.name] = convert(spec.name, inputs[spec.name], sent, spec.datatype)
+    return converted

@@ -8,10 +8,9 @@ the batch dimension.
   `fixed_size_list<k>` column, or a `list`/`large_list` column whose lists all
   have length k; deeper inputs nest fixed-size lists (rank up to 4). A plain
   column is also taken for an input of shape `[-1, 1]`.
-- Numeric and boolean columns map to the V2 datatype of their Arrow type. A column
-  is converted to the model's datatype only when that is exact (int32 -> INT64,
-  uint8 -> FP32, float16 -> FP32, ...); narrowing or lossy conversions (float64 ->
-  FP32, int64 -> FP64) are refused with the column's type and the model's.
+- Numeric and boolean columns map to the V2 datatype of their Arrow type; a column
+  in another datatype than the model's input is converted or refused afterwards by
+  check_inputs, by the rule every format shares (runtime/convert.py).
 - string, large_string, binary, large_binary (and their views, fixed_size_binary)
   columns are BYTES (strings as UTF-8).
 - No nulls, at any level.
@@ -31,7 +30,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..datatypes import numpy_dtype
 from ..errors import InvalidInput
 from ..formats import (
     ARROW_CONTENT_TYPE,
@@ -45,7 +43,6 @@ from ..formats import (
     arrow_meta_json,
     arrow_meta_str,
     column_to_tensor,
-    lossless,
     tensor_to_column,
 )
 from ..models.base import Model, Tensors
@@ -57,7 +54,7 @@ CONTENT_TYPE = ARROW_CONTENT_TYPE
 
 
 def decode(body: bytes, model: Model) -> InferRequest:
-    """Decode an Arrow infer request, converting columns to the model's datatypes where exact."""
+    """Decode an Arrow infer request; datatypes are those of the columns' Arrow types."""
     batch, metadata = arrow_loads(body, "request")
     if batch.num_columns == 0:
         raise InvalidInput("the record batch has no columns; it needs one per input")
@@ -71,17 +68,8 @@ def decode(body: bytes, model: Model) -> InferRequest:
         spec = specs.get(name)
         inner = spec.shape[1:] if spec is not None else ()
         arr, sent = column_to_tensor(where, column, inner)
-        if spec is not None:
-            if arr.ndim == 1 and len(spec.shape) == 2 and spec.shape[1] == 1:
-                arr = arr.reshape(-1, 1)
-            if sent != spec.datatype:
-                if not lossless(sent, spec.datatype):
-                    raise InvalidInput(
-                        f"{where} has Arrow type {column.type} ({sent}) but the model's input is "
-                        f"{spec.datatype}; that conversion could lose values, so send {spec.datatype}"
-                    )
-                arr = arr.astype(numpy_dtype(spec.datatype))
-                sent = spec.datatype
+        if spec is not None and arr.ndim == 1 and len(spec.shape) == 2 and spec.shape[1] == 1:
+            arr = arr.reshape(-1, 1)
         inputs[name] = arr
         datatypes[name] = sent
     names = arrow_meta_json(metadata, ARROW_OUTPUTS, list)

@@ -274,15 +274,16 @@ class InferEndpoint:
             req = decode_request(body, _header_length(headers), model)
         else:
             req = fmt.decode(body, model)
-        check_inputs(model, req.inputs, req.datatypes)
+        inputs = check_inputs(model, req.inputs, req.datatypes)
         selected = select_outputs(req, model)
         current = entry if target is None else self.repository.get(*target)
         if current is not entry:
             # A new version was swapped in while this request was read or decoded: it goes
             # to the new one (the old one may be draining already), checked against it.
             entry, model = current, current.model
-            check_inputs(model, req.inputs, req.datatypes)
+            inputs = check_inputs(model, req.inputs, req.datatypes)
             selected = select_outputs(req, model)
+        req.inputs = inputs  # in the model's datatypes (runtime/convert.py)
         return _Call(entry, req, selected, fmt, headers, started)
 
     def _encoded(self, call: _Call, outputs: Tensors) -> Reply:

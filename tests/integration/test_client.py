@@ -100,12 +100,17 @@ def test_health(client: Client) -> None:
     assert "name" in client.server_metadata()
 
 
-def test_inputs_are_converted_to_v2_datatypes(client: Client) -> None:
-    # A float64 list is sent as FP64 and refused by name, as the server would refuse any V2 client.
+def test_inputs_are_sent_in_their_own_datatype(client: Client) -> None:
+    # A float64 array is sent as FP64 and the server converts it to the model's FP32
+    # (runtime/convert.py); a float for an integer input is refused by name.
+    x = np.random.default_rng(3).random((2, 20))
+    got = client.infer("mlp", {"input": x})
+    want = client.infer("mlp", {"input": x.astype(np.float32)})
+    np.testing.assert_array_equal(got["output"], want["output"])
     with pytest.raises(InferenceError) as info:
-        client.infer("mlp", {"input": np.zeros((1, 20))})
+        client.infer("two_io", {"x": np.zeros((1, 3), np.float32), "n": np.zeros((1, 1), np.float32)})
     assert info.value.status == 400
-    assert "FP64" in info.value.message and "FP32" in info.value.message
+    assert "'n'" in info.value.message and "FP32" in info.value.message and "INT64" in info.value.message
 
 
 def test_str_arrays_are_bytes(client: Client) -> None:

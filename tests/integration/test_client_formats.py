@@ -95,8 +95,8 @@ def test_server_errors_carry_status_and_message(server: Server, fmt: str) -> Non
         with pytest.raises(InferenceError, match="unknown model") as info:
             c.infer("no-such-model", model_inputs("mlp"))
         assert info.value.status == 404
-        with pytest.raises(InferenceError, match="FP64") as info:
-            c.infer("mlp", {"input": np.zeros((1, 20))})
+        with pytest.raises(InferenceError, match="the model takes INT64, not FP64") as info:
+            c.infer("two_io", {"x": np.zeros((1, 3), np.float32), "n": np.zeros((1, 1))})
         assert info.value.status == 400
         with pytest.raises(InferenceError, match="unknown output 'nope'") as info:
             c.infer("two_io", model_inputs("two_io"), ["nope"])

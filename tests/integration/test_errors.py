@@ -74,7 +74,13 @@ BAD_INFER = [
     pytest.param(
         MLP, body(mlp_input(shape=[20], data=[0.5] * 20)), {}, ["[20]", "[-1, 20]"], id="wrong-rank"
     ),
-    pytest.param(MLP, body(mlp_input(datatype="FP64")), {}, ["FP64", "FP32", "'input'"], id="wrong-datatype"),
+    pytest.param(
+        TWO_IO,
+        body(tensor("x", "FP32", [1, 3], [1, 2, 3]), tensor("n", "FP64", [1, 1], [1.0])),
+        {},
+        ["'n'", "FP64", "INT64"],
+        id="wrong-datatype",
+    ),
     pytest.param(MLP, body(mlp_input(datatype="BF16")), {}, ["BF16"], id="bf16"),
     pytest.param(MLP, body(mlp_input(datatype="FLOAT")), {}, ["unknown datatype 'FLOAT'"], id="no-such-type"),
     pytest.param(MLP, body(mlp_input(data=[0.5] * 19)), {}, ["19 elements", "[1, 20]"], id="element-count"),

@@ -153,8 +153,15 @@ def test_bytes_elements_may_be_str() -> None:
 
 
 def test_decoded_tensors_feed_the_model_checks() -> None:
-    req = codec_msgpack.decode(body({"inputs": {"x": packed(np.zeros((2, 3), np.float64), "FP64")}}), MODEL)
-    with pytest.raises(InvalidInput, match="datatype FP64 does not match the model's FP32"):
+    # The decoder keeps the datatype sent; check_inputs converts it by the shared rule
+    # (float64 to FP32 is taken since issue 15: numpy's default dtype) or refuses it.
+    x = np.arange(6, dtype=np.float64).reshape(2, 3) / 3
+    req = codec_msgpack.decode(body({"inputs": {"x": packed(x, "FP64")}}), MODEL)
+    assert req.datatypes == {"x": "FP64"}
+    taken = check_inputs(MODEL, req.inputs, req.datatypes)
+    assert taken["x"].dtype == np.float32 and taken["x"].tobytes() == x.astype(np.float32).tobytes()
+    req = codec_msgpack.decode(body({"inputs": {"x": packed(np.zeros((2, 3), "<U1"), "BYTES")}}), MODEL)
+    with pytest.raises(InvalidInput, match="the model takes FP32, not BYTES"):
         check_inputs(MODEL, req.inputs, req.datatypes)
 
 
