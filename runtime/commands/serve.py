@@ -1,9 +1,11 @@
 """Serve models over the Open Inference Protocol (KServe V2 / Triton REST).
 
 MODEL is one of:
-  path/to/model.onnx            served as 'model'
-  name=path/to/model.onnx
-  name=package.module:object    an in-process Python model
+  path/to/churn.onnx            served under the file's name without its suffix:
+                                'churn', at /v2/models/churn/infer
+  name=path/to/model.onnx       served as 'name'
+  name=package.module:object    an in-process Python model; the current directory is
+                                searched first, so ./mymodule.py needs no PYTHONPATH
   name@alias, name/version      a version from the registry given by --registry (or
                                 MLRT_REGISTRY); an alias is followed: when it moves, the new
                                 version is loaded, warmed up and swapped in without downtime
@@ -66,10 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._imports import cwd_importable
     from ..config import build_server_config
     from ..errors import MlrtError
     from ..server.run import serve
 
+    cwd_importable()  # for name=module:object models and callable hooks
     try:
         config = build_server_config(
             config_file=args.config,

@@ -17,13 +17,14 @@ outputs are learned from one warm-up call on a zero row.
 from __future__ import annotations
 
 import inspect
+import sys
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from .._imports import ImportTargetError, import_target
+from .._imports import ImportTargetError, import_target, searched
 from ..config import ModelConfig
 from ..datatypes import to_bytes_array, v2_datatype
 from ..errors import ModelLoadError
@@ -36,10 +37,24 @@ def import_object(source: str) -> Any:
     except ImportTargetError as exc:
         if exc.kind == "format":
             raise ModelLoadError(f"expected package.module:object, got {source!r}") from None
+        if exc.kind == "module" and exc.missing:
+            top = exc.module.partition(".")[0]
+            where, cwd_searched = searched()
+            holder = f"the folder that holds {top}.py (or {top}/)"
+            fix = f"add {holder} to PYTHONPATH"
+            if cwd_searched:
+                fix = f"start mlrt in {holder}, add it to PYTHONPATH"
+            raise ModelLoadError(
+                f"cannot import module {exc.module!r} ({exc.cause}); searched {where}. "
+                f"To fix: {fix}, or install the module's package"
+            ) from None
         if exc.kind == "module":
-            raise ModelLoadError(f"cannot import module {exc.module!r}: {exc.cause}") from None
+            raise ModelLoadError(f"importing module {exc.module!r} failed: {exc.cause}") from None
         attr = source.partition(":")[2]
-        raise ModelLoadError(f"module {exc.module!r} has no attribute {attr!r}") from None
+        where = getattr(sys.modules.get(exc.module), "__file__", None)
+        raise ModelLoadError(
+            f"module {exc.module!r} has no attribute {attr!r}{f' (imported from {where})' if where else ''}"
+        ) from None
 
 
 def _wants_mapping(fn: Callable[..., Any]) -> bool:
