@@ -26,13 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime._child import mlrt_command
+
 from . import models
 from ._harness import free_port, v2_json_body
 from .serving import Target, serve, wrk
 
 
 def mlrt_bench(port: int, model: str, concurrency: int, duration_s: float) -> dict:
-    cmd = [sys.executable, "-m", "runtime", "bench", f"http://127.0.0.1:{port}", "--model", model]
+    cmd = mlrt_command("bench", f"http://127.0.0.1:{port}", "--model", model)
     if model == "floor":  # the floor has no model metadata: say what to send
         cmd += ["--input", "input:FP32:-1,20"]
     cmd += ["--concurrency", str(concurrency), "--duration", str(duration_s), "--warmup", "0.5"]
@@ -65,7 +67,7 @@ def main() -> None:
         if args.target == "mlrt":
             model = "mlp"
             path = models.mlp(tmp / "mlp.onnx")
-            cmd = [sys.executable, "-m", "runtime", "serve", f"mlp={path}", "--port", str(port)]
+            cmd = mlrt_command("serve", f"mlp={path}", "--port", str(port))
             cmd += ["--log-level", "warning"]
         else:
             model = "floor"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime._child import mlrt_command
 from runtime.registry import FilesystemRegistry
 
 from . import models
@@ -58,8 +58,8 @@ def main() -> None:
     reg.set_alias("fraud", "production", "1")
 
     port = free_port()
-    cmd = [sys.executable, "-m", "runtime", "serve", "fraud@production", "--registry", str(reg.root),
-           "--registry-poll", "0.2", "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    cmd = mlrt_command("serve", "fraud@production", "--registry", str(reg.root),
+                       "--registry-poll", "0.2", "--port", str(port), "--log-level", "warning")  # fmt: skip
     statuses: Counter[str] = Counter()
     mismatches = 0
     by_version: Counter[str] = Counter()

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime._child import mlrt_command
 from runtime.monitor import Profile
 
 from . import models
@@ -69,8 +70,8 @@ def main() -> None:
     Profile.fit(ref, outputs=sess.run(None, {"input": ref})[0]).save(profile_path)
 
     def mlrt_cmd(port: int, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "runtime", "serve", f"mlp={model_path}", *extra,
-                "--port", str(port), "--log-level", "warning"]  # fmt: skip
+        return mlrt_command("serve", f"mlp={model_path}", *extra,
+                            "--port", str(port), "--log-level", "warning")  # fmt: skip
 
     commands = {
         "floor": lambda port: [sys.executable, "-m", "bench.floor", "--port", str(port)],

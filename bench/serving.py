@@ -69,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime._child import ServerStartError, running_server
+from runtime._child import ServerStartError, mlrt_command, running_server
 from runtime.monitor import Profile
 
 from . import models
@@ -545,7 +545,7 @@ def main() -> None:
     bh = ["Content-Type: application/octet-stream", *(f"{k}: {v}" for k, v in bin_headers.items())]
 
     py = sys.executable
-    mlrt = [py, "-m", "runtime", "serve", f"{MODEL}={model_path}", "--log-level", "warning", "--port"]
+    mlrt = mlrt_command("serve", f"{MODEL}={model_path}", "--log-level", "warning", "--port")
     profile_path = tmp / "profile.json"
     ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
     Profile.fit(ref, outputs=reference_outputs(model_path, ref)).save(profile_path)
@@ -553,14 +553,8 @@ def main() -> None:
     cmds = {
         # The same process serves the model twice, once with monitoring: on and off compare
         # within one process, free of the few percent two processes differ by.
-        "mlrt": [
-            *mlrt[:5],
-            f"{DRIFT_MODEL}={model_path}",
-            *mlrt[5:],
-            str(ports["mlrt"]),
-            "--profile",
-            f"{DRIFT_MODEL}={profile_path}",
-        ],
+        "mlrt": [*mlrt, str(ports["mlrt"]), f"{DRIFT_MODEL}={model_path}", "--profile",
+                 f"{DRIFT_MODEL}={profile_path}"],  # fmt: skip
         "mlrt mbs=1": [*mlrt, str(ports["mlrt mbs=1"]), "--max-batch-size", "1"],
         "naive": [py, "-m", "bench.naive", str(model_path), "--port", str(ports["naive"])],
         "floor": [py, "-m", "bench.floor", "--port", str(ports["floor"])],

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 import runtime
+from runtime._child import mlrt_command
 from runtime.client import Client
 from runtime.monitor import Profile
 
@@ -74,8 +74,8 @@ def main() -> None:
         for i in range(args.processes):
             port = free_port()
             sock = tmp / f"mlrt-{i}.sock"
-            cmd = [sys.executable, "-m", "runtime", "serve", f"mlp={model_path}", "--profile", str(profile),
-                   "--port", str(port), "--uds", str(sock), "--log-level", "warning"]  # fmt: skip
+            cmd = mlrt_command("serve", f"mlp={model_path}", "--profile", str(profile),
+                               "--port", str(port), "--uds", str(sock), "--log-level", "warning")  # fmt: skip
             stack.enter_context(server(cmd, port))
             for name, url, fmt, poll in (
                 ("client uds msgpack", f"unix://{sock}", "msgpack", None),
@@ -141,8 +141,8 @@ def _contention(stack: contextlib.ExitStack, mlp_sock: Path, x: np.ndarray, roun
     clients = {"default": None, "never": 0}
     port = free_port()
     slow_sock = mlp_sock.with_name("mlrt-slow.sock")
-    cmd = [sys.executable, "-m", "runtime", "serve", "slow=bench.models:slow_sum",
-           "--port", str(port), "--uds", str(slow_sock), "--log-level", "warning"]  # fmt: skip
+    cmd = mlrt_command("serve", "slow=bench.models:slow_sum",
+                       "--port", str(port), "--uds", str(slow_sock), "--log-level", "warning")  # fmt: skip
     stack.enter_context(server(cmd, port))
     slow = {k: stack.enter_context(Client(f"unix://{slow_sock}", format="msgpack", busy_poll_us=v))
             for k, v in clients.items()}  # fmt: skip

@@ -113,11 +113,11 @@ def _fail(msg: str) -> int:
 @contextlib.contextmanager
 def _local_server(spec: str, extra: list[str]) -> Iterator[str]:
     """`mlrt serve spec` on a free loopback port for the block; yields its URL."""
-    from .._child import ServerStartError, free_port, running_server
+    from .._child import ServerStartError, free_port, mlrt_command, running_server
 
     port = free_port()
-    cmd = [sys.executable, "-m", "runtime", "serve", spec, "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--log-level", "warning", *extra]
+    cmd = mlrt_command("serve", spec, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning")
+    cmd += extra
     url = f"http://127.0.0.1:{port}"
     try:
         with running_server(cmd, f"{url}/v2/health/ready"):

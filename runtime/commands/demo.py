@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..demo.traffic import Shift
 
 NAME = "demo"
 HELP = "serve a bundled model and drive live, drifting traffic at it"
@@ -29,9 +31,23 @@ DEMO_MONITOR = """\
 [monitor]
 window_s = {window}
 slices = 10
-tick_s = 1
+tick_s = {tick}
 min_rows = 200
 """
+
+
+def schedule(duration_s: float | None, drift_after_s: float | None) -> tuple[Shift, float]:
+    """When the traffic shifts, and the drift window, scaled to the run's length: the shift
+    starts after a third of it (or --drift-after), is complete a third of the remainder
+    later, and the window (at least 4 s) is short enough that the last part of the run,
+    all shifted, fills it. Without --duration: shift after 20 s, over 20 s, 20 s window."""
+    from ..demo.traffic import Shift
+
+    start = drift_after_s
+    if start is None:
+        start = duration_s / 3 if duration_s else 20.0
+    ramp = max(2.0, (duration_s - start) / 3) if duration_s else 20.0
+    return Shift(start_s=start, end_s=start + ramp), float(max(4, round(ramp)))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,19 +78,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.live import Live
     from rich.table import Table
 
-    from .._child import ServerStartError, running_server
-    from ..demo.traffic import MODEL_PATH, PROFILE_PATH, Shift, drive
+    from .._child import ServerStartError, mlrt_command, running_server
+    from ..demo.traffic import MODEL_PATH, PROFILE_PATH, drive
 
     console = Console()
     if args.concurrency < 1:
         console.print("mlrt demo: --concurrency must be >= 1")
         return 2
-    start = args.drift_after
-    if start is None:
-        start = args.duration / 3 if args.duration else 20.0
-    ramp = max(5.0, (args.duration - start) / 3) if args.duration else 20.0
-    shift = Shift(start_s=start, end_s=start + ramp)
-    window = max(10, round(ramp))
+    shift, window = schedule(args.duration, args.drift_after)
 
     url = f"http://{args.host}:{args.port}"
     import socket
@@ -86,11 +97,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
     tmp = tempfile.TemporaryDirectory(prefix="mlrt-demo-")
     config = Path(tmp.name) / "mlrt.toml"
-    config.write_text(DEMO_MONITOR.format(window=window))
-    cmd = [
-        sys.executable, "-m", "runtime", "serve", f"demo={MODEL_PATH}", "--profile", str(PROFILE_PATH),
-        "--config", str(config), "--host", args.host, "--port", str(args.port), "--log-level", "warning",
-    ]  # fmt: skip
+    config.write_text(DEMO_MONITOR.format(window=window, tick=min(1.0, window / 10)))
+    cmd = mlrt_command(
+        "serve", f"demo={MODEL_PATH}", "--profile", str(PROFILE_PATH), "--config", str(config),
+        "--host", args.host, "--port", str(args.port), "--log-level", "warning",
+    )  # fmt: skip
     seen: set[str] = set()
     with contextlib.ExitStack() as stack:
         stack.callback(tmp.cleanup)
@@ -101,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(
             f"mlrt demo: serving model 'demo' at {url} with drift monitoring "
-            f"({window} s window); traffic shifts after {start:.0f} s (Ctrl-C to stop)",
+            f"(PSI per feature over a {window:.0f} s window); traffic shifts after "
+            f"{shift.start_s:.0f} s (Ctrl-C to stop)",
             flush=True,
         )
         drift_client = httpx.AsyncClient(base_url=url, timeout=5.0)
@@ -118,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             return (
                 f"{s['elapsed_s']:6.1f}s  {s['req_per_s']:.0f} req/s  p50 {s['p50_ms']:.2f} ms  "
                 f"p99 {s['p99_ms']:.2f} ms  errors {s['errors']:.0f}  accuracy {s['accuracy']:.3f}  "
-                f"shift {s['shift']:.0%}  drift {status}: {worst}"
+                f"shift {s['shift']:.0%}  drift {status}, PSI: {worst}"
             )
 
         def table(s: dict[str, float], status: str, top: list[tuple[str, float, str]]) -> Table:
@@ -135,14 +147,20 @@ def run(args: argparse.Namespace) -> int:
                 t.add_row(name, f"PSI {psi:.3f}", f"[{colors.get(st, 'white')}]{st}[/]", "", "", "", "")
             return t
 
+        peak = ["ok"]
+        order = {"ok": 0, "warn": 1, "alert": 2}
+
+        def saw(status: str, top: list[tuple[str, float, str]]) -> None:
+            if order.get(status, -1) > order.get(peak[0], -1):
+                peak[0] = status
+            seen.update(name for name, _, st in top if st == "alert")
+
         async def main() -> dict[str, float]:
             live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
 
             async def report(s: dict[str, float]) -> None:
                 status, top = await fetch_drift()
-                for name, _, st in top:
-                    if st == "alert" and name not in seen:
-                        seen.add(name)
+                saw(status, top)
                 if live is not None:
                     live.update(table(s, status, top))
                 else:
@@ -164,8 +182,11 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return 0
         status, top = asyncio.run(_final_drift(url))
-        print(f"done: {final['requests']:.0f} requests, {final['errors']:.0f} errors, "
-              f"drift status {status}; features that reached alert: {len(seen)} "
+        saw(status, top)
+        # One line a script can check: did the traffic shift, and did drift rise with it?
+        print(f"done: {final['requests']:.0f} requests, {final['errors']:.0f} errors; "
+              f"traffic shift reached {final['shift']:.0%}; drift status {status} "
+              f"(highest {peak[0]}); features that reached alert: {len(seen)} "
               f"({', '.join(sorted(seen)[:5])}{'...' if len(seen) > 5 else ''})", flush=True)
         return 0 if final["errors"] == 0 else 1
 
