@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
+from urllib.parse import quote
 
 from ..config import ServerConfig
 from ..errors import MlrtError
@@ -57,43 +58,57 @@ def _server_class(listeners: Listeners) -> type:
     return Server
 
 
+def _model_urls(config: ServerConfig, name: str) -> str:
+    """Where a model answers, for the start-up log: its infer URL on each listener."""
+    path = f"/v2/models/{quote(name, safe='')}/infer"
+    urls = [f"http://{config.host}:{config.port}{path}"] if config.tcp else []
+    if config.uds:
+        urls.append(f"{path} on unix://{config.uds}")
+    return " and ".join(urls)
+
+
 def serve(config: ServerConfig, repository: Repository | None = None) -> None:
     """Load the configured models (unless given) and serve until SIGINT/SIGTERM."""
     import uvicorn
 
     setup_logging(config.log_level)
-    if repository is None:
-        repository = Repository.load(config.models, monitor_config=config.monitor, registry=config.registry)
-    for entry in repository.entries():
-        m = entry.model
-        sig_in = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.inputs)
-        sig_out = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.outputs)
-        log.info("model %s v%s (%s): (%s) -> (%s)", m.name, m.version, m.platform, sig_in, sig_out)
-        if entry.monitor is not None:
-            log.info(
-                "model %s v%s: drift monitoring on, profile %s (%d features, %d outputs)",
-                m.name,
-                m.version,
-                entry.config.profile,
-                len(entry.monitor.profile.features),
-                len(entry.monitor.profile.outputs),
-            )
-    app = create_app(config, repository)
-    log.info("mlrt serving %d model(s) on %s", len(repository.entries()), config.url)
+    # Bind first: a taken port or socket path fails in a second, before models load
+    # and before anything says it is serving (sockets.py words the error).
     socks = bind_all(config)
-    listeners = Listeners(socks)
-    uv_config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http=protocol_for(app.infer, listeners),
-        lifespan="on",
-        log_config=None,
-        log_level=config.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=config.graceful_timeout_s,
-    )
-    server = _server_class(listeners)(uv_config)
     try:
+        if repository is None:
+            repository = Repository.load(
+                config.models, monitor_config=config.monitor, registry=config.registry
+            )
+        for entry in repository.entries():
+            m = entry.model
+            sig_in = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.inputs)
+            sig_out = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.outputs)
+            log.info("model %s v%s (%s): (%s) -> (%s)", m.name, m.version, m.platform, sig_in, sig_out)
+            log.info("model %s: %s", m.name, _model_urls(config, m.name))
+            if entry.monitor is not None:
+                log.info(
+                    "model %s v%s: drift monitoring on, profile %s (%d features, %d outputs)",
+                    m.name,
+                    m.version,
+                    entry.config.profile,
+                    len(entry.monitor.profile.features),
+                    len(entry.monitor.profile.outputs),
+                )
+        app = create_app(config, repository)
+        listeners = Listeners(socks)
+        uv_config = uvicorn.Config(
+            app,
+            loop="uvloop",
+            http=protocol_for(app.infer, listeners),
+            lifespan="on",
+            log_config=None,
+            log_level=config.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=config.graceful_timeout_s,
+        )
+        server = _server_class(listeners)(uv_config)
+        log.info("mlrt serving %d model(s) on %s", len(repository.entries()), config.url)
         server.run(sockets=socks)
     finally:
         close_all(socks, config)  # the Unix socket file goes with the server
