@@ -3,6 +3,8 @@ them to responses in runtime/server/errors.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class MlrtError(Exception):
     """Base class of every error mlrt raises on purpose."""
@@ -13,15 +15,25 @@ class InvalidInput(MlrtError):
 
 
 class ModelNotFound(MlrtError):
-    def __init__(self, name: str, version: str | None = None, message: str | None = None) -> None:
+    """`served`, when given, names what is there instead (models, or the model's
+    versions), so the message can say which names would work."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str | None = None,
+        message: str | None = None,
+        *,
+        served: Iterable[str] | None = None,
+    ) -> None:
         self.name = name
         self.version = version
         if message is not None:
             msg = message
         elif version is None:
-            msg = f"unknown model '{name}'"
+            msg = f"unknown model '{name}'{_listing('models served', served)}"
         else:
-            msg = f"unknown version '{version}' of model '{name}'"
+            msg = f"unknown version '{version}' of model '{name}'{_listing('versions served', served)}"
         super().__init__(msg)
 
     @classmethod
@@ -31,6 +43,18 @@ class ModelNotFound(MlrtError):
             message=f"model '{name}' is served without a reference profile, so it has no drift "
             "report; serve it with --profile REF.json",
         )
+
+
+def _listing(what: str, names: Iterable[str] | None, most: int = 10) -> str:
+    """'; models served: a, b, c' (at most `most` names, then how many more)."""
+    if names is None:
+        return ""
+    names = sorted(names)
+    if not names:
+        return f"; no {what.split()[0]} are served"
+    shown = ", ".join(f"'{n}'" for n in names[:most])
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"; {what}: {shown}{more}"
 
 
 class ModelNotReady(MlrtError):

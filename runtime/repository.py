@@ -200,14 +200,14 @@ class Repository:
     def get(self, name: str, version: str | None = None) -> LoadedModel:
         versions = self.models.get(name)
         if not versions:
-            raise ModelNotFound(name)
+            raise ModelNotFound(name, served=self.models)
         if version is None:
             entry = next(iter(versions.values()))
         else:
             try:
                 entry = versions[version]
             except KeyError:
-                raise ModelNotFound(name, version) from None
+                raise ModelNotFound(name, version, served=versions) from None
         if not entry.ready:
             raise ModelNotReady(name)
         return entry

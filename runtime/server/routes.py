@@ -106,10 +106,10 @@ async def model_stats(request: Request) -> Response:
     if "model" in p:
         versions = repo.models.get(p["model"])
         if not versions:
-            raise ModelNotFound(p["model"])
+            raise ModelNotFound(p["model"], served=repo.models)
         if "version" in p:
             if p["version"] not in versions:
-                raise ModelNotFound(p["model"], p["version"])
+                raise ModelNotFound(p["model"], p["version"], served=versions)
             entries = [versions[p["version"]]]
         else:
             entries = list(versions.values())
