@@ -90,8 +90,22 @@ class Histogram:
         self._cat = [j for j, f in enumerate(feats) if f.kind == CATEGORICAL]
         self._cat_numeric = [j for j in self._cat if _numeric_levels(feats[j].levels)]
         self._cat_levels, self._cat_level_offsets = kernels.flatten_edges([])
+        # Values are rounded to each feature's dtype (the model's) before they are
+        # counted, so float64 data (a CSV) counts as the float32 tensor the model gets.
+        narrow: dict[np.dtype, list[int]] = {}
+        for j, f in enumerate(feats):
+            if f.rounds:
+                narrow.setdefault(np.dtype(f.dtype), []).append(j)
+        self._narrow = [(dt, np.array(cols, dtype=np.int64)) for dt, cols in narrow.items()]
+        narrowest = min((dt.itemsize for dt in narrow), default=8)
+        # The data dtypes that go to a kernel as they are (None: they need rounding first).
+        self._as_is_f32 = _F32 if narrowest >= 4 else None
+        self._as_is_f64 = _F64 if narrowest == 8 else None
+        self._all_f32 = list(narrow) == [_F32] and len(narrow[_F32]) == len(feats)
+        #: The dtype rows are best handed in: what every feature is rounded to, if one.
+        self.dtype = _F32 if self._all_f32 else _F64
         if self._cat_numeric:
-            flat = [np.asarray(feats[j].levels, dtype=np.float64) for j in self._cat_numeric]
+            flat = [_levels_as(feats[j]) for j in self._cat_numeric]
             self._cat_levels = np.concatenate(flat)
             self._cat_level_offsets = np.zeros(len(flat) + 1, dtype=np.int64)
             self._cat_level_offsets[1:] = np.cumsum([a.size for a in flat])
@@ -121,7 +135,11 @@ class Histogram:
         # Fast path, ~0.5 us for one row: identity checks only, no allocation.
         if type(X) is np.ndarray and self._numeric_only:
             dt = X.dtype
-            fn = self._update_f32 if dt is _F32 else self._update_f64 if dt is _F64 else None
+            fn = (
+                self._update_f32 if dt is self._as_is_f32
+                else self._update_f64 if dt is self._as_is_f64
+                else None
+            )  # fmt: skip
             shape = X.shape
             if fn is not None and shape[-1] == self._n_features:
                 if len(shape) == 1:
@@ -143,8 +161,8 @@ class Histogram:
         whether it is time to rotate (the caller has: see ModelMonitor's staging)."""
         if not self._numeric_only:
             raise ValueError("count_now is for profiles without categorical features; use update()")
-        if X.dtype is not _F32 and X.dtype is not _F64:
-            X = X.astype(np.float64)
+        if X.dtype is not self._as_is_f32 and X.dtype is not self._as_is_f64:
+            X = self.rounded(X)
         (self._update_f32 if X.dtype is _F32 else self._update_f64)(X)
         self._slot_rows[self._slot] += X.shape[0]
 
@@ -176,6 +194,19 @@ class Histogram:
         # Keep sub-window boundaries on the original grid.
         self._slot_started = started + elapsed * secs
 
+    def rounded(self, M: np.ndarray) -> np.ndarray:
+        """A numeric matrix (rows x features) with each column rounded to its feature's
+        dtype, as float32 or float64 for the kernels; M itself when nothing changes."""
+        if M.dtype is self._as_is_f32 or M.dtype is self._as_is_f64:
+            return M
+        if self._all_f32:
+            return M.astype(np.float32)  # every feature is float32: one cast, the f32 kernel
+        out = np.array(M, dtype=np.float64)
+        for dt, cols in self._narrow:
+            if M.dtype.kind != "f" or M.dtype.itemsize > dt.itemsize:
+                out[:, cols] = out[:, cols].astype(dt)
+        return out
+
     def _update_slow(self, X: Any) -> None:
         if isinstance(X, np.ndarray) and X.dtype != object and X.dtype.kind in "fiub":
             M = X.reshape(1, -1) if X.ndim == 1 else X
@@ -183,11 +214,11 @@ class Histogram:
                 raise ValueError(
                     f"expected rows of {len(self.names)} features {self.names}, got shape {X.shape}"
                 )
-            if M.dtype not in self._dispatch:
-                M = M.astype(np.float64)
+            M = self.rounded(M)
             objects = None
         else:
             M, objects = self._matrices(X)
+            M = self.rounded(M)
         if self._rotating:
             self._maybe_rotate()
         counts = self._ring[self._slot]
@@ -350,6 +381,12 @@ class Histogram:
         dof = np.empty(len(self.names), dtype=np.int64)
         kernels.chi2_into(self.expected, self._current(), self.offsets, self.eps, self._stat, dof)
         return self._stat.copy(), dof
+
+
+def _levels_as(f: FeatureProfile) -> np.ndarray:
+    """Numeric levels as the kernel compares them: rounded to the feature's dtype."""
+    levels = np.asarray(f.levels, dtype=np.float64)
+    return levels.astype(f.dtype).astype(np.float64) if f.rounds else levels
 
 
 def _numeric_levels(levels: list[Any]) -> bool:

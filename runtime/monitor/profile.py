@@ -1,10 +1,19 @@
 """Reference profiles: what "no drift" looks like, fitted once and saved as JSON.
 
 A profile holds, per feature (and per model output), the bins the monitor
-counts into and the reference counts of those bins.  Numeric bins are cut at
-the reference quantiles; categorical bins are the reference levels.  Every
-feature's counts have its bins followed by one missing bucket (categoricals:
-levels, then "other", then missing), exactly the native counts layout.
+counts into and the reference counts of those bins.  Numeric bins are cut
+between the reference quantiles; categorical bins are the reference levels.
+Every feature's counts have its bins followed by one missing bucket
+(categoricals: levels, then "other", then missing), exactly the native counts
+layout.
+
+Each feature records the dtype the model receives it in (``dtype``).  Values are
+rounded to that dtype before they are binned, when the profile is fitted and
+whenever data is counted against it, so a row counts into the same bin offline
+(a float64 CSV) and online (the float32 tensor the model gets).  Edges sit
+halfway between adjacent distinct values of the reference, so no value of any
+dtype at least as precise as the reference's can land on the other side of one
+by rounding.
 """
 
 from __future__ import annotations
@@ -12,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -26,11 +36,24 @@ from . import kernels
 from .tabular import Columns, is_numeric, to_columns
 
 SCHEMA = "mlrt.profile"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions `Profile.load` reads.  Version 1 has no per-feature dtype and edges on data values.
+READABLE_VERSIONS = (1, 2)
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 #: Levels kept per categorical feature; rarer ones are counted as "other".
 DEFAULT_MAX_LEVELS = 100
+#: The dtypes a feature may be binned in.  Integers are binned as float64 (exact below 2**53).
+DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
+          "uint8", "uint16", "uint32", "uint64", "bool")  # fmt: skip
+
+
+class DtypeWarning(UserWarning):
+    """The reference data loses information in the dtype the model receives it in."""
+
+
+#: `Profile.fit`'s dtypes: one dtype for every column, or one per column name.
+DtypeSpec = str | np.dtype | type | Mapping[str, Any] | None
 
 
 @dataclass
@@ -40,6 +63,8 @@ class FeatureProfile:
     numeric: ``edges`` are the sorted inner edges (bins ``(-inf, e1)``,
     ``[e1, e2)``, ..., ``[ek, +inf)``), counts has ``len(edges) + 2`` slots.
     categorical: ``levels`` in slot order, counts has ``len(levels) + 2`` slots.
+    ``dtype``: the numpy dtype name values are rounded to before binning (the
+    model's input dtype); None for profiles written before dtypes were recorded.
     """
 
     name: str
@@ -48,6 +73,7 @@ class FeatureProfile:
     edges: list[float] = field(default_factory=list)
     levels: list[Any] = field(default_factory=list)
     null_fraction: float = 0.0
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in (NUMERIC, CATEGORICAL):
@@ -60,8 +86,16 @@ class FeatureProfile:
             )
         if any(c < 0 for c in self.counts):
             raise ValueError(f"feature {self.name!r}: counts must be >= 0")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"feature {self.name!r}: dtype must be one of {', '.join(DTYPES)}, "
+                             f"got {self.dtype!r}")
         if self.kind == NUMERIC:
             kernels.flatten_edges([np.asarray(self.edges, dtype=np.float64)])
+
+    @property
+    def rounds(self) -> bool:
+        """Whether values must be rounded to a narrower float before binning."""
+        return self.dtype in ("float16", "float32")
 
     @property
     def n_slots(self) -> int:
@@ -75,6 +109,8 @@ class FeatureProfile:
             out["levels"] = list(self.levels)
         out["counts"] = [int(c) for c in self.counts]
         out["null_fraction"] = float(self.null_fraction)
+        if self.dtype is not None:
+            out["dtype"] = self.dtype
         return out
 
     @classmethod
@@ -87,6 +123,7 @@ class FeatureProfile:
                 edges=[float(e) for e in obj.get("edges", [])],
                 levels=list(obj.get("levels", [])),
                 null_fraction=float(obj.get("null_fraction", 0.0)),
+                dtype=None if obj.get("dtype") is None else str(obj["dtype"]),
             )
         except KeyError as exc:
             raise ValueError(f"profile feature record lacks {exc.args[0]!r}: {obj!r}") from None
@@ -121,12 +158,20 @@ class Profile:
         outputs: object = None,
         output_names: Sequence[str] | None = None,
         max_levels: int = DEFAULT_MAX_LEVELS,
+        dtypes: DtypeSpec = None,
+        output_dtypes: DtypeSpec = None,
     ) -> Profile:
         """Fit from a 2-D array, a mapping of columns, a pyarrow Table or a file path.
 
         Columns of non-numeric type are categorical; ``categorical`` forces
         numeric ones (codes, ids) to be too.  ``outputs`` (the model's
         predictions on the same rows) is profiled the same way.
+
+        ``dtypes`` (one dtype, or a mapping of column name to dtype) is the dtype
+        the model receives each column in; numeric columns are rounded to it
+        before they are binned (default: the column's own dtype).  Fit with the
+        model's dtype and the same rows served to the model count exactly as the
+        reference.  A `DtypeWarning` says when rounding merges distinct values.
         """
         if not isinstance(bins, int) or bins < 1:
             raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
@@ -139,11 +184,19 @@ class Profile:
         unknown = (cat | skip) - set(in_cols) - set(out_cols)
         if unknown:
             raise ValueError(f"no such column(s): {sorted(unknown)}")
-        features, n_rows, digest = _fit_section(data, in_cols, bins, cat, skip, max_levels)
+        if not set(in_cols) - skip:
+            raise ValueError("no columns to profile")
+        if next(iter(in_cols.values())).shape[0] == 0:
+            raise ValueError("no rows to profile: the data has a header but no values")
+        features, n_rows, digest = _fit_section(
+            data, in_cols, bins, cat, skip, max_levels, _dtype_map(dtypes, in_cols)
+        )
         out_features: list[FeatureProfile] = []
         n_out = 0
         if outputs is not None:
-            out_features, n_out, out_digest = _fit_section(outputs, out_cols, bins, cat, skip, max_levels)
+            out_features, n_out, out_digest = _fit_section(
+                outputs, out_cols, bins, cat, skip, max_levels, _dtype_map(output_dtypes, out_cols)
+            )
             digest.update(out_digest.digest())
         return cls(
             features=features,
@@ -181,10 +234,10 @@ class Profile:
         if obj.get("schema") != SCHEMA:
             raise ValueError(f"not an mlrt profile (schema {obj.get('schema')!r})")
         version = obj.get("version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(
                 f"profile schema version {version!r} is not supported "
-                f"(this mlrt reads version {SCHEMA_VERSION})"
+                f"(this mlrt reads versions {', '.join(map(str, READABLE_VERSIONS))})"
             )
         return cls(
             features=[FeatureProfile.from_json(f) for f in obj["features"]],
@@ -203,7 +256,43 @@ class Profile:
     @classmethod
     def load(cls, path: str | PathLike[str]) -> Profile:
         with open(path, encoding="utf-8") as fh:
-            return cls.from_json(json.load(fh))
+            try:
+                doc = json.load(fh)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ValueError(
+                    f"{path} is not a profile: not JSON ({exc}); "
+                    "make one with `mlrt profile DATA -o REF.json`"
+                ) from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path} is not a profile: JSON {type(doc).__name__}, not an object")
+        try:
+            return cls.from_json(doc)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+def _dtype_map(spec: DtypeSpec, columns: Columns) -> dict[str, np.dtype]:
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        unknown = set(spec) - set(columns)
+        if unknown:
+            raise ValueError(f"dtypes given for no such column(s): {sorted(unknown)}")
+        return {str(k): _serving_dtype(v, str(k)) for k, v in spec.items()}
+    dt = _serving_dtype(spec, "every column")
+    return {name: dt for name in columns}
+
+
+def _serving_dtype(value: object, what: str) -> np.dtype:
+    try:
+        dt = np.dtype(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise ValueError(f"dtype for {what}: {value!r} is not a numpy dtype") from None
+    if dt.name not in DTYPES:
+        if dt.kind in "OSU":
+            return dt  # text: categorical, nothing to round
+        raise ValueError(f"dtype for {what}: {dt} is not one of {', '.join(DTYPES)}")
+    return dt
 
 
 def _fit_section(
@@ -213,51 +302,86 @@ def _fit_section(
     cat: set[str],
     skip: set[str],
     max_levels: int,
+    dtypes: Mapping[str, np.dtype],
 ) -> tuple[list[FeatureProfile], int, Any]:
     n_rows = next(iter(columns.values())).shape[0] if columns else 0
     digest = hashlib.blake2b(digest_size=16)
     digest.update(str(n_rows).encode())
     features: list[FeatureProfile] = []
-    numeric: list[tuple[int, str, np.ndarray]] = []
+    numeric: list[tuple[int, str, np.ndarray, np.ndarray, str]] = []
     for name, col in columns.items():
         if name in skip:
             continue
         digest.update(name.encode() + b"\0" + str(col.dtype).encode())
         _hash_column(digest, col)
+        served, dtype = as_served(col, dtypes.get(name), name)
         if name in cat or not is_numeric(col):
-            features.append(_fit_categorical(name, col, max_levels))
+            features.append(_fit_categorical(name, served, max_levels, dtype))
         else:
-            numeric.append((len(features), name, quantile_edges(col, bins)))
+            numeric.append((len(features), name, served, quantile_edges(served, bins), dtype))
             features.append(None)  # type: ignore[arg-type]
-    for counts, (pos, name, edges) in zip(_numeric_counts(data, columns, numeric), numeric, strict=True):
+    for counts, (pos, name, _, edges, dtype) in zip(_numeric_counts(numeric), numeric, strict=True):
         features[pos] = FeatureProfile(
             name=name,
             kind=NUMERIC,
             counts=counts,
             edges=edges.tolist(),
             null_fraction=counts[-1] / n_rows if n_rows else 0.0,
+            dtype=dtype,
         )
     return features, n_rows, digest
 
 
-def _numeric_counts(
-    data: object, columns: Columns, numeric: list[tuple[int, str, np.ndarray]]
-) -> list[list[int]]:
-    names = list(columns)
-    if isinstance(data, np.ndarray) and data.ndim == 2 and data.dtype.kind in "fiub":
-        # One pass over the whole matrix reads a C-order array once instead of
-        # once per column.
-        cols = [names.index(name) for _, name, _ in numeric]
-        flat = kernels.count_numeric(data, [e for _, _, e in numeric], cols=cols)
-    else:
-        flat = np.concatenate(
-            [kernels.count_numeric(columns[name], [e]) for _, name, e in numeric]
-            or [np.zeros(0, dtype=np.int64)]
+def as_served(col: np.ndarray, dtype: np.dtype | None, name: str) -> tuple[np.ndarray, str | None]:
+    """The column as the model receives it, and the dtype name the profile records.
+
+    Numeric columns are rounded to ``dtype`` (default: their own); rounding that
+    merges distinct values or overflows to infinity is warned about, since the
+    reference then holds less than the data did.
+    """
+    if not is_numeric(col):
+        return col, None
+    if dtype is None or dtype.kind not in "fiub":
+        dtype = col.dtype
+    name_of = dtype.name if dtype.name in DTYPES else "float64"
+    if dtype == col.dtype or dtype.kind != "f":
+        # Integers (and bools) bin as float64, exactly: nothing to round.
+        return col, name_of
+    with np.errstate(over="ignore", invalid="ignore"):
+        served = col.astype(dtype)
+    if dtype.itemsize < col.dtype.itemsize or col.dtype.kind != "f":
+        _warn_if_lossy(col, served, name, name_of)
+    return served, name_of
+
+
+def _warn_if_lossy(col: np.ndarray, served: np.ndarray, name: str, dtype: str) -> None:
+    finite = np.isfinite(col) if col.dtype.kind == "f" else np.ones(col.shape, dtype=bool)
+    overflow = int(np.count_nonzero(finite & ~np.isfinite(served)))
+    if overflow:
+        warnings.warn(
+            f"column {name!r}: {overflow} finite value(s) overflow {dtype} and become infinite "
+            "when the model receives them",
+            DtypeWarning,
+            stacklevel=5,
         )
-    out, start = [], 0
-    for _, _, edges in numeric:
-        out.append(flat[start : start + edges.size + 2].tolist())
-        start += edges.size + 2
+        return
+    # Distinct values that round to one: the model cannot tell them apart either.
+    before = np.unique(col[finite]).size
+    after = np.unique(served[finite]).size
+    if after < before:
+        warnings.warn(
+            f"column {name!r}: {before} distinct values become {after} in {dtype}, the dtype the "
+            f"model receives; the profile bins what the model sees",
+            DtypeWarning,
+            stacklevel=5,
+        )
+
+
+def _numeric_counts(numeric: list[tuple[int, str, np.ndarray, np.ndarray, str]]) -> list[list[int]]:
+    out = []
+    for _, _, col, edges, _ in numeric:
+        x = col if col.dtype.kind == "f" else col.astype(np.float64)
+        out.append(kernels.count_numeric(x, [edges]).tolist())
     return out
 
 
@@ -275,25 +399,55 @@ def _hash_column(digest: Any, col: np.ndarray) -> None:
 
 
 def quantile_edges(col: np.ndarray, bins: int) -> np.ndarray:
-    """Inner edges at the reference quantiles 1/bins .. (bins-1)/bins.
+    """Inner edges between the reference quantiles 1/bins .. (bins-1)/bins.
 
-    Each edge is a data value (the ``floor(q * n)``-th smallest), so with
-    left-closed bins about a fraction q of the rows fall below it.  Ties and
-    constant columns give repeated candidates, which are merged (never a
-    zero-width bin); infinite candidates are dropped so +-inf fall in the tails.
+    The quantile candidates are data values (the ``floor(q * n)``-th smallest);
+    each edge is put between its candidate ``v`` and the largest value below it,
+    so the data split exactly as at ``v`` (left-closed bins) but no value sits on
+    an edge: a value that differs from a reference value only by rounding (float32
+    against float64, a decimal re-read from text) still lands in the same bin.
+    Ties and constant columns give repeated candidates, which are merged (never a
+    zero-width bin, no edge below the smallest value); infinite candidates are
+    dropped so +-inf fall in the tails.  Work in the column's own dtype: round
+    first (see `as_served`).
     """
     x = col if col.dtype.kind == "f" else col.astype(np.float64)
     nan = np.isnan(x)
-    n_nan = int(np.count_nonzero(nan))
-    valid = x[~nan] if n_nan else np.array(x, copy=True)
+    valid = x[~nan] if nan.any() else np.array(x, copy=True)
     n = valid.size
     if n == 0 or bins == 1:
         return np.zeros(0, dtype=np.float64)
     ranks = np.minimum((np.arange(1, bins) * n) // bins, n - 1)
-    # In-place partition of our own copy: O(n) per column, no full sort.
+    # In-place partition of our own copy: O(n) per column, no full sort.  Afterwards
+    # the values between two ranks lie between those ranks' values.
     valid.partition(ranks)
-    cand = valid[ranks].astype(np.float64)
-    return np.unique(cand[np.isfinite(cand)])
+    edges: list[float] = []
+    for i, r in enumerate(ranks):
+        v = valid[r]
+        if (i and valid[ranks[i - 1]] == v) or not np.isfinite(v):
+            continue
+        seg = valid[ranks[i - 1] : r] if i else valid[:r]
+        below = seg[seg < v]
+        if below.size == 0:
+            continue  # v is the smallest value: nothing to split off
+        edges.append(_between(float(below.max()), float(v)))
+    return np.unique(np.array(edges, dtype=np.float64))
+
+
+def _between(lo: float, hi: float) -> float:
+    """A short decimal near the middle of (lo, hi]: readable in reports, and as far
+    from both values as a decimal of that length gets."""
+    if not math.isfinite(lo):
+        return hi
+    mid = lo / 2 + hi / 2
+    if not lo < mid < hi:
+        return hi  # adjacent doubles: hi itself is the only cut
+    slack = (hi - lo) / 4
+    for digits in range(1, 18):
+        d = float(f"{mid:.{digits}g}")
+        if lo < d < hi and abs(d - mid) <= slack:
+            return d
+    return mid
 
 
 def _is_missing(v: object) -> bool:
@@ -312,7 +466,7 @@ def _json_level(v: object) -> Any:
     return str(v)
 
 
-def _fit_categorical(name: str, col: np.ndarray, max_levels: int) -> FeatureProfile:
+def _fit_categorical(name: str, col: np.ndarray, max_levels: int, dtype: str | None) -> FeatureProfile:
     n = col.shape[0]
     if col.dtype.kind in "iub":
         values, freq = np.unique(col, return_counts=True)
@@ -321,7 +475,10 @@ def _fit_categorical(name: str, col: np.ndarray, max_levels: int) -> FeatureProf
     elif col.dtype.kind == "f":
         nan = np.isnan(col)
         values, freq = np.unique(col[~nan], return_counts=True)
-        tally = Counter(dict(zip(values.tolist(), freq.tolist(), strict=True)))
+        # A float32 level is written as the shortest decimal that rounds back to it
+        # (0.1, not 0.10000000149011612); the monitor rounds levels to the dtype again.
+        level_values = values.tolist() if col.dtype.itemsize == 8 else [float(str(v)) for v in values]
+        tally = Counter(dict(zip(level_values, freq.tolist(), strict=True)))
         n_missing = int(nan.sum())
     else:
         tally = Counter()
@@ -351,4 +508,5 @@ def _fit_categorical(name: str, col: np.ndarray, max_levels: int) -> FeatureProf
         counts=counts,
         levels=levels,
         null_fraction=n_missing / n if n else 0.0,
+        dtype=dtype,
     )

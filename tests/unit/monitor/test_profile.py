@@ -17,16 +17,27 @@ from runtime.monitor.profile import SCHEMA_VERSION, FeatureProfile, Profile, qua
 def test_deciles_of_uniform_data():
     x = np.arange(1000, dtype=np.float64)
     edges = quantile_edges(x, 10)
-    np.testing.assert_array_equal(edges, np.arange(100, 1000, 100))
+    # Halfway between the decile value and the value below it: the same split, no value on an edge.
+    np.testing.assert_array_equal(edges, np.arange(100, 1000, 100) - 0.5)
     counts = ref.count_numeric(x, [edges])
     assert counts.tolist() == [100] * 10 + [0]
+
+
+def test_edges_are_short_decimals_between_values():
+    x = np.round(np.arange(0, 10, 0.1), 1)  # readings in steps of 0.1
+    edges = quantile_edges(x, 10)
+    assert edges.tolist() == [0.95, 1.95, 2.95, 3.95, 4.95, 5.95, 6.95, 7.95, 8.95]
+    x32 = x.astype(np.float32)
+    e32 = quantile_edges(x32, 10)
+    assert ref.count_numeric(x32, [e32]).tolist() == [10] * 10 + [0]
 
 
 def test_ties_and_constant_columns_never_zero_width():
     ties = np.r_[np.zeros(700), np.arange(300.0)]
     edges = quantile_edges(ties, 10)
     assert np.all(np.diff(edges) > 0)
-    assert quantile_edges(np.full(50, 3.0), 10).tolist() == [3.0]
+    assert edges.tolist() == [99.5, 199.5]  # no edge below the smallest value, 0
+    assert quantile_edges(np.full(50, 3.0), 10).size == 0  # one bin: "all"
     assert quantile_edges(np.array([np.nan, np.nan]), 10).size == 0
     assert quantile_edges(np.array([1.0, 2.0]), 1).size == 0
     inf = quantile_edges(np.array([-np.inf] * 5 + [1.0, 2.0] + [np.inf] * 5), 4)
