@@ -111,22 +111,12 @@ class LocalModel:
             status = self.monitor.status(report)
             previous, self._status = self._status, status
             self._dispatcher.observe(
-                DriftEvent(
+                DriftEvent.from_report(
                     model=self.name,
                     version=self.model.version,
                     status=status,
                     previous=previous,
-                    features=tuple(
-                        {
-                            "name": d.name,
-                            "section": d.section,
-                            "psi": d.psi,
-                            "js": d.js,
-                            "status": d.status,
-                            "rows": d.rows,
-                        }
-                        for d in report
-                    ),  # fmt: skip
+                    report=report,
                     window_s=self._config.window_s,
                     rows=self.monitor.window_rows,
                     time=time.time(),

@@ -23,6 +23,8 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from .monitor.rule import STATUS_CODE
+
 # Latency buckets from 50 µs to 10 s: mlrt's own overhead lives at the low end.
 LATENCY_BUCKETS = (
     0.00005,
@@ -297,8 +299,8 @@ class DriftCollector(Collector):
                     (feature_psi, feature_status) if d.section == "features" else (pred_psi, pred_status)
                 )
                 psi_family.add_metric([m, v, d.name], d.psi)
-                status_family.add_metric([m, v, d.name], STATUS_CODES[d.status])
-            status.add_metric([m, v], STATUS_CODES[mon.status(report)])
+                status_family.add_metric([m, v, d.name], STATUS_CODE[d.status])
+            status.add_metric([m, v], STATUS_CODE[mon.status(report)])
             rows.add_metric([m, v], mon.window_rows)
             for section, name, counts, ref in mon.bin_totals():
                 bins, shares = (feature_bins, feature_ref) if section == "features" else (pred_bins, pred_ref)
@@ -320,5 +322,3 @@ class DriftCollector(Collector):
             pred_ref,
         )
 
-
-STATUS_CODES = {"ok": 0, "warn": 1, "alert": 2}

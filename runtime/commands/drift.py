@@ -1,115 +1,204 @@
-"""Compare data against a reference profile: PSI and Jensen-Shannon per feature.
+"""Drift of a data set against a reference profile, or of a running server's models.
 
-Status per feature from PSI: ok below 0.1, warn from 0.1 to 0.2 (moderate:
-investigate), alert above 0.2 (significant: retrain).  Exit status 1 with
---fail-on-drift when any feature is in alert.
+Every feature gets its PSI (population stability index: how far the data's shares of
+the reference bins are from the reference's) and a status by the server's own rule:
+a feature is `warn` (PSI past 0.1, moderate) or `alert` (PSI past 0.2, significant)
+only when the difference is also more than sampling noise, tested for all features
+together so the whole model keeps a false-alarm rate of about alpha (0.01); and
+never on fewer than min_rows (100) rows. Offline and online give the same answer on
+the same rows. Exit status 1 with --fail-on-drift when the model is in alert, 2 on
+bad input.
 
-example:
+examples:
+  mlrt drift ref.json today.parquet
   mlrt drift ref.json today.parquet --format json --fail-on-drift
+  mlrt drift --url http://127.0.0.1:8000            # every monitored model of a server
+  mlrt drift --url http://127.0.0.1:8000 --model churn
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import sys
 from typing import Any
 
 NAME = "drift"
-HELP = "offline drift report of DATA against a reference profile"
+HELP = "drift report of DATA against a reference profile, or of a running server (--url)"
 
-PSI_WARN = 0.1
-PSI_ALERT = 0.2
-
-
-def status(psi: float) -> str:
-    if math.isnan(psi):
-        return "no data"
-    if psi > PSI_ALERT:
-        return "alert"
-    if psi >= PSI_WARN:
-        return "warn"
-    return "ok"
+LEGEND = (
+    "PSI: population stability index against the reference (under 0.1 no change, 0.1-0.2 "
+    "moderate, over 0.2 significant). p: the G-test's p-value of the difference. A feature "
+    "is warn/alert only when its PSI is past a band and the difference is significant after "
+    "Holm's correction over all {n} features at alpha {alpha}, with at least {min_rows} rows."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("profile", metavar="REF.json", help="reference profile (mlrt profile)")
-    parser.add_argument("data", metavar="DATA", help="Parquet, CSV or Arrow file to check")
+    parser.add_argument("profile", nargs="?", metavar="REF.json", help="reference profile (mlrt profile)")
+    parser.add_argument("data", nargs="?", metavar="DATA", help="Parquet, CSV or Arrow file to check")
+    parser.add_argument("--url", help="ask a running server instead (e.g. http://127.0.0.1:8000)")
+    parser.add_argument("--model", help="with --url: this model only (default: every monitored model)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--fail-on-drift", action="store_true", help="exit 1 when a feature is in alert")
-    parser.add_argument("--eps", type=float, default=1e-4, help="share used for empty bins in PSI (1e-4)")
-
-
-def report(profile: Any, data: object, eps: float) -> dict[str, Any]:
-    from runtime.monitor import Histogram
-
-    hist = Histogram(profile, eps=eps)
-    hist.update(data)
-    psi, js = hist.psi(), hist.js()
-    counts = hist.feature_counts()
-    features = []
-    for j, f in enumerate(hist.features):
-        value = float(psi[j])
-        features.append(
-            {
-                "name": f.name,
-                "kind": f.kind,
-                "psi": None if math.isnan(value) else value,
-                "js": None if math.isnan(js[j]) else float(js[j]),
-                "status": status(value),
-                "reference_rows": int(sum(f.counts)),
-                "current_rows": int(counts[f.name].sum()),
-                "current_missing": int(counts[f.name][-1]),
-            }
-        )
-    worst = max((f["status"] for f in features), key=_SEVERITY.__getitem__, default="ok")
-    return {
-        "status": worst,
-        "thresholds": {"warn": PSI_WARN, "alert": PSI_ALERT},
-        "reference_rows": profile.row_count,
-        "current_rows": hist.rows,
-        "features": features,
-    }
-
-
-_SEVERITY = {"no data": 0, "ok": 1, "warn": 2, "alert": 3}
+    parser.add_argument("-o", "--output", metavar="OUT", help="write the report here instead of stdout")
+    parser.add_argument(
+        "--fail-on-drift", action="store_true", help="exit 1 when a model's status is alert"
+    )
+    parser.add_argument(
+        "--config", metavar="mlrt.toml", help="take the [monitor] thresholds from the server's config file"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import sys
+    from runtime.errors import MlrtError
 
+    def fail(message: str) -> int:
+        print(f"mlrt drift: {message}", file=sys.stderr)
+        return 2
+
+    if args.url:
+        if args.profile or args.data:
+            return fail("give either REF.json DATA or --url, not both")
+        try:
+            reports = _from_server(args.url, args.model)
+        except (OSError, ValueError, MlrtError) as exc:
+            return fail(str(exc))
+    else:
+        if not args.profile or not args.data:
+            return fail("give REF.json and DATA (or --url URL to ask a running server)")
+        if args.model:
+            return fail("--model goes with --url")
+        try:
+            reports = [_offline(args.profile, args.data, args.config)]
+        except (OSError, ValueError, MlrtError) as exc:
+            return fail(str(exc))
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(_render(reports, args.format))
+        except OSError as exc:
+            return fail(f"cannot write {args.output}: {exc}")
+    elif args.format == "table":
+        from rich.console import Console
+
+        console = Console()
+        for report in reports:
+            _print_table(console, report)
+    else:
+        sys.stdout.write(_render(reports, args.format))
+    return 1 if args.fail_on_drift and any(r["status"] == "alert" for r in reports) else 0
+
+
+def _offline(profile_path: str, data_path: str, config_file: str | None) -> dict[str, Any]:
+    from runtime.config import MonitorConfig, build_server_config
+    from runtime.monitor.drift import offline_report
     from runtime.monitor.profile import Profile
     from runtime.monitor.tabular import read_table
 
+    config = build_server_config(config_file=config_file).monitor if config_file else MonitorConfig()
+    profile = Profile.load(profile_path)
+    report = offline_report(profile, read_table(data_path), config)
+    return {"source": str(data_path), **report}
+
+
+def _from_server(url: str, model: str | None) -> list[dict[str, Any]]:
+    import httpx
+
+    base = url.rstrip("/")
     try:
-        profile = Profile.load(args.profile)
-        result = report(profile, read_table(args.data), args.eps)
-    except (OSError, ValueError) as exc:
-        print(f"mlrt drift: {exc}", file=sys.stderr)
-        return 2
-    if args.format == "json":
-        print(json.dumps(result, indent=2))
-    else:
-        _print_table(result)
-    return 1 if args.fail_on_drift and result["status"] == "alert" else 0
+        with httpx.Client(base_url=base, timeout=10.0) as client:
+            if model:
+                names = [model]
+            else:
+                stats = client.get("/v2/models/stats")
+                _check(stats, base)
+                names = sorted({m["name"] for m in stats.json().get("model_stats", [])})
+            reports = []
+            for name in names:
+                r = client.get(f"/v2/models/{name}/drift")
+                if r.status_code == 404 and not model:
+                    continue  # served without a profile: nothing to report
+                _check(r, base)
+                reports.append({"source": f"{base} model {name}", **r.json()})
+    except httpx.HTTPError as exc:
+        raise OSError(f"cannot reach {base}: {exc}") from None
+    if not reports:
+        raise ValueError(f"{base} serves no model with a profile (nothing is monitored for drift)")
+    return reports
 
 
-def _print_table(result: dict[str, Any]) -> None:
+def _check(response: Any, base: str) -> None:
+    if response.status_code != 200:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text[:200]
+        raise ValueError(f"{base}{response.request.url.path}: {response.status_code} {message}")
+
+
+def _render(reports: list[dict[str, Any]], fmt: str) -> str:
+    import json
+
+    if fmt == "json":
+        doc: Any = reports[0] if len(reports) == 1 else reports
+        return json.dumps(doc, indent=2) + "\n"
     from rich.console import Console
+
+    console = Console(record=True, width=120, file=_Null())
+    for report in reports:
+        _print_table(console, report)
+    return console.export_text()
+
+
+class _Null:
+    """A file that drops what is written: the console records, then exports as text."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _print_table(console: Any, report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    style = {"ok": "green", "warn": "yellow", "alert": "bold red", "no data": "dim"}
-    table = Table(title=f"drift: {result['current_rows']} rows vs {result['reference_rows']} reference rows")
-    for col in ("feature", "kind", "PSI", "JS", "status", "rows", "missing"):
-        table.add_column(col, justify="left" if col in ("feature", "kind") else "right")
-    for f in result["features"]:
-        table.add_row(
-            f["name"],
-            f["kind"],
-            "-" if f["psi"] is None else f"{f['psi']:.4f}",
-            "-" if f["js"] is None else f"{f['js']:.4f}",
-            f"[{style[f['status']]}]{f['status']}[/]",
-            str(f["current_rows"]),
-            str(f["current_missing"]),
-        )
-    Console().print(table)
+    style = {"ok": "green", "warn": "yellow", "alert": "bold red"}
+    rows = report["window"]["rows"]
+    ref = report["reference"]["rows"]
+    columns = report["features"] + report["outputs"]
+    name = report.get("model_name")
+    title = f"drift of {name} v{report.get('model_version')}" if name else f"drift of {report['source']}"
+    table = Table(title=f"{title}: {rows} rows against {ref} reference rows", title_justify="left")
+    for col in ("feature", "kind", "PSI", "band", "p", "status", "missing"):
+        table.add_column(col, justify="left" if col in ("feature", "kind", "band") else "right")
+    t = report["thresholds"]
+    for section, items in (("", report["features"]), ("output ", report["outputs"])):
+        for f in sorted(items, key=lambda f: -(f["psi"] if f["psi"] is not None else -1)):
+            psi = f["psi"]
+            band = (
+                "-" if psi is None
+                else "significant" if psi > t["alert_psi"]
+                else "moderate" if psi > t["warn_psi"]
+                else "none"
+            )  # fmt: skip
+            p = f.get("p_value")
+            table.add_row(
+                f"{section}{f['name']}",
+                f["kind"],
+                "-" if psi is None else f"{psi:.4f}",
+                band,
+                "-" if p is None else f"{p:.2g}",
+                f"[{style[f['status']]}]{f['status']}[/]",
+                str(f.get("missing", "-")),
+            )
+    console.print(table)
+    counts = {s: sum(f["status"] == s for f in columns) for s in ("alert", "warn")}
+    detail = ", ".join(f"{n} in {s}" for s, n in counts.items() if n) or "no feature drifting"
+    status = report["status"]
+    console.print(f"status: [{style[status]}]{status}[/] ({detail})")
+    if rows < t["min_rows"]:
+        console.print(f"only {rows} rows: statuses need at least {t['min_rows']} (min_rows)")
+    console.print(
+        LEGEND.format(n=len(columns), alpha=t["alpha"], min_rows=t["min_rows"]), style="dim"
+    )
+    console.print()

@@ -88,21 +88,16 @@ def main() -> None:
 
 
 def build_profile() -> None:
-    """The reference profile: training rows in, the model's outputs on them out."""
-    import onnxruntime as ort
-
-    from runtime.monitor import Profile
+    """The reference profile, as `mlrt profile --model` fits it: the training rows in the
+    model's float32, and the model's outputs on them (probabilities[0], probabilities[1],
+    label)."""
+    from runtime.embedded import load
+    from runtime.model_profile import fit_for_model
 
     with np.load(HERE / "data.npz") as d:
         X, names, train = d["features"], [str(n) for n in d["feature_names"]], d["train_rows"]
-    session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
-    probabilities, label = session.run(None, {"features": X[train]})
-    outputs = {
-        "probabilities[0]": probabilities[:, 0],
-        "probabilities[1]": probabilities[:, 1],
-        "label": label,
-    }
-    profile = Profile.fit(X[train], bins=10, names=names, outputs=outputs, categorical=["label"])
+    with load(str(HERE / "model.onnx")) as model:
+        profile = fit_for_model(model, {n: X[train, j] for j, n in enumerate(names)}, bins=10)
     profile.save(HERE / "profile.json")
 
 

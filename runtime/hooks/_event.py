@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import MlrtError
+from ..monitor.rule import STATUS_CODE
 
 #: Model statuses in increasing severity; a hook fires when the status rises into one of its `on` statuses.
-STATUS_RANK: Mapping[str, int] = {"ok": 0, "warn": 1, "alert": 2}
+STATUS_RANK: Mapping[str, int] = STATUS_CODE
 #: Statuses a hook may be configured to fire on.
 FIRING_STATUSES = frozenset({"warn", "alert"})
 #: Bumped when a field of DriftEvent.to_json() changes meaning or disappears.
@@ -26,7 +27,8 @@ class DriftEvent:
     """A model's drift status as the monitor evaluated it.
 
     `features` holds one mapping per monitored column, inputs and outputs alike:
-    ``{"name": "age", "section": "features", "psi": 0.31, "js": 0.12, "status": "alert", "rows": 5120}``
+    ``{"name": "age", "section": "features", "psi": 0.31, "js": 0.12, "p_value": 1e-9,
+    "status": "alert", "rows": 5120}`` (non-finite numbers are None).
     (`section` is ``"outputs"`` for prediction drift).
     """
 
@@ -38,6 +40,43 @@ class DriftEvent:
     window_s: float
     rows: int
     time: float
+
+    @classmethod
+    def from_report(
+        cls,
+        *,
+        model: str,
+        version: str,
+        status: str,
+        previous: str,
+        report: Sequence[Any],
+        window_s: float,
+        rows: int,
+        time: float,
+    ) -> DriftEvent:
+        """The event for one evaluation of a model's drift (`ModelMonitor.report()`'s
+        FeatureDrift records); the server and `runtime.load` both build it here."""
+        return cls(
+            model=model,
+            version=version,
+            status=status,
+            previous=previous,
+            features=tuple(
+                {
+                    "name": d.name,
+                    "section": d.section,
+                    "psi": _plain(d.psi),
+                    "js": _plain(d.js),
+                    "p_value": _plain(d.p_value),
+                    "status": d.status,
+                    "rows": d.rows,
+                }
+                for d in report
+            ),
+            window_s=window_s,
+            rows=rows,
+            time=time,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (non-finite floats become null)."""

@@ -1,12 +1,10 @@
 """Drift of one served model: counts every executed batch into the reference bins,
 and turns the counts into PSI, statuses and reports when asked.
 
-Statuses use fixed PSI bands, guarded against small windows: under no drift PSI is
-about (1/N + 1/M) times a chi-square variable with (bins - 1) degrees of freedom
-(N window rows, M reference rows), so its expected value alone is
-(bins - 1)(1/N + 1/M): 0.18 for 10 bins at N = M = 100. A band counts as crossed
-only when the PSI also exceeds the (1 - alpha) quantile of that noise, and never
-with fewer than `min_rows` rows in the window.
+Statuses come from the one drift rule (runtime/monitor/rule.py): a PSI band counts
+only when the window differs from the reference by more than sampling noise, tested
+for all features and outputs of the model together, so the model as a whole keeps
+its false-alarm rate at about `alpha` however many features it has.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -25,109 +22,134 @@ from ..config import MonitorConfig
 from ..errors import ConfigError
 from .histogram import Histogram
 from .profile import CATEGORICAL, FeatureProfile, Profile
+from .rule import STATUS_CODE, STATUSES, Thresholds, judge, worst
 
-STATUSES = ("ok", "warn", "alert")
-STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
-
-
-def chi2_quantile(p: float, dof: int) -> float:
-    """The p-quantile of chi-square(dof), by Wilson and Hilferty's cube-root normal
-    approximation: within ~1% for dof >= 3, about 2.5% low at dof 1 (the guard is then
-    slightly less strict than alpha says)."""
-    if dof < 1:
-        return 0.0
-    z = NormalDist().inv_cdf(p)
-    h = 2.0 / (9.0 * dof)
-    return float(dof * max(0.0, 1.0 - h + z * math.sqrt(h)) ** 3)
-
-
-def critical_psi(dof: int, rows: int, ref_rows: int, alpha: float) -> float:
-    """PSI that sampling noise alone exceeds with probability `alpha`."""
-    if rows <= 0 or ref_rows <= 0:
-        return math.inf
-    return chi2_quantile(1.0 - alpha, dof) * (1.0 / rows + 1.0 / ref_rows)
+__all__ = [
+    "STATUSES",
+    "STATUS_CODE",
+    "FeatureDrift",
+    "ModelMonitor",
+    "bin_labels",
+    "column_names",
+    "evaluate",
+    "offline_report",
+    "report_json",
+]
 
 
-def classify(psi: float, rows: int, critical: float, config: MonitorConfig) -> str:
-    if rows < config.min_rows or not math.isfinite(psi) or psi <= critical:
-        return "ok"
-    if psi > config.alert_psi:
-        return "alert"
-    if psi > config.warn_psi:
-        return "warn"
-    return "ok"
+def _width(shape: Sequence[int]) -> int:
+    """Columns of a [-1] or [-1, k] tensor; 0 for any other shape (not monitorable)."""
+    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
+        return 1
+    if len(shape) == 2 and shape[1] > 0:
+        return int(shape[1])
+    return 0
+
+
+def column_names(tensors: Sequence[tuple[str, Sequence[int]]]) -> list[str]:
+    """The feature name of every column of a signature's [-1] / [-1, k] tensors, in order:
+    a one-column tensor's own name, ``name[i]`` for column i of a wider one."""
+    out: list[str] = []
+    for name, shape in tensors:
+        width = _width(shape)
+        out.extend([name] if width == 1 else [f"{name}[{i}]" for i in range(width)])
+    return out
+
+
+def _by_name(
+    names: Sequence[str], widths: Mapping[str, int]
+) -> list[tuple[str, int]] | None:
+    """(tensor, column) per feature when every feature names a one-column tensor or a
+    column ``tensor[i]`` of a wider one; None when some name is neither."""
+    out: list[tuple[str, int]] = []
+    for n in names:
+        if widths.get(n) == 1:
+            out.append((n, 0))
+            continue
+        tensor, bracket, rest = n.rpartition("[")
+        if not bracket or not rest.endswith("]") or not rest[:-1].isdigit():
+            return None
+        col = int(rest[:-1])
+        if col >= widths.get(tensor, 0):
+            return None
+        out.append((tensor, col))
+    return out
 
 
 class _Columns:
-    """Which columns of which tensors feed a profile section, in profile order.
+    """Which column of which tensor feeds each feature of a profile section.
 
-    When every feature names a one-column tensor ([-1] or [-1, 1]) they map by
-    name. Otherwise the columns of all tensors in signature order ([-1, k] is k
-    columns) match the section's features one to one, by position.
+    By name when every feature names a one-column tensor ([-1] or [-1, 1]) or a
+    column ``tensor[i]`` of a [-1, k] one (what `mlrt profile --model` writes for
+    outputs such as ``probabilities[1]``). Otherwise the columns of all tensors in
+    signature order ([-1, k] is k columns) match the features one to one, by position:
+    the usual case of one [-1, n_features] input whose features carry the data's names.
     """
 
     def __init__(
         self, features: Sequence[FeatureProfile], tensors: Sequence[tuple[str, Sequence[int]]], what: str
     ) -> None:
         self.names = [f.name for f in features]
-        widths: dict[str, int] = {}
-        for name, shape in tensors:
-            if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
-                widths[name] = 1
-            elif len(shape) == 2 and shape[1] > 0:
-                widths[name] = shape[1]
-            else:
-                widths[name] = 0  # not monitorable; an error only if the profile needs it
-        if set(self.names) <= {n for n, w in widths.items() if w == 1}:
-            # Every feature is a one-column tensor of the same name: map by name.
-            self.parts = [(n, 1) for n in self.names]
-        else:
-            bad = [n for n, w in widths.items() if w == 0]
-            if bad:
-                raise ConfigError(
-                    f"{what}: tensor(s) {bad} are not [-1] or [-1, k]; drift monitoring maps "
-                    "profile features to the columns of such tensors"
-                )
-            self.parts = list(widths.items())
-            n_cols = sum(widths.values())
-            if n_cols != len(features):
-                raise ConfigError(
-                    f"{what}: the profile has {len(features)} features {self.names[:5]}"
-                    f"{'...' if len(features) > 5 else ''} but the model's tensors "
-                    f"{list(widths)} have {n_cols} columns"
-                )
-            # By position, a feature named after a tensor must land on that very tensor.
-            column_of = [name for name, w in self.parts for _ in range(w)]
-            wrong = [(f, t) for f, t in zip(self.names, column_of, strict=True) if f in widths and f != t]
-            if wrong:
-                raise ConfigError(
-                    f"{what}: by position, feature {wrong[0][0]!r} would read tensor {wrong[0][1]!r}; "
-                    "order the profile's features like the model's tensors, or name every feature "
-                    "after a one-column tensor"
-                )
+        widths = {name: _width(shape) for name, shape in tensors}
+        cols = _by_name(self.names, widths)
+        if cols is None:
+            cols = self._by_position(widths, what)
+        self.cols = cols
         self.numeric = all(f.kind != CATEGORICAL for f in features)
+        # One tensor read whole, in order: handed to the kernel as it is, no copy.
+        first = cols[0][0] if cols else None
+        self.whole = (
+            first
+            if first is not None
+            and widths[first] == len(cols)
+            and cols == [(first, i) for i in range(len(cols))]
+            else None
+        )
+
+    def _by_position(self, widths: Mapping[str, int], what: str) -> list[tuple[str, int]]:
+        bad = [n for n, w in widths.items() if w == 0]
+        if bad:
+            raise ConfigError(
+                f"{what}: tensor(s) {bad} are not [-1] or [-1, k]; drift monitoring maps "
+                "profile features to the columns of such tensors"
+            )
+        cols = [(name, i) for name, w in widths.items() for i in range(w)]
+        if len(cols) != len(self.names):
+            have = column_names([(n, [-1, w]) for n, w in widths.items()])
+            raise ConfigError(
+                f"{what}: the profile has {len(self.names)} features {self.names[:5]}"
+                f"{'...' if len(self.names) > 5 else ''} but the model's tensors "
+                f"{list(widths)} have {len(cols)} columns; name features after the columns "
+                f"({', '.join(have[:4])}{', ...' if len(have) > 4 else ''}) or list them in "
+                "signature order"
+            )
+        # By position, a feature named after a tensor must land on that very tensor.
+        wrong = [(f, t) for f, (t, _) in zip(self.names, cols, strict=True) if f in widths and f != t]
+        if wrong:
+            raise ConfigError(
+                f"{what}: by position, feature {wrong[0][0]!r} would read tensor {wrong[0][1]!r}; "
+                "order the profile's features like the model's tensors, or name every feature "
+                "after a one-column tensor or a column such as 'probabilities[1]'"
+            )
+        return cols
 
     def view(self, tensors: Mapping[str, np.ndarray]) -> Any:
         """The batch as the Histogram wants it: a matrix when all-numeric, else columns."""
         if self.numeric:
-            if len(self.parts) == 1:
-                arr = tensors[self.parts[0][0]]
+            if self.whole is not None:
+                arr = tensors[self.whole]
                 return arr.reshape(arr.shape[0], -1) if arr.ndim != 2 else arr
-            n = tensors[self.parts[0][0]].shape[0]
-            out = np.empty((n, len(self.names)), dtype=np.float64)
-            j = 0
-            for name, width in self.parts:
-                out[:, j : j + width] = tensors[name].reshape(n, width)
-                j += width
+            arrays = {name: tensors[name] for name, _ in self.cols}
+            n = next(iter(arrays.values())).shape[0]
+            exact32 = all(a.dtype == np.float32 for a in arrays.values())
+            out = np.empty((n, len(self.names)), dtype=np.float32 if exact32 else np.float64)
+            for j, (name, col) in enumerate(self.cols):
+                out[:, j] = arrays[name].reshape(n, -1)[:, col]
             return out
         columns: dict[str, Any] = {}
-        j = 0
-        for name, width in self.parts:
+        for feature, (name, col) in zip(self.names, self.cols, strict=True):
             arr = tensors[name]
-            arr = arr.reshape(arr.shape[0], width)
-            for k in range(width):
-                columns[self.names[j]] = arr[:, k]
-                j += 1
+            columns[feature] = arr.reshape(arr.shape[0], -1)[:, col]
         return columns
 
 
@@ -140,10 +162,12 @@ class FeatureDrift:
     js: float
     status: str
     rows: int
-    critical_psi: float
+    p_value: float  # the G-test's; NaN when not tested (too few rows, no data)
+    significant: bool  # past sampling noise after the model-wide correction
     reference: np.ndarray  # shares per slot
     current: np.ndarray
     bins: list[str]
+    missing: int = 0  # window rows with no value
 
     def to_json(self, shares: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -153,7 +177,9 @@ class FeatureDrift:
             "js": _num(self.js),
             "status": self.status,
             "rows": self.rows,
-            "critical_psi": _num(self.critical_psi),
+            "missing": self.missing,
+            "p_value": _num(self.p_value),
+            "significant": self.significant,
         }
         if shares:
             out["bins"] = self.bins
@@ -177,6 +203,119 @@ def bin_labels(f: FeatureProfile) -> list[str]:
     return [f"<{e[0]}", *inner, f">={e[-1]}", "missing"]
 
 
+def evaluate(
+    sections: Sequence[tuple[str, Histogram]],
+    thresholds: Thresholds | MonitorConfig,
+    labels: Mapping[str, Sequence[Sequence[str]]] | None = None,
+) -> list[FeatureDrift]:
+    """Every feature's drift over the histograms' current windows, by the one rule.
+
+    ``sections`` are (name, histogram) pairs of one model ("features", "outputs"):
+    they are judged together, as one family of tests.  The server, `runtime.load`
+    and `mlrt drift` all report through here.
+    """
+    rule = Thresholds(
+        warn_psi=thresholds.warn_psi,
+        alert_psi=thresholds.alert_psi,
+        alpha=thresholds.alpha,
+        min_rows=thresholds.min_rows,
+    )
+    parts = []
+    for name, hist in sections:
+        counts = hist.counts
+        parts.append((name, hist, counts, hist.psi(), hist.js(), hist.rows))
+    expected = np.concatenate([h.expected for _, h, *_ in parts]) if parts else np.zeros(0)
+    current = np.concatenate([c for _, _, c, *_ in parts]) if parts else np.zeros(0)
+    offsets = [0]
+    psi_all: list[float] = []
+    rows_all: list[int] = []
+    for _, hist, _, psi, _, rows in parts:
+        base = offsets[-1]
+        offsets.extend(base + int(o) for o in hist.offsets[1:])
+        psi_all.extend(float(v) for v in psi)
+        rows_all.extend([rows] * len(hist.features))
+    verdicts = judge(psi_all, expected, current, np.asarray(offsets, dtype=np.int64), rows_all, rule)
+    out: list[FeatureDrift] = []
+    k = 0
+    for name, hist, counts, psi, js, rows in parts:
+        names = labels[name] if labels is not None else [bin_labels(f) for f in hist.features]
+        for j, f in enumerate(hist.features):
+            sl = slice(int(hist.offsets[j]), int(hist.offsets[j + 1]))
+            c, e = counts[sl], hist.expected[sl]
+            v = verdicts[k]
+            k += 1
+            out.append(
+                FeatureDrift(
+                    name=f.name,
+                    section=name,
+                    kind=f.kind,
+                    psi=float(psi[j]),
+                    js=float(js[j]),
+                    status=v.status,
+                    rows=rows,
+                    p_value=v.p_value,
+                    significant=v.significant,
+                    reference=e / e.sum() if e.sum() else np.zeros(len(e)),
+                    current=c / c.sum() if c.sum() else np.zeros(len(c)),
+                    bins=list(names[j]),
+                    missing=int(c[-1]),
+                )
+            )
+    return out
+
+
+def report_json(
+    report: Sequence[FeatureDrift],
+    profile: Profile,
+    config: MonitorConfig,
+    window: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The drift report as JSON, the same for `GET .../drift` and `mlrt drift --format json`."""
+    return {
+        "status": worst([d.status for d in report]),
+        "window": dict(window),
+        "reference": {"rows": profile.row_count, "fingerprint": profile.fingerprint},
+        "thresholds": {
+            "warn_psi": config.warn_psi,
+            "alert_psi": config.alert_psi,
+            "alpha": config.alpha,
+            "min_rows": config.min_rows,
+            "eps": config.eps,
+        },
+        "features": [d.to_json() for d in report if d.section == "features"],
+        "outputs": [d.to_json() for d in report if d.section == "outputs"],
+    }
+
+
+def offline_report(profile: Profile, data: object, config: MonitorConfig | None = None) -> dict[str, Any]:
+    """Drift of a whole data set (a table, a mapping of columns, a file path) against a
+    profile, by the server's rule: the report `GET .../drift` would give had the model
+    served exactly these rows.  The outputs section is judged too when the data holds
+    every output column (predictions logged beside the inputs)."""
+    from .tabular import to_columns
+
+    config = config or MonitorConfig()
+    columns = to_columns(data)
+    missing = [f.name for f in profile.features if f.name not in columns]
+    if missing:
+        raise ValueError(
+            f"the data lacks profiled column(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}; "
+            f"it has {list(columns)[:8]}{' ...' if len(columns) > 8 else ''}"
+        )
+    rows = next(iter(columns.values())).shape[0] if columns else 0
+    if rows == 0:
+        raise ValueError("no rows to check: the data has a header but no values")
+    sections = []
+    for name in ("features", "outputs"):
+        feats = getattr(profile, name)
+        if not feats or any(f.name not in columns for f in feats):
+            continue
+        hist = Histogram(profile, section=name, eps=config.eps)
+        hist.update({f.name: columns[f.name] for f in feats})
+        sections.append((name, hist))
+    return report_json(evaluate(sections, config), profile, config, {"rows": rows})
+
+
 STAGE_ROWS = 64
 
 
@@ -193,7 +332,9 @@ class _Stage:
     def __init__(self, hist: Histogram, numeric: bool) -> None:
         self.hist = hist
         self.numeric = numeric
-        self.buf = np.empty((STAGE_ROWS, len(hist.names)), dtype=np.float64) if numeric else None
+        # In the dtype the histogram counts in: copying a float64 row into a float32
+        # buffer rounds it as the profile says; a float32 row copies exactly either way.
+        self.buf = np.empty((STAGE_ROWS, len(hist.names)), dtype=hist.dtype) if numeric else None
         self.n = 0
 
     def add(self, x: Any) -> None:
@@ -297,51 +438,26 @@ class ModelMonitor:
         self.flush()
         return self._h_out
 
-    def _sections(self) -> list[tuple[str, Histogram, int]]:
+    def _sections(self) -> list[tuple[str, Histogram]]:
         """Call with the lock held: staged rows are counted first."""
         self._flush()
-        out = [("features", self._h_in, self.profile.row_count)]
+        out = [("features", self._h_in)]
         if self._h_out is not None:
-            out.append(("outputs", self._h_out, self.profile.output_row_count or self.profile.row_count))
+            out.append(("outputs", self._h_out))
         return out
 
     def report(self) -> list[FeatureDrift]:
         """Drift of every feature and output over the current window."""
-        result: list[FeatureDrift] = []
         with self._lock:
             now = time.monotonic()
-            for section, hist, ref_rows in self._sections():
+            sections = self._sections()
+            for _, hist in sections:
                 hist.advance(now)
-                counts = hist.counts
-                psi = hist.psi()
-                js = hist.js()
-                rows = hist.rows
-                for j, f in enumerate(hist.features):
-                    c = counts[hist.offsets[j] : hist.offsets[j + 1]]
-                    e = hist.expected[hist.offsets[j] : hist.offsets[j + 1]]
-                    dof = max(1, int(np.count_nonzero((c > 0) | (e > 0))) - 1)
-                    crit = critical_psi(dof, rows, ref_rows, self.config.alpha)
-                    e_total, c_total = e.sum(), c.sum()
-                    result.append(
-                        FeatureDrift(
-                            name=f.name,
-                            section=section,
-                            kind=f.kind,
-                            psi=float(psi[j]),
-                            js=float(js[j]),
-                            status=classify(float(psi[j]), rows, crit, self.config),
-                            rows=rows,
-                            critical_psi=crit,
-                            reference=e / e_total if e_total else np.zeros(len(e)),
-                            current=c / c_total if c_total else np.zeros(len(c)),
-                            bins=self._labels[section][j],
-                        )
-                    )
-        return result
+            return evaluate(sections, self.config, self._labels)
 
     def status(self, report: Sequence[FeatureDrift] | None = None) -> str:
         report = self.report() if report is None else report
-        return max((d.status for d in report), key=STATUS_CODE.__getitem__, default="ok")
+        return worst([d.status for d in report])
 
     @property
     def window_rows(self) -> int:
@@ -354,7 +470,7 @@ class ModelMonitor:
         """
         out = []
         with self._lock:
-            for section, hist, _ in self._sections():
+            for section, hist in self._sections():
                 total = hist.total_counts
                 for j, f in enumerate(hist.features):
                     sl = slice(hist.offsets[j], hist.offsets[j + 1])
@@ -369,25 +485,19 @@ class ModelMonitor:
         return {
             "model_name": self.model,
             "model_version": self.version,
-            "status": self.status(report),
-            "window": {"seconds": c.window_s, "slices": c.slices, "rows": self.window_rows},
-            "reference": {"rows": self.profile.row_count, "fingerprint": self.profile.fingerprint},
-            "thresholds": {
-                "warn_psi": c.warn_psi,
-                "alert_psi": c.alert_psi,
-                "alpha": c.alpha,
-                "min_rows": c.min_rows,
-                "eps": c.eps,
-            },
-            "features": [d.to_json() for d in report if d.section == "features"],
-            "outputs": [d.to_json() for d in report if d.section == "outputs"],
+            **report_json(
+                report,
+                self.profile,
+                c,
+                {"seconds": c.window_s, "slices": c.slices, "rows": self.window_rows},
+            ),
         }
 
     # -- durability -------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         with self._lock:
             out: dict[str, Any] = {"fingerprint": self.profile.fingerprint, "saved_at": time.time()}
-            for section, hist, _ in self._sections():
+            for section, hist in self._sections():
                 for k, v in hist.state().items():
                     out[f"{section}.{k}"] = v
         return out
@@ -398,7 +508,7 @@ class ModelMonitor:
             return False
         age = max(0.0, time.time() - float(state.get("saved_at", time.time())))
         with self._lock:
-            for section, hist, _ in self._sections():
+            for section, hist in self._sections():
                 prefix = f"{section}."
                 part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
                 if part:

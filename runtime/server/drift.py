@@ -69,22 +69,12 @@ class DriftService:
                 )
             if self.dispatcher is not None:
                 self.dispatcher.observe(
-                    DriftEvent(
+                    DriftEvent.from_report(
                         model=mon.model,
                         version=mon.version,
                         status=status,
                         previous=previous,
-                        features=tuple(
-                            {
-                                "name": d.name,
-                                "section": d.section,
-                                "psi": d.psi if np.isfinite(d.psi) else None,
-                                "js": d.js if np.isfinite(d.js) else None,
-                                "status": d.status,
-                                "rows": d.rows,
-                            }
-                            for d in report
-                        ),
+                        report=report,
                         window_s=self.config.window_s,
                         rows=mon.window_rows,
                         time=time.time(),
