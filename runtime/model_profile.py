@@ -14,6 +14,7 @@ text outputs (class labels) are categorical, floating ones numeric.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,34 +42,55 @@ def fit_for_model(
 
     Raises ConfigError when the data's columns cannot feed the model's inputs.
     """
+    frame = model_frame(model, data, exclude=exclude, outputs=outputs)
+    return Profile.fit(
+        frame.inputs,
+        bins=bins,
+        categorical=sorted(frame.categorical | set(categorical)),
+        outputs=frame.outputs if outputs else None,
+        dtypes=frame.dtypes,
+        output_dtypes=frame.output_dtypes or None,
+    )
+
+
+@dataclass
+class ModelFrame:
+    """A data set as a model sees it: the columns that feed its inputs, its outputs on
+    them (named like the monitor names them), and the dtype of each."""
+
+    inputs: Columns
+    outputs: Columns
+    dtypes: dict[str, np.dtype]
+    output_dtypes: dict[str, np.dtype]
+    categorical: set[str]
+
+
+def model_frame(
+    model: Any, data: object, *, exclude: Iterable[str] = (), outputs: bool = True
+) -> ModelFrame:
+    """Map `data`'s columns to `model`'s inputs and, with `outputs`, run the model on them."""
     skip = set(exclude)
-    columns = {k: v for k, v in to_columns(data).items() if k not in skip}
-    unknown = skip - set(to_columns(data)) if skip else set()
+    every = to_columns(data)
+    unknown = skip - set(every)
     if unknown:
         raise ConfigError(f"--exclude names no such column(s): {sorted(unknown)}")
+    columns = {k: v for k, v in every.items() if k not in skip}
     if not columns:
         raise ConfigError("no columns left to profile")
     feeds, features = _map_inputs(model.inputs, columns)
     dtypes = {}
-    cats = set(categorical)
+    cats = set()
     for name, spec in features.items():
         if spec.datatype == "BYTES":
             cats.add(name)
         else:
             dtypes[name] = numpy_dtype(spec.datatype)
-    out_cols: Columns | None = None
+    out_cols: Columns = {}
     out_dtypes: dict[str, np.dtype] = {}
     if outputs:
         out_cols, out_dtypes, out_cats = _outputs(model, feeds)
         cats |= out_cats
-    return Profile.fit(
-        {name: columns[name] for name in features},
-        bins=bins,
-        categorical=sorted(cats),
-        outputs=out_cols,
-        dtypes=dtypes,
-        output_dtypes=out_dtypes or None,
-    )
+    return ModelFrame({name: columns[name] for name in features}, out_cols, dtypes, out_dtypes, cats)
 
 
 def _map_inputs(specs: Sequence[Any], columns: Columns) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

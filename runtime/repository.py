@@ -49,7 +49,7 @@ def build_monitor(config: ModelConfig, model: Model, monitor_config: MonitorConf
         raise ConfigError(f"model '{config.name}': profile {config.profile!r} not found") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"model '{config.name}': invalid profile {config.profile!r}: {exc}") from None
-    return ModelMonitor(
+    monitor = ModelMonitor(
         profile,
         model=model.name,
         version=model.version,
@@ -57,6 +57,34 @@ def build_monitor(config: ModelConfig, model: Model, monitor_config: MonitorConf
         outputs=[(s.name, s.shape) for s in model.outputs],
         config=monitor_config,
     )
+    _warn_on_dtypes(config.name, monitor, model)
+    return monitor
+
+
+def _warn_on_dtypes(name: str, monitor: ModelMonitor, model: Model) -> None:
+    """Say when the profile was not fitted in the dtypes the model receives: its edges
+    then only agree with the served values as far as rounding allows."""
+    from .datatypes import numpy_dtype
+
+    specs = {s.name: s for s in (*model.inputs, *model.outputs)}
+    off = []
+    for features, columns in monitor.column_sources():
+        for f, (tensor, _) in zip(features, columns, strict=True):
+            spec = specs.get(tensor)
+            if f.kind != "numeric" or spec is None or spec.datatype == "BYTES":
+                continue
+            served = numpy_dtype(spec.datatype).name
+            if f.dtype != served and not (f.dtype is None and served == "float64"):
+                off.append(f"{f.name} ({f.dtype or 'unrecorded'}, served {served})")
+    if off:
+        log.warning(
+            "model '%s': the profile was not fitted in the dtypes the model receives: %s%s; "
+            "counts can differ from the reference by rounding. Refit with "
+            "`mlrt profile DATA -o REF.json --model MODEL`",
+            name,
+            ", ".join(off[:5]),
+            f" and {len(off) - 5} more" if len(off) > 5 else "",
+        )
 
 
 def resolve_registry_model(config: ModelConfig, registry: str | None) -> ModelConfig:

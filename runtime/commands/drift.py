@@ -12,6 +12,7 @@ bad input.
 examples:
   mlrt drift ref.json today.parquet
   mlrt drift ref.json today.parquet --format json --fail-on-drift
+  mlrt drift ref.json today.parquet --model churn.onnx   # the model's outputs too
   mlrt drift --url http://127.0.0.1:8000            # every monitored model of a server
   mlrt drift --url http://127.0.0.1:8000 --model churn
 """
@@ -37,7 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("profile", nargs="?", metavar="REF.json", help="reference profile (mlrt profile)")
     parser.add_argument("data", nargs="?", metavar="DATA", help="Parquet, CSV or Arrow file to check")
     parser.add_argument("--url", help="ask a running server instead (e.g. http://127.0.0.1:8000)")
-    parser.add_argument("--model", help="with --url: this model only (default: every monitored model)")
+    parser.add_argument(
+        "--model",
+        help="with --url: this served model only (default: every monitored model); offline: the "
+        "model (model.onnx, package.module:object) to run on DATA so its outputs are judged too",
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("-o", "--output", metavar="OUT", help="write the report here instead of stdout")
     parser.add_argument(
@@ -65,10 +70,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.profile or not args.data:
             return fail("give REF.json and DATA (or --url URL to ask a running server)")
-        if args.model:
-            return fail("--model goes with --url")
         try:
-            reports = [_offline(args.profile, args.data, args.config)]
+            reports = [_offline(args.profile, args.data, args.config, args.model)]
         except (OSError, ValueError, MlrtError) as exc:
             return fail(str(exc))
     if args.output:
@@ -88,15 +91,31 @@ def run(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_drift and any(r["status"] == "alert" for r in reports) else 0
 
 
-def _offline(profile_path: str, data_path: str, config_file: str | None) -> dict[str, Any]:
+def _offline(
+    profile_path: str, data_path: str, config_file: str | None, model_spec: str | None
+) -> dict[str, Any]:
     from runtime.config import MonitorConfig, build_server_config
     from runtime.monitor.drift import offline_report
     from runtime.monitor.profile import Profile
-    from runtime.monitor.tabular import read_table
+    from runtime.monitor.tabular import read_table, to_columns
 
     config = build_server_config(config_file=config_file).monitor if config_file else MonitorConfig()
     profile = Profile.load(profile_path)
-    report = offline_report(profile, read_table(data_path), config)
+    data: Any = read_table(data_path)
+    if model_spec:
+        # The outputs the model gives on these rows, beside the rows: judged as the server
+        # judges them, one family with the inputs.
+        from runtime.embedded import load
+        from runtime.model_profile import model_frame
+
+        columns = to_columns(data)
+        missing = [f.name for f in profile.features if f.name not in columns]
+        if missing:
+            raise ValueError(f"the data lacks profiled column(s) {missing[:8]}")
+        with load(model_spec) as model:
+            frame = model_frame(model, {f.name: columns[f.name] for f in profile.features})
+        data = {**frame.inputs, **frame.outputs}
+    report = offline_report(profile, data, config)
     return {"source": str(data_path), **report}
 
 

@@ -399,6 +399,13 @@ class ModelMonitor:
             "outputs": [bin_labels(f) for f in profile.outputs],
         }
 
+    def column_sources(self) -> list[tuple[list[FeatureProfile], list[tuple[str, int]]]]:
+        """Per section, its features and the (tensor, column) each one reads."""
+        out = [(self.profile.features, self._in.cols)]
+        if self._out is not None:
+            out.append((self.profile.outputs, self._out.cols))
+        return out
+
     def observe(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
         x = self._in.view(inputs)
         y = self._out.view(outputs) if self._out is not None else None

@@ -104,13 +104,9 @@ class Histogram:
         self._all_f32 = list(narrow) == [_F32] and len(narrow[_F32]) == len(feats)
         #: The dtype rows are best handed in: what every feature is rounded to, if one.
         self.dtype = _F32 if self._all_f32 else _F64
-        if self._cat_numeric:
-            flat = [_levels_as(feats[j]) for j in self._cat_numeric]
-            self._cat_levels = np.concatenate(flat)
-            self._cat_level_offsets = np.zeros(len(flat) + 1, dtype=np.int64)
-            self._cat_level_offsets[1:] = np.cumsum([a.size for a in flat])
-        self._tables = [_level_table(feats[j].levels) for j in self._cat]
-        self._n_levels = np.array([len(feats[j].levels) for j in self._cat], dtype=np.int64)
+        self._level_values = {j: _levels_as(feats[j]) for j in self._cat_numeric}
+        self._cat_levels, self._cat_level_offsets = self._flat_levels(self._cat_numeric)
+        self._tables = {j: _level_table(feats[j].levels) for j in self._cat}
         self._dispatch = {
             np.dtype(np.float32): self._numeric.update_f32,
             np.dtype(np.float64): self._numeric.update_f64,
@@ -215,7 +211,7 @@ class Histogram:
                     f"expected rows of {len(self.names)} features {self.names}, got shape {X.shape}"
                 )
             M = self.rounded(M)
-            objects = None
+            objects: dict[int, np.ndarray] = {}
         else:
             M, objects = self._matrices(X)
             M = self.rounded(M)
@@ -227,26 +223,36 @@ class Histogram:
         self._slot_rows[self._slot] += M.shape[0]
         if not self._cat:
             return
-        cat_num = np.array(self._cat_numeric, dtype=np.int64)
-        if objects is None and len(cat_num) == len(self._cat):
-            kernels.count_levels_float(
-                M,
-                cat_num,
-                self._cat_levels,
-                self._cat_level_offsets,
-                self.offsets[:-1][cat_num].copy(),
-                counts,
+        # Numeric data of numeric levels: compared as numbers, rounded to the feature's
+        # dtype like the levels (a float32 0.1 is that level); the rest by table lookup.
+        by_value = [j for j in self._cat_numeric if j not in objects]
+        if by_value:
+            levels, level_offsets = (
+                (self._cat_levels, self._cat_level_offsets)
+                if len(by_value) == len(self._cat_numeric)
+                else self._flat_levels(by_value)
             )
-            return
-        if objects is None:
-            objects = M.astype(object)
-        cat = np.array(self._cat, dtype=np.int64)
-        kernels.count_levels_object(
-            objects, cat, self._tables, self._n_levels, self.offsets[:-1][cat].copy(), counts
+            cols = np.array(by_value, dtype=np.int64)
+            kernels.count_levels_float(M, cols, levels, level_offsets, self.offsets[:-1][cols].copy(), counts)
+        by_table = [j for j in self._cat if j not in by_value]
+        if by_table:
+            table = np.empty((M.shape[0], len(self.names)), dtype=object)
+            for j in by_table:
+                table[:, j] = objects[j] if j in objects else M[:, j].astype(object)
+            cols = np.array(by_table, dtype=np.int64)
+            n_levels = np.array([len(self.features[j].levels) for j in by_table], dtype=np.int64)
+            tables = [self._tables[j] for j in by_table]
+            kernels.count_levels_object(table, cols, tables, n_levels, self.offsets[:-1][cols].copy(), counts)
+
+    def _flat_levels(self, cols: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        return kernels.flatten_edges([]) if not cols else (
+            np.concatenate([self._level_values[j] for j in cols]),
+            np.concatenate([[0], np.cumsum([self._level_values[j].size for j in cols])]).astype(np.int64),
         )
 
-    def _matrices(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        """A float64 matrix for the numeric kernel and an object one for the rest."""
+    def _matrices(self, X: Any) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """A float64 matrix of every numeric column (categorical ones with numeric values
+        too), and the columns that are not numbers (text levels), by feature index."""
         if isinstance(X, np.ndarray):
             arr = X.reshape(1, -1) if X.ndim == 1 else X
             if arr.ndim != 2 or arr.shape[1] != len(self.names):
@@ -259,16 +265,19 @@ class Histogram:
                 raise ValueError(f"input lacks feature(s) {missing}")
         n = len(next(iter(columns.values()))) if columns else 0
         M = np.full((n, len(self.names)), np.nan)
-        objects = np.empty((n, len(self.names)), dtype=object)
+        objects: dict[int, np.ndarray] = {}
         for j, name in enumerate(self.names):
-            col = columns[name]
+            col = np.asarray(columns[name])
             if self.features[j].kind == CATEGORICAL:
-                objects[:, j] = col
-            else:
-                try:
-                    M[:, j] = np.asarray(col, dtype=np.float64)
-                except (TypeError, ValueError):
-                    raise ValueError(f"feature {name!r} is numeric; got {col[:3]!r}") from None
+                if col.dtype.kind in "fiub":
+                    M[:, j] = col
+                else:
+                    objects[j] = col
+                continue
+            try:
+                M[:, j] = np.asarray(col, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"feature {name!r} is numeric; got {col[:3]!r}") from None
         return M, objects
 
     # -- windows ----------------------------------------------------------------
