@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..config import MonitorConfig
+from ..errors import ConfigError
 from ..hooks import DriftEvent, HookDispatcher
 from ..repository import LoadedModel, Repository
 from .periodic import Periodic
@@ -32,10 +33,26 @@ def state_path(state_dir: str, entry: LoadedModel) -> Path:
     return Path(state_dir) / f"{safe}.npz"
 
 
+def prepare_state_dir(path: str) -> None:
+    """Create `path` if needed and prove a file can be written there, so a bad --state-dir
+    stops the server at start instead of losing the counts at exit."""
+    where = Path(path)
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".mlrt-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"--state-dir {path}: drift counts could not be saved there ({exc.strerror or exc})"
+        ) from None
+
+
 class DriftService:
     def __init__(
         self, repository: Repository, config: MonitorConfig, dispatcher: HookDispatcher | None = None
     ) -> None:
+        if config.state_dir:
+            prepare_state_dir(config.state_dir)
         self.repository = repository
         self.config = config
         self.dispatcher = dispatcher
@@ -94,7 +111,10 @@ class DriftService:
     async def stop(self) -> None:
         await self._ticks.stop()
         if self.config.state_dir:
-            await asyncio.get_running_loop().run_in_executor(None, self.save)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.save)
+            except OSError as exc:
+                log.error("drift counts NOT saved to %s: %s", self.config.state_dir, exc)
         if self.dispatcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.dispatcher.close, 10.0)
 

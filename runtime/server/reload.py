@@ -75,6 +75,18 @@ class Reloader:
                 new.model.version,
                 ", ".join(o.model.version for o in old) or "none",
             )
+            if new.monitor is None and any(o.monitor is not None for o in old):
+                # Not an error (the version serves), but the user must not find out from a
+                # dashboard that went quiet.
+                log.warning(
+                    "model '%s': version %s has no reference profile, so drift monitoring is OFF for "
+                    "it (version %s was monitored); store one with the version (mlrt registry "
+                    "register ... --profile REF.json) or pass --profile %s=REF.json",
+                    name,
+                    new.model.version,
+                    ", ".join(o.model.version for o in old if o.monitor is not None),
+                    name,
+                )
         for entry in old:
             await self.repository.retire(entry, self.config.graceful_timeout_s)
         return new

@@ -444,3 +444,16 @@ def test_profile_that_does_not_fit_stops_startup(files, tmp_path: Path, case: st
     assert proc.returncode != 0, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_unusable_state_dir_stops_startup(files, tmp_path: Path) -> None:
+    """A --state-dir that cannot be written is said at start (exit 1, no traceback), not
+    found out at exit with the counts lost."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    proc = _serve_and_fail(
+        [f"mlp={files['mlp']}", "--profile", f"mlp={files['mlp_profile']}", "--state-dir", str(blocker / "s")]
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(r"--state-dir .*a-file/s: drift counts could not be saved", proc.stderr), proc.stderr

@@ -141,3 +141,28 @@ def test_broken_version_keeps_the_old_one_serving(tmp_path: Path, registry) -> N
         assert "t0ken" not in srv.stderr()
     finally:
         stop_server(srv)
+
+
+def test_swap_to_a_version_without_profile_says_monitoring_is_off(tmp_path: Path) -> None:
+    reg = FilesystemRegistry(tmp_path / "registry")
+    X = np.random.default_rng(0).normal(size=(500, 20)).astype(np.float32)
+    from runtime.monitor.profile import Profile
+
+    Profile.fit(X).save(tmp_path / "ref.json")
+    v1 = reg.register(bench_models.mlp(tmp_path / "a.onnx", seed=1), "fraud", profile=tmp_path / "ref.json")
+    v2 = reg.register(bench_models.mlp(tmp_path / "b.onnx", seed=2), "fraud")  # no profile
+    reg.set_alias("fraud", "production", v1)
+    srv = start_server(["fraud@production"], tmp_path, ["--registry", str(reg.root), "--registry-poll", "0.1"])
+    try:
+        assert httpx.get(f"{srv.url}/v2/models/fraud/drift").status_code == 200
+        reg.set_alias("fraud", "production", v2)
+        deadline = time.monotonic() + 20
+        while _reloads(srv.url).get("swapped", 0) < 1:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server did not swap to version {v2}; log:\n{srv.stderr()}")
+            time.sleep(0.1)
+        assert httpx.get(f"{srv.url}/v2/models/fraud/drift").status_code == 404
+        log = srv.stderr()
+        assert f"version {v2} has no reference profile, so drift monitoring is OFF" in log, log
+    finally:
+        stop_server(srv)
