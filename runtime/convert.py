@@ -44,6 +44,7 @@ class _Conversion:
 
 
 _INTEGERS = [n for n, d in V2_TO_NUMPY.items() if d.kind in "iu"]
+_SMALL = 64  # elements: up to this many, the range check runs on Python floats
 
 
 def _plan(sent: str, want: str) -> _Conversion | str:
@@ -123,9 +124,20 @@ def convert(name: str, arr: np.ndarray, sent: str, want: str) -> np.ndarray:
         if message is not None:
             raise InvalidInput(message)
         return arr
-    if plan.limit is None:
+    limit = plan.limit
+    if limit is None:
         return arr.astype(plan.dtype)
-    with np.errstate(over="ignore"):  # the overflows are found below, by value
+    # Every value within the target's finite range (a NaN either is skipped by min and max or,
+    # first, makes them NaN and fails the test): nothing can overflow. A row's few values
+    # are cheaper to compare as Python floats than with numpy's reductions.
+    if arr.size <= _SMALL:
+        values = arr.reshape(-1).tolist()
+        fits = not values or (-limit <= min(values) and max(values) <= limit)
+    else:
+        fits = bool(-limit <= arr.min() and arr.max() <= limit)
+    if fits:
+        return arr.astype(plan.dtype)
+    with np.errstate(over="ignore"):  # the overflows are found below, value by value
         out = arr.astype(plan.dtype)
     flat_out = out.reshape(-1)
     overflowed = np.isinf(flat_out)
