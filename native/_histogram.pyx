@@ -18,7 +18,6 @@ from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_Release, PyObject_GetBuff
 from cpython.dict cimport PyDict_GetItem
 from cpython.exc cimport PyErr_Clear
 from cpython.object cimport PyObject
-from libc.stdint cimport int32_t
 
 from common cimport (
     BLOCK_ROWS,
@@ -64,30 +63,13 @@ cdef int _check_layout(Py_ssize_t n_cols, const int64_t[::1] cols,
     return 0
 
 
-cdef inline bin_t _count_ge(const floating_in* x, Py_ssize_t m, floating_in e,
-                           bint not_nan) noexcept nogil:
-    # #(x >= e), or #(x == x) with not_nan.  The accumulator is as wide as the
-    # data lanes (int32 for float32, int64 for float64) so the compare mask
-    # adds without widening and the loop vectorizes.
-    cdef Py_ssize_t r
-    cdef int32_t s32 = 0
-    cdef int64_t s64 = 0
-    if floating_in is float:
-        if not_nan:
-            for r in range(m):
-                s32 += x[r] == x[r]
-        else:
-            for r in range(m):
-                s32 += x[r] >= e
-        return s32
-    else:
-        if not_nan:
-            for r in range(m):
-                s64 += x[r] == x[r]
-        else:
-            for r in range(m):
-                s64 += x[r] >= e
-        return <bin_t>s64
+cdef extern from "_count_ge.h":
+    # g[0] = #(x == x), g[1 + t] = #(x >= edges[t]) over a contiguous block, in the
+    # widest SIMD the CPU has (see the header).
+    void count_ge_f32 "mlrt_count_ge_f32" (const float* x, Py_ssize_t m, const float* edges,
+                                            Py_ssize_t k, int64_t* g) noexcept nogil
+    void count_ge_f64 "mlrt_count_ge_f64" (const double* x, Py_ssize_t m, const double* edges,
+                                             Py_ssize_t k, int64_t* g) noexcept nogil
 
 
 cdef int _count_rows(const floating_src* X, Py_ssize_t n_rows, Py_ssize_t s0, Py_ssize_t s1,
@@ -103,13 +85,14 @@ cdef int _count_rows(const floating_src* X, Py_ssize_t n_rows, Py_ssize_t s0, Py
     # the tables stay memoryviews, so the bounds-checked build checks them.
     cdef floating_in xbuf[BLOCK_ROWS]
     cdef bin_t bins[BLOCK_ROWS]
+    cdef int64_t ge[LINEAR_MAX_EDGES + 1]
     cdef const char* base = <const char*>X
     cdef Py_ssize_t n_feat = cols.shape[0]
     cdef Py_ssize_t start, m, r, t, j, k, eo, co, slot
     cdef const char* row
     cdef const char* col
     cdef floating_in x
-    cdef bin_t prev, valid, g
+    cdef int64_t prev, valid
     if n_rows < SMALL_BLOCK_ROWS:
         # A request's few rows: one branch-free search per value, straight into
         # the counts.  No block scratch, no per-edge passes.
@@ -145,15 +128,20 @@ cdef int _count_rows(const floating_src* X, Py_ssize_t n_rows, Py_ssize_t s0, Py
                 # No scatter: with G_t = #(x >= e_t), bin 0 holds the non-NaN
                 # values minus G_0, bin b holds G_(b-1) - G_b and bin k holds
                 # G_(k-1) (edges are sorted).  Each G_t is a compare-and-add
-                # reduction the compiler vectorizes; a scatter into the same
+                # reduction that vectorizes; a scatter into the same
                 # counter would instead serialize on store-to-load forwarding.
                 # NaN fails every comparison, so it lands only in "missing".
-                valid = _count_ge(xbuf, m, 0, True)
+                # (The edges of the feature are edges[eo : eo + k], checked by
+                # _check_layout; k == 0 passes no pointer into them.)
+                if floating_in is float:
+                    count_ge_f32(xbuf, m, &edges[eo] if k else NULL, k, ge)
+                else:
+                    count_ge_f64(xbuf, m, &edges[eo] if k else NULL, k, ge)
+                valid = ge[0]
                 prev = valid
                 for t in range(k):
-                    g = _count_ge(xbuf, m, edges[eo + t], False)
-                    counts[co + t] += prev - g
-                    prev = g
+                    counts[co + t] += prev - ge[1 + t]
+                    prev = ge[1 + t]
                 counts[co + k] += prev
                 counts[co + k + 1] += m - valid
             else:
