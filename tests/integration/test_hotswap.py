@@ -152,7 +152,8 @@ def test_swap_to_a_version_without_profile_says_monitoring_is_off(tmp_path: Path
     v1 = reg.register(bench_models.mlp(tmp_path / "a.onnx", seed=1), "fraud", profile=tmp_path / "ref.json")
     v2 = reg.register(bench_models.mlp(tmp_path / "b.onnx", seed=2), "fraud")  # no profile
     reg.set_alias("fraud", "production", v1)
-    srv = start_server(["fraud@production"], tmp_path, ["--registry", str(reg.root), "--registry-poll", "0.1"])
+    args = ["--registry", str(reg.root), "--registry-poll", "0.1"]
+    srv = start_server(["fraud@production"], tmp_path, args)
     try:
         assert httpx.get(f"{srv.url}/v2/models/fraud/drift").status_code == 200
         reg.set_alias("fraud", "production", v2)

@@ -18,6 +18,7 @@ from runtime.monitor import histogram as histogram_mod
 from runtime.monitor.drift import ModelMonitor, bin_labels
 from runtime.monitor.profile import Profile
 
+
 class FakeClock:
     """Stands in for the `time` module of histogram.py and drift.py."""
 
