@@ -1,19 +1,38 @@
-"""Drift-kernel benchmark: `python -m bench.kernels [--json] [--rounds N] [--no-evidently]`.
+"""Drift-kernel benchmark: `python -m bench.kernels [--rounds N] [--json [PATH]] [--no-evidently]`.
 
-Compared systems run interleaved in short paired rounds (noisy shared cores);
-each ratio is the median of the per-round ratios.  One thread throughout.
+One thread, 20 standard-normal float32 features, a profile of 10 quantile bins
+fitted on float32 (the dtype the server's model receives).  Four parts:
 
-Evidently's PSI is timed in its own virtualenv under
-``~/.cache/mlrt-bench/evidently-<version>`` (created on first use with
-``python -m venv`` + ``pip install``); if that fails the row says why.
+batch    A 1,000,000 x 20 float32 batch through `Histogram.update` (the call the
+         monitor makes for a batch: `NumericCounter` underneath), in the layout the
+         server feeds (C order: a request's decoded [n, 20] tensor) and in Fortran
+         order, against numpy at its best (contiguous float32 columns, float32
+         edges: per-edge `count_nonzero`, `searchsorted + bincount`, `digitize +
+         bincount`), numpy on the server's C-order matrix, and a read-only pass
+         (the memory floor).
+request  One 1 x 20 float32 row through `ModelMonitor.observe` (the server's
+         per-request path), `Histogram.update` (in-process) and the counter alone.
+stats    PSI of 20 features; `Profile.fit` against `np.quantile`.
+evidently  Evidently's PSI against mlrt's, both doing the same work: bin edges
+         from the data, counts of reference and current, PSI (see EVIDENTLY_WORK).
+         Evidently runs in its own virtualenv under
+         ``~/.cache/mlrt-bench/evidently-<version>`` (created on first use with
+         ``python -m venv`` + ``pip install``); it is never a dependency of mlrt.
+
+Every system runs in interleaved rounds whose order rotates each round, so the
+machine's drift hits them alike.  Figures are medians over rounds with the
+interquartile range and min-max; a ratio is the median of per-round ratios.
+Nothing here is a best-of.  `--json` also writes the raw per-round samples, the
+git commit and the machine's facts to bench/results/kernels-<date>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import os
-import statistics
+import platform
 import subprocess
 import sys
 import tempfile
@@ -23,31 +42,275 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.config import MonitorConfig
 from runtime.monitor import Histogram, Profile, kernels
-from runtime.monitor.profile import quantile_edges
+from runtime.monitor.drift import ModelMonitor
+
+#: Bump when what a figure means changes, so stale tables can be told from fresh ones.
+SCRIPT_VERSION = 2
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REQUEST_GOAL_US = 1.0
 
 
-def _time(fn: Callable[[], object], number: int = 1) -> float:
-    t0 = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - t0) / number
+# -- timing -----------------------------------------------------------------------------
+def rounds(
+    systems: dict[str, Callable[[], object]], n_rounds: int, number: int = 1
+) -> dict[str, list[float]]:
+    """Seconds per call of each system, one sample per round: `number` calls timed as
+    one block (a clock read per call would cost as much as a sub-microsecond call).
+    The order rotates every round; one untimed warm-up pass first."""
+    names = list(systems)
+    for name in names:
+        for _ in range(min(number, 2000)):
+            systems[name]()
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(n_rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = systems[name]
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            out[name].append((time.perf_counter() - t0) / number)
+    return out
 
 
-def _paired(a: Callable[[], object], b: Callable[[], object], rounds: int, number: int = 1):
-    ta, tb, ratios = [], [], []
-    for _ in range(rounds):
-        x, y = _time(a, number), _time(b, number)
-        ta.append(x)
-        tb.append(y)
-        ratios.append(y / x)
-    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
+def spread(samples: list[float], scale: float = 1.0) -> dict[str, float]:
+    """Median, quartiles and range of `samples` x `scale`."""
+    a = np.asarray(samples, dtype=np.float64) * scale
+    q1, med, q3 = np.percentile(a, [25, 50, 75])
+    return {
+        "median": float(med), "q1": float(q1), "q3": float(q3), "min": float(a.min()), "max": float(a.max())
+    }  # fmt: skip
 
 
+def ratios(num: list[float], den: list[float]) -> dict[str, float]:
+    """Spread of the per-round ratios num/den (paired by round)."""
+    return spread([x / y for x, y in zip(num, den, strict=True)])
+
+
+# -- systems -----------------------------------------------------------------------------
+def numpy_count_ge(col: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """numpy's fastest binning for a few edges: one vectorized compare-and-count per
+    edge (numpy dispatches it to the CPU's widest SIMD), as mlrt's kernel does.
+    Bins then missing, like mlrt's counts."""
+    valid = np.count_nonzero(col == col)
+    ge = [np.count_nonzero(col >= e) for e in edges]
+    return np.concatenate([-np.diff(np.array([valid, *ge, 0])), [col.size - valid]])
+
+
+def numpy_searchsorted(col: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return np.bincount(np.searchsorted(edges, col, side="right"), minlength=edges.size + 1)
+
+
+def numpy_digitize(col: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return np.bincount(np.digitize(col, edges), minlength=edges.size + 1)
+
+
+def _batch(n: int, n_rounds: int) -> tuple[list[dict[str, object]], dict[str, list[float]]]:
+    F, bins = 20, 10
+    X = np.random.default_rng(0).standard_normal((n, F), dtype=np.float32)
+    XF = np.asfortranarray(X)
+    X64 = X.astype(np.float64)
+    prof = Profile.fit(X[: min(n, 100_000)], bins=bins)
+    hist = Histogram(prof)
+    e64 = [np.asarray(f.edges, dtype=np.float64) for f in prof.features]
+    # The float32 edges mlrt's float32 kernel compares with (rounded up, so float32 data
+    # bins exactly as against the float64 edges): numpy gets the same, same dtype as the data.
+    e32 = [kernels.edges_as_float32(e) for e in e64]
+    fcols = [XF[:, j] for j in range(F)]  # contiguous
+
+    def over(cols_of: Callable[[int], np.ndarray], binner, edges) -> Callable[[], list[np.ndarray]]:
+        return lambda: [binner(cols_of(j), edges[j]) for j in range(F)]
+
+    systems: dict[str, Callable[[], object]] = {
+        "mlrt C": lambda: hist.update(X),
+        "mlrt F": lambda: hist.update(XF),
+        "mlrt C f64": lambda: hist.update(X64),
+        "numpy count_ge F": over(fcols.__getitem__, numpy_count_ge, e32),
+        "numpy searchsorted F": over(fcols.__getitem__, numpy_searchsorted, e32),
+        "numpy digitize F": over(fcols.__getitem__, numpy_digitize, e32),
+        "numpy count_ge C": over(lambda j: np.ascontiguousarray(X[:, j]), numpy_count_ge, e32),
+        "numpy searchsorted C strided f64": over(lambda j: X[:, j], numpy_searchsorted, e64),
+        "read floor C": lambda: np.add.reduce(X, axis=None),
+    }
+    # Every system must produce the counts mlrt does before it is timed.
+    hist.reset()
+    hist.update(X)
+    want = [c[:-1] for c in hist.feature_counts().values()]
+    for name in ("numpy count_ge F", "numpy searchsorted F", "numpy digitize F", "numpy count_ge C"):
+        got = systems[name]()
+        assert all(np.array_equal(g[: w.size], w) for g, w in zip(got, want, strict=True)), name  # type: ignore[arg-type]
+    hist.reset()
+    hist.update(X64)
+    assert all(np.array_equal(c[:-1], w) for c, w in zip(hist.feature_counts().values(), want, strict=True))
+
+    raw = rounds(systems, n_rounds)
+    per_value = 1e9 / (n * F)
+    what = {
+        "mlrt C": ("mlrt", "C-order float32 (the server's layout)", "Histogram.update(X)"),
+        "mlrt F": ("mlrt", "Fortran-order float32", "Histogram.update(X)"),
+        "mlrt C f64": ("mlrt", "C-order float64", "Histogram.update(X)"),
+        "numpy count_ge F": (
+            "numpy best",
+            "contiguous float32 columns, float32 edges",
+            "per edge np.count_nonzero(col >= e), plus NaN count",
+        ),
+        "numpy searchsorted F": (
+            "numpy",
+            "contiguous float32 columns, float32 edges",
+            "np.bincount(np.searchsorted(e, col, 'right'))",
+        ),
+        "numpy digitize F": (
+            "numpy",
+            "contiguous float32 columns, float32 edges",
+            "np.bincount(np.digitize(col, e))",
+        ),
+        "numpy count_ge C": (
+            "numpy best on the server's layout",
+            "C-order float32 matrix, float32 edges",
+            "copy each column contiguous, then as numpy best",
+        ),
+        "numpy searchsorted C strided f64": (
+            "numpy as compared before (not its best)",
+            "strided columns of the C-order matrix, float64 edges",
+            "np.bincount(np.searchsorted(e64, X[:, j], 'right'))",
+        ),
+        "read floor C": ("floor", "C-order float32", "np.add.reduce(X): one read pass, no binning"),
+    }
+    rows: list[dict[str, object]] = []
+    for name, samples in raw.items():
+        who, layout, how = what[name]
+        row: dict[str, object] = {
+            "part": "batch",
+            "system": name,
+            "who": who,
+            "input": layout,
+            "does": how,
+            "ns_per_value": spread(samples, per_value),
+        }
+        if name.startswith("numpy"):
+            row["x_mlrt_C"] = ratios(samples, raw["mlrt C"])
+            same = "mlrt F" if name.endswith(" F") else "mlrt C"
+            row["x_mlrt_same_input"] = ratios(samples, raw[same])
+            row["same_input_as"] = same
+        rows.append(row)
+    return rows, raw
+
+
+def _request(n_rounds: int, calls: int) -> tuple[list[dict[str, object]], dict[str, list[float]]]:
+    F, bins = 20, 10
+    X = np.random.default_rng(1).standard_normal((100_000, F), dtype=np.float32)
+    prof = Profile.fit(X, bins=bins)
+    # The server's monitor: default window (600 s in 10 slices), a profile of inputs only.
+    monitor = ModelMonitor(
+        prof,
+        model="bench",
+        version="1",
+        inputs=[("input", [-1, F])],
+        outputs=[("output", [-1, 2])],
+        config=MonitorConfig(),
+    )
+    row = X[:1].copy()
+    inputs, outputs = {"input": row}, {"output": np.zeros((1, 2), np.float32)}
+    hist = Histogram(prof)
+    flat, eoff = kernels.flatten_edges([f.edges for f in prof.features])
+    cols = np.arange(F, dtype=np.int64)
+    counts = np.zeros(int(eoff[-1]) + 2 * F, dtype=np.int64)
+    counter = kernels.NumericCounter(
+        flat, kernels.edges_as_float32(flat), eoff, cols, eoff[:-1] + 2 * cols, counts
+    )
+    # numpy, one row: all 20 features in one broadcast compare against a padded edge
+    # matrix (NaN padding compares false), then one scatter-add.
+    k = int((eoff[1:] - eoff[:-1]).max())
+    E = np.full((F, k), np.nan, dtype=np.float32)
+    for j, f in enumerate(prof.features):
+        E[j, : len(f.edges)] = kernels.edges_as_float32(np.asarray(f.edges))
+    np_counts = np.zeros_like(counts)
+    base = eoff[:-1] + 2 * cols
+
+    def numpy_row() -> None:
+        np.add.at(np_counts, base + (row.reshape(-1, 1) >= E).sum(axis=1), 1)
+
+    systems: dict[str, Callable[[], object]] = {
+        "ModelMonitor.observe": lambda: monitor.observe(inputs, outputs),
+        "Histogram.update": lambda: hist.update(row),
+        "NumericCounter.try_update": lambda: counter.try_update(row),
+        "NumericCounter.update_f32": lambda: counter.update_f32(row),
+        "numpy row": numpy_row,
+    }
+    raw = rounds(systems, n_rounds, calls)
+    what = {
+        "ModelMonitor.observe": "the server's per-request path: view, lock, window check, staging, "
+        "a 64-row kernel call every 64 rows",
+        "Histogram.update": "in-process API (runtime.load(...).predict, scripts); one window",
+        "NumericCounter.try_update": "the kernel entry alone: one buffer read, 20 searches",
+        "NumericCounter.update_f32": "the kernel entry Histogram uses today",
+        "numpy row": "numpy: broadcast compare against a padded 20 x 9 edge matrix + np.add.at",
+    }
+    rows = [
+        {
+            "part": "request",
+            "system": name,
+            "does": what[name],
+            "us_per_call": spread(samples, 1e6),
+            "goal_us": REQUEST_GOAL_US if name in ("ModelMonitor.observe", "Histogram.update") else None,
+        }
+        for name, samples in raw.items()
+    ]
+    return rows, raw
+
+
+def _stats(n: int, n_rounds: int) -> tuple[list[dict[str, object]], dict[str, list[float]]]:
+    F, bins = 20, 10
+    X = np.random.default_rng(2).standard_normal((n, F), dtype=np.float32)
+    prof = Profile.fit(X[: min(n, 100_000)], bins=bins)
+    hist = Histogram(prof)
+    hist.update(X[: min(n, 100_000)])
+    exp = [np.asarray(f.counts) for f in prof.features]
+    cur = list(hist.feature_counts().values())
+    qs = np.arange(1, bins) / bins
+    psi = {"Histogram.psi": hist.psi, "kernels.psi(lists)": lambda: kernels.psi(exp, cur)}
+    raw = rounds(psi, n_rounds, 2000)
+    fit = rounds(
+        {"Profile.fit": lambda: Profile.fit(X, bins=bins), "np.quantile": lambda: np.quantile(X, qs, axis=0)},
+        max(3, n_rounds // 2),
+    )
+    raw.update(fit)
+
+    def row(system: str, does: str, **figures: object) -> dict[str, object]:
+        return {"part": "stats", "system": system, "does": does, **figures}
+
+    rows = [
+        row("Histogram.psi", "PSI of 20 features from the window's counts",
+            us_per_call=spread(raw["Histogram.psi"], 1e6)),
+        row("kernels.psi(lists)", "PSI of 20 count arrays given as lists",
+            us_per_call=spread(raw["kernels.psi(lists)"], 1e6)),
+        row("Profile.fit", f"{n:,} x {F} float32, {bins} quantile bins, counts",
+            s_per_call=spread(raw["Profile.fit"]),
+            x_np_quantile=ratios(raw["Profile.fit"], raw["np.quantile"])),
+        row("np.quantile", "np.quantile(X, 9 levels, axis=0) alone", s_per_call=spread(raw["np.quantile"])),
+    ]  # fmt: skip
+    return rows, raw
+
+
+# -- Evidently ---------------------------------------------------------------------------
 EVIDENTLY_VERSION = "0.7.23"
 # evidently 0.7.23 imports pandas.core.dtypes.common.infer_dtype_from_object, gone in pandas 3.
 EVIDENTLY_REQS = [f"evidently=={EVIDENTLY_VERSION}", "pandas<3"]
 EVIDENTLY_API = "evidently.legacy.calculations.stattests.psi_stat_test"
+EVIDENTLY_WORK = {
+    "evidently": (
+        "psi_stat_test(ref[c], cur[c], ColumnType.Numerical) per column on pandas Series: its count "
+        "of distinct reference values (numeric if > 20), bin edges from ref + cur (numpy "
+        "'sturges' equal-width bins), np.histogram of ref and of cur, PSI"
+    ),
+    "mlrt": (
+        "Profile.fit(ref, bins=10) (quantile edges from ref, ref's counts) + Histogram.update(cur) "
+        "+ Histogram.psi(), all 20 columns at once"
+    ),
+    "same work": "bin edges fitted from the data, counts of reference and current, PSI per column",
+    "differs": "bins: Evidently equal-width ({sturges} by Sturges' rule), mlrt 10 quantile bins",
+}
 
 # Runs inside the Evidently venv: loads ref/cur from an .npz, then times one PSI pass over all
 # columns per line read from stdin and prints one JSON line per pass.
@@ -66,7 +329,7 @@ def run():
     return [float(psi_stat_test(ref[c], cur[c], ColumnType.Numerical, None).drift_score) for c in ref.columns]
 
 run()  # warm-up
-print(json.dumps({"version": evidently.__version__}), flush=True)
+print(json.dumps({"version": evidently.__version__, "pandas": pd.__version__}), flush=True)
 for _ in sys.stdin:
     t0 = time.perf_counter()
     vals = run()
@@ -127,27 +390,29 @@ def ensure_evidently_venv(version: str = EVIDENTLY_VERSION) -> tuple[Path | None
     return py, f"venv installed in {took:.0f} s"
 
 
-def _evidently_row(X: np.ndarray, m: int, bins: int, rounds: int) -> dict[str, object]:
-    """Evidently PSI vs mlrt update+PSI on ref = X[:m], cur = X[m:2m], paired rounds."""
-    F = X.shape[1]
-    case = f"Evidently PSI vs mlrt update+PSI, {m}+{m}x{F} f32"
+def _evidently(m: int, n_rounds: int) -> tuple[list[dict[str, object]], dict[str, list[float]]]:
+    """Evidently's PSI and mlrt's fit + count + PSI on ref = m rows, cur = the next m rows,
+    in alternating order, each round one pass of each."""
+    F, bins = 20, 10
+    X = np.random.default_rng(3).standard_normal((2 * m, F), dtype=np.float32)
+    ref, cur = X[:m], X[m:]
+    base: dict[str, object] = {"part": "evidently", "rows": f"{m:,} + {m:,} x {F} float32", **EVIDENTLY_WORK}
+    # numpy's 'sturges': ceil(log2(values) + 1) equal-width bins over ref + cur.
+    base["differs"] = EVIDENTLY_WORK["differs"].format(sturges=int(np.ceil(np.log2(2 * m) + 1)))
     py, how = ensure_evidently_venv()
     if py is None:
         _note(f"Evidently skipped: {how}")
-        return {"case": case, "note": f"not available: {how}"}
-    ref, cur = X[:m], X[m : 2 * m]
-    prof = Profile.fit(ref, bins=bins)
-    h_ref, h_cur = Histogram(prof), Histogram(prof)
+        return [{**base, "note": f"not available: {how}"}], {}
 
     def mlrt_psi() -> np.ndarray:
-        # Same work as Evidently's call: bin reference and current, then PSI per feature.
-        h_ref.reset()
-        h_ref.update(ref)
-        h_cur.reset()
-        h_cur.update(cur)
-        return kernels.psi(list(h_ref.feature_counts().values()), list(h_cur.feature_counts().values()))
+        h = Histogram(Profile.fit(ref, bins=bins))
+        h.update(cur)
+        return h.psi()
 
     mlrt_vals = mlrt_psi()
+    t_ev: list[float] = []
+    t_ml: list[float] = []
+    ev_vals: list[float] = []
     with tempfile.TemporaryDirectory(prefix="mlrt-bench-") as tmp:
         data, script = Path(tmp) / "data.npz", Path(tmp) / "evidently_psi.py"
         np.savez(data, ref=ref, cur=cur)
@@ -164,18 +429,24 @@ def _evidently_row(X: np.ndarray, m: int, bins: int, rounds: int) -> dict[str, o
             hello = proc.stdout.readline()
             if not hello:
                 err = proc.communicate(timeout=30)[1]
-                return {"case": case, "note": f"not available: worker failed: {_last_line(err)}"}
-            version = json.loads(hello)["version"]
-            t_ev, t_ml, ratios, ev_vals = [], [], [], []
-            for _ in range(rounds):
-                proc.stdin.write("go\n")
-                proc.stdin.flush()
-                res = json.loads(proc.stdout.readline())
-                ev_vals = res["psi"]
-                t_m = _time(mlrt_psi)
-                t_ev.append(res["seconds"])
-                t_ml.append(t_m)
-                ratios.append(res["seconds"] / t_m)
+                return [{**base, "note": f"not available: worker failed: {_last_line(err)}"}], {}
+            versions = json.loads(hello)
+
+            def evidently_pass() -> None:
+                proc.stdin.write("go\n")  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
+                res = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+                t_ev.append(res["seconds"])  # timed inside the worker, pipe excluded
+                ev_vals[:] = res["psi"]
+
+            def mlrt_pass() -> None:
+                t0 = time.perf_counter()
+                mlrt_psi()
+                t_ml.append(time.perf_counter() - t0)
+
+            for r in range(n_rounds):
+                for fn in (evidently_pass, mlrt_pass) if r % 2 == 0 else (mlrt_pass, evidently_pass):
+                    fn()
         finally:
             if proc.stdin is not None:
                 proc.stdin.close()
@@ -183,158 +454,206 @@ def _evidently_row(X: np.ndarray, m: int, bins: int, rounds: int) -> dict[str, o
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    values = 2 * m * F
+    per_value = 1e9 / (2 * m * F)
+    row = {
+        **base,
+        "evidently_version": versions["version"],
+        "pandas_version": versions["pandas"],
+        "evidently_ns_per_value": spread(t_ev, per_value),
+        "mlrt_ns_per_value": spread(t_ml, per_value),
+        "x_mlrt": ratios(t_ev, t_ml),
+        "max_psi": {"evidently": max(ev_vals), "mlrt": float(np.nanmax(mlrt_vals))},
+        "note": how,
+    }
+    return [row], {"evidently": t_ev, "mlrt fit+count+psi": t_ml}
+
+
+# -- output ------------------------------------------------------------------------------
+def _git(*args: str) -> str:
+    try:
+        here = Path(__file__).parent
+        r = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=here)
+        return r.stdout.strip() if r.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_facts() -> dict[str, object]:
+    from runtime._native import _histogram
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as feats
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as feats  # type: ignore[no-redef]
     return {
-        "case": case,
-        "mlrt_ns_per_value": statistics.median(t_ml) / values * 1e9,
-        "evidently_ns_per_value": statistics.median(t_ev) / values * 1e9,
-        "speedup_vs_evidently": statistics.median(ratios),
-        "note": f"evidently {version}; {how}",
-        "detail": (
-            f"Evidently {version}: {EVIDENTLY_API}(ref, cur, ColumnType.Numerical) per column on pandas "
-            f"Series (its own bins: sturges over ref+cur); mlrt: Histogram.update of ref and cur "
-            f"({bins} quantile bins) + runtime.psi. ns per value over {2 * m}x{F} values (ref+cur). "
-            f"Max PSI: evidently {max(ev_vals):.2g}, mlrt {float(np.nanmax(mlrt_vals)):.2g}."
-        ),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "load_avg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numpy_simd": [f for f in ("AVX512F", "AVX2", "SSE42") if feats.get(f)],
+        "mlrt_kernel_simd": _histogram.simd_target(),
+        "platform": platform.platform(),
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--no-evidently", action="store_true", help="skip the Evidently PSI row")
-    parser.add_argument(
-        "--evidently-rows", type=int, default=100_000, help="reference rows = current rows for Evidently"
-    )
-    args = parser.parse_args(argv)
-    n, F, bins = args.rows, 20, 10
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, F), dtype=np.float32)
-    prof = Profile.fit(X[: min(n, 100_000)], bins=bins)
-    edges = [np.asarray(f.edges) for f in prof.features]
-    flat, eoff = kernels.flatten_edges(edges)
-    e32 = kernels.edges_as_float32(flat)
-    cols = np.arange(F, dtype=np.int64)
-    coff = eoff[:-1] + 2 * cols
-    counts = np.zeros(int(eoff[-1]) + 2 * F, dtype=np.int64)
-    counter = kernels.NumericCounter(flat, e32, eoff, cols, coff, counts)
-    values = n * F
-    rows: list[dict[str, object]] = []
-
-    def native() -> None:
-        counter.update_f32(X)
-
-    def numpy_binning() -> None:
-        for j in range(F):
-            np.bincount(np.searchsorted(edges[j], X[:, j], side="right"), minlength=bins + 1)
-
-    t_nat, t_np, ratio = _paired(native, numpy_binning, args.rounds)
-    rows.append(
-        {
-            "case": f"numeric update {n}x{F} f32, {bins} bins",
-            "mlrt_ns_per_value": t_nat / values * 1e9,
-            "numpy_ns_per_value": t_np / values * 1e9,
-            "speedup_vs_numpy": ratio,
-        }
-    )
-    # Memory-bandwidth floor: one read pass over the same bytes.
-    t_read = statistics.median(_time(lambda: np.add.reduce(X, axis=None), 1) for _ in range(args.rounds))
-    rows.append(
-        {
-            "case": "read floor: np.add.reduce over X",
-            "mlrt_ns_per_value": t_read / values * 1e9,
-            "note": f"{X.nbytes / t_read / 1e9:.1f} GB/s",
-        }
-    )
-    X64 = X.astype(np.float64)
-    t64 = statistics.median(_time(lambda: counter.update_f64(X64)) for _ in range(args.rounds))
-    rows.append({"case": f"numeric update {n}x{F} f64, {bins} bins", "mlrt_ns_per_value": t64 / values * 1e9})
-    XF = np.asfortranarray(X)
-    tF = statistics.median(_time(lambda: counter.update_f32(XF)) for _ in range(args.rounds))
-    rows.append({"case": f"numeric update {n}x{F} f32 F-order", "mlrt_ns_per_value": tF / values * 1e9})
-
-    hist = Histogram(prof)
-    row = X[:1].copy()
-    calls = 100_000
-    per = statistics.median(_time(lambda: hist.update(row), calls) for _ in range(args.rounds))
-    rows.append({"case": "Histogram.update(1x20 f32 row) from Python", "mlrt_us_per_call": per * 1e6})
-
-    def numpy_row() -> None:
-        for j in range(F):
-            counts[coff[j] + np.searchsorted(edges[j], row[0, j], side="right")] += 1
-
-    t_row, t_np_row, r_row = _paired(lambda: hist.update(row), numpy_row, args.rounds, 20_000)
-    rows[-1]["numpy_us_per_call"] = t_np_row * 1e6
-    rows[-1]["speedup_vs_numpy"] = r_row
-
-    hist.update(X[:100_000])
-    t_psi = statistics.median(_time(hist.psi, 100_000) for _ in range(args.rounds))
-    rows.append({"case": "Histogram.psi() 20 features", "mlrt_us_per_call": t_psi * 1e6})
-    exp = [np.asarray(f.counts) for f in prof.features]
-    cur = list(hist.feature_counts().values())
-    t_psi2 = statistics.median(_time(lambda: kernels.psi(exp, cur), 10_000) for _ in range(args.rounds))
-    rows.append({"case": "runtime.psi(list of 20 count arrays)", "mlrt_us_per_call": t_psi2 * 1e6})
-
-    qs = np.arange(1, bins) / bins
-    fit_rounds = max(3, args.rounds // 2)
-    t_fit, t_q, r_fit = _paired(
-        lambda: Profile.fit(X, bins=bins), lambda: np.quantile(X, qs, axis=0), fit_rounds
-    )
-    rows.append(
-        {
-            "case": f"Profile.fit {n}x{F} vs np.quantile(axis=0)",
-            "mlrt_s": t_fit,
-            "numpy_s": t_q,
-            "speedup_vs_numpy": r_fit,
-        }
-    )
-    t_edges = statistics.median(
-        _time(lambda: [quantile_edges(X[:, j], bins) for j in range(F)]) for _ in range(fit_rounds)
-    )
-    rows[-1]["edges_only_s"] = t_edges
-
-    if not args.no_evidently:
-        m = max(1, min(args.evidently_rows, n // 2))
-        rows.append(_evidently_row(X, m, bins, args.rounds))
-
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        _print(rows)
-    return 0
+def _fmt_spread(s: object, digits: int = 3) -> str:
+    if not isinstance(s, dict):
+        return "" if s is None else str(s)
+    f = f"{{:.{digits}g}}"
+    med, q1, q3, lo, hi = (f.format(s[k]) for k in ("median", "q1", "q3", "min", "max"))
+    return f"{med} [{q1}-{q3}] ({lo}-{hi})"
 
 
-def _print(rows: list[dict[str, object]]) -> None:
+def print_tables(result: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys and k != "detail"]
-    table = Table(title="mlrt drift kernels (medians; ratios = median of paired rounds)")
-    for k in keys:
-        table.add_column(k)
-    details: list[str] = []
-    for r in rows:
-        cells = [_fmt(r.get(k)) for k in keys]
-        if r.get("detail"):
-            details.append(str(r["detail"]))
-            cells[0] += f" [{len(details)}]"
-        table.add_row(*cells)
-    console = Console(width=200)
-    console.print(table)
-    for i, d in enumerate(details, 1):
-        console.print(f"[{i}] {d}", markup=False)
+    console = Console(width=220)
+    meta: dict = result["meta"]  # type: ignore[assignment]
+    m = meta["machine"]
+    local = " + local changes" if meta["dirty"] else ""
+    console.print(
+        f"mlrt drift kernels, {meta['date']} (commit {meta['commit'][:10]}{local}); {m['cpu']}, "
+        f"{m['cpus']} CPUs, load {meta['load_before']} -> {meta['load_after']}; kernel SIMD "
+        f"{m['mlrt_kernel_simd']}, numpy SIMD {'/'.join(m['numpy_simd'])}",
+        markup=False,
+    )
+    console.print(
+        "median [IQR] (min-max) over rounds; a ratio is the median of per-round ratios.", markup=False
+    )
+    rows: list[dict[str, object]] = result["rows"]  # type: ignore[assignment]
+    s = result["settings"]
+
+    t = Table(title=f"batch: {s['rows']:,} x 20, 10 bins, one thread, {s['rounds']} rounds")  # type: ignore[index]
+    for c in ("system", "input", "does", "ns per value", "time / mlrt C-order", "time / mlrt same input"):
+        t.add_column(c)
+    for r in (r for r in rows if r["part"] == "batch"):
+        same = ""
+        if "same_input_as" in r:
+            same = f"{_fmt_spread(r.get('x_mlrt_same_input'))} vs {r['same_input_as']}"
+        t.add_row(
+            f"{r['who']}: {r['system']}", str(r["input"]), str(r["does"]), _fmt_spread(r["ns_per_value"]),
+            _fmt_spread(r.get("x_mlrt_C")), same,
+        )  # fmt: skip
+    console.print(t)
+
+    calls = f"{s['request_rounds']} rounds x {s['request_calls']:,} calls"  # type: ignore[index]
+    t = Table(title=f"request: one 1 x 20 float32 row, {calls}")
+    for c in ("system", "does", "µs per call", f"goal < {REQUEST_GOAL_US:g} µs"):
+        t.add_column(c)
+    for r in (r for r in rows if r["part"] == "request"):
+        us = r["us_per_call"]
+        goal = ""
+        if r.get("goal_us"):
+            goal = "PASS" if us["median"] < r["goal_us"] else "FAIL"  # type: ignore[index]
+        t.add_row(str(r["system"]), str(r["does"]), _fmt_spread(us), goal)
+    console.print(t)
+
+    t = Table(title="statistics and fit")
+    for c in ("system", "does", "time", "ratio"):
+        t.add_column(c)
+    for r in (r for r in rows if r["part"] == "stats"):
+        if "us_per_call" in r:
+            t.add_row(str(r["system"]), str(r["does"]), _fmt_spread(r["us_per_call"]) + " µs", "")
+        else:
+            ratio = f"time / np.quantile: {_fmt_spread(r['x_np_quantile'])}" if "x_np_quantile" in r else ""
+            t.add_row(str(r["system"]), str(r["does"]), _fmt_spread(r["s_per_call"]) + " s", ratio)
+    console.print(t)
+
+    for r in (r for r in rows if r["part"] == "evidently"):
+        t = Table(title=f"Evidently vs mlrt, the same work: {r['same work']}; {r['rows']}")
+        for c in ("system", "does", "ns per value (ref + cur values)"):
+            t.add_column(c)
+        if "x_mlrt" not in r:
+            t.add_row("Evidently", str(r["evidently"]), str(r["note"]))
+        else:
+            ev = _fmt_spread(r["evidently_ns_per_value"])
+            t.add_row(f"Evidently {r['evidently_version']}", str(r["evidently"]), ev)
+            t.add_row("mlrt", str(r["mlrt"]), _fmt_spread(r["mlrt_ns_per_value"]))
+            t.add_row("Evidently time / mlrt time", str(r["differs"]), _fmt_spread(r["x_mlrt"]))
+        console.print(t)
 
 
-def _fmt(v: object) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of the batch and Evidently parts")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the batch")
+    parser.add_argument("--request-rounds", type=int, default=21)
+    parser.add_argument(
+        "--request-calls", type=int, default=20_000, help="calls per round, timed as one block"
+    )
+    parser.add_argument("--no-evidently", action="store_true", help="skip the Evidently comparison")
+    parser.add_argument("--evidently-rows", type=int, default=100_000, help="reference rows = current rows")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="also write the raw results as JSON (default path: bench/results/kernels-<date>.json)",
+    )
+    args = parser.parse_args(argv)
+    now = _dt.datetime.now().astimezone()
+    load_before = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    rows: list[dict[str, object]] = []
+    raw: dict[str, dict[str, list[float]]] = {}
+    for part, run in (
+        ("batch", lambda: _batch(args.rows, args.rounds)),
+        ("request", lambda: _request(args.request_rounds, args.request_calls)),
+        ("stats", lambda: _stats(args.rows, args.rounds)),
+        ("evidently", None if args.no_evidently else lambda: _evidently(args.evidently_rows, args.rounds)),
+    ):
+        if run is None:
+            continue
+        _note(f"{part} ...")
+        part_rows, part_raw = run()
+        rows += part_rows
+        raw[part] = part_raw
+    result: dict[str, object] = {
+        "benchmark": "bench.kernels",
+        "script_version": SCRIPT_VERSION,
+        "command": "python -m bench.kernels " + " ".join(sys.argv[1:] if argv is None else argv),
+        "meta": {
+            "date": now.isoformat(timespec="seconds"),
+            "commit": _git("rev-parse", "HEAD"),
+            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+            "load_before": load_before,
+            "load_after": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+            "machine": machine_facts(),
+        },
+        "settings": {
+            "rows": args.rows,
+            "features": 20,
+            "bins": 10,
+            "rounds": args.rounds,
+            "request_rounds": args.request_rounds,
+            "request_calls": args.request_calls,
+            "evidently_rows": None if args.no_evidently else args.evidently_rows,
+            "threads": 1,
+        },
+        "rows": rows,
+        "raw_seconds_per_call": raw,
+    }
+    print_tables(result)
+    if args.json is not None:
+        path = Path(args.json) if args.json else RESULTS_DIR / f"kernels-{now:%Y-%m-%dT%H%M}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        _note(f"raw results: {path}")
+    return 0
 
 
 if __name__ == "__main__":

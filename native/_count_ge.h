@@ -17,9 +17,22 @@
     ((defined(__clang__) && __clang_major__ >= 14) ||                 \
      (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 8))
 #define MLRT_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define MLRT_HAVE_SIMD_CLONES 1
 #else
 #define MLRT_SIMD_CLONES
+#define MLRT_HAVE_SIMD_CLONES 0
 #endif
+
+/* The clone the loader picks on this CPU (the same order as the resolver's):
+ * benchmarks record it beside their figures. */
+static const char *mlrt_simd_target(void) {
+#if MLRT_HAVE_SIMD_CLONES
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "avx512f";
+    if (__builtin_cpu_supports("avx2")) return "avx2";
+#endif
+    return "default";
+}
 
 /* g[0] = #(x == x), the values that are not NaN; g[1 + t] = #(x >= edges[t])
  * for t < k.  The accumulators are as wide as the data lanes (int32 for

@@ -70,6 +70,13 @@ cdef extern from "_count_ge.h":
                                             Py_ssize_t k, int64_t* g) noexcept nogil
     void count_ge_f64 "mlrt_count_ge_f64" (const double* x, Py_ssize_t m, const double* edges,
                                              Py_ssize_t k, int64_t* g) noexcept nogil
+    const char* mlrt_simd_target() noexcept
+
+
+def simd_target():
+    """The instruction set the numeric kernel counts with on this CPU: "avx512f",
+    "avx2" or "default" (whatever the compiler targets by default)."""
+    return (<bytes>mlrt_simd_target()).decode("ascii")
 
 
 cdef int _count_rows(const floating_src* X, Py_ssize_t n_rows, Py_ssize_t s0, Py_ssize_t s1,
@@ -225,8 +232,12 @@ def count_numeric(object X, const int64_t[::1] cols,
 # per-request call keeps it.
 cdef Py_ssize_t GIL_RELEASE_ROWS = 64
 
-# NumericCounter(float64=...): what try_update does with float64 rows.
-cdef dict _FLOAT64_POLICIES = {"count": 0, "round": 1, "decline": 2}
+# NumericCounter(float32=..., float64=...): what try_update does with such rows.
+cdef enum:
+    COUNT = 0    # against the edges of the rows' own dtype
+    ROUND = 1    # float64 only: rounded to float32, against edges32
+    DECLINE = 2  # not at all: try_update returns -1
+cdef dict _POLICIES = {"count": COUNT, "round": ROUND, "decline": DECLINE}
 
 
 cdef class NumericCounter:
@@ -244,22 +255,27 @@ cdef class NumericCounter:
     cdef count_t[::1] counts
     cdef Py_ssize_t min_cols
     cdef readonly Py_ssize_t n_cols
+    cdef int float32_policy
     cdef int float64_policy
 
     def __init__(self, const double[::1] edges64, const float[::1] edges32,
                  const int64_t[::1] edge_offsets, const int64_t[::1] cols,
                  const int64_t[::1] count_offsets, count_t[::1] counts, *,
-                 n_cols=None, str float64="count"):
+                 n_cols=None, str float32="count", str float64="count"):
         """n_cols: the row width try_update() accepts (default: the last column
-        read + 1).  float64: what try_update() does with float64 rows: "count"
-        them against edges64, "round" them to float32 first and count them
-        against edges32 (what a float32 model is fed), or "decline" (return -1).
+        read + 1).  float32, float64: what try_update() does with rows of that
+        dtype: "count" them (float32 against edges32, float64 against edges64),
+        "round" float64 rows to float32 first and count them against edges32
+        (what a float32 model is fed), or "decline" them (return -1: the caller
+        rounds them its own way, e.g. to float16).
         """
         cdef Py_ssize_t j
         if edges32.shape[0] != edges64.shape[0]:
             raise ValueError("edges32 and edges64 differ in length")
-        if float64 not in _FLOAT64_POLICIES:
-            raise ValueError(f"float64 must be one of {sorted(_FLOAT64_POLICIES)}, got {float64!r}")
+        if float32 not in ("count", "decline"):
+            raise ValueError(f"float32 must be 'count' or 'decline', got {float32!r}")
+        if float64 not in _POLICIES:
+            raise ValueError(f"float64 must be one of {sorted(_POLICIES)}, got {float64!r}")
         self.min_cols = 0
         for j in range(cols.shape[0]):
             self.min_cols = max(self.min_cols, cols[j] + 1)
@@ -269,7 +285,8 @@ cdef class NumericCounter:
         if self.n_cols < self.min_cols:
             raise ValueError(f"n_cols={self.n_cols} but the features read columns up to "
                              f"{self.min_cols - 1}")
-        self.float64_policy = _FLOAT64_POLICIES[float64]
+        self.float32_policy = _POLICIES[float32]
+        self.float64_policy = _POLICIES[float64]
         self.edges64 = edges64
         self.edges32 = edges32
         self.edge_offsets = edge_offsets
@@ -344,7 +361,7 @@ cdef class NumericCounter:
         """Count X if it is one row (1-D) or a matrix (2-D) of float32 or float64,
         exactly n_cols wide, and return its number of rows; otherwise count
         nothing and return -1, without an exception (the caller converts X and
-        counts it another way).  float64 rows follow the counter's float64 policy.
+        counts it another way).  Each dtype as the counter's policy for it says.
 
         One call, nothing allocated: the per-request path of a numeric profile.
         """
@@ -357,9 +374,9 @@ cdef class NumericCounter:
             kind = _float_kind(&view)
             if (kind == NOT_FLOAT or view.ndim < 1 or view.ndim > 2
                     or view.shape[view.ndim - 1] != self.n_cols
-                    or (kind == FLOAT64 and self.float64_policy == 2)):
+                    or (self.float32_policy if kind == FLOAT32 else self.float64_policy) == DECLINE):
                 return -1
-            return self._count(&view, kind, self.float64_policy == 1)
+            return self._count(&view, kind, kind == FLOAT64 and self.float64_policy == ROUND)
         finally:
             PyBuffer_Release(&view)
 

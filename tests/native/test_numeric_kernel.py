@@ -132,6 +132,10 @@ def test_try_update_declines_what_it_cannot_count_as_is():
         assert counter.try_update(bad) == -1, bad
     assert not counts.any()
     assert _counter(edges, float64="decline")[0].try_update(X.astype(np.float64)) == -1
+    # A float16 profile rounds float32 rows itself: the counter must not count them as they are.
+    only64 = _counter(edges, float32="decline")[0]
+    assert only64.try_update(X) == -1
+    assert only64.try_update(X.astype(np.float64)) == 2
     # Read-only input is fine: the kernel only reads it.
     X.setflags(write=False)
     assert counter.try_update(X) == 2
@@ -153,6 +157,8 @@ def test_update_refuses_the_wrong_dtype_with_a_message():
         counter.update_f64([[1.0]])
     with pytest.raises(ValueError, match="float64 must be one of"):
         _counter([np.array([0.0])], float64="cast")
+    with pytest.raises(ValueError, match="float32 must be 'count' or 'decline'"):
+        _counter([np.array([0.0])], float32="round")
     with pytest.raises(ValueError, match="n_cols=0"):
         _counter([np.array([0.0])], n_cols=0)
     assert not counts.any()
@@ -225,3 +231,9 @@ def test_rejects_bad_edges():
 def test_integer_input_is_binned_as_float64():
     X = np.array([[0], [1], [2]], dtype=np.int64)
     assert kernels.count_numeric(X, [np.array([1.0])]).tolist() == [1, 2, 0]
+
+
+def test_simd_target_names_a_clone():
+    from runtime._native import _histogram
+
+    assert _histogram.simd_target() in ("avx512f", "avx2", "default")
