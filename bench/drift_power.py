@@ -16,6 +16,8 @@ level of the first categorical column among the first F).
 Rules side by side, on the same windows:
 - mlrt: the server's rule (runtime/monitor/rule.py): PSI band and a G-test that
   survives Holm's correction over the F features at alpha 0.01; 100 rows at least.
+  Also with warn_psi 0.02, and with PSI itself as the test statistic (the road not
+  taken: PSI / (1/N + 1/M) against chi-square), same correction and bands.
 - PSI > 0.1: any feature's PSI (mlrt's bins) past 0.1, the customary fixed threshold.
 - Evidently: Evidently's PSI test at its defaults (its own 30 bins, threshold 0.1) on
   each feature, in its own virtualenv (created on first use; --no-evidently to skip);
@@ -42,7 +44,7 @@ import numpy as np
 
 from runtime.monitor import Histogram, kernels
 from runtime.monitor.profile import CATEGORICAL, Profile
-from runtime.monitor.rule import Thresholds, judge
+from runtime.monitor.rule import Thresholds, band, chi2_sf, holm, judge
 
 SIZES = (100, 200, 500, 1000, 5000)
 FEATURES = (1, 8, 50)
@@ -156,6 +158,18 @@ def _check_slots(ds: Dataset, profile: Profile, slots: dict[str, np.ndarray], ro
 VARIANTS = {"mlrt": Thresholds(), "mlrt, warn_psi 0.02": Thresholds(warn_psi=0.02)}
 
 
+def _psi_as_test(psi: list[float], expected: list[np.ndarray], counts: list[np.ndarray], n: int) -> bool:
+    """The alternative mlrt did not take: PSI itself as the test statistic (PSI / (1/N + 1/M)
+    against chi-square), same Holm correction, alpha and bands."""
+    p = []
+    for value, e, c in zip(psi, expected, counts, strict=True):
+        used = int(np.count_nonzero((e > 0) | (c > 0)))
+        scale = 1.0 / n + 1.0 / int(e.sum())
+        p.append(chi2_sf(value / scale, max(1, used - 1)) if math.isfinite(value) else math.nan)
+    rejected = holm(p, Thresholds().alpha)
+    return any(r and band(v, Thresholds()) != "ok" for r, v in zip(rejected, psi, strict=True))
+
+
 def _mlrt_flags(
     counts: list[np.ndarray], expected: list[np.ndarray], n: int, f_sizes: tuple[int, ...]
 ) -> dict[str, Any]:
@@ -170,6 +184,7 @@ def _mlrt_flags(
             e, c = np.concatenate(expected[:f]), np.concatenate(counts[:f])
             verdicts = judge(psi[:f], e, c, offsets, [n] * f, thresholds)
             out[variant][f] = any(v.status != "ok" for v in verdicts)
+    out["PSI as the test"] = {f: _psi_as_test(psi[:f], expected[:f], counts[:f], n) for f in f_sizes}
     return out
 
 
@@ -364,7 +379,7 @@ def simulate(ds: Dataset, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
                     for f in f_sizes:
                         if case == "category+10pt" and not any(c in sub.categorical for c in names[:f]):
                             continue
-                        for variant in VARIANTS:
+                        for variant in (*VARIANTS, "PSI as the test"):
                             tally(variant, case, n, f).add(result[variant][f])
                         tally("PSI > 0.1", case, n, f).add(any(p > 0.1 for p in result["psi"][:f]))
                     if evidently is not None and w < (per_ref_ev if case == "none" else per_ref_ev // 2):
@@ -401,7 +416,7 @@ def _rate(results: list[dict], rule: str, case: str, n: int, f: int) -> str:
     return "-"
 
 
-RULES = ("mlrt", "mlrt, warn_psi 0.02", "PSI > 0.1", "Evidently PSI test")
+RULES = ("mlrt", "mlrt, warn_psi 0.02", "PSI as the test", "PSI > 0.1", "Evidently PSI test")
 
 
 def print_tables(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> None:
