@@ -1,4 +1,5 @@
-"""Drift-kernel benchmark: `python -m bench.kernels [--rounds N] [--json [PATH]] [--no-evidently]`.
+"""Drift-kernel benchmark: `python -m bench.kernels [--rounds N] [--json [PATH]] [--no-evidently]`;
+`python -m bench.kernels --markdown RESULTS.json` prints a saved run's tables for the docs.
 
 One thread, 20 standard-normal float32 features, a profile of 10 quantile bins
 fitted on float32 (the dtype the server's model receives).  Four parts:
@@ -50,6 +51,8 @@ from runtime.monitor.drift import ModelMonitor
 SCRIPT_VERSION = 2
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REQUEST_GOAL_US = 1.0
+#: The code these figures measure, relative to the repository root.
+MEASURED_PATHS = ("native", "runtime/monitor", "runtime/_native", "bench/kernels.py", "setup.py")
 
 
 # -- timing -----------------------------------------------------------------------------
@@ -522,7 +525,7 @@ def print_tables(result: dict[str, object]) -> None:
     console = Console(width=220)
     meta: dict = result["meta"]  # type: ignore[assignment]
     m = meta["machine"]
-    local = " + local changes" if meta["dirty"] else ""
+    local = f" + changes to {', '.join(meta['dirty'])}" if meta["dirty"] else ""
     console.print(
         f"mlrt drift kernels, {meta['date']} (commit {meta['commit'][:10]}{local}); {m['cpu']}, "
         f"{m['cpus']} CPUs, load {meta['load_before']} -> {meta['load_after']}; kernel SIMD "
@@ -585,6 +588,71 @@ def print_tables(result: dict[str, object]) -> None:
         console.print(t)
 
 
+def _md_spread(s: dict[str, float], digits: int = 3) -> str:
+    f = f"{{:.{digits}g}}"
+    med, q1, q3, lo, hi = (f.format(s[k]) for k in ("median", "q1", "q3", "min", "max"))
+    return f"**{med}** [{q1}-{q3}] ({lo}-{hi})"
+
+
+def markdown(result: dict) -> str:
+    """The tables of a run (a result as `--json` writes it) in Markdown, for the docs."""
+    meta, s, rows = result["meta"], result["settings"], result["rows"]
+    m = meta["machine"]
+    local = f", with uncommitted changes to {', '.join(meta['dirty'])}" if meta["dirty"] else ""
+    out = [
+        f"Run {meta['date'][:16].replace('T', ' ')} at commit {meta['commit'][:10]}{local}; {m['cpu']}, "
+        f"{m['cpus']} CPUs, load average {meta['load_before'][0]} before and {meta['load_after'][0]} "
+        f"after; mlrt's kernel counted with {m['mlrt_kernel_simd']}, numpy has "
+        f"{'/'.join(m['numpy_simd'])}. Figures: **median** [interquartile range] (min-max) over "
+        "order-rotated rounds; a ratio is the median of per-round ratios.",
+        "",
+        f"Batch: {s['rows']:,} x 20 standard-normal values, 10 bins, one thread, {s['rounds']} rounds.",
+        "",
+        "| system | input | does | ns per value | its time / mlrt's, same input | its time / mlrt C-order |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in (r for r in rows if r["part"] == "batch"):
+        same = f"{_md_spread(r['x_mlrt_same_input'])} vs {r['same_input_as']}" if "same_input_as" in r else ""
+        vs_c = _md_spread(r["x_mlrt_C"]) if "x_mlrt_C" in r else ""
+        out.append(
+            f"| {r['who']}: `{r['system']}` | {r['input']} | `{r['does']}` | "
+            f"{_md_spread(r['ns_per_value'])} | {same} | {vs_c} |"
+        )
+    out += [
+        "",
+        f"Request: one 1 x 20 float32 row, {s['request_rounds']} rounds of "
+        f"{s['request_calls']:,} calls each (timed as one block per round).",
+        "",
+        f"| path | does | µs per call | goal < {REQUEST_GOAL_US:g} µs |",
+        "|---|---|---|---|",
+    ]
+    for r in (r for r in rows if r["part"] == "request"):
+        us = r["us_per_call"]
+        goal = ("PASS" if us["median"] < r["goal_us"] else "FAIL") if r.get("goal_us") else ""
+        out.append(f"| `{r['system']}` | {r['does']} | {_md_spread(us)} | {goal} |")
+    out += ["", "| statistics and fit | does | time |", "|---|---|---|"]
+    for r in (r for r in rows if r["part"] == "stats"):
+        if "us_per_call" in r:
+            out.append(f"| `{r['system']}` | {r['does']} | {_md_spread(r['us_per_call'])} µs |")
+        else:
+            ratio = f"; time / np.quantile {_md_spread(r['x_np_quantile'])}" if "x_np_quantile" in r else ""
+            out.append(f"| `{r['system']}` | {r['does']} | {_md_spread(r['s_per_call'])} s{ratio} |")
+    for r in (r for r in rows if r["part"] == "evidently"):
+        out += ["", f"Evidently against mlrt, the same work ({r['same work']}), {r['rows']}:", ""]
+        if "x_mlrt" not in r:
+            out.append(f"Not run: {r['note']}.")
+            continue
+        out += [
+            "| system | does | ns per value (reference + current values) |",
+            "|---|---|---|",
+            f"| Evidently {r['evidently_version']} (pandas {r['pandas_version']}) | {r['evidently']} | "
+            f"{_md_spread(r['evidently_ns_per_value'])} |",
+            f"| mlrt | {r['mlrt']} | {_md_spread(r['mlrt_ns_per_value'])} |",
+            f"| Evidently's time / mlrt's | {r['differs']} | {_md_spread(r['x_mlrt'])} |",
+        ]
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -605,7 +673,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help="also write the raw results as JSON (default path: bench/results/kernels-<date>.json)",
     )
+    parser.add_argument(
+        "--markdown", metavar="RESULTS", help="print the tables of a saved run as Markdown, run nothing"
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())), end="")
+        return 0
     now = _dt.datetime.now().astimezone()
     load_before = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     rows: list[dict[str, object]] = []
@@ -629,7 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {
             "date": now.isoformat(timespec="seconds"),
             "commit": _git("rev-parse", "HEAD"),
-            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+            # Uncommitted changes to what these figures measure (the tree may hold others).
+            "dirty": _git("status", "--porcelain", "--", *MEASURED_PATHS).splitlines(),
             "load_before": load_before,
             "load_after": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
             "machine": machine_facts(),

@@ -54,3 +54,7 @@ def test_a_tiny_run_writes_every_figure_with_its_provenance(tmp_path, capsys) ->
                 assert len(samples) == rounds, name
     shown = capsys.readouterr().out
     assert "numpy best" in shown and "goal < 1 µs" in shown
+    # The docs' tables come from the saved file.
+    assert bench_kernels.main(["--markdown", str(out)]) == 0
+    md = capsys.readouterr().out
+    assert md.count("\n| ") >= 9 + 5 + 4 and "| numpy best: `numpy count_ge F` |" in md
