@@ -5,11 +5,16 @@ httpx costs ~0.5 ms of Python per call on a small machine and http.client's head
 parsing ~0.1 ms, both more than a small model's whole server-side latency; this does
 only what a V2 call needs: one request line, a few headers, a Content-Length or chunked
 body back.
+
+While it waits for an answer the calling thread sleeps in the kernel: it costs no CPU,
+however long the server takes. `busy_poll_us` trades CPU for latency where the caller
+wants that (see docs/formats.md).
 """
 
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 import threading
@@ -20,19 +25,67 @@ from urllib.parse import urlsplit
 _MAX_HEADER_BYTES = 64 * 1024
 _HEADS_MAX = 256  # encoded request heads kept per client
 _RECV_BYTES = 262144
-DEFAULT_BUSY_POLL_US = 200.0
 _POLL_BACKOFF_MAX = 64
 _CAN_POLL = hasattr(socket, "MSG_DONTWAIT") and hasattr(os, "sched_yield")
+# Where select.poll is missing (Windows), a read waits in recv itself.
+_CAN_WAIT_IN_POLL = hasattr(select, "poll") and hasattr(socket, "MSG_DONTWAIT")
 
 
-class _Headers(dict[str, str]):
-    """Response headers by lower-cased name."""
-
-    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return super().get(key.lower(), default)
+# Header name -> what _Headers.get looks for; callers ask for the same few names.
+_HEADER_KEYS: dict[str, bytes] = {}
+_HEADER_KEYS_MAX = 64
 
 
-@dataclass
+class _Headers:
+    """Response headers, looked up by name in any case.
+
+    Kept as the raw header block and searched on lookup: a call reads two to four
+    headers, which costs less than splitting all of them into a dict. As with a dict
+    filled in order, the last of repeated headers wins.
+    """
+
+    __slots__ = ("_raw", "_lower")
+
+    def __init__(self, raw: bytes) -> None:
+        # raw: the header lines, each one preceded by CRLF (b"\r\nName: value\r\n...").
+        self._raw = raw
+        self._lower = raw.lower()  # ASCII only: offsets stay the same as in raw
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        key = _HEADER_KEYS.get(name)
+        if key is None:
+            key = b"\r\n" + name.lower().encode("latin-1") + b":"
+            if len(_HEADER_KEYS) < _HEADER_KEYS_MAX:
+                _HEADER_KEYS[name] = key
+        i = self._lower.rfind(key)
+        if i < 0:
+            return default
+        start = i + len(key)
+        end = self._raw.find(b"\r\n", start)
+        return self._raw[start : end if end >= 0 else None].strip().decode("latin-1")
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def items(self) -> list[tuple[str, str]]:
+        pairs = []
+        for line in self._raw.decode("latin-1").split("\r\n"):
+            name, sep, value = line.partition(":")
+            if sep:
+                pairs.append((name.lower(), value.strip()))
+        return pairs
+
+    def __repr__(self) -> str:
+        return f"_Headers({self.items()!r})"
+
+
+@dataclass(slots=True)
 class Response:
     """What runtime.client reads from a response (the names httpx.Response uses)."""
 
@@ -52,8 +105,16 @@ class TransportError(Exception):
 
 
 class _Connection:
+    """One socket and what has been read from it but not consumed yet."""
+
+    __slots__ = ("sock", "buf", "busy_poll_s", "in_flight", "_sleep_through", "_backoff", "_wait", "_wait_ms")
+
     def __init__(
-        self, sock: socket.socket, busy_poll_s: float = 0.0, in_flight: list[None] | None = None
+        self,
+        sock: socket.socket,
+        busy_poll_s: float = 0.0,
+        in_flight: list[None] | None = None,
+        timeout_s: float | None = None,
     ) -> None:
         self.sock = sock
         self.buf = b""
@@ -61,15 +122,28 @@ class _Connection:
         self.in_flight = in_flight if in_flight is not None else []  # one entry per call under way
         self._sleep_through = 0  # reads left to wait for asleep before polling again
         self._backoff = 0  # how many reads the last miss made us sleep through
+        self._wait = None
+        self._wait_ms = None if timeout_s is None else max(timeout_s, 0.0) * 1000
+        if _CAN_WAIT_IN_POLL and sock.family == getattr(socket, "AF_UNIX", None):
+            # A thread asleep in recv() on a Unix socket is woken each time the server
+            # reads from it (the kernel signals "room to write" on the same wait queue,
+            # and recv's wait takes any signal), checks, and goes back to sleep: on a
+            # virtual machine that is one more wake-up of a halted CPU per call, paid by
+            # the server inside its read. poll() sleeps only until there is something to
+            # read. TCP signals room to write only to writers that ran out of it.
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            self._wait = poller.poll
 
     def _fill(self) -> None:
         try:
             if not self.busy_poll_s or len(self.in_flight) > 1:
-                # Other threads have calls under way: they can use the CPU (and the GIL) better.
-                chunk = self.sock.recv(_RECV_BYTES)
+                # Polling, if asked for, only for a lone call: other threads with calls
+                # under way can use the CPU (and the GIL) better.
+                chunk = self._recv()
             elif self._sleep_through:
                 self._sleep_through -= 1
-                chunk = self.sock.recv(_RECV_BYTES)
+                chunk = self._recv()
             else:
                 chunk = self._recv_polling()
         except BlockingIOError:  # SO_RCVTIMEO ran out
@@ -78,10 +152,24 @@ class _Connection:
             raise ConnectionResetError("the server closed the connection")
         self.buf += chunk
 
+    def _recv(self) -> bytes:
+        """Sleep until the socket has data, then take it."""
+        wait = self._wait
+        if wait is None:
+            return self.sock.recv(_RECV_BYTES)  # SO_RCVTIMEO bounds the wait
+        while True:
+            if not wait(self._wait_ms):
+                raise TimeoutError("no response within the timeout")
+            try:
+                return self.sock.recv(_RECV_BYTES, socket.MSG_DONTWAIT)
+            except BlockingIOError:  # readable, then not: wait again
+                continue
+
     def _recv_polling(self) -> bytes:
-        # Ask without sleeping until busy_poll_s has passed, then sleep in the kernel as usual.
-        # A sleeping thread must be woken when the answer arrives, which on a virtual machine
-        # means waking a halted vCPU: that can cost more than a small model's whole answer.
+        # Opt-in (busy_poll_us): ask without sleeping until busy_poll_s has passed, then
+        # sleep as usual. A sleeping thread must be woken when the answer arrives, which
+        # on a virtual machine means waking a halted vCPU: that can cost more than a small
+        # model's whole answer; polling keeps a CPU busy instead.
         # Each miss doubles how many reads we then wait for asleep (up to _POLL_BACKOFF_MAX),
         # so a server slower than the budget costs at most one budget per that many calls.
         # sched_yield lets a server sharing our CPU run at once instead of after our slice.
@@ -97,7 +185,7 @@ class _Connection:
                     continue
                 self._backoff = min(max(1, 2 * self._backoff), _POLL_BACKOFF_MAX)
                 self._sleep_through = self._backoff
-                return recv(_RECV_BYTES)
+                return self._recv()
             self._backoff = 0
             return chunk
 
@@ -114,6 +202,9 @@ class _Connection:
     def read_exact(self, n: int) -> bytes:
         while len(self.buf) < n:
             self._fill()
+        if len(self.buf) == n:  # the usual case: the body is all that is left
+            out, self.buf = self.buf, b""
+            return out
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
@@ -170,7 +261,7 @@ class KeepAliveHTTP:
         except BaseException:
             sock.close()
             raise
-        conn = _Connection(sock, self._busy_poll_s, self._in_flight)
+        conn = _Connection(sock, self._busy_poll_s, self._in_flight, self._timeout)
         with self._lock:
             self._all.add(conn)
         return conn
@@ -184,6 +275,9 @@ class KeepAliveHTTP:
             raw = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
         else:
             raw = head + b"\r\n"
+        if not self._busy_poll_s:
+            return self._exchange(raw, method)
+        # Polling needs to know whether other threads have calls under way (see _fill).
         self._in_flight.append(None)
         try:
             return self._exchange(raw, method)
@@ -225,29 +319,36 @@ class KeepAliveHTTP:
         return head
 
     def _response(self, conn: _Connection, method: str) -> Response:
-        lines = conn.read_until(b"\r\n\r\n", _MAX_HEADER_BYTES).decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-            raise ValueError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
-        status = int(parts[1])
-        reason = parts[2] if len(parts) > 2 else ""
-        headers = _Headers()
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.lower()] = value.strip()  # field names carry no whitespace (RFC 9112)
+        # Runs on every call right after the thread wakes, with its caches cold: the
+        # fewer steps the better (bytes searched in place, no dict of all the headers).
+        head = conn.read_until(b"\r\n\r\n", _MAX_HEADER_BYTES)
+        eol = head.find(b"\r\n")
+        if eol < 0:
+            eol = len(head)
+        version, _, rest = head[:eol].partition(b" ")
+        code, _, reason = rest.partition(b" ")
+        if not version.startswith(b"HTTP/1.") or not code.isdigit():
+            raise ValueError(f"not an HTTP/1.x response: {head[:80]!r}")
+        status = int(code)
+        headers = _Headers(head[eol:])
+        close = version == b"HTTP/1.0"
+        value = headers.get("connection")
+        if value is not None and value.lower() == "close":
+            close = True
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             data = b""
-        elif "content-length" in headers:
-            data = conn.read_exact(int(headers["content-length"]))
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
+        elif (length := headers.get("content-length")) is not None:
+            if not length.isdigit():
+                raise ValueError(f"invalid Content-Length {length[:40]!r}")
+            data = conn.read_exact(int(length))
+        elif (headers.get("transfer-encoding") or "").lower() == "chunked":
             data = self._chunked(conn)
         else:
             data = conn.read_to_close()
-            headers["connection"] = "close"
-        if headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0":
+            close = True
+        if close:
             self._drop(conn)
-        return Response(status, reason, headers, data)
+        return Response(status, reason.decode("latin-1"), headers, data)
 
     @staticmethod
     def _chunked(conn: _Connection) -> bytes:
@@ -276,20 +377,10 @@ class KeepAliveHTTP:
             c.sock.close()
 
 
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
 def _busy_poll_seconds(busy_poll_us: float | None) -> float:
-    """How long a read polls before it sleeps; None: the default where it can help."""
+    """How long a read polls before it sleeps; 0 (the default, also None): never."""
     if busy_poll_us is None:
-        # With one usable CPU, polling would take it from whoever answers or runs next.
-        if not _CAN_POLL or _usable_cpus() < 2:
-            return 0.0
-        return DEFAULT_BUSY_POLL_US / 1e6
+        return 0.0
     if busy_poll_us < 0:
         raise ValueError(f"busy_poll_us must be >= 0, got {busy_poll_us}")
     if busy_poll_us and not _CAN_POLL:

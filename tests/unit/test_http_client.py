@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import resource
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +14,7 @@ import pytest
 
 from runtime import _http
 from runtime._http import KeepAliveHTTP, TransportError, _Connection
+from runtime.client import Client
 
 Handler = Callable[[socket.socket, int], bool]  # (connection, request number) -> keep open?
 
@@ -192,14 +196,99 @@ def test_no_polling_while_other_threads_have_calls_under_way() -> None:
     b.close()
 
 
-def test_polling_by_default_only_with_a_cpu_to_spare(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_http, "_usable_cpus", lambda: 2)
-    assert _http._busy_poll_seconds(None) == _http.DEFAULT_BUSY_POLL_US / 1e6
+class _CountingSocket(socket.socket):
+    """A real socket that counts reads asked not to wait which found nothing: polls."""
+
+    misses = 0
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        try:
+            return super().recv(bufsize, flags)
+        except BlockingIOError:
+            if flags & socket.MSG_DONTWAIT:
+                self.misses += 1
+            raise
+
+
+def _counting_pair() -> tuple[_CountingSocket, socket.socket]:
+    a, b = socket.socketpair()
+    return _CountingSocket(fileno=a.detach()), b
+
+
+@pytest.mark.parametrize("busy_poll_s", [0.0, 0.0002])
+def test_the_default_sleeps_while_it_waits_and_polling_is_opt_in(busy_poll_s: float) -> None:
+    a, b = _counting_pair()
+    conn = _Connection(a, busy_poll_s=busy_poll_s)
+    threading.Timer(0.1, b.sendall, (b"x",)).start()
+    cpu = time.thread_time()
+    conn._fill()
+    cpu = time.thread_time() - cpu
+    assert conn.buf == b"x"
+    if busy_poll_s:
+        assert a.misses > 0  # polled for the budget, then slept
+    else:
+        # Asleep for the whole 100 ms: not one read that found nothing, and next to no CPU.
+        assert a.misses == 0
+        assert cpu < 0.02
+    a.close()
+    b.close()
+
+
+def test_no_polling_unless_asked_for() -> None:
+    assert _http._busy_poll_seconds(None) == 0.0
     assert _http._busy_poll_seconds(0) == 0.0
     assert _http._busy_poll_seconds(50) == 50e-6
-    monkeypatch.setattr(_http, "_usable_cpus", lambda: 1)
-    assert _http._busy_poll_seconds(None) == 0.0
-    assert _http._busy_poll_seconds(50) == 50e-6  # asked for: done
+    assert KeepAliveHTTP("http://127.0.0.1:1", None, 1.0)._busy_poll_s == 0.0
+
+
+def test_a_default_client_sleeps_while_a_server_takes_100_ms(scripted) -> None:
+    def handler(conn: socket.socket, n: int) -> bool:
+        if n > 1:
+            time.sleep(0.1)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    with Client(scripted(handler), format="json") as c:
+        assert c.is_live()  # connected
+        conn = c._fast._local.conn  # type: ignore[union-attr]
+        conn.sock = counting = _CountingSocket(fileno=conn.sock.detach())  # the same connection, counted
+        cpu = time.thread_time()
+        assert c.is_live()
+        cpu = time.thread_time() - cpu
+    assert counting.misses == 0  # never asked before the answer was there
+    assert cpu < 0.02  # ~0 for a 100 ms wait
+
+
+# Reads a request at once and answers 50 ms later, until the socket closes.
+_PEER = """
+import socket, sys, time
+s = socket.socket(fileno=int(sys.argv[1]))
+while s.recv(1) == b"q":
+    time.sleep(0.05)
+    s.sendall(b"a")
+"""
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="Unix sockets")
+def test_a_unix_socket_reader_is_not_woken_when_the_server_reads() -> None:
+    # Asleep in recv(), a reader is woken each time its peer reads from the socket (the
+    # kernel signals room to write on the same wait queue) and sleeps again: one more
+    # wake-up per call. Asleep in poll(), it is woken once, by the answer. The peer is
+    # another process, so that no thread of ours holds the GIL when the answer comes.
+    a, b = socket.socketpair()
+    peer = subprocess.Popen([sys.executable, "-c", _PEER, str(b.fileno())], pass_fds=[b.fileno()])
+    b.close()
+    conn = _Connection(a)
+    switches = []
+    for _ in range(5):
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+        a.sendall(b"q")
+        conn._fill()
+        switches.append(resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before)
+    a.close()
+    peer.wait(5)
+    assert conn.buf == b"aaaaa"
+    assert min(switches) == 1, switches  # slept once per answer
 
 
 def test_request_heads_carry_each_calls_headers() -> None:
