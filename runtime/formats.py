@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -166,8 +167,22 @@ def msgpack_loads(body: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
+class _Packers(threading.local):
+    # msgpack.packb makes a Packer, with a 256 KiB buffer, for every call: most of
+    # what packing a small body costs. One per thread, since a Packer is not thread-safe.
+    def __init__(self) -> None:
+        self.pack = msgpack.Packer(use_bin_type=True).pack
+
+
+_packers = _Packers()
+_PACKER_KEEP_BYTES = 1 << 20  # a Packer keeps its largest buffer: past this, a new one
+
+
 def msgpack_dumps(doc: Any) -> bytes:
-    return msgpack.packb(doc, use_bin_type=True)
+    out: bytes = _packers.pack(doc)
+    if len(out) > _PACKER_KEEP_BYTES:
+        _packers.pack = msgpack.Packer(use_bin_type=True).pack
+    return out
 
 
 def tensor_to_msgpack(arr: np.ndarray, datatype: str) -> dict[str, Any]:
