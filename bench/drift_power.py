@@ -23,6 +23,9 @@ Rules side by side, on the same windows:
   each feature, in its own virtualenv (created on first use; --no-evidently to skip);
   "any feature flagged", like the other two.
 
+`--fit-dtype float64` profiles the float64 data as given (no --model) while the windows
+are still served as float32: the mismatch that once alarmed on every window.
+
 Everything is seeded: the same command gives the same table.
 """
 
@@ -123,10 +126,12 @@ LOADERS: dict[str, Callable[[], Dataset]] = {
 
 
 # -- binning the population once per reference -------------------------------------------
-def _fit(ds: Dataset, rows: np.ndarray) -> Profile:
+def _fit(ds: Dataset, rows: np.ndarray, dtype: str) -> Profile:
+    """The reference's profile, fitted in `dtype` (float32: as `mlrt profile --model` fits for a
+    float32 model; float64: from the float64 data without saying the model's dtype)."""
     ref = {k: v[rows] for k, v in ds.columns.items()}
     numeric = [k for k in ds.columns if k not in ds.categorical]
-    return Profile.fit(ref, categorical=ds.categorical, dtypes={k: "float32" for k in numeric})
+    return Profile.fit(ref, categorical=ds.categorical, dtypes={k: dtype for k in numeric})
 
 
 def _slots(profile: Profile, name: str, values: np.ndarray) -> np.ndarray:
@@ -145,7 +150,10 @@ def _slots(profile: Profile, name: str, values: np.ndarray) -> np.ndarray:
 
 def _check_slots(ds: Dataset, profile: Profile, slots: dict[str, np.ndarray], rows: np.ndarray) -> None:
     hist = Histogram(profile)
-    hist.update({k: v[rows] for k, v in ds.columns.items()})
+    # What a float32 model receives: numeric columns as float32.
+    served = {k: v[rows] if k in ds.categorical else v[rows].astype(np.float32) 
+              for k, v in ds.columns.items()}
+    hist.update(served)
     counts = hist.feature_counts()
     for name, s in slots.items():
         want = counts[name]
@@ -355,7 +363,7 @@ def simulate(ds: Dataset, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
     t0 = time.perf_counter()
     for r in range(refs):
         ref_rows = rng.integers(0, sub.rows, sub.rows)
-        profile = _fit(sub, ref_rows)
+        profile = _fit(sub, ref_rows, args.fit_dtype)
         slots = {k: _slots(profile, k, v) for k, v in sub.columns.items()}
         _check_slots(sub, profile, slots, rng.integers(0, sub.rows, 500))
         expected = [np.asarray(profile.feature(k).counts, dtype=np.int64) for k in names]
@@ -466,6 +474,10 @@ def main(argv: list[str] | None = None) -> int:
         help="no-drift windows per cell also judged by Evidently (half as many shifted)",
     )  # fmt: skip
     p.add_argument("--no-evidently", dest="evidently", action="store_false")
+    p.add_argument(
+        "--fit-dtype", choices=("float32", "float64"), default="float32",
+        help="dtype the profile is fitted in; windows are always served as float32 (%(default)s)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH", help="write the raw results here")
     args = p.parse_args(argv)
