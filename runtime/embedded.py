@@ -42,6 +42,8 @@ class LocalModel:
         self._config = monitor_config or MonitorConfig()
         self._outputs = [o.name for o in model.outputs]
         self._specs = {s.name: s for s in model.inputs}
+        self._datatypes = {s.name: s.datatype for s in model.inputs}
+        self._dtypes = {s.name: V2_TO_NUMPY[s.datatype] for s in model.inputs}
         self._next_tick = time.monotonic() + self._config.tick_s
         self._status = "ok"
         self._tick_lock = threading.Lock()
@@ -58,9 +60,9 @@ class LocalModel:
     def outputs(self) -> tuple[Any, ...]:
         return self.model.outputs
 
-    def _as_inputs(self, x: np.ndarray | Mapping[str, Any]) -> tuple[Tensors, dict[str, str]]:
-        """The caller's arrays, each with the V2 datatype its dtype stands for: check_inputs
-        converts them to the model's as it would a request (runtime/convert.py)."""
+    def _as_inputs(self, x: np.ndarray | Mapping[str, Any]) -> tuple[Tensors, Mapping[str, str]]:
+        """The caller's arrays, and the V2 datatype each one's dtype stands for: check_inputs
+        converts them to the model's as it would a request's (runtime/convert.py)."""
         if isinstance(x, Mapping):
             raw = dict(x)
         elif len(self.model.inputs) == 1:
@@ -69,22 +71,26 @@ class LocalModel:
             names = [s.name for s in self.model.inputs]
             raise InvalidInput(f"model '{self.name}' has inputs {names}: pass a dict of arrays")
         out: Tensors = {}
-        datatypes: dict[str, str] = {}
+        sent: dict[str, str] | None = None  # only when some array is not in the model's dtype
         for name, value in raw.items():
             arr = np.asarray(value)
-            datatype = _V2_OF_NATIVE.get(arr.dtype)
-            if datatype is None:
-                arr, datatype = _unusual_dtype(name, arr)
             spec = self._specs.get(name)
+            if spec is None or arr.dtype is not self._dtypes[name]:
+                datatype = _V2_OF_NATIVE.get(arr.dtype)
+                if datatype is None:
+                    arr, datatype = _unusual_dtype(name, arr)
+                if sent is None:
+                    sent = dict(self._datatypes)
+                sent[name] = datatype
             if spec is not None and len(spec.shape) == arr.ndim + 1 and spec.shape[0] == -1:
                 arr = arr[np.newaxis]  # one row given without its batch dimension
             out[name] = arr
-            datatypes[name] = datatype
-        return out, datatypes
+        return out, self._datatypes if sent is None else sent
 
     def predict(self, x: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run the model on one input array (single-input models) or a dict of arrays."""
-        inputs = check_inputs(self.model, *self._as_inputs(x))
+        inputs, datatypes = self._as_inputs(x)
+        inputs = check_inputs(self.model, inputs, datatypes)
         try:
             outputs = self.model.predict(inputs)
         except Exception as exc:
