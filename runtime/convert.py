@@ -44,7 +44,6 @@ class _Conversion:
 
 
 _INTEGERS = [n for n, d in V2_TO_NUMPY.items() if d.kind in "iu"]
-_SMALL = 64  # elements: up to this many, the range check runs on Python floats
 
 
 def _plan(sent: str, want: str) -> _Conversion | str:
@@ -127,14 +126,15 @@ def convert(name: str, arr: np.ndarray, sent: str, want: str) -> np.ndarray:
     limit = plan.limit
     if limit is None:
         return arr.astype(plan.dtype)
-    # Every value within the target's finite range (a NaN either is skipped by min and max or,
-    # first, makes them NaN and fails the test): nothing can overflow. A row's few values
-    # are cheaper to compare as Python floats than with numpy's reductions.
-    if arr.size <= _SMALL:
-        values = arr.reshape(-1).tolist()
-        fits = not values or (-limit <= min(values) and max(values) <= limit)
+    # First a cheap test that nothing can overflow; when it fails (a large or non-finite
+    # value, or one it cannot vouch for), the exact test below, value by value.
+    if arr.dtype.kind == "f":
+        # No value exceeds the square root of the sum of squares: one pass, one numpy call
+        # (a row's min and max cost two, or Python floats). NaN and infinities fail the
+        # test; the halved limit leaves room for the sum's rounding.
+        fits = np.vdot(arr, arr) <= (limit / 2) ** 2
     else:
-        fits = bool(-limit <= arr.min() and arr.max() <= limit)
+        fits = arr.size == 0 or (-limit <= arr.min() and arr.max() <= limit)
     if fits:
         return arr.astype(plan.dtype)
     with np.errstate(over="ignore"):  # the overflows are found below, value by value
