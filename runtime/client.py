@@ -28,6 +28,7 @@ import httpx
 import numpy as np
 import orjson
 
+from ._client_msgpack import Answers, encode_inputs
 from ._http import KeepAliveHTTP
 from ._http import TransportError as FastTransportError
 from .datatypes import numpy_dtype
@@ -142,6 +143,7 @@ class _Protocol:
             self._headers = {"accept-encoding": "identity", **self._headers}
         self._paths: dict[tuple[str, str | None], str] = {}
         self._msgpack_heads: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
+        self._msgpack_answers = Answers()
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -237,7 +239,7 @@ class _Protocol:
         params: dict[str, Any],
     ) -> bytes:
         if outputs is None and request_id is None and not params:
-            body = _msgpack_inputs(tensors, self._msgpack_heads)
+            body = encode_inputs(tensors, self._msgpack_heads)
             if body is not None:
                 return body
         req: dict[str, Any] = {}
@@ -294,8 +296,12 @@ class _Protocol:
         body = response.content
         try:
             if content_type in MSGPACK_CONTENT_TYPES:
-                doc = msgpack_loads(body, "response")
-                return tensors_from_msgpack(doc.get("outputs"), "outputs")[0]
+                outputs = self._msgpack_answers.decode(body)
+                if outputs is None:
+                    doc = msgpack_loads(body, "response")
+                    outputs = tensors_from_msgpack(doc.get("outputs"), "outputs")[0]
+                    self._msgpack_answers.learn(body, doc)
+                return outputs
             if content_type == ARROW_CONTENT_TYPE:
                 batch, _ = arrow_loads(body, "response")
                 return {
@@ -317,54 +323,6 @@ class _Protocol:
         if isinstance(exc, httpx.TimeoutException):
             return RequestTimeout(self.url, self.timeout_s)
         return ConnectionFailed(self.url, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-
-
-# {"inputs": {...}} with up to 15 inputs (a fixmap), as msgpack spells it.
-_MSGPACK_INPUTS = [b"\x81\xa6inputs" + bytes((0x80 | n,)) for n in range(16)]
-_MSGPACK_HEADS_MAX = 256  # encoded tensor heads kept per client
-
-
-def _msgpack_inputs(
-    tensors: dict[str, tuple[np.ndarray, str]], heads: dict[tuple[str, str, tuple[int, ...]], bytes]
-) -> bytes | None:
-    """The msgpack body `{"inputs": {name: {"datatype", "shape", "data"}}}`, or None where
-    the general encoder must do it (BYTES tensors, more than 15 inputs).
-
-    A client sends the same names, datatypes and shapes again and again: each tensor's
-    encoded head (name, datatype, shape and the bin header of its data) is kept, and a
-    call only joins those heads with the tensors' bytes, instead of building and packing
-    the whole map each time.
-    """
-    if len(tensors) > 15:
-        return None
-    parts: list[Any] = [_MSGPACK_INPUTS[len(tensors)]]
-    for name, (arr, datatype) in tensors.items():
-        key = (name, datatype, arr.shape)
-        head = heads.get(key)
-        if head is None:
-            if datatype == "BYTES" or arr.nbytes >= 2**32:
-                return None
-            # {"datatype", "shape", "data": b""} ends with the 2-byte header of an empty
-            # bin: cut it, and put the header of this tensor's data in its place.
-            doc = msgpack_dumps({"datatype": datatype, "shape": list(arr.shape), "data": b""})[:-2]
-            head = msgpack_dumps(name) + doc + _bin_header(arr.nbytes)
-            if len(heads) < _MSGPACK_HEADS_MAX:
-                heads[key] = head
-        parts.append(head)
-        parts.append(arr)  # its raw little-endian bytes, as bytes.join reads any buffer
-    try:
-        return b"".join(parts)
-    except TypeError:  # an array that is not C-contiguous has no plain buffer
-        return None
-
-
-def _bin_header(n: int) -> bytes:
-    """msgpack's header of a bin of n bytes (bin 8, 16 or 32)."""
-    if n < 256:
-        return b"\xc4" + n.to_bytes(1, "big")
-    if n < 65536:
-        return b"\xc5" + n.to_bytes(2, "big")
-    return b"\xc6" + n.to_bytes(4, "big")
 
 
 def _utf8(arr: np.ndarray, name: str) -> list[str]:
