@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from .data import Columns, to_columns
 from .datatypes import numpy_dtype
 from .errors import ConfigError
 from .monitor.drift import column_names
 from .monitor.profile import Profile
-from .monitor.tabular import Columns, to_columns
 
 #: Rows per model call while the outputs are computed.
 BATCH_ROWS = 8192

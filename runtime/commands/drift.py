@@ -95,9 +95,9 @@ def _offline(
     profile_path: str, data_path: str, config_file: str | None, model_spec: str | None
 ) -> dict[str, Any]:
     from runtime.config import MonitorConfig, build_server_config
+    from runtime.data import read_table, to_columns
     from runtime.monitor.drift import offline_report
     from runtime.monitor.profile import Profile
-    from runtime.monitor.tabular import read_table, to_columns
 
     config = build_server_config(config_file=config_file).monitor if config_file else MonitorConfig()
     profile = Profile.load(profile_path)

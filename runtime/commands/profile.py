@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
 
+    from runtime.data import read_table
     from runtime.errors import MlrtError
     from runtime.monitor.profile import DtypeWarning, Profile
-    from runtime.monitor.tabular import read_table
 
     def fail(message: str) -> int:
         print(f"mlrt profile: {message}", file=sys.stderr)

@@ -142,32 +142,31 @@ def _read_columns(path: Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarra
             if missing:
                 raise PayloadError(f"{path.name} has no arrays for inputs {missing} (it has {z.files})")
             return {s.name: z[s.name] for s in specs}
-    if suffix in (".parquet", ".pq", ".csv"):
-        from ..formats import column_to_tensor
+    # Tabular files go through the one reader every command uses (runtime/data.py).
+    from ..data import format_of, read_table
+    from ..formats import column_to_tensor
 
-        if suffix == ".csv":
-            import pyarrow.csv as pacsv
-
-            table = pacsv.read_csv(path)
-        else:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-        names = set(table.column_names)
-        if all(s.name in names for s in specs):
-            return {
-                s.name: column_to_tensor(f"column '{s.name}'", table.column(s.name).combine_chunks())[0]
-                for s in specs
-            }
-        if len(specs) != 1:
-            missing = [s.name for s in specs if s.name not in names]
-            raise PayloadError(f"{path.name} has no columns for inputs {missing}")
-        cols = [np.asarray(table.column(c).to_numpy()) for c in table.column_names]
-        cols = [c for c in cols if c.dtype.kind in "biuf"]
-        if not cols:
-            raise PayloadError(f"{path.name} has no numeric columns")
-        return {specs[0].name: np.stack(cols, axis=1)}
-    raise PayloadError(f"unsupported data file {path.name}: use .npy, .npz, .parquet or .csv")
+    try:
+        format_of(path)
+    except ValueError:
+        raise PayloadError(
+            f"unsupported data file {path.name}: use .npy, .npz, .parquet, .csv or .arrow"
+        ) from None
+    table = read_table(path)
+    names = set(table.column_names)
+    if all(s.name in names for s in specs):
+        return {
+            s.name: column_to_tensor(f"column '{s.name}'", table.column(s.name).combine_chunks())[0]
+            for s in specs
+        }
+    if len(specs) != 1:
+        missing = [s.name for s in specs if s.name not in names]
+        raise PayloadError(f"{path.name} has no columns for inputs {missing}")
+    cols = [np.asarray(table.column(c).to_numpy()) for c in table.column_names]
+    cols = [c for c in cols if c.dtype.kind in "biuf"]
+    if not cols:
+        raise PayloadError(f"{path.name} has no numeric columns")
+    return {specs[0].name: np.stack(cols, axis=1)}
 
 
 def file_batches(

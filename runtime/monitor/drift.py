@@ -292,7 +292,7 @@ def offline_report(profile: Profile, data: object, config: MonitorConfig | None 
     profile, by the server's rule: the report `GET .../drift` would give had the model
     served exactly these rows.  The outputs section is judged too when the data holds
     every output column (predictions logged beside the inputs)."""
-    from .tabular import to_columns
+    from ..data import to_columns
 
     config = config or MonitorConfig()
     columns = to_columns(data)

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from ..data import to_columns
 from . import kernels
 from .profile import CATEGORICAL, FeatureProfile, Profile
-from .tabular import to_columns
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data import Columns, is_numeric, to_columns
 from . import kernels
-from .tabular import Columns, is_numeric, to_columns
 
 SCHEMA = "mlrt.profile"
 SCHEMA_VERSION = 2

@@ -1,4 +1,7 @@
-"""Turn the data users hand us (numpy, dicts, pyarrow, Parquet, CSV) into named columns.
+"""The one reader of tabular data: Parquet, CSV/TSV and Arrow IPC files (or a folder of
+them) through pyarrow.dataset, and the data users hand us in Python (numpy, mappings,
+pyarrow tables) as named columns.  `mlrt profile`, `mlrt drift`, the load generator's
+payloads and the monitor all read here.
 
 pyarrow is imported only when a file or an Arrow object is involved.
 """
@@ -8,34 +11,75 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 Columns = dict[str, np.ndarray]
 
+#: File suffix -> pyarrow.dataset format name.
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".arrow": "ipc",
+    ".feather": "ipc",
+    ".ipc": "ipc",
+}
 
-def read_table(path: str | PathLike[str]) -> object:
-    """Read a Parquet, CSV or Arrow IPC file into a pyarrow Table."""
+
+def format_of(path: str | PathLike[str]) -> str:
+    """The format a file's suffix names (``.csv.gz`` is CSV); ValueError when none does."""
+    p = Path(path)
+    for suffix in reversed([s.lower() for s in p.suffixes]):
+        if suffix in FORMATS:
+            return FORMATS[suffix]
+    raise ValueError(f"cannot tell the format of {p}: use .parquet, .csv, .tsv or .arrow")
+
+
+def _file_format(kind: str) -> Any:
+    import pyarrow.csv as pacsv
+    import pyarrow.dataset as pads
+
+    if kind in ("csv", "tsv"):
+        # An empty CSV field is a missing value, not the level "".
+        return pads.CsvFileFormat(
+            parse_options=pacsv.ParseOptions(delimiter="\t" if kind == "tsv" else ","),
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+        )
+    return kind
+
+
+def dataset(path: str | PathLike[str]) -> Any:
+    """A pyarrow Dataset over a file, or over the data files of one format in a folder."""
+    import pyarrow.dataset as pads
+
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such data file: {p}")
-    suffixes = [s.lower() for s in p.suffixes]
-    if ".parquet" in suffixes or ".pq" in suffixes:
-        import pyarrow.parquet as pq
+    if p.is_dir():
+        kinds = {format_of(f) for f in p.rglob("*") if f.is_file() and _has_format(f)}
+        if len(kinds) != 1:
+            found = ", ".join(sorted(kinds)) or "none"
+            raise ValueError(f"{p}: a folder of data files needs one format, found {found}")
+        kind = kinds.pop()
+    else:
+        kind = format_of(p)
+    return pads.dataset(str(p), format=_file_format(kind))
 
-        return pq.read_table(p)
-    if ".csv" in suffixes or ".tsv" in suffixes:
-        import pyarrow.csv as pacsv
 
-        parse = pacsv.ParseOptions(delimiter="\t" if ".tsv" in suffixes else ",")
-        # An empty CSV field is a missing value, not the level "".
-        convert = pacsv.ConvertOptions(strings_can_be_null=True)
-        return pacsv.read_csv(p, parse_options=parse, convert_options=convert)
-    if suffixes and suffixes[-1] in (".arrow", ".feather", ".ipc"):
-        import pyarrow.feather as feather
+def _has_format(path: Path) -> bool:
+    try:
+        format_of(path)
+    except ValueError:
+        return False
+    return True
 
-        return feather.read_table(p)
-    raise ValueError(f"cannot tell the format of {p}: use .parquet, .csv, .tsv or .arrow")
+
+def read_table(path: str | PathLike[str]) -> Any:
+    """The whole of a Parquet, CSV or Arrow IPC file (or folder) as one pyarrow Table."""
+    return dataset(path).to_table()
 
 
 def to_columns(data: object, names: Sequence[str] | None = None) -> Columns:
@@ -46,7 +90,7 @@ def to_columns(data: object, names: Sequence[str] | None = None) -> Columns:
         cols = {str(k): _column_array(v) for k, v in data.items()}
     elif hasattr(data, "column_names") and hasattr(data, "column"):
         cols = {
-            str(name): _arrow_to_numpy(data.column(i))  # type: ignore[attr-defined]
+            str(name): arrow_to_numpy(data.column(i))  # type: ignore[attr-defined]
             for i, name in enumerate(data.column_names)  # type: ignore[attr-defined]
         }
     else:
@@ -71,14 +115,16 @@ def to_columns(data: object, names: Sequence[str] | None = None) -> Columns:
 
 def _column_array(values: object) -> np.ndarray:
     if hasattr(values, "to_numpy") and hasattr(values, "null_count"):
-        return _arrow_to_numpy(values)
+        return arrow_to_numpy(values)
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"each column must be 1-D, got shape {arr.shape}")
     return arr
 
 
-def _arrow_to_numpy(column: object) -> np.ndarray:
+def arrow_to_numpy(column: object) -> np.ndarray:
+    """An Arrow column as numpy: numbers stay numbers (nulls become NaN), booleans int8,
+    everything else an object array of Python values (None for nulls)."""
     import pyarrow as pa
     import pyarrow.types as pat
 
