@@ -21,6 +21,8 @@ from cpython.object cimport PyObject
 
 from common cimport (
     BLOCK_ROWS,
+    GATHER_FEATURES,
+    GATHER_STRIDE,
     LINEAR_MAX_EDGES,
     SMALL_BLOCK_ROWS,
     bin_t,
@@ -90,14 +92,18 @@ cdef int _count_rows(const floating_src* X, Py_ssize_t n_rows, Py_ssize_t s0, Py
     # count offsets (_check_layout).  X is a raw pointer because acquiring a
     # typed memoryview costs ~0.1 us, as much as binning a whole request row;
     # the tables stay memoryviews, so the bounds-checked build checks them.
-    cdef floating_in xbuf[BLOCK_ROWS]
+    cdef floating_in xs[GATHER_FEATURES * GATHER_STRIDE]
+    cdef floating_in* xbuf
+    cdef Py_ssize_t col_bytes[GATHER_FEATURES]
     cdef bin_t bins[BLOCK_ROWS]
     cdef int64_t ge[LINEAR_MAX_EDGES + 1]
     cdef const char* base = <const char*>X
     cdef Py_ssize_t n_feat = cols.shape[0]
-    cdef Py_ssize_t start, m, r, t, j, k, eo, co, slot
+    cdef Py_ssize_t start, m, r, t, j, jj, g0, gn, k, eo, co, slot
+    cdef bint by_rows
     cdef const char* row
     cdef const char* col
+    cdef const char* src
     cdef floating_in x
     cdef int64_t prev, valid
     if n_rows < SMALL_BLOCK_ROWS:
@@ -117,46 +123,68 @@ cdef int _count_rows(const floating_src* X, Py_ssize_t n_rows, Py_ssize_t s0, Py
                     slot = upper_bound(&edges[eo], k, x)
                 counts[count_offsets[j] + slot] += 1
         return 0
-    # Rows in blocks, features inside a block: a C-order matrix is then read
-    # once from memory, each block's lines are reused from L1 by every feature.
+    # Rows in blocks, features inside a block: the block is read from memory
+    # once, and stays in L1/L2 while each of its features is counted.  The
+    # values of up to GATHER_FEATURES features are first copied out, one
+    # contiguous run per feature, in the order the input lies in memory: row
+    # by row for a row-major (C-order) matrix, column by column otherwise.
+    # Reading a C-order block column by column instead costs as much as
+    # counting it (a strided load per value, the prefetcher a step behind).
+    by_rows = (s1 if s1 >= 0 else -s1) <= (s0 if s0 >= 0 else -s0)
     start = 0
     while start < n_rows:
         m = min(<Py_ssize_t>BLOCK_ROWS, n_rows - start)
         row = base + start * s0
-        for j in range(n_feat):
-            col = row + cols[j] * s1
-            eo = edge_offsets[j]
-            k = edge_offsets[j + 1] - eo
-            co = count_offsets[j]
-            for r in range(m):
-                xbuf[r] = <floating_in>(<const floating_src*>(col + r * s0))[0]
-            # k == 0 never takes the search: &edges[eo] would point past the end.
-            if k == 0 or (k <= LINEAR_MAX_EDGES and m >= SMALL_BLOCK_ROWS):
-                # No scatter: with G_t = #(x >= e_t), bin 0 holds the non-NaN
-                # values minus G_0, bin b holds G_(b-1) - G_b and bin k holds
-                # G_(k-1) (edges are sorted).  Each G_t is a compare-and-add
-                # reduction that vectorizes; a scatter into the same
-                # counter would instead serialize on store-to-load forwarding.
-                # NaN fails every comparison, so it lands only in "missing".
-                # (The edges of the feature are edges[eo : eo + k], checked by
-                # _check_layout; k == 0 passes no pointer into them.)
-                if floating_in is float:
-                    count_ge_f32(xbuf, m, &edges[eo] if k else NULL, k, ge)
-                else:
-                    count_ge_f64(xbuf, m, &edges[eo] if k else NULL, k, ge)
-                valid = ge[0]
-                prev = valid
-                for t in range(k):
-                    counts[co + t] += prev - ge[1 + t]
-                    prev = ge[1 + t]
-                counts[co + k] += prev
-                counts[co + k + 1] += m - valid
+        g0 = 0
+        while g0 < n_feat:
+            gn = min(<Py_ssize_t>GATHER_FEATURES, n_feat - g0)
+            for jj in range(gn):
+                col_bytes[jj] = cols[g0 + jj] * s1
+            if by_rows and gn > 1:
+                for r in range(m):
+                    src = row + r * s0
+                    for jj in range(gn):
+                        xs[jj * GATHER_STRIDE + r] = <floating_in>(
+                            <const floating_src*>(src + col_bytes[jj]))[0]
             else:
-                for r in range(m):
-                    x = xbuf[r]
-                    bins[r] = <bin_t>(k + 1) if x != x else <bin_t>upper_bound(&edges[eo], k, x)
-                for r in range(m):
-                    counts[co + bins[r]] += 1
+                for jj in range(gn):
+                    col = row + col_bytes[jj]
+                    for r in range(m):
+                        xs[jj * GATHER_STRIDE + r] = <floating_in>(<const floating_src*>(col + r * s0))[0]
+            for jj in range(gn):
+                j = g0 + jj
+                xbuf = &xs[jj * GATHER_STRIDE]
+                eo = edge_offsets[j]
+                k = edge_offsets[j + 1] - eo
+                co = count_offsets[j]
+                # k == 0 never takes the search: &edges[eo] would point past the end.
+                if k == 0 or (k <= LINEAR_MAX_EDGES and m >= SMALL_BLOCK_ROWS):
+                    # No scatter: with G_t = #(x >= e_t), bin 0 holds the non-NaN
+                    # values minus G_0, bin b holds G_(b-1) - G_b and bin k holds
+                    # G_(k-1) (edges are sorted).  Each G_t is a compare-and-add
+                    # reduction that vectorizes; a scatter into the same
+                    # counter would instead serialize on store-to-load forwarding.
+                    # NaN fails every comparison, so it lands only in "missing".
+                    # (The edges of the feature are edges[eo : eo + k], checked by
+                    # _check_layout; k == 0 passes no pointer into them.)
+                    if floating_in is float:
+                        count_ge_f32(xbuf, m, &edges[eo] if k else NULL, k, ge)
+                    else:
+                        count_ge_f64(xbuf, m, &edges[eo] if k else NULL, k, ge)
+                    valid = ge[0]
+                    prev = valid
+                    for t in range(k):
+                        counts[co + t] += prev - ge[1 + t]
+                        prev = ge[1 + t]
+                    counts[co + k] += prev
+                    counts[co + k + 1] += m - valid
+                else:
+                    for r in range(m):
+                        x = xbuf[r]
+                        bins[r] = <bin_t>(k + 1) if x != x else <bin_t>upper_bound(&edges[eo], k, x)
+                    for r in range(m):
+                        counts[co + bins[r]] += 1
+            g0 += gn
         start += m
     return 0
 

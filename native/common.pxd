@@ -21,6 +21,12 @@ cdef enum:
     # Rows per block: 256 values of one feature (1-2 KiB) plus their bin indices
     # stay in L1 while every feature of the block is binned.
     BLOCK_ROWS = 256
+    # Features whose block values are copied out together (16 x 272 float64 is
+    # 34 KiB of stack): a C-order block is then read row by row, in order.
+    GATHER_FEATURES = 16
+    # Their buffers start 256 + 16 values apart, not 256: at a 1 KiB stride every
+    # fourth buffer maps to the same L1 sets and the copy stalls on conflicts.
+    GATHER_STRIDE = BLOCK_ROWS + 16
     # Up to this many inner edges a block is binned by one vectorized
     # count of (x >= e) per edge (~0.08 ns per value and edge); above it a
     # branch-free binary search per value plus a scatter is cheaper (the two

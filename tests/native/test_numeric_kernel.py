@@ -203,6 +203,36 @@ def test_many_bins_large_block():
     np.testing.assert_array_equal(kernels.count_numeric(X, edges), ref.count_numeric(X, edges))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "reversed"])
+def test_many_features_are_copied_out_in_groups(layout, dtype):
+    # More features than one gather group (16), a last group of 5, every edge count
+    # from none to the binary-search path, and a feature read twice: each must see
+    # its own column whether the block is copied out by rows or by columns.
+    rng = np.random.default_rng(7)
+    n_feat, n_rows = 37, 700
+    X = rng.normal(size=(n_rows, n_feat)).astype(dtype)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    if layout == "F":
+        X = np.asfortranarray(X)
+    elif layout == "strided":
+        X = np.repeat(np.repeat(X, 2, axis=0), 3, axis=1)[::2, ::3]
+    elif layout == "reversed":
+        X = np.ascontiguousarray(X[::-1, ::-1])[::-1, ::-1]
+    edges = [np.sort(rng.normal(size=(j * 7) % 71)) for j in range(n_feat)]
+    cols = np.array([*range(n_feat), 3], dtype=np.int64)
+    edges.append(edges[3])
+    flat, eoff = kernels.flatten_edges(edges)
+    coff = eoff[:-1] + 2 * np.arange(cols.size, dtype=np.int64)
+    counts = np.zeros(int(eoff[-1]) + 2 * cols.size, dtype=np.int64)
+    if dtype == np.float32:
+        flat = kernels.edges_as_float32(flat)
+    from runtime._native import _histogram
+
+    _histogram.count_numeric(X, cols, flat, eoff, coff, counts)
+    np.testing.assert_array_equal(counts, ref.count_numeric(X[:, cols], edges))
+
+
 def test_column_selection_and_layout_checks():
     from runtime._native import _histogram
 
