@@ -125,10 +125,18 @@ def _batch(n: int, n_rounds: int) -> tuple[list[dict[str, object]], dict[str, li
     def over(cols_of: Callable[[int], np.ndarray], binner, edges) -> Callable[[], list[np.ndarray]]:
         return lambda: [binner(cols_of(j), edges[j]) for j in range(F)]
 
+    # The kernel alone, rounding float64 to float32 as it reads (no copy).
+    flat, eoff = kernels.flatten_edges(e64)
+    cols = np.arange(F, dtype=np.int64)
+    counter = kernels.NumericCounter(
+        flat, kernels.edges_as_float32(flat), eoff, cols, eoff[:-1] + 2 * cols,
+        np.zeros(int(eoff[-1]) + 2 * F, dtype=np.int64), float64="round",
+    )  # fmt: skip
     systems: dict[str, Callable[[], object]] = {
         "mlrt C": lambda: hist.update(X),
         "mlrt F": lambda: hist.update(XF),
         "mlrt C f64": lambda: hist.update(X64),
+        "mlrt C f64 kernel": lambda: counter.try_update(X64),
         "numpy count_ge F": over(fcols.__getitem__, numpy_count_ge, e32),
         "numpy searchsorted F": over(fcols.__getitem__, numpy_searchsorted, e32),
         "numpy digitize F": over(fcols.__getitem__, numpy_digitize, e32),
@@ -146,13 +154,23 @@ def _batch(n: int, n_rounds: int) -> tuple[list[dict[str, object]], dict[str, li
     hist.reset()
     hist.update(X64)
     assert all(np.array_equal(c[:-1], w) for c, w in zip(hist.feature_counts().values(), want, strict=True))
+    assert counter.try_update(X64) == n
 
     raw = rounds(systems, n_rounds)
     per_value = 1e9 / (n * F)
     what = {
         "mlrt C": ("mlrt", "C-order float32 (the server's layout)", "Histogram.update(X)"),
         "mlrt F": ("mlrt", "Fortran-order float32", "Histogram.update(X)"),
-        "mlrt C f64": ("mlrt", "C-order float64", "Histogram.update(X)"),
+        "mlrt C f64": (
+            "mlrt",
+            "C-order float64 (a float32 profile)",
+            "Histogram.update(X): a rounded float32 copy, then counted",
+        ),
+        "mlrt C f64 kernel": (
+            "mlrt kernel alone",
+            "C-order float64 (a float32 profile)",
+            "NumericCounter(float64='round').try_update(X): rounded as read, no copy",
+        ),
         "numpy count_ge F": (
             "numpy best",
             "contiguous float32 columns, float32 edges",
