@@ -671,6 +671,93 @@ def markdown(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _md_iqr(s: dict[str, float]) -> str:
+    return f"**{s['median']:.3g}** [{s['q1']:.3g}-{s['q3']:.3g}]"
+
+
+def summary_markdown(results: list[dict]) -> str:
+    """One table of the figures that matter, one column per run: median [IQR]."""
+    head = "| figure | " + " | ".join(
+        f"{r['meta']['date'][:16].replace('T', ' ')}, load {r['meta']['load_before'][0]}" for r in results
+    )
+    lines = [head + " |", "|---" * (len(results) + 1) + "|"]
+
+    def add(label: str, cell: Callable[[dict], str]) -> None:
+        cells = []
+        for r in results:
+            try:
+                cells.append(cell(r))
+            except (KeyError, StopIteration):
+                cells.append("")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    def row(r: dict, part: str, system: str) -> dict:
+        return next(x for x in r["rows"] if x["part"] == part and x.get("system", "") == system)
+
+    for system in ("mlrt C", "mlrt F", "mlrt C f64", "mlrt C f64 kernel"):
+        x = row(results[0], "batch", system)
+        add(
+            f"mlrt, {x['input']}: `{x['does']}`, ns/value",
+            lambda r, s=system: _md_iqr(row(r, "batch", s)["ns_per_value"]),
+        )
+    for system in (
+        "numpy count_ge F",
+        "numpy searchsorted F",
+        "numpy digitize F",
+        "numpy count_ge C",
+        "numpy searchsorted C strided f64",
+    ):
+        x = row(results[0], "batch", system)
+        add(
+            f"{x['who']}, {x['input']}: `{x['does']}`; its time / mlrt's on the same input "
+            f"({x['same_input_as']}); ns/value",
+            lambda r, s=system: (
+                f"{_md_iqr(row(r, 'batch', s)['x_mlrt_same_input'])}; "
+                f"{row(r, 'batch', s)['ns_per_value']['median']:.3g} ns"
+            ),
+        )
+    add(
+        "numpy at its best (contiguous float32 columns) against mlrt on C-order: its time / mlrt's",
+        lambda r: _md_iqr(row(r, "batch", "numpy count_ge F")["x_mlrt_C"]),
+    )
+    add("read floor, `np.add.reduce` over the C-order matrix, ns/value",
+        lambda r: _md_iqr(row(r, "batch", "read floor C")["ns_per_value"]))  # fmt: skip
+    for system in ("ModelMonitor.observe", "Histogram.update", "NumericCounter.try_update", "numpy row"):
+        x = row(results[0], "request", system)
+        goal = f" (goal < {x['goal_us']:g} µs)" if x.get("goal_us") else ""
+        add(
+            f"one 1 x 20 float32 row, `{system}`{goal}, µs",
+            lambda r, s=system: (
+                _md_iqr(row(r, "request", s)["us_per_call"])
+                + (
+                    (
+                        " PASS"
+                        if row(r, "request", s)["us_per_call"]["median"] < row(r, "request", s)["goal_us"]
+                        else " FAIL"
+                    )
+                    if row(r, "request", s).get("goal_us")
+                    else ""
+                )
+            ),  # fmt: skip
+        )
+    add(
+        "`Histogram.psi()`, 20 features, µs",
+        lambda r: _md_iqr(row(r, "stats", "Histogram.psi")["us_per_call"]),
+    )
+    add("`Profile.fit` 1,000,000 x 20: its time / `np.quantile(axis=0)`'s",
+        lambda r: _md_iqr(row(r, "stats", "Profile.fit")["x_np_quantile"]))  # fmt: skip
+    add(
+        "Evidently PSI, same work, ns/value",
+        lambda r: _md_iqr(row(r, "evidently", "")["evidently_ns_per_value"]),
+    )
+    add(
+        "mlrt fit + count + PSI, same work, ns/value",
+        lambda r: _md_iqr(row(r, "evidently", "")["mlrt_ns_per_value"]),
+    )
+    add("Evidently's time / mlrt's, same work", lambda r: _md_iqr(row(r, "evidently", "")["x_mlrt"]))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -692,11 +779,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the raw results as JSON (default path: bench/results/kernels-<date>.json)",
     )
     parser.add_argument(
-        "--markdown", metavar="RESULTS", help="print the tables of a saved run as Markdown, run nothing"
+        "--markdown",
+        nargs="+",
+        metavar="RESULTS",
+        help="run nothing: print a saved run's tables as Markdown, or with several runs one "
+        "table of their main figures side by side",
     )
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown(json.loads(Path(args.markdown).read_text())), end="")
+        saved = [json.loads(Path(p).read_text()) for p in args.markdown]
+        print(markdown(saved[0]) if len(saved) == 1 else summary_markdown(saved), end="")
         return 0
     now = _dt.datetime.now().astimezone()
     load_before = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
