@@ -1,4 +1,5 @@
-"""Serving metrics: Prometheus collectors and Triton-style cumulative statistics.
+"""Serving metrics: per model version, request/queue/compute histograms, status and
+rejection counts and queue depth, exported by one Prometheus collector.
 
 Every observation happens on the event-loop thread (request ends and batch results
 are both handled there), so a model version keeps plain Python counters and bucket
@@ -16,14 +17,14 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from .monitor.rule import STATUS_CODE
+from .drift import DriftCollector
+from .triton import Duration, TritonStats, statistics
 
 # Latency buckets from 50 µs to 10 s: mlrt's own overhead lives at the low end.
 LATENCY_BUCKETS = (
@@ -46,33 +47,6 @@ LATENCY_BUCKETS = (
     10.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-
-
-@dataclass
-class Duration:
-    count: int = 0
-    ns: int = 0
-
-    def add(self, seconds: float, n: int = 1) -> None:
-        self.count += n
-        self.ns += int(seconds * 1e9)
-
-    def to_dict(self) -> dict[str, int]:
-        return {"count": self.count, "ns": self.ns}
-
-
-@dataclass
-class TritonStats:
-    """The cumulative counters Triton's `GET .../stats` reports."""
-
-    success: Duration = field(default_factory=Duration)
-    fail: Duration = field(default_factory=Duration)
-    queue: Duration = field(default_factory=Duration)
-    compute_infer: Duration = field(default_factory=Duration)
-    inference_count: int = 0  # rows
-    execution_count: int = 0  # model calls
-    last_inference_ms: int = 0
-    batches: dict[int, Duration] = field(default_factory=dict)
 
 
 class _Hist:
@@ -138,25 +112,8 @@ class ModelMetrics:
             d.add(compute_s)
 
     def triton_stats(self) -> dict[str, Any]:
-        s = self.stats
-        return {
-            "name": self.model,
-            "version": self.version,
-            "last_inference": s.last_inference_ms,
-            "inference_count": s.inference_count,
-            "execution_count": s.execution_count,
-            "inference_stats": {
-                "success": s.success.to_dict(),
-                "fail": s.fail.to_dict(),
-                "queue": s.queue.to_dict(),
-                "compute_input": {"count": s.success.count, "ns": 0},
-                "compute_infer": s.compute_infer.to_dict(),
-                "compute_output": {"count": s.success.count, "ns": 0},
-            },
-            "batch_stats": [
-                {"batch_size": n, "compute_infer": d.to_dict()} for n, d in sorted(s.batches.items())
-            ],
-        }
+        """Triton's `GET .../stats` record of this version."""
+        return statistics(self.model, self.version, self.stats)
 
 
 class _ServingCollector(Collector):
@@ -236,89 +193,3 @@ class ServingMetrics:
 
     def models(self) -> list[ModelMetrics]:
         return list(self._models.values())
-
-
-class DriftCollector(Collector):
-    """Drift figures read from the monitors' count arrays at scrape time.
-
-    `monitors` returns the ModelMonitor of every monitored model version. Bin
-    counters are totals since load (they only grow, so Prometheus can rate and sum
-    them across replicas); PSI, statuses and window rows describe the sliding window.
-    """
-
-    def __init__(self, monitors: Callable[[], list[Any]]) -> None:
-        self._monitors = monitors
-
-    def collect(self) -> Iterator[Any]:
-        mv = ["model", "version"]
-        feature_psi = GaugeMetricFamily(
-            "mlrt_feature_psi", "PSI of an input feature over the window", labels=[*mv, "feature"]
-        )
-        pred_psi = GaugeMetricFamily(
-            "mlrt_prediction_psi", "PSI of a model output over the window", labels=[*mv, "output"]
-        )
-        feature_status = GaugeMetricFamily(
-            "mlrt_feature_drift_status",
-            "Drift status of an input feature: 0 ok, 1 warn, 2 alert",
-            labels=[*mv, "feature"],
-        )
-        pred_status = GaugeMetricFamily(
-            "mlrt_prediction_drift_status",
-            "Drift status of a model output: 0 ok, 1 warn, 2 alert",
-            labels=[*mv, "output"],
-        )
-        status = GaugeMetricFamily(
-            "mlrt_drift_status", "Model drift status: 0 ok, 1 warn, 2 alert", labels=mv
-        )
-        rows = GaugeMetricFamily("mlrt_window_rows", "Rows in the drift window", labels=mv)
-        feature_bins = CounterMetricFamily(
-            "mlrt_feature_bin",
-            "Rows per reference bin of an input feature since load",
-            labels=[*mv, "feature", "bin"],
-        )
-        pred_bins = CounterMetricFamily(
-            "mlrt_prediction_bin",
-            "Rows per reference bin of a model output since load",
-            labels=[*mv, "output", "bin"],
-        )
-        feature_ref = GaugeMetricFamily(
-            "mlrt_feature_reference_share",
-            "Reference share of an input feature's bin",
-            labels=[*mv, "feature", "bin"],
-        )
-        pred_ref = GaugeMetricFamily(
-            "mlrt_prediction_reference_share",
-            "Reference share of a model output's bin",
-            labels=[*mv, "output", "bin"],
-        )
-        for mon in self._monitors():
-            m, v = mon.model, mon.version
-            report = mon.report()
-            for d in report:
-                psi_family, status_family = (
-                    (feature_psi, feature_status) if d.section == "features" else (pred_psi, pred_status)
-                )
-                psi_family.add_metric([m, v, d.name], d.psi)
-                status_family.add_metric([m, v, d.name], STATUS_CODE[d.status])
-            status.add_metric([m, v], STATUS_CODE[mon.status(report)])
-            rows.add_metric([m, v], mon.window_rows)
-            for section, name, counts, ref in mon.bin_totals():
-                bins, shares = (feature_bins, feature_ref) if section == "features" else (pred_bins, pred_ref)
-                last = len(counts) - 1
-                for i, (c, r) in enumerate(zip(counts.tolist(), ref.tolist(), strict=True)):
-                    label = "missing" if i == last else str(i)
-                    bins.add_metric([m, v, name, label], c)
-                    shares.add_metric([m, v, name, label], r)
-        yield from (
-            feature_psi,
-            pred_psi,
-            feature_status,
-            pred_status,
-            status,
-            rows,
-            feature_bins,
-            pred_bins,
-            feature_ref,
-            pred_ref,
-        )
-

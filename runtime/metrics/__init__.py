@@ -1,0 +1,17 @@
+"""Prometheus metrics and Triton statistics: serving (serving.py), Triton's statistics
+extension (triton.py) and drift (drift.py)."""
+
+from __future__ import annotations
+
+from .drift import DriftCollector
+from .serving import BATCH_BUCKETS, LATENCY_BUCKETS, ModelMetrics, ServingMetrics
+from .triton import TritonStats
+
+__all__ = [
+    "BATCH_BUCKETS",
+    "LATENCY_BUCKETS",
+    "DriftCollector",
+    "ModelMetrics",
+    "ServingMetrics",
+    "TritonStats",
+]
