@@ -1,50 +1,24 @@
-"""The server's drift loop: status ticks, hooks, and saving counts across restarts.
+"""The server's drift loop: status ticks and hooks.
 
 Every `tick_s` each monitored model's window is evaluated from its counts (a few
 microseconds per feature), status changes are logged, and the hook dispatcher sees
 the new status (it decides what fires). With `state_dir`, counts are saved every
-`save_every_s` and at shutdown, and restored at start when the profile matches.
+`save_every_s` and at shutdown, and restored at start (drift_state.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import tempfile
 import time
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from ..config import MonitorConfig
-from ..errors import ConfigError
 from ..hooks import DriftEvent, HookDispatcher
 from ..repository import LoadedModel, Repository
+from . import drift_state
 from .periodic import Periodic
 
 log = logging.getLogger("mlrt.drift")
-
-
-def state_path(state_dir: str, entry: LoadedModel) -> Path:
-    safe = f"{entry.model.name}@{entry.model.version}".replace(os.sep, "_")
-    return Path(state_dir) / f"{safe}.npz"
-
-
-def prepare_state_dir(path: str) -> None:
-    """Create `path` if needed and prove a file can be written there, so a bad --state-dir
-    stops the server at start instead of losing the counts at exit."""
-    where = Path(path)
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=where, prefix=".mlrt-probe-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"--state-dir {path}: drift counts could not be saved there ({exc.strerror or exc})"
-        ) from None
 
 
 class DriftService:
@@ -52,7 +26,7 @@ class DriftService:
         self, repository: Repository, config: MonitorConfig, dispatcher: HookDispatcher | None = None
     ) -> None:
         if config.state_dir:
-            prepare_state_dir(config.state_dir)
+            drift_state.prepare_state_dir(config.state_dir)
         self.repository = repository
         self.config = config
         self.dispatcher = dispatcher
@@ -118,52 +92,11 @@ class DriftService:
         if self.dispatcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.dispatcher.close, 10.0)
 
-    # -- durability -------------------------------------------------------------
+    # -- durability (drift_state.py) ------------------------------------------------
     def save(self) -> None:
-        """Write every monitor's counts (atomically: a crash never leaves half a file)."""
         assert self.config.state_dir
-        os.makedirs(self.config.state_dir, exist_ok=True)
-        for entry in self.monitored():
-            assert entry.monitor is not None
-            state: dict[str, Any] = entry.monitor.state()
-            path = state_path(self.config.state_dir, entry)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, **{k: np.asarray(v) for k, v in state.items()})
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+        drift_state.save(self.config.state_dir, self.monitored())
 
     def restore(self) -> None:
-        if not self.config.state_dir:
-            return
-        for entry in self.monitored():
-            assert entry.monitor is not None
-            path = state_path(self.config.state_dir, entry)
-            if not path.exists():
-                continue
-            try:
-                with np.load(path) as data:
-                    state = {k: data[k] for k in data.files}
-                state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
-                if entry.monitor.restore(state):
-                    log.info(
-                        "model '%s' v%s: drift counts restored from %s",
-                        entry.model.name,
-                        entry.model.version,
-                        path,
-                    )
-                else:
-                    log.warning(
-                        "model '%s' v%s: %s was saved for another profile; starting afresh",
-                        entry.model.name,
-                        entry.model.version,
-                        path,
-                    )
-            except (OSError, ValueError, KeyError) as exc:
-                log.warning(
-                    "model '%s': cannot restore drift counts from %s: %s", entry.model.name, path, exc
-                )
+        if self.config.state_dir:
+            drift_state.restore(self.config.state_dir, self.monitored())
