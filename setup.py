@@ -12,10 +12,14 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("MLRT_CYTHON_DEBUG", "0") != "0"
 
+# The headers every kernel may include: a change to one rebuilds the extensions.
+HEADERS = [str(h) for h in sorted(Path("native").glob("*.h")) + sorted(Path("native").glob("*.pxd"))]
+
 extensions = [
     Extension(
         f"runtime._native.{pyx.stem}",
         [str(pyx)],
+        depends=HEADERS,
         extra_compile_args=["-O3"] if os.name != "nt" else [],
     )
     for pyx in sorted(Path("native").glob("*.pyx"))
