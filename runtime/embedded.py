@@ -201,7 +201,7 @@ def load(
     monitor_config = monitor or MonitorConfig()
     mon = None
     if profile is not None:
-        from .repository import build_monitor
+        from .loading import build_monitor
 
         mon = build_monitor(config, model, monitor_config)
     dispatcher = None
