@@ -16,20 +16,11 @@ from typing import Any
 import numpy as np
 
 from .datatypes import V2_TO_NUMPY
-from .formats import msgpack_dumps
+from .formats import msgpack_bin_header, msgpack_dumps, msgpack_tensor_head
 
 # {"inputs": {...}} with up to 15 inputs (a fixmap), as msgpack spells it.
 _INPUTS = [b"\x81\xa6inputs" + bytes((0x80 | n,)) for n in range(16)]
 _KEPT_MAX = 256  # encoded tensor heads, or answer layouts, kept per client
-
-
-def bin_header(n: int) -> bytes:
-    """msgpack's header of a bin of n bytes (bin 8, 16 or 32)."""
-    if n < 256:
-        return b"\xc4" + n.to_bytes(1, "big")
-    if n < 65536:
-        return b"\xc5" + n.to_bytes(2, "big")
-    return b"\xc6" + n.to_bytes(4, "big")
 
 
 def _map_header(n: int) -> bytes:
@@ -56,10 +47,7 @@ def encode_inputs(
         if head is None:
             if datatype == "BYTES" or arr.nbytes >= 2**32:
                 return None
-            # {"datatype", "shape", "data": b""} ends with the 2-byte header of an empty
-            # bin: cut it, and put the header of this tensor's data in its place.
-            doc = msgpack_dumps({"datatype": datatype, "shape": list(arr.shape), "data": b""})[:-2]
-            head = msgpack_dumps(name) + doc + bin_header(arr.nbytes)
+            head = msgpack_tensor_head(name, datatype, arr.shape, arr.nbytes)
             if len(heads) < _KEPT_MAX:
                 heads[key] = head
         parts.append(head)
@@ -157,7 +145,7 @@ def _layout(body: bytes, doc: dict[str, Any]) -> _Layout | None:
                 if k != "data":
                     part += msgpack_dumps(v)
                     continue
-                part += bin_header(len(data))
+                part += msgpack_bin_header(len(data))
                 fixed.append((where, part))
                 where += len(part)
                 tensors.append((name, dtype, tuple(shape), where, len(data)))

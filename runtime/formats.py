@@ -185,6 +185,25 @@ def msgpack_dumps(doc: Any) -> bytes:
     return out
 
 
+def msgpack_bin_header(n: int) -> bytes:
+    """msgpack's header of a bin of n bytes (bin 8, 16 or 32; n < 2**32)."""
+    if n < 256:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 65536:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def msgpack_tensor_head(name: str, datatype: str, shape: tuple[int, ...], nbytes: int) -> bytes:
+    """What `{name: tensor_to_msgpack(arr, datatype)}` packs to in a map, up to the data of a
+    numeric tensor: its name, the map of datatype and shape, the header of a bin of
+    `nbytes`. The tensor's raw bytes follow. Both ends keep these for the shapes they send
+    again and again (runtime/_client_msgpack.py, server/codec_msgpack.py)."""
+    # {"datatype", "shape", "data": b""} ends with the 2-byte header of an empty bin.
+    doc = msgpack_dumps({"datatype": datatype, "shape": list(shape), "data": b""})[:-2]
+    return msgpack_dumps(name) + doc + msgpack_bin_header(nbytes)
+
+
 def tensor_to_msgpack(arr: np.ndarray, datatype: str) -> dict[str, Any]:
     """{"datatype", "shape", "data"}: data is bin (raw LE bytes) or, for BYTES, a list of bin."""
     data: Any

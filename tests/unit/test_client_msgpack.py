@@ -9,8 +9,15 @@ import msgpack
 import numpy as np
 import pytest
 
-from runtime._client_msgpack import Answers, bin_header, encode_inputs
-from runtime.formats import as_tensor, msgpack_dumps, msgpack_loads, tensor_to_msgpack, tensors_from_msgpack
+from runtime._client_msgpack import Answers, encode_inputs
+from runtime.formats import (
+    as_tensor,
+    msgpack_bin_header,
+    msgpack_dumps,
+    msgpack_loads,
+    tensor_to_msgpack,
+    tensors_from_msgpack,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -53,8 +60,8 @@ def test_requests_it_leaves_to_the_general_encoder() -> None:
 
 def test_bin_headers() -> None:
     for n in (0, 255, 256, 65535, 65536):
-        assert msgpack.packb(b"\0" * n) == bin_header(n) + b"\0" * n
-    assert bin_header(2**32 - 1) == b"\xc6\xff\xff\xff\xff"
+        assert msgpack.packb(b"\0" * n) == msgpack_bin_header(n) + b"\0" * n
+    assert msgpack_bin_header(2**32 - 1) == b"\xc6\xff\xff\xff\xff"
 
 
 def answer(outputs: dict[str, np.ndarray], **extra: Any) -> bytes:
