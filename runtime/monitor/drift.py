@@ -10,7 +10,6 @@ its false-alarm rate at about `alpha` however many features it has.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from ..config import MonitorConfig
 from ..errors import ConfigError
 from .histogram import Histogram
+from .kernels import Lock, RowBuffer, Stager
 from .profile import CATEGORICAL, FeatureProfile, Profile
 from .rule import STATUS_CODE, STATUSES, Thresholds, judge, worst
 
@@ -317,45 +317,57 @@ def offline_report(profile: Profile, data: object, config: MonitorConfig | None 
 
 
 STAGE_ROWS = 64
+#: Requests of more rows than this are counted at once, not staged.
+STAGE_MAX_ROWS = STAGE_ROWS // 4 - 1
 
 
 class _Stage:
     """Rows waiting to be counted into one histogram.
 
     A kernel call costs about as much for one row as for sixty, and in a server its
-    code and the count arrays are cold for every request; so single-row requests are
-    copied into a small buffer and counted STAGE_ROWS at a time (and whenever anyone
-    reads the counts). Batches of a quarter of that or more, and sections with
+    code and the count arrays are cold for every request; so requests of a few rows
+    are copied into a small buffer (native/_stage.pyx) and counted STAGE_ROWS at a
+    time, and whenever anyone reads the counts. Larger batches, and sections with
     categorical features, are counted at once.
     """
 
     def __init__(self, hist: Histogram, numeric: bool) -> None:
         self.hist = hist
-        self.numeric = numeric
         # In the dtype the histogram counts in: copying a float64 row into a float32
         # buffer rounds it as the profile says; a float32 row copies exactly either way.
-        self.buf = np.empty((STAGE_ROWS, len(hist.names)), dtype=hist.dtype) if numeric else None
-        self.n = 0
+        self.buf = (
+            RowBuffer(np.empty((STAGE_ROWS, len(hist.names)), dtype=hist.dtype), STAGE_MAX_ROWS)
+            if numeric
+            else None
+        )
 
     def add(self, x: Any) -> None:
-        if self.buf is None:
+        buf = self.buf
+        if buf is None:
             self.hist.update(x)
             return
-        k = x.shape[0]
-        if k >= STAGE_ROWS // 4:
-            # Enough rows to be worth a kernel call of their own: no copy.
-            self.flush()
-            self.hist.count_now(x)
+        if x.shape[0] > STAGE_MAX_ROWS:
+            self.hist.count_now(x)  # worth a kernel call of its own: no copy
             return
-        if self.n + k > STAGE_ROWS:
+        n = buf.add(x)
+        if n < 0:
+            # No room, or not float32/float64: numpy converts those to the buffer's
+            # dtype as an assignment into it would.
+            if buf.n + x.shape[0] > buf.capacity:
+                self.flush()
+            n = buf.add(np.asarray(x, dtype=buf.rows.dtype))
+            if n < 0:
+                raise ValueError(f"expected rows of {buf.n_cols} values, got shape {x.shape}")
+        if n == buf.capacity:
             self.flush()
-        self.buf[self.n : self.n + k] = x
-        self.n += k
 
     def flush(self) -> None:
-        if self.n:
-            self.hist.count_now(self.buf[: self.n])  # type: ignore[index]
-            self.n = 0
+        buf = self.buf
+        if buf is not None and buf.n:
+            # The whole buffer is the same array every time (numpy's buffer export of it
+            # is cached); a slice would be a new view per flush.
+            self.hist.count_now(buf.rows if buf.n == buf.capacity else buf.rows[: buf.n])
+            buf.clear()
 
 
 class ModelMonitor:
@@ -364,6 +376,11 @@ class ModelMonitor:
     `observe` runs wherever the batch ran (an executor thread, or the event loop for
     batches cheaper than a thread hop) and only adds counts; `report` computes from
     counts when asked. A lock keeps a scrape from reading half a rotation.
+
+    Windows: a row counts into the sub-window in which `observe` saw it, staged or
+    not: every call reads the clock before it stages, and staged rows are counted
+    before a sub-window ends. A rotation happens in the first `observe` or read after
+    its sub-window is over, or when `advance` is called.
     """
 
     def __init__(
@@ -391,9 +408,31 @@ class ModelMonitor:
         self._h_out = (
             Histogram(profile, section="outputs", **kw) if self._out is not None else None  # type: ignore[arg-type]
         )
-        self._lock = threading.Lock()
+        if self._h_out is not None:
+            # One grid of sub-windows for both sections: they rotate in the same call.
+            self._h_out._slot_started = self._h_in._slot_started
+        # threading.Lock's equal, which the native per-request path takes without a call.
+        self._lock = Lock()
         self._stage_in = _Stage(self._h_in, self._in.numeric)
         self._stage_out = _Stage(self._h_out, self._out.numeric) if self._h_out is not None else None
+        self._clock = time.monotonic  # every clock read of the monitor's, fixed at creation
+        # The usual model (each section one numeric tensor read whole) is observed by a
+        # native call that stages a request (bench/monitor_cost.py measures it): the
+        # instance's `observe` is the stager's, which hands anything it does not do
+        # itself to `_observe`.
+        self._stager: Stager | None = None
+        x_name, x_buf = self._in.whole, self._stage_in.buf
+        y_name = y_buf = None
+        if self._out is not None and self._stage_out is not None:
+            y_name, y_buf = self._out.whole, self._stage_out.buf
+        if None not in (x_name, x_buf) and (self._out is None or None not in (y_name, y_buf)):
+            self._stager = Stager(
+                self._lock, x_name, x_buf, y_name, y_buf,
+                clock=self._clock, on_full=self.flush, fallback=self._observe,
+            )  # fmt: skip
+            self.observe = self._stager.observe  # type: ignore[method-assign]
+        self._due_at = 0.0  # when a sub-window ends next (monotonic seconds)
+        self._sync_due()
         self._labels = {
             "features": [bin_labels(f) for f in profile.features],
             "outputs": [bin_labels(f) for f in profile.outputs],
@@ -407,16 +446,31 @@ class ModelMonitor:
         return out
 
     def observe(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        """Count one executed batch: its input tensors and the model's outputs.
+
+        Thread-safe. A request of a few rows is staged and counted with the next
+        STAGE_ROWS (or at the next read); a batch is counted now. (For the usual
+        model the instance's own `observe`, the native stager's, does the staging.)
+        """
+        self._observe(inputs, outputs)
+
+    def _observe(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
         x = self._in.view(inputs)
         y = self._out.view(outputs) if self._out is not None else None
         with self._lock:
-            if self._h_in.due(time.monotonic()):
-                # Staged rows belong to the sub-window they arrived in.
-                self._flush()
-                self._advance(time.monotonic())
+            now = self._clock()
+            if now >= self._due_at:
+                self._advance(now)
             self._stage_in.add(x)
             if y is not None:
                 self._stage_out.add(y)  # type: ignore[union-attr]
+
+    def advance(self, now: float | None = None) -> None:
+        """Start the sub-windows that have ended by `now` (default: the monotonic clock),
+        counting the staged rows first. `observe` and the reads do this themselves; a
+        caller with a clock of its own (a test, a benchmark) may do it explicitly."""
+        with self._lock:
+            self._advance(self._clock() if now is None else now)
 
     def _flush(self) -> None:
         self._stage_in.flush()
@@ -424,9 +478,22 @@ class ModelMonitor:
             self._stage_out.flush()
 
     def _advance(self, now: float) -> None:
-        self._h_in.advance(now)
-        if self._h_out is not None:
-            self._h_out.advance(now)
+        """Call with the lock held."""
+        if now >= self._due_at:
+            # Staged rows arrived in the sub-window that is ending: they count there.
+            self._flush()
+            self._h_in.advance(now)
+            if self._h_out is not None:
+                self._h_out.advance(now)
+        self._sync_due()
+
+    def _sync_due(self) -> None:
+        # Early is safe (the slow path looks again), late would miss a rotation: every
+        # change to the histograms' clocks made here is followed by this.
+        h_out = self._h_out
+        self._due_at = min(self._h_in._rotate_at, h_out._rotate_at if h_out is not None else math.inf)
+        if self._stager is not None:
+            self._stager.due_at = self._due_at
 
     def flush(self) -> None:
         """Count the rows still staged (readers of the histograms call this first)."""
@@ -456,11 +523,8 @@ class ModelMonitor:
     def report(self) -> list[FeatureDrift]:
         """Drift of every feature and output over the current window."""
         with self._lock:
-            now = time.monotonic()
-            sections = self._sections()
-            for _, hist in sections:
-                hist.advance(now)
-            return evaluate(sections, self.config, self._labels)
+            self._advance(self._clock())
+            return evaluate(self._sections(), self.config, self._labels)
 
     def status(self, report: Sequence[FeatureDrift] | None = None) -> str:
         report = self.report() if report is None else report
@@ -520,4 +584,5 @@ class ModelMonitor:
                 part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
                 if part:
                     hist.restore(part, age_s=age)
+            self._sync_due()
         return True

@@ -157,10 +157,12 @@ class Histogram:
         whether it is time to rotate (the caller has: see ModelMonitor's staging)."""
         if not self._numeric_only:
             raise ValueError("count_now is for profiles without categorical features; use update()")
-        if X.dtype is not self._as_is_f32 and X.dtype is not self._as_is_f64:
+        dt = X.dtype
+        if dt is not self._as_is_f32 and dt is not self._as_is_f64:
             X = self.rounded(X)
-        (self._update_f32 if X.dtype is _F32 else self._update_f64)(X)
-        self._slot_rows[self._slot] += X.shape[0]
+            dt = X.dtype
+        # The counter answers how many rows it counted.
+        self._slot_rows[self._slot] += (self._update_f32 if dt is _F32 else self._update_f64)(X)
 
     def due(self, now: float) -> bool:
         """Whether a time window's current sub-window is over at `now`."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 try:
-    from runtime._native import _histogram, _psi, _window
+    from runtime._native import _histogram, _psi, _stage, _window
 except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError(
         "mlrt's compiled drift kernels (runtime._native) are missing or out of date; "
@@ -20,7 +20,10 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 
 __all__ = [
     "DEFAULT_EPS",
+    "Lock",
     "NumericCounter",
+    "RowBuffer",
+    "Stager",
     "add_into",
     "chi2",
     "chi2_into",
@@ -45,6 +48,10 @@ count_levels_float = _histogram.count_levels_float
 count_levels_object = _histogram.count_levels_object
 sum_slots = _window.sum_slots
 add_into = _window.add_into
+# The monitor's staging of request rows (see runtime/monitor/drift.py).
+Lock = _stage.Lock
+RowBuffer = _stage.RowBuffer
+Stager = _stage.Stager
 # Preallocated-output forms for callers that keep their own buffers.
 psi_into = _psi.psi
 js_into = _psi.js
