@@ -3,7 +3,7 @@
     python -m bench.datatypes [--rounds 40] [--calls 2000] [--baseline DIR] [--json]
 
 Each case is one request's decode-and-check step, exactly as the server runs it
-(`InferEndpoint._decoded`: decode the body, check_inputs, select outputs), or one
+(the pipeline's decode stage: decode the body, check_inputs, select outputs), or one
 `runtime.load(...).predict` call on a model that returns its input (so that what is
 timed is mlrt's own work around a model), for one row of 20 features:
 
@@ -49,7 +49,11 @@ import runtime
 from runtime.config import ModelConfig
 from runtime.embedded import LocalModel
 from runtime.models.python import PythonModel
-from runtime.server.infer import InferEndpoint
+try:  # the server's decode step: the pipeline's (or, in a baseline before it, the endpoint's)
+    from runtime.server.http import HTTP_WIRE
+    from runtime.server.pipeline import Pipeline
+except ImportError:
+    Pipeline = None
 
 def identity(x):
     return x
@@ -62,7 +66,18 @@ class Entry:
     pass
 entry = Entry()
 entry.model = model
-endpoint = InferEndpoint(None, 1 << 20)
+if Pipeline is not None:
+    pipeline = Pipeline(None)
+
+    def decoded(headers, body):
+        pipeline.decode(entry, HTTP_WIRE, body, headers, 0.0, False)
+else:
+    from runtime.server.infer import InferEndpoint
+
+    endpoint = InferEndpoint(None, 1 << 20)
+
+    def decoded(headers, body):
+        endpoint._decoded(entry, None, headers, body, 0.0)
 x64 = np.random.default_rng(0).random((1, 20))
 
 def v2_json(x, dt):
@@ -82,7 +97,7 @@ def v2_msgpack(x, dt):
 def decode_case(make, x, dt):
     body, headers = make(x, dt)
     def run():
-        endpoint._decoded(entry, None, headers, body, 0.0)
+        decoded(headers, body)
     return run
 
 def predict_case(x):

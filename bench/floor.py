@@ -40,7 +40,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=8001)
     args = p.parse_args()
-    from runtime.server.protocol import CoalescingHttpToolsProtocol
+    from runtime.server.uvicorn_http import CoalescingHttpToolsProtocol
 
     uvicorn.run(
         app,

@@ -6,6 +6,8 @@ up is runtime/loading.py; this module only holds, swaps and retires the results.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +21,10 @@ from .models import Model
 if TYPE_CHECKING:
     from .monitor.drift import ModelMonitor
 
+#: How often a retiring version checks whether its last holders are done.
+RETIRE_POLL_S = 0.002
+
+
 @dataclass(eq=False)
 class LoadedModel:
     config: ModelConfig
@@ -29,6 +35,9 @@ class LoadedModel:
     ready: bool = True
     # The config as given (e.g. `name@production`), from which a reload starts again.
     origin: ModelConfig | None = None
+    # Requests that resolved this version and are not answered yet (server/pipeline.py):
+    # a version swapped out is retired only once they are done.
+    holders: int = 0
 
     @property
     def batchable(self) -> bool:
@@ -86,9 +95,16 @@ class Repository:
         return list(self.models.pop(name, {}).values())
 
     async def retire(self, entry: LoadedModel, timeout_s: float | None = None) -> None:
-        """Finish what the entry has queued and running, then release it."""
+        """Finish what the entry has queued and running, then release it.
+
+        Requests that resolved this version before it was swapped out (their bodies
+        still arriving or decoding) are waited for first, so none of them fails."""
         entry.ready = False
-        await entry.runner.close(timeout_s)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while entry.holders > 0 and (deadline is None or time.monotonic() < deadline):
+            await asyncio.sleep(RETIRE_POLL_S)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        await entry.runner.close(remaining)
         entry.model.close()
         self.metrics.forget(entry.model.name, entry.model.version)
 

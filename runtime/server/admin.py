@@ -13,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .errors import error_response
+from .http import error_response
 from .reload import Reloader
 
 

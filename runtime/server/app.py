@@ -1,4 +1,4 @@
-"""The ASGI application: the infer fast path, Starlette for everything else."""
+"""The ASGI application: infer requests into the pipeline, Starlette for everything else."""
 
 from __future__ import annotations
 
@@ -16,29 +16,33 @@ from ..hooks import HookDispatcher, build_hooks
 from ..repository import Repository
 from . import admin, routes
 from .drift import DriftService
-from .errors import HANDLERS
-from .infer import InferEndpoint, match_infer
+from .http import HANDLERS, infer_asgi, match_infer
+from .pipeline import OFFLOAD_BYTES, Pipeline
 from .reload import Reloader
 
 log = logging.getLogger("mlrt.server")
 
 
 class MlrtApp:
-    """Sends `POST .../infer` to the bare endpoint, all else to Starlette."""
+    """Sends infer requests into the pipeline (http.py's ASGI way in), all else to
+    Starlette. Requests the direct path takes never get here (uvicorn_http.py)."""
 
-    def __init__(self, starlette: Starlette, infer: InferEndpoint) -> None:
+    def __init__(self, starlette: Starlette, pipeline: Pipeline, max_body_bytes: int) -> None:
         self.starlette = starlette
-        self.infer = infer
+        self.pipeline = pipeline
+        self.max_body_bytes = max_body_bytes
+        # The largest body the direct path takes: decoding it inline stays cheap.
+        self.direct_max_bytes = min(OFFLOAD_BYTES, max_body_bytes)
 
     @property
     def state(self) -> State:
         return self.starlette.state
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             target = match_infer(scope["path"])
             if target is not None:
-                await self.infer(scope, receive, send, target)
+                await infer_asgi(self.pipeline, self.max_body_bytes, scope, receive, send, target)
                 return
         await self.starlette(scope, receive, send)
 
@@ -52,8 +56,6 @@ def _model_routes() -> list[Route]:
             Route(prefix + "/config", routes.model_config, methods=["GET"]),
             Route(prefix + "/stats", routes.model_stats, methods=["GET"]),
             Route(prefix + "/drift", routes.model_drift, methods=["GET"]),
-            # POSTs never get here (MlrtApp sends them to the fast path); other methods get 405.
-            Route(prefix + "/infer", routes.model_ready, methods=["POST"]),
         ]
     return out
 
@@ -97,4 +99,4 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     starlette.state.shutting_down = False
     starlette.state.drift = drift
     starlette.state.reloader = reloader
-    return MlrtApp(starlette, InferEndpoint(repository, config.max_body_bytes))
+    return MlrtApp(starlette, Pipeline(repository), config.max_body_bytes)

@@ -1,13 +1,12 @@
-"""Map domain exceptions to HTTP responses with `{"error": ...}` bodies."""
+"""The one mapping of exceptions to what a client is told, whatever the transport or
+route: `failure(exc)` gives the status, message, Retry-After and rejection reason.
+Transports render it: HTTP as a `{"error": ...}` body (http.py), gRPC as a status code
+and details (grpc_server.py)."""
 
 from __future__ import annotations
 
 import logging
-
-import orjson
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
+from dataclasses import dataclass
 
 from ..errors import (
     ConfigError,
@@ -42,39 +41,31 @@ def status_of(exc: MlrtError) -> int:
     return 400
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps({"error": message}),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What an exception means to a client, whatever the transport: an HTTP-style
+    status, the message, Retry-After seconds for a request worth retrying, and the
+    reason counted in `mlrt_rejected_total` for a request refused unrun."""
+
+    status: int
+    message: str
+    retry_after_s: int | None = None
+    reason: str | None = None
 
 
-async def mlrt_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, MlrtError)
-    status = status_of(exc)
-    headers = None
-    if isinstance(exc, Overloaded):
-        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
-    elif isinstance(exc, ModelNotReady):
-        headers = {"Retry-After": "1"}
+def failure(exc: BaseException) -> Failure:
+    """The one mapping of exceptions to failures: every route and transport uses it.
+
+    Anything that is not an MlrtError is a bug: a 500 without details (the traceback
+    goes to the log, never to the client). A model's own failure is logged with its
+    cause, since the client only sees the message.
+    """
+    if not isinstance(exc, MlrtError):
+        log.error("internal error", exc_info=exc)
+        return Failure(500, "internal server error")
     if isinstance(exc, ModelFailure):
         log.error("%s", exc, exc_info=exc.cause)
-    return error_response(status, str(exc), headers)
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code in (204, 304):
-        return Response(status_code=exc.status_code, headers=exc.headers)
-    return error_response(exc.status_code, str(exc.detail), exc.headers)
-
-
-async def internal_error(request: Request, exc: Exception) -> Response:
-    # Starlette re-raises after this handler, so the traceback reaches the log,
-    # never the client.
-    return error_response(500, "internal server error")
-
-
-HANDLERS = {MlrtError: mlrt_error, HTTPException: http_error, Exception: internal_error}
+    if isinstance(exc, Overloaded | ModelNotReady):
+        retry = max(1, round(getattr(exc, "retry_after_s", 1.0)))
+        return Failure(status_of(exc), str(exc), retry, exc.reason)
+    return Failure(status_of(exc), str(exc))

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import __version__
 from ..errors import ModelNotFound
 from ..repository import LoadedModel, Repository
+from .http import json_answer, response
 
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics", "model_repository"]
 
@@ -20,7 +20,7 @@ _TRITON_TYPES = {"BYTES": "TYPE_STRING"}
 
 
 def _json(doc: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+    return response(json_answer(doc, status))
 
 
 def _repo(request: Request) -> Repository:
@@ -45,19 +45,20 @@ async def server_metadata(request: Request) -> Response:
     return _json({"name": "mlrt", "version": __version__, "extensions": EXTENSIONS})
 
 
-async def model_metadata(request: Request) -> Response:
-    entry = _entry(request)
+def metadata(repository: Repository, entry: LoadedModel) -> dict[str, Any]:
+    """A model's V2 metadata, the same over HTTP and gRPC."""
     m = entry.model
-    versions = list(_repo(request).models[m.name])
-    return _json(
-        {
-            "name": m.name,
-            "versions": versions,
-            "platform": m.platform,
-            "inputs": [s.to_dict() for s in m.inputs],
-            "outputs": [s.to_dict() for s in m.outputs],
-        }
-    )
+    return {
+        "name": m.name,
+        "versions": list(repository.models[m.name]),
+        "platform": m.platform,
+        "inputs": [s.to_dict() for s in m.inputs],
+        "outputs": [s.to_dict() for s in m.outputs],
+    }
+
+
+async def model_metadata(request: Request) -> Response:
+    return _json(metadata(_repo(request), _entry(request)))
 
 
 async def model_ready(request: Request) -> Response:

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import socket
-import threading
-from collections.abc import Iterator
 from urllib.parse import quote
 
 from ..config import ServerConfig
@@ -15,8 +10,8 @@ from ..errors import MlrtError
 from ..repository import Repository
 from .accept import Listeners
 from .app import create_app
-from .protocol import protocol_for
 from .sockets import bind_all, close_all
+from .uvicorn_http import protocol_for, server_class
 
 log = logging.getLogger("mlrt.server")
 
@@ -27,35 +22,6 @@ class ServeError(MlrtError):
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _server_class(listeners: Listeners) -> type:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn's server, but a graceful stop on SIGTERM/SIGINT exits with status 0
-        (uvicorn re-raises the captured signal after shutting down, so the process would
-        die by that signal even though nothing was lost), and connections accepted by
-        mlrt itself (accept.py) stop with uvicorn's.
-        """
-
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            listeners.stop()
-            await super().shutdown(sockets)
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-            originals = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in originals.items():
-                    signal.signal(sig, handler)
-
-    return Server
 
 
 def _model_urls(config: ServerConfig, name: str) -> str:
@@ -100,14 +66,14 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> None:
         uv_config = uvicorn.Config(
             app,
             loop="uvloop",
-            http=protocol_for(app.infer, listeners),
+            http=protocol_for(app.pipeline, app.direct_max_bytes, listeners),
             lifespan="on",
             log_config=None,
             log_level=config.log_level,
             access_log=False,
             timeout_graceful_shutdown=config.graceful_timeout_s,
         )
-        server = _server_class(listeners)(uv_config)
+        server = server_class(listeners)(uv_config)
         log.info("mlrt serving %d model(s) on %s", len(repository.entries()), config.url)
         server.run(sockets=socks)
     finally:

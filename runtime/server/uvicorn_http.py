@@ -1,25 +1,67 @@
-"""uvicorn's httptools protocol, with two changes for mlrt.
+"""uvicorn, adapted for mlrt: the only module that touches uvicorn's internals (its
+httptools protocol, status lines, per-request `cycle`, default headers and signal
+handling). `check()` says at import which of them a uvicorn release lacks, and
+tests/unit/test_uvicorn_http.py fails loudly on such a release; pyproject.toml pins
+the range this was written against.
 
-One write per response: uvicorn writes a response's header block as soon as the
-app sends `http.response.start`, and the body in a second write: two syscalls
-per response, and on loopback two wake-ups of the client. mlrt's responses are
-single-shot, so the header block is held until the body's first write and both
-go out together.
-
-The direct path (MlrtHttpProtocol): a small, complete infer request goes from the
-parser straight to the infer endpoint, below ASGI.
+Three changes:
+- One write per response: uvicorn writes a response's header block as soon as the
+  app sends `http.response.start`, and the body in a second write: two syscalls per
+  response, and on loopback two wake-ups of the client. mlrt's responses are
+  single-shot, so the header block is held until the body's first write and both go
+  out together.
+- The direct path (MlrtHttpProtocol): a small, complete infer request goes from the
+  parser straight into the infer pipeline (pipeline.py), below ASGI, and its answer
+  is written from a callback in one piece.
+- The server (`server_class`): a graceful stop on SIGTERM/SIGINT exits with status 0,
+  and connections mlrt accepted itself (accept.py) stop with uvicorn's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httptools
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .accept import Listeners
-from .infer import Cancellable, match_infer
+from .http import HTTP_WIRE, head_lines, match_infer
+from .pipeline import Answer, Cancellable, Pipeline
+
+#: What mlrt relies on, by where it lives: `check()` looks for the class attributes, the
+#: test for this module for the instance ones (they exist once a protocol is made).
+REQUIRED = {
+    "HttpToolsProtocol": [
+        "connection_made", "connection_lost", "on_message_begin", "on_url", "on_headers_complete", "on_body",
+        "on_message_complete", "on_response_complete", "resume_writing",
+    ],
+    "HttpToolsProtocol instance": [
+        "cycle", "parser", "flow", "url", "headers", "scope", "expect_100_continue",
+        "limit_concurrency", "server_state", "loop", "config", "app_state", "pipeline",
+    ],
+    "Server": ["shutdown", "capture_signals", "handle_exit", "run", "started"],
+}  # fmt: skip
+
+
+def check() -> list[str]:
+    """What this uvicorn lacks of what mlrt uses (empty when compatible)."""
+    missing = []
+    if 200 not in STATUS_LINE or not STATUS_LINE[200].startswith(b"HTTP/1.1 200"):
+        missing.append("STATUS_LINE[200]")
+    for name in REQUIRED["HttpToolsProtocol"]:
+        if not callable(getattr(HttpToolsProtocol, name, None)):
+            missing.append(f"HttpToolsProtocol.{name}")
+    for name in REQUIRED["Server"]:
+        if not hasattr(uvicorn.Server, name) and name != "started":
+            missing.append(f"Server.{name}")
+    return missing
 
 
 class _CoalescingTransport:
@@ -91,28 +133,19 @@ class _Direct:
     def set(self) -> None:
         pass
 
-    def respond(
-        self, status: int, body: bytes, content_type: bytes, extra: list[tuple[bytes, bytes]]
-    ) -> None:
+    def respond(self, answer: Answer) -> None:
         self.pending = None
         proto = self.protocol
         transport = proto.raw_transport
         if self.disconnected or transport.is_closing():
             return
-        head = [
-            STATUS_LINE[status],
-            _default_head(proto.server_state.default_headers),
-            b"content-type: ",
-            content_type,
-            b"\r\ncontent-length: ",
-            str(len(body)).encode(),
-            b"\r\n",
-        ]
-        for name, value in extra:
+        head = [STATUS_LINE[answer.status], _default_head(proto.server_state.default_headers)]
+        for name, value in head_lines(answer):
             head += (name, b": ", value, b"\r\n")
         if not self.keep_alive:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
+        body = answer.body
         if len(body) <= _JOIN_MAX:
             head.append(body)
             transport.write(b"".join(head))
@@ -143,13 +176,16 @@ def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
 
 class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
     """Takes `POST .../infer` with a small, complete body straight from the parser to
-    the infer endpoint, below ASGI: no scope, task, receive/send messages or header
+    the infer pipeline, below ASGI: no scope, task, receive/send messages or header
     re-validation per request. Everything else goes to the ASGI app as usual.
 
-    `endpoint` is bound per server by `protocol_for`.
+    `infer_pipeline`, `direct_max_bytes` and `listeners` are bound per server by
+    `protocol_for` (not `pipeline`: uvicorn's protocol has its own, the queue of pipelined
+    requests).
     """
 
-    endpoint: Any = None
+    infer_pipeline: Pipeline | None = None
+    direct_max_bytes = 0
     listeners: Listeners | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -185,10 +221,9 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         super().on_headers_complete()
 
     def _direct_request(self) -> _Direct | None:
-        endpoint = self.endpoint
         parser = self.parser
         if (
-            endpoint is None
+            self.infer_pipeline is None
             or parser.get_method() != b"POST"
             or (self.cycle is not None and not self.cycle.response_complete)  # pipelined
             or self.expect_100_continue
@@ -197,7 +232,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         ):
             return None
         url = self.url
-        targets = endpoint.direct_targets
+        targets = self.direct_targets
         target = targets.get(url, _UNSEEN)
         if target is _UNSEEN:
             target = _infer_target(url)
@@ -211,7 +246,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         if (
             length is None
             or not length.isdigit()
-            or int(length) > endpoint.direct_max_bytes
+            or int(length) > self.direct_max_bytes
             or b"transfer-encoding" in headers
             or (encoding is not None and encoding.strip().lower() not in (b"identity", b""))
         ):
@@ -234,7 +269,9 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         chunks = cycle.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         cycle.chunks = []
-        cycle.pending = self.endpoint.begin(cycle, cycle.target, cycle.headers, body, self.loop)
+        cycle.pending = self.infer_pipeline.begin(  # type: ignore[union-attr]
+            cycle, cycle.target, HTTP_WIRE, body, cycle.headers, self.loop
+        )
 
     def direct_done(self, cycle: _Direct) -> None:
         if self._direct is cycle:
@@ -281,6 +318,54 @@ def _infer_target(url: bytes) -> tuple[str, str | None] | None:
         return None
 
 
-def protocol_for(endpoint: Any, listeners: Listeners | None = None) -> type[MlrtHttpProtocol]:
-    """The protocol class for one server, bound to its infer endpoint and listening sockets."""
-    return type("MlrtHttpProtocol", (MlrtHttpProtocol,), {"endpoint": endpoint, "listeners": listeners})
+def protocol_for(
+    pipeline: Pipeline, direct_max_bytes: int, listeners: Listeners | None = None
+) -> type[MlrtHttpProtocol]:
+    """The protocol class for one server, bound to its pipeline and listening sockets.
+    Bodies up to `direct_max_bytes` take the direct path."""
+    return type(
+        "MlrtHttpProtocol",
+        (MlrtHttpProtocol,),
+        {
+            "infer_pipeline": pipeline,
+            "direct_max_bytes": direct_max_bytes,
+            # Raw request target -> (model, version) or None, per server.
+            "direct_targets": {},
+            "listeners": listeners,
+        },
+    )
+
+
+def server_class(listeners: Listeners) -> type:
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a graceful stop on SIGTERM/SIGINT exits with status 0
+        (uvicorn re-raises the captured signal after shutting down, so the process would
+        die by that signal even though nothing was lost), and connections accepted by
+        mlrt itself (accept.py) stop with uvicorn's.
+        """
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            listeners.stop()
+            await super().shutdown(sockets)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            originals = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+_MISSING = check()
+if _MISSING:  # pragma: no cover - depends on the uvicorn installed
+    raise ImportError(
+        f"uvicorn {uvicorn.__version__} lacks what mlrt's HTTP server uses: {', '.join(_MISSING)}; "
+        "install the range pyproject.toml pins (pip install 'uvicorn>=0.29,<0.56')"
+    )

@@ -1,0 +1,305 @@
+"""The infer pipeline: one request, whatever transport carried it, through the same
+named stages, each written once:
+
+    receive -> resolve -> decode -> admit -> run -> encode -> respond
+
+`receive` and `respond` belong to the transport: HTTP straight from the parser
+(protocol.py, the fast path for small bodies), HTTP through ASGI (http_infer.py, for
+the rest), the Unix socket (the same HTTP), gRPC (grpc_server.py). A transport hands
+the pipeline its bytes or message with a `Wire` that knows the transport's formats,
+and a `Responder` that writes the `Answer`. Everything between is here: the model
+version is resolved once and held until the answer; decoding and encoding of large
+bodies leave the event loop; admission (queue room, deadline), batching, metrics and
+the mapping of every failure to a status (errors.py) are the same for all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import InvalidInput
+from ..models import Tensors, check_inputs
+from ..repository import LoadedModel, Repository
+from .codec import InferRequest, select_outputs
+from .errors import Failure, failure
+
+# Payloads larger than this are decoded and encoded on a worker thread, so one big
+# request never holds the event loop for more than tens of microseconds.
+OFFLOAD_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the pipeline hands a transport to write: an HTTP-style status, the encoded
+    body (bytes for HTTP, a message for gRPC), its content type, extra headers (or
+    metadata), and for a failure the message."""
+
+    status: int
+    body: Any
+    content_type: bytes = b"application/json"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    error: str | None = None
+
+
+class Responder(Protocol):
+    """Where a transport takes the answer to one request (called exactly once)."""
+
+    def respond(self, answer: Answer) -> None: ...
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> bool: ...
+
+
+class Wire(Protocol):
+    """A transport's formats: decode its payload into a request for a model, encode
+    outputs into its answer, and render a failure."""
+
+    def size(self, payload: Any) -> int: ...
+
+    def decode(self, payload: Any, meta: Any, model: Any) -> InferRequest: ...
+
+    def encode(self, call: Call, outputs: Tensors) -> Answer: ...
+
+    def fail(self, failure: Failure) -> Answer: ...
+
+
+@dataclass(slots=True)
+class Call:
+    """One request on its way through the model: the version it resolved to (held
+    until the answer), the decoded request, the outputs to return, and how to answer."""
+
+    entry: LoadedModel
+    req: InferRequest
+    selected: list[tuple[str, bool]]
+    wire: Wire
+    meta: Any  # transport details the encoder needs (HTTP: the request headers)
+    started: float
+    offload: bool
+    datatypes: dict[str, str]  # the model's output datatypes
+
+
+def timeout_s(req: InferRequest, entry: LoadedModel) -> float | None:
+    """The deadline: V2 parameter `timeout` in microseconds (as Triton's clients send it)."""
+    raw = req.parameters.get("timeout")
+    if raw is None:
+        raw = entry.config.timeout_us
+    elif not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise InvalidInput(f"parameter 'timeout' must be a non-negative integer (µs), got {raw!r}")
+    return raw / 1e6 if raw else None
+
+
+class Pipeline:
+    """The stages between a transport's receive and respond, shared by every transport."""
+
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+        self.output_datatypes: dict[int, dict[str, str]] = {}
+        # Infer requests between arrival and answer, across all models and transports.
+        self.in_flight = 0
+        # Arrivals per event-loop turn. Requests whose bodies have arrived run their
+        # handlers back to back without ever yielding, so in_flight alone cannot see a
+        # crowd; the previous turn's arrivals can (see _arrive).
+        self._turn_arrivals = 0
+        self._previous_turn_arrivals = 0
+        self._turn_open = False
+
+    # -- receive (the transport's) hands over here ------------------------------------
+
+    def arrive(self, loop: asyncio.AbstractEventLoop) -> float:
+        """A request has begun: count it; returns its start time."""
+        self.in_flight += 1
+        if not self._turn_open:
+            # Every request handler created in this turn is already in the loop's ready
+            # queue, so a callback scheduled now runs after all of them: it closes the
+            # turn and records how many arrived together.
+            self._turn_open = True
+            loop.call_soon(self._close_turn)
+        self._turn_arrivals += 1
+        return time.perf_counter()
+
+    def _close_turn(self) -> None:
+        self._previous_turn_arrivals = self._turn_arrivals
+        self._turn_arrivals = 0
+        self._turn_open = False
+
+    def _alone(self) -> bool:
+        """No other request can join this one's batch: the server is not under load.
+
+        Then an idle model runs it at once; otherwise the batcher waits one loop turn
+        so every request parsed in this turn joins the batch.
+        """
+        return self.in_flight == 1 and self._turn_arrivals == 1 and self._previous_turn_arrivals <= 1
+
+    # -- resolve ----------------------------------------------------------------------
+
+    def resolve(self, target: tuple[str, str | None]) -> LoadedModel:
+        """The model version that serves this request, held until it is answered: a
+        version swapped out meanwhile finishes the request before it is retired."""
+        entry = self.repository.get(*target)
+        entry.holders += 1
+        return entry
+
+    # -- the stages, driven -------------------------------------------------------------
+
+    def begin(
+        self,
+        responder: Responder,
+        target: tuple[str, str | None],
+        wire: Wire,
+        payload: Any,
+        meta: Any,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        started: float | None = None,
+        entry: LoadedModel | None = None,
+    ) -> Cancellable | None:
+        """Run one request on `loop` (the running one). Returns what to cancel if the
+        client goes away, or None when the answer has been handed over already.
+
+        A transport that had to wait for the payload (ASGI) calls `arrive` and `resolve`
+        itself before reading it and passes `started` and `entry`."""
+        if started is None:
+            started = self.arrive(loop)
+        try:
+            if entry is None:
+                entry = self.resolve(target)
+            entry.runner.check_room()  # admit, early: an overloaded model refuses before decoding
+            if wire.size(payload) > OFFLOAD_BYTES:
+                # One big request must not hold the event loop: decode (and later encode)
+                # on a worker thread, then carry on here.
+                held = entry
+                work = loop.run_in_executor(None, self.decode, held, wire, payload, meta, started, True)
+                work.add_done_callback(functools.partial(self._decoded, responder, held, wire, started, loop))
+                return work
+            call = self.decode(entry, wire, payload, meta, started, False)
+            return self.run(call, responder, loop)
+        except Exception as exc:
+            self.respond_failure(responder, wire, entry, started, exc)
+            return None
+
+    def _decoded(
+        self,
+        responder: Responder,
+        entry: LoadedModel,
+        wire: Wire,
+        started: float,
+        loop: asyncio.AbstractEventLoop,
+        work: Any,
+    ) -> None:
+        if work.cancelled():
+            self.abandon(entry)
+            return
+        try:
+            call = work.result()
+            self.run(call, responder, loop)
+        except Exception as exc:
+            self.respond_failure(responder, wire, entry, started, exc)
+
+    # -- decode -------------------------------------------------------------------------
+
+    def decode(
+        self, entry: LoadedModel, wire: Wire, payload: Any, meta: Any, started: float, offload: bool
+    ) -> Call:
+        """Decode a payload and check it against the model (converting datatypes by the
+        one rule, runtime/convert.py)."""
+        model = entry.model
+        req = wire.decode(payload, meta, model)
+        req.inputs = check_inputs(model, req.inputs, req.datatypes)
+        selected = select_outputs(req, model)
+        return Call(entry, req, selected, wire, meta, started, offload, self.datatypes(entry))
+
+    # -- admit and run --------------------------------------------------------------------
+
+    def run(self, call: Call, responder: Responder, loop: asyncio.AbstractEventLoop) -> Cancellable | None:
+        """Admit the request (queue room, deadline) into its model's batcher and answer
+        when its batch is done: at once when it ran inline."""
+        result = call.entry.runner.submit(
+            call.req.inputs,
+            timeout_s=timeout_s(call.req, call.entry),
+            alone=self._alone(),
+            on_done=functools.partial(self._ran, responder, call, loop),
+            loop=loop,
+        )
+        if not isinstance(result, dict):
+            return result
+        self._ran(responder, call, loop, result, None)
+        return None
+
+    def _ran(
+        self,
+        responder: Responder,
+        call: Call,
+        loop: asyncio.AbstractEventLoop,
+        outputs: Tensors | None,
+        exc: BaseException | None,
+    ) -> None:
+        # Called by the batcher as soon as the request's batch is done (or it expired, or
+        # the client went away).
+        if isinstance(exc, asyncio.CancelledError):
+            self.abandon(call.entry)
+            return
+        if exc is not None:
+            self.respond_failure(responder, call.wire, call.entry, call.started, exc)
+            return
+        assert outputs is not None
+        if call.offload:
+            work = loop.run_in_executor(None, self.encode, call, outputs)
+            work.add_done_callback(functools.partial(self._encoded, responder, call))
+            return
+        try:
+            answer = self.encode(call, outputs)
+        except Exception as error:
+            self.respond_failure(responder, call.wire, call.entry, call.started, error)
+            return
+        self.respond(responder, call.entry, call.started, answer)
+
+    # -- encode and respond ---------------------------------------------------------------
+
+    def encode(self, call: Call, outputs: Tensors) -> Answer:
+        return call.wire.encode(call, outputs)
+
+    def datatypes(self, entry: LoadedModel) -> dict[str, str]:
+        """The model's output datatypes, kept per loaded version."""
+        found = self.output_datatypes.get(id(entry))
+        if found is None:
+            found = self.output_datatypes[id(entry)] = {o.name: o.datatype for o in entry.model.outputs}
+        return found
+
+    def _encoded(self, responder: Responder, call: Call, work: Any) -> None:
+        try:
+            answer = work.result()
+        except Exception as exc:
+            self.respond_failure(responder, call.wire, call.entry, call.started, exc)
+            return
+        self.respond(responder, call.entry, call.started, answer)
+
+    def respond(
+        self, responder: Responder, entry: LoadedModel | None, started: float, answer: Answer
+    ) -> None:
+        """Hand the answer to the transport and account for the request."""
+        self.in_flight -= 1
+        if entry is not None:
+            entry.holders -= 1
+        responder.respond(answer)
+        if entry is not None:
+            entry.metrics.observe_request(time.perf_counter() - started, answer.status)
+
+    def respond_failure(
+        self, responder: Responder, wire: Wire, entry: LoadedModel | None, started: float, exc: BaseException
+    ) -> None:
+        """Answer with the failure `exc` maps to (errors.py), in the transport's form."""
+        f = failure(exc)
+        if f.reason is not None and entry is not None:
+            entry.metrics.reject(f.reason)
+        self.respond(responder, entry, started, wire.fail(f))
+
+    def abandon(self, entry: LoadedModel | None) -> None:
+        """The client went away before its answer: no answer, but the request is over."""
+        self.in_flight -= 1
+        if entry is not None:
+            entry.holders -= 1
