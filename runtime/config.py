@@ -150,6 +150,7 @@ class ServerConfig:
     uds: str | None = None  # also (or only, with tcp = false) listen on this Unix socket
     uds_mode: str = "600"  # octal permissions of the socket file: owner only by default
     tcp: bool = True
+    grpc_port: int | None = None  # also serve the V2 gRPC API on this port (off by default)
     models: list[ModelConfig] = field(default_factory=list)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     hooks: list[dict[str, Any]] = field(default_factory=list)
@@ -167,6 +168,8 @@ class ServerConfig:
             ) from None
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        if self.grpc_port is not None and not (0 <= self.grpc_port <= 65535):
+            raise ConfigError(f"grpc_port must be in 0..65535, got {self.grpc_port}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {LOG_LEVELS}, got {self.log_level!r}")
         if self.max_body_bytes < 1:
@@ -197,6 +200,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "uds": (str, type(None)),
     "uds_mode": (str,),
     "tcp": (bool,),
+    "grpc_port": (int, type(None)),
     "instances": (int,),
     "intra_op_threads": (int,),
     "inter_op_threads": (int,),
@@ -316,6 +320,7 @@ _ENV = {
     "max_body_bytes": ("MLRT_MAX_BODY_BYTES", int),
     "graceful_timeout_s": ("MLRT_GRACEFUL_TIMEOUT", float),
     "uds": ("MLRT_UDS", str),
+    "grpc_port": ("MLRT_GRPC_PORT", int),
     "registry": ("MLRT_REGISTRY", str),
     "admin_token": ("MLRT_ADMIN_TOKEN", str),
 }

@@ -12,7 +12,7 @@ MODEL is one of:
   models:/name@alias            the same from an MLflow registry (pip install mlrt[mlflow])
 
 Settings come from --config (TOML), then MLRT_* environment variables
-(MLRT_HOST, MLRT_PORT, MLRT_UDS, MLRT_LOG_LEVEL, MLRT_MAX_BODY_BYTES,
+(MLRT_HOST, MLRT_PORT, MLRT_UDS, MLRT_GRPC_PORT, MLRT_LOG_LEVEL, MLRT_MAX_BODY_BYTES,
 MLRT_GRACEFUL_TIMEOUT, MLRT_CONFIG), then flags.
 """
 
@@ -35,6 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uds", metavar="PATH", help="also listen on this Unix domain socket")
     p.add_argument("--uds-mode", help="octal permissions of the socket file (default 600: owner only)")
     p.add_argument("--no-tcp", action="store_true", help="listen on --uds only")
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        metavar="N",
+        help="also serve the V2 gRPC API (tritonclient.grpc) on port N; off by default "
+        "(Triton uses 8001); needs pip install 'mlrt[grpc]'",
+    )
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 64 MiB)")
     p.add_argument(
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
                 "admin_token": args.admin_token,
                 "uds_mode": args.uds_mode,
                 "tcp": False if args.no_tcp else None,
+                "grpc_port": args.grpc_port,
             },
             profiles=args.profile,
             monitor_overrides={"state_dir": args.state_dir, "window_s": args.drift_window},

@@ -67,14 +67,26 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     reloader = Reloader(repository, config)
     repository.metrics.watch_drift(lambda: [e.monitor for e in drift.monitored()])
 
+    pipeline = Pipeline(repository)
+    grpc = None
+    if config.grpc_port is not None:
+        from .grpc_server import GrpcServer
+
+        grpc = GrpcServer(pipeline, repository, config.host, config.grpc_port, config.max_body_bytes)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         drift.restore()
         drift.start()
         reloader.start()
+        if grpc is not None:
+            await grpc.start()
         yield
-        # uvicorn has stopped accepting and waited for open requests by now.
+        # uvicorn has stopped accepting and waited for open requests by now; gRPC stops
+        # accepting and finishes its calls within the same grace.
         app.state.shutting_down = True
+        if grpc is not None:
+            await grpc.stop(config.graceful_timeout_s)
         await reloader.stop()
         await repository.close(config.graceful_timeout_s)
         await drift.stop()
@@ -99,4 +111,5 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     starlette.state.shutting_down = False
     starlette.state.drift = drift
     starlette.state.reloader = reloader
-    return MlrtApp(starlette, Pipeline(repository), config.max_body_bytes)
+    starlette.state.grpc = grpc
+    return MlrtApp(starlette, pipeline, config.max_body_bytes)

@@ -17,7 +17,7 @@ class SocketError(MlrtError):
     """A listening socket could not be set up."""
 
 
-def tcp_socket(host: str, port: int) -> socket.socket:
+def _bound(host: str, port: int, flag: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -26,11 +26,22 @@ def tcp_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise SocketError(f"{host}:{port} is already in use; pick another --port") from None
+            raise SocketError(f"{host}:{port} is already in use; pick another {flag}") from None
         raise SocketError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def tcp_socket(host: str, port: int) -> socket.socket:
+    sock = _bound(host, port, "--port")
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def check_free(host: str, port: int, flag: str) -> None:
+    """Fail now, with the message a taken --port gets, when a port another listener
+    (gRPC's) will bind later is taken: before models load and anything says serving."""
+    _bound(host, port, flag).close()
 
 
 def _clear_stale(path: str) -> None:
@@ -76,6 +87,8 @@ def bind_all(config: ServerConfig) -> list[socket.socket]:
             socks.append(tcp_socket(config.host, config.port))
         if config.uds:
             socks.append(unix_socket(config.uds, config.uds_mode))
+        if config.grpc_port:
+            check_free(config.host, config.grpc_port, "--grpc-port")
     except BaseException:
         close_all(socks, config)
         raise

@@ -1,0 +1,215 @@
+"""The Open Inference Protocol over gRPC (`inference.GRPCInferenceService`), on
+`--grpc-port`, in the server's own event loop: `tritonclient.grpc` and KServe's V2
+gRPC clients work unchanged.
+
+A transport and nothing more: ModelInfer hands the request message to the infer
+pipeline (pipeline.py) with the gRPC wire (codec_grpc.py) and awaits its answer, so
+batching, datatype conversion, drift monitoring, metrics and the mapping of failures
+(errors.py, then to gRPC status codes here) are the same as over HTTP. The other RPCs
+answer from the repository as the HTTP routes do. RPCs mlrt does not serve (Triton's
+shared memory, tracing, repository control over gRPC) answer UNIMPLEMENTED.
+
+Needs grpcio and protobuf: pip install 'mlrt[grpc]'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from .. import __version__
+from ..errors import ConfigError
+from ..models import Tensors
+from ..repository import Repository
+from . import codec_grpc
+from .codec import InferRequest
+from .errors import Failure
+from .pipeline import Answer, Call, Pipeline
+
+log = logging.getLogger("mlrt.server")
+
+#: The failure statuses as gRPC codes (their names in grpc.StatusCode).
+GRPC_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    413: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+def _grpc() -> Any:
+    try:
+        import grpc
+        import grpc.aio  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--grpc-port needs grpcio and protobuf: pip install 'mlrt[grpc]'"
+        ) from None
+    return grpc
+
+
+class GrpcWire:
+    """The infer pipeline's gRPC format: ModelInferRequest in, ModelInferResponse out."""
+
+    def __init__(self, messages: Any) -> None:
+        self.response_type = messages.ModelInferResponse
+
+    def size(self, payload: Any) -> int:
+        # Only raw contents can be large enough to decode off the loop; typed contents
+        # were parsed into lists by gRPC already.
+        return sum(len(b) for b in payload.raw_input_contents)
+
+    def decode(self, payload: Any, meta: Any, model: Any) -> InferRequest:
+        return codec_grpc.decode(payload)
+
+    def encode(self, call: Call, outputs: Tensors) -> Answer:
+        model = call.entry.model
+        msg = codec_grpc.encode(
+            self.response_type,
+            model_name=model.name,
+            model_version=model.version,
+            request_id=call.req.id,
+            outputs=outputs,
+            selected=call.selected,
+            datatypes=call.datatypes,
+        )
+        return Answer(200, msg)
+
+    def fail(self, failure: Failure) -> Answer:
+        headers = [(b"retry-after", str(failure.retry_after_s).encode())] if failure.retry_after_s else []
+        return Answer(failure.status, None, headers=headers, error=failure.message)
+
+
+class _Waiting:
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Answer]) -> None:
+        self.future = future
+
+    def respond(self, answer: Answer) -> None:
+        if not self.future.done():
+            self.future.set_result(answer)
+
+
+class GrpcServer:
+    """The gRPC listener of one mlrt server: started and stopped with the app."""
+
+    def __init__(
+        self, pipeline: Pipeline, repository: Repository, host: str, port: int, max_message_bytes: int
+    ) -> None:
+        from .grpc_proto import Messages
+
+        self.grpc = _grpc()
+        self.pipeline = pipeline
+        self.repository = repository
+        self.host = host
+        self.port = port
+        self.max_message_bytes = max_message_bytes
+        self.messages = Messages()
+        self.wire = GrpcWire(self.messages)
+        self.shutting_down = False
+        self._server: Any = None
+
+    async def start(self) -> None:
+        grpc = self.grpc
+        limit = self.max_message_bytes
+        options = [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            # gRPC shares a port with any other SO_REUSEPORT listener by default: a taken
+            # port must fail instead of splitting the traffic with a stranger.
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(options=options)
+        server.add_generic_rpc_handlers((self._handlers(),))
+        address = f"{self.host}:{self.port}"
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise ConfigError(f"--grpc-port: cannot listen on {address}: {exc}") from None
+        if not bound:
+            raise ConfigError(f"--grpc-port: cannot listen on {address} (in use?)")
+        self.port = bound
+        await server.start()
+        self._server = server
+        log.info("gRPC (inference.GRPCInferenceService) on %s:%d", self.host, bound)
+
+    async def stop(self, grace_s: float | None) -> None:
+        self.shutting_down = True
+        if self._server is not None:
+            await self._server.stop(grace_s)
+
+    def _handlers(self) -> Any:
+        from .grpc_proto import METHODS, SERVICE
+
+        m = self.messages
+        handlers = {}
+        for name, (request, response) in METHODS.items():
+            handlers[name] = self.grpc.unary_unary_rpc_method_handler(
+                getattr(self, f"_{name}"),
+                request_deserializer=getattr(m, request).FromString,
+                response_serializer=getattr(m, response).SerializeToString,
+            )
+        return self.grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+    async def _abort(self, context: Any, answer: Answer) -> None:
+        code = getattr(self.grpc.StatusCode, GRPC_CODES.get(answer.status, "UNKNOWN"))
+        if answer.headers:
+            context.set_trailing_metadata(tuple((k.decode(), v.decode()) for k, v in answer.headers))
+        await context.abort(code, answer.error or "error")
+
+    async def _ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802 - the RPC's name
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Answer] = loop.create_future()
+        target = (request.model_name, request.model_version or None)
+        pending = self.pipeline.begin(_Waiting(done), target, self.wire, request, None, loop)
+        try:
+            answer = await done
+        except asyncio.CancelledError:
+            if pending is not None:
+                pending.cancel()  # the client went away: withdraw the request from its batch
+            raise
+        if answer.status != 200:
+            await self._abort(context, answer)
+        return answer.body
+
+    async def _ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return self.messages.ServerLiveResponse(live=True)
+
+    async def _ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+        ready = self.repository.ready and not self.shutting_down
+        return self.messages.ServerReadyResponse(ready=ready)
+
+    async def _ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+        try:
+            self.repository.get(request.name, request.version or None)
+        except Exception:  # unknown or not ready: not ready, as Triton answers
+            return self.messages.ModelReadyResponse(ready=False)
+        return self.messages.ModelReadyResponse(ready=True)
+
+    async def _ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        from .routes import EXTENSIONS
+
+        return self.messages.ServerMetadataResponse(name="mlrt", version=__version__, extensions=EXTENSIONS)
+
+    async def _ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        from .errors import failure
+        from .routes import metadata
+
+        try:
+            entry = self.repository.get(request.name, request.version or None)
+        except Exception as exc:
+            f = failure(exc)
+            await self._abort(context, Answer(f.status, None, error=f.message))
+        doc = metadata(self.repository, entry)
+        msg = self.messages.ModelMetadataResponse(
+            name=doc["name"], versions=doc["versions"], platform=doc["platform"]
+        )
+        for section in ("inputs", "outputs"):
+            for t in doc[section]:
+                getattr(msg, section).add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+        return msg
