@@ -11,6 +11,9 @@ machine's drift hits all of them alike:
   naive server    Starlette + onnxruntime per request on the same stack (bench/naive.py),
                   for reference: what the model call costs inside a real server
   mlrt + drift    mlrt V2 binary with a reference profile: every feature and output counted
+  grpc floor      a do-nothing grpc.aio ModelInfer on the same loop (bench/floor.py)
+  mlrt grpc       the same request over V2 gRPC (--grpc-port), raw contents, from a grpcio
+                  channel sending a pre-serialized ModelInferRequest (both skipped without grpcio)
 HTTP systems run as --processes server processes each (two processes of one server
 differ by 10-30% here, see bench/_harness.paired_rounds), one keep-alive connection
 and pre-encoded requests per process; each round's requests are split between them.
@@ -85,6 +88,7 @@ def main() -> None:
     bin_req = post_request("/v2/models/mlp/infer", bin_body, bin_headers)
     floor_req = post_request("/v2/models/mlp/infer", v2_json_body(x))
 
+    grpc_calls = _grpc_request(x)
     with contextlib.ExitStack() as stack:
         conns: dict[str, list[RawHTTP]] = {}
         for kind, command in commands.items():
@@ -92,6 +96,17 @@ def main() -> None:
                 port = free_port()
                 stack.enter_context(server(command(port), port))
                 conns.setdefault(kind, []).append(RawHTTP(port))
+        grpc_systems: dict[str, list] = {}
+        if grpc_calls is not None:
+            grpc_servers = {
+                "grpc floor": lambda port, gport: [*commands["floor"](port), "--grpc-port", str(gport)],
+                "mlrt grpc": lambda port, gport: mlrt_cmd(port, "--grpc-port", str(gport)),
+            }
+            for name, command in grpc_servers.items():
+                for _ in range(args.processes):
+                    port, gport = free_port(), free_port()
+                    stack.enter_context(server(command(port, gport), port))
+                    grpc_systems.setdefault(name, []).append(grpc_calls(gport, stack))
 
         def http(kind: str, raw: bytes) -> list:
             def once(conn: RawHTTP) -> None:
@@ -109,6 +124,7 @@ def main() -> None:
             "naive server": http("naive", floor_req),
             "mlrt + drift": http("drift", bin_req),
         }
+        systems.update(grpc_systems)
         per_round = paired_rounds(systems, args.rounds, args.requests)
 
     floor_p50 = np.array([p50 for p50, _ in per_round["http floor"]])
@@ -141,6 +157,30 @@ def main() -> None:
     for row in rows:
         print(f"{row['system']:<16}{row['p50_us']:>10.1f}{row['p99_us']:>10.1f}{row['p50_vs_floor']:>13.2f}")
     print(f"drift monitoring on vs off (V2 binary): p50 {drift_cost_us:+.1f} µs (median of per-round deltas)")
+
+
+def _grpc_request(x: np.ndarray):  # type: ignore[no-untyped-def]
+    """A maker of ModelInfer calls on a port, each sending the same pre-serialized request
+    (None without grpcio): the gRPC counterpart of the pre-encoded HTTP requests."""
+    try:
+        import grpc
+
+        from runtime.server.grpc_proto import Messages
+    except ImportError:
+        print("mlrt grpc: skipped (pip install 'mlrt[grpc]')", file=sys.stderr)
+        return None
+    m = Messages()
+    req = m.ModelInferRequest(model_name="mlp")
+    req.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+    req.raw_input_contents.append(x.tobytes())
+    payload = req.SerializeToString()
+
+    def calls(port: int, stack: contextlib.ExitStack):  # type: ignore[no-untyped-def]
+        channel = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes in, bytes out
+        return lambda: infer(payload, timeout=10)
+
+    return calls
 
 
 if __name__ == "__main__":
