@@ -38,6 +38,11 @@ class LoadedModel:
     # Requests that resolved this version and are not answered yet (server/pipeline.py):
     # a version swapped out is retired only once they are done.
     holders: int = 0
+    # Output name -> V2 datatype, what every response encoder needs.
+    output_datatypes: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.output_datatypes = {o.name: o.datatype for o in self.model.outputs}
 
     @property
     def batchable(self) -> bool:

@@ -58,13 +58,8 @@ class GrpcWire:
     def __init__(self, messages: Any) -> None:
         self.response_type = messages.ModelInferResponse
 
-    def size(self, payload: Any) -> int:
-        # Only raw contents can be large enough to decode off the loop; typed contents
-        # were parsed into lists by gRPC already.
-        return sum(len(b) for b in payload.raw_input_contents)
-
-    def decode(self, payload: Any, meta: Any, model: Any) -> InferRequest:
-        return codec_grpc.decode(payload)
+    def decode(self, payload: Any, meta: Any, model: Any) -> tuple[InferRequest, Any]:
+        return codec_grpc.decode(payload), None
 
     def encode(self, call: Call, outputs: Tensors) -> Answer:
         model = call.entry.model
@@ -166,7 +161,10 @@ class GrpcServer:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Answer] = loop.create_future()
         target = (request.model_name, request.model_version or None)
-        pending = self.pipeline.begin(_Waiting(done), target, self.wire, request, None, loop)
+        # Only raw contents can be large enough to decode off the loop; typed contents were
+        # parsed into lists by gRPC already.
+        size = sum(len(b) for b in request.raw_input_contents)
+        pending = self.pipeline.begin(_Waiting(done), target, self.wire, request, None, loop, size=size)
         try:
             answer = await done
         except asyncio.CancelledError:

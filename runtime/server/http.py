@@ -89,18 +89,17 @@ class HttpWire:
     """The infer pipeline's HTTP formats. `meta` is the request's headers (lower-case
     names): Content-Type picks the body format, the answer comes in the same one."""
 
-    def size(self, payload: bytes) -> int:
-        return len(payload)
-
-    def decode(self, payload: bytes, meta: dict[bytes, bytes], model: Any) -> InferRequest:
+    def decode(self, payload: bytes, meta: dict[bytes, bytes], model: Any) -> tuple[InferRequest, Any]:
+        # The encoder answers in the request's format, compressed as the client accepts.
         fmt = _format_of(meta)
+        form = (fmt, meta.get(b"accept-encoding"))
         if fmt is None:
-            return decode_request(payload, _header_length(meta), model)
-        return fmt.decode(payload, model)  # type: ignore[no-any-return]
+            return decode_request(payload, _header_length(meta), model), form
+        return fmt.decode(payload, model), form
 
     def encode(self, call: Call, outputs: Tensors) -> Answer:
         req, model = call.req, call.entry.model
-        fmt = _format_of(call.meta)
+        fmt, accept = call.form
         extra: list[tuple[bytes, bytes]] = []
         encode = encode_response if fmt is None else fmt.encode
         result = encode(
@@ -122,7 +121,6 @@ class HttpWire:
             # Answered in the format it was asked in.
             payload = result
             content_type = fmt.content_type
-        accept = call.meta.get(b"accept-encoding")
         if accept and len(payload) >= COMPRESS_MIN_BYTES:
             payload, encoding = compress(payload, accept.decode("latin-1"))
             if encoding:
@@ -248,5 +246,7 @@ async def infer_asgi(
     except Exception as exc:
         pipeline.respond_failure(responder, HTTP_WIRE, entry, started, exc)
     else:
-        pipeline.begin(responder, target, HTTP_WIRE, body, headers, loop, started=started, entry=entry)
+        pipeline.begin(
+            responder, target, HTTP_WIRE, body, headers, loop, size=len(body), started=started, entry=entry
+        )
     await send_answer(send, await done)

@@ -56,12 +56,11 @@ class Cancellable(Protocol):
 
 
 class Wire(Protocol):
-    """A transport's formats: decode its payload into a request for a model, encode
-    outputs into its answer, and render a failure."""
+    """A transport's formats: decode its payload into a request for a model (and what the
+    encoder will need to answer in kind, kept as `Call.form`), encode outputs into its
+    answer, and render a failure."""
 
-    def size(self, payload: Any) -> int: ...
-
-    def decode(self, payload: Any, meta: Any, model: Any) -> InferRequest: ...
+    def decode(self, payload: Any, meta: Any, model: Any) -> tuple[InferRequest, Any]: ...
 
     def encode(self, call: Call, outputs: Tensors) -> Answer: ...
 
@@ -77,10 +76,13 @@ class Call:
     req: InferRequest
     selected: list[tuple[str, bool]]
     wire: Wire
-    meta: Any  # transport details the encoder needs (HTTP: the request headers)
+    form: Any  # what the wire's decoder left for its encoder (HTTP: format, Accept-Encoding)
     started: float
     offload: bool
-    datatypes: dict[str, str]  # the model's output datatypes
+
+    @property
+    def datatypes(self) -> dict[str, str]:
+        return self.entry.output_datatypes
 
 
 def timeout_s(req: InferRequest, entry: LoadedModel) -> float | None:
@@ -98,7 +100,6 @@ class Pipeline:
 
     def __init__(self, repository: Repository) -> None:
         self.repository = repository
-        self.output_datatypes: dict[int, dict[str, str]] = {}
         # Infer requests between arrival and answer, across all models and transports.
         self.in_flight = 0
         # Arrivals per event-loop turn. Requests whose bodies have arrived run their
@@ -155,21 +156,23 @@ class Pipeline:
         meta: Any,
         loop: asyncio.AbstractEventLoop,
         *,
+        size: int = 0,
         started: float | None = None,
         entry: LoadedModel | None = None,
     ) -> Cancellable | None:
         """Run one request on `loop` (the running one). Returns what to cancel if the
         client goes away, or None when the answer has been handed over already.
 
-        A transport that had to wait for the payload (ASGI) calls `arrive` and `resolve`
-        itself before reading it and passes `started` and `entry`."""
+        `size` is the payload's size in bytes: past OFFLOAD_BYTES decoding and encoding
+        leave the event loop. A transport that had to wait for the payload (ASGI) calls
+        `arrive` and `resolve` itself before reading it and passes `started` and `entry`."""
         if started is None:
             started = self.arrive(loop)
         try:
             if entry is None:
                 entry = self.resolve(target)
             entry.runner.check_room()  # admit, early: an overloaded model refuses before decoding
-            if wire.size(payload) > OFFLOAD_BYTES:
+            if size > OFFLOAD_BYTES:
                 # One big request must not hold the event loop: decode (and later encode)
                 # on a worker thread, then carry on here.
                 held = entry
@@ -208,10 +211,9 @@ class Pipeline:
         """Decode a payload and check it against the model (converting datatypes by the
         one rule, runtime/convert.py)."""
         model = entry.model
-        req = wire.decode(payload, meta, model)
+        req, form = wire.decode(payload, meta, model)
         req.inputs = check_inputs(model, req.inputs, req.datatypes)
-        selected = select_outputs(req, model)
-        return Call(entry, req, selected, wire, meta, started, offload, self.datatypes(entry))
+        return Call(entry, req, select_outputs(req, model), wire, form, started, offload)
 
     # -- admit and run --------------------------------------------------------------------
 
@@ -248,27 +250,17 @@ class Pipeline:
             return
         assert outputs is not None
         if call.offload:
-            work = loop.run_in_executor(None, self.encode, call, outputs)
+            work = loop.run_in_executor(None, call.wire.encode, call, outputs)
             work.add_done_callback(functools.partial(self._encoded, responder, call))
             return
         try:
-            answer = self.encode(call, outputs)
+            answer = call.wire.encode(call, outputs)
         except Exception as error:
             self.respond_failure(responder, call.wire, call.entry, call.started, error)
             return
         self.respond(responder, call.entry, call.started, answer)
 
     # -- encode and respond ---------------------------------------------------------------
-
-    def encode(self, call: Call, outputs: Tensors) -> Answer:
-        return call.wire.encode(call, outputs)
-
-    def datatypes(self, entry: LoadedModel) -> dict[str, str]:
-        """The model's output datatypes, kept per loaded version."""
-        found = self.output_datatypes.get(id(entry))
-        if found is None:
-            found = self.output_datatypes[id(entry)] = {o.name: o.datatype for o in entry.model.outputs}
-        return found
 
     def _encoded(self, responder: Responder, call: Call, work: Any) -> None:
         try:

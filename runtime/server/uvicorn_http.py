@@ -269,6 +269,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         chunks = cycle.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         cycle.chunks = []
+        # Direct-path bodies are never larger than OFFLOAD_BYTES: decoded on the loop.
         cycle.pending = self.infer_pipeline.begin(  # type: ignore[union-attr]
             cycle, cycle.target, HTTP_WIRE, body, cycle.headers, self.loop
         )
