@@ -46,15 +46,15 @@ def wrap(
     """Wrap a loaded model in its batcher, metrics and monitor, and calibrate it."""
     mm = metrics.for_model(model.name, model.version)
     monitor = build_monitor(config, model, monitor_config) if config.profile else None
-    runner = Batcher(
+    batcher = Batcher(
         model,
         config,
         on_batch=lambda b: mm.observe_batch(b.rows, b.queue_s, b.compute_s, b.failed),
         observer=monitor.observe if monitor is not None else None,
     )
-    metrics.for_model(model.name, model.version, queue_depth=lambda: runner.queued_rows)
+    metrics.for_model(model.name, model.version, queue_depth=lambda: batcher.queued_rows)
     try:
-        runner.calibrate(zero_inputs(model))
+        batcher.calibrate(zero_inputs(model))
     except Exception as exc:  # a model that cannot run zeros still serves, on threads
         log.warning(
             "model '%s': calibration on a zero row failed (%s); batches run on executor threads",
@@ -65,16 +65,16 @@ def wrap(
         log.info(
             "model '%s': compute ~%.1f us + %.2f us/row; batches predicted under %.0f us run inline",
             config.name,
-            runner.fixed_us,
-            runner.per_row_us,
-            runner.inline_max_us,
+            batcher.fixed_us,
+            batcher.per_row_us,
+            batcher.inline_max_us,
         )
     if monitor is not None:
         # Calibration rows were counted, but they are not traffic.
         monitor.inputs.reset()
         if monitor.outputs is not None:
             monitor.outputs.reset()
-    return LoadedModel(config=config, model=model, runner=runner, metrics=mm, monitor=monitor)
+    return LoadedModel(config=config, model=model, batcher=batcher, metrics=mm, monitor=monitor)
 
 
 def zero_inputs(model: Model) -> dict[str, np.ndarray]:

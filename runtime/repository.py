@@ -29,7 +29,7 @@ RETIRE_POLL_S = 0.002
 class LoadedModel:
     config: ModelConfig
     model: Model
-    runner: Batcher
+    batcher: Batcher
     metrics: ModelMetrics
     monitor: ModelMonitor | None = None
     ready: bool = True
@@ -47,7 +47,7 @@ class LoadedModel:
     @property
     def batchable(self) -> bool:
         """True when every tensor's first dim is variable: rows can be stacked."""
-        return self.runner.batchable
+        return self.batcher.batchable
 
 
 @dataclass(eq=False)
@@ -109,7 +109,7 @@ class Repository:
         while entry.holders > 0 and (deadline is None or time.monotonic() < deadline):
             await asyncio.sleep(RETIRE_POLL_S)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        await entry.runner.close(remaining)
+        await entry.batcher.close(remaining)
         entry.model.close()
         self.metrics.forget(entry.model.name, entry.model.version)
 

@@ -171,7 +171,7 @@ class Pipeline:
         try:
             if entry is None:
                 entry = self.resolve(target)
-            entry.runner.check_room()  # admit, early: an overloaded model refuses before decoding
+            entry.batcher.check_room()  # admit, early: an overloaded model refuses before decoding
             if size > OFFLOAD_BYTES:
                 # One big request must not hold the event loop: decode (and later encode)
                 # on a worker thread, then carry on here.
@@ -220,7 +220,7 @@ class Pipeline:
     def run(self, call: Call, responder: Responder, loop: asyncio.AbstractEventLoop) -> Cancellable | None:
         """Admit the request (queue room, deadline) into its model's batcher and answer
         when its batch is done: at once when it ran inline."""
-        result = call.entry.runner.submit(
+        result = call.entry.batcher.submit(
             call.req.inputs,
             timeout_s=timeout_s(call.req, call.entry),
             alone=self._alone(),

@@ -103,7 +103,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
 
 
-class _Direct:
+class DirectRequest:
     """A request on the direct path: what uvicorn's protocol reads of `self.cycle`
     (response_complete, keep_alive, disconnected, message_event), plus the body and the
     answer."""
@@ -127,7 +127,7 @@ class _Direct:
         self.pending: Cancellable | None = None  # what to cancel if the client goes away
 
     @property
-    def message_event(self) -> _Direct:
+    def message_event(self) -> DirectRequest:
         return self  # uvicorn calls cycle.message_event.set() when the connection is lost
 
     def set(self) -> None:
@@ -190,7 +190,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.raw_transport = transport
-        self._direct: _Direct | None = None
+        self._direct: DirectRequest | None = None
         self._reads_held = False
         super().connection_made(transport)
         if self.listeners is not None:
@@ -220,7 +220,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         self.headers = self.scope["headers"] = headers
         super().on_headers_complete()
 
-    def _direct_request(self) -> _Direct | None:
+    def _direct_request(self) -> DirectRequest | None:
         parser = self.parser
         if (
             self.infer_pipeline is None
@@ -252,18 +252,18 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         ):
             return None
         keep_alive = parser.should_keep_alive() and parser.get_http_version() != "1.0"
-        return _Direct(self, target, headers, keep_alive)
+        return DirectRequest(self, target, headers, keep_alive)
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
-        if type(cycle) is _Direct:
+        if type(cycle) is DirectRequest:
             cycle.chunks.append(body)
         else:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
-        if type(cycle) is not _Direct:
+        if type(cycle) is not DirectRequest:
             super().on_message_complete()
             return
         chunks = cycle.chunks
@@ -274,7 +274,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             cycle, cycle.target, HTTP_WIRE, body, cycle.headers, self.loop
         )
 
-    def direct_done(self, cycle: _Direct) -> None:
+    def direct_done(self, cycle: DirectRequest) -> None:
         if self._direct is cycle:
             self._direct = None
         self.on_response_complete()
