@@ -24,74 +24,44 @@ class DriftCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         mv = ["model", "version"]
-        feature_psi = GaugeMetricFamily(
-            "mlrt_feature_psi", "PSI of an input feature over the window", labels=[*mv, "feature"]
-        )
-        pred_psi = GaugeMetricFamily(
-            "mlrt_prediction_psi", "PSI of a model output over the window", labels=[*mv, "output"]
-        )
-        feature_status = GaugeMetricFamily(
-            "mlrt_feature_drift_status",
-            "Drift status of an input feature: 0 ok, 1 warn, 2 alert",
-            labels=[*mv, "feature"],
-        )
-        pred_status = GaugeMetricFamily(
-            "mlrt_prediction_drift_status",
-            "Drift status of a model output: 0 ok, 1 warn, 2 alert",
-            labels=[*mv, "output"],
+        psi = _pair(GaugeMetricFamily, "psi", "PSI of {} over the window", [])
+        feature_status = _pair(
+            GaugeMetricFamily, "drift_status", "Drift status of {}: 0 ok, 1 warn, 2 alert", []
         )
         status = GaugeMetricFamily(
             "mlrt_drift_status", "Model drift status: 0 ok, 1 warn, 2 alert", labels=mv
         )
         rows = GaugeMetricFamily("mlrt_window_rows", "Rows in the drift window", labels=mv)
-        feature_bins = CounterMetricFamily(
-            "mlrt_feature_bin",
-            "Rows per reference bin of an input feature since load",
-            labels=[*mv, "feature", "bin"],
-        )
-        pred_bins = CounterMetricFamily(
-            "mlrt_prediction_bin",
-            "Rows per reference bin of a model output since load",
-            labels=[*mv, "output", "bin"],
-        )
-        feature_ref = GaugeMetricFamily(
-            "mlrt_feature_reference_share",
-            "Reference share of an input feature's bin",
-            labels=[*mv, "feature", "bin"],
-        )
-        pred_ref = GaugeMetricFamily(
-            "mlrt_prediction_reference_share",
-            "Reference share of a model output's bin",
-            labels=[*mv, "output", "bin"],
-        )
+        bins = _pair(CounterMetricFamily, "bin", "Rows per reference bin of {} since load", ["bin"])
+        shares = _pair(GaugeMetricFamily, "reference_share", "Reference share of {}'s bin", ["bin"])
         for mon in self._monitors():
             m, v = mon.model, mon.version
             report = mon.report()
             for d in report:
-                psi_family, status_family = (
-                    (feature_psi, feature_status) if d.section == "features" else (pred_psi, pred_status)
-                )
-                psi_family.add_metric([m, v, d.name], d.psi)
-                status_family.add_metric([m, v, d.name], STATUS_CODE[d.status])
+                psi[d.section].add_metric([m, v, d.name], d.psi)
+                feature_status[d.section].add_metric([m, v, d.name], STATUS_CODE[d.status])
             status.add_metric([m, v], STATUS_CODE[mon.status(report)])
             rows.add_metric([m, v], mon.window_rows)
             for section, name, counts, ref in mon.bin_totals():
-                bins, shares = (feature_bins, feature_ref) if section == "features" else (pred_bins, pred_ref)
                 last = len(counts) - 1
                 for i, (c, r) in enumerate(zip(counts.tolist(), ref.tolist(), strict=True)):
                     label = "missing" if i == last else str(i)
-                    bins.add_metric([m, v, name, label], c)
-                    shares.add_metric([m, v, name, label], r)
-        yield from (
-            feature_psi,
-            pred_psi,
-            feature_status,
-            pred_status,
-            status,
-            rows,
-            feature_bins,
-            pred_bins,
-            feature_ref,
-            pred_ref,
-        )
+                    bins[section].add_metric([m, v, name, label], c)
+                    shares[section].add_metric([m, v, name, label], r)
+        for pair in (psi, feature_status):
+            yield from pair.values()
+        yield from (status, rows)
+        for pair in (bins, shares):
+            yield from pair.values()
 
+
+def _pair(family: type, what: str, help_text: str, extra: list[str]) -> dict[str, Any]:
+    """One family for input features (`mlrt_feature_<what>`, label `feature`) and its twin
+    for model outputs (`mlrt_prediction_<what>`, label `output`), by section."""
+    mv = ["model", "version"]
+    return {
+        "features": family(f"mlrt_feature_{what}", help_text.format("an input feature"),
+                           labels=[*mv, "feature", *extra]),
+        "outputs": family(f"mlrt_prediction_{what}", help_text.format("a model output"),
+                          labels=[*mv, "output", *extra]),
+    }  # fmt: skip

@@ -39,6 +39,27 @@ def _params(number: int, owner: str) -> _Field:
 
 _CONTENTS = "InferTensorContents"
 
+
+def _head(owner: str) -> list[_Field]:
+    """The first fields of a request and of a response: which model, which request."""
+    return [
+        _f("model_name", 1, "string"),
+        _f("model_version", 2, "string"),
+        _f("id", 3, "string"),
+        _params(4, owner),
+    ]
+
+
+def _tensor(owner: str) -> list[_Field]:
+    """An input tensor of a request and an output tensor of a response: the same fields."""
+    return [
+        _f("name", 1, "string"),
+        _f("datatype", 2, "string"),
+        _f("shape", 3, "int64", True),
+        _params(4, owner),
+        _f("contents", 5, "message", message=_CONTENTS),
+    ]
+
 # message name -> (fields, nested messages, oneof of every field)
 MESSAGES: dict[str, tuple[list[_Field], list[tuple[str, list[_Field]]], str | None]] = {
     "ServerLiveRequest": ([], [], None),
@@ -97,31 +118,16 @@ MESSAGES: dict[str, tuple[list[_Field], list[tuple[str, list[_Field]]], str | No
     ),
     "ModelInferRequest": (
         [
-            _f("model_name", 1, "string"),
-            _f("model_version", 2, "string"),
-            _f("id", 3, "string"),
-            _params(4, "ModelInferRequest"),
+            *_head("ModelInferRequest"),
             _f("inputs", 5, "message", True, "ModelInferRequest.InferInputTensor"),
             _f("outputs", 6, "message", True, "ModelInferRequest.InferRequestedOutputTensor"),
             _f("raw_input_contents", 7, "bytes", True),
         ],
         [
-            (
-                "InferInputTensor",
-                [
-                    _f("name", 1, "string"),
-                    _f("datatype", 2, "string"),
-                    _f("shape", 3, "int64", True),
-                    _params(4, "ModelInferRequest.InferInputTensor"),
-                    _f("contents", 5, "message", message=_CONTENTS),
-                ],
-            ),
+            ("InferInputTensor", _tensor("ModelInferRequest.InferInputTensor")),
             (
                 "InferRequestedOutputTensor",
-                [
-                    _f("name", 1, "string"),
-                    _params(2, "ModelInferRequest.InferRequestedOutputTensor"),
-                ],
+                [_f("name", 1, "string"), _params(2, "ModelInferRequest.InferRequestedOutputTensor")],
             ),
             _PARAMETERS_ENTRY,
         ],
@@ -129,26 +135,11 @@ MESSAGES: dict[str, tuple[list[_Field], list[tuple[str, list[_Field]]], str | No
     ),
     "ModelInferResponse": (
         [
-            _f("model_name", 1, "string"),
-            _f("model_version", 2, "string"),
-            _f("id", 3, "string"),
-            _params(4, "ModelInferResponse"),
+            *_head("ModelInferResponse"),
             _f("outputs", 5, "message", True, "ModelInferResponse.InferOutputTensor"),
             _f("raw_output_contents", 6, "bytes", True),
         ],
-        [
-            (
-                "InferOutputTensor",
-                [
-                    _f("name", 1, "string"),
-                    _f("datatype", 2, "string"),
-                    _f("shape", 3, "int64", True),
-                    _params(4, "ModelInferResponse.InferOutputTensor"),
-                    _f("contents", 5, "message", message=_CONTENTS),
-                ],
-            ),
-            _PARAMETERS_ENTRY,
-        ],
+        [("InferOutputTensor", _tensor("ModelInferResponse.InferOutputTensor")), _PARAMETERS_ENTRY],
         None,
     ),
 }

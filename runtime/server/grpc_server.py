@@ -25,7 +25,7 @@ from ..repository import Repository
 from . import codec_grpc
 from .codec import InferRequest
 from .errors import Failure
-from .pipeline import Answer, Call, Pipeline
+from .pipeline import Answer, Call, FutureResponder, Pipeline
 
 log = logging.getLogger("mlrt.server")
 
@@ -77,17 +77,6 @@ class GrpcWire:
     def fail(self, failure: Failure) -> Answer:
         headers = [(b"retry-after", str(failure.retry_after_s).encode())] if failure.retry_after_s else []
         return Answer(failure.status, None, headers=headers, error=failure.message)
-
-
-class _Waiting:
-    __slots__ = ("future",)
-
-    def __init__(self, future: asyncio.Future[Answer]) -> None:
-        self.future = future
-
-    def respond(self, answer: Answer) -> None:
-        if not self.future.done():
-            self.future.set_result(answer)
 
 
 class GrpcServer:
@@ -164,7 +153,8 @@ class GrpcServer:
         # Only raw contents can be large enough to decode off the loop; typed contents were
         # parsed into lists by gRPC already.
         size = sum(len(b) for b in request.raw_input_contents)
-        pending = self.pipeline.begin(_Waiting(done), target, self.wire, request, None, loop, size=size)
+        responder = FutureResponder(done)
+        pending = self.pipeline.begin(responder, target, self.wire, request, None, loop, size=size)
         try:
             answer = await done
         except asyncio.CancelledError:

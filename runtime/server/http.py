@@ -19,7 +19,7 @@ from ..models import Tensors
 from .body import compress, read_body
 from .codec import InferRequest, decode_request, encode_response
 from .errors import Failure, failure
-from .pipeline import Answer, Call, Pipeline
+from .pipeline import Answer, Call, FutureResponder, Pipeline
 
 JSON = b"application/json"
 BINARY = b"application/octet-stream"
@@ -202,19 +202,6 @@ async def send_answer(send: Any, answer: Answer) -> None:
 # -- the ASGI way in -------------------------------------------------------------------------
 
 
-class _Waiting:
-    """A responder for a coroutine that awaits its answer."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, future: asyncio.Future[Answer]) -> None:
-        self.future = future
-
-    def respond(self, answer: Answer) -> None:
-        if not self.future.done():
-            self.future.set_result(answer)
-
-
 async def infer_asgi(
     pipeline: Pipeline,
     max_body_bytes: int,
@@ -234,7 +221,7 @@ async def infer_asgi(
     loop = asyncio.get_running_loop()
     headers = dict(scope["headers"])  # names arrive lower-cased
     done: asyncio.Future[Answer] = loop.create_future()
-    responder = _Waiting(done)
+    responder = FutureResponder(done)
     started = pipeline.arrive(loop)
     entry = None
     try:

@@ -51,6 +51,19 @@ class Responder(Protocol):
     def respond(self, answer: Answer) -> None: ...
 
 
+class FutureResponder:
+    """A responder for a coroutine that awaits its answer (the ASGI and gRPC transports)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Answer]) -> None:
+        self.future = future
+
+    def respond(self, answer: Answer) -> None:
+        if not self.future.done():
+            self.future.set_result(answer)
+
+
 class Cancellable(Protocol):
     def cancel(self) -> bool: ...
 
