@@ -52,7 +52,7 @@ STEPS = (
 
 def serve(out: str, argv: list[str]) -> None:
     """mlrt serve ARGV, noting per request: read callback, write start, write end."""
-    from runtime.server import protocol
+    from runtime.server import uvicorn_http as protocol
 
     clock = time.perf_counter
     marks = np.zeros((200_000, 3))
