@@ -7,12 +7,12 @@ path of the usual model: take the monitor's lock, check that the sub-window is
 not over, find the input and output tensors, copy their rows.  Counting, rotating
 windows and everything else happen in Python, under the same lock (`Lock`).
 
-Measured with `python -m bench.monitor_cost` (instructions per call, 1 x 8 rows):
-numpy's slice assignment into the buffer costs ~2,500 per tensor; reading a
-tensor through the buffer protocol ~450 (~650 for a new array, whose format
-string numpy builds on the first request); the ndarray's own fields ~20.  So an
-exact ndarray of float32 or float64 is read from its fields (see _NdArray), and
-anything else through the buffer protocol.
+Instructions to get at a (1, 8) float32 tensor, counted under callgrind as
+bench/monitor_cost.py counts them: numpy's slice assignment into the buffer
+~2,600; a typed memoryview argument ~1,500; the buffer protocol ~650 (numpy
+builds and caches a format string per array); the ndarray's own fields ~20, on a
+~64,000-instruction predict.  So an exact ndarray of float32 or float64 is read
+from its fields (mlrt_ndarray below), anything else through the buffer protocol.
 """
 
 import sys
