@@ -38,34 +38,23 @@ static const char *mlrt_simd_target(void) {
  * for t < k.  The accumulators are as wide as the data lanes (int32 for
  * float32, int64 for float64), so a compare mask adds without widening and
  * each loop vectorizes.  m <= 2**31 - 1 for the float32 version. */
-MLRT_SIMD_CLONES
-static void mlrt_count_ge_f32(const float *x, ptrdiff_t m, const float *edges, ptrdiff_t k,
-                              int64_t *g) {
-    ptrdiff_t r, t;
-    int32_t s = 0;
-    for (r = 0; r < m; r++) s += x[r] == x[r];
-    g[0] = s;
-    for (t = 0; t < k; t++) {
-        const float e = edges[t];
-        s = 0;
-        for (r = 0; r < m; r++) s += x[r] >= e;
-        g[1 + t] = s;
+#define MLRT_DEFINE_COUNT_GE(NAME, T, ACC)                                                 \
+    MLRT_SIMD_CLONES                                                                       \
+    static void NAME(const T *x, ptrdiff_t m, const T *edges, ptrdiff_t k, int64_t *g) {  \
+        ptrdiff_t r, t;                                                                    \
+        ACC s = 0;                                                                         \
+        for (r = 0; r < m; r++) s += x[r] == x[r];                                         \
+        g[0] = s;                                                                          \
+        for (t = 0; t < k; t++) {                                                          \
+            const T e = edges[t];                                                          \
+            s = 0;                                                                         \
+            for (r = 0; r < m; r++) s += x[r] >= e;                                        \
+            g[1 + t] = s;                                                                  \
+        }                                                                                  \
     }
-}
 
-MLRT_SIMD_CLONES
-static void mlrt_count_ge_f64(const double *x, ptrdiff_t m, const double *edges, ptrdiff_t k,
-                              int64_t *g) {
-    ptrdiff_t r, t;
-    int64_t s = 0;
-    for (r = 0; r < m; r++) s += x[r] == x[r];
-    g[0] = s;
-    for (t = 0; t < k; t++) {
-        const double e = edges[t];
-        s = 0;
-        for (r = 0; r < m; r++) s += x[r] >= e;
-        g[1 + t] = s;
-    }
-}
+/* One body for both widths (C has no fused types; a macro keeps them one). */
+MLRT_DEFINE_COUNT_GE(mlrt_count_ge_f32, float, int32_t)
+MLRT_DEFINE_COUNT_GE(mlrt_count_ge_f64, double, int64_t)
 
 #endif

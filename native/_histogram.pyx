@@ -12,7 +12,6 @@ nogil loops cannot write out of bounds even with bounds checks compiled out.
 Nothing is allocated per call: the scratch of a block lives on the stack.
 """
 
-import sys
 
 from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_Release, PyObject_GetBuffer
 from cpython.dict cimport PyDict_GetItem
@@ -21,11 +20,15 @@ from cpython.object cimport PyObject
 
 from common cimport (
     BLOCK_ROWS,
+    FLOAT32,
+    FLOAT64,
     GATHER_FEATURES,
     GATHER_STRIDE,
     LINEAR_MAX_EDGES,
+    NOT_FLOAT,
     SMALL_BLOCK_ROWS,
     bin_t,
+    buffer_float_kind,
     count_t,
     floating_in,
     floating_src,
@@ -190,36 +193,8 @@ cdef int _count_rows(const floating_src* X, Py_ssize_t n_rows, Py_ssize_t s0, Py
 
 
 # What a buffer holds, as far as the numeric kernels care.
-cdef enum:
-    NOT_FLOAT = 0
-    FLOAT32 = 1
-    FLOAT64 = 2
-
-cdef bint _LITTLE_ENDIAN = sys.byteorder == "little"
-
-
-cdef int _float_kind(const Py_buffer* view) noexcept:
-    """FLOAT32 or FLOAT64 for a buffer of native-order C floats or doubles, else NOT_FLOAT."""
-    cdef const char* fmt = view.format
-    cdef char code
-    if fmt == NULL:
-        return NOT_FLOAT  # plain bytes
-    code = fmt[0]
-    if code == b'@' or code == b'=' or (code == b'<' and _LITTLE_ENDIAN) or (
-            (code == b'>' or code == b'!') and not _LITTLE_ENDIAN):
-        fmt += 1
-        code = fmt[0]
-    if code == 0 or fmt[1] != 0:
-        return NOT_FLOAT
-    if code == b'f' and view.itemsize == sizeof(float):
-        return FLOAT32
-    if code == b'd' and view.itemsize == sizeof(double):
-        return FLOAT64
-    return NOT_FLOAT
-
-
 cdef str _describe(const Py_buffer* view):
-    cdef int kind = _float_kind(view)
+    cdef int kind = buffer_float_kind(view)
     if kind != NOT_FLOAT:
         what = "float32" if kind == FLOAT32 else "float64"
     else:
@@ -243,7 +218,7 @@ def count_numeric(object X, const int64_t[::1] cols,
     cdef int want = FLOAT32 if floating_in is float else FLOAT64
     PyObject_GetBuffer(X, &view, PyBUF_RECORDS_RO)
     try:
-        if view.ndim != 2 or _float_kind(&view) != want:
+        if view.ndim != 2 or buffer_float_kind(&view) != want:
             raise ValueError(
                 f"X must be a 2-D {'float32' if want == FLOAT32 else 'float64'} array like the "
                 f"edges, got {_describe(&view)}")
@@ -266,6 +241,21 @@ cdef enum:
     ROUND = 1    # float64 only: rounded to float32, against edges32
     DECLINE = 2  # not at all: try_update returns -1
 cdef dict _POLICIES = {"count": COUNT, "round": ROUND, "decline": DECLINE}
+
+
+cdef int _count_kind(const char* buf, int kind, bint round32, Py_ssize_t n_rows, Py_ssize_t s0,
+                     Py_ssize_t s1, const int64_t[::1] cols, const float[::1] edges32,
+                     const double[::1] edges64, const int64_t[::1] edge_offsets,
+                     const int64_t[::1] count_offsets, count_t[::1] counts) except -1 nogil:
+    # _count_rows for rows of `kind`: float32 against edges32; float64 against edges64, or
+    # rounded to float32 against edges32 (round32).
+    if kind == FLOAT32:
+        _count_rows(<const float*>buf, n_rows, s0, s1, cols, edges32, edge_offsets, count_offsets, counts)
+    elif round32:
+        _count_rows(<const double*>buf, n_rows, s0, s1, cols, edges32, edge_offsets, count_offsets, counts)
+    else:
+        _count_rows(<const double*>buf, n_rows, s0, s1, cols, edges64, edge_offsets, count_offsets, counts)
+    return 0
 
 
 cdef class NumericCounter:
@@ -334,38 +324,21 @@ cdef class NumericCounter:
         cdef Py_ssize_t n_rows = 1 if view.ndim == 1 else view.shape[0]
         cdef Py_ssize_t s0 = 0 if view.ndim == 1 else view.strides[0]
         cdef Py_ssize_t s1 = view.strides[view.ndim - 1]
-        cdef bint gil = n_rows < GIL_RELEASE_ROWS
-        if kind == FLOAT32:
-            if gil:
-                _count_rows(<const float*>view.buf, n_rows, s0, s1, self.cols, self.edges32,
-                            self.edge_offsets, self.count_offsets, self.counts)
-            else:
-                with nogil:
-                    _count_rows(<const float*>view.buf, n_rows, s0, s1, self.cols, self.edges32,
-                                self.edge_offsets, self.count_offsets, self.counts)
-        elif round32:
-            if gil:
-                _count_rows(<const double*>view.buf, n_rows, s0, s1, self.cols, self.edges32,
-                            self.edge_offsets, self.count_offsets, self.counts)
-            else:
-                with nogil:
-                    _count_rows(<const double*>view.buf, n_rows, s0, s1, self.cols, self.edges32,
-                                self.edge_offsets, self.count_offsets, self.counts)
+        cdef const char* buf = <const char*>view.buf
+        if n_rows < GIL_RELEASE_ROWS:
+            _count_kind(buf, kind, round32, n_rows, s0, s1, self.cols, self.edges32, self.edges64,
+                        self.edge_offsets, self.count_offsets, self.counts)
         else:
-            if gil:
-                _count_rows(<const double*>view.buf, n_rows, s0, s1, self.cols, self.edges64,
+            with nogil:
+                _count_kind(buf, kind, round32, n_rows, s0, s1, self.cols, self.edges32, self.edges64,
                             self.edge_offsets, self.count_offsets, self.counts)
-            else:
-                with nogil:
-                    _count_rows(<const double*>view.buf, n_rows, s0, s1, self.cols, self.edges64,
-                                self.edge_offsets, self.count_offsets, self.counts)
         return n_rows
 
     cdef Py_ssize_t _update(self, object X, int want) except -1:
         cdef Py_buffer view
         PyObject_GetBuffer(X, &view, PyBUF_RECORDS_RO)
         try:
-            if view.ndim != 2 or _float_kind(&view) != want:
+            if view.ndim != 2 or buffer_float_kind(&view) != want:
                 raise ValueError(
                     f"expected a 2-D {'float32' if want == FLOAT32 else 'float64'} array, "
                     f"got {_describe(&view)}")
@@ -399,7 +372,7 @@ cdef class NumericCounter:
             PyErr_Clear()  # not a buffer, or not one we can read: the caller's slow path
             return -1
         try:
-            kind = _float_kind(&view)
+            kind = buffer_float_kind(&view)
             if (kind == NOT_FLOAT or view.ndim < 1 or view.ndim > 2
                     or view.shape[view.ndim - 1] != self.n_cols
                     or (self.float32_policy if kind == FLOAT32 else self.float64_policy) == DECLINE):

@@ -15,7 +15,6 @@ builds and caches a format string per array); the ndarray's own fields ~20, on a
 from its fields (mlrt_ndarray below), anything else through the buffer protocol.
 """
 
-import sys
 
 import numpy as np
 
@@ -38,6 +37,8 @@ from cpython.pythread cimport (
     PyThread_type_lock,
 )
 from libc.string cimport memcpy
+
+from common cimport FLOAT32, FLOAT64, NOT_FLOAT, buffer_float_kind
 
 
 cdef extern from "Python.h":
@@ -73,19 +74,11 @@ cdef extern from *:
         PyObject* descr
 
 
-# Element types.
-cdef enum:
-    OTHER = 0
-    F32 = 1
-    F64 = 2
-
 # What Stager.add answers (RowBuffer.add answers the rows it holds, or DECLINED).
 cdef enum:
     DECLINED = -1  # nothing staged: the caller takes its general path
     STAGED = 0
     FULL = 1       # staged, and a buffer is full: count it
-
-cdef bint _LITTLE_ENDIAN = sys.byteorder == "little"
 
 # numpy's float32 and float64 dtypes: an exact ndarray whose descr is one of these
 # holds native-order floats of that width.
@@ -104,26 +97,6 @@ ctypedef struct _Rows:
     Py_ssize_t s0
     Py_ssize_t s1
     int kind
-
-
-cdef int _buffer_kind(const Py_buffer* view) noexcept:
-    """F32 or F64 for a buffer of native-order C floats or doubles, else OTHER."""
-    cdef const char* fmt = view.format
-    cdef char code
-    if fmt == NULL:
-        return OTHER  # plain bytes
-    code = fmt[0]
-    if code == b'@' or code == b'=' or (code == b'<' and _LITTLE_ENDIAN) or (
-            (code == b'>' or code == b'!') and not _LITTLE_ENDIAN):
-        fmt += 1
-        code = fmt[0]
-    if code == 0 or fmt[1] != 0:
-        return OTHER
-    if code == b'f' and view.itemsize == sizeof(float):
-        return F32
-    if code == b'd' and view.itemsize == sizeof(double):
-        return F64
-    return OTHER
 
 
 cdef bint _shape(_Rows* r, Py_ssize_t ndim, const Py_ssize_t* shape,
@@ -156,19 +129,19 @@ cdef bint _ndarray_rows(PyObject* x, _Rows* r) noexcept:
     cdef mlrt_ndarray* a
     a = <mlrt_ndarray*>x
     if a.descr == <PyObject*>_F32:
-        r.kind = F32
+        r.kind = FLOAT32
     elif a.descr == <PyObject*>_F64:
-        r.kind = F64
+        r.kind = FLOAT64
     else:
         return False
     r.data = a.data
-    return _shape(r, a.nd, a.dimensions, a.strides, sizeof(float) if r.kind == F32 else sizeof(double))
+    return _shape(r, a.nd, a.dimensions, a.strides, sizeof(float) if r.kind == FLOAT32 else sizeof(double))
 
 
 cdef bint _buffer_rows(Py_buffer* view, _Rows* r) noexcept:
-    r.kind = _buffer_kind(view)
+    r.kind = buffer_float_kind(view)
     r.data = <const char*>view.buf
-    return r.kind != OTHER and _shape(r, view.ndim, view.shape, view.strides, view.itemsize)
+    return r.kind != NOT_FLOAT and _shape(r, view.ndim, view.shape, view.strides, view.itemsize)
 
 
 cdef bint _ndarray_layout_ok():
@@ -264,8 +237,8 @@ cdef class RowBuffer:
         if self.has_view:
             raise RuntimeError("a RowBuffer is initialized once")
         PyObject_GetBuffer(rows, &view, PyBUF_RECORDS_RO | PyBUF_WRITABLE)
-        kind = _buffer_kind(&view)
-        if view.ndim != 2 or kind == OTHER or (
+        kind = buffer_float_kind(&view)
+        if view.ndim != 2 or kind == NOT_FLOAT or (
                 view.shape[1] > 1 and view.strides[1] != view.itemsize) or (
                 view.shape[0] > 1 and view.strides[0] != view.shape[1] * view.itemsize):
             PyBuffer_Release(&view)
@@ -296,17 +269,17 @@ cdef class RowBuffer:
         numpy's astype converts them: a C cast (float64 to float32 rounds to nearest,
         float32 to float64 is exact)."""
         cdef Py_ssize_t m = self.n_cols, k = x.n, r, j
-        cdef Py_ssize_t size = sizeof(float) if x.kind == F32 else sizeof(double)
+        cdef Py_ssize_t size = sizeof(float) if x.kind == FLOAT32 else sizeof(double)
         cdef const char* src = x.data
         cdef float* d32
         cdef double* d64
         if x.kind == self.kind and (x.s1 == size or m == 1) and (x.s0 == m * size or k == 1):
             memcpy(self.data + self.n * m * size, src, k * m * size)
-        elif self.kind == F32:
+        elif self.kind == FLOAT32:
             d32 = (<float*>self.data) + self.n * m
             for r in range(k):
                 for j in range(m):
-                    if x.kind == F32:
+                    if x.kind == FLOAT32:
                         d32[r * m + j] = (<const float*>(src + r * x.s0 + j * x.s1))[0]
                     else:
                         d32[r * m + j] = <float>(<const double*>(src + r * x.s0 + j * x.s1))[0]
@@ -314,7 +287,7 @@ cdef class RowBuffer:
             d64 = (<double*>self.data) + self.n * m
             for r in range(k):
                 for j in range(m):
-                    if x.kind == F32:
+                    if x.kind == FLOAT32:
                         d64[r * m + j] = <double>(<const float*>(src + r * x.s0 + j * x.s1))[0]
                     else:
                         d64[r * m + j] = (<const double*>(src + r * x.s0 + j * x.s1))[0]

@@ -54,3 +54,37 @@ cdef inline Py_ssize_t upper_bound(const floating_in* edges, Py_ssize_t n,
         base = base + half if base[half] <= x else base
         n -= half
     return (base - edges) + (base[0] <= x)
+
+
+cdef enum:
+    # What a buffer holds, as the kernels read it (buffer_float_kind).
+    NOT_FLOAT = 0
+    FLOAT32 = 1
+    FLOAT64 = 2
+
+
+cdef inline bint _little_endian() noexcept nogil:
+    cdef int one = 1
+    return (<char*>&one)[0] == 1
+
+
+cdef inline int buffer_float_kind(const Py_buffer* view) noexcept:
+    """FLOAT32 or FLOAT64 for a buffer of native-order C floats or doubles, else NOT_FLOAT
+    (whatever its format string spells: '<f', '=d', '@f' ...)."""
+    cdef const char* fmt = view.format
+    cdef char code
+    cdef bint little = _little_endian()
+    if fmt == NULL:
+        return NOT_FLOAT  # plain bytes
+    code = fmt[0]
+    if code == b'@' or code == b'=' or (code == b'<' and little) or (
+            (code == b'>' or code == b'!') and not little):
+        fmt += 1
+        code = fmt[0]
+    if code == 0 or fmt[1] != 0:
+        return NOT_FLOAT
+    if code == b'f' and view.itemsize == sizeof(float):
+        return FLOAT32
+    if code == b'd' and view.itemsize == sizeof(double):
+        return FLOAT64
+    return NOT_FLOAT
