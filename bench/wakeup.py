@@ -3,20 +3,18 @@
     python -m bench.wakeup [--rounds 5] [--calls 300]
 
 A uvloop server on a Unix socket spins for X µs (the request says how long), then answers
-200 bytes. A Python client times the round trip three ways, in interleaved rounds: sleeping
-in recv() until the answer comes; sleeping in poll(), then reading (what runtime.client's
-Client does: asleep in recv() it is also woken, for nothing, when the server reads the
-request); and polling for it with MSG_DONTWAIT (what Client(busy_poll_us=...) does first,
-an opt-in). The table's overhead is the round trip minus X: where it grows with X while
-sleeping, the thread's CPU went idle (on a VM: halted) and has to be woken; `CPU` is the
-calling thread's CPU time per call. See docs/formats.md.
+200 bytes. A Python client times the round trip two ways, in interleaved rounds: sleeping in
+recv() until the answer comes (what runtime.client's Client does by default), and polling for
+it with MSG_DONTWAIT (what Client(busy_poll_us=...) does first, an opt-in). The table's
+overhead is the round trip minus X: where it grows with X while sleeping, the thread's CPU
+went idle (on a VM: halted) and has to be woken; `CPU` is the calling thread's CPU time per
+call. See docs/formats.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import select
 import socket
 import subprocess
 import sys
@@ -50,10 +48,10 @@ def serve(path: str) -> None:
     uvloop.run(main())
 
 
-MODES = ("recv", "poll()", "polling")
+MODES = ("sleeping", "polling")
 
 
-def call(sock: socket.socket, poller: select.poll, work_us: int, mode: str) -> float:
+def call(sock: socket.socket, work_us: int, mode: str) -> float:
     t0 = time.perf_counter()
     sock.sendall(b"%d" % work_us)
     if mode == "polling":
@@ -63,9 +61,6 @@ def call(sock: socket.socket, poller: select.poll, work_us: int, mode: str) -> f
                 break
             except BlockingIOError:
                 pass
-    elif mode == "poll()":
-        poller.poll()
-        sock.recv(65536, socket.MSG_DONTWAIT)
     else:
         sock.recv(65536)
     return time.perf_counter() - t0
@@ -86,19 +81,17 @@ def main() -> None:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
         sock = socket.socket(socket.AF_UNIX)
         sock.connect(path)
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
         p50s: dict[tuple[int, str], list[float]] = {}
         cpus: dict[tuple[int, str], list[float]] = {}
         for r in range(args.rounds):
             for work_us in WORK_US:
-                for mode in MODES[r % 3 :] + MODES[: r % 3]:  # which goes first rotates
+                for mode in MODES[r % 2 :] + MODES[: r % 2]:  # which goes first alternates
                     cpu = time.thread_time()
-                    times = [call(sock, poller, work_us, mode) for _ in range(args.calls)]
+                    times = [call(sock, work_us, mode) for _ in range(args.calls)]
                     cpus.setdefault((work_us, mode), []).append((time.thread_time() - cpu) / args.calls * 1e6)
                     p50s.setdefault((work_us, mode), []).append(float(np.median(times)) * 1e6)
         print(f"round trip to a server that works X µs; medians of {args.rounds} rounds x {args.calls} calls")
-        print(f"{'':>6}" + "".join(f"{'asleep in ' + m if m != 'polling' else m:>28}" for m in MODES))
+        print(f"{'':>6}" + "".join(f"{m:>28}" for m in MODES))
         print(f"{'X µs':>6}" + f"{'p50':>10}{'overhead':>10}{'CPU':>8}" * len(MODES))
         for work_us in WORK_US:
             row = f"{work_us:>6}"

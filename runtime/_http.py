@@ -14,7 +14,6 @@ wants that (see docs/formats.md).
 from __future__ import annotations
 
 import os
-import select
 import socket
 import struct
 import threading
@@ -27,8 +26,6 @@ _HEADS_MAX = 256  # encoded request heads kept per client
 _RECV_BYTES = 262144
 _POLL_BACKOFF_MAX = 64
 _CAN_POLL = hasattr(socket, "MSG_DONTWAIT") and hasattr(os, "sched_yield")
-# Where select.poll is missing (Windows), a read waits in recv itself.
-_CAN_WAIT_IN_POLL = hasattr(select, "poll") and hasattr(socket, "MSG_DONTWAIT")
 
 
 # Header name -> what _Headers.get looks for; callers ask for the same few names.
@@ -107,14 +104,10 @@ class TransportError(Exception):
 class _Connection:
     """One socket and what has been read from it but not consumed yet."""
 
-    __slots__ = ("sock", "buf", "busy_poll_s", "in_flight", "_sleep_through", "_backoff", "_wait", "_wait_ms")
+    __slots__ = ("sock", "buf", "busy_poll_s", "in_flight", "_sleep_through", "_backoff")
 
     def __init__(
-        self,
-        sock: socket.socket,
-        busy_poll_s: float = 0.0,
-        in_flight: list[None] | None = None,
-        timeout_s: float | None = None,
+        self, sock: socket.socket, busy_poll_s: float = 0.0, in_flight: list[None] | None = None
     ) -> None:
         self.sock = sock
         self.buf = b""
@@ -122,28 +115,16 @@ class _Connection:
         self.in_flight = in_flight if in_flight is not None else []  # one entry per call under way
         self._sleep_through = 0  # reads left to wait for asleep before polling again
         self._backoff = 0  # how many reads the last miss made us sleep through
-        self._wait = None
-        self._wait_ms = None if timeout_s is None else max(timeout_s, 0.0) * 1000
-        if _CAN_WAIT_IN_POLL and sock.family == getattr(socket, "AF_UNIX", None):
-            # A thread asleep in recv() on a Unix socket is woken each time the server
-            # reads from it (the kernel signals "room to write" on the same wait queue,
-            # and recv's wait takes any signal), checks, and goes back to sleep: on a
-            # virtual machine that is one more wake-up of a halted CPU per call, paid by
-            # the server inside its read. poll() sleeps only until there is something to
-            # read. TCP signals room to write only to writers that ran out of it.
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            self._wait = poller.poll
 
     def _fill(self) -> None:
         try:
             if not self.busy_poll_s or len(self.in_flight) > 1:
                 # Polling, if asked for, only for a lone call: other threads with calls
                 # under way can use the CPU (and the GIL) better.
-                chunk = self._recv()
+                chunk = self.sock.recv(_RECV_BYTES)  # asleep until the answer (or SO_RCVTIMEO)
             elif self._sleep_through:
                 self._sleep_through -= 1
-                chunk = self._recv()
+                chunk = self.sock.recv(_RECV_BYTES)
             else:
                 chunk = self._recv_polling()
         except BlockingIOError:  # SO_RCVTIMEO ran out
@@ -151,19 +132,6 @@ class _Connection:
         if not chunk:
             raise ConnectionResetError("the server closed the connection")
         self.buf += chunk
-
-    def _recv(self) -> bytes:
-        """Sleep until the socket has data, then take it."""
-        wait = self._wait
-        if wait is None:
-            return self.sock.recv(_RECV_BYTES)  # SO_RCVTIMEO bounds the wait
-        while True:
-            if not wait(self._wait_ms):
-                raise TimeoutError("no response within the timeout")
-            try:
-                return self.sock.recv(_RECV_BYTES, socket.MSG_DONTWAIT)
-            except BlockingIOError:  # readable, then not: wait again
-                continue
 
     def _recv_polling(self) -> bytes:
         # Opt-in (busy_poll_us): ask without sleeping until busy_poll_s has passed, then
@@ -185,7 +153,7 @@ class _Connection:
                     continue
                 self._backoff = min(max(1, 2 * self._backoff), _POLL_BACKOFF_MAX)
                 self._sleep_through = self._backoff
-                return self._recv()
+                return recv(_RECV_BYTES)
             self._backoff = 0
             return chunk
 
@@ -261,7 +229,7 @@ class KeepAliveHTTP:
         except BaseException:
             sock.close()
             raise
-        conn = _Connection(sock, self._busy_poll_s, self._in_flight, self._timeout)
+        conn = _Connection(sock, self._busy_poll_s, self._in_flight)
         with self._lock:
             self._all.add(conn)
         return conn

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import resource
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -257,38 +254,6 @@ def test_a_default_client_sleeps_while_a_server_takes_100_ms(scripted) -> None:
         cpu = time.thread_time() - cpu
     assert counting.misses == 0  # never asked before the answer was there
     assert cpu < 0.02  # ~0 for a 100 ms wait
-
-
-# Reads a request at once and answers 50 ms later, until the socket closes.
-_PEER = """
-import socket, sys, time
-s = socket.socket(fileno=int(sys.argv[1]))
-while s.recv(1) == b"q":
-    time.sleep(0.05)
-    s.sendall(b"a")
-"""
-
-
-@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="Unix sockets")
-def test_a_unix_socket_reader_is_not_woken_when_the_server_reads() -> None:
-    # Asleep in recv(), a reader is woken each time its peer reads from the socket (the
-    # kernel signals room to write on the same wait queue) and sleeps again: one more
-    # wake-up per call. Asleep in poll(), it is woken once, by the answer. The peer is
-    # another process, so that no thread of ours holds the GIL when the answer comes.
-    a, b = socket.socketpair()
-    peer = subprocess.Popen([sys.executable, "-c", _PEER, str(b.fileno())], pass_fds=[b.fileno()])
-    b.close()
-    conn = _Connection(a)
-    switches = []
-    for _ in range(5):
-        before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
-        a.sendall(b"q")
-        conn._fill()
-        switches.append(resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before)
-    a.close()
-    peer.wait(5)
-    assert conn.buf == b"aaaaa"
-    assert min(switches) == 1, switches  # slept once per answer
 
 
 def test_request_heads_carry_each_calls_headers() -> None:
