@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from runtime import _http
-from runtime._http import KeepAliveHTTP, TransportError, _Connection
+from runtime._http import KeepAliveHTTP, TransportError, _Connection, _Headers
 from runtime.client import Client
 
 Handler = Callable[[socket.socket, int], bool]  # (connection, request number) -> keep open?
@@ -73,6 +73,29 @@ def test_content_length_and_keep_alive(scripted) -> None:
         r = http.request("GET", "/x")
         assert (r.status_code, r.content, r.headers.get("Content-Type")) == (200, b"hello", "text/plain")
     http.close()
+
+
+def test_headers_are_found_in_any_case_and_the_last_of_repeats_wins() -> None:
+    headers = _Headers(b"\r\nContent-Type: text/plain \r\nX-Twice: 1\r\nx-twice: 2\r\nDate:  Fri, 4 Dec")
+    assert headers.get("content-type") == headers["CONTENT-TYPE"] == "text/plain"
+    assert headers.get("X-TWICE") == "2"  # as a dict filled in order
+    assert headers.get("date") == "Fri, 4 Dec"  # the last line has no CRLF after it
+    assert headers.get("type") is None and headers.get("content-length", "0") == "0"
+    assert "x-twice" in headers and "twice" not in headers and 1 not in headers
+    with pytest.raises(KeyError):
+        headers["absent"]
+    assert headers.items() == [("content-type", "text/plain"), ("x-twice", "1"), ("x-twice", "2"),
+                               ("date", "Fri, 4 Dec")]  # fmt: skip
+
+
+@pytest.mark.parametrize("length", [b"-1", b"5x", b""])
+def test_a_bad_content_length_is_a_transport_error(scripted, length: bytes) -> None:
+    def handler(conn: socket.socket, n: int) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: " + length + b"\r\n\r\nhello")
+        return False
+
+    with pytest.raises(TransportError, match="Content-Length"):
+        KeepAliveHTTP(scripted(handler), None, 5.0).request("GET", "/")
 
 
 def test_chunked_body_and_connection_close(scripted) -> None:
