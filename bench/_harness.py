@@ -18,6 +18,7 @@ from runtime._child import free_port, running_server
 __all__ = [
     "RawHTTP",
     "free_port",
+    "idle_policy",
     "get_request",
     "paired_rounds",
     "percentiles_us",
@@ -26,6 +27,29 @@ __all__ = [
     "v2_binary_body",
     "v2_json_body",
 ]
+
+
+def idle_policy() -> str:
+    """How this machine's idle CPUs wait, which sets what a sleeping thread pays to be woken.
+
+    On a VM with the cpuidle-haltpoll driver, an idle vCPU polls for up to
+    guest_halt_poll_ns before it halts (the kernel's default is 200 µs); once halted,
+    waking it costs tens of µs. Concurrency-1 latency over a socket depends on it more
+    than on anything mlrt does, so the benchmarks that measure it say which it was.
+    """
+    base = "/sys/devices/system/cpu/cpuidle/current_driver"
+    try:
+        with open(base) as f:
+            driver = f.read().strip()
+    except OSError:
+        return "cpuidle: unknown"
+    line = f"cpuidle driver {driver}"
+    try:
+        with open("/sys/module/haltpoll/parameters/guest_halt_poll_ns") as f:
+            line += f", guest_halt_poll_ns {f.read().strip()}"
+    except OSError:
+        pass
+    return line
 
 
 @contextlib.contextmanager

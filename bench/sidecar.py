@@ -42,7 +42,7 @@ from runtime.client import Client
 from runtime.monitor import Profile
 
 from . import models
-from ._harness import free_port, paired_rounds, server
+from ._harness import free_port, idle_policy, paired_rounds, server
 
 POLL_US = 200
 POLLING = f"client uds msgpack, polling {POLL_US} µs"
@@ -118,12 +118,17 @@ def main() -> None:
         ("load().predict p50 - session.run p50 < 10 µs", embedded_cost, embedded_cost < 10),
     ]
     if args.json:
-        doc = {"results": rows, "targets": [{"target": t, "value": v, "pass": ok} for t, v, ok in targets]}
+        doc = {
+            "idle_policy": idle_policy(),
+            "results": rows,
+            "targets": [{"target": t, "value": v, "pass": ok} for t, v, ok in targets],
+        }
         if args.contention:
             doc["contention"] = contention
         print(json.dumps(doc, indent=2))
         return
     print(f"concurrency 1, bench MLP, drift monitoring on; {args.rounds} rounds x {args.requests} calls")
+    print(idle_policy())
     print("p50: the median of the rounds' p50s; rounds: the lowest and highest of them")
     print(f"{'system':<34}{'p50 µs':>10}{'rounds':>14}{'p99 µs':>10}{'client CPU µs':>15}")
     for row in rows:

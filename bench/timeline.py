@@ -14,9 +14,9 @@ process on Linux), so each call's steps line up across the two processes:
   server wake             send end -> the server's read callback starts
   server before write     read callback -> answer write starts (parse, decode, model, encode)
   server write            the write system call (it wakes the client's thread)
-  client wake             write end -> the read that brings the answer starts (negative:
-                          the client ran before the server's write returned)
-  client read             that read
+  client wake and read    write end -> the read that brings the answer returns: the client's
+                          thread woken (a sleeping client waits inside that read, so the
+                          wake-up and the copy cannot be told apart) and the bytes copied
   client parse            read end -> call end: the answer taken apart, in Python
   total                   call start -> call end
 
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import models
-from ._harness import free_port, server
+from ._harness import free_port, idle_policy, server
 
 STEPS = (
     "client build",
@@ -43,8 +43,7 @@ STEPS = (
     "server wake",
     "server before write",
     "server write",
-    "client wake",
-    "client read",
+    "client wake and read",
     "client parse",
     "total",
 )
@@ -141,7 +140,7 @@ def timeline(sock_path: str, calls: int, busy_poll_us: float) -> np.ndarray:
 
 
 def steps(client: np.ndarray, srv: np.ndarray) -> dict[str, float]:
-    start, send0, send1, woken, read1, end = client.T
+    start, send0, send1, _read0, read1, end = client.T
     arrived, write0, write1 = srv.T
     spans = {
         "client build": send0 - start,
@@ -149,8 +148,7 @@ def steps(client: np.ndarray, srv: np.ndarray) -> dict[str, float]:
         "server wake": arrived - send1,
         "server before write": write0 - arrived,
         "server write": write1 - write0,
-        "client wake": woken - write1,
-        "client read": read1 - woken,
+        "client wake and read": read1 - write1,
         "client parse": end - read1,
         "total": end - start,
     }
@@ -187,8 +185,9 @@ def main() -> None:
     srv = np.load(out)[-args.calls :]  # the last requests are the timed calls
     figures = steps(client, srv)
     print(f"one call at a time, {args.calls} calls, busy_poll_us={args.busy_poll_us:g}; medians, µs")
+    print(idle_policy())
     for name in STEPS:
-        print(f"  {name:<22}{figures[name]:>8.1f}")
+        print(f"  {name:<24}{figures[name]:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._harness import idle_policy
+
 WORK_US = (0, 10, 20, 40, 60, 100, 150)
 
 
@@ -91,6 +93,7 @@ def main() -> None:
                     cpus.setdefault((work_us, mode), []).append((time.thread_time() - cpu) / args.calls * 1e6)
                     p50s.setdefault((work_us, mode), []).append(float(np.median(times)) * 1e6)
         print(f"round trip to a server that works X µs; medians of {args.rounds} rounds x {args.calls} calls")
+        print(idle_policy())
         print(f"{'':>6}" + "".join(f"{m:>28}" for m in MODES))
         print(f"{'X µs':>6}" + f"{'p50':>10}{'overhead':>10}{'CPU':>8}" * len(MODES))
         for work_us in WORK_US:
