@@ -21,13 +21,50 @@ from ..models.base import Model, Tensors
 
 @dataclass(slots=True)
 class InferRequest:
+    """A decoded infer request, whatever its body format."""
+
     id: str | None
     parameters: dict[str, Any]
     inputs: Tensors
     datatypes: dict[str, str]
     # (name, binary?) per requested output; None means all outputs.
     outputs: list[tuple[str, bool]] | None
-    binary_default: bool
+    # Whether outputs not named come back binary: only V2 JSON answers in JSON by default.
+    binary_default: bool = True
+
+
+@dataclass(slots=True)
+class InferResponse:
+    """What every format's encoder writes: the version that answered, the request's id,
+    and the selected outputs (codec.select_outputs) with their V2 datatypes."""
+
+    model_name: str
+    model_version: str
+    request_id: str | None
+    outputs: Tensors
+    selected: Sequence[tuple[str, bool]]
+    datatypes: Mapping[str, str]
+
+    def tensors(self) -> list[tuple[str, np.ndarray, str, bool]]:
+        """(name, array, datatype, binary?) per selected output, in order."""
+        outputs, datatypes = self.outputs, self.datatypes
+        return [(name, outputs[name], datatypes[name], binary) for name, binary in self.selected]
+
+
+def tensor_bytes(arr: np.ndarray, datatype: str) -> bytes:
+    """A tensor's V2 raw bytes: little-endian row-major elements, or length-prefixed BYTES."""
+    if datatype == "BYTES":
+        return v2_bytes_payload(arr)
+    return np.ascontiguousarray(arr, dtype=numpy_dtype(datatype)).tobytes()
+
+
+def output_names(raw: Any, where: str) -> list[tuple[str, bool]] | None:
+    """The outputs a binary format's request names (a list of names), or None for all."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        raise InvalidInput(f"{where} must be a list of output names (strings), got {raw!r}")
+    return [(name, True) for name in raw]
 
 
 def loads_json(data: bytes | memoryview, what: str = "request") -> Any:
@@ -51,11 +88,11 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return check_shape(value, where)
 
 
-def _params(value: Any, where: str) -> dict[str, Any]:
+def parameters_of(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidInput(f"{where}: 'parameters' must be an object")
+        raise InvalidInput(f"{where}: 'parameters' must be an object (a map of names to values)")
     return value
 
 
@@ -103,9 +140,7 @@ def _json_tensor(where: str, datatype: str, shape: tuple[int, ...], data: Any) -
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"{where}: data is ragged or not numeric ({exc})") from None
     if arr.size != count:
-        raise InvalidInput(
-            f"{where}: {arr.size} elements do not fill shape {list(shape)} ({count} expected)"
-        )
+        raise InvalidInput(f"{where}: {arr.size} elements do not fill shape {list(shape)} ({count} expected)")
     kind = arr.dtype.kind
     if count == 0:
         return np.zeros(shape, dtype)
@@ -152,8 +187,9 @@ def _big_ints(
     info = np.iinfo(dtype)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
         # orjson reads integers past 64 bits as floats: still an out-of-range integer.
-        if all(isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer()
-               for v in flat) and any(not info.min <= v <= info.max for v in flat):
+        if all(
+            isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer() for v in flat
+        ) and any(not info.min <= v <= info.max for v in flat):
             raise InvalidInput(f"{where}: value out of range for {datatype}")
         raise InvalidInput(f"{where}: {datatype} data must be integers")
     if min(flat) < info.min or max(flat) > info.max:
@@ -177,9 +213,7 @@ def _flatten(data: list[Any], where: str) -> list[Any]:
     return out
 
 
-def _binary_tensor(
-    where: str, datatype: str, shape: tuple[int, ...], buf: memoryview
-) -> np.ndarray:
+def _binary_tensor(where: str, datatype: str, shape: tuple[int, ...], buf: memoryview) -> np.ndarray:
     count = math.prod(shape)
     if datatype == "BYTES":
         items = v2_parse_bytes(buf, where)
@@ -208,14 +242,13 @@ def decode_request(body: bytes, header_length: int | None, model: Model) -> Infe
     else:
         if header_length < 0 or header_length > len(body):
             raise InvalidInput(
-                f"Inference-Header-Content-Length {header_length} is outside the body "
-                f"of {len(body)} bytes"
+                f"Inference-Header-Content-Length {header_length} is outside the body of {len(body)} bytes"
             )
         header, binary = view[:header_length], view[header_length:]
     doc = loads_json(header)
     if not isinstance(doc, dict):
         raise InvalidInput("the request must be a JSON object")
-    params = _params(doc.get("parameters"), "request")
+    params = parameters_of(doc.get("parameters"), "request")
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("the request needs a non-empty 'inputs' list")
@@ -235,18 +268,11 @@ def decode_request(body: bytes, header_length: int | None, model: Model) -> Infe
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 raise InvalidInput(f"outputs[{i}] needs a string 'name'")
             where = f"output '{item['name']}'"
-            p = _params(item.get("parameters"), where)
+            p = parameters_of(item.get("parameters"), where)
             if "classification" in p:
                 raise InvalidInput(f"{where}: the classification extension is not supported")
             outputs.append((item["name"], _flag(p, "binary_data", binary_default, where)))
-    return InferRequest(
-        id=request_id(doc),
-        parameters=params,
-        inputs=inputs,
-        datatypes=datatypes,
-        outputs=outputs,
-        binary_default=binary_default,
-    )
+    return InferRequest(request_id(doc), params, inputs, datatypes, outputs, binary_default)
 
 
 def _decode_inputs(
@@ -269,7 +295,7 @@ def _decode_inputs(
         if not isinstance(datatype, str):
             raise InvalidInput(f"{where} needs a string 'datatype'")
         shape = _shape(item.get("shape"), where)
-        p = _params(item.get("parameters"), where)
+        p = parameters_of(item.get("parameters"), where)
         size = p.get("binary_data_size")
         if size is not None:
             if header_length is None:
@@ -281,8 +307,7 @@ def _decode_inputs(
                 raise InvalidInput(f"{where}: binary_data_size must be a non-negative integer")
             if offset + size > len(binary):
                 raise InvalidInput(
-                    f"{where}: binary_data_size {size} overruns the body "
-                    f"({len(binary) - offset} bytes left)"
+                    f"{where}: binary_data_size {size} overruns the body ({len(binary) - offset} bytes left)"
                 )
             tensor = _binary_tensor(where, datatype, shape, binary[offset : offset + size])
             offset += size
@@ -313,14 +338,8 @@ def _decode_raw(body: bytes, model: Model) -> InferRequest:
     if (variable and (fixed == 0 or len(body) % fixed)) or (not variable and len(body) != fixed):
         raise InvalidInput(f"raw body of {len(body)} bytes does not fit shape {list(spec.shape)}")
     shape = tuple(len(body) // fixed if d == -1 else d for d in spec.shape)
-    return InferRequest(
-        id=None,
-        parameters={},
-        inputs={spec.name: np.frombuffer(body, dtype=dtype).reshape(shape)},
-        datatypes={spec.name: spec.datatype},
-        outputs=None,
-        binary_default=True,
-    )
+    arr = np.frombuffer(body, dtype=dtype).reshape(shape)
+    return InferRequest(None, {}, {spec.name: arr}, {spec.name: spec.datatype}, None)
 
 
 def select_outputs(req: InferRequest, model: Model) -> list[tuple[str, bool]]:
@@ -330,9 +349,7 @@ def select_outputs(req: InferRequest, model: Model) -> list[tuple[str, bool]]:
     known = {o.name for o in model.outputs}
     for name, _ in req.outputs:
         if name not in known:
-            raise InvalidInput(
-                f"unknown output '{name}' for model '{model.name}'; expected {sorted(known)}"
-            )
+            raise InvalidInput(f"unknown output '{name}' for model '{model.name}'; expected {sorted(known)}")
     return req.outputs
 
 
@@ -344,35 +361,22 @@ def _json_bytes_data(arr: np.ndarray, name: str) -> list[str]:
                 v = v.decode("utf-8")
             except UnicodeDecodeError:
                 raise InvalidInput(
-                    f"output '{name}' holds bytes that are not UTF-8; request it with "
-                    "binary_data=true"
+                    f"output '{name}' holds bytes that are not UTF-8; request it with binary_data=true"
                 ) from None
         out.append(v if isinstance(v, str) else str(v))
     return out
 
 
-def encode_response(
-    *,
-    model_name: str,
-    model_version: str,
-    request_id: str | None,
-    outputs: Tensors,
-    selected: Sequence[tuple[str, bool]],
-    datatypes: Mapping[str, str],
-) -> tuple[bytes, int | None]:
-    """Encode an infer response; returns (body, Inference-Header-Content-Length or None)."""
+def encode_response(resp: InferResponse) -> tuple[bytes, int | None]:
+    """Encode an infer response as V2 JSON, with binary outputs after the JSON header;
+    returns (body, Inference-Header-Content-Length or None)."""
     out_docs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     non_finite = False
-    for name, binary in selected:
-        arr = outputs[name]
-        datatype = datatypes[name]
+    for name, arr, datatype, binary in resp.tensors():
         doc: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
         if binary:
-            if datatype == "BYTES":
-                blob = v2_bytes_payload(arr)
-            else:
-                blob = np.ascontiguousarray(arr, dtype=numpy_dtype(datatype)).tobytes()
+            blob = tensor_bytes(arr, datatype)
             doc["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         elif datatype == "BYTES":
@@ -383,19 +387,19 @@ def encode_response(
                 non_finite = True
             doc["data"] = flat
         out_docs.append(doc)
-    resp: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
-    if request_id is not None:
-        resp["id"] = request_id
-    resp["outputs"] = out_docs
+    top: dict[str, Any] = {"model_name": resp.model_name, "model_version": resp.model_version}
+    if resp.request_id is not None:
+        top["id"] = resp.request_id
+    top["outputs"] = out_docs
     if non_finite:
         # orjson would write null; Python's json writes NaN/Infinity, which V2
         # clients (json.loads) read back as the same floats.
         for doc in out_docs:
             if isinstance(doc.get("data"), np.ndarray):
                 doc["data"] = doc["data"].tolist()
-        header = json.dumps(resp, separators=(",", ":")).encode()
+        header = json.dumps(top, separators=(",", ":")).encode()
     else:
-        header = orjson.dumps(resp, option=orjson.OPT_SERIALIZE_NUMPY)
+        header = orjson.dumps(top, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)

@@ -26,8 +26,6 @@ their first dimension to fit in one record batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import numpy as np
 
 from ..errors import InvalidInput
@@ -46,8 +44,9 @@ from ..formats import (
     tensor_to_column,
 )
 from ..models.base import Model, Tensors
-from .codec import InferRequest
+from .codec import InferRequest, InferResponse, output_names
 
+# The same head as codec_msgpack's: one interface for every body format (http.py).
 __all__ = ["CONTENT_TYPE", "decode", "encode"]
 
 CONTENT_TYPE = ARROW_CONTENT_TYPE
@@ -72,37 +71,17 @@ def decode(body: bytes, model: Model) -> InferRequest:
             arr = arr.reshape(-1, 1)
         inputs[name] = arr
         datatypes[name] = sent
-    names = arrow_meta_json(metadata, ARROW_OUTPUTS, list)
-    outputs = None
-    if names is not None:
-        if not all(isinstance(n, str) for n in names):
-            raise InvalidInput("schema metadata 'mlrt.outputs' must be a JSON list of output names")
-        outputs = [(n, True) for n in names]
-    params = arrow_meta_json(metadata, ARROW_PARAMETERS, dict)
-    return InferRequest(
-        id=arrow_meta_str(metadata, ARROW_ID),
-        parameters=params or {},
-        inputs=inputs,
-        datatypes=datatypes,
-        outputs=outputs,
-        binary_default=True,
-    )
+    outputs = output_names(arrow_meta_json(metadata, ARROW_OUTPUTS, list), "schema metadata 'mlrt.outputs'")
+    params = arrow_meta_json(metadata, ARROW_PARAMETERS, dict) or {}
+    return InferRequest(arrow_meta_str(metadata, ARROW_ID), params, inputs, datatypes, outputs)
 
 
-def encode(
-    *,
-    model_name: str,
-    model_version: str,
-    request_id: str | None,
-    outputs: Tensors,
-    selected: Sequence[tuple[str, bool]],
-    datatypes: Mapping[str, str],
-) -> bytes:
+def encode(resp: InferResponse) -> bytes:
     """Encode an infer response as a one-batch Arrow stream (binary flags ignored)."""
     columns = {
-        name: tensor_to_column(name, np.asarray(outputs[name]), datatypes[name]) for name, _ in selected
+        name: tensor_to_column(name, np.asarray(arr), datatype) for name, arr, datatype, _ in resp.tensors()
     }
-    metadata = {ARROW_MODEL_NAME: model_name.encode(), ARROW_MODEL_VERSION: model_version.encode()}
-    if request_id is not None:
-        metadata[ARROW_ID] = request_id.encode()
+    metadata = {ARROW_MODEL_NAME: resp.model_name.encode(), ARROW_MODEL_VERSION: resp.model_version.encode()}
+    if resp.request_id is not None:
+        metadata[ARROW_ID] = resp.request_id.encode()
     return arrow_dumps(columns, metadata)

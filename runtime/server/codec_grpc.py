@@ -10,16 +10,16 @@ lists. Outputs always go back raw, as Triton answers. Every malformed request ra
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ..datatypes import V2_TO_NUMPY, numpy_dtype, to_bytes_array
 from ..errors import InvalidInput
-from ..formats import check_shape, v2_bytes_payload, v2_parse_bytes
+from ..formats import check_shape, v2_parse_bytes
 from ..models.base import Tensors
-from .codec import InferRequest
+from .codec import InferRequest, InferResponse, tensor_bytes
 
 # V2 datatype -> the InferTensorContents field that holds it (FP16 has none: raw only).
 CONTENTS_FIELD = {
@@ -76,14 +76,7 @@ def decode(msg: Any) -> InferRequest:
         inputs[name] = arr
         datatypes[name] = datatype
     outputs = [(o.name, True) for o in msg.outputs] if len(msg.outputs) else None
-    return InferRequest(
-        id=msg.id or None,
-        parameters=parameters(msg.parameters),
-        inputs=inputs,
-        datatypes=datatypes,
-        outputs=outputs,
-        binary_default=True,
-    )
+    return InferRequest(msg.id or None, parameters(msg.parameters), inputs, datatypes, outputs)
 
 
 def _from_raw(blob: bytes, datatype: str, shape: tuple[int, ...], count: int, where: str) -> np.ndarray:
@@ -122,24 +115,12 @@ def _from_contents(tensor: Any, datatype: str, shape: tuple[int, ...], count: in
     return arr.reshape(shape)
 
 
-def encode(
-    response_type: Any,
-    *,
-    model_name: str,
-    model_version: str,
-    request_id: str | None,
-    outputs: Tensors,
-    selected: Sequence[tuple[str, bool]],
-    datatypes: Mapping[str, str],
-) -> Any:
+def encode(response_type: Any, resp: InferResponse) -> Any:
     """A ModelInferResponse (of the class `response_type`) with every output raw."""
-    msg = response_type(model_name=model_name, model_version=model_version, id=request_id or "")
-    for name, _ in selected:
-        arr = outputs[name]
-        datatype = datatypes[name]
+    msg = response_type(
+        model_name=resp.model_name, model_version=resp.model_version, id=resp.request_id or ""
+    )
+    for name, arr, datatype, _ in resp.tensors():
         msg.outputs.add(name=name, datatype=datatype, shape=list(arr.shape))
-        if datatype == "BYTES":
-            msg.raw_output_contents.append(v2_bytes_payload(arr))
-        else:
-            msg.raw_output_contents.append(np.ascontiguousarray(arr, dtype=numpy_dtype(datatype)).tobytes())
+        msg.raw_output_contents.append(tensor_bytes(arr, datatype))
     return msg

@@ -21,7 +21,6 @@ Map keys are str; every malformed body raises `InvalidInput` naming what is wron
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..datatypes import V2_TO_NUMPY
@@ -34,9 +33,11 @@ from ..formats import (
     tensor_to_msgpack,
     tensors_from_msgpack,
 )
-from ..models.base import Model, Tensors
-from .codec import InferRequest, request_id
+from ..models.base import Model
+from .codec import InferRequest, InferResponse, output_names, parameters_of, request_id
 
+# Each body format's module has the same head (its helpers from ..formats, CONTENT_TYPE(S),
+# decode, encode; a clone detector pairs them): one interface, picked by Content-Type (http.py).
 __all__ = ["CONTENT_TYPES", "decode", "encode"]
 
 CONTENT_TYPES = MSGPACK_CONTENT_TYPES
@@ -48,49 +49,22 @@ def decode(body: bytes, model: Model) -> InferRequest:
     if "inputs" not in doc:
         raise InvalidInput("the request needs 'inputs': a map of input name -> tensor")
     inputs, datatypes = tensors_from_msgpack(doc["inputs"], "inputs")
-    params = doc.get("parameters")
-    if params is None:
-        params = {}
-    elif not isinstance(params, dict):
-        raise InvalidInput("request: 'parameters' must be a map")
-    outputs = None
-    raw_outputs = doc.get("outputs")
-    if raw_outputs is not None:
-        if not isinstance(raw_outputs, list):
-            raise InvalidInput("'outputs' must be an array of output names")
-        outputs = []
-        for i, name in enumerate(raw_outputs):
-            if not isinstance(name, str):
-                raise InvalidInput(f"outputs[{i}] must be an output name (str), got {name!r}")
-            outputs.append((name, True))
-    return InferRequest(
-        id=request_id(doc),
-        parameters=params,
-        inputs=inputs,
-        datatypes=datatypes,
-        outputs=outputs,
-        binary_default=True,
-    )
+    params = parameters_of(doc.get("parameters"), "request")
+    outputs = output_names(doc.get("outputs"), "'outputs'")
+    return InferRequest(request_id(doc), params, inputs, datatypes, outputs)
 
 
-def encode(
-    *,
-    model_name: str,
-    model_version: str,
-    request_id: str | None,
-    outputs: Tensors,
-    selected: Sequence[tuple[str, bool]],
-    datatypes: Mapping[str, str],
-) -> bytes:
-    """Encode an infer response; `selected` comes from codec.select_outputs (flags ignored)."""
-    resp: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
-    if request_id is not None:
-        resp["id"] = request_id
-    raw = _joined(resp, outputs, selected, datatypes)
+def encode(resp: InferResponse) -> bytes:
+    """Encode an infer response (binary flags ignored: msgpack data is always bytes)."""
+    top: dict[str, Any] = {"model_name": resp.model_name, "model_version": resp.model_version}
+    if resp.request_id is not None:
+        top["id"] = resp.request_id
+    tensors = resp.tensors()
+    raw = _joined(top, tensors)
     if raw is not None:
         return raw
-    resp["outputs"] = {name: tensor_to_msgpack(outputs[name], datatypes[name]) for name, _ in selected}
-    return msgpack_dumps(resp)
+    top["outputs"] = {name: tensor_to_msgpack(arr, datatype) for name, arr, datatype, _ in tensors}
+    return msgpack_dumps(top)
 
 
 # The encoded head of each output by (name, datatype, shape), and of each answer's start by
@@ -100,26 +74,22 @@ _STARTS: dict[tuple[str, str, int], bytes] = {}
 _KEPT_MAX = 1024
 
 
-def _joined(
-    resp: dict[str, Any], outputs: Tensors, selected: Sequence[tuple[str, bool]], datatypes: Mapping[str, str]
-) -> bytes | None:
+def _joined(top: dict[str, Any], tensors: list[tuple[str, Any, str, bool]]) -> bytes | None:
     """The answer as msgpack_dumps spells it, byte for byte, joined from kept heads and the
     outputs' bytes (this runs before the write, with cold caches); None where the general
     encoder must do it: BYTES, an array not in its datatype's dtype or not C-contiguous."""
-    n = len(selected)
+    n = len(tensors)
     if n > 15:
         return None
-    key = (resp["model_name"], resp["model_version"], n)
-    start = _STARTS.get(key) if "id" not in resp else None
+    key = (top["model_name"], top["model_version"], n)
+    start = _STARTS.get(key) if "id" not in top else None
     if start is None:
         # {..., "outputs": {}} ends with an empty fixmap: put one of n entries in its place.
-        start = msgpack_dumps({**resp, "outputs": {}})[:-1] + bytes((0x80 | n,))
-        if "id" not in resp and len(_STARTS) < _KEPT_MAX:
+        start = msgpack_dumps({**top, "outputs": {}})[:-1] + bytes((0x80 | n,))
+        if "id" not in top and len(_STARTS) < _KEPT_MAX:
             _STARTS[key] = start
     parts: list[Any] = [start]
-    for name, _ in selected:
-        arr = outputs[name]
-        datatype = datatypes[name]
+    for name, arr, datatype, _ in tensors:
         if datatype == "BYTES" or arr.dtype != V2_TO_NUMPY[datatype] or arr.nbytes >= 2**32:
             return None
         head_key = (name, datatype, arr.shape)

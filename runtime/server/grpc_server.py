@@ -46,9 +46,7 @@ def _grpc() -> Any:
         import grpc
         import grpc.aio  # noqa: F401
     except ImportError:
-        raise ConfigError(
-            "--grpc-port needs grpcio and protobuf: pip install 'mlrt[grpc]'"
-        ) from None
+        raise ConfigError("--grpc-port needs grpcio and protobuf: pip install 'mlrt[grpc]'") from None
     return grpc
 
 
@@ -62,17 +60,7 @@ class GrpcWire:
         return codec_grpc.decode(payload), None
 
     def encode(self, call: Call, outputs: Tensors) -> Answer:
-        model = call.entry.model
-        msg = codec_grpc.encode(
-            self.response_type,
-            model_name=model.name,
-            model_version=model.version,
-            request_id=call.req.id,
-            outputs=outputs,
-            selected=call.selected,
-            datatypes=call.datatypes,
-        )
-        return Answer(200, msg)
+        return Answer(200, codec_grpc.encode(self.response_type, call.response(outputs)))
 
     def fail(self, failure: Failure) -> Answer:
         headers = [(b"retry-after", str(failure.retry_after_s).encode())] if failure.retry_after_s else []

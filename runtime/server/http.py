@@ -98,18 +98,9 @@ class HttpWire:
         return fmt.decode(payload, model), form
 
     def encode(self, call: Call, outputs: Tensors) -> Answer:
-        req, model = call.req, call.entry.model
         fmt, accept = call.form
         extra: list[tuple[bytes, bytes]] = []
-        encode = encode_response if fmt is None else fmt.encode
-        result = encode(
-            model_name=model.name,
-            model_version=model.version,
-            request_id=req.id,
-            outputs=outputs,
-            selected=call.selected,
-            datatypes=call.datatypes,
-        )
+        result = (encode_response if fmt is None else fmt.encode)(call.response(outputs))
         if fmt is None:
             payload, header_len = result
             if header_len is None:

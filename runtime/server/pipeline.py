@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from ..errors import InvalidInput
 from ..models import Tensors, check_inputs
 from ..repository import LoadedModel, Repository
-from .codec import InferRequest, select_outputs
+from .codec import InferRequest, InferResponse, select_outputs
 from .errors import Failure, failure
 
 # Payloads larger than this are decoded and encoded on a worker thread, so one big
@@ -93,9 +93,12 @@ class Call:
     started: float
     offload: bool
 
-    @property
-    def datatypes(self) -> dict[str, str]:
-        return self.entry.output_datatypes
+    def response(self, outputs: Tensors) -> InferResponse:
+        """The model's outputs as the wire's encoder takes them."""
+        model = self.entry.model
+        return InferResponse(
+            model.name, model.version, self.req.id, outputs, self.selected, self.entry.output_datatypes
+        )
 
 
 def timeout_s(req: InferRequest, entry: LoadedModel) -> float | None:

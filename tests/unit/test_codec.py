@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 from runtime.datatypes import V2_TO_NUMPY
 from runtime.errors import InvalidInput
 from runtime.models import Tensors, TensorSpec
-from runtime.server.codec import decode_request, encode_response, select_outputs
+from runtime.server.codec import InferResponse, decode_request, encode_response, select_outputs
 
 DATATYPES = list(V2_TO_NUMPY)
 NUMERIC = [d for d in DATATYPES if d != "BYTES"]
@@ -237,12 +237,14 @@ def test_request_round_trip_of_several_inputs(form: str, data: st.DataObject) ->
 def test_response_round_trip(datatype: str, binary: bool, data: st.DataObject) -> None:
     arr = data.draw(arrays(datatype, json_form=not binary))
     body, header_length = encode_response(
-        model_name="m",
-        model_version="1",
-        request_id="req-1",
-        outputs={"y": arr},
-        selected=[("y", binary)],
-        datatypes={"y": datatype},
+        InferResponse(
+            model_name="m",
+            model_version="1",
+            request_id="req-1",
+            outputs={"y": arr},
+            selected=[("y", binary)],
+            datatypes={"y": datatype},
+        )
     )
     assert (header_length is not None) == binary
     doc, got = parse_response(body, header_length)
@@ -264,12 +266,14 @@ def test_response_mixes_binary_and_json_outputs_in_order(data: st.DataObject) ->
         for i, (dt, flag) in enumerate(zip(datatypes, flags, strict=True))
     }
     body, header_length = encode_response(
-        model_name="m",
-        model_version="1",
-        request_id=None,
-        outputs=outputs,
-        selected=list(zip(outputs, flags, strict=True)),
-        datatypes={f"out{i}": dt for i, dt in enumerate(datatypes)},
+        InferResponse(
+            model_name="m",
+            model_version="1",
+            request_id=None,
+            outputs=outputs,
+            selected=list(zip(outputs, flags, strict=True)),
+            datatypes={f"out{i}": dt for i, dt in enumerate(datatypes)},
+        )
     )
     assert (header_length is not None) == any(flags)
     doc, got = parse_response(body, header_length)
@@ -285,12 +289,14 @@ def test_json_carries_nan_and_infinity_as_python_writes_them() -> None:
     x = decode(body).inputs["x"]
     assert np.isnan(x[0]) and x[1] == math.inf and x[2] == -math.inf and x[3] == 1.5
     out, _ = encode_response(
-        model_name="m",
-        model_version="1",
-        request_id=None,
-        outputs={"y": x.astype(np.float32)},
-        selected=[("y", False)],
-        datatypes={"y": "FP32"},
+        InferResponse(
+            model_name="m",
+            model_version="1",
+            request_id=None,
+            outputs={"y": x.astype(np.float32)},
+            selected=[("y", False)],
+            datatypes={"y": "FP32"},
+        )
     )
     data = json.loads(out)["outputs"][0]["data"]
     assert math.isnan(data[0]) and data[1:] == [math.inf, -math.inf, 1.5]
@@ -382,12 +388,14 @@ def test_id_is_echoed(rid: str) -> None:
     req = decode(request_with(id=rid))
     assert req.id == rid
     body, _ = encode_response(
-        model_name="m",
-        model_version="1",
-        request_id=req.id,
-        outputs={"a": np.zeros(1, np.float32)},
-        selected=[("a", False)],
-        datatypes={"a": "FP32"},
+        InferResponse(
+            model_name="m",
+            model_version="1",
+            request_id=req.id,
+            outputs={"a": np.zeros(1, np.float32)},
+            selected=[("a", False)],
+            datatypes={"a": "FP32"},
+        )
     )
     assert json.loads(body)["id"] == rid
     assert decode(request_with()).id is None

@@ -20,7 +20,7 @@ from runtime.datatypes import V2_TO_NUMPY
 from runtime.errors import InvalidInput
 from runtime.models import TensorSpec, check_inputs
 from runtime.server import codec_arrow
-from runtime.server.codec import select_outputs
+from runtime.server.codec import InferResponse, select_outputs
 from tests.unit.test_codec import FakeModel
 
 DATATYPES = list(V2_TO_NUMPY)
@@ -143,12 +143,14 @@ def test_response_round_trip(datatype: str, data: st.DataObject) -> None:
     b = data.draw(arrays(datatype, shape=(a.shape[0], *inner)))
     rid = data.draw(st.none() | st.text(max_size=5))
     raw = codec_arrow.encode(
-        model_name="m",
-        model_version="3",
-        request_id=rid,
-        outputs={"a": a, "b": b},
-        selected=[("b", True), ("a", False)],
-        datatypes={"a": datatype, "b": datatype},
+        InferResponse(
+            model_name="m",
+            model_version="3",
+            request_id=rid,
+            outputs={"a": a, "b": b},
+            selected=[("b", True), ("a", False)],
+            datatypes={"a": datatype, "b": datatype},
+        )
     )
     metadata, cols = read(raw)
     assert metadata[b"mlrt.model_name"] == b"m" and metadata[b"mlrt.model_version"] == b"3"
@@ -254,17 +256,28 @@ def test_unknown_column_keeps_its_type_for_check_inputs() -> None:
 def test_output_rank_outside_the_mapping(shape: tuple[int, ...]) -> None:
     with pytest.raises(InvalidInput, match="rank 1 to 4"):
         codec_arrow.encode(
-            model_name="m", model_version="1", request_id=None, outputs={"y": np.zeros(shape)},
-            selected=[("y", True)], datatypes={"y": "FP32"},
+            InferResponse(
+                model_name="m",
+                model_version="1",
+                request_id=None,
+                outputs={"y": np.zeros(shape)},
+                selected=[("y", True)],
+                datatypes={"y": "FP32"},
+            )
         )
 
 
 def test_outputs_of_different_lengths() -> None:
     with pytest.raises(InvalidInput, match="different first dimensions"):
         codec_arrow.encode(
-            model_name="m", model_version="1", request_id=None,
-            outputs={"a": np.zeros(2), "b": np.zeros(3)},
-            selected=[("a", True), ("b", True)], datatypes={"a": "FP32", "b": "FP32"},
+            InferResponse(
+                model_name="m",
+                model_version="1",
+                request_id=None,
+                outputs={"a": np.zeros(2), "b": np.zeros(3)},
+                selected=[("a", True), ("b", True)],
+                datatypes={"a": "FP32", "b": "FP32"},
+            )
         )
 
 
@@ -300,7 +313,7 @@ def deep(levels: int) -> pa.Array:
         (stream({"x": pa.array([1], pa.timestamp("s"))}), "unsupported Arrow type timestamp"),
         (stream({"x": pa.array([1.0], pa.float32())}, {"mlrt.outputs": "y"}), "not valid JSON"),
         (stream({"x": pa.array([1.0], pa.float32())}, {"mlrt.outputs": '{"a": 1}'}), "must be a JSON list"),
-        (stream({"x": pa.array([1.0], pa.float32())}, {"mlrt.outputs": "[1]"}), "JSON list of output names"),
+        (stream({"x": pa.array([1.0], pa.float32())}, {"mlrt.outputs": "[1]"}), "list of output names"),
         (stream({"x": pa.array([1.0], pa.float32())}, {"mlrt.parameters": "[]"}), "must be a JSON dict"),
     ],
 )
@@ -383,12 +396,14 @@ def serve_with_codec(m: FakeModel) -> httpx.MockTransport:
         check_inputs(m, req.inputs, req.datatypes)
         assert req.id == "r" and req.parameters == {"timeout": 5}
         raw = codec_arrow.encode(
-            model_name=m.name,
-            model_version=m.version,
-            request_id=req.id,
-            outputs=m.predict(req.inputs),
-            selected=select_outputs(req, m),
-            datatypes={o.name: o.datatype for o in m.outputs},
+            InferResponse(
+                model_name=m.name,
+                model_version=m.version,
+                request_id=req.id,
+                outputs=m.predict(req.inputs),
+                selected=select_outputs(req, m),
+                datatypes={o.name: o.datatype for o in m.outputs},
+            )
         )
         return httpx.Response(200, content=raw, headers={"content-type": codec_arrow.CONTENT_TYPE})
 

@@ -19,7 +19,7 @@ from runtime.datatypes import V2_TO_NUMPY
 from runtime.errors import InvalidInput
 from runtime.models import TensorSpec, check_inputs
 from runtime.server import codec_msgpack
-from runtime.server.codec import select_outputs
+from runtime.server.codec import InferResponse, select_outputs
 from tests.unit.test_codec import FakeModel
 
 DATATYPES = list(V2_TO_NUMPY)
@@ -102,12 +102,14 @@ def test_request_round_trip(datatype: str, data: st.DataObject) -> None:
 def test_response_round_trip(datatype: str, data: st.DataObject) -> None:
     a, b = data.draw(arrays(datatype)), data.draw(arrays(datatype))
     raw = codec_msgpack.encode(
-        model_name="m",
-        model_version="3",
-        request_id=data.draw(st.none() | st.text(max_size=5)),
-        outputs={"a": a, "b": b},
-        selected=[("b", True), ("a", False)],
-        datatypes={"a": datatype, "b": datatype},
+        InferResponse(
+            model_name="m",
+            model_version="3",
+            request_id=data.draw(st.none() | st.text(max_size=5)),
+            outputs={"a": a, "b": b},
+            selected=[("b", True), ("a", False)],
+            datatypes={"a": datatype, "b": datatype},
+        )
     )
     doc, out = unpack_response(raw)
     assert (doc["model_name"], doc["model_version"]) == ("m", "3")
@@ -118,12 +120,14 @@ def test_response_round_trip(datatype: str, data: st.DataObject) -> None:
 
 def test_response_converts_outputs_to_their_datatype() -> None:
     raw = codec_msgpack.encode(
-        model_name="m",
-        model_version="1",
-        request_id="q",
-        outputs={"y": np.array([1.5, 2.5]), "s": np.array(["é", "b"])},
-        selected=[("y", True), ("s", True)],
-        datatypes={"y": "FP32", "s": "BYTES"},
+        InferResponse(
+            model_name="m",
+            model_version="1",
+            request_id="q",
+            outputs={"y": np.array([1.5, 2.5]), "s": np.array(["é", "b"])},
+            selected=[("y", True), ("s", True)],
+            datatypes={"y": "FP32", "s": "BYTES"},
+        )
     )
     doc, out = unpack_response(raw)
     assert doc["id"] == "q"
@@ -149,19 +153,23 @@ def test_responses_are_the_bytes_msgpack_packs_of_the_schema(datatype: str, data
     doc["outputs"] = {"a": packed(np.asarray(a, dtype=V2_TO_NUMPY[datatype]), datatype)}
     for _ in range(2):  # the second from what the first kept
         raw = codec_msgpack.encode(
-            model_name="m",
-            model_version="3",
-            request_id=request_id,
-            outputs={"a": a},
-            selected=[("a", True)],
-            datatypes={"a": datatype},
+            InferResponse(
+                model_name="m",
+                model_version="3",
+                request_id=request_id,
+                outputs={"a": a},
+                selected=[("a", True)],
+                datatypes={"a": datatype},
+            )
         )
         assert raw == msgpack.packb(doc, use_bin_type=True)
 
 
 def test_id_is_left_out_when_absent() -> None:
     raw = codec_msgpack.encode(
-        model_name="m", model_version="1", request_id=None, outputs={}, selected=[], datatypes={}
+        InferResponse(
+            model_name="m", model_version="1", request_id=None, outputs={}, selected=[], datatypes={}
+        )
     )
     assert "id" not in msgpack.unpackb(raw)
 
@@ -236,10 +244,10 @@ X = {"datatype": "FP32", "shape": [1, 3], "data": b"\0" * 12}
         (body({"inputs": {"s": {"datatype": "BYTES", "shape": [2], "data": b"ab"}}}), "array of bin"),
         (body({"inputs": {"s": {"datatype": "BYTES", "shape": [2], "data": [b"a"]}}}), "1 BYTES elements"),
         (body({"inputs": {"s": {"datatype": "BYTES", "shape": [1], "data": [1]}}}), "bin or str, got int"),
-        (body({"inputs": {"x": X}, "parameters": [1]}), "'parameters' must be a map"),
+        (body({"inputs": {"x": X}, "parameters": [1]}), "'parameters' must be an object"),
         (body({"inputs": {"x": X}, "id": 7}), "'id' must be a string"),
-        (body({"inputs": {"x": X}, "outputs": "y"}), "'outputs' must be an array"),
-        (body({"inputs": {"x": X}, "outputs": [{"name": "y"}]}), "outputs\\[0\\] must be an output name"),
+        (body({"inputs": {"x": X}, "outputs": "y"}), "'outputs' must be a list of output names"),
+        (body({"inputs": {"x": X}, "outputs": [{"name": "y"}]}), "must be a list of output names"),
     ],
 )
 def test_malformed(raw: bytes, match: str) -> None:
@@ -322,12 +330,14 @@ def serve_with_codec(m: FakeModel) -> httpx.MockTransport:
         req = codec_msgpack.decode(request.content, m)
         check_inputs(m, req.inputs, req.datatypes)
         raw = codec_msgpack.encode(
-            model_name=m.name,
-            model_version=m.version,
-            request_id=req.id,
-            outputs=m.predict(req.inputs),
-            selected=select_outputs(req, m),
-            datatypes={o.name: o.datatype for o in m.outputs},
+            InferResponse(
+                model_name=m.name,
+                model_version=m.version,
+                request_id=req.id,
+                outputs=m.predict(req.inputs),
+                selected=select_outputs(req, m),
+                datatypes={o.name: o.datatype for o in m.outputs},
+            )
         )
         return httpx.Response(200, content=raw, headers={"content-type": codec_msgpack.CONTENT_TYPES[0]})
 
