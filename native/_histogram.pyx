@@ -203,6 +203,18 @@ cdef str _describe(const Py_buffer* view):
     return f"a {view.ndim}-D array of {what}"
 
 
+cdef int _get_matrix(object X, Py_buffer* view, int want, str why="") except -1:
+    """Take X's buffer into view if X is a 2-D matrix of `want` (FLOAT32 or FLOAT64);
+    otherwise release it and raise ValueError.  The caller releases it."""
+    PyObject_GetBuffer(X, view, PyBUF_RECORDS_RO)
+    if view.ndim != 2 or buffer_float_kind(view) != want:
+        message = (f"expected a 2-D {'float32' if want == FLOAT32 else 'float64'} array{why}, "
+                   f"got {_describe(view)}")
+        PyBuffer_Release(view)
+        raise ValueError(message)
+    return 0
+
+
 def count_numeric(object X, const int64_t[::1] cols,
                   const floating_in[::1] edges, const int64_t[::1] edge_offsets,
                   const int64_t[::1] count_offsets, count_t[::1] counts):
@@ -215,13 +227,8 @@ def count_numeric(object X, const int64_t[::1] cols,
     n_features + 1.  cols, count_offsets: IN, n_features.
     """
     cdef Py_buffer view
-    cdef int want = FLOAT32 if floating_in is float else FLOAT64
-    PyObject_GetBuffer(X, &view, PyBUF_RECORDS_RO)
+    _get_matrix(X, &view, FLOAT32 if floating_in is float else FLOAT64, " (the edges' dtype)")
     try:
-        if view.ndim != 2 or buffer_float_kind(&view) != want:
-            raise ValueError(
-                f"X must be a 2-D {'float32' if want == FLOAT32 else 'float64'} array like the "
-                f"edges, got {_describe(&view)}")
         _check_layout(view.shape[1], cols, edge_offsets, edges.shape[0], count_offsets,
                       counts.shape[0])
         with nogil:
@@ -305,6 +312,8 @@ cdef class NumericCounter:
                              f"{self.min_cols - 1}")
         self.float32_policy = _POLICIES[float32]
         self.float64_policy = _POLICIES[float64]
+        # A cdef class keeps each typed argument in its own attribute: this run of
+        # assignments looks like _stage.Stager's (a clone detector pairs them), no logic.
         self.edges64 = edges64
         self.edges32 = edges32
         self.edge_offsets = edge_offsets
@@ -336,12 +345,8 @@ cdef class NumericCounter:
 
     cdef Py_ssize_t _update(self, object X, int want) except -1:
         cdef Py_buffer view
-        PyObject_GetBuffer(X, &view, PyBUF_RECORDS_RO)
+        _get_matrix(X, &view, want)
         try:
-            if view.ndim != 2 or buffer_float_kind(&view) != want:
-                raise ValueError(
-                    f"expected a 2-D {'float32' if want == FLOAT32 else 'float64'} array, "
-                    f"got {_describe(&view)}")
             if view.shape[1] < self.min_cols:
                 raise ValueError(f"expected at least {self.min_cols} columns, got {view.shape[1]}")
             return self._count(&view, want, False)
@@ -402,13 +407,32 @@ cdef inline Py_ssize_t _find_level(const level_t[::1] levels, Py_ssize_t lo,
     return k
 
 
-def count_levels_int(const int64_t[:, :] X, const int64_t[::1] cols,
-                     const int64_t[::1] levels, const int64_t[::1] level_offsets,
-                     const int64_t[::1] count_offsets, count_t[::1] counts):
-    """Categorical counts of integer codes.  levels: IN, sorted per feature."""
+_LEVELS_MISMATCH = "integer codes take int64 levels; float codes take float64 levels"
+
+
+ctypedef fused code_t:
+    int64_t
+    float
+    double
+
+
+def count_levels(const code_t[:, :] X, const int64_t[::1] cols,
+                 const level_t[::1] levels, const int64_t[::1] level_offsets,
+                 const int64_t[::1] count_offsets, count_t[::1] counts):
+    """Categorical counts of numeric codes.  levels: IN, sorted per feature.
+
+    Integer codes (int64) take int64 levels; codes stored as floats (float32,
+    float64) take float64 levels, and NaN is missing (slot k + 1).
+    """
+    if code_t is int64_t:
+        if level_t is double:
+            raise TypeError(_LEVELS_MISMATCH)
+    elif level_t is int64_t:
+        raise TypeError(_LEVELS_MISMATCH)
     _check_layout(X.shape[1], cols, level_offsets, levels.shape[0], count_offsets,
                   counts.shape[0])
     cdef Py_ssize_t i, j, c, lo, k, co, n_rows = X.shape[0]
+    cdef level_t x
     with nogil:
         for j in range(cols.shape[0]):
             c = cols[j]
@@ -416,29 +440,12 @@ def count_levels_int(const int64_t[:, :] X, const int64_t[::1] cols,
             k = level_offsets[j + 1] - lo
             co = count_offsets[j]
             for i in range(n_rows):
-                counts[co + _find_level(levels, lo, k, X[i, c])] += 1
-
-
-def count_levels_float(const floating_in[:, :] X, const int64_t[::1] cols,
-                       const double[::1] levels, const int64_t[::1] level_offsets,
-                       const int64_t[::1] count_offsets, count_t[::1] counts):
-    """Categorical counts of codes stored as floats; NaN is missing."""
-    _check_layout(X.shape[1], cols, level_offsets, levels.shape[0], count_offsets,
-                  counts.shape[0])
-    cdef Py_ssize_t i, j, c, lo, k, co, n_rows = X.shape[0]
-    cdef double x
-    with nogil:
-        for j in range(cols.shape[0]):
-            c = cols[j]
-            lo = level_offsets[j]
-            k = level_offsets[j + 1] - lo
-            co = count_offsets[j]
-            for i in range(n_rows):
-                x = X[i, c]
-                if x != x:
-                    counts[co + k + 1] += 1
-                else:
-                    counts[co + _find_level(levels, lo, k, x)] += 1
+                x = <level_t>X[i, c]
+                if level_t is double:
+                    if x != x:
+                        counts[co + k + 1] += 1
+                        continue
+                counts[co + _find_level(levels, lo, k, x)] += 1
 
 
 def count_levels_object(object[:, :] X, const int64_t[::1] cols, list tables,

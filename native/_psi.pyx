@@ -36,43 +36,16 @@ cdef inline bint _totals(const count_t[::1] c1, const count_t[::1] c2, Py_ssize_
     return s1 > 0 and s2 > 0
 
 
-def psi(const count_t[::1] expected, const count_t[::1] actual,
-        const int64_t[::1] offsets, double eps, double[::1] out):
-    """out[j] (OUT) = sum_i (a_i - e_i) * ln(a_i / e_i) over shares.
-
-    A share that is exactly zero becomes eps; non-empty bins are not smoothed,
-    so a bin empty on both sides adds nothing and the value stays comparable
-    with the usual decile-PSI tables.
-    """
-    _check(expected, actual, offsets, out)
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-    cdef Py_ssize_t j, i
-    cdef double te, ta, e, a, s
-    with nogil:
-        for j in range(out.shape[0]):
-            if not _totals(expected, actual, offsets[j], offsets[j + 1], &te, &ta):
-                out[j] = NAN
-                continue
-            s = 0.0
-            for i in range(offsets[j], offsets[j + 1]):
-                e = expected[i] / te
-                a = actual[i] / ta
-                if e == 0.0:
-                    e = eps
-                if a == 0.0:
-                    a = eps
-                s += (a - e) * log(a / e)
-            out[j] = s
+cdef enum:
+    PSI = 0
+    JS = 1
 
 
-def js(const count_t[::1] expected, const count_t[::1] actual,
-       const int64_t[::1] offsets, double[::1] out):
-    """out[j] (OUT) = Jensen-Shannon distance, base 2 (0 = same, 1 = disjoint).
-
-    Uses the raw shares: 0 * log 0 = 0 needs no eps, and sqrt of the
-    divergence makes it a metric.
-    """
+cdef int _divergence(const count_t[::1] expected, const count_t[::1] actual,
+                     const int64_t[::1] offsets, double eps, double[::1] out,
+                     int which) except -1:
+    # PSI and JS share everything but the term summed over a feature's shares and
+    # the last step; the branch on `which` is the same for every bin.
     _check(expected, actual, offsets, out)
     cdef Py_ssize_t j, i
     cdef double te, ta, e, a, m, s
@@ -86,13 +59,47 @@ def js(const count_t[::1] expected, const count_t[::1] actual,
             for i in range(offsets[j], offsets[j + 1]):
                 e = expected[i] / te
                 a = actual[i] / ta
-                m = 0.5 * (e + a)
-                if e > 0.0:
-                    s += 0.5 * e * log(e / m)
-                if a > 0.0:
-                    s += 0.5 * a * log(a / m)
-            # Rounding can leave a tiny negative divergence for equal shares.
-            out[j] = sqrt(s * inv_ln2) if s > 0.0 else 0.0
+                if which == PSI:
+                    if e == 0.0:
+                        e = eps
+                    if a == 0.0:
+                        a = eps
+                    s += (a - e) * log(a / e)
+                else:
+                    m = 0.5 * (e + a)
+                    if e > 0.0:
+                        s += 0.5 * e * log(e / m)
+                    if a > 0.0:
+                        s += 0.5 * a * log(a / m)
+            if which == PSI:
+                out[j] = s
+            else:
+                # Rounding can leave a tiny negative divergence for equal shares.
+                out[j] = sqrt(s * inv_ln2) if s > 0.0 else 0.0
+    return 0
+
+
+def psi(const count_t[::1] expected, const count_t[::1] actual,
+        const int64_t[::1] offsets, double eps, double[::1] out):
+    """out[j] (OUT) = sum_i (a_i - e_i) * ln(a_i / e_i) over shares.
+
+    A share that is exactly zero becomes eps; non-empty bins are not smoothed,
+    so a bin empty on both sides adds nothing and the value stays comparable
+    with the usual decile-PSI tables.
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    _divergence(expected, actual, offsets, eps, out, PSI)
+
+
+def js(const count_t[::1] expected, const count_t[::1] actual,
+       const int64_t[::1] offsets, double[::1] out):
+    """out[j] (OUT) = Jensen-Shannon distance, base 2 (0 = same, 1 = disjoint).
+
+    Uses the raw shares: 0 * log 0 = 0 needs no eps, and sqrt of the
+    divergence makes it a metric.
+    """
+    _divergence(expected, actual, offsets, 0.0, out, JS)
 
 
 def chi2(const count_t[::1] expected, const count_t[::1] actual,

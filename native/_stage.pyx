@@ -349,6 +349,7 @@ cdef class Stager:
                  str y_name=None, RowBuffer y=None, *, clock=None, on_full=None, fallback=None):
         if (y_name is None) != (y is None):
             raise ValueError("y_name and y go together")
+        # Typed attributes, one per argument (the same shape as NumericCounter's; no logic).
         self.lock = lock
         self.x_name = x_name
         self.x = x

@@ -235,7 +235,7 @@ class Histogram:
                 else self._flat_levels(by_value)
             )
             cols = np.array(by_value, dtype=np.int64)
-            kernels.count_levels_float(M, cols, levels, level_offsets, self.offsets[:-1][cols].copy(), counts)
+            kernels.count_levels(M, cols, levels, level_offsets, self.offsets[:-1][cols].copy(), counts)
         by_table = [j for j in self._cat if j not in by_value]
         if by_table:
             table = np.empty((M.shape[0], len(self.names)), dtype=object)

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 import numpy as np
 
 try:
-    from runtime._native import _histogram, _psi, _stage, _window
+    from runtime._native._histogram import NumericCounter, count_levels, count_levels_object
+    from runtime._native._histogram import count_numeric as count_numeric_into
+    from runtime._native._psi import chi2 as chi2_into  # preallocated-output forms, for callers
+    from runtime._native._psi import js as js_into  # that keep their own buffers
+    from runtime._native._psi import psi as psi_into
+    from runtime._native._stage import Lock, RowBuffer, Stager  # the monitor's staging of rows (drift.py)
+    from runtime._native._window import add_into, sum_slots
 except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError(
         "mlrt's compiled drift kernels (runtime._native) are missing or out of date; "
@@ -27,8 +33,7 @@ __all__ = [
     "add_into",
     "chi2",
     "chi2_into",
-    "count_levels_float",
-    "count_levels_int",
+    "count_levels",
     "count_levels_object",
     "count_numeric",
     "edges_as_float32",
@@ -41,21 +46,6 @@ __all__ = [
 
 #: Share that replaces an exactly-empty bin in PSI and chi-square (Evidently's 1e-4).
 DEFAULT_EPS = 1e-4
-
-NumericCounter = _histogram.NumericCounter
-count_levels_int = _histogram.count_levels_int
-count_levels_float = _histogram.count_levels_float
-count_levels_object = _histogram.count_levels_object
-sum_slots = _window.sum_slots
-add_into = _window.add_into
-# The monitor's staging of request rows (see runtime/monitor/drift.py).
-Lock = _stage.Lock
-RowBuffer = _stage.RowBuffer
-Stager = _stage.Stager
-# Preallocated-output forms for callers that keep their own buffers.
-psi_into = _psi.psi
-js_into = _psi.js
-chi2_into = _psi.chi2
 
 
 def edges_as_float32(edges: np.ndarray) -> np.ndarray:
@@ -107,7 +97,7 @@ def count_numeric(
         raise ValueError(f"counts must be int64 of shape ({size},), got {counts.dtype} {counts.shape}")
     if X.dtype == np.float32:
         flat = edges_as_float32(flat)
-    _histogram.count_numeric(X, col_idx, flat, edge_offsets, count_offsets, counts)
+    count_numeric_into(X, col_idx, flat, edge_offsets, count_offsets, counts)
     return counts
 
 
@@ -183,7 +173,7 @@ def psi(expected: object, actual: object, eps: float = DEFAULT_EPS) -> float | n
     """
     e, a, offsets, scalar = _stat_inputs(expected, actual)
     out = np.empty(offsets.size - 1, dtype=np.float64)
-    _psi.psi(e, a, offsets, float(eps), out)
+    psi_into(e, a, offsets, float(eps), out)
     return float(out[0]) if scalar else out
 
 
@@ -191,7 +181,7 @@ def js(expected: object, actual: object) -> float | np.ndarray:
     """Jensen-Shannon distance (base 2, in [0, 1]) between the bin shares."""
     e, a, offsets, scalar = _stat_inputs(expected, actual)
     out = np.empty(offsets.size - 1, dtype=np.float64)
-    _psi.js(e, a, offsets, out)
+    js_into(e, a, offsets, out)
     return float(out[0]) if scalar else out
 
 
@@ -202,5 +192,5 @@ def chi2(
     e, a, offsets, scalar = _stat_inputs(expected, actual)
     out = np.empty(offsets.size - 1, dtype=np.float64)
     dof = np.empty(offsets.size - 1, dtype=np.int64)
-    _psi.chi2(e, a, offsets, float(eps), out, dof)
+    chi2_into(e, a, offsets, float(eps), out, dof)
     return (float(out[0]), int(dof[0])) if scalar else (out, dof)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,7 @@ def test_int_levels(level_lists, n_rows, rnd):
     offsets, coff, counts = _layout(level_lists)
     levels = np.array([v for lv in level_lists for v in lv], dtype=np.int64)
     cols = np.arange(len(level_lists), dtype=np.int64)
-    kernels.count_levels_int(X, cols, levels, offsets, coff, counts)
+    kernels.count_levels(X, cols, levels, offsets, coff, counts)
     expect = np.concatenate([ref.count_levels(X[:, j].tolist(), lv) for j, lv in enumerate(level_lists)])
     expect_no_missing = expect.copy()
     np.testing.assert_array_equal(counts, expect_no_missing)
@@ -42,7 +43,7 @@ def test_int_levels(level_lists, n_rows, rnd):
     if n_rows:
         Xf[::3, 0] = np.nan
     counts[:] = 0
-    kernels.count_levels_float(Xf, cols, levels.astype(np.float64), offsets, coff, counts)
+    kernels.count_levels(Xf, cols, levels.astype(np.float64), offsets, coff, counts)
     expect = np.concatenate([ref.count_levels(Xf[:, j].tolist(), lv) for j, lv in enumerate(level_lists)])
     np.testing.assert_array_equal(counts, expect)
 
@@ -69,5 +70,16 @@ def test_object_levels_str_and_bytes(values):
 def test_unseen_goes_to_other_and_empty_levels():
     X = np.array([[7], [8]], dtype=np.int64)
     offsets, coff, counts = _layout([[]])
-    kernels.count_levels_int(X, np.zeros(1, np.int64), np.zeros(0, np.int64), offsets, coff, counts)
+    kernels.count_levels(X, np.zeros(1, np.int64), np.zeros(0, np.int64), offsets, coff, counts)
     assert counts.tolist() == [2, 0]
+
+
+def test_codes_and_levels_must_agree_in_kind():
+    offsets, coff, counts = _layout([[1, 2]])
+    cols = np.zeros(1, np.int64)
+    with pytest.raises(TypeError, match="integer codes take int64 levels"):
+        kernels.count_levels(np.array([[1]], np.int64), cols, np.array([1.0, 2.0]), offsets, coff, counts)
+    with pytest.raises(TypeError, match="integer codes take int64 levels"):
+        kernels.count_levels(
+            np.array([[1.0]], np.float32), cols, np.array([1, 2], np.int64), offsets, coff, counts
+        )

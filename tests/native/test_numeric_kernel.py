@@ -246,7 +246,7 @@ def test_column_selection_and_layout_checks():
         _histogram.count_numeric(X, np.array([3], np.int64), edges, eoff, np.zeros(1, np.int64), counts)
     with pytest.raises(ValueError, match="outside counts"):
         _histogram.count_numeric(X, np.array([0], np.int64), edges, eoff, np.array([2], np.int64), counts)
-    with pytest.raises(ValueError, match="X must be a 2-D float32 array like the edges"):
+    with pytest.raises(ValueError, match=r"expected a 2-D float32 array \(the edges' dtype\)"):
         _histogram.count_numeric(X, np.array([0], np.int64), edges.astype(np.float32), eoff,
                                  np.zeros(1, np.int64), counts)  # fmt: skip
 
