@@ -42,12 +42,7 @@ class ClosedLoop(Driver):
 
     def on_response(self, conn: Connection, status: int, now: int) -> None:
         # The hot path: record, then send the next request on the same connection.
-        due = conn.scheduled_ns
-        if self.measure_ns <= due < self.end_ns:
-            codes = self._codes
-            codes[status] = codes.get(status, 0) + 1
-            if 200 <= status < 300:
-                self._pending.append(now - due)
+        self.record(conn, status, now)
         if conn.closed:
             self.drop(conn)
             self._replace(conn)

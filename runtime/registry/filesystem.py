@@ -144,6 +144,8 @@ class FilesystemRegistry:
 
     # -- writing -------------------------------------------------------------------------------------
 
+    # The keywords after `profile` are the card's fields (card.build_card), passed through:
+    # spelled out again so that help(), the CLI and type checkers see the public signature.
     def register(
         self,
         source: str | PathLike[str],

@@ -29,16 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from . import card as cards
+from . import errors
 from .base import ResolvedModel, VersionInfo, check_alias, check_name, check_version, parse_ref
-from .errors import (
-    InvalidReference,
-    NothingToRollBack,
-    RegistryError,
-    RegistryUnavailable,
-    UnknownAlias,
-    UnknownModel,
-    UnknownVersion,
-)
 
 MODELS_PREFIX = "models:/"
 HISTORY_TAG = "mlrt.alias.{alias}.history"
@@ -50,7 +42,7 @@ def _import_mlflow() -> Any:
     try:
         import mlflow
     except ImportError as exc:
-        raise RegistryUnavailable(
+        raise errors.RegistryUnavailable(
             "the MLflow registry adapter needs mlflow: pip install 'mlrt[mlflow]'"
         ) from exc
     return mlflow
@@ -84,8 +76,8 @@ class MlflowRegistry:
         if uri.startswith(MODELS_PREFIX) or uri in ("models:", "mlflow:", "mlflow://"):
             return cls()
         if uri.startswith("mlflow+"):
-            return cls(uri[len("mlflow+"):])
-        raise InvalidReference(
+            return cls(uri[len("mlflow+") :])
+        raise errors.InvalidReference(
             f"not an MLflow registry URI: {uri!r}; use models:/, mlflow:// or mlflow+<tracking-uri>"
         )
 
@@ -95,7 +87,7 @@ class MlflowRegistry:
     # -- reading -------------------------------------------------------------------------------------
 
     def resolve(self, ref: str) -> ResolvedModel:
-        r = parse_ref(ref[len(MODELS_PREFIX):] if ref.startswith(MODELS_PREFIX) else ref)
+        r = parse_ref(ref[len(MODELS_PREFIX) :] if ref.startswith(MODELS_PREFIX) else ref)
         if r.alias is not None:
             mv = self._call(self.client.get_model_version_by_alias, r.name, r.alias, alias=r.alias)
         else:
@@ -123,8 +115,15 @@ class MlflowRegistry:
             by_version.setdefault(version, []).append(alias)
         versions = self._paged(self.client.search_model_versions, filter_string=f"name='{name}'")
         return sorted(
-            (VersionInfo(name, str(v.version), _iso(v.creation_timestamp),
-                         tuple(sorted(by_version.get(str(v.version), ())))) for v in versions),
+            (
+                VersionInfo(
+                    name,
+                    str(v.version),
+                    _iso(v.creation_timestamp),
+                    tuple(sorted(by_version.get(str(v.version), ()))),
+                )
+                for v in versions
+            ),
             key=lambda info: int(info.version),
         )
 
@@ -141,7 +140,7 @@ class MlflowRegistry:
         except self._exc_type as exc:
             if getattr(exc, "error_code", None) in (_NOT_FOUND, "INVALID_PARAMETER_VALUE"):
                 return None
-            raise RegistryUnavailable(f"MLflow: {exc}") from exc
+            raise errors.RegistryUnavailable(f"MLflow: {exc}") from exc
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -164,10 +163,10 @@ class MlflowRegistry:
         check_alias(alias)
         current = self.alias_target(name, alias)
         if current is None:
-            raise UnknownAlias(name, alias, self.aliases(name))
+            raise errors.UnknownAlias(name, alias, self.aliases(name))
         history = self._history(name, alias)
         if not history or history[-1] != current or len(history) < 2:
-            raise NothingToRollBack(name, alias)
+            raise errors.NothingToRollBack(name, alias)
         history.pop()
         self._call(self.client.set_registered_model_alias, name, alias, history[-1])
         self._save_history(name, alias, history)
@@ -183,16 +182,18 @@ class MlflowRegistry:
             return fn(name, *args)
         except self._exc_type as exc:
             if getattr(exc, "error_code", None) != _NOT_FOUND and "not found" not in str(exc).lower():
-                raise RegistryUnavailable(f"MLflow: {exc}") from exc
+                raise errors.RegistryUnavailable(f"MLflow: {exc}") from exc
             if not self._model_exists(name):
-                raise UnknownModel(name, self.list_models()) from exc
+                raise errors.UnknownModel(name, self.list_models()) from exc
             if alias is not None:
-                raise UnknownAlias(name, alias, self.aliases(name)) from exc
+                raise errors.UnknownAlias(name, alias, self.aliases(name)) from exc
             if version is not None:
-                raise UnknownVersion(name, version, [v.version for v in self.list_versions(name)]) from exc
-            raise RegistryError(f"MLflow: {exc}") from exc
+                raise errors.UnknownVersion(
+                    name, version, [v.version for v in self.list_versions(name)]
+                ) from exc
+            raise errors.RegistryError(f"MLflow: {exc}") from exc
         except OSError as exc:
-            raise RegistryUnavailable(f"MLflow: {exc}") from exc
+            raise errors.RegistryUnavailable(f"MLflow: {exc}") from exc
 
     def _model_exists(self, name: str) -> bool:
         try:
@@ -212,7 +213,7 @@ class MlflowRegistry:
                 if not token:
                     return out
         except self._exc_type as exc:
-            raise RegistryUnavailable(f"MLflow: {exc}") from exc
+            raise errors.RegistryUnavailable(f"MLflow: {exc}") from exc
 
     def _download(self, name: str, version: str) -> Path:
         """Artifacts of a version in ``<cache>/<name>/<version>/``: ``model/`` and maybe ``profile.json``.
@@ -254,7 +255,9 @@ class MlflowRegistry:
                 shutil.rmtree(tmp, ignore_errors=True)
         except self._exc_type as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise RegistryUnavailable(f"MLflow: cannot download {name} version {version}: {exc}") from exc
+            raise errors.RegistryUnavailable(
+                f"MLflow: cannot download {name} version {version}: {exc}"
+            ) from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -288,10 +291,18 @@ class MlflowRegistry:
         if local_profile.is_file():
             profile_summary = cards.profile_summary(local_profile)
         card = cards.build_card(
-            name=mv.name, version=str(mv.version), model=model, created_at=_iso(mv.creation_timestamp),
-            params=params, metrics=metrics, data=tags.get("mlrt.data"),
-            git_commit=tags.get("mlflow.source.git.commit"), pipeline=tags.get("mlflow.source.name"),
-            parent=tags.get("mlrt.parent"), profile=profile_summary, description=mv.description or None,
+            name=mv.name,
+            version=str(mv.version),
+            model=model,
+            created_at=_iso(mv.creation_timestamp),
+            params=params,
+            metrics=metrics,
+            data=tags.get("mlrt.data"),
+            git_commit=tags.get("mlflow.source.git.commit"),
+            pipeline=tags.get("mlflow.source.name"),
+            parent=tags.get("mlrt.parent"),
+            profile=profile_summary,
+            description=mv.description or None,
         )
         card["mlflow"] = {"run_id": mv.run_id, "source": mv.source}
         return card

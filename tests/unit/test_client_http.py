@@ -1,4 +1,4 @@
-"""runtime._http: the blocking client's keep-alive HTTP/1.1, against scripted servers."""
+"""runtime._client_http: the blocking client's keep-alive HTTP/1.1, against scripted servers."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from runtime import _http
-from runtime._http import KeepAliveHTTP, TransportError, _Connection, _Headers
+from runtime import _client_http as _http
+from runtime._client_http import KeepAliveHTTP, TransportError, _Connection, _Headers
 from runtime.client import Client
 
 Handler = Callable[[socket.socket, int], bool]  # (connection, request number) -> keep open?
@@ -104,7 +104,7 @@ def test_a_bad_content_length_is_a_transport_error(scripted, length: bytes) -> N
 # block yet): it prints the page faults of its last 2000 reads.
 _READS = """
 import resource, socket
-from runtime._http import _Connection
+from runtime._client_http import _Connection
 a, b = socket.socketpair()
 conn = _Connection(a)
 for i in range(2100):
