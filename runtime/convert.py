@@ -32,7 +32,7 @@ import numpy as np
 from .datatypes import V2_TO_NUMPY, numpy_dtype
 from .errors import InvalidInput
 
-__all__ = ["convert", "converts", "refusal"]
+__all__ = ["convert", "converts", "into", "refusal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +106,7 @@ def refusal(name: str, sent: str, want: str) -> str | None:
         numpy_dtype(want)
     if isinstance(plan, _Conversion):
         return None
-    return (
-        f"input '{name}': the model takes {want}, not {sent}: {plan}; "
-        f"send {want}{_accepted_for(want)}"
-    )
+    return f"input '{name}': the model takes {want}, not {sent}: {plan}; send {want}{_accepted_for(want)}"
 
 
 def convert(name: str, arr: np.ndarray, sent: str, want: str) -> np.ndarray:
@@ -124,18 +121,7 @@ def convert(name: str, arr: np.ndarray, sent: str, want: str) -> np.ndarray:
             raise InvalidInput(message)
         return arr
     limit = plan.limit
-    if limit is None:
-        return arr.astype(plan.dtype)
-    # First a cheap test that nothing can overflow; when it fails (a large or non-finite
-    # value, or one it cannot vouch for), the exact test below, value by value.
-    if arr.dtype.kind == "f":
-        # No value exceeds the square root of the sum of squares: one pass, one numpy call
-        # (a row's min and max cost two, or Python floats). NaN and infinities fail the
-        # test; the halved limit leaves room for the sum's rounding.
-        fits = np.vdot(arr, arr) <= (limit / 2) ** 2
-    else:
-        fits = arr.size == 0 or (-limit <= arr.min() and arr.max() <= limit)
-    if fits:
+    if limit is None or _surely_fits(arr, limit):
         return arr.astype(plan.dtype)
     with np.errstate(over="ignore"):  # the overflows are found below, value by value
         out = arr.astype(plan.dtype)
@@ -153,3 +139,28 @@ def convert(name: str, arr: np.ndarray, sent: str, want: str) -> np.ndarray:
                 "are taken as they are"
             )
     return out
+
+
+def _surely_fits(arr: np.ndarray, limit: float) -> bool:
+    """A cheap test that no value of `arr` exceeds `limit`; False when it cannot vouch
+    for that (a large or non-finite value), and `convert` then tests value by value."""
+    if arr.dtype.kind == "f":
+        # No value exceeds the square root of the sum of squares: one pass, one numpy call
+        # (a row's min and max cost two, or Python floats). NaN and infinities fail the
+        # test; the halved limit leaves room for the sum's rounding.
+        return bool(np.vdot(arr, arr) <= (limit / 2) ** 2)
+    return arr.size == 0 or bool(-limit <= arr.min() and arr.max() <= limit)
+
+
+def into(name: str, arr: np.ndarray, sent: str, want: str, out: np.ndarray) -> None:
+    """Write `arr` into `out` (an array of the model's datatype `want`, same shape) by this
+    rule: what `convert` would return, without the intermediate copy. Used where columns
+    are gathered into one tensor (runtime/model_columns.py)."""
+    plan = _PLANS.get((sent, want)) if sent != want else None
+    if isinstance(plan, _Conversion) and plan.limit is not None and not _surely_fits(arr, plan.limit):
+        out[...] = convert(name, arr, sent, want)  # checked value by value: raises if one overflows
+        return
+    message = refusal(name, sent, want)
+    if message is not None:
+        raise InvalidInput(message)
+    out[...] = arr  # the same rounding as astype

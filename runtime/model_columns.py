@@ -1,0 +1,118 @@
+"""How a table's columns feed a model's inputs, and how its outputs become columns again.
+
+`mlrt profile --model`, `mlrt predict` and the Spark and Dask scorers all map data to a
+model here, and the drift monitor maps tensors back to the same names
+(runtime/monitor/drift.py):
+
+- every input is one column ([-1] or [-1, 1]) named like a data column: by name;
+- otherwise the given columns, in their order, fill the inputs' columns in signature
+  order (the usual case: one [-1, n_features] input).
+
+Numeric columns are gathered into each input in the model's datatype, converted by the
+one rule (runtime/convert.py): a float64 column feeds an FP32 input; a float column
+never feeds an integer one.
+
+Outputs are named after their columns: ``label`` for a one-column output,
+``probabilities[0]``, ``probabilities[1]``... for a [-1, k] one (`column_names`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .convert import into
+from .datatypes import numpy_dtype, v2_datatype
+from .errors import ConfigError, InvalidInput
+from .monitor.drift import column_names
+
+__all__ = ["by_name", "map_inputs", "output_columns", "tensor_from_columns"]
+
+
+def by_name(specs: Sequence[Any], columns: Sequence[str]) -> bool:
+    """Whether every input is one column named like one of `columns`."""
+    one_column = all(len(s.shape) == 1 or (len(s.shape) == 2 and s.shape[1] == 1) for s in specs)
+    names = set(columns)
+    return one_column and all(s.name in names for s in specs)
+
+
+def input_widths(specs: Sequence[Any]) -> list[int]:
+    """How many data columns each input takes when columns fill inputs by position."""
+    widths = []
+    for s in specs:
+        if len(s.shape) == 1 or (len(s.shape) == 2 and s.shape[1] >= 1):
+            widths.append(1 if len(s.shape) == 1 else s.shape[1])
+        else:
+            raise ConfigError(
+                f"input '{s.name}' has shape {list(s.shape)}; data columns map to [-1] or [-1, k] inputs only"
+            )
+    return widths
+
+
+def map_inputs(
+    specs: Sequence[Any], columns: Mapping[str, np.ndarray], hint: str = ""
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The model's input tensors built from `columns`, and the spec each column feeds.
+
+    `hint` ends the message when the columns do not fit the inputs (how to choose them).
+    """
+    if by_name(specs, list(columns)):
+        feeds = {s.name: tensor_from_columns([s.name], [columns[s.name]], s) for s in specs}
+        return feeds, {s.name: s for s in specs}
+    widths = input_widths(specs)
+    names = list(columns)
+    if sum(widths) != len(names):
+        want = ", ".join(f"'{s.name}' {list(s.shape)}" for s in specs)
+        raise ConfigError(
+            f"the model's inputs ({want}) take {sum(widths)} columns but the data has {len(names)}: "
+            f"{names[:8]}{' ...' if len(names) > 8 else ''}{hint}"
+        )
+    feeds: dict[str, np.ndarray] = {}
+    features: dict[str, Any] = {}
+    start = 0
+    for s, w in zip(specs, widths, strict=True):
+        part = names[start : start + w]
+        start += w
+        feeds[s.name] = tensor_from_columns(part, [columns[n] for n in part], s)
+        features.update({n: s for n in part})
+    return feeds, features
+
+
+def tensor_from_columns(names: Sequence[str], cols: Sequence[np.ndarray], spec: Any) -> np.ndarray:
+    """One input tensor from its data columns, in the columns' own dtype (check_inputs
+    converts it to the model's datatype by the one rule, runtime/convert.py)."""
+    if spec.datatype == "BYTES":
+        arr = np.empty((len(cols[0]), len(cols)), dtype=object)
+        for j, c in enumerate(cols):
+            arr[:, j] = c
+    else:
+        # Gathered straight into the model's datatype: one pass over the data, converted
+        # column by column by the one rule (a float64 CSV column into an FP32 input).
+        arr = np.empty((len(cols[0]), len(cols)), dtype=numpy_dtype(spec.datatype))
+        for j, (name, c) in enumerate(zip(names, cols, strict=True)):
+            if c.dtype.kind not in "fiub":
+                raise ConfigError(
+                    f"column '{name}' holds text (e.g. {c[:1].tolist()}) but feeds input "
+                    f"'{spec.name}', which is {spec.datatype}"
+                )
+            try:
+                into(name, c, v2_datatype(c.dtype), spec.datatype, arr[:, j])
+            except InvalidInput as exc:
+                raise InvalidInput(f"column '{name}' cannot feed input '{spec.name}': {exc}") from None
+    return arr.reshape(-1) if len(spec.shape) == 1 else arr
+
+
+def output_columns(specs: Sequence[Any], results: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """(column name, 1-D values) for every column of the [-1] / [-1, k] outputs in
+    `specs`, in signature order; outputs of other shapes are left out."""
+    out: list[tuple[str, np.ndarray]] = []
+    for s in specs:
+        if len(s.shape) not in (1, 2):
+            continue  # not one row per input row
+        arr = np.asarray(results[s.name])
+        arr = arr.reshape(arr.shape[0], -1)
+        for k, name in enumerate(column_names([(s.name, [-1, arr.shape[1]])])):
+            out.append((name, arr[:, k]))
+    return out

@@ -1,0 +1,280 @@
+"""One model scoring Arrow record batches: the unit of work of `mlrt predict`, and of
+the Spark and Dask jobs (each worker holds one BatchScorer and feeds it its batches).
+
+A batch's columns feed the model's inputs by the rule of runtime/model_columns.py, in
+the model's datatypes by the one conversion rule (runtime/convert.py); its outputs come
+back as named columns (``label``, ``probabilities[0]``...) after the passthrough columns.
+With a profile, every scored row is counted into the reference's bins exactly as the
+server counts it (the same ModelMonitor, over one window that never ends): counts from
+several scorers add up to what one scorer would have counted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import ModelConfig, MonitorConfig, parse_model_spec
+from ..convert import convert
+from ..data import arrow_to_numpy
+from ..datatypes import V2_TO_NUMPY, v2_datatype
+from ..errors import ConfigError, InvalidInput, ModelFailure
+from ..model_columns import by_name, input_widths, map_inputs, output_columns
+from ..models import Model, check_inputs, load_model
+from ..monitor.drift import ModelMonitor, column_names
+from ..monitor.profile import Profile
+
+__all__ = ["BatchScorer", "ScorerSpec"]
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """Everything a worker needs to build the same BatchScorer: small and picklable, so
+    a Spark or Dask job ships this, never a loaded model.
+
+    model: anything `mlrt serve` takes (an ONNX file, `package.module:object`, a registry
+    reference such as `churn@champion`). profile: a reference profile (JSON path); a
+    registry version's own profile is used when none is given. columns: the data columns
+    that feed the inputs, in order (default: by the rule in runtime/model_columns.py).
+    outputs: the model outputs to write (default: all). passthrough: data columns copied
+    to the output as they are. threads: onnxruntime's intra-op threads (default: the
+    CPUs this process may use).
+    """
+
+    model: str
+    profile: str | None = None
+    columns: tuple[str, ...] | None = None
+    outputs: tuple[str, ...] | None = None
+    passthrough: tuple[str, ...] = ()
+    threads: int | None = None
+    registry: str | None = None
+
+    def build(self) -> BatchScorer:
+        return BatchScorer(self)
+
+
+def _threads(threads: int | None) -> int:
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
+        return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _load(spec: ScorerSpec) -> tuple[Model, str | None]:
+    """The model, and the profile to judge drift by (the spec's, else its registry version's)."""
+    config = parse_model_spec(spec.model)
+    profile = spec.profile
+    if config.registry_ref is not None:
+        from ..loading import resolve_registry_model
+
+        config = resolve_registry_model(config, spec.registry)
+        profile = profile or config.profile
+    try:
+        config = ModelConfig(
+            name=config.name,
+            source=config.source,
+            version=config.version,
+            intra_op_threads=_threads(spec.threads),
+        )
+    except TypeError as exc:  # pragma: no cover - fields are ours
+        raise ConfigError(str(exc)) from None
+    return load_model(config), profile
+
+
+class BatchScorer:
+    """Scores Arrow record batches with one loaded model (see the module's docstring)."""
+
+    def __init__(self, spec: ScorerSpec) -> None:
+        self.spec = spec
+        self.model, profile_path = _load(spec)
+        self.outputs = self._output_specs(spec.outputs)
+        self.profile = Profile.load(profile_path) if profile_path else None
+        self.monitor: ModelMonitor | None = None
+        if self.profile is not None:
+            self.monitor = self._monitor(self.profile)
+        self.rows = 0
+
+    # -- what is read and written ----------------------------------------------------------
+
+    def _output_specs(self, names: Sequence[str] | None) -> list[Any]:
+        specs = {s.name: s for s in self.model.outputs}
+        if names is None:
+            return [s for s in self.model.outputs if len(s.shape) in (1, 2)]
+        unknown = [n for n in names if n not in specs]
+        if unknown:
+            raise ConfigError(f"the model has no output(s) {unknown}; it has {list(specs)}")
+        odd = [n for n in names if len(specs[n].shape) not in (1, 2)]
+        if odd:
+            raise ConfigError(
+                f"output(s) {odd} are not one row per input row ([-1] or [-1, k]): they have no columns"
+            )
+        return [specs[n] for n in names]
+
+    def input_columns(self, available: Sequence[str]) -> list[str]:
+        """The data columns that feed the model, in order, given the data's columns.
+
+        By name when every input is one column named like a data column; else the spec's
+        `columns`, else the profile's features when the data has them all, else every data
+        column but the passthrough ones, in the data's order.
+        """
+        have = set(available)
+        if self.spec.columns is not None:
+            missing = [c for c in self.spec.columns if c not in have]
+            if missing:
+                raise ConfigError(f"the data has no column(s) {missing}; it has {list(available)[:12]}")
+            return list(self.spec.columns)
+        specs = self.model.inputs
+        if by_name(specs, available):
+            return [s.name for s in specs]
+        if self.profile is not None:
+            names = [f.name for f in self.profile.features]
+            if all(n in have for n in names) and len(names) == sum(input_widths(specs)):
+                return names
+        skip = set(self.spec.passthrough)
+        return [c for c in available if c not in skip]
+
+    def output_names(self) -> list[str]:
+        """The names of the columns the model's outputs become, in order."""
+        out: list[str] = []
+        for s in self.outputs:
+            out.extend(column_names([(s.name, [-1, s.shape[1] if len(s.shape) == 2 else 1])]))
+        return out
+
+    def output_schema(self, input_schema: Any) -> Any:
+        """The Arrow schema of the scored batches: passthrough columns, then outputs."""
+        import pyarrow as pa
+
+        fields = [input_schema.field(name) for name in self.spec.passthrough]
+        for s in self.outputs:
+            dtype = _arrow_type(s.datatype)
+            for name in column_names([(s.name, [-1, s.shape[1] if len(s.shape) == 2 else 1])]):
+                fields.append(pa.field(name, dtype))
+        names = [f.name for f in fields]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise ConfigError(f"passthrough column(s) {clash} have the name of an output column")
+        return pa.schema(fields)
+
+    def check(self, schema: Any) -> list[str]:
+        """Check the data's schema before anything runs; returns the columns to read."""
+        available = list(schema.names)
+        missing = [c for c in self.spec.passthrough if c not in available]
+        if missing:
+            raise ConfigError(
+                f"--passthrough names no such column(s) {missing}; the data has {available[:12]}"
+            )
+        self.output_schema(schema)
+        columns = self.input_columns(available)
+        specs = self.model.inputs
+        if not by_name(specs, columns) and len(columns) != sum(input_widths(specs)):
+            want = ", ".join(f"'{s.name}' {list(s.shape)}" for s in specs)
+            raise ConfigError(
+                f"the model's inputs ({want}) take {sum(input_widths(specs))} columns but "
+                f"{len(columns)} would feed them: {columns[:8]}{' ...' if len(columns) > 8 else ''}; "
+                "name them with --columns, leave ids out with --passthrough, or give a profile"
+            )
+        return [*dict.fromkeys([*columns, *self.spec.passthrough])]
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def score(self, batch: Any) -> Any:
+        """One record batch in, one out: the passthrough columns and the outputs."""
+        import pyarrow as pa
+
+        names = self.input_columns(batch.schema.names)
+        columns = {name: arrow_to_numpy(batch.column(name)) for name in names}
+        results = self.predict(columns)
+        arrays = [batch.column(name) for name in self.spec.passthrough]
+        fields = [batch.schema.field(name) for name in self.spec.passthrough]
+        for s in self.outputs:
+            dtype = _arrow_type(s.datatype)
+            for name, col in output_columns([s], results):
+                arrays.append(_arrow_array(col, s.datatype, name, self.model.name))
+                fields.append(pa.field(name, dtype))
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model's outputs for named 1-D columns (counted for drift with a profile)."""
+        if not columns or not len(next(iter(columns.values()))):
+            return {s.name: np.zeros((0, *[max(d, 1) for d in s.shape[1:]]), V2_TO_NUMPY[s.datatype])
+                    for s in self.model.outputs}  # fmt: skip
+        feeds, _ = map_inputs(self.model.inputs, columns)
+        try:
+            feeds = check_inputs(self.model, feeds, {k: v2_datatype(v.dtype) for k, v in feeds.items()})
+        except InvalidInput as exc:
+            raise InvalidInput(f"{exc} (fed from column(s) {list(columns)[:8]})") from None
+        results = self.model.predict(feeds)
+        if self.monitor is not None:
+            self.monitor.observe(feeds, results)
+        self.rows += len(next(iter(feeds.values())))
+        return results
+
+    # -- drift -----------------------------------------------------------------------------
+
+    def _monitor(self, profile: Profile) -> ModelMonitor:
+        # One window that never ends: every row scored counts, however long the job runs.
+        config = MonitorConfig(window_s=math.inf, slices=1)
+        return ModelMonitor(
+            profile,
+            model=self.model.name,
+            version=self.model.version,
+            inputs=[(s.name, s.shape) for s in self.model.inputs],
+            outputs=[(s.name, s.shape) for s in self.model.outputs],
+            config=config,
+        )
+
+    def drift_counts(self) -> dict[str, np.ndarray]:
+        """The bin counts so far per profile section ("features", "outputs"): what a job
+        sums across workers (`add_drift_counts`)."""
+        if self.monitor is None:
+            return {}
+        out = {"features": self.monitor.inputs.total_counts.copy()}
+        if self.monitor.outputs is not None:
+            out["outputs"] = self.monitor.outputs.total_counts.copy()
+        return out
+
+    def add_drift_counts(self, counts: Mapping[str, np.ndarray]) -> None:
+        """Add another scorer's `drift_counts` (same model and profile) to this one's."""
+        if self.monitor is None:
+            raise ConfigError("no profile: there are no drift counts to add to")
+        self.monitor.inputs.merge(np.asarray(counts["features"], dtype=np.int64))
+        if "outputs" in counts and self.monitor.outputs is not None:
+            self.monitor.outputs.merge(np.asarray(counts["outputs"], dtype=np.int64))
+
+    def drift_report(self) -> dict[str, Any] | None:
+        """The drift of every row counted, by the server's rule (`GET .../drift`'s JSON)."""
+        return None if self.monitor is None else self.monitor.to_json()
+
+
+def _arrow_type(datatype: str) -> Any:
+    import pyarrow as pa
+
+    if datatype == "BYTES":
+        return pa.string()
+    return pa.from_numpy_dtype(V2_TO_NUMPY[datatype])
+
+
+def _arrow_array(col: np.ndarray, datatype: str, name: str, model: str) -> Any:
+    """An output column as Arrow, in the type its declared datatype gives (a Python
+    model may hand back float64 for an FP32 output: converted by the one rule)."""
+    import pyarrow as pa
+
+    if datatype == "BYTES":
+        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in col.tolist()]
+        return pa.array(values, type=pa.string())
+    want = V2_TO_NUMPY[datatype]
+    if col.dtype != want:
+        try:
+            col = convert(name, col, v2_datatype(col.dtype), datatype)
+        except InvalidInput as exc:
+            raise ModelFailure(model, ValueError(f"output column {name}: {exc}")) from None
+    return pa.array(np.ascontiguousarray(col))
