@@ -9,7 +9,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Histogram", "LocalModel", "Profile", "__version__", "load", "psi"]
+__all__ = ["Histogram", "LocalModel", "Profile", "__version__", "load", "predict_files", "psi"]
 
 # Drift names resolve on first use so `import runtime` (and `mlrt --help`)
 # does not load numpy or the native kernels.
@@ -19,6 +19,7 @@ _LAZY = {
     "psi": "runtime.monitor",
     "load": "runtime.embedded",
     "LocalModel": "runtime.embedded",
+    "predict_files": "runtime.offline",
 }
 
 

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "runtime.commands.demo",
     "runtime.commands.profile",
     "runtime.commands.drift",
+    "runtime.commands.predict",
     "runtime.commands.registry",
     "runtime.commands.bench",
 )

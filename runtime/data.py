@@ -1,13 +1,14 @@
 """The one reader of tabular data: Parquet, CSV/TSV and Arrow IPC files (or a folder of
 them) through pyarrow.dataset, and the data users hand us in Python (numpy, mappings,
-pyarrow tables) as named columns.  `mlrt profile`, `mlrt drift`, the load generator's
-payloads and the monitor all read here.
+pyarrow tables) as named columns.  `mlrt profile`, `mlrt drift`, `mlrt predict`, the
+load generator's payloads and the monitor all read here.
 
 pyarrow is imported only when a file or an Arrow object is involved.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -51,10 +52,16 @@ def _file_format(kind: str) -> Any:
     return kind
 
 
-def dataset(path: str | PathLike[str]) -> Any:
-    """A pyarrow Dataset over a file, or over the data files of one format in a folder."""
+def dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]]) -> Any:
+    """A pyarrow Dataset over a file, over the data files of one format in a folder, or
+    over several such files and folders (all of one format)."""
     import pyarrow.dataset as pads
 
+    if not isinstance(path, (str, PathLike)):
+        paths = [Path(p) for p in path]
+        if len(paths) != 1:
+            return _dataset_of_many(paths)
+        path = paths[0]
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such data file: {p}")
@@ -67,6 +74,44 @@ def dataset(path: str | PathLike[str]) -> Any:
     else:
         kind = format_of(p)
     return pads.dataset(str(p), format=_file_format(kind))
+
+
+def _dataset_of_many(paths: Sequence[Path]) -> Any:
+    import pyarrow.dataset as pads
+
+    files: list[str] = []
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"no such data file: {p}")
+        if p.is_dir():
+            files.extend(str(f) for f in sorted(p.rglob("*")) if f.is_file() and _has_format(f))
+        else:
+            files.append(str(p))
+    kinds = {format_of(f) for f in files}
+    if len(kinds) != 1:
+        found = ", ".join(sorted(kinds)) or "none"
+        raise ValueError(f"the data files need one format, found {found}")
+    return pads.dataset(files, format=_file_format(kinds.pop()))
+
+
+def expand_paths(items: Sequence[str | PathLike[str]]) -> list[str]:
+    """Files, folders and glob patterns (``data/*.parquet``, ``**``), in order, each
+    named once; FileNotFoundError names what matched nothing."""
+    import glob
+
+    out: list[str] = []
+    for item in items:
+        text = os.fspath(item)
+        if any(ch in text for ch in "*?["):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"no file matches {text}")
+            out.extend(matches)
+        elif not os.path.exists(text):
+            raise FileNotFoundError(f"no such data file or folder: {text}")
+        else:
+            out.append(text)
+    return list(dict.fromkeys(out))
 
 
 def _has_format(path: Path) -> bool:

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(_render(reports, args.format))
+                fh.write(render(reports, args.format))
         except OSError as exc:
             return fail(f"cannot write {args.output}: {exc}")
     elif args.format == "table":
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         for report in reports:
             _print_table(console, report)
     else:
-        sys.stdout.write(_render(reports, args.format))
+        sys.stdout.write(render(reports, args.format))
     return 1 if args.fail_on_drift and any(r["status"] == "alert" for r in reports) else 0
 
 
@@ -154,7 +154,7 @@ def _check(response: Any, base: str) -> None:
         raise ValueError(f"{base}{response.request.url.path}: {response.status_code} {message}")
 
 
-def _render(reports: list[dict[str, Any]], fmt: str) -> str:
+def render(reports: list[dict[str, Any]], fmt: str) -> str:
     import json
 
     if fmt == "json":

@@ -43,7 +43,7 @@ class ScorerSpec:
     that feed the inputs, in order (default: by the rule in runtime/model_columns.py).
     outputs: the model outputs to write (default: all). passthrough: data columns copied
     to the output as they are. threads: onnxruntime's intra-op threads (default: the
-    CPUs this process may use).
+    CPUs this process may use but one, which reading and writing use).
     """
 
     model: str
@@ -64,9 +64,11 @@ def _threads(threads: int | None) -> int:
             raise ConfigError(f"threads must be at least 1, got {threads}")
         return threads
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    # One CPU is left to reading, gathering and writing, which run beside the model.
+    return max(1, cpus - 1)
 
 
 def _load(spec: ScorerSpec) -> tuple[Model, str | None]:
@@ -187,12 +189,37 @@ class BatchScorer:
     # -- scoring ---------------------------------------------------------------------------
 
     def score(self, batch: Any) -> Any:
-        """One record batch in, one out: the passthrough columns and the outputs."""
-        import pyarrow as pa
+        """One record batch in, one out: the passthrough columns and the outputs.
 
+        The three steps below, in turn; `mlrt predict` runs them on three threads so
+        that reading, the model and writing overlap (runtime/offline/files.py)."""
+        feeds = self.feeds(batch)
+        return self.finish(batch, feeds, self.run(feeds))
+
+    def feeds(self, batch: Any) -> dict[str, np.ndarray]:
+        """The model's input tensors from a record batch, in the model's datatypes."""
         names = self.input_columns(batch.schema.names)
         columns = {name: arrow_to_numpy(batch.column(name)) for name in names}
-        results = self.predict(columns)
+        feeds, _ = map_inputs(self.model.inputs, columns)
+        try:
+            return check_inputs(self.model, feeds, {k: v2_datatype(v.dtype) for k, v in feeds.items()})
+        except InvalidInput as exc:
+            raise InvalidInput(f"{exc} (fed from column(s) {names[:8]})") from None
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model's outputs for its input tensors (ModelFailure if the model raises)."""
+        try:
+            return self.model.predict(dict(feeds))
+        except Exception as exc:
+            raise ModelFailure(self.model.name, exc) from exc
+
+    def finish(self, batch: Any, feeds: Mapping[str, np.ndarray], results: Mapping[str, np.ndarray]) -> Any:
+        """Count the rows for drift (with a profile) and build the output record batch."""
+        import pyarrow as pa
+
+        if self.monitor is not None:
+            self.monitor.observe(feeds, results)
+        self.rows += batch.num_rows
         arrays = [batch.column(name) for name in self.spec.passthrough]
         fields = [batch.schema.field(name) for name in self.spec.passthrough]
         for s in self.outputs:
@@ -201,22 +228,6 @@ class BatchScorer:
                 arrays.append(_arrow_array(col, s.datatype, name, self.model.name))
                 fields.append(pa.field(name, dtype))
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
-
-    def predict(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The model's outputs for named 1-D columns (counted for drift with a profile)."""
-        if not columns or not len(next(iter(columns.values()))):
-            return {s.name: np.zeros((0, *[max(d, 1) for d in s.shape[1:]]), V2_TO_NUMPY[s.datatype])
-                    for s in self.model.outputs}  # fmt: skip
-        feeds, _ = map_inputs(self.model.inputs, columns)
-        try:
-            feeds = check_inputs(self.model, feeds, {k: v2_datatype(v.dtype) for k, v in feeds.items()})
-        except InvalidInput as exc:
-            raise InvalidInput(f"{exc} (fed from column(s) {list(columns)[:8]})") from None
-        results = self.model.predict(feeds)
-        if self.monitor is not None:
-            self.monitor.observe(feeds, results)
-        self.rows += len(next(iter(feeds.values())))
-        return results
 
     # -- drift -----------------------------------------------------------------------------
 
@@ -252,7 +263,11 @@ class BatchScorer:
 
     def drift_report(self) -> dict[str, Any] | None:
         """The drift of every row counted, by the server's rule (`GET .../drift`'s JSON)."""
-        return None if self.monitor is None else self.monitor.to_json()
+        if self.monitor is None:
+            return None
+        report = self.monitor.to_json()
+        report["window"] = {"rows": self.monitor.window_rows}  # one window: every row scored
+        return report
 
 
 def _arrow_type(datatype: str) -> Any:

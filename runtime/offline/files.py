@@ -1,0 +1,326 @@
+"""`mlrt predict`: score files (Parquet, CSV, Arrow IPC) into a file, one record batch
+at a time, so that memory is bounded by the batch size, not the data size.
+
+The output is written into a temporary file beside its destination and renamed over
+it only once every batch is in: an interrupted or failed run leaves the destination as
+it was (absent, or the previous complete file), never a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from ..data import dataset, expand_paths, format_of
+from ..errors import ConfigError
+from .scoring import BatchScorer, ScorerSpec
+
+__all__ = ["PredictSummary", "WRITE_FORMATS", "predict_files"]
+
+#: The output formats, by name (a destination's suffix picks one when not given).
+WRITE_FORMATS = ("parquet", "csv", "arrow")
+DEFAULT_BATCH_ROWS = 65_536
+
+
+@dataclass
+class PredictSummary:
+    """What a `predict_files` run did; `to_json()` is `mlrt predict --json`'s line."""
+
+    output: str
+    format: str
+    rows: int
+    batches: int
+    seconds: float
+    columns: list[str]
+    drift: dict[str, Any] | None = None
+    inputs: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "format": self.format,
+            "rows": self.rows,
+            "batches": self.batches,
+            "seconds": round(self.seconds, 3),
+            "rows_per_s": round(self.rows_per_s, 1),
+            "columns": self.columns,
+            "drift_status": None if self.drift is None else self.drift["status"],
+            # Each feature's PSI and status; the whole report is `drift` in Python.
+            "drift": None
+            if self.drift is None
+            else {
+                section: {f["name"]: {"psi": f["psi"], "status": f["status"]} for f in self.drift[section]}
+                for section in ("features", "outputs")
+            },
+        }
+
+
+def output_format(output: str | PathLike[str], fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in WRITE_FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
+        return fmt
+    try:
+        kind = format_of(output)
+    except ValueError:
+        raise ConfigError(
+            f"cannot tell the output format from {os.fspath(output)!r}: name it .parquet, .csv or "
+            ".arrow, or give --format"
+        ) from None
+    return {"ipc": "arrow", "tsv": "csv"}.get(kind, kind)
+
+
+class _Writer:
+    """Record batches into a temporary file, renamed over `output` on commit()."""
+
+    def __init__(self, output: Path, fmt: str, schema: Any) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.output = output
+        try:
+            self._writer = self._open(fmt, schema)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+
+    def _open(self, fmt: str, schema: Any) -> Any:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+            import pyarrow.types as pat
+
+            # Dictionary pages pay off for labels and ids, not for float scores (where
+            # they cost more time than the model at the default batch size).
+            dictionary = [f.name for f in schema if not pat.is_floating(f.type)]
+            return pq.ParquetWriter(str(self.tmp), schema, use_dictionary=dictionary)
+        if fmt == "csv":
+            import pyarrow.csv as pacsv
+
+            return pacsv.CSVWriter(str(self.tmp), schema)
+        import pyarrow.ipc as ipc
+
+        return ipc.new_file(str(self.tmp), schema)
+
+    def write(self, batch: Any) -> None:
+        self._writer.write_batch(batch)  # Parquet: one row group per batch
+
+    def commit(self) -> None:
+        self._writer.close()
+        os.chmod(self.tmp, 0o644 & ~_umask())  # mkstemp makes it private
+        os.replace(self.tmp, self.output)
+
+    def abandon(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+Progress = Callable[[int, int | None, float], None]
+
+
+def predict_files(
+    model: str,
+    data: str | PathLike[str] | Sequence[str | PathLike[str]],
+    output: str | PathLike[str],
+    *,
+    format: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    columns: Sequence[str] | None = None,
+    outputs: Sequence[str] | None = None,
+    passthrough: Sequence[str] = (),
+    profile: str | None = None,
+    threads: int | None = None,
+    registry: str | None = None,
+    progress: Progress | None = None,
+) -> PredictSummary:
+    """Score `data` (files, folders or globs of Parquet, CSV or Arrow IPC) with `model`
+    (anything `mlrt serve` takes) into `output`, `batch_rows` rows at a time.
+
+    The output holds the `passthrough` columns, then the model's outputs as columns
+    (``label``, ``probabilities[0]``...). With a profile (given, or the registry
+    version's own), every row is counted for drift and the summary carries the report
+    the server would give for these rows. `progress(rows, total_rows or None, seconds)`
+    is called after every batch. Raises MlrtError subclasses, FileNotFoundError or
+    ValueError with a message naming the file or column; the destination is then left
+    as it was.
+    """
+    if batch_rows < 1:
+        raise ConfigError(f"batch_rows must be at least 1, got {batch_rows}")
+    paths = expand_paths([data] if isinstance(data, (str, PathLike)) else data)
+    out = Path(output)
+    if not out.parent.is_dir():
+        raise ConfigError(f"cannot write {out}: directory {out.parent} does not exist")
+    fmt = output_format(out, format)
+    if any(os.path.abspath(p) == os.path.abspath(out) for p in paths):
+        raise ConfigError(f"{out} is also an input: write the predictions elsewhere")
+    ds = dataset(paths)
+    scorer = BatchScorer(
+        ScorerSpec(
+            model,
+            profile=profile,
+            columns=tuple(columns) if columns is not None else None,
+            outputs=tuple(outputs) if outputs is not None else None,
+            passthrough=tuple(passthrough),
+            threads=threads,
+            registry=registry,
+        )
+    )
+    read = scorer.check(ds.schema)
+    schema = scorer.output_schema(ds.schema)
+    total = _count_rows(ds, paths)
+    started = time.perf_counter()
+    writer = _Writer(out, fmt, schema)
+    done = {"rows": 0, "batches": 0}
+
+    def write(batch: Any, feeds: Any, results: Any) -> None:
+        writer.write(scorer.finish(batch, feeds, results))
+        done["rows"] += batch.num_rows
+        done["batches"] += 1
+        if progress is not None:
+            progress(done["rows"], total, time.perf_counter() - started)
+
+    try:
+        _pipeline(
+            ((batch, scorer.feeds(batch)) for batch in _batches(ds, read, batch_rows)),
+            lambda item: (*item, scorer.run(item[1])),
+            write,
+        )
+        drift = scorer.drift_report() if done["rows"] else None
+        writer.commit()
+    except BaseException:
+        writer.abandon()
+        raise
+    return PredictSummary(
+        output=str(out),
+        format=fmt,
+        rows=done["rows"],
+        batches=done["batches"],
+        seconds=time.perf_counter() - started,
+        columns=list(schema.names),
+        drift=drift,
+        inputs=paths,
+    )
+
+
+_END = object()
+#: Batches waiting between two stages: with the reader's own read-ahead, at most a
+#: handful of batches are in memory whatever the data's size.
+_QUEUED = 2
+
+
+def _pipeline(source: Iterator[Any], middle: Callable[[Any], Any], sink: Callable[..., None]) -> None:
+    """Run `source` (reading and gathering) and `sink` (counting and writing) on threads
+    of their own beside `middle` (the model) on this one, joined by bounded queues.
+
+    Arrow's readers and writers, numpy's copies, the drift kernels and onnxruntime all
+    release the GIL, so the three overlap. The first error in any stage stops all three
+    and is raised here, as is KeyboardInterrupt."""
+    inbox: queue.Queue[Any] = queue.Queue(_QUEUED)
+    outbox: queue.Queue[Any] = queue.Queue(_QUEUED)
+    failed: list[BaseException] = []
+    stop = threading.Event()
+
+    def put(q: queue.Queue[Any], item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(q: queue.Queue[Any]) -> Any:
+        while not stop.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return _END
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not put(inbox, item):
+                    return
+        except BaseException as exc:
+            failed.append(exc)
+            stop.set()
+        finally:
+            put(inbox, _END)
+
+    def consume() -> None:
+        try:
+            while (item := get(outbox)) is not _END:
+                sink(*item)
+        except BaseException as exc:
+            failed.append(exc)
+            stop.set()
+
+    reader = threading.Thread(target=produce, name="mlrt-predict-read", daemon=True)
+    writer = threading.Thread(target=consume, name="mlrt-predict-write", daemon=True)
+    reader.start()
+    writer.start()
+    try:
+        while (item := get(inbox)) is not _END:
+            if not put(outbox, middle(item)):
+                break
+        put(outbox, _END)
+        writer.join()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        stop.set()
+        reader.join()
+        writer.join()
+    if failed:
+        raise failed[0]
+
+
+def _batches(ds: Any, columns: list[str], batch_rows: int) -> Iterator[Any]:
+    """The data's record batches of at most `batch_rows` rows, only the columns used.
+
+    Arrow's readers are lazy and threaded: at most a few batches are in memory."""
+    import pyarrow as pa
+
+    try:
+        # Read-ahead bounded to a few batches: memory follows batch_rows, not the data.
+        batches = ds.to_batches(
+            columns=columns, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1
+        )
+        for batch in batches:
+            if batch.num_rows:
+                yield batch
+    except (pa.ArrowInvalid, OSError) as exc:
+        # A corrupt file, or a CSV value that does not parse as its column's type.
+        raise ValueError(f"reading the data failed: {exc}") from None
+
+
+def _count_rows(ds: Any, paths: Sequence[str]) -> int | None:
+    """The data's row count when the files' metadata says it (Parquet, Arrow); None for
+    CSV, which would have to be read twice."""
+    if any(format_of(p) in ("csv", "tsv") for p in paths if not os.path.isdir(p)):
+        return None
+    try:
+        return int(ds.count_rows())
+    except Exception:  # pragma: no cover - an unreadable footer fails again, with a message
+        return None

@@ -1,0 +1,222 @@
+"""`mlrt predict` and `runtime.predict_files`: files in, predictions out, on real data.
+
+The expected outputs come from the model itself (`runtime.load(...).predict` on the same
+rows), the expected drift from `mlrt drift`'s own path (`offline_report`), so these tests
+check that batch scoring adds nothing and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import pytest
+
+import runtime
+from runtime.cli import main as mlrt
+from runtime.errors import ModelFailure
+from runtime.monitor.drift import offline_report
+from runtime.monitor.profile import Profile
+
+skl2onnx = pytest.importorskip("skl2onnx")
+datasets = pytest.importorskip("sklearn.datasets")
+
+IRIS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A skl2onnx logistic regression on iris (input X FP32 [-1, 4]; outputs label,
+    probabilities [-1, 3]), its data as CSV (float64, repeated values in 0.1 steps) and
+    Parquet with an id column, and a profile fitted for the model."""
+    from sklearn.linear_model import LogisticRegression
+
+    tmp = tmp_path_factory.mktemp("iris")
+    d = datasets.load_iris()
+    clf = LogisticRegression(max_iter=500).fit(d.data, d.target)
+    onx = skl2onnx.to_onnx(clf, d.data[:1].astype(np.float32), options={"zipmap": False})
+    (tmp / "clf.onnx").write_bytes(onx.SerializeToString())
+    table = pa.table({"id": np.arange(150) * 7, **{n: d.data[:, j] for j, n in enumerate(IRIS)}})
+    pacsv.write_csv(table, tmp / "iris.csv")
+    pq.write_table(table, tmp / "iris.parquet", row_group_size=40)
+    assert mlrt(["profile", str(tmp / "iris.csv"), "-o", str(tmp / "ref.json"), "--model",
+                 str(tmp / "clf.onnx"), "--exclude", "id"]) == 0  # fmt: skip
+    return {"model": tmp / "clf.onnx", "csv": tmp / "iris.csv", "parquet": tmp / "iris.parquet",
+            "ref": tmp / "ref.json", "dir": tmp, "X": d.data}  # fmt: skip
+
+
+def expected(model: Path, X: np.ndarray) -> dict[str, np.ndarray]:
+    with runtime.load(str(model)) as m:
+        return m.predict(X)
+
+
+def test_parquet_to_parquet_equals_the_model_row_for_row(iris, capsys) -> None:
+    out = iris["dir"] / "scored.parquet"
+    code = mlrt(["predict", str(iris["model"]), str(iris["parquet"]), "-o", str(out),
+                 "--passthrough", "id", "--batch-rows", "32", "--json"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 150 and summary["batches"] >= 5 and summary["drift_status"] is None
+    got = pq.read_table(out)
+    assert got.column_names == ["id", "label", "probabilities[0]", "probabilities[1]", "probabilities[2]"]
+    assert got.column("id").to_pylist() == list(np.arange(150) * 7)  # order kept, ids passed through
+    want = expected(iris["model"], iris["X"])
+    np.testing.assert_array_equal(got.column("label").to_numpy(), want["label"])
+    probs = np.column_stack([got.column(f"probabilities[{k}]").to_numpy() for k in range(3)])
+    np.testing.assert_array_equal(probs, want["probabilities"])
+    assert got.schema.field("probabilities[0]").type == pa.float32()
+
+
+def test_csv_float64_to_csv_with_the_drift_of_mlrt_drift(iris, capsys) -> None:
+    out = iris["dir"] / "scored.csv"
+    code = mlrt(["predict", str(iris["model"]), str(iris["csv"]), "-o", str(out), "--passthrough",
+                 "id", "--profile", str(iris["ref"]), "--json"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["drift_status"] == "ok"
+    got = pacsv.read_csv(out)
+    want = expected(iris["model"], iris["X"])
+    np.testing.assert_allclose(
+        got.column("probabilities[1]").to_numpy(), want["probabilities"][:, 1], rtol=1e-6
+    )
+
+    # The same rows, judged the way `mlrt drift ref.json data` judges them: equal PSIs.
+    ref = Profile.load(iris["ref"])
+    with runtime.load(str(iris["model"])) as m:
+        outputs = m.predict(iris["X"])
+    cols = {n: iris["X"][:, j].astype(np.float32) for j, n in enumerate(IRIS)}
+    cols |= {
+        "label": outputs["label"],
+        **{f"probabilities[{k}]": outputs["probabilities"][:, k] for k in range(3)},
+    }
+    offline = offline_report(ref, cols)
+    drift = runtime.predict_files(str(iris["model"]), iris["csv"], iris["dir"] / "again.parquet",
+                                  passthrough=["id"], profile=str(iris["ref"])).drift  # fmt: skip
+    assert drift is not None and drift["window"] == {"rows": 150}
+    for section in ("features", "outputs"):
+        a = {f["name"]: f["psi"] for f in drift[section]}
+        b = {f["name"]: f["psi"] for f in offline[section]}
+        assert a.keys() == b.keys() and len(a) == (4 if section == "features" else 4)
+        for name in a:
+            assert a[name] == pytest.approx(b[name], abs=1e-12), name
+
+
+def test_globs_folders_and_arrow_output(iris, tmp_path) -> None:
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    table = pq.read_table(iris["parquet"])
+    for i in range(3):
+        pq.write_table(table.slice(50 * i, 50), folder / f"part-{i}.parquet")
+    out = tmp_path / "scored.arrow"
+    summary = runtime.predict_files(str(iris["model"]), [str(folder / "part-*.parquet")], out,
+                                    passthrough=["id"])  # fmt: skip
+    assert summary.rows == 150 and summary.format == "arrow"
+    got = ipc.open_file(out).read_all()
+    assert sorted(got.column("id").to_pylist()) == list(np.arange(150) * 7)
+    assert (
+        runtime.predict_files(str(iris["model"]), folder, tmp_path / "b.parquet", passthrough=["id"]).rows
+        == 150
+    )
+
+
+def test_nulls_are_missing_values_and_give_nan_scores(iris, tmp_path) -> None:
+    # A CSV with empty fields: numeric nulls are NaN, which the model receives as data,
+    # and the drift counts put them in the missing bucket.
+    lines = ["sepal_length,sepal_width,petal_length,petal_width"] + [
+        ",".join("" if (i + j) % 9 == 0 else f"{v:.1f}" for j, v in enumerate(row))
+        for i, row in enumerate(iris["X"])
+    ]
+    data = tmp_path / "holes.csv"
+    data.write_text("\n".join(lines) + "\n")
+    summary = runtime.predict_files(
+        str(iris["model"]), data, tmp_path / "o.parquet", profile=str(iris["ref"])
+    )
+    got = pq.read_table(tmp_path / "o.parquet")
+    holes = np.array([any((i + j) % 9 == 0 for j in range(4)) for i in range(150)])
+    assert np.isnan(got.column("probabilities[0]").to_numpy()[holes]).all()
+    assert not np.isnan(got.column("probabilities[0]").to_numpy()[~holes]).any()
+    missing = {f["name"]: f["missing"] for f in summary.drift["features"]}  # type: ignore[index]
+    assert missing["sepal_length"] == sum((i % 9 == 0) for i in range(150))
+
+
+def test_fail_on_drift_exits_1_on_shifted_data(iris, tmp_path, capsys) -> None:
+    shifted = tmp_path / "shifted.csv"
+    X = iris["X"].copy()
+    X[:, 2] += 2.0  # petal length 2 cm longer
+    pacsv.write_csv(pa.table({n: X[:, j] for j, n in enumerate(IRIS)}), shifted)
+    argv = ["predict", str(iris["model"]), str(shifted), "-o", str(tmp_path / "o.csv"),
+            "--profile", str(iris["ref"]), "--fail-on-drift"]  # fmt: skip
+    assert mlrt([*argv, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["drift_status"] == "alert"
+    # Unshifted rows pass.
+    argv[2] = str(iris["csv"])
+    assert mlrt([*argv[:-1], "--passthrough", "id", "--fail-on-drift", "--json"]) == 0
+
+
+def test_errors_name_the_column_or_file_and_leave_the_destination_alone(iris, tmp_path, capsys) -> None:
+    out = tmp_path / "scored.parquet"
+    out.write_bytes(b"the previous complete file")
+
+    def run(*argv: str) -> str:
+        assert mlrt(["predict", str(iris["model"]), *argv, "-o", str(out)]) == 2
+        assert out.read_bytes() == b"the previous complete file"
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+        return capsys.readouterr().err
+
+    # The id column left in: the model takes 4 columns, the data offers 5.
+    err = run(str(iris["csv"]))
+    assert "take 4 columns" in err and "--passthrough" in err
+    assert "no column(s) ['petal_area']" in run(str(iris["csv"]), "--columns", "petal_area")
+    assert "--passthrough names no such column(s) ['key']" in run(str(iris["csv"]), "--passthrough", "key")
+    # Text where the model takes numbers.
+    text = tmp_path / "text.csv"
+    text.write_text("a,b,c,d\n1,2,3,x\n")
+    assert "column 'd' holds text" in run(str(text))
+    # A corrupt file among good ones.
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 not really parquet")
+    err = run(str(iris["parquet"]), str(bad), "--passthrough", "id")
+    assert "bad.parquet" in err
+    assert "no such data file or folder: nope.csv" in run("nope.csv")
+    assert mlrt(["predict", str(iris["model"]), str(iris["csv"]), "-o", str(tmp_path / "x" / "o.csv")]) == 2
+    assert "directory" in capsys.readouterr().err
+
+
+def test_a_model_failing_midway_leaves_nothing(iris, tmp_path) -> None:
+    data = tmp_path / "pairs.csv"
+    rows = [f"{i},{1 if i < 300 else -1}" for i in range(400)]
+    data.write_text("a,b\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "o.parquet"
+    with pytest.raises(ModelFailure, match="picky model refuses negative values"):
+        runtime.predict_files("tests.integration.pymodels:picky", data, out, batch_rows=100)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["pairs.csv"]
+
+
+def test_registry_version_brings_its_profile(iris, tmp_path) -> None:
+    from runtime.registry import FilesystemRegistry
+
+    reg = FilesystemRegistry(tmp_path / "registry")
+    version = reg.register(iris["model"], "iris", profile=iris["ref"])
+    reg.set_alias("iris", "champion", version)
+    summary = runtime.predict_files("iris@champion", iris["csv"], tmp_path / "o.parquet",
+                                    passthrough=["id"], registry=str(tmp_path / "registry"))  # fmt: skip
+    assert summary.drift is not None and summary.drift["model_name"] == "iris"
+    assert summary.drift["status"] == "ok" and summary.rows == 150
+
+
+def test_output_file_is_readable_by_others(iris, tmp_path) -> None:
+    out = tmp_path / "o.parquet"
+    runtime.predict_files(str(iris["model"]), iris["parquet"], out, passthrough=["id"])
+    assert os.stat(out).st_mode & 0o044 == 0o044 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
