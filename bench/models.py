@@ -107,3 +107,50 @@ def slow_sum(x: np.ndarray) -> np.ndarray:
 
 slow_sum.inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, 20]}]  # type: ignore[attr-defined]
 slow_sum.outputs = [{"name": "total", "datatype": "FP32", "shape": [-1, 1]}]  # type: ignore[attr-defined]
+
+
+def trees(path: str | Path, n_features: int = 20, n_trees: int = 100, depth: int = 6, seed: int = 0) -> Path:
+    """A gradient-boosted-trees regressor as onnxruntime runs one (ai.onnx.ml
+    TreeEnsembleRegressor): n_trees complete trees of `depth` splits on random features
+    and thresholds, 20 FP32 features -> one FP32 score [batch, 1]."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    attrs: dict[str, list] = {k: [] for k in (
+        "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
+        "nodes_truenodeids", "nodes_falsenodeids", "target_treeids", "target_nodeids",
+        "target_ids", "target_weights",
+    )}  # fmt: skip
+    inner = 2**depth - 1
+    for t in range(n_trees):
+        for node in range(2 * inner + 1):
+            attrs["nodes_treeids"].append(t)
+            attrs["nodes_nodeids"].append(node)
+            if node < inner:  # a split: node's children are 2n+1 and 2n+2
+                attrs["nodes_featureids"].append(int(rng.integers(n_features)))
+                attrs["nodes_values"].append(float(rng.standard_normal()))
+                attrs["nodes_modes"].append("BRANCH_LEQ")
+                attrs["nodes_truenodeids"].append(2 * node + 1)
+                attrs["nodes_falsenodeids"].append(2 * node + 2)
+            else:
+                attrs["nodes_featureids"].append(0)
+                attrs["nodes_values"].append(0.0)
+                attrs["nodes_modes"].append("LEAF")
+                attrs["nodes_truenodeids"].append(0)
+                attrs["nodes_falsenodeids"].append(0)
+                attrs["target_treeids"].append(t)
+                attrs["target_nodeids"].append(node)
+                attrs["target_ids"].append(0)
+                attrs["target_weights"].append(float(0.1 * rng.standard_normal()))
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["input"], ["score"], domain="ai.onnx.ml", n_targets=1,
+        aggregate_function="SUM", post_transform="NONE", **attrs,
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node],
+        "trees",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_features])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1])],
+    )
+    opsets = [*_opset(), helper.make_opsetid("ai.onnx.ml", 3)]
+    return _save(helper.make_model(graph, opset_imports=opsets), path)

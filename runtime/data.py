@@ -9,7 +9,7 @@ pyarrow is imported only when a file or an Arrow object is involved.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,6 @@ def _file_format(kind: str) -> Any:
 def dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]]) -> Any:
     """A pyarrow Dataset over a file, over the data files of one format in a folder, or
     over several such files and folders (all of one format)."""
-    import pyarrow.dataset as pads
 
     if not isinstance(path, (str, PathLike)):
         paths = [Path(p) for p in path]
@@ -73,11 +72,26 @@ def dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]]) -> Any:
         kind = kinds.pop()
     else:
         kind = format_of(p)
-    return pads.dataset(str(p), format=_file_format(kind))
+    return _open(str(p), kind)
+
+
+def _open(source: str | list[str], kind: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    try:
+        return pads.dataset(source, format=_file_format(kind))
+    except pa.ArrowInvalid as exc:
+        hint = (
+            " (Arrow IPC is read as a file, e.g. pyarrow.feather.write_feather or "
+            "pyarrow.ipc.new_file; streams are not)"
+            if kind == "ipc"
+            else ""
+        )
+        raise ValueError(f"cannot read the data: {exc}{hint}") from None
 
 
 def _dataset_of_many(paths: Sequence[Path]) -> Any:
-    import pyarrow.dataset as pads
 
     files: list[str] = []
     for p in paths:
@@ -91,7 +105,7 @@ def _dataset_of_many(paths: Sequence[Path]) -> Any:
     if len(kinds) != 1:
         found = ", ".join(sorted(kinds)) or "none"
         raise ValueError(f"the data files need one format, found {found}")
-    return pads.dataset(files, format=_file_format(kinds.pop()))
+    return _open(files, kinds.pop())
 
 
 def expand_paths(items: Sequence[str | PathLike[str]]) -> list[str]:
@@ -120,6 +134,55 @@ def _has_format(path: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def read_batches(ds: Any, columns: Sequence[str], batch_rows: int) -> Iterator[Any]:
+    """A dataset's rows as record batches of at most `batch_rows` rows, only `columns`,
+    in the dataset's schema, file by file in the dataset's order, each file in order.
+
+    Pulled, not pushed: a file's next batch is decoded when asked for, so however slowly
+    the caller consumes them, memory holds about one batch per file being read. (A
+    dataset scanner reads ahead of a slow consumer without bound: peak memory grew with
+    the file, bench/predict.py --rss.)"""
+    import pyarrow as pa
+
+    schema = pa.schema([ds.schema.field(name) for name in columns])
+    kind = ds.format.default_extname
+    for path in ds.files:
+        try:
+            for batch in _file_batches(path, kind, ds.format, schema, batch_rows):
+                if batch.schema != schema:
+                    batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
+                for start in range(0, batch.num_rows, batch_rows):
+                    yield batch.slice(start, batch_rows)
+        except (pa.ArrowException, OSError) as exc:
+            # A corrupt file, a CSV value that does not parse as its column's type, a file
+            # whose columns differ from the others': say which file.
+            raise ValueError(f"cannot read {path}: {exc}") from None
+
+
+def _file_batches(path: str, kind: str, file_format: Any, schema: Any, batch_rows: int) -> Iterator[Any]:
+    columns = list(schema.names)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_rows, columns=columns)
+    elif kind == "csv":
+        import pyarrow.csv as pacsv
+
+        convert = pacsv.ConvertOptions(
+            strings_can_be_null=True,  # as in _file_format: an empty field is missing
+            include_columns=columns,
+            column_types={f.name: f.type for f in schema},
+        )
+        reader = pacsv.open_csv(path, parse_options=file_format.parse_options, convert_options=convert)
+        yield from reader
+    else:  # an Arrow IPC file (Feather v2)
+        import pyarrow as pa
+
+        with pa.ipc.open_file(path) as f:
+            for i in range(f.num_record_batches):
+                yield f.get_batch(i).select(columns)
 
 
 def read_table(path: str | PathLike[str]) -> Any:

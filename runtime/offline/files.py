@@ -20,7 +20,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from ..data import dataset, expand_paths, format_of
+from ..data import dataset, expand_paths, format_of, read_batches
 from ..errors import ConfigError
 from .scoring import BatchScorer, ScorerSpec
 
@@ -102,9 +102,14 @@ class _Writer:
             import pyarrow.parquet as pq
             import pyarrow.types as pat
 
-            # Dictionary pages pay off for labels and ids, not for float scores (where
-            # they cost more time than the model at the default batch size).
-            dictionary = [f.name for f in schema if not pat.is_floating(f.type)]
+            # Dictionary pages pay off for text and flags (labels, categories), not for
+            # numbers: for float scores or unique ids they cost more time than a small
+            # model takes, and make the file larger.
+            dictionary = [
+                f.name for f in schema
+                if pat.is_string(f.type) or pat.is_large_string(f.type) or pat.is_boolean(f.type)
+                or pat.is_binary(f.type) or pat.is_dictionary(f.type)
+            ]  # fmt: skip
             return pq.ParquetWriter(str(self.tmp), schema, use_dictionary=dictionary)
         if fmt == "csv":
             import pyarrow.csv as pacsv
@@ -297,22 +302,11 @@ def _pipeline(source: Iterator[Any], middle: Callable[[Any], Any], sink: Callabl
 
 
 def _batches(ds: Any, columns: list[str], batch_rows: int) -> Iterator[Any]:
-    """The data's record batches of at most `batch_rows` rows, only the columns used.
-
-    Arrow's readers are lazy and threaded: at most a few batches are in memory."""
-    import pyarrow as pa
-
-    try:
-        # Read-ahead bounded to a few batches: memory follows batch_rows, not the data.
-        batches = ds.to_batches(
-            columns=columns, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1
-        )
-        for batch in batches:
-            if batch.num_rows:
-                yield batch
-    except (pa.ArrowInvalid, OSError) as exc:
-        # A corrupt file, or a CSV value that does not parse as its column's type.
-        raise ValueError(f"reading the data failed: {exc}") from None
+    """The data's non-empty record batches of at most `batch_rows` rows, only the columns
+    used, pulled one at a time (runtime/data.py)."""
+    for batch in read_batches(ds, columns, batch_rows):
+        if batch.num_rows:
+            yield batch
 
 
 def _count_rows(ds: Any, paths: Sequence[str]) -> int | None:

@@ -220,3 +220,31 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_arrow_files_whose_types_differ_and_streams_refused(iris, tmp_path) -> None:
+    # One Arrow IPC file with int32 ids and float32 features, one with int64 ids and
+    # float64 features: both read in the dataset's schema, scored alike.
+    table = pq.read_table(iris["parquet"])
+    first = table.slice(0, 70)
+    first = first.cast(pa.schema([pa.field("id", pa.int32()), *[pa.field(n, pa.float32()) for n in IRIS]]))
+    folder = tmp_path / "files"
+    folder.mkdir()
+    with ipc.new_file(folder / "a.arrow", first.schema) as w:
+        w.write_table(first, max_chunksize=20)
+    with ipc.new_file(folder / "b.arrow", table.schema) as w:
+        w.write_table(table.slice(70), max_chunksize=33)
+    out = tmp_path / "o.parquet"
+    summary = runtime.predict_files(str(iris["model"]), folder, out, passthrough=["id"], batch_rows=25)
+    assert summary.rows == 150
+    got = pq.read_table(out)
+    assert sorted(got.column("id").to_pylist()) == list(np.arange(150) * 7)
+    want = expected(iris["model"], iris["X"])
+    order = np.argsort(got.column("id").to_numpy())
+    np.testing.assert_array_equal(got.column("label").to_numpy()[order], want["label"])
+
+    stream = tmp_path / "stream.arrow"
+    with ipc.new_stream(stream, table.schema) as w:
+        w.write_table(table)
+    with pytest.raises(ValueError, match="streams are not"):
+        runtime.predict_files(str(iris["model"]), stream, out, passthrough=["id"])
