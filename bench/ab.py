@@ -73,21 +73,27 @@ def main() -> None:
             port = free_port()
             stack.enter_context(server(command(port), port))
             ports[name] = port
-        conns = {name: RawHTTP(port) for name, port in ports.items()}
-        for conn in conns.values():
+        for port in ports.values():  # warm-up
+            conn = RawHTTP(port)
             for _ in range(300):
                 conn.request(raw)
+            conn.close()
         names = list(commands)
         for r in range(args.rounds):
             order = names[r % 2 :] + names[: r % 2]
             for name in order:
-                conn = conns[name]
+                # A new connection each round: a keep-alive one left idle while wrk runs
+                # would be closed by the server's keep-alive timeout.
+                conn = RawHTTP(ports[name])
+                for _ in range(20):
+                    conn.request(raw)
                 times = []
                 for _ in range(args.requests):
                     status, took = _timed(conn, raw)
                     if status != 200:
                         raise RuntimeError(f"{name}: status {status}")
                     times.append(took)
+                conn.close()
                 rounds[name]["p50"].append(float(np.percentile(times, 50)))
                 rounds[name]["p99"].append(float(np.percentile(times, 99)))
             for name in order:
