@@ -7,8 +7,8 @@ the model's outputs as columns: `label` for a one-column output, `probabilities[
 `probabilities[1]`... for a wider one. It is written under a temporary name and renamed
 at the end: an interrupted run never leaves a file that looks complete.
 
-Which columns feed the model: every input that is one column named like a data column,
-by name; else --columns, in order; else the profile's features when the data has them;
+Which columns feed the model: --columns, in order; else, when every input is one column
+named like a data column, by name; else the profile's features when the data has them;
 else every column but the --passthrough ones, in the file's order. Each is converted to
 the model's datatype by the server's rule (float64 into FP32: yes; float into INT64: no).
 

@@ -125,9 +125,9 @@ class BatchScorer:
     def input_columns(self, available: Sequence[str]) -> list[str]:
         """The data columns that feed the model, in order, given the data's columns.
 
-        By name when every input is one column named like a data column; else the spec's
-        `columns`, else the profile's features when the data has them all, else every data
-        column but the passthrough ones, in the data's order.
+        The spec's `columns` when given; else by name when every input is one column
+        named like a data column; else the profile's features when the data has them all;
+        else every data column but the passthrough ones, in the data's order.
         """
         have = set(available)
         if self.spec.columns is not None:
