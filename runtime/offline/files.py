@@ -191,7 +191,7 @@ def predict_files(
     )
     read = scorer.check(ds.schema)
     schema = scorer.output_schema(ds.schema)
-    total = _count_rows(ds, paths)
+    total = _count_rows(ds)
     started = time.perf_counter()
     writer = _Writer(out, fmt, schema)
     done = {"rows": 0, "batches": 0}
@@ -309,10 +309,10 @@ def _batches(ds: Any, columns: list[str], batch_rows: int) -> Iterator[Any]:
             yield batch
 
 
-def _count_rows(ds: Any, paths: Sequence[str]) -> int | None:
+def _count_rows(ds: Any) -> int | None:
     """The data's row count when the files' metadata says it (Parquet, Arrow); None for
     CSV, which would have to be read twice."""
-    if any(format_of(p) in ("csv", "tsv") for p in paths if not os.path.isdir(p)):
+    if ds.format.default_extname == "csv":
         return None
     try:
         return int(ds.count_rows())
