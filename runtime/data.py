@@ -55,7 +55,6 @@ def _file_format(kind: str) -> Any:
 def dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]]) -> Any:
     """A pyarrow Dataset over a file, over the data files of one format in a folder, or
     over several such files and folders (all of one format)."""
-
     if not isinstance(path, (str, PathLike)):
         paths = [Path(p) for p in path]
         if len(paths) != 1:
@@ -92,7 +91,6 @@ def _open(source: str | list[str], kind: str) -> Any:
 
 
 def _dataset_of_many(paths: Sequence[Path]) -> Any:
-
     files: list[str] = []
     for p in paths:
         if not p.exists():
@@ -151,6 +149,8 @@ def read_batches(ds: Any, columns: Sequence[str], batch_rows: int) -> Iterator[A
     for path in ds.files:
         try:
             for batch in _file_batches(path, kind, ds.format, schema, batch_rows):
+                if not batch.num_rows:
+                    continue
                 if batch.schema != schema:
                     batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
                 for start in range(0, batch.num_rows, batch_rows):
@@ -166,7 +166,11 @@ def _file_batches(path: str, kind: str, file_format: Any, schema: Any, batch_row
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_rows, columns=columns)
+        f = pq.ParquetFile(path, pre_buffer=False)
+        try:
+            yield from f.iter_batches(batch_size=batch_rows, columns=columns)
+        finally:
+            f.reader.close()  # not left to the garbage collector: a long job opens many
     elif kind == "csv":
         import pyarrow.csv as pacsv
 
