@@ -248,3 +248,51 @@ def test_arrow_files_whose_types_differ_and_streams_refused(iris, tmp_path) -> N
         w.write_table(table)
     with pytest.raises(ValueError, match="streams are not"):
         runtime.predict_files(str(iris["model"]), stream, out, passthrough=["id"])
+
+
+def test_one_input_per_column_by_name_with_text_and_nulls(tmp_path) -> None:
+    # A scikit-learn pipeline exported with one input per column (skl2onnx's usual form
+    # for mixed data): a text column one-hot encoded, numeric ones scaled. Columns feed
+    # inputs by name, text as BYTES; a null number is NaN, scored as the model scores it.
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    d = datasets.load_diabetes()
+    X = d.data[:, :3]
+    site = np.array(["north", "south", "east", "west"])[np.arange(len(X)) % 4]
+    import pandas as pd
+
+    frame = pd.DataFrame({"site": site, "age": X[:, 0], "sex": X[:, 1], "bmi": X[:, 2]})
+    pipe = Pipeline([
+        ("pre", ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), ["site"]),
+                                   ("n", StandardScaler(), ["age", "sex", "bmi"])])),
+        ("m", Ridge()),
+    ]).fit(frame, d.target)  # fmt: skip
+    types = [("site", StringTensorType([None, 1]))] + [
+        (c, FloatTensorType([None, 1])) for c in ("age", "sex", "bmi")
+    ]
+    (tmp_path / "m.onnx").write_bytes(skl2onnx.to_onnx(pipe, initial_types=types).SerializeToString())
+    bmi = X[:, 2].copy()
+    bmi[::50] = np.nan
+    table = pa.table({"patient": np.arange(len(X)), "bmi": bmi, "site": site, "sex": X[:, 1], "age": X[:, 0]})
+    pq.write_table(table, tmp_path / "d.parquet")
+
+    out = tmp_path / "o.parquet"
+    summary = runtime.predict_files(
+        str(tmp_path / "m.onnx"), tmp_path / "d.parquet", out, passthrough=["patient"]
+    )
+    assert summary.rows == len(X)
+    got = pq.read_table(out).column("variable").to_numpy()
+    with runtime.load(str(tmp_path / "m.onnx")) as m:
+        feeds = {
+            "site": site.reshape(-1, 1).astype(object),
+            "age": X[:, :1],
+            "sex": X[:, 1:2],
+            "bmi": bmi.reshape(-1, 1),
+        }
+        want = m.predict(feeds)["variable"].ravel()
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[::50]).all() and not np.isnan(np.delete(got, np.s_[::50])).any()
