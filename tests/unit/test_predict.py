@@ -263,7 +263,7 @@ def test_one_input_per_column_by_name_with_text_and_nulls(tmp_path) -> None:
     d = datasets.load_diabetes()
     X = d.data[:, :3]
     site = np.array(["north", "south", "east", "west"])[np.arange(len(X)) % 4]
-    import pandas as pd
+    pd = pytest.importorskip("pandas")
 
     frame = pd.DataFrame({"site": site, "age": X[:, 0], "sex": X[:, 1], "bmi": X[:, 2]})
     pipe = Pipeline([
