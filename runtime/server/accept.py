@@ -34,6 +34,9 @@ class Listeners:
         for sock in self.socks:
             sock.setblocking(False)  # accept() must never wait on the event loop (uvloop agrees)
         self.accepting = True
+        # Connections taken from the queues so far. Opening one takes loop turns; this
+        # counts at the accept itself, so "none taken" can be checked, not waited for.
+        self.accepted = 0
         self._opening: set[asyncio.Task[None]] = set()
 
     def stop(self) -> None:
@@ -51,6 +54,7 @@ class Listeners:
                     break  # the queue is empty
                 except OSError:
                     break  # closed by shutdown, or out of descriptors: libuv's accept reports that
+                self.accepted += 1
                 task = loop.create_task(_open(loop, factory, conn))
                 self._opening.add(task)
                 task.add_done_callback(self._opening.discard)
