@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -64,14 +65,38 @@ def read_computed(path: str | os.PathLike[str]) -> set[tuple[int, int]]:
 
 
 class HeldDouble(SlowDouble):
-    """The same function; a batch holding a row whose third column is 9 takes `hold_s`,
-    any other batch 1 ms. Calibration (zeros) stays quick, and a test can keep the
-    model busy for as long as it needs to queue requests behind it."""
+    """The same function; a batch holding a row whose third column is 9 is held, any other
+    batch takes 1 ms. Calibration (zeros) stays quick, and a test can keep the model busy
+    for as long as it needs to queue requests behind it.
+
+    With HOLD_DIR_ENV set to a folder, the hold is the test's to end: the model creates
+    `holding-CLIENT-SEQ` there when it starts holding (the test knows the model is busy)
+    and waits for `release-CLIENT-SEQ` (the test lets it go), at most `max_hold_s`.
+    Without it, the hold is `hold_s`."""
 
     batch_s = 0.001
     hold_s = 0.5
+    max_hold_s = 60.0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if len(x) and (x[:, 2] == 9).any():
-            time.sleep(self.hold_s)
+        held = x[x[:, 2] == 9] if len(x) else x[:0]
+        if len(held):
+            folder = os.environ.get(HOLD_DIR_ENV)
+            if folder:
+                _hold(Path(folder), [f"{int(a)}-{int(b)}" for a, b in held[:, :2]], self.max_hold_s)
+            else:
+                time.sleep(self.hold_s)
         return super().__call__(x)
+
+
+HOLD_DIR_ENV = "MLRT_TEST_HOLD_DIR"
+
+
+def _hold(folder: Path, keys: list[str], max_s: float) -> None:
+    for key in keys:
+        (folder / f"holding-{key}").touch()
+    deadline = time.monotonic() + max_s
+    while not all((folder / f"release-{key}").exists() for key in keys):
+        if time.monotonic() > deadline:
+            return  # the test failed or forgot: do not hang the server
+        time.sleep(0.002)

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from tests.integration.serving import Server, start_server, stop_server
-from tests.integration.slowmodels import COMPUTED_LOG_ENV, read_computed, reference
+from tests.integration.slowmodels import COMPUTED_LOG_ENV, HOLD_DIR_ENV, read_computed, reference
 
 HELD = "tests.integration.slowmodels:HeldDouble"
 
@@ -30,7 +32,9 @@ HELD = "tests.integration.slowmodels:HeldDouble"
 def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
     workdir = tmp_path_factory.mktemp("held")
     log = workdir / "computed.log"
-    srv = start_server([f"held={HELD}"], workdir, env={COMPUTED_LOG_ENV: str(log)})
+    holds = workdir / "holds"
+    holds.mkdir()
+    srv = start_server([f"held={HELD}"], workdir, env={COMPUTED_LOG_ENV: str(log), HOLD_DIR_ENV: str(holds)})
     yield srv, log
     stop_server(srv)
 
@@ -205,26 +209,52 @@ def test_a_client_that_reads_late_gets_every_answer(held: tuple[Server, Path]) -
     assert seqs == [2 * seq + 1 for seq in range(n)]
 
 
+def _until(done: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(0.005)
+
+
+def _queue_depth(server: Server) -> int:
+    """Rows waiting in the held model's batch queue, from /metrics."""
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    m = re.search(r'^mlrt_queue_depth\{model="held",version="1"\} (\S+)$', metrics, re.M)
+    assert m, metrics
+    return int(float(m.group(1)))
+
+
 def test_a_request_whose_client_left_is_dropped_before_its_batch(held: tuple[Server, Path]) -> None:
+    # Each step waits for what the server shows of the one before, and the model is held
+    # until the test lets it go: on a slow machine the test only takes longer.
     server, log = held
+    holds = log.parent / "holds"
     busy, gone, later = _connect(server), _connect(server), _connect(server)
     try:
-        busy.sendall(_post(_json_body(_rows(6, 1, hold=True))))  # holds the model 0.5 s
-        time.sleep(0.1)
-        gone.sendall(_post(_json_body(_rows(6, 2))))  # queued behind it
-        time.sleep(0.1)
-        gone.close()  # the client goes away while its request waits
-        time.sleep(0.1)
+        busy.sendall(_post(_json_body(_rows(6, 1, hold=True))))
+        _until((holds / "holding-6-1").exists, "the model to hold busy's request")
+        gone.sendall(_post(_json_body(_rows(6, 2))))
+        _until(lambda: _queue_depth(server) == 1, "gone's request in the queue, behind the held batch")
+        # The client goes away while its request waits. It closes its sending side only, so
+        # that the server's close shows: the server has seen the client leave.
+        gone.shutdown(socket.SHUT_WR)
+        assert gone.recv(1) == b"", "the server answered a request whose client left"
         later.sendall(_post(_json_body(_rows(6, 3))))
+        # The cancelled request still holds its queue place until the head is dropped.
+        _until(lambda: _queue_depth(server) == 2, "later's request in the queue, behind gone's")
+        (holds / "release-6-1").touch()
         assert _Reader(busy).response()[0] == 200
         status, _, payload = _Reader(later).response()
         assert status == 200
         np.testing.assert_array_equal(_outputs(payload), reference(_rows(6, 3)))
     finally:
+        (holds / "release-6-1").touch()  # never leave the shared server held
         busy.close()
+        gone.close()
         later.close()
     computed = {seq for client, seq in read_computed(log) if client == 6}
     assert computed == {1, 3}
+    assert _queue_depth(server) == 0
 
 
 def test_expect_100_continue_goes_through_asgi(held: tuple[Server, Path]) -> None:
