@@ -85,8 +85,9 @@ class ModelConfig:
             if not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"model '{self.name}': {key} must be >= 0, got {value!r}")
         self.preferred_batch_sizes = tuple(self.preferred_batch_sizes)
-        if any(not isinstance(n, int) or not 1 <= n <= self.max_batch_size
-               for n in self.preferred_batch_sizes):
+        if any(
+            not isinstance(n, int) or not 1 <= n <= self.max_batch_size for n in self.preferred_batch_sizes
+        ):
             raise ConfigError(
                 f"model '{self.name}': preferred_batch_sizes must be integers in "
                 f"1..max_batch_size ({self.max_batch_size}), got {list(self.preferred_batch_sizes)}"
@@ -127,14 +128,50 @@ class MonitorConfig:
         if not self.window_s > 0 or not self.tick_s > 0 or not self.save_every_s > 0:
             raise ConfigError("[monitor]: window_s, tick_s and save_every_s must be > 0")
         if self.slices < 1 or self.min_rows < 0:
-            raise ConfigError(f"[monitor]: slices must be >= 1 and min_rows >= 0, got {self.slices}, "
-                              f"{self.min_rows}")
+            raise ConfigError(
+                f"[monitor]: slices must be >= 1 and min_rows >= 0, got {self.slices}, {self.min_rows}"
+            )
         if not 0 < self.warn_psi <= self.alert_psi:
             raise ConfigError(
                 f"[monitor]: need 0 < warn_psi <= alert_psi, got {self.warn_psi} and {self.alert_psi}"
             )
         if not 0 < self.alpha < 1 or not 0 < self.eps < 1:
             raise ConfigError(f"[monitor]: alpha and eps must be in (0, 1), got {self.alpha}, {self.eps}")
+
+
+@dataclass(kw_only=True)
+class EndpointConfig:
+    """A name clients call like a model, routed to weighted variants, each a served model
+    (docs/traffic.md)::
+
+        [[endpoints]]
+        name = "churn"
+        variants = [{ model = "churn-v1", weight = 90 }, { model = "churn-v2", weight = 10 }]
+        sticky = "header:x-user-id"    # absent: each request drawn by weight
+    """
+
+    name: str
+    variants: tuple[dict[str, Any], ...]
+    sticky: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"[[endpoints]] {self.name!r}"
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError("[[endpoints]]: every endpoint needs a name")
+        if not isinstance(self.variants, (list, tuple)) or not self.variants:
+            raise ConfigError(f"{where}: variants must be a list of {{ model = ..., weight = ... }}")
+        for v in self.variants:
+            if not isinstance(v, dict) or set(v) - {"model", "weight"} or not isinstance(v.get("model"), str):
+                raise ConfigError(f'{where}: each variant is {{ model = "name", weight = N }}, got {v!r}')
+        self.variants = tuple(self.variants)
+        if self.sticky is not None and not isinstance(self.sticky, str):
+            raise ConfigError(f'{where}: sticky must be a string such as "header:x-user-id"')
+        from .traffic.routing import Endpoint
+
+        Endpoint(self.name, self.weights(), self.sticky)  # weights and sticky checked here, not at start
+
+    def weights(self) -> list[tuple[str, float]]:
+        return [(v["model"], v.get("weight", 1)) for v in self.variants]
 
 
 @dataclass(kw_only=True)
@@ -154,6 +191,7 @@ class ServerConfig:
     models: list[ModelConfig] = field(default_factory=list)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     hooks: list[dict[str, Any]] = field(default_factory=list)
+    endpoints: list[EndpointConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_types(self, "[server]")
@@ -178,6 +216,22 @@ class ServerConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        self._check_endpoints(set(names))
+
+    def _check_endpoints(self, models: set[str]) -> None:
+        seen: set[str] = set()
+        for e in self.endpoints:
+            if e.name in models:
+                raise ConfigError(f"[[endpoints]] {e.name!r}: a model has that name; name the endpoint apart")
+            if e.name in seen:
+                raise ConfigError(f"[[endpoints]] {e.name!r} is defined twice")
+            seen.add(e.name)
+            missing = [m for m, _ in e.weights() if m not in models]
+            if missing:
+                raise ConfigError(
+                    f"[[endpoints]] {e.name!r}: variant(s) {missing} are not served models; "
+                    f"serve them too (models: {sorted(models)})"
+                )
 
     @property
     def url(self) -> str:
@@ -347,7 +401,7 @@ def build_server_config(
     environ = os.environ if environ is None else environ
     config_file = config_file or environ.get("MLRT_CONFIG")
     data: dict[str, Any] = load_toml(config_file) if config_file else {}
-    unknown = sorted(set(data) - {"server", "models", "monitor", "hooks"})
+    unknown = sorted(set(data) - {"server", "models", "monitor", "hooks", "endpoints"})
     if unknown:
         raise ConfigError(f"{config_file}: unknown section(s) {', '.join(unknown)}")
     if not isinstance(data.get("server", {}), dict):
@@ -357,7 +411,7 @@ def build_server_config(
     ):
         raise ConfigError(f"{config_file}: models must be an array of tables ([[models]])")
     server = _coerce(ServerConfig, data.get("server", {}), f"{config_file} [server]")
-    for key in ("models", "monitor", "hooks"):
+    for key in ("models", "monitor", "hooks", "endpoints"):
         if key in server:
             raise ConfigError(f"{config_file} [server]: {key} is a section of its own, not a setting")
     monitor_table = data.get("monitor", {})
@@ -392,7 +446,24 @@ def build_server_config(
             monitor[key] = value
     profiles = [p for p in (profiles or ()) if p]
     model_cfgs = _attach_profiles(model_cfgs, profiles)
-    return ServerConfig(models=model_cfgs, monitor=MonitorConfig(**monitor), hooks=hooks, **server)
+    endpoints = data.get("endpoints", [])
+    if not isinstance(endpoints, list) or not all(isinstance(e, dict) for e in endpoints):
+        raise ConfigError(f"{config_file}: endpoints must be an array of tables ([[endpoints]])")
+    endpoint_cfgs = []
+    for i, entry in enumerate(endpoints):
+        unknown_keys = sorted(set(entry) - {"name", "variants", "sticky"})
+        if unknown_keys:
+            later = " (shadow traffic is not supported yet)" if "shadow" in unknown_keys else ""
+            raise ConfigError(
+                f"{config_file} [[endpoints]] #{i + 1}: unknown setting(s) {', '.join(unknown_keys)}{later}"
+            )
+        try:
+            endpoint_cfgs.append(EndpointConfig(**entry))
+        except TypeError as exc:
+            raise ConfigError(f"{config_file} [[endpoints]] #{i + 1}: {exc}") from None
+    return ServerConfig(
+        models=model_cfgs, monitor=MonitorConfig(**monitor), hooks=hooks, endpoints=endpoint_cfgs, **server
+    )
 
 
 def _attach_profiles(models: list[ModelConfig], profiles: Sequence[str]) -> list[ModelConfig]:

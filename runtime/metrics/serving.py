@@ -177,6 +177,10 @@ class ServingMetrics:
         """Export the drift figures of the monitors `monitors()` returns at each scrape."""
         self.registry.register(DriftCollector(monitors))
 
+    def watch_endpoints(self, endpoints: Callable[[], list[Any]]) -> None:
+        """Export the requests routed through each endpoint's variants (runtime/traffic)."""
+        self.registry.register(_EndpointCollector(endpoints))
+
     def for_model(
         self, model: str, version: str, queue_depth: Callable[[], int] | None = None
     ) -> ModelMetrics:
@@ -193,3 +197,22 @@ class ServingMetrics:
 
     def models(self) -> list[ModelMetrics]:
         return list(self._models.values())
+
+
+class _EndpointCollector(Collector):
+    """mlrt_endpoint_requests_total{endpoint,variant}: the endpoints' own counts, read at
+    scrape time (they are plain integers kept on the event loop's thread)."""
+
+    def __init__(self, endpoints: Callable[[], list[Any]]) -> None:
+        self._endpoints = endpoints
+
+    def collect(self) -> Iterator[Any]:
+        family = CounterMetricFamily(
+            "mlrt_endpoint_requests",
+            "Requests routed through an endpoint, by the variant (model) chosen",
+            labels=["endpoint", "variant"],
+        )
+        for e in self._endpoints():
+            for v in e.variants:
+                family.add_metric([e.name, v.model], v.requests)
+        yield family

@@ -17,7 +17,7 @@ from .http import error_response
 from .reload import Reloader
 
 
-def _authorized(request: Request) -> bool:
+def authorized(request: Request) -> bool:
     token = request.app.state.config.admin_token
     if not token:
         return True
@@ -25,7 +25,7 @@ def _authorized(request: Request) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-def _denied() -> Response:
+def denied() -> Response:
     return error_response(401, "missing or invalid admin token", {"WWW-Authenticate": "Bearer"})
 
 
@@ -34,8 +34,8 @@ def _reloader(request: Request) -> Reloader:
 
 
 async def index(request: Request) -> Response:
-    if not _authorized(request):
-        return _denied()
+    if not authorized(request):
+        return denied()
     repo = request.app.state.repository
     models: list[dict[str, Any]] = [
         {"name": e.model.name, "version": e.model.version, "state": "READY" if e.ready else "UNAVAILABLE",
@@ -50,15 +50,15 @@ async def index(request: Request) -> Response:
 
 async def load(request: Request) -> Response:
     """Load a model, or load its newest target again now (a registry alias' current version)."""
-    if not _authorized(request):
-        return _denied()
+    if not authorized(request):
+        return denied()
     entry = await _reloader(request).reload(request.path_params["model"])
     body = {"name": entry.model.name, "version": entry.model.version}
     return Response(orjson.dumps(body), media_type="application/json")
 
 
 async def unload(request: Request) -> Response:
-    if not _authorized(request):
-        return _denied()
+    if not authorized(request):
+        return denied()
     await _reloader(request).unload(request.path_params["model"])
     return Response(status_code=200)

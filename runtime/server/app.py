@@ -14,7 +14,8 @@ from starlette.routing import Route
 from ..config import ServerConfig
 from ..hooks import HookDispatcher, build_hooks
 from ..repository import Repository
-from . import admin, routes
+from ..traffic import Endpoint, Router
+from . import admin, endpoints, routes
 from .drift import DriftService
 from .http import HANDLERS, infer_asgi, match_infer
 from .pipeline import OFFLOAD_BYTES, Pipeline
@@ -67,7 +68,9 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     reloader = Reloader(repository, config)
     repository.metrics.watch_drift(lambda: [e.monitor for e in drift.monitored()])
 
-    pipeline = Pipeline(repository)
+    router = Router([Endpoint(e.name, e.weights(), e.sticky) for e in config.endpoints])
+    repository.metrics.watch_endpoints(lambda: list(router.endpoints.values()))
+    pipeline = Pipeline(repository, router)
     grpc = None
     if config.grpc_port is not None:
         from .grpc_server import GrpcServer
@@ -101,6 +104,8 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
             Route("/v2/repository/index", admin.index, methods=["POST", "GET"]),
             Route("/v2/repository/models/{model}/load", admin.load, methods=["POST"]),
             Route("/v2/repository/models/{model}/unload", admin.unload, methods=["POST"]),
+            Route("/v2/endpoints/{endpoint}", endpoints.show, methods=["GET"]),
+            Route("/v2/endpoints/{endpoint}", endpoints.set_weights, methods=["PUT"]),
             *_model_routes(),
         ],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
@@ -112,4 +117,5 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     starlette.state.drift = drift
     starlette.state.reloader = reloader
     starlette.state.grpc = grpc
+    starlette.state.router = router
     return MlrtApp(starlette, pipeline, config.max_body_bytes)

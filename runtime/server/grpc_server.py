@@ -66,6 +66,10 @@ class GrpcWire:
         headers = [(b"retry-after", str(failure.retry_after_s).encode())] if failure.retry_after_s else []
         return Answer(failure.status, None, headers=headers, error=failure.message)
 
+    def sticky_key(self, meta: Any, name: bytes) -> bytes | None:
+        # gRPC requests carry no headers into the pipeline yet: drawn by weight.
+        return None
+
 
 class GrpcServer:
     """The gRPC listener of one mlrt server: started and stopped with the app."""

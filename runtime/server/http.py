@@ -112,6 +112,11 @@ class HttpWire:
             # Answered in the format it was asked in.
             payload = result
             content_type = fmt.content_type
+        if call.endpoint is not None:
+            # Which variant answered a request routed through an endpoint (also in the body's
+            # model_name and model_version).
+            model = call.entry.model
+            extra.append((b"mlrt-variant", f"{model.name}/{model.version}".encode()))
         if accept and len(payload) >= COMPRESS_MIN_BYTES:
             payload, encoding = compress(payload, accept.decode("latin-1"))
             if encoding:
@@ -120,6 +125,9 @@ class HttpWire:
 
     def fail(self, failure: Failure) -> Answer:
         return error_answer(failure.status, failure.message, failure.retry_after_s)
+
+    def sticky_key(self, meta: dict[bytes, bytes], name: bytes) -> bytes | None:
+        return meta.get(name) or None
 
 
 HTTP_WIRE = HttpWire()
@@ -216,7 +224,7 @@ async def infer_asgi(
     started = pipeline.arrive(loop)
     entry = None
     try:
-        entry = pipeline.resolve(target)  # held while the body arrives
+        entry = pipeline.resolve(target, HTTP_WIRE, headers)  # held while the body arrives
         body = await read_body(receive, headers, max_body_bytes)
     except ConnectionAbortedError:
         pipeline.abandon(entry)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from ..errors import InvalidInput
 from ..models import Tensors, check_inputs
 from ..repository import LoadedModel, Repository
+from ..traffic import Router
 from .codec import InferRequest, InferResponse, select_outputs
 from .errors import Failure, failure
 
@@ -79,6 +80,10 @@ class Wire(Protocol):
 
     def fail(self, failure: Failure) -> Answer: ...
 
+    def sticky_key(self, meta: Any, name: bytes) -> bytes | None:
+        """The value of the sticky-key header (or metadata) `name` in `meta`, if any."""
+        ...
+
 
 @dataclass(slots=True)
 class Call:
@@ -92,6 +97,7 @@ class Call:
     form: Any  # what the wire's decoder left for its encoder (HTTP: format, Accept-Encoding)
     started: float
     offload: bool
+    endpoint: str | None = None  # the endpoint it was routed through (runtime/traffic)
 
     def response(self, outputs: Tensors) -> InferResponse:
         """The model's outputs as the wire's encoder takes them."""
@@ -114,8 +120,9 @@ def timeout_s(req: InferRequest, entry: LoadedModel) -> float | None:
 class Pipeline:
     """The stages between a transport's receive and respond, shared by every transport."""
 
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, router: Router | None = None) -> None:
         self.repository = repository
+        self.router = router if router is not None else Router()
         # Infer requests between arrival and answer, across all models and transports.
         self.in_flight = 0
         # Arrivals per event-loop turn. Requests whose bodies have arrived run their
@@ -154,12 +161,31 @@ class Pipeline:
 
     # -- resolve ----------------------------------------------------------------------
 
-    def resolve(self, target: tuple[str, str | None]) -> LoadedModel:
+    def resolve(
+        self, target: tuple[str, str | None], wire: Wire | None = None, meta: Any = None
+    ) -> LoadedModel:
         """The model version that serves this request, held until it is answered: a
-        version swapped out meanwhile finishes the request before it is retired."""
-        entry = self.repository.get(*target)
+        version swapped out meanwhile finishes the request before it is retired.
+
+        A target that names an endpoint (runtime/traffic) resolves to one of its
+        variants: by the request's sticky key when the endpoint has one and the wire
+        finds it in `meta`, else drawn by weight."""
+        name, version = target
+        endpoint = self.router.get(name) if self.router else None
+        if endpoint is not None:
+            if version is not None:
+                raise InvalidInput(f"'{name}' is an endpoint: call it without a version, or call a variant")
+            key = None
+            if endpoint.header is not None and wire is not None:
+                key = wire.sticky_key(meta, endpoint.header)
+            name = endpoint.choose(key).model
+        entry = self.repository.get(name, version)
         entry.holders += 1
         return entry
+
+    def _endpoint(self, target: tuple[str, str | None]) -> str | None:
+        """The endpoint a request was routed through, if it named one."""
+        return target[0] if self.router and self.router.get(target[0]) is not None else None
 
     # -- the stages, driven -------------------------------------------------------------
 
@@ -186,16 +212,18 @@ class Pipeline:
             started = self.arrive(loop)
         try:
             if entry is None:
-                entry = self.resolve(target)
+                entry = self.resolve(target, wire, meta)
             entry.batcher.check_room()  # admit, early: an overloaded model refuses before decoding
             if size > OFFLOAD_BYTES:
                 # One big request must not hold the event loop: decode (and later encode)
                 # on a worker thread, then carry on here.
                 held = entry
-                work = loop.run_in_executor(None, self.decode, held, wire, payload, meta, started, True)
+                work = loop.run_in_executor(
+                    None, self.decode, held, wire, payload, meta, started, True, self._endpoint(target)
+                )
                 work.add_done_callback(functools.partial(self._decoded, responder, held, wire, started, loop))
                 return work
-            call = self.decode(entry, wire, payload, meta, started, False)
+            call = self.decode(entry, wire, payload, meta, started, False, self._endpoint(target))
             return self.run(call, responder, loop)
         except Exception as exc:
             self.respond_failure(responder, wire, entry, started, exc)
@@ -222,14 +250,21 @@ class Pipeline:
     # -- decode -------------------------------------------------------------------------
 
     def decode(
-        self, entry: LoadedModel, wire: Wire, payload: Any, meta: Any, started: float, offload: bool
+        self,
+        entry: LoadedModel,
+        wire: Wire,
+        payload: Any,
+        meta: Any,
+        started: float,
+        offload: bool,
+        endpoint: str | None = None,
     ) -> Call:
         """Decode a payload and check it against the model (converting datatypes by the
         one rule, runtime/convert.py)."""
         model = entry.model
         req, form = wire.decode(payload, meta, model)
         req.inputs = check_inputs(model, req.inputs, req.datatypes)
-        return Call(entry, req, select_outputs(req, model), wire, form, started, offload)
+        return Call(entry, req, select_outputs(req, model), wire, form, started, offload, endpoint)
 
     # -- admit and run --------------------------------------------------------------------
 

@@ -1,0 +1,59 @@
+"""The endpoint API (runtime/traffic): read an endpoint's variants, weights and counts,
+and change its weights at run time.
+
+    GET /v2/endpoints/{endpoint}
+    PUT /v2/endpoints/{endpoint}   {"weights": {"churn-v1": 50, "churn-v2": 50}}
+
+PUT needs the admin token when one is configured, as the repository routes do; a
+change takes effect with the next request and is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import ConfigError, InvalidInput
+from ..traffic import Endpoint
+from .admin import authorized, denied
+from .codec import loads_json
+from .http import error_response
+
+log = logging.getLogger("mlrt.traffic")
+
+
+def _endpoint(request: Request) -> Endpoint | Response:
+    name = request.path_params["endpoint"]
+    endpoint = request.app.state.router.get(name)
+    if endpoint is None:
+        known = sorted(request.app.state.router.endpoints)
+        return error_response(404, f"no endpoint '{name}'; endpoints: {known}")
+    return endpoint  # type: ignore[no-any-return]
+
+
+async def show(request: Request) -> Response:
+    endpoint = _endpoint(request)
+    if isinstance(endpoint, Response):
+        return endpoint
+    return Response(orjson.dumps(endpoint.to_json()), media_type="application/json")
+
+
+async def set_weights(request: Request) -> Response:
+    if not authorized(request):
+        return denied()
+    endpoint = _endpoint(request)
+    if isinstance(endpoint, Response):
+        return endpoint
+    doc = loads_json(await request.body(), "request")
+    weights = doc.get("weights") if isinstance(doc, dict) else None
+    if not isinstance(weights, dict) or not weights:
+        raise InvalidInput('the body must be {"weights": {"<variant model>": <weight>, ...}}')
+    try:
+        endpoint.set_weights(weights)
+    except ConfigError as exc:
+        raise InvalidInput(str(exc)) from None
+    log.info("endpoint %s: weights now %s", endpoint.name, {v.model: v.weight for v in endpoint.variants})
+    return Response(orjson.dumps(endpoint.to_json()), media_type="application/json")

@@ -1,0 +1,143 @@
+"""Endpoints: a name clients call like a model, routed to weighted variants (A/B tests,
+canary releases), optionally sticky on a key the request carries.
+
+A sticky key is hashed with BLAKE2b (never Python's salted `hash()`), so a key goes to
+the same variant in every process and after every restart while the weights stand.
+Among the variants, the key goes to the one with the highest weighted rendezvous score
+`-w / ln(u)`, u being the key's hash with that variant's name, uniform in (0, 1): each
+variant wins a share of keys equal to its share of the weight, and a change of weights
+moves only the keys it must (those the grown variant now wins, or those the shrunk one
+lost). Requests without a key (or endpoints that are not sticky) are spread by weight
+at random.
+
+Everything here runs on the event loop's thread: the counts are plain integers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+__all__ = ["Endpoint", "Router", "Variant", "sticky_header"]
+
+_TWO64 = float(2**64)
+
+
+@dataclass
+class Variant:
+    model: str
+    weight: float
+    requests: int = 0  # answered through the endpoint (counted when chosen)
+
+
+def sticky_header(sticky: str | None, where: str) -> bytes | None:
+    """The header a `sticky = "header:NAME"` setting names, lower-cased, as HTTP servers
+    hand header names over; None when the endpoint is not sticky."""
+    if sticky is None:
+        return None
+    kind, _, name = sticky.partition(":")
+    if kind == "header" and name.strip():
+        return name.strip().lower().encode("latin-1")
+    if kind == "parameter":
+        raise ConfigError(
+            f"{where}: sticky = {sticky!r}: keys from V2 request parameters are not supported yet; "
+            'use a header (sticky = "header:x-user-id")'
+        )
+    raise ConfigError(f'{where}: sticky must be "header:NAME", got {sticky!r}')
+
+
+def _check_weights(weights: Mapping[str, float], where: str) -> None:
+    for model, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ConfigError(f"{where}: the weight of {model!r} must be a number >= 0, got {w!r}")
+    if not sum(weights.values()) > 0:
+        raise ConfigError(f"{where}: at least one variant needs a weight above 0")
+
+
+class Endpoint:
+    """One endpoint's variants and how a request picks one."""
+
+    def __init__(self, name: str, variants: Sequence[tuple[str, float]], sticky: str | None = None) -> None:
+        where = f"endpoint {name!r}"
+        if not variants:
+            raise ConfigError(f"{where}: needs at least one variant")
+        models = [m for m, _ in variants]
+        if len(set(models)) != len(models):
+            raise ConfigError(f"{where}: a model is listed twice among the variants: {models}")
+        _check_weights(dict(variants), where)
+        self.name = name
+        self.sticky = sticky
+        self.header = sticky_header(sticky, where)
+        self.variants = [Variant(m, float(w)) for m, w in variants]
+        # The key's hash is salted with each variant's name once, here.
+        self._salts = [hashlib.blake2b(v.model.encode(), digest_size=16).digest() for v in self.variants]
+        self._total = sum(v.weight for v in self.variants)
+
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """New weights for some or all variants (the others keep theirs)."""
+        where = f"endpoint {self.name!r}"
+        known = {v.model for v in self.variants}
+        unknown = sorted(set(weights) - known)
+        if unknown:
+            raise ConfigError(f"{where}: no variant(s) {unknown}; its variants are {sorted(known)}")
+        merged = {v.model: float(weights.get(v.model, v.weight)) for v in self.variants}
+        _check_weights(merged, where)
+        for v in self.variants:
+            v.weight = merged[v.model]
+        self._total = sum(merged.values())
+
+    def choose(self, key: bytes | None = None) -> Variant:
+        """The variant a request goes to: by `key` when given, else at random by weight."""
+        if key is None:
+            x = random.random() * self._total
+            for v in self.variants:
+                x -= v.weight
+                if x < 0 and v.weight > 0:
+                    chosen = v
+                    break
+            else:  # rounding left x at the total's edge: the last variant with a weight
+                chosen = [v for v in self.variants if v.weight > 0][-1]
+        else:
+            chosen = self.variants[self.rank(key)]
+        chosen.requests += 1
+        return chosen
+
+    def rank(self, key: bytes) -> int:
+        """The index of the variant `key` goes to: weighted rendezvous hashing."""
+        best, best_score = -1, -math.inf
+        for i, (v, salt) in enumerate(zip(self.variants, self._salts, strict=True)):
+            if v.weight <= 0:
+                continue
+            digest = hashlib.blake2b(key, digest_size=8, key=salt).digest()
+            u = (int.from_bytes(digest, "big") + 0.5) / _TWO64  # in (0, 1)
+            score = -v.weight / math.log(u)
+            if score > best_score:
+                best, best_score = i, score
+        return best
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "sticky": self.sticky,
+            "variants": [
+                {"model": v.model, "weight": v.weight, "requests": v.requests} for v in self.variants
+            ],
+        }
+
+
+class Router:
+    """The server's endpoints by name."""
+
+    def __init__(self, endpoints: Sequence[Endpoint] = ()) -> None:
+        self.endpoints = {e.name: e for e in endpoints}
+
+    def get(self, name: str) -> Endpoint | None:
+        return self.endpoints.get(name)
+
+    def __bool__(self) -> bool:
+        return bool(self.endpoints)

@@ -1,0 +1,174 @@
+"""Endpoints routed to weighted variants (runtime/traffic), against a real server: the
+weights hold, sticky keys keep their variant across calls and a restart, the response
+names the variant, weights change at run time, and the counts reach /metrics."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.serving import Server, start_server, stop_server
+
+pytestmark = pytest.mark.integration
+
+BODY = json.dumps(
+    {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 20], "data": [0.1] * 20}]}
+).encode()
+
+
+def config(tmp: Path, model: Path, weights: tuple[int, int], sticky: bool) -> Path:
+    path = tmp / f"traffic-{weights[0]}-{weights[1]}-{sticky}.toml"
+    lines = [
+        "[server]",
+        'admin_token = "s3cret"',
+        "[[models]]",
+        'name = "churn-v1"',
+        f'source = "{model}"',
+        "[[models]]",
+        'name = "churn-v2"',
+        f'source = "{model}"',
+        "[[endpoints]]",
+        'name = "churn"',
+        "variants = ["
+        f'{{ model = "churn-v1", weight = {weights[0]} }}, {{ model = "churn-v2", weight = {weights[1]} }}]',
+    ]
+    if sticky:
+        lines.append('sticky = "header:x-user-id"')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Caller:
+    """One keep-alive HTTP/1.1 connection (fast enough for tens of thousands of calls)."""
+
+    def __init__(self, server: Server) -> None:
+        host, port = server.host_port.split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)
+
+    def __enter__(self) -> Caller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+    def infer(self, target: str = "churn", key: str | None = None) -> tuple[int, dict, dict[str, str]]:
+        headers = {"content-type": "application/json"}
+        if key is not None:
+            headers["x-user-id"] = key
+        self.conn.request("POST", f"/v2/models/{target}/infer", BODY, headers)
+        r = self.conn.getresponse()
+        body = json.loads(r.read())
+        return r.status, body, {k.lower(): v for k, v in r.getheaders()}
+
+    def variant(self, key: str | None = None) -> str:
+        status, body, headers = self.infer(key=key)
+        assert status == 200, body
+        assert headers["mlrt-variant"] == f"{body['model_name']}/{body['model_version']}"
+        return str(body["model_name"])
+
+
+@pytest.fixture
+def closing() -> Iterator[ExitStack]:
+    """Connections opened by a test, closed when it ends."""
+    with ExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def served(model_dir: Path, tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    cfg = config(tmp_path, model_dir / "mlp.onnx", (90, 10), sticky=True)
+    srv = start_server([], tmp_path, ["--config", str(cfg)])
+    yield srv, cfg
+    stop_server(srv)
+
+
+def test_weights_hold_within_two_points(model_dir: Path, tmp_path: Path, closing: ExitStack) -> None:
+    srv = start_server(
+        [], tmp_path, ["--config", str(config(tmp_path, model_dir / "mlp.onnx", (90, 10), False))]
+    )
+    try:
+        c = closing.enter_context(Caller(srv))
+        counts = Counter(c.variant() for _ in range(20_000))
+        assert abs(counts["churn-v2"] / 20_000 - 0.10) < 0.02, counts
+        # The answer is the variant's own: the same model, the same outputs as calling it directly.
+        _, direct, headers = c.infer("churn-v1")
+        assert "mlrt-variant" not in headers  # called by name, not routed
+        _, routed, _ = c.infer()
+        np.testing.assert_allclose(routed["outputs"][0]["data"], direct["outputs"][0]["data"])
+    finally:
+        stop_server(srv)
+
+
+def test_sticky_keys_keep_their_variant_across_calls_and_a_restart(served, tmp_path: Path, closing) -> None:
+    srv, cfg = served
+    keys = [f"user-{i}" for i in range(10_000)]
+    c = closing.enter_context(Caller(srv))
+    first = {k: c.variant(k) for k in keys}
+    for _ in range(2):
+        assert {k: c.variant(k) for k in keys} == first
+    share = sum(v == "churn-v2" for v in first.values()) / len(keys)
+    assert abs(share - 0.10) < 0.02
+    stop_server(srv)
+    again = start_server([], tmp_path, ["--config", str(cfg)])
+    try:
+        c = closing.enter_context(Caller(again))
+        assert {k: c.variant(k) for k in keys} == first
+    finally:
+        stop_server(again)
+
+
+def test_weights_change_at_run_time_and_move_few_keys(served, closing: ExitStack) -> None:
+    srv, _ = served
+    c = closing.enter_context(Caller(srv))
+    keys = [f"user-{i}" for i in range(2_000)]
+    before = {k: c.variant(k) for k in keys}
+
+    def put(body: dict, token: str | None = "s3cret") -> tuple[int, dict]:
+        headers = {"content-type": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        c.conn.request("PUT", "/v2/endpoints/churn", json.dumps(body).encode(), headers)
+        r = c.conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+
+    assert put({"weights": {"churn-v2": 50}}, token=None)[0] == 401
+    status, doc = put({"weights": {"churn-v1": 50, "churn-v2": 50}})
+    assert status == 200 and [v["weight"] for v in doc["variants"]] == [50, 50]
+    after = {k: c.variant(k) for k in keys}
+    moved = [k for k in keys if after[k] != before[k]]
+    # Only keys that now go to the grown variant move: none leaves churn-v2.
+    assert all(before[k] == "churn-v1" and after[k] == "churn-v2" for k in moved)
+    assert abs(sum(v == "churn-v2" for v in after.values()) / len(keys) - 0.5) < 0.04
+    # Bad changes are refused with a message and change nothing.
+    status, doc = put({"weights": {"churn-v3": 1}})
+    assert status == 400 and "no variant(s) ['churn-v3']" in doc["error"]
+    status, doc = put({"weights": {"churn-v1": 0, "churn-v2": 0}})
+    assert status == 400 and "at least one variant" in doc["error"]
+    c.conn.request("GET", "/v2/endpoints/churn")
+    shown = json.loads(c.conn.getresponse().read())
+    assert [(v["model"], v["weight"]) for v in shown["variants"]] == [("churn-v1", 50), ("churn-v2", 50)]
+    assert sum(v["requests"] for v in shown["variants"]) == 2 * len(keys)
+
+
+def test_counts_reach_metrics_and_versions_are_refused(served, closing: ExitStack) -> None:
+    srv, _ = served
+    c = closing.enter_context(Caller(srv))
+    for i in range(200):
+        c.variant(f"k{i}")
+    status, doc, _ = c.infer("churn/versions/1")
+    c.conn.request("GET", "/metrics")
+    text = c.conn.getresponse().read().decode()
+    lines = [ln for ln in text.splitlines() if ln.startswith("mlrt_endpoint_requests_total{")]
+    total = sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
+    assert total == 200 and len(lines) == 2
+    assert status == 400 and "is an endpoint" in doc["error"]
+    c.conn.request("GET", "/v2/endpoints/nope")
+    r = c.conn.getresponse()
+    assert r.status == 404 and "endpoints: ['churn']" in json.loads(r.read())["error"]
