@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "runtime.commands.drift",
     "runtime.commands.predict",
     "runtime.commands.registry",
+    "runtime.commands.traffic",
     "runtime.commands.bench",
 )
 

@@ -172,3 +172,21 @@ def test_counts_reach_metrics_and_versions_are_refused(served, closing: ExitStac
     c.conn.request("GET", "/v2/endpoints/nope")
     r = c.conn.getresponse()
     assert r.status == 404 and "endpoints: ['churn']" in json.loads(r.read())["error"]
+
+
+def test_mlrt_traffic_show_and_set(served, capsys) -> None:
+    from runtime.cli import main as mlrt
+
+    srv, _ = served
+    url = ["--url", srv.url]
+    assert mlrt(["traffic", "show", "churn", *url]) == 0
+    out = capsys.readouterr().out
+    assert "churn-v1" in out and "90" in out and "sticky key: header:x-user-id" in out
+    assert mlrt(["traffic", "set", "churn", "churn-v2=40", *url]) == 2
+    assert "401" in capsys.readouterr().err
+    assert mlrt(["traffic", "set", "churn", "churn-v2=40", *url, "--token", "s3cret"]) == 0
+    assert "churn-v2                        40" in capsys.readouterr().out
+    assert mlrt(["traffic", "set", "churn", "churn-v3=1", *url, "--token", "s3cret"]) == 2
+    assert "no variant(s) ['churn-v3']" in capsys.readouterr().err
+    assert mlrt(["traffic", "set", "churn", "churn-v2", *url, "--token", "s3cret"]) == 2
+    assert "MODEL=WEIGHT" in capsys.readouterr().err
