@@ -147,11 +147,9 @@ def _from_server(url: str, model: str | None) -> list[dict[str, Any]]:
 
 def _check(response: Any, base: str) -> None:
     if response.status_code != 200:
-        try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text[:200]
-        raise ValueError(f"{base}{response.request.url.path}: {response.status_code} {message}")
+        from . import server_error
+
+        raise ValueError(f"{base}{response.request.url.path}: {server_error(response)}")
 
 
 def render(reports: list[dict[str, Any]], fmt: str) -> str:

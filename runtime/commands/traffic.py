@@ -59,11 +59,9 @@ def run(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         return fail(f"cannot reach {base}: {exc}")
     if r.status_code != 200:
-        try:
-            message = r.json().get("error", r.text)
-        except ValueError:
-            message = r.text[:200]
-        return fail(f"{r.status_code} {message}")
+        from . import server_error
+
+        return fail(server_error(r))
     _print(r.json())
     return 0
 

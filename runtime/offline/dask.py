@@ -72,15 +72,7 @@ def predict(
     odd = [n for n in names if not isinstance(n, str)]
     if odd:
         raise ConfigError(f"column names must be strings to be matched to the model; got {odd[:5]}")
-    spec = ScorerSpec(
-        model,
-        profile=profile,
-        columns=tuple(columns) if columns is not None else None,
-        outputs=tuple(outputs) if outputs is not None else None,
-        passthrough=tuple(passthrough),
-        threads=threads,
-        registry=registry,
-    )
+    spec = ScorerSpec(model, profile, columns, outputs, passthrough, threads, registry)
     scorer = spec.build()
     read = scorer.check(names_schema(names))
     inputs = scorer.input_columns(names)

@@ -178,17 +178,7 @@ def predict_files(
     if any(os.path.abspath(p) == os.path.abspath(out) for p in paths):
         raise ConfigError(f"{out} is also an input: write the predictions elsewhere")
     ds = dataset(paths)
-    scorer = BatchScorer(
-        ScorerSpec(
-            model,
-            profile=profile,
-            columns=tuple(columns) if columns is not None else None,
-            outputs=tuple(outputs) if outputs is not None else None,
-            passthrough=tuple(passthrough),
-            threads=threads,
-            registry=registry,
-        )
-    )
+    scorer = BatchScorer(ScorerSpec(model, profile, columns, outputs, passthrough, threads, registry))
     read = scorer.check(ds.schema)
     schema = scorer.output_schema(ds.schema)
     total = _count_rows(ds)

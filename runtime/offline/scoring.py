@@ -54,6 +54,15 @@ class ScorerSpec:
     threads: int | None = None
     registry: str | None = None
 
+    def __post_init__(self) -> None:
+        # Lists (from a command line, from a caller) become tuples: the spec stays
+        # hashable, the key of each worker's cached scorer.
+        for name in ("columns", "outputs"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, "passthrough", tuple(self.passthrough))
+
     def build(self) -> BatchScorer:
         return BatchScorer(self)
 

@@ -75,15 +75,7 @@ def predict(
 
     if PARTITION in df.columns:
         raise ConfigError(f"the DataFrame has a column named {PARTITION!r}, which mlrt uses for itself")
-    spec = ScorerSpec(
-        model,
-        profile=profile,
-        columns=tuple(columns) if columns is not None else None,
-        outputs=tuple(outputs) if outputs is not None else None,
-        passthrough=tuple(passthrough),
-        threads=threads,
-        registry=registry,
-    )
+    spec = ScorerSpec(model, profile, columns, outputs, passthrough, threads, registry)
     scorer = spec.build()
     read = scorer.check(names_schema(df.columns))
     source = df.select(*[F.col(_quoted(c)) for c in read], F.spark_partition_id().alias(PARTITION))
