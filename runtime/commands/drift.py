@@ -56,9 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from runtime.errors import MlrtError
 
-    def fail(message: str) -> int:
-        print(f"mlrt drift: {message}", file=sys.stderr)
-        return 2
+    from . import failer
+
+    fail = failer("drift")
 
     if args.url:
         if args.profile or args.data:

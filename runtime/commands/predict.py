@@ -61,28 +61,16 @@ def run(args: argparse.Namespace) -> int:
     from runtime.errors import MlrtError
     from runtime.offline import predict_files
 
-    def fail(message: str) -> int:
-        print(f"mlrt predict: {message}", file=sys.stderr)
-        return 2
+    from . import failer
+
+    fail = failer("predict")
 
     as_json = args.json or not sys.stdout.isatty()
     progress, bar = _progress(enabled=sys.stderr.isatty())
     try:
         with bar:
-            summary = predict_files(
-                args.model,
-                args.data,
-                args.output,
-                format=args.format,
-                batch_rows=args.batch_rows,
-                columns=args.columns,
-                outputs=args.outputs,
-                passthrough=args.passthrough,
-                profile=args.profile,
-                threads=args.threads,
-                registry=args.registry,
-                progress=progress,
-            )
+            options = {name: getattr(args, name) for name in _OPTIONS}
+            summary = predict_files(args.model, args.data, args.output, progress=progress, **options)
     except KeyboardInterrupt:
         print(f"mlrt predict: interrupted; {args.output} was not written", file=sys.stderr)
         return 130
@@ -104,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     if args.fail_on_drift and summary.drift is not None and summary.drift["status"] == "alert":
         return 1
     return 0
+
+
+#: The command's options that are predict_files' keywords of the same name.
+_OPTIONS = ("format", "batch_rows", "columns", "outputs", "passthrough", "profile", "threads", "registry")
 
 
 def _progress(enabled: bool) -> tuple[Any, Any]:

@@ -39,6 +39,8 @@ __all__ = ["DaskPrediction", "predict", "summed"]
 BATCH_ROWS = 65_536
 
 
+# The keywords are runtime.offline.spark.predict's, spelled out in both (a clone detector
+# pairs them) so that help() and type checkers show each API whole.
 def predict(
     ddf: Any,
     model: str,
