@@ -5,6 +5,6 @@ docs/offline.md walks through it."""
 from __future__ import annotations
 
 from .files import PredictSummary, predict_files
-from .scoring import BatchScorer, ScorerSpec
+from .scoring import BatchScorer, ScorerSpec, ScoringOptions
 
-__all__ = ["BatchScorer", "PredictSummary", "ScorerSpec", "predict_files"]
+__all__ = ["BatchScorer", "PredictSummary", "ScorerSpec", "ScoringOptions", "predict_files"]

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from ..errors import ConfigError
-from .scoring import ScorerSpec
+from .scoring import ScorerSpec, ScoringOptions
 from .workers import DriftReports, counts_since, names_schema, pinned, scorer_for
 
 __all__ = ["DaskPrediction", "predict", "summed"]
@@ -39,19 +39,12 @@ __all__ = ["DaskPrediction", "predict", "summed"]
 BATCH_ROWS = 65_536
 
 
-# The keywords are runtime.offline.spark.predict's, spelled out in both (a clone detector
-# pairs them) so that help() and type checkers show each API whole.
 def predict(
     ddf: Any,
     model: str,
     *,
-    profile: str | None = None,
-    columns: Sequence[str] | None = None,
-    outputs: Sequence[str] | None = None,
-    passthrough: Sequence[str] = (),
-    threads: int = 1,
-    registry: str | None = None,
     batch_rows: int = BATCH_ROWS,
+    **options: Unpack[ScoringOptions],
 ) -> DaskPrediction:
     """Score the Dask DataFrame `ddf` with `model` (anything `mlrt serve` takes, at a path
     every worker can read): a DaskPrediction whose `df` holds the `passthrough` columns,
@@ -60,8 +53,9 @@ def predict(
 
     Nothing runs until something is computed; the model is loaded here once to check the
     columns (a missing column, or a count that does not fit the model's inputs, raises
-    ConfigError now). The arguments are `mlrt predict`'s; `threads` is onnxruntime's per
-    worker thread, 1 by default because Dask already runs one task per core.
+    ConfigError now). The `options` are `mlrt predict`'s (runtime.offline.ScoringOptions);
+    `threads` is onnxruntime's per worker thread, 1 by default because Dask already runs one
+    task per core.
     """
     import dask
     import dask.dataframe as dd
@@ -74,7 +68,7 @@ def predict(
     odd = [n for n in names if not isinstance(n, str)]
     if odd:
         raise ConfigError(f"column names must be strings to be matched to the model; got {odd[:5]}")
-    spec = ScorerSpec(model, profile, columns, outputs, passthrough, threads, registry)
+    spec = ScorerSpec.of(model, options, threads=1)
     scorer = spec.build()
     read = scorer.check(names_schema(names))
     inputs = scorer.input_columns(names)

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from ..data import dataset, expand_paths, format_of, read_batches
 from ..errors import ConfigError
-from .scoring import BatchScorer, ScorerSpec
+from .scoring import BatchScorer, ScorerSpec, ScoringOptions
 
 __all__ = ["PredictSummary", "WRITE_FORMATS", "predict_files"]
 
@@ -149,16 +149,13 @@ def predict_files(
     *,
     format: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
-    columns: Sequence[str] | None = None,
-    outputs: Sequence[str] | None = None,
-    passthrough: Sequence[str] = (),
-    profile: str | None = None,
-    threads: int | None = None,
-    registry: str | None = None,
     progress: Progress | None = None,
+    **options: Unpack[ScoringOptions],
 ) -> PredictSummary:
     """Score `data` (files, folders or globs of Parquet, CSV or Arrow IPC) with `model`
-    (anything `mlrt serve` takes) into `output`, `batch_rows` rows at a time.
+    (anything `mlrt serve` takes) into `output`, `batch_rows` rows at a time. The
+    `options` (profile, columns, outputs, passthrough, threads, registry) are ScorerSpec's;
+    `threads` defaults to every CPU this process may use.
 
     The output holds the `passthrough` columns, then the model's outputs as columns
     (``label``, ``probabilities[0]``...). With a profile (given, or the registry
@@ -178,7 +175,7 @@ def predict_files(
     if any(os.path.abspath(p) == os.path.abspath(out) for p in paths):
         raise ConfigError(f"{out} is also an input: write the predictions elsewhere")
     ds = dataset(paths)
-    scorer = BatchScorer(ScorerSpec(model, profile, columns, outputs, passthrough, threads, registry))
+    scorer = BatchScorer(ScorerSpec.of(model, options))
     read = scorer.check(ds.schema)
     schema = scorer.output_schema(ds.schema)
     total = _count_rows(ds)

@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from ..models import Model, check_inputs, load_model
 from ..monitor.drift import ModelMonitor, column_names
 from ..monitor.profile import Profile
 
-__all__ = ["BatchScorer", "ScorerSpec"]
+__all__ = ["BatchScorer", "ScorerSpec", "ScoringOptions"]
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,29 @@ class ScorerSpec:
                 object.__setattr__(self, name, tuple(value))
         object.__setattr__(self, "passthrough", tuple(self.passthrough))
 
+    @classmethod
+    def of(cls, model: str, options: Mapping[str, Any], *, threads: int | None = None) -> ScorerSpec:
+        """The spec of `model` with a caller's ScoringOptions; `threads` is the entry
+        point's own default when the caller names none."""
+        unknown = sorted(set(options) - set(ScoringOptions.__annotations__))
+        if unknown:
+            raise TypeError(f"predict() got unexpected keyword argument(s) {', '.join(unknown)}")
+        return cls(model, **{"threads": threads, **options})
+
     def build(self) -> BatchScorer:
         return BatchScorer(self)
+
+
+class ScoringOptions(TypedDict, total=False):
+    """The keywords of every batch-scoring entry point (`predict_files`, the Spark and
+    Dask `predict`), declared once: their meaning is ScorerSpec's."""
+
+    profile: str | None
+    columns: Sequence[str] | None
+    outputs: Sequence[str] | None
+    passthrough: Sequence[str]
+    threads: int | None
+    registry: str | None
 
 
 def _threads(threads: int | None) -> int:

@@ -22,13 +22,13 @@ small job that returns one row per partition.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Unpack
 
 import numpy as np
 
 from ..errors import ConfigError
-from .scoring import BatchScorer, ScorerSpec
+from .scoring import BatchScorer, ScorerSpec, ScoringOptions
 from .workers import (
     DriftReports,
     add_counts,
@@ -52,13 +52,7 @@ PARTITION = "__mlrt_partition__"
 def predict(
     df: Any,
     model: str,
-    *,
-    profile: str | None = None,
-    columns: Sequence[str] | None = None,
-    outputs: Sequence[str] | None = None,
-    passthrough: Sequence[str] = (),
-    threads: int = 1,
-    registry: str | None = None,
+    **options: Unpack[ScoringOptions],
 ) -> SparkPrediction:
     """Score the pyspark DataFrame `df` with `model` (anything `mlrt serve` takes, at a path
     every executor can read): a SparkPrediction whose `df` holds the `passthrough` columns,
@@ -66,8 +60,9 @@ def predict(
 
     Nothing runs until an action computes `df`; the model is loaded here once to check the
     columns (a missing column, or a count that does not fit the model's inputs, raises
-    ConfigError now). The arguments are `mlrt predict`'s; `threads` is onnxruntime's per
-    Python worker, 1 by default because Spark already runs one task per core.
+    ConfigError now). The `options` are `mlrt predict`'s (runtime.offline.ScoringOptions);
+    `threads` is onnxruntime's per Python worker, 1 by default because Spark already runs
+    one task per core.
     """
     if not hasattr(df, "mapInArrow"):
         raise TypeError(f"predict() takes a pyspark.sql.DataFrame; got {type(df).__name__}")
@@ -75,7 +70,7 @@ def predict(
 
     if PARTITION in df.columns:
         raise ConfigError(f"the DataFrame has a column named {PARTITION!r}, which mlrt uses for itself")
-    spec = ScorerSpec(model, profile, columns, outputs, passthrough, threads, registry)
+    spec = ScorerSpec.of(model, options, threads=1)
     scorer = spec.build()
     read = scorer.check(names_schema(df.columns))
     source = df.select(*[F.col(_quoted(c)) for c in read], F.spark_partition_id().alias(PARTITION))
