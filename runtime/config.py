@@ -22,9 +22,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .traffic import Endpoint
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -148,11 +151,13 @@ class EndpointConfig:
         name = "churn"
         variants = [{ model = "churn-v1", weight = 90 }, { model = "churn-v2", weight = 10 }]
         sticky = "header:x-user-id"    # absent: each request drawn by weight
+        shadow = [{ model = "churn-v3", sample = 1.0 }]   # copies, compared, never returned
     """
 
     name: str
     variants: tuple[dict[str, Any], ...]
     sticky: str | None = None
+    shadow: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         where = f"[[endpoints]] {self.name!r}"
@@ -166,12 +171,30 @@ class EndpointConfig:
         self.variants = tuple(self.variants)
         if self.sticky is not None and not isinstance(self.sticky, str):
             raise ConfigError(f'{where}: sticky must be a string such as "header:x-user-id"')
-        from .traffic.routing import Endpoint
-
-        Endpoint(self.name, self.weights(), self.sticky)  # weights and sticky checked here, not at start
+        if not isinstance(self.shadow, (list, tuple)):
+            raise ConfigError(f"{where}: shadow must be a list of {{ model = ..., sample = ... }}")
+        for v in self.shadow:
+            odd = not isinstance(v, dict) or set(v) - {"model", "sample", "queue"}
+            if odd or not isinstance(v.get("model"), str):
+                raise ConfigError(
+                    f'{where}: each shadow is {{ model = "name", sample = 0.0-1.0, queue = N }}, got {v!r}'
+                )
+        self.shadow = tuple(self.shadow)
+        self.build()  # weights, sticky key and shadows checked here, not at start
 
     def weights(self) -> list[tuple[str, float]]:
         return [(v["model"], v.get("weight", 1)) for v in self.variants]
+
+    def models(self) -> list[str]:
+        """The served models this endpoint names: its variants, then its shadows."""
+        return [m for m, _ in self.weights()] + [s["model"] for s in self.shadow]
+
+    def build(self) -> Endpoint:
+        """The endpoint this config describes, with fresh counts."""
+        from .traffic import Endpoint, Shadow
+
+        shadows = [Shadow(self.name, **s) for s in self.shadow]
+        return Endpoint(self.name, self.weights(), self.sticky, shadows)
 
 
 @dataclass(kw_only=True)
@@ -226,10 +249,10 @@ class ServerConfig:
             if e.name in seen:
                 raise ConfigError(f"[[endpoints]] {e.name!r} is defined twice")
             seen.add(e.name)
-            missing = [m for m, _ in e.weights() if m not in models]
+            missing = [m for m in e.models() if m not in models]
             if missing:
                 raise ConfigError(
-                    f"[[endpoints]] {e.name!r}: variant(s) {missing} are not served models; "
+                    f"[[endpoints]] {e.name!r}: model(s) {missing} are not served models; "
                     f"serve them too (models: {sorted(models)})"
                 )
 
@@ -451,11 +474,10 @@ def build_server_config(
         raise ConfigError(f"{config_file}: endpoints must be an array of tables ([[endpoints]])")
     endpoint_cfgs = []
     for i, entry in enumerate(endpoints):
-        unknown_keys = sorted(set(entry) - {"name", "variants", "sticky"})
+        unknown_keys = sorted(set(entry) - {"name", "variants", "sticky", "shadow"})
         if unknown_keys:
-            later = " (shadow traffic is not supported yet)" if "shadow" in unknown_keys else ""
             raise ConfigError(
-                f"{config_file} [[endpoints]] #{i + 1}: unknown setting(s) {', '.join(unknown_keys)}{later}"
+                f"{config_file} [[endpoints]] #{i + 1}: unknown setting(s) {', '.join(unknown_keys)}"
             )
         try:
             endpoint_cfgs.append(EndpointConfig(**entry))

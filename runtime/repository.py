@@ -40,9 +40,12 @@ class LoadedModel:
     holders: int = 0
     # Output name -> V2 datatype, what every response encoder needs.
     output_datatypes: dict[str, str] = field(init=False)
+    # Input name -> V2 datatype: what a checked request holds (the shadow copies' datatypes).
+    input_datatypes: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.output_datatypes = {o.name: o.datatype for o in self.model.outputs}
+        self.input_datatypes = {i.name: i.datatype for i in self.model.inputs}
 
     @property
     def batchable(self) -> bool:

@@ -83,3 +83,12 @@ def _print(doc: dict[str, Any]) -> None:
     print(f"  {'variant':<24}{'weight':>10}{'share':>9}{'requests':>12}")
     for v in doc["variants"]:
         print(f"  {v['model']:<24}{v['weight']:>10g}{100 * v['weight'] / total:>8.1f}%{v['requests']:>12,}")
+    shadows = doc.get("shadows") or []
+    if shadows:
+        print(f"  {'shadow':<24}{'sample':>10}{'sent':>9}{'dropped':>12}{'failed':>9}{'agreement':>11}")
+        for s in shadows:
+            agreement = "-" if s["agreement"] is None else f"{100 * s['agreement']:.1f}%"
+            print(
+                f"  {s['model']:<24}{s['sample']:>10g}{s['sent']:>9,}{s['dropped']:>12,}{s['failed']:>9,}"
+                f"{agreement:>11}"
+            )

@@ -4,7 +4,7 @@ extension (triton.py) and drift (drift.py)."""
 from __future__ import annotations
 
 from .drift import DriftCollector
-from .serving import BATCH_BUCKETS, LATENCY_BUCKETS, ModelMetrics, ServingMetrics
+from .serving import BATCH_BUCKETS, LATENCY_BUCKETS, ModelMetrics, PlainHistogram, ServingMetrics
 from .triton import TritonStats
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "LATENCY_BUCKETS",
     "DriftCollector",
     "ModelMetrics",
+    "PlainHistogram",
     "ServingMetrics",
     "TritonStats",
 ]

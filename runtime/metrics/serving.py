@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -49,7 +49,7 @@ LATENCY_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
-class _Hist:
+class PlainHistogram:
     """A Prometheus-style histogram as plain numbers (updated on one thread only)."""
 
     __slots__ = ("bounds", "counts", "total")
@@ -63,6 +63,12 @@ class _Hist:
         # Bucket i counts values <= bounds[i]: the first bound >= value.
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
+
+    def add(self, counts: Sequence[int], total: float) -> None:
+        """Many observations at once, already bucketed (one count per bucket, +Inf last)."""
+        for i, n in enumerate(counts):
+            self.counts[i] += int(n)
+        self.total += total
 
     def family_sample(self) -> tuple[list[tuple[str, float]], float]:
         buckets, running = [], 0
@@ -78,10 +84,10 @@ class ModelMetrics:
     def __init__(self, model: str, version: str) -> None:
         self.model = model
         self.version = version
-        self.request = _Hist(LATENCY_BUCKETS)
-        self.queue = _Hist(LATENCY_BUCKETS)
-        self.compute = _Hist(LATENCY_BUCKETS)
-        self.batch = _Hist(BATCH_BUCKETS)
+        self.request = PlainHistogram(LATENCY_BUCKETS)
+        self.queue = PlainHistogram(LATENCY_BUCKETS)
+        self.compute = PlainHistogram(LATENCY_BUCKETS)
+        self.batch = PlainHistogram(BATCH_BUCKETS)
         self.codes: dict[int, int] = {}
         self.reasons: dict[str, int] = {}
         self.stats = TritonStats()
@@ -200,8 +206,9 @@ class ServingMetrics:
 
 
 class _EndpointCollector(Collector):
-    """mlrt_endpoint_requests_total{endpoint,variant}: the endpoints' own counts, read at
-    scrape time (they are plain integers kept on the event loop's thread)."""
+    """mlrt_endpoint_requests_total{endpoint,variant} and the shadows' mlrt_shadow_*
+    families: the endpoints' own counts, read at scrape time (they are plain integers
+    kept on the event loop's thread)."""
 
     def __init__(self, endpoints: Callable[[], list[Any]]) -> None:
         self._endpoints = endpoints
@@ -212,7 +219,40 @@ class _EndpointCollector(Collector):
             "Requests routed through an endpoint, by the variant (model) chosen",
             labels=["endpoint", "variant"],
         )
+        labels = ["endpoint", "shadow"]
+        counts = {
+            "sent": CounterMetricFamily(
+                "mlrt_shadow_requests", "Request copies sent to a shadow model", labels=labels
+            ),
+            "dropped": CounterMetricFamily(
+                "mlrt_shadow_dropped", "Request copies not sent: the shadow's queue was full", labels=labels
+            ),
+            "failed": CounterMetricFamily(
+                "mlrt_shadow_failed", "Request copies the shadow model failed or refused", labels=labels
+            ),
+            "compared": CounterMetricFamily(
+                "mlrt_shadow_compared", "Rows whose class the shadow and the primary both gave", labels=labels
+            ),
+            "agreed": CounterMetricFamily(
+                "mlrt_shadow_agreed", "Compared rows where the shadow gave the primary's class", labels=labels
+            ),
+        }
+        diff = HistogramMetricFamily(
+            "mlrt_shadow_abs_diff", "|shadow - primary| of every score both models output", labels=labels
+        )
+        duration = HistogramMetricFamily(
+            "mlrt_shadow_duration_seconds", "From a copy sent to the shadow's answer", labels=labels
+        )
         for e in self._endpoints():
             for v in e.variants:
                 family.add_metric([e.name, v.model], v.requests)
+            for sh in e.shadows:
+                key = [e.name, sh.model]
+                for attr, fam in counts.items():
+                    fam.add_metric(key, getattr(sh, attr))
+                diff.add_metric(key, *sh.abs_diff.family_sample())
+                duration.add_metric(key, *sh.duration.family_sample())
         yield family
+        yield from counts.values()
+        yield diff
+        yield duration

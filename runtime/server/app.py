@@ -14,7 +14,7 @@ from starlette.routing import Route
 from ..config import ServerConfig
 from ..hooks import HookDispatcher, build_hooks
 from ..repository import Repository
-from ..traffic import Endpoint, Router
+from ..traffic import Router
 from . import admin, endpoints, routes
 from .drift import DriftService
 from .http import HANDLERS, infer_asgi, match_infer
@@ -68,7 +68,7 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     reloader = Reloader(repository, config)
     repository.metrics.watch_drift(lambda: [e.monitor for e in drift.monitored()])
 
-    router = Router([Endpoint(e.name, e.weights(), e.sticky) for e in config.endpoints])
+    router = Router([e.build() for e in config.endpoints])
     repository.metrics.watch_endpoints(lambda: list(router.endpoints.values()))
     pipeline = Pipeline(repository, router)
     grpc = None

@@ -1,7 +1,7 @@
 """The infer pipeline: one request, whatever transport carried it, through the same
 named stages, each written once:
 
-    receive -> resolve -> decode -> admit -> run -> encode -> respond
+    receive -> resolve -> decode -> admit -> run -> encode -> respond -> shadow
 
 `receive` and `respond` belong to the transport: HTTP straight from the parser
 (protocol.py, the fast path for small bodies), HTTP through ASGI (http_infer.py, for
@@ -10,7 +10,8 @@ the pipeline its bytes or message with a `Wire` that knows the transport's forma
 and a `Responder` that writes the `Answer`. Everything between is here: the model
 version is resolved once and held until the answer; decoding and encoding of large
 bodies leave the event loop; admission (queue room, deadline), batching, metrics and
-the mapping of every failure to a status (errors.py) are the same for all.
+the mapping of every failure to a status (errors.py) are the same for all, and so is
+the last stage: copies of an endpoint's answered requests to its shadow models.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 from ..errors import InvalidInput
 from ..models import Tensors, check_inputs
 from ..repository import LoadedModel, Repository
-from ..traffic import Router
+from ..traffic import Endpoint, Router
 from .codec import InferRequest, InferResponse, select_outputs
 from .errors import Failure, failure
 
@@ -97,7 +98,7 @@ class Call:
     form: Any  # what the wire's decoder left for its encoder (HTTP: format, Accept-Encoding)
     started: float
     offload: bool
-    endpoint: str | None = None  # the endpoint it was routed through (runtime/traffic)
+    endpoint: Endpoint | None = None  # the endpoint it was routed through (runtime/traffic)
 
     def response(self, outputs: Tensors) -> InferResponse:
         """The model's outputs as the wire's encoder takes them."""
@@ -183,9 +184,9 @@ class Pipeline:
         entry.holders += 1
         return entry
 
-    def _endpoint(self, target: tuple[str, str | None]) -> str | None:
+    def _endpoint(self, target: tuple[str, str | None]) -> Endpoint | None:
         """The endpoint a request was routed through, if it named one."""
-        return target[0] if self.router and self.router.get(target[0]) is not None else None
+        return self.router.get(target[0]) if self.router else None
 
     # -- the stages, driven -------------------------------------------------------------
 
@@ -257,7 +258,7 @@ class Pipeline:
         meta: Any,
         started: float,
         offload: bool,
-        endpoint: str | None = None,
+        endpoint: Endpoint | None = None,
     ) -> Call:
         """Decode a payload and check it against the model (converting datatypes by the
         one rule, runtime/convert.py)."""
@@ -303,13 +304,24 @@ class Pipeline:
         if call.offload:
             work = loop.run_in_executor(None, call.wire.encode, call, outputs)
             work.add_done_callback(functools.partial(self._encoded, responder, call))
-            return
-        try:
-            answer = call.wire.encode(call, outputs)
-        except Exception as error:
-            self.respond_failure(responder, call.wire, call.entry, call.started, error)
-            return
-        self.respond(responder, call.entry, call.started, answer)
+        else:
+            try:
+                answer = call.wire.encode(call, outputs)
+            except Exception as error:
+                self.respond_failure(responder, call.wire, call.entry, call.started, error)
+                return
+            self.respond(responder, call.entry, call.started, answer)
+        if call.endpoint is not None and call.endpoint.shadows:
+            self.shadow(call, outputs, loop)
+
+    # -- shadow (after the answer is on its way) ------------------------------------------
+
+    def shadow(self, call: Call, outputs: Tensors, loop: asyncio.AbstractEventLoop) -> None:
+        """Copy an answered request to its endpoint's shadow models (runtime/traffic/shadow.py):
+        bounded, dropped and counted when they lag, never awaited."""
+        assert call.endpoint is not None
+        for s in call.endpoint.shadows:
+            s.offer(call.req.inputs, call.entry.input_datatypes, outputs, self.repository.get, loop)
 
     # -- encode and respond ---------------------------------------------------------------
 

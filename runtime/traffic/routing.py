@@ -8,7 +8,8 @@ Among the variants, the key goes to the one with the highest weighted rendezvous
 variant wins a share of keys equal to its share of the weight, and a change of weights
 moves only the keys it must (those the grown variant now wins, or those the shrunk one
 lost). Requests without a key (or endpoints that are not sticky) are spread by weight
-at random.
+at random. An endpoint's shadows (shadow.py) get copies of its requests, whichever
+variant answered them.
 
 Everything here runs on the event loop's thread: the counts are plain integers.
 """
@@ -22,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .shadow import Shadow
 
 __all__ = ["Endpoint", "Router", "Variant", "sticky_header"]
 
@@ -62,7 +64,13 @@ def _check_weights(weights: Mapping[str, float], where: str) -> None:
 class Endpoint:
     """One endpoint's variants and how a request picks one."""
 
-    def __init__(self, name: str, variants: Sequence[tuple[str, float]], sticky: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        variants: Sequence[tuple[str, float]],
+        sticky: str | None = None,
+        shadows: Sequence[Shadow] = (),
+    ) -> None:
         where = f"endpoint {name!r}"
         if not variants:
             raise ConfigError(f"{where}: needs at least one variant")
@@ -70,7 +78,14 @@ class Endpoint:
         if len(set(models)) != len(models):
             raise ConfigError(f"{where}: a model is listed twice among the variants: {models}")
         _check_weights(dict(variants), where)
+        shadowed = [s.model for s in shadows]
+        if len(set(shadowed)) != len(shadowed):
+            raise ConfigError(f"{where}: a model is listed twice among the shadows: {shadowed}")
+        both = sorted(set(shadowed) & set(models))
+        if both:
+            raise ConfigError(f"{where}: {both} cannot be both a variant and a shadow")
         self.name = name
+        self.shadows = list(shadows)
         self.sticky = sticky
         self.header = sticky_header(sticky, where)
         self.variants = [Variant(m, float(w)) for m, w in variants]
@@ -127,6 +142,7 @@ class Endpoint:
             "variants": [
                 {"model": v.model, "weight": v.weight, "requests": v.requests} for v in self.variants
             ],
+            "shadows": [s.to_json() for s in self.shadows],
         }
 
 

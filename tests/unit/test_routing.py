@@ -94,11 +94,21 @@ def test_the_config_names_served_models_and_its_own_name(tmp_path) -> None:
 
     ok = 'name = "ab"\nvariants = [{ model = "a", weight = 1 }, { model = "b", weight = 1 }]\n'
     load(ok)
-    with pytest.raises(ConfigError, match=r"variant\(s\) \['c'\] are not served models"):
+    with pytest.raises(ConfigError, match=r"model\(s\) \['c'\] are not served models"):
         load('name = "ab"\nvariants = [{ model = "c", weight = 1 }]\n')
     with pytest.raises(ConfigError, match="a model has that name"):
         load('name = "a"\nvariants = [{ model = "b", weight = 1 }]\n')
-    with pytest.raises(ConfigError, match="shadow traffic is not supported yet"):
+    with pytest.raises(ConfigError, match=r"\['b'\] cannot be both a variant and a shadow"):
         load(ok + 'shadow = [{ model = "b", sample = 1.0 }]\n')
+    one = 'name = "ab"\nvariants = [{ model = "a", weight = 1 }]\n'
+    load(one + 'shadow = [{ model = "b", sample = 0.5, queue = 8 }]\n')
+    with pytest.raises(ConfigError, match=r"model\(s\) \['c'\] are not served models"):
+        load(one + 'shadow = [{ model = "c" }]\n')
+    with pytest.raises(ConfigError, match="sample must be a number from 0 to 1, got 2"):
+        load(one + 'shadow = [{ model = "b", sample = 2 }]\n')
+    with pytest.raises(ConfigError, match="queue must be an integer >= 1"):
+        load(one + 'shadow = [{ model = "b", queue = 0 }]\n')
+    with pytest.raises(ConfigError, match="each shadow is"):
+        load(one + 'shadow = [{ model = "b", weight = 3 }]\n')
     with pytest.raises(ConfigError, match="at least one variant needs a weight above 0"):
         load('name = "ab"\nvariants = [{ model = "a", weight = 0 }]\n')
