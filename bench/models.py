@@ -109,6 +109,19 @@ slow_sum.inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, 20]}]  # type
 slow_sum.outputs = [{"name": "total", "datatype": "FP32", "shape": [-1, 1]}]  # type: ignore[attr-defined]
 
 
+def sleepy_shadow(input: np.ndarray) -> np.ndarray:
+    """A shadow that hangs: one second per call on real rows (bench/shadow.py). The server
+    calibrates on zero rows, answered at once so that start-up takes no minute; serve it
+    with `inline_max_us = 0` so the batcher never trusts that calibration."""
+    if np.any(input):
+        time.sleep(1.0)
+    return np.full((input.shape[0], 2), 0.5, dtype=np.float32)
+
+
+sleepy_shadow.inputs = [{"name": "input", "datatype": "FP32", "shape": [-1, 20]}]  # type: ignore[attr-defined]
+sleepy_shadow.outputs = [{"name": "output", "datatype": "FP32", "shape": [-1, 2]}]  # type: ignore[attr-defined]
+
+
 def trees(path: str | Path, n_features: int = 20, n_trees: int = 100, depth: int = 6, seed: int = 0) -> Path:
     """A gradient-boosted-trees regressor as onnxruntime runs one (ai.onnx.ml
     TreeEnsembleRegressor): n_trees complete trees of `depth` splits on random features

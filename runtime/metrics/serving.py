@@ -59,10 +59,10 @@ class PlainHistogram:
         self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.total = 0.0
 
-    def observe(self, value: float) -> None:
+    def observe(self, value: float, times: int = 1) -> None:
         # Bucket i counts values <= bounds[i]: the first bound >= value.
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
+        self.counts[bisect_left(self.bounds, value)] += times
+        self.total += value * times
 
     def add(self, counts: Sequence[int], total: float) -> None:
         """Many observations at once, already bucketed (one count per bucket, +Inf last)."""

@@ -9,9 +9,11 @@ primary a few list operations per request and nothing else. A shadow runs in its
 batcher (its own executor thread when it is not cheap enough to run inline), so a model
 that sleeps never holds the primary's thread.
 
-Comparisons (runtime/traffic/compare.py) are made once per event-loop turn for all the
-copies answered in it. Everything here runs on the event loop's thread: the counts are
-plain integers, read by the Prometheus collector and `GET /v2/endpoints/{name}`.
+Per request, the primary pays a list append: the copies of one event-loop turn leave
+together at its end, stacked into one request to the shadow's batcher, and come back as
+one answer compared in one go (runtime/traffic/compare.py). Everything here runs on the
+event loop's thread: the counts are plain integers, read by the Prometheus collector and
+`GET /v2/endpoints/{name}`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,22 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError, QueueFull
 from ..metrics import LATENCY_BUCKETS, PlainHistogram
 from ..models import Tensors, check_inputs
 from .compare import ABS_DIFF_BUCKETS, compare
 
 __all__ = ["DEFAULT_QUEUE", "Shadow"]
+
+
+def _stack(parts: list[Tensors]) -> Tensors | None:
+    """Several requests' tensors as one batch, or None where their shapes or names differ."""
+    try:
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    except (KeyError, ValueError):
+        return None
 
 log = logging.getLogger("mlrt.traffic")
 
@@ -64,7 +76,9 @@ class Shadow:
         self.agreed = 0
         self.abs_diff = PlainHistogram(ABS_DIFF_BUCKETS)
         self.duration = PlainHistogram(LATENCY_BUCKETS)  # seconds from copy to answer
-        self._pending: list[tuple[Tensors, Tensors]] = []
+        # (inputs, primary outputs, their datatypes): this loop turn's copies, not yet sent.
+        self._queued: list[tuple[Tensors, Tensors, Mapping[str, str]]] = []
+        self._pending: list[tuple[Tensors, Tensors]] = []  # (primary, shadow) to compare
         self._failures_unlogged = 0
         self._logged_at = -math.inf
 
@@ -76,48 +90,85 @@ class Shadow:
         get: Callable[[str, str | None], Any],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        """The primary has answered `inputs` (in `datatypes`) with `primary`: maybe send a
-        copy to the shadow model, which `get(name, None)` resolves."""
+        """The primary has answered `inputs` (in `datatypes`) with `primary`: maybe queue a
+        copy for the shadow model, which `get(name, None)` resolves. Copies queued in one
+        event-loop turn leave together, as one request, at the end of the turn."""
         if self.sample < 1.0 and random.random() >= self.sample:
             return
-        if self.in_flight >= self.queue:
+        if self.in_flight + len(self._queued) >= self.queue:
             self.dropped += 1
             return
+        self._queued.append((inputs, primary, datatypes))
+        if len(self._queued) == 1:
+            loop.call_soon(self._send, get, loop)
+
+    def _send(self, get: Callable[[str, str | None], Any], loop: asyncio.AbstractEventLoop) -> None:
+        copies, self._queued = self._queued, []
         try:
             entry = get(self.model, None)
+        except Exception as exc:
+            self._fail(exc, len(copies))
+            return
+        # Copies answered by the same primary model (the same datatypes object) can share
+        # one request when their shapes allow; the rest go one by one.
+        groups: dict[int, list[tuple[Tensors, Tensors, Mapping[str, str]]]] = {}
+        for c in copies:
+            groups.setdefault(id(c[2]), []).append(c)
+        for group in groups.values():
+            stacked = _stack([c[0] for c in group]) if len(group) > 1 and entry.batchable else None
+            if stacked is not None:
+                self._submit(entry, stacked, group[0][2], [c[1] for c in group], loop)
+            else:
+                for inputs, primary, datatypes in group:
+                    self._submit(entry, inputs, datatypes, [primary], loop)
+
+    def _submit(
+        self,
+        entry: Any,
+        inputs: Tensors,
+        datatypes: Mapping[str, str],
+        primaries: list[Tensors],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        n = len(primaries)
+        try:
             copy = check_inputs(entry.model, inputs, datatypes)
             timeout = entry.config.timeout_us / 1e6 if entry.config.timeout_us else None
             started = time.perf_counter()
-            done = functools.partial(self._answered, entry, primary, started, loop)
+            done = functools.partial(self._answered, entry, primaries, started, loop)
             entry.batcher.submit(copy, timeout_s=timeout, on_done=done, loop=loop)
         except QueueFull:
-            self.dropped += 1
+            self.dropped += n
             return
         except Exception as exc:
-            self._fail(exc)
+            self._fail(exc, n)
             return
-        # Held like a request: a version swapped out meanwhile finishes this copy first.
+        # Held like a request: a version swapped out meanwhile finishes these copies first.
         entry.holders += 1
-        self.in_flight += 1
-        self.sent += 1
+        self.in_flight += n
+        self.sent += n
 
     def _answered(
         self,
         entry: Any,
-        primary: Tensors,
+        primaries: list[Tensors],
         started: float,
         loop: asyncio.AbstractEventLoop,
         outputs: Tensors | None,
         exc: BaseException | None,
     ) -> None:
+        n = len(primaries)
         entry.holders -= 1
-        self.in_flight -= 1
+        self.in_flight -= n
         if exc is not None:
             if not isinstance(exc, asyncio.CancelledError):
-                self._fail(exc)
+                self._fail(exc, n)
             return
         assert outputs is not None
-        self.duration.observe(time.perf_counter() - started)
+        self.duration.observe(time.perf_counter() - started, n)
+        primary = primaries[0] if n == 1 else _stack(primaries)
+        if primary is None:  # the primary's answers differ in shape: nothing to line up
+            return
         self._pending.append((primary, outputs))
         if len(self._pending) == 1:
             loop.call_soon(self._compare)
@@ -127,16 +178,16 @@ class Shadow:
         try:
             c = compare(pairs)
         except Exception as exc:  # a comparison must never reach the serving path
-            self._fail(exc)
+            self._fail(exc, 0)
             return
         self.compared += c.compared
         self.agreed += c.agreed
         if c.diff_counts is not None:
             self.abs_diff.add(c.diff_counts.tolist(), c.diff_sum)
 
-    def _fail(self, exc: BaseException) -> None:
-        self.failed += 1
-        self._failures_unlogged += 1
+    def _fail(self, exc: BaseException, copies: int) -> None:
+        self.failed += copies
+        self._failures_unlogged += copies
         now = time.monotonic()
         if now - self._logged_at >= _LOG_EVERY_S:
             log.warning(
