@@ -17,6 +17,7 @@ Example mlrt.toml::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -142,6 +143,15 @@ class MonitorConfig:
             raise ConfigError(f"[monitor]: alpha and eps must be in (0, 1), got {self.alpha}, {self.eps}")
 
 
+def _known(cls: Any, table: dict[str, Any], where: str) -> dict[str, Any]:
+    """`table`, once every key in it is a keyword of `cls` (other than the endpoint's name)."""
+    known = set(inspect.signature(cls).parameters) - {"endpoint", "model"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"[[endpoints]] {where}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    return table
+
+
 @dataclass(kw_only=True)
 class EndpointConfig:
     """A name clients call like a model, routed to weighted variants, each a served model
@@ -150,14 +160,19 @@ class EndpointConfig:
         [[endpoints]]
         name = "churn"
         variants = [{ model = "churn-v1", weight = 90 }, { model = "churn-v2", weight = 10 }]
+        # a canary may roll itself back: variants = [..., { model = ..., weight = 10, rollback = { ... } }]
         sticky = "header:x-user-id"    # absent: each request drawn by weight
         shadow = [{ model = "churn-v3", sample = 1.0 }]   # copies, compared, never returned
+        log = { dir = "predictions/churn" }               # the prediction log (Parquet)
+        feedback = { window = 1000 }                      # labels joined by request id
     """
 
     name: str
     variants: tuple[dict[str, Any], ...]
     sticky: str | None = None
     shadow: tuple[dict[str, Any], ...] = ()
+    log: dict[str, Any] | None = None
+    feedback: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         where = f"[[endpoints]] {self.name!r}"
@@ -166,8 +181,10 @@ class EndpointConfig:
         if not isinstance(self.variants, (list, tuple)) or not self.variants:
             raise ConfigError(f"{where}: variants must be a list of {{ model = ..., weight = ... }}")
         for v in self.variants:
-            if not isinstance(v, dict) or set(v) - {"model", "weight"} or not isinstance(v.get("model"), str):
-                raise ConfigError(f'{where}: each variant is {{ model = "name", weight = N }}, got {v!r}')
+            odd = not isinstance(v, dict) or set(v) - {"model", "weight", "rollback"}
+            if odd or not isinstance(v.get("model"), str) or not isinstance(v.get("rollback", {}), dict):
+                shape = '{ model = "name", weight = N, rollback = { ... } }'
+                raise ConfigError(f"{where}: each variant is {shape}, got {v!r}")
         self.variants = tuple(self.variants)
         if self.sticky is not None and not isinstance(self.sticky, str):
             raise ConfigError(f'{where}: sticky must be a string such as "header:x-user-id"')
@@ -180,7 +197,10 @@ class EndpointConfig:
                     f'{where}: each shadow is {{ model = "name", sample = 0.0-1.0, queue = N }}, got {v!r}'
                 )
         self.shadow = tuple(self.shadow)
-        self.build()  # weights, sticky key and shadows checked here, not at start
+        for key in ("log", "feedback"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), dict):
+                raise ConfigError(f"{where}: {key} must be a table, e.g. {key} = {{ ... }}")
+        self.build()  # weights, sticky key, shadows, log and feedback checked here, not at start
 
     def weights(self) -> list[tuple[str, float]]:
         return [(v["model"], v.get("weight", 1)) for v in self.variants]
@@ -191,10 +211,20 @@ class EndpointConfig:
 
     def build(self) -> Endpoint:
         """The endpoint this config describes, with fresh counts."""
-        from .traffic import Endpoint, Shadow
+        from .traffic import Endpoint, Feedback, PredictionLog, Rollback, Shadow
 
         shadows = [Shadow(self.name, **s) for s in self.shadow]
-        return Endpoint(self.name, self.weights(), self.sticky, shadows)
+        log = feedback = None
+        if self.log is not None:
+            log = PredictionLog(self.name, **_known(PredictionLog, self.log, f"{self.name!r} log"))
+        if self.feedback is not None:
+            feedback = Feedback(self.name, **_known(Feedback, self.feedback, f"{self.name!r} feedback"))
+        rollbacks = [
+            Rollback(self.name, v["model"], **_known(Rollback, v["rollback"], f"{self.name!r} rollback"))
+            for v in self.variants
+            if "rollback" in v
+        ]
+        return Endpoint(self.name, self.weights(), self.sticky, shadows, log, feedback, rollbacks)
 
 
 @dataclass(kw_only=True)
@@ -474,7 +504,7 @@ def build_server_config(
         raise ConfigError(f"{config_file}: endpoints must be an array of tables ([[endpoints]])")
     endpoint_cfgs = []
     for i, entry in enumerate(endpoints):
-        unknown_keys = sorted(set(entry) - {"name", "variants", "sticky", "shadow"})
+        unknown_keys = sorted(set(entry) - {"name", "variants", "sticky", "shadow", "log", "feedback"})
         if unknown_keys:
             raise ConfigError(
                 f"{config_file} [[endpoints]] #{i + 1}: unknown setting(s) {', '.join(unknown_keys)}"

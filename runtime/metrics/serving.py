@@ -243,7 +243,53 @@ class _EndpointCollector(Collector):
         duration = HistogramMetricFamily(
             "mlrt_shadow_duration_seconds", "From a copy sent to the shadow's answer", labels=labels
         )
+        log_counts = {
+            "written": CounterMetricFamily(
+                "mlrt_prediction_log_rows", "Rows written to the prediction log", labels=["endpoint"]
+            ),
+            "dropped": CounterMetricFamily(
+                "mlrt_prediction_log_dropped",
+                "Rows not logged: the log writer was too far behind",
+                labels=["endpoint"],
+            ),
+            "lost": CounterMetricFamily(
+                "mlrt_prediction_log_lost", "Rows the log writer failed to write", labels=["endpoint"]
+            ),
+            "files": CounterMetricFamily(
+                "mlrt_prediction_log_files", "Prediction log files closed (Parquet)", labels=["endpoint"]
+            ),
+        }
+        labelled = CounterMetricFamily(
+            "mlrt_feedback_labels", "Rows labelled by ground-truth feedback", labels=["endpoint", "variant"]
+        )
+        refused = CounterMetricFamily(
+            "mlrt_feedback_refused",
+            "Feedback items refused (unknown or repeated id, bad label)",
+            labels=["endpoint"],
+        )
+        quality = GaugeMetricFamily(
+            "mlrt_quality",
+            "A variant's quality over its most recent labelled rows (the feedback window)",
+            labels=["endpoint", "variant", "metric"],
+        )
+        rollbacks = CounterMetricFamily(
+            "mlrt_endpoint_rollbacks",
+            "Automatic rollbacks of a canary variant (its weight set to 0)",
+            labels=["endpoint", "variant"],
+        )
         for e in self._endpoints():
+            for r in e.rollbacks:
+                rollbacks.add_metric([e.name, r.model], r.count)
+            if e.log is not None:
+                for attr, fam in log_counts.items():
+                    fam.add_metric([e.name], getattr(e.log, attr))
+            if e.feedback is not None:
+                refused.add_metric([e.name], e.feedback.refused)
+                for model, q in e.feedback.summary().items():
+                    labelled.add_metric([e.name, model], q["labelled"])
+                    for metric in ("accuracy", "log_loss", "auc", "mae", "rmse"):
+                        if q.get(metric) is not None:
+                            quality.add_metric([e.name, model, metric], q[metric])
             for v in e.variants:
                 family.add_metric([e.name, v.model], v.requests)
             for sh in e.shadows:
@@ -256,3 +302,8 @@ class _EndpointCollector(Collector):
         yield from counts.values()
         yield diff
         yield duration
+        yield from log_counts.values()
+        yield labelled
+        yield refused
+        yield quality
+        yield rollbacks

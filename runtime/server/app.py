@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from ..traffic import Router
 from . import admin, endpoints, routes
 from .drift import DriftService
 from .http import HANDLERS, infer_asgi, match_infer
+from .periodic import Periodic
 from .pipeline import OFFLOAD_BYTES, Pipeline
 from .reload import Reloader
 
@@ -77,11 +79,31 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
 
         grpc = GrpcServer(pipeline, repository, config.host, config.grpc_port, config.max_body_bytes)
 
+    logs = [e.log for e in router.endpoints.values() if e.log is not None]
+    guarded = [e for e in router.endpoints.values() if e.rollbacks]
+
+    def metrics_of(model: str) -> Any:
+        try:
+            return repository.get(model).metrics
+        except Exception:  # not loaded or not ready: nothing to compare this tick
+            return None
+
+    async def watch_canaries() -> None:
+        for e in guarded:
+            for r in e.rollbacks:
+                r.check(e, metrics_of)
+
+    canaries = Periodic("canary rollback", 1.0, watch_canaries) if guarded else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for predictions in logs:
+            predictions.start()
         drift.restore()
         drift.start()
         reloader.start()
+        if canaries is not None:
+            canaries.start()
         if grpc is not None:
             await grpc.start()
         yield
@@ -91,8 +113,14 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
         if grpc is not None:
             await grpc.stop(config.graceful_timeout_s)
         await reloader.stop()
+        if canaries is not None:
+            await canaries.stop()
         await repository.close(config.graceful_timeout_s)
         await drift.stop()
+        # Last, once nothing answers any more: the open log files become Parquet.
+        loop = asyncio.get_running_loop()
+        for predictions in logs:
+            await loop.run_in_executor(None, predictions.close, config.graceful_timeout_s)
 
     starlette = Starlette(
         routes=[
@@ -106,6 +134,7 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
             Route("/v2/repository/models/{model}/unload", admin.unload, methods=["POST"]),
             Route("/v2/endpoints/{endpoint}", endpoints.show, methods=["GET"]),
             Route("/v2/endpoints/{endpoint}", endpoints.set_weights, methods=["PUT"]),
+            Route("/v2/endpoints/{endpoint}/feedback", endpoints.feedback, methods=["POST"]),
             *_model_routes(),
         ],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]

@@ -3,6 +3,7 @@ and change its weights at run time.
 
     GET /v2/endpoints/{endpoint}
     PUT /v2/endpoints/{endpoint}   {"weights": {"churn-v1": 50, "churn-v2": 50}}
+    POST /v2/endpoints/{endpoint}/feedback   [{"id": "<request id>", "label": 1}, ...]
 
 PUT needs the admin token when one is configured, as the repository routes do; a
 change takes effect with the next request and is logged.
@@ -10,6 +11,7 @@ change takes effect with the next request and is logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
@@ -57,3 +59,34 @@ async def set_weights(request: Request) -> Response:
         raise InvalidInput(str(exc)) from None
     log.info("endpoint %s: weights now %s", endpoint.name, {v.model: v.weight for v in endpoint.variants})
     return Response(orjson.dumps(endpoint.to_json()), media_type="application/json")
+
+
+# Labels joined per slice before the event loop gets a turn: a call with 100,000 labels
+# must not hold it for long.
+_FEEDBACK_SLICE = 256
+
+
+async def feedback(request: Request) -> Response:
+    """Labels for earlier answers, joined by request id (runtime/traffic/feedback.py).
+    200 with the count accepted and one error per refused item: a bad item never costs
+    the others."""
+    endpoint = _endpoint(request)
+    if isinstance(endpoint, Response):
+        return endpoint
+    if endpoint.feedback is None:
+        raise InvalidInput(
+            f"endpoint '{endpoint.name}' takes no feedback: add feedback = {{ window = 1000 }} to its "
+            "[[endpoints]] settings"
+        )
+    doc = loads_json(await request.body(), "request")
+    if not isinstance(doc, list):
+        raise InvalidInput('the body must be a list: [{"id": "<request id>", "label": <label>}, ...]')
+    accepted, errors = 0, []
+    for start in range(0, len(doc), _FEEDBACK_SLICE):
+        if start:
+            await asyncio.sleep(0)
+        n, errs = endpoint.feedback.label(doc[start : start + _FEEDBACK_SLICE], first=start)
+        accepted += n
+        errors += errs
+    body = {"accepted": accepted, "refused": len(errors), "errors": errors}
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -1,7 +1,7 @@
 """The infer pipeline: one request, whatever transport carried it, through the same
 named stages, each written once:
 
-    receive -> resolve -> decode -> admit -> run -> encode -> respond -> shadow
+    receive -> resolve -> decode -> admit -> run -> encode -> respond -> record -> shadow
 
 `receive` and `respond` belong to the transport: HTTP straight from the parser
 (protocol.py, the fast path for small bodies), HTTP through ASGI (http_infer.py, for
@@ -10,8 +10,9 @@ the pipeline its bytes or message with a `Wire` that knows the transport's forma
 and a `Responder` that writes the `Answer`. Everything between is here: the model
 version is resolved once and held until the answer; decoding and encoding of large
 bodies leave the event loop; admission (queue room, deadline), batching, metrics and
-the mapping of every failure to a status (errors.py) are the same for all, and so is
-the last stage: copies of an endpoint's answered requests to its shadow models.
+the mapping of every failure to a status (errors.py) are the same for all, and so are
+the last stages, after the answer is on its way: an endpoint's prediction log and its
+memory for ground-truth feedback (record), and copies to its shadow models (shadow).
 """
 
 from __future__ import annotations
@@ -265,6 +266,9 @@ class Pipeline:
         model = entry.model
         req, form = wire.decode(payload, meta, model)
         req.inputs = check_inputs(model, req.inputs, req.datatypes)
+        if endpoint is not None and endpoint.records and not req.id:
+            # Recorded answers are found again by id (labels, the log): the answer carries it.
+            req.id = endpoint.new_id()
         return Call(entry, req, select_outputs(req, model), wire, form, started, offload, endpoint)
 
     # -- admit and run --------------------------------------------------------------------
@@ -311,17 +315,33 @@ class Pipeline:
                 self.respond_failure(responder, call.wire, call.entry, call.started, error)
                 return
             self.respond(responder, call.entry, call.started, answer)
-        if call.endpoint is not None and call.endpoint.shadows:
-            self.shadow(call, outputs, loop)
+        endpoint = call.endpoint
+        if endpoint is not None:
+            if endpoint.records:
+                self.record(call, outputs)
+            if endpoint.shadows:
+                self.shadow(call, outputs, loop)
 
-    # -- shadow (after the answer is on its way) ------------------------------------------
+    # -- record and shadow (after the answer is on its way) ---------------------------------
+
+    def record(self, call: Call, outputs: Tensors) -> None:
+        """Hand an answered request to its endpoint's prediction log (a queue put; the
+        writer thread does the rest) and remember its prediction for feedback."""
+        endpoint, model, rid = call.endpoint, call.entry.model, call.req.id
+        assert endpoint is not None and rid is not None
+        if endpoint.log is not None:
+            took = time.perf_counter() - call.started
+            endpoint.log.offer(rid, model.name, model.version, call.req.inputs, outputs, took)
+        if endpoint.feedback is not None:
+            endpoint.feedback.remember_answer(rid, model.name, model.version, outputs)
 
     def shadow(self, call: Call, outputs: Tensors, loop: asyncio.AbstractEventLoop) -> None:
         """Copy an answered request to its endpoint's shadow models (runtime/traffic/shadow.py):
         bounded, dropped and counted when they lag, never awaited."""
         assert call.endpoint is not None
+        rid = call.req.id
         for s in call.endpoint.shadows:
-            s.offer(call.req.inputs, call.entry.input_datatypes, outputs, self.repository.get, loop)
+            s.offer(call.req.inputs, call.entry.input_datatypes, outputs, self.repository.get, loop, rid)
 
     # -- encode and respond ---------------------------------------------------------------
 

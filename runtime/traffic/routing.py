@@ -9,7 +9,8 @@ variant wins a share of keys equal to its share of the weight, and a change of w
 moves only the keys it must (those the grown variant now wins, or those the shrunk one
 lost). Requests without a key (or endpoints that are not sticky) are spread by weight
 at random. An endpoint's shadows (shadow.py) get copies of its requests, whichever
-variant answered them.
+variant answered them. An endpoint may log what it answered (predlog.py) and remember it
+for labels that come later (feedback.py); its requests then always carry an id.
 
 Everything here runs on the event loop's thread: the counts are plain integers.
 """
@@ -17,17 +18,24 @@ Everything here runs on the event loop's thread: the counts are plain integers.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import random
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .feedback import Feedback
+from .predlog import PredictionLog
+from .rollback import Rollback
 from .shadow import Shadow
 
 __all__ = ["Endpoint", "Router", "Variant", "sticky_header"]
 
 _TWO64 = float(2**64)
+_ID_PREFIX = secrets.token_hex(6)
+_ids = itertools.count(1)  # next() on it is atomic: ids may be drawn on decode threads too
 
 
 @dataclass
@@ -70,6 +78,9 @@ class Endpoint:
         variants: Sequence[tuple[str, float]],
         sticky: str | None = None,
         shadows: Sequence[Shadow] = (),
+        log: PredictionLog | None = None,
+        feedback: Feedback | None = None,
+        rollbacks: Sequence[Rollback] = (),
     ) -> None:
         where = f"endpoint {name!r}"
         if not variants:
@@ -84,14 +95,28 @@ class Endpoint:
         both = sorted(set(shadowed) & set(models))
         if both:
             raise ConfigError(f"{where}: {both} cannot be both a variant and a shadow")
+        if rollbacks and len(variants) < 2:
+            raise ConfigError(f"{where}: a rollback compares a variant with the others: add another variant")
         self.name = name
         self.shadows = list(shadows)
+        self.rollbacks = list(rollbacks)
+        self.log = log
+        self.feedback = feedback
+        # Whether each answer is recorded (logged, remembered): then every request needs an id.
+        self.records = log is not None or feedback is not None
+        for s in self.shadows:
+            s.log = log
         self.sticky = sticky
         self.header = sticky_header(sticky, where)
         self.variants = [Variant(m, float(w)) for m, w in variants]
         # The key's hash is salted with each variant's name once, here.
         self._salts = [hashlib.blake2b(v.model.encode(), digest_size=16).digest() for v in self.variants]
         self._total = sum(v.weight for v in self.variants)
+
+    def new_id(self) -> str:
+        """An id for a request that came without one: unique within the process (a
+        counter), and across processes and restarts (a random prefix)."""
+        return f"{_ID_PREFIX}-{next(_ids)}"
 
     def set_weights(self, weights: Mapping[str, float]) -> None:
         """New weights for some or all variants (the others keep theirs)."""
@@ -143,6 +168,9 @@ class Endpoint:
                 {"model": v.model, "weight": v.weight, "requests": v.requests} for v in self.variants
             ],
             "shadows": [s.to_json() for s in self.shadows],
+            "rollbacks": [r.to_json() for r in self.rollbacks],
+            "log": self.log.to_json() if self.log is not None else None,
+            "feedback": self.feedback.to_json() if self.feedback is not None else None,
         }
 
 

@@ -76,8 +76,11 @@ class Shadow:
         self.agreed = 0
         self.abs_diff = PlainHistogram(ABS_DIFF_BUCKETS)
         self.duration = PlainHistogram(LATENCY_BUCKETS)  # seconds from copy to answer
-        # (inputs, primary outputs, their datatypes): this loop turn's copies, not yet sent.
-        self._queued: list[tuple[Tensors, Tensors, Mapping[str, str]]] = []
+        # The endpoint's prediction log (set by the endpoint): shadow answers go there too,
+        # under the primary's request id, so agreement can be recomputed from the log.
+        self.log: Any = None
+        # (inputs, primary outputs, their datatypes, request id): this turn's copies, not yet sent.
+        self._queued: list[tuple[Tensors, Tensors, Mapping[str, str], str | None]] = []
         self._pending: list[tuple[Tensors, Tensors]] = []  # (primary, shadow) to compare
         self._failures_unlogged = 0
         self._logged_at = -math.inf
@@ -89,16 +92,18 @@ class Shadow:
         primary: Tensors,
         get: Callable[[str, str | None], Any],
         loop: asyncio.AbstractEventLoop,
+        rid: str | None = None,
     ) -> None:
         """The primary has answered `inputs` (in `datatypes`) with `primary`: maybe queue a
         copy for the shadow model, which `get(name, None)` resolves. Copies queued in one
-        event-loop turn leave together, as one request, at the end of the turn."""
+        event-loop turn leave together, as one request, at the end of the turn. `rid`: the
+        request's id, for the prediction log."""
         if self.sample < 1.0 and random.random() >= self.sample:
             return
         if self.in_flight + len(self._queued) >= self.queue:
             self.dropped += 1
             return
-        self._queued.append((inputs, primary, datatypes))
+        self._queued.append((inputs, primary, datatypes, rid))
         if len(self._queued) == 1:
             loop.call_soon(self._send, get, loop)
 
@@ -111,16 +116,16 @@ class Shadow:
             return
         # Copies answered by the same primary model (the same datatypes object) can share
         # one request when their shapes allow; the rest go one by one.
-        groups: dict[int, list[tuple[Tensors, Tensors, Mapping[str, str]]]] = {}
+        groups: dict[int, list[tuple[Tensors, Tensors, Mapping[str, str], str | None]]] = {}
         for c in copies:
             groups.setdefault(id(c[2]), []).append(c)
         for group in groups.values():
             stacked = _stack([c[0] for c in group]) if len(group) > 1 and entry.batchable else None
             if stacked is not None:
-                self._submit(entry, stacked, group[0][2], [c[1] for c in group], loop)
+                self._submit(entry, stacked, group[0][2], [c[1] for c in group], [c[3] for c in group], loop)
             else:
-                for inputs, primary, datatypes in group:
-                    self._submit(entry, inputs, datatypes, [primary], loop)
+                for inputs, primary, datatypes, rid in group:
+                    self._submit(entry, inputs, datatypes, [primary], [rid], loop)
 
     def _submit(
         self,
@@ -128,6 +133,7 @@ class Shadow:
         inputs: Tensors,
         datatypes: Mapping[str, str],
         primaries: list[Tensors],
+        rids: list[str | None],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         n = len(primaries)
@@ -135,7 +141,7 @@ class Shadow:
             copy = check_inputs(entry.model, inputs, datatypes)
             timeout = entry.config.timeout_us / 1e6 if entry.config.timeout_us else None
             started = time.perf_counter()
-            done = functools.partial(self._answered, entry, primaries, started, loop)
+            done = functools.partial(self._answered, entry, primaries, rids, copy, started, loop)
             entry.batcher.submit(copy, timeout_s=timeout, on_done=done, loop=loop)
         except QueueFull:
             self.dropped += n
@@ -152,6 +158,8 @@ class Shadow:
         self,
         entry: Any,
         primaries: list[Tensors],
+        rids: list[str | None],
+        inputs: Tensors,
         started: float,
         loop: asyncio.AbstractEventLoop,
         outputs: Tensors | None,
@@ -165,13 +173,40 @@ class Shadow:
                 self._fail(exc, n)
             return
         assert outputs is not None
-        self.duration.observe(time.perf_counter() - started, n)
+        took = time.perf_counter() - started
+        self.duration.observe(took, n)
+        if self.log is not None:
+            self._log(entry, rids, primaries, inputs, outputs, took)
         primary = primaries[0] if n == 1 else _stack(primaries)
         if primary is None:  # the primary's answers differ in shape: nothing to line up
             return
         self._pending.append((primary, outputs))
         if len(self._pending) == 1:
             loop.call_soon(self._compare)
+
+    def _log(
+        self,
+        entry: Any,
+        rids: list[str | None],
+        primaries: list[Tensors],
+        inputs: Tensors,
+        outputs: Tensors,
+        took: float,
+    ) -> None:
+        """The shadow's answer to each copy, logged under the copy's request id."""
+        model = entry.model
+        if len(rids) == 1:
+            if rids[0] is not None:
+                self.log.offer(rids[0], model.name, model.version, inputs, outputs, took, role="shadow")
+            return
+        ends = np.cumsum([len(next(iter(p.values()))) for p in primaries])[:-1]
+        split_in = {k: np.split(v, ends) for k, v in inputs.items()}
+        split_out = {k: np.split(v, ends) for k, v in outputs.items()}
+        for i, rid in enumerate(rids):
+            if rid is not None:
+                part_in = {k: v[i] for k, v in split_in.items()}
+                part_out = {k: v[i] for k, v in split_out.items()}
+                self.log.offer(rid, model.name, model.version, part_in, part_out, took, role="shadow")
 
     def _compare(self) -> None:
         pairs, self._pending = self._pending, []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 _IRIS = load_iris()
@@ -42,3 +44,35 @@ def sleepy(input: np.ndarray) -> np.ndarray:
 
 sleepy.inputs = [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}]
 sleepy.outputs = [{"name": "predict", "datatype": "INT64", "shape": [-1]}]
+
+
+# Variants for the prediction log and feedback (tests/integration/test_feedback.py): two
+# classifiers of the breast cancer data set (binary: AUC is defined) and two regressors of
+# the diabetes data set, each pair different enough that their quality differs.
+_CANCER = load_breast_cancer()
+cancer_a = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+cancer_a.fit(_CANCER.data, _CANCER.target)
+cancer_b = DecisionTreeClassifier(max_depth=2, random_state=0).fit(_CANCER.data, _CANCER.target)
+_DIABETES = load_diabetes()
+diabetes_a = LinearRegression().fit(_DIABETES.data, _DIABETES.target)
+diabetes_b = Ridge(alpha=1.0).fit(_DIABETES.data, _DIABETES.target)
+
+
+# Canaries that must be rolled back (tests/integration/test_rollback.py): one fails every
+# real call, one answers cancer_a's labels 50 ms late. Both answer the server's zero-row
+# calibration at once, as a model broken only on real data would.
+def cancer_broken(input: np.ndarray) -> np.ndarray:
+    if np.any(input):
+        raise RuntimeError("cancer_broken fails every real call")
+    return np.zeros(len(input), np.int64)
+
+
+def cancer_slow(input: np.ndarray) -> np.ndarray:
+    if np.any(input):
+        time.sleep(0.05)
+    return cancer_a.predict(input)
+
+
+for _f in (cancer_broken, cancer_slow):
+    _f.inputs = [{"name": "input", "datatype": "FP64", "shape": [-1, 30]}]
+    _f.outputs = [{"name": "predict", "datatype": "INT64", "shape": [-1]}]

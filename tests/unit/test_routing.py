@@ -112,3 +112,26 @@ def test_the_config_names_served_models_and_its_own_name(tmp_path) -> None:
         load(one + 'shadow = [{ model = "b", weight = 3 }]\n')
     with pytest.raises(ConfigError, match="at least one variant needs a weight above 0"):
         load('name = "ab"\nvariants = [{ model = "a", weight = 0 }]\n')
+    # The prediction log, feedback and a canary's rollback: unknown settings named, bad
+    # values refused at load, not at the first request.
+    load(ok + 'log = { dir = "predictions", sample = 0.5, rotate_mb = 8 }\n')
+    with pytest.raises(ConfigError, match=r"'ab' log: unknown setting\(s\) \['rotate'\]"):
+        load(ok + 'log = { dir = "p", rotate = 3 }\n')
+    with pytest.raises(ConfigError, match="log must be a table"):
+        load(ok + 'log = "p"\n')
+    load(ok + 'feedback = { window = 500, classes = ["stay", "churn"] }\n')
+    with pytest.raises(ConfigError, match="kind must be one of"):
+        load(ok + 'feedback = { kind = "ranker" }\n')
+    with pytest.raises(ConfigError, match="classes must be a list of distinct labels"):
+        load(ok + 'feedback = { classes = ["a", "a"] }\n')
+    canary = (
+        'name = "ab"\nvariants = [{ model = "a", weight = 9 }, '
+        '{ model = "b", weight = 1, rollback = {%s} }]\n'
+    )
+    load(canary % "window_s = 30, error_ratio = 3")
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['window'\]"):
+        load(canary % "window = 30")
+    with pytest.raises(ConfigError, match="min_requests must be an integer >= 1"):
+        load(canary % "min_requests = 0")
+    with pytest.raises(ConfigError, match="add another variant"):
+        load('name = "ab"\nvariants = [{ model = "a", weight = 1, rollback = {} }]\n')

@@ -1,0 +1,260 @@
+"""Ground-truth feedback: labels that arrive after the predictions, joined to them by
+request id, and each variant's quality over its most recent labelled rows.
+
+The endpoint remembers its last `remember` answered requests (id -> the variant that
+answered and what it predicted); `POST /v2/endpoints/{name}/feedback` with
+`[{"id": ..., "label": ...}, ...]` looks each id up, adds (label, prediction) to that
+variant's window (runtime/quality) and forgets the prediction, so a second label for the
+same id is refused. An id the endpoint never answered, or answered too long ago to
+remember, is refused by name; the other items of the call still count.
+
+What is a prediction, per variant (the first rule that applies; `label_output`,
+`score_output` and `value_output` in the endpoint's feedback settings override):
+- a classifier has an integer, boolean or string output with one value per row (its
+  label), and/or a float output with two or more columns per row (its class scores);
+  without a label output, the predicted class is the scores' argmax;
+- a regressor (`kind = "regressor"`, or no such outputs) predicts its first float output
+  with one value per row.
+Labels of a classifier are class indices (0 .. k-1, the columns of its scores), unless
+`classes = [...]` lists the labels in column order.
+
+The memory and the windows are touched only on the event loop's thread.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..quality import QualityWindow
+
+__all__ = ["Feedback"]
+
+KINDS = ("classifier", "regressor")
+
+
+@dataclass(slots=True)
+class _Spec:
+    """Which outputs of a model version carry its prediction."""
+
+    kind: str
+    label: str | None = None
+    scores: str | None = None
+    value: str | None = None
+
+
+@dataclass(slots=True)
+class _Prediction:
+    model: str
+    version: str
+    rows: int
+    labels: np.ndarray | None  # a classifier's label output, as the model gave it
+    scores: np.ndarray | None  # its class scores [rows, k]
+    values: np.ndarray | None  # a regressor's predictions [rows]
+
+
+class _VariantQuality:
+    def __init__(self, kind: str, size: int) -> None:
+        self.kind = kind
+        self.window = QualityWindow(kind, size)
+        self.version: str | None = None  # the version of the latest labelled prediction
+
+
+def _one_per_row(a: np.ndarray) -> bool:
+    return a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)
+
+
+def _spec(outputs: Mapping[str, np.ndarray], kind: str | None, names: Mapping[str, str | None]) -> _Spec:
+    for role, name in names.items():
+        if name is not None and name not in outputs:
+            raise ValueError(f"{role} = {name!r}: the model has no such output; it has {sorted(outputs)}")
+    label = names["label_output"]
+    if label is None:
+        label = next((n for n, a in outputs.items() if a.dtype.kind in "iubOSU" and _one_per_row(a)), None)
+    scores = names["score_output"]
+    if scores is None:
+        scores = next(
+            (n for n, a in outputs.items() if a.dtype.kind == "f" and a.ndim == 2 and a.shape[1] >= 2), None
+        )
+    if kind is None:
+        kind = "classifier" if label is not None or scores is not None else "regressor"
+    if kind == "classifier":
+        if label is None and scores is None:
+            raise ValueError(f"no output looks like a class label or class scores among {sorted(outputs)}")
+        return _Spec(kind, label=label, scores=scores)
+    value = names["value_output"]
+    if value is None:
+        value = next((n for n, a in outputs.items() if a.dtype.kind == "f" and _one_per_row(a)), None)
+    if value is None:
+        raise ValueError(f"no float output with one value per row among {sorted(outputs)}")
+    return _Spec("regressor", value=value)
+
+
+class Feedback:
+    """One endpoint's memory of recent predictions and its variants' quality windows."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        window: int = 1000,
+        remember: int = 100_000,
+        kind: str | None = None,
+        classes: Sequence[Any] | None = None,
+        label_output: str | None = None,
+        score_output: str | None = None,
+        value_output: str | None = None,
+    ) -> None:
+        where = f"endpoint {endpoint!r}, feedback"
+        for key, value in (("window", window), ("remember", remember)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}: {key} must be an integer >= 1, got {value!r}")
+        if kind is not None and kind not in KINDS:
+            raise ConfigError(f"{where}: kind must be one of {KINDS}, got {kind!r}")
+        distinct = isinstance(classes, (list, tuple)) and len(set(classes)) == len(classes)
+        if classes is not None and not distinct:
+            raise ConfigError(f"{where}: classes must be a list of distinct labels, got {classes!r}")
+        names = {"label_output": label_output, "score_output": score_output, "value_output": value_output}
+        for key, value in names.items():
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{where}: {key} must be an output's name, got {value!r}")
+        self.endpoint = endpoint
+        self.window = window
+        self.remember = remember
+        self.kind = kind
+        self.classes = list(classes) if classes is not None else None
+        self._class_index = {c: i for i, c in enumerate(self.classes)} if self.classes is not None else None
+        self._names = names
+        self._memory: OrderedDict[str, _Prediction | None] = OrderedDict()
+        self._specs: dict[tuple[str, str], _Spec | str] = {}  # a string: why it cannot be judged
+        self.quality: dict[str, _VariantQuality] = {}
+        self.labelled = 0  # rows labelled
+        self.refused = 0  # feedback items refused
+
+    # -- the record stage: after each answer ----------------------------------------------
+
+    def remember_answer(self, rid: str, model: str, version: str, outputs: Mapping[str, np.ndarray]) -> None:
+        """Keep what `model` predicted for request `rid`, until its label comes or it is the
+        oldest of `remember` predictions."""
+        spec = self._specs.get((model, version))
+        if spec is None:
+            try:
+                spec = _spec(outputs, self.kind, self._names)
+            except ValueError as exc:
+                spec = f"model {model!r} version {version!r}: {exc}"
+            self._specs[(model, version)] = spec
+        if isinstance(spec, str):
+            return
+        rows = len(next(iter(outputs.values())))
+        labels = scores = values = None
+        if spec.label is not None:
+            labels = outputs[spec.label].reshape(rows).copy()
+        if spec.scores is not None:
+            scores = outputs[spec.scores].astype(np.float64, copy=True)
+        if spec.value is not None:
+            values = outputs[spec.value].reshape(rows).astype(np.float64, copy=True)
+        memory = self._memory
+        memory[rid] = _Prediction(model, version, rows, labels, scores, values)
+        if len(memory) > self.remember:
+            memory.popitem(last=False)
+
+    # -- labels ---------------------------------------------------------------------------
+
+    def label(self, items: Sequence[Any], first: int = 0) -> tuple[int, list[dict[str, Any]]]:
+        """Join labels to remembered predictions: (items accepted, one error per item
+        refused, with its index in the call counted from `first`)."""
+        accepted = 0
+        errors: list[dict[str, Any]] = []
+        for i, item in enumerate(items, start=first):
+            rid = item.get("id") if isinstance(item, dict) else None
+            try:
+                self._label_one(item, rid)
+                accepted += 1
+            except ValueError as exc:
+                self.refused += 1
+                errors.append({"index": i, "id": rid, "error": str(exc)})
+        return accepted, errors
+
+    def _label_one(self, item: Any, rid: Any) -> None:
+        if not isinstance(item, dict) or "label" not in item or not isinstance(rid, str):
+            raise ValueError('each item is {"id": "<request id>", "label": <label, or a list: one per row>}')
+        if rid not in self._memory:
+            raise ValueError(
+                f"unknown id {rid!r}: not answered through endpoint {self.endpoint!r}, "
+                f"or older than its last {self.remember:,} answers"
+            )
+        pred = self._memory[rid]
+        if pred is None:
+            raise ValueError(f"id {rid!r} is already labelled")
+        raw = item["label"]
+        truth = np.asarray(raw if isinstance(raw, list) else [raw])
+        if truth.ndim != 1 or len(truth) != pred.rows:
+            raise ValueError(f"id {rid!r} answered {pred.rows} row(s): give one label per row, got {raw!r}")
+        q = self.quality.get(pred.model)
+        spec = self._specs[(pred.model, pred.version)]
+        assert isinstance(spec, _Spec)
+        if q is None or q.kind != spec.kind:
+            q = self.quality[pred.model] = _VariantQuality(spec.kind, self.window)
+        if spec.kind == "classifier":
+            y = self._indices(truth, "label")
+            predicted = self._indices(pred.labels, "the model's label") if pred.labels is not None else None
+            q.window.add(y, predicted=predicted, proba=pred.scores)
+        else:
+            try:
+                y_value = truth.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"id {rid!r}: a regressor's label must be a number, got {raw!r}") from None
+            q.window.add(y_value, predicted=pred.values)
+        q.version = pred.version
+        self._memory[rid] = None
+        self.labelled += pred.rows
+
+    def _indices(self, labels: np.ndarray, what: str) -> np.ndarray:
+        """Class labels as column indices of the scores."""
+        if self._class_index is not None:
+            try:
+                return np.fromiter((self._class_index[v] for v in labels.tolist()), np.int64, len(labels))
+            except (KeyError, TypeError):
+                bad = [v for v in labels.tolist() if v not in self._class_index]
+                raise ValueError(f"{what} {bad[:3]} not among classes {self.classes}") from None
+        if labels.dtype.kind == "b":
+            return labels.astype(np.int64)
+        if labels.dtype.kind not in "iu" or (labels < 0).any():
+            raise ValueError(
+                f"{what} {labels.tolist()[:3]} is not a class index (0 .. k-1); list the labels "
+                "in the endpoint's feedback settings: classes = [...]"
+            )
+        return labels.astype(np.int64)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per variant: rows labelled, rows in the window, and each metric (None where
+        undefined)."""
+        out: dict[str, dict[str, Any]] = {}
+        for model, q in self.quality.items():
+            out[model] = {
+                "kind": q.kind,
+                "version": q.version,
+                "labelled": q.window.labelled,
+                "window": len(q.window),
+                **q.window.summary(),
+            }
+        return out
+
+    def to_json(self) -> dict[str, object]:
+        unjudged = {f"{m}/{v}": s for (m, v), s in self._specs.items() if isinstance(s, str)}
+        return {
+            "window": self.window,
+            "remember": self.remember,
+            "remembered": len(self._memory),
+            "labelled": self.labelled,
+            "refused": self.refused,
+            "quality": self.summary(),
+            **({"unjudged": unjudged} if unjudged else {}),
+        }

@@ -1,0 +1,111 @@
+"""The prediction log's writer (runtime/traffic/predlog.py) on its own: the schema, rotation
+by size, the bound on what waits for the writer, and a file cut short by a crash."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from runtime.errors import ConfigError
+from runtime.traffic import PredictionLog, read_log
+
+
+def _offer(log: PredictionLog, i: int, rows: int = 2) -> None:
+    x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) + i
+    names = np.array([f"r{i}-{j}" for j in range(rows)], dtype=object)
+    outputs = {"label": np.full(rows, i % 3, np.int64), "proba": np.full((rows, 2), 0.5), "name": names}
+    log.offer(f"req-{i}", "m", "1", {"x": x}, outputs, 0.001 * i)
+
+
+def test_rows_schema_and_values(tmp_path: Path) -> None:
+    log = PredictionLog("ep", str(tmp_path), flush_s=0.05)
+    log.start()
+    for i in range(10):
+        _offer(log, i)
+    log.close()
+    assert log.written == 20 and log.files == 1 and log.dropped == 0
+    table = read_log(tmp_path)
+    assert table.column_names == [
+        "id", "row", "time", "endpoint", "model", "version", "role", "latency_s",
+        "input.x", "output.label", "output.proba", "output.name",
+    ]  # fmt: skip
+    assert table.schema.field("time").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("input.x").type == pa.list_(pa.float32(), 3)
+    rows = table.to_pylist()
+    assert [(r["id"], r["row"]) for r in rows] == [(f"req-{i}", j) for i in range(10) for j in range(2)]
+    assert rows[7]["input.x"] == [3.0 + 3, 4.0 + 3, 5.0 + 3] and rows[7]["output.name"] == "r3-1"
+    assert rows[7]["latency_s"] == pytest.approx(0.003) and rows[7]["role"] == "primary"
+    assert all(r["model"] == "m" and r["version"] == "1" and r["endpoint"] == "ep" for r in rows)
+    assert abs(rows[0]["time"].timestamp() - time.time()) < 60
+    assert list(tmp_path.glob("m/1/predictions-*.parquet")) and not list(tmp_path.rglob("*.arrows"))
+
+
+def test_files_rotate_by_size_and_each_closed_file_is_complete(tmp_path: Path) -> None:
+    log = PredictionLog("ep", str(tmp_path), flush_s=0.01, rotate_mb=0.001)  # ~1 KB
+    log.start()
+    for i in range(200):
+        _offer(log, i)
+        if i % 20 == 0:
+            time.sleep(0.03)  # let the writer flush: a file per flush or so
+    log.close()
+    files = sorted(tmp_path.rglob("predictions-*.parquet"))
+    assert len(files) > 3 and log.files == len(files)
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 400
+
+
+def test_rows_past_the_queue_are_dropped_and_counted(tmp_path: Path) -> None:
+    log = PredictionLog("ep", str(tmp_path), queue=10)  # not started: nothing is written
+    for i in range(8):
+        _offer(log, i)
+    assert log.dropped == 6  # 5 requests of 2 rows fit
+    assert log.to_json()["pending"] == 10
+
+
+def test_an_open_file_cut_short_keeps_its_complete_batches(tmp_path: Path) -> None:
+    log = PredictionLog("ep", str(tmp_path), flush_s=0.01)
+    log.start()
+    for i in range(5):
+        _offer(log, i)
+    deadline = time.monotonic() + 5
+    while log.written < 10:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for i in range(5, 10):
+        _offer(log, i)
+    while log.written < 20:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # As if the process died mid-write: copy the open file and cut its last bytes off.
+    (open_file,) = tmp_path.rglob("*.arrows")
+    data = open_file.read_bytes()
+    log.close()
+    for f in tmp_path.rglob("*.parquet"):
+        f.unlink()
+    dead = open_file.with_name(open_file.name.replace(f"-{os.getpid()}-", "-999999999-"))
+    dead.write_bytes(data[:-40])
+    log2 = PredictionLog("ep", str(tmp_path))
+    log2.start()
+    log2.close()
+    table = read_log(tmp_path)
+    assert table.num_rows >= 10  # the first flush's batch, at least
+    assert table["id"].to_pylist()[:10] == [f"req-{i}" for i in range(5) for _ in range(2)]
+    assert not list(tmp_path.rglob("*.arrows"))
+
+
+def test_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="sample"):
+        PredictionLog("ep", str(tmp_path), sample=2)
+    with pytest.raises(ConfigError, match="queue"):
+        PredictionLog("ep", str(tmp_path), queue=0)
+    with pytest.raises(ConfigError, match="rotate_mb"):
+        PredictionLog("ep", str(tmp_path), rotate_mb=0)
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(ConfigError, match="cannot create the log directory"):
+        PredictionLog("ep", str(blocked / "sub")).start()
