@@ -1,6 +1,7 @@
-"""Model quality: metrics computed as scikit-learn computes them (metrics.py) and a
-variant's quality over its most recent labelled rows (window.py). Shared by ground-truth
-feedback (runtime/traffic/feedback.py) and, later, the CI gates."""
+"""Model quality: metrics computed as scikit-learn computes them, in numpy (metrics.py), and
+a variant's quality over its most recent labelled predictions (window.py). Shared by
+ground-truth feedback (labels that arrive after the predictions, runtime/traffic/feedback.py)
+and, later, CI gates."""
 
 from __future__ import annotations
 
