@@ -27,6 +27,7 @@ from ..errors import InvalidInput
 from ..models import Tensors, check_inputs
 from ..repository import LoadedModel, Repository
 from ..traffic import Endpoint, Router
+from ..traffic.routing import parameter_key
 from .codec import InferRequest, InferResponse, select_outputs
 from .errors import Failure, failure
 
@@ -177,10 +178,13 @@ class Pipeline:
         if endpoint is not None:
             if version is not None:
                 raise InvalidInput(f"'{name}' is an endpoint: call it without a version, or call a variant")
-            key = None
-            if endpoint.header is not None and wire is not None:
-                key = wire.sticky_key(meta, endpoint.header)
-            name = endpoint.choose(key).model
+            if endpoint.parameter is not None:
+                name = endpoint.provisional().model  # chosen once decoded (run: by_parameter)
+            else:
+                key = None
+                if endpoint.header is not None and wire is not None:
+                    key = wire.sticky_key(meta, endpoint.header)
+                name = endpoint.choose(key).model
         entry = self.repository.get(name, version)
         entry.holders += 1
         return entry
@@ -276,17 +280,40 @@ class Pipeline:
     def run(self, call: Call, responder: Responder, loop: asyncio.AbstractEventLoop) -> Cancellable | None:
         """Admit the request (queue room, deadline) into its model's batcher and answer
         when its batch is done: at once when it ran inline."""
-        result = call.entry.batcher.submit(
-            call.req.inputs,
-            timeout_s=timeout_s(call.req, call.entry),
-            alone=self._alone(),
-            on_done=functools.partial(self._ran, responder, call, loop),
-            loop=loop,
-        )
+        try:
+            if call.endpoint is not None and call.endpoint.parameter is not None:
+                self.by_parameter(call)
+            result = call.entry.batcher.submit(
+                call.req.inputs,
+                timeout_s=timeout_s(call.req, call.entry),
+                alone=self._alone(),
+                on_done=functools.partial(self._ran, responder, call, loop),
+                loop=loop,
+            )
+        except Exception as exc:  # answered here: call.entry is the version now held
+            self.respond_failure(responder, call.wire, call.entry, call.started, exc)
+            return None
         if not isinstance(result, dict):
             return result
         self._ran(responder, call, loop, result, None)
         return None
+
+    def by_parameter(self, call: Call) -> None:
+        """Resolve, second half, for endpoints whose sticky key is a V2 request parameter:
+        the variant is chosen now that the request is decoded, and the version held since
+        resolve is swapped for the chosen one (on the loop's thread, as holders are counted)."""
+        endpoint = call.endpoint
+        assert endpoint is not None and endpoint.parameter is not None
+        key = parameter_key(call.req.parameters.get(endpoint.parameter), endpoint.parameter)
+        chosen = endpoint.choose(key).model
+        if chosen == call.entry.model.name:
+            return
+        entry = self.repository.get(chosen)
+        inputs = check_inputs(entry.model, call.req.inputs, call.entry.input_datatypes)
+        entry.holders += 1
+        call.entry.holders -= 1
+        call.entry, call.req.inputs = entry, inputs
+        call.selected = select_outputs(call.req, entry.model)
 
     def _ran(
         self,

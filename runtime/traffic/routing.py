@@ -25,13 +25,13 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidInput
 from .feedback import Feedback
 from .predlog import PredictionLog
 from .rollback import Rollback
 from .shadow import Shadow
 
-__all__ = ["Endpoint", "Router", "Variant", "sticky_header"]
+__all__ = ["Endpoint", "Router", "Variant", "parameter_key", "sticky_key"]
 
 _TWO64 = float(2**64)
 _ID_PREFIX = secrets.token_hex(6)
@@ -45,20 +45,32 @@ class Variant:
     requests: int = 0  # answered through the endpoint (counted when chosen)
 
 
-def sticky_header(sticky: str | None, where: str) -> bytes | None:
-    """The header a `sticky = "header:NAME"` setting names, lower-cased, as HTTP servers
-    hand header names over; None when the endpoint is not sticky."""
+def sticky_key(sticky: str | None, where: str) -> tuple[bytes | None, str | None]:
+    """Where a request's sticky key is: (the header, lower-cased as HTTP servers hand header
+    names over, or None; the V2 request parameter, or None). Both None: not sticky."""
     if sticky is None:
-        return None
+        return None, None
     kind, _, name = sticky.partition(":")
-    if kind == "header" and name.strip():
-        return name.strip().lower().encode("latin-1")
-    if kind == "parameter":
-        raise ConfigError(
-            f"{where}: sticky = {sticky!r}: keys from V2 request parameters are not supported yet; "
-            'use a header (sticky = "header:x-user-id")'
-        )
-    raise ConfigError(f'{where}: sticky must be "header:NAME", got {sticky!r}')
+    name = name.strip()
+    if kind == "header" and name:
+        return name.lower().encode("latin-1"), None
+    if kind == "parameter" and name:
+        return None, name
+    raise ConfigError(f'{where}: sticky must be "header:NAME" or "parameter:NAME", got {sticky!r}')
+
+
+def parameter_key(value: object, name: str) -> bytes | None:
+    """A V2 request parameter as a sticky key: strings and integers (as their text), so
+    `"user_id": 42` and `"user_id": "42"` go to the same variant."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value).encode()
+    raise InvalidInput(
+        f"parameter {name!r} is this endpoint's sticky key: give a string or an integer, got {value!r}"
+    )
 
 
 def _check_weights(weights: Mapping[str, float], where: str) -> None:
@@ -107,7 +119,7 @@ class Endpoint:
         for s in self.shadows:
             s.log = log
         self.sticky = sticky
-        self.header = sticky_header(sticky, where)
+        self.header, self.parameter = sticky_key(sticky, where)
         self.variants = [Variant(m, float(w)) for m, w in variants]
         # The key's hash is salted with each variant's name once, here.
         self._salts = [hashlib.blake2b(v.model.encode(), digest_size=16).digest() for v in self.variants]
@@ -130,6 +142,12 @@ class Endpoint:
         for v in self.variants:
             v.weight = merged[v.model]
         self._total = sum(merged.values())
+
+    def provisional(self) -> Variant:
+        """The variant that decodes a request whose key is in its body (a V2 parameter),
+        before the key is known: the first with a weight. Not counted: `choose` counts the
+        one that answers. Variants of an endpoint take the same inputs, so any decodes it."""
+        return next(v for v in self.variants if v.weight > 0)
 
     def choose(self, key: bytes | None = None) -> Variant:
         """The variant a request goes to: by `key` when given, else at random by weight."""

@@ -41,6 +41,8 @@ def config(tmp: Path, model: Path, weights: tuple[int, int], sticky: bool) -> Pa
     ]
     if sticky:
         lines.append('sticky = "header:x-user-id"')
+        # The same variants again, keyed by a V2 request parameter instead of a header.
+        lines += ["[[endpoints]]", 'name = "churn-p"', lines[-2], 'sticky = "parameter:user_id"']
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -124,6 +126,29 @@ def test_sticky_keys_keep_their_variant_across_calls_and_a_restart(served, tmp_p
         stop_server(again)
 
 
+def test_a_parameter_key_goes_where_the_same_header_key_goes(served, closing: ExitStack) -> None:
+    srv, _ = served
+    c = closing.enter_context(Caller(srv))
+    tensor = {"name": "input", "datatype": "FP32", "shape": [1, 20], "data": [0.1] * 20}
+
+    def by_parameter(value: object) -> tuple[int, dict]:
+        body = json.dumps({"inputs": [tensor], "parameters": {"user_id": value}})
+        c.conn.request("POST", "/v2/models/churn-p/infer", body, {"content-type": "application/json"})
+        r = c.conn.getresponse()
+        return r.status, json.loads(r.read())
+
+    for i in range(2_000):
+        status, body = by_parameter(f"user-{i}")
+        assert status == 200, body
+        assert body["model_name"] == c.variant(f"user-{i}")  # the same key, the same hash
+    assert by_parameter(12345)[1]["model_name"] == c.variant("12345")
+    status, body = by_parameter(1.5)
+    assert status == 400 and "parameter 'user_id' is this endpoint's sticky key" in body["error"]
+    status, body = by_parameter(None)  # no key: drawn by weight
+    assert status == 200
+    assert c.variant("user-1")  # still serving
+
+
 def test_weights_change_at_run_time_and_move_few_keys(served, closing: ExitStack) -> None:
     srv, _ = served
     c = closing.enter_context(Caller(srv))
@@ -167,11 +192,11 @@ def test_counts_reach_metrics_and_versions_are_refused(served, closing: ExitStac
     text = c.conn.getresponse().read().decode()
     lines = [ln for ln in text.splitlines() if ln.startswith("mlrt_endpoint_requests_total{")]
     total = sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
-    assert total == 200 and len(lines) == 2
+    assert total == 200 and len(lines) == 4  # churn and churn-p, two variants each
     assert status == 400 and "is an endpoint" in doc["error"]
     c.conn.request("GET", "/v2/endpoints/nope")
     r = c.conn.getresponse()
-    assert r.status == 404 and "endpoints: ['churn']" in json.loads(r.read())["error"]
+    assert r.status == 404 and "endpoints: ['churn', 'churn-p']" in json.loads(r.read())["error"]
 
 
 def test_mlrt_traffic_show_and_set(served, capsys) -> None:

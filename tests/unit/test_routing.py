@@ -70,8 +70,9 @@ def test_bad_settings_are_refused() -> None:
         Endpoint("e", [("a", 1), ("a", 2)])
     with pytest.raises(ConfigError, match="must be a number >= 0"):
         Endpoint("e", [("a", -1), ("b", 1)])
-    with pytest.raises(ConfigError, match="parameters are not supported yet"):
-        Endpoint("e", [("a", 1)], sticky="parameter:user_id")
+    assert Endpoint("e", [("a", 1)], sticky="parameter:user_id").parameter == "user_id"
+    with pytest.raises(ConfigError, match='sticky must be "header:NAME" or "parameter:NAME"'):
+        Endpoint("e", [("a", 1)], sticky="parameter:")
     with pytest.raises(ConfigError, match='sticky must be "header:NAME"'):
         Endpoint("e", [("a", 1)], sticky="cookie:id")
     e = Endpoint("e", [("a", 1), ("b", 1)], sticky="header:X-User-Id")
