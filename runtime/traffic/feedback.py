@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..quality import QualityWindow
+from .settings import count
 
 __all__ = ["Feedback"]
 
@@ -111,9 +112,8 @@ class Feedback:
         value_output: str | None = None,
     ) -> None:
         where = f"endpoint {endpoint!r}, feedback"
-        for key, value in (("window", window), ("remember", remember)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{where}: {key} must be an integer >= 1, got {value!r}")
+        count(where, "window", window)
+        count(where, "remember", remember)
         if kind is not None and kind not in KINDS:
             raise ConfigError(f"{where}: kind must be one of {KINDS}, got {kind!r}")
         distinct = isinstance(classes, (list, tuple)) and len(set(classes)) == len(classes)

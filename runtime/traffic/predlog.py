@@ -50,6 +50,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError
+from .settings import count, positive, share
 
 __all__ = ["PredictionLog", "read_log"]
 
@@ -190,20 +191,13 @@ class PredictionLog:
         where = f"endpoint {endpoint!r}, log"
         if not isinstance(dir, str) or not dir:
             raise ConfigError(f"{where}: dir must be a directory path")
-        if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0.0 <= sample <= 1.0:
-            raise ConfigError(f"{where}: sample must be a number from 0 to 1, got {sample!r}")
-        for key, value in (("rotate_mb", rotate_mb), ("rotate_s", rotate_s), ("flush_s", flush_s)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{where}: {key} must be a number > 0, got {value!r}")
-        if isinstance(queue, bool) or not isinstance(queue, int) or queue < 1:
-            raise ConfigError(f"{where}: queue must be an integer >= 1 (rows), got {queue!r}")
         self.endpoint = endpoint
         self.dir = Path(dir)
-        self.sample = float(sample)
-        self.rotate_bytes = int(rotate_mb * 1024 * 1024)
-        self.rotate_s = float(rotate_s)
-        self.flush_s = float(flush_s)
-        self.queue = queue
+        self.sample = share(where, "sample", sample)
+        self.rotate_bytes = int(positive(where, "rotate_mb", rotate_mb) * 1024 * 1024)
+        self.rotate_s = positive(where, "rotate_s", rotate_s)
+        self.flush_s = positive(where, "flush_s", flush_s)
+        self.queue = count(where, "queue (rows)", queue)
         self.dropped = 0  # rows not logged: the writer was `queue` rows behind (event loop's count)
         self.written = 0  # rows in the log's files (writer's count)
         self.lost = 0  # rows the writer failed to write (disk full, permissions)

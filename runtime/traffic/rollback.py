@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
 from ..metrics import LATENCY_BUCKETS
+from .settings import count, positive, share
 
 __all__ = ["Rollback"]
 
@@ -93,21 +93,13 @@ class Rollback:
         min_error_rate: float = 0.01,
     ) -> None:
         where = f"endpoint {endpoint!r}, variant {model!r}, rollback"
-        numbers = (("error_ratio", error_ratio), ("p99_ratio", p99_ratio), ("window_s", window_s))
-        for key, value in numbers:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{where}: {key} must be a number > 0, got {value!r}")
-        if isinstance(min_requests, bool) or not isinstance(min_requests, int) or min_requests < 1:
-            raise ConfigError(f"{where}: min_requests must be an integer >= 1, got {min_requests!r}")
-        if not isinstance(min_error_rate, (int, float)) or not 0 <= min_error_rate <= 1:
-            raise ConfigError(f"{where}: min_error_rate must be from 0 to 1, got {min_error_rate!r}")
         self.endpoint = endpoint
         self.model = model
-        self.error_ratio = float(error_ratio)
-        self.p99_ratio = float(p99_ratio)
-        self.window_s = float(window_s)
-        self.min_requests = min_requests
-        self.min_error_rate = float(min_error_rate)
+        self.error_ratio = positive(where, "error_ratio", error_ratio)
+        self.p99_ratio = positive(where, "p99_ratio", p99_ratio)
+        self.window_s = positive(where, "window_s", window_s)
+        self.min_requests = count(where, "min_requests", min_requests)
+        self.min_error_rate = share(where, "min_error_rate", min_error_rate)
         self.rolled_back: dict[str, Any] | None = None  # when and why, once it happened
         self.count = 0  # rollbacks since start
         self._history: dict[str, deque[_Snap]] = {}

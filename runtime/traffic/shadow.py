@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, QueueFull
+from ..errors import QueueFull
 from ..metrics import LATENCY_BUCKETS, PlainHistogram
 from ..models import Tensors, check_inputs
 from .compare import ABS_DIFF_BUCKETS, compare
+from .settings import count, share
 
 __all__ = ["DEFAULT_QUEUE", "Shadow"]
 
@@ -60,10 +61,8 @@ class Shadow:
 
     def __init__(self, endpoint: str, model: str, sample: float = 1.0, queue: int = DEFAULT_QUEUE) -> None:
         where = f"endpoint {endpoint!r}, shadow {model!r}"
-        if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0.0 <= sample <= 1.0:
-            raise ConfigError(f"{where}: sample must be a number from 0 to 1, got {sample!r}")
-        if isinstance(queue, bool) or not isinstance(queue, int) or queue < 1:
-            raise ConfigError(f"{where}: queue must be an integer >= 1, got {queue!r}")
+        share(where, "sample", sample)
+        count(where, "queue", queue)
         self.endpoint = endpoint
         self.model = model
         self.sample = float(sample)
