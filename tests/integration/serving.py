@@ -102,3 +102,14 @@ def stop_server(server: Server) -> None:
     """SIGTERM, then expect a clean exit (status 0)."""
     code = terminate(server)
     assert code == 0, f"mlrt serve exited with {code} on SIGTERM; stderr:\n{server.stderr()}"
+
+
+def check_metrics(text: str) -> None:
+    """`promtool check metrics` finds nothing to say about a /metrics page."""
+    import shutil
+
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is needed: install the Debian package `prometheus`")
+    proc = subprocess.run([path, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr

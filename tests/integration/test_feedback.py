@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import signal
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -31,7 +29,7 @@ from sklearn.metrics import (
 from runtime.traffic import read_log
 from runtime.traffic.compare import ABS_DIFF_BUCKETS
 from tests.integration import pymodels
-from tests.integration.serving import PYMODELS, Server, start_server, stop_server
+from tests.integration.serving import PYMODELS, Server, check_metrics, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -148,14 +146,6 @@ def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
         return float(log_loss(y, proba, labels=[0, 1]))
 
 
-def _promtool(metrics: str) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is needed: install the Debian package `prometheus`")
-    proc = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True, text=True)
-    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
-
-
 def test_classifier_log_shadow_and_quality_equal_offline_computations(tmp_path: Path) -> None:
     data = load_breast_cancer()
     X, y = data.data, data.target
@@ -215,7 +205,7 @@ def test_classifier_log_shadow_and_quality_equal_offline_computations(tmp_path: 
             labels = f'endpoint="cancer",metric="{metric}",variant="{variant}"'
             assert _sample(metrics, "mlrt_quality", labels) == pytest.approx(value, rel=1e-9)
     assert quality["cancer-a"]["accuracy"] > quality["cancer-b"]["accuracy"]
-    _promtool(metrics)
+    check_metrics(metrics)
 
     # The log: one row per answered row, under the id the client saw, with what it was told.
     table = read_log(logdir)

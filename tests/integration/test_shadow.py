@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from sklearn.datasets import load_iris
 
 from runtime.traffic.compare import ABS_DIFF_BUCKETS
 from tests.integration import pymodels
-from tests.integration.serving import PYMODELS, Server, start_server, stop_server
+from tests.integration.serving import PYMODELS, Server, check_metrics, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -134,11 +132,7 @@ def test_agreement_and_abs_diffs_equal_an_offline_comparison(tmp_path: Path, cap
     assert _sample(metrics, "mlrt_shadow_requests_total") == len(sent)
     assert _sample(metrics, "mlrt_shadow_agreed_total") == s["agreed"]
     assert _sample(metrics, "mlrt_shadow_duration_seconds_count") == len(sent)
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is needed: install the Debian package `prometheus`")
-    proc = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True, text=True)
-    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
+    check_metrics(metrics)
 
 
 def test_a_shadow_sleeping_a_second_per_call_changes_nothing_for_the_primary(tmp_path: Path) -> None:
