@@ -211,7 +211,7 @@ class EndpointConfig:
 
     def build(self) -> Endpoint:
         """The endpoint this config describes, with fresh counts."""
-        from .traffic import Endpoint, Feedback, PredictionLog, Rollback, Shadow
+        from .traffic import Endpoint, Feedback, PredictionLog, Rollback, RollbackRule, Shadow
 
         shadows = [Shadow(self.name, **s) for s in self.shadow]
         log = feedback = None
@@ -220,7 +220,11 @@ class EndpointConfig:
         if self.feedback is not None:
             feedback = Feedback(self.name, **_known(Feedback, self.feedback, f"{self.name!r} feedback"))
         rollbacks = [
-            Rollback(self.name, v["model"], **_known(Rollback, v["rollback"], f"{self.name!r} rollback"))
+            Rollback(
+                self.name,
+                v["model"],
+                RollbackRule(**_known(RollbackRule, v["rollback"], f"{self.name!r} rollback")),
+            )
             for v in self.variants
             if "rollback" in v
         ]

@@ -78,6 +78,33 @@ class PlainHistogram:
         return buckets, self.total
 
 
+# Families read from objects' attributes: {attribute: (metric name, help)}.
+_MODEL_HISTOGRAMS = {
+    "request": ("mlrt_request_duration_seconds", "Infer request time, arrival to response"),
+    "queue": ("mlrt_queue_duration_seconds", "Time a request waited in the batch queue"),
+    "compute": ("mlrt_compute_duration_seconds", "Model execution time per batch"),
+    "batch": ("mlrt_batch_size", "Rows per model execution"),
+}
+_SHADOW_COUNTS = {
+    "sent": ("mlrt_shadow_requests", "Request copies sent to a shadow model"),
+    "dropped": ("mlrt_shadow_dropped", "Request copies not sent: the shadow's queue was full"),
+    "failed": ("mlrt_shadow_failed", "Request copies the shadow model failed or refused"),
+    "compared": ("mlrt_shadow_compared", "Rows whose class the shadow and the primary both gave"),
+    "agreed": ("mlrt_shadow_agreed", "Compared rows where the shadow gave the primary's class"),
+}
+_LOG_COUNTS = {
+    "written": ("mlrt_prediction_log_rows", "Rows written to the prediction log"),
+    "dropped": ("mlrt_prediction_log_dropped", "Rows not logged: the log writer was too far behind"),
+    "lost": ("mlrt_prediction_log_lost", "Rows the log writer failed to write"),
+    "files": ("mlrt_prediction_log_files", "Prediction log files closed (Parquet)"),
+}
+
+
+def _families(make: Any, labels: list[str], spec: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """One metric family per attribute of a table above, made fresh for a scrape."""
+    return {attr: make(name, doc, labels=labels) for attr, (name, doc) in spec.items()}
+
+
 class ModelMetrics:
     """One model version's serving metrics and Triton statistics."""
 
@@ -133,18 +160,7 @@ class _ServingCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         mv = ["model", "version"]
-        hists = {
-            "request": HistogramMetricFamily(
-                "mlrt_request_duration_seconds", "Infer request time, arrival to response", labels=mv
-            ),
-            "queue": HistogramMetricFamily(
-                "mlrt_queue_duration_seconds", "Time a request waited in the batch queue", labels=mv
-            ),
-            "compute": HistogramMetricFamily(
-                "mlrt_compute_duration_seconds", "Model execution time per batch", labels=mv
-            ),
-            "batch": HistogramMetricFamily("mlrt_batch_size", "Rows per model execution", labels=mv),
-        }
+        hists = _families(HistogramMetricFamily, mv, _MODEL_HISTOGRAMS)
         requests = CounterMetricFamily("mlrt_requests", "Infer requests by HTTP status", labels=[*mv, "code"])
         rejected = CounterMetricFamily(
             "mlrt_rejected", "Requests refused without running the model", labels=[*mv, "reason"]
@@ -220,45 +236,14 @@ class _EndpointCollector(Collector):
             labels=["endpoint", "variant"],
         )
         labels = ["endpoint", "shadow"]
-        counts = {
-            "sent": CounterMetricFamily(
-                "mlrt_shadow_requests", "Request copies sent to a shadow model", labels=labels
-            ),
-            "dropped": CounterMetricFamily(
-                "mlrt_shadow_dropped", "Request copies not sent: the shadow's queue was full", labels=labels
-            ),
-            "failed": CounterMetricFamily(
-                "mlrt_shadow_failed", "Request copies the shadow model failed or refused", labels=labels
-            ),
-            "compared": CounterMetricFamily(
-                "mlrt_shadow_compared", "Rows whose class the shadow and the primary both gave", labels=labels
-            ),
-            "agreed": CounterMetricFamily(
-                "mlrt_shadow_agreed", "Compared rows where the shadow gave the primary's class", labels=labels
-            ),
-        }
+        counts = _families(CounterMetricFamily, labels, _SHADOW_COUNTS)
         diff = HistogramMetricFamily(
             "mlrt_shadow_abs_diff", "|shadow - primary| of every score both models output", labels=labels
         )
         duration = HistogramMetricFamily(
             "mlrt_shadow_duration_seconds", "From a copy sent to the shadow's answer", labels=labels
         )
-        log_counts = {
-            "written": CounterMetricFamily(
-                "mlrt_prediction_log_rows", "Rows written to the prediction log", labels=["endpoint"]
-            ),
-            "dropped": CounterMetricFamily(
-                "mlrt_prediction_log_dropped",
-                "Rows not logged: the log writer was too far behind",
-                labels=["endpoint"],
-            ),
-            "lost": CounterMetricFamily(
-                "mlrt_prediction_log_lost", "Rows the log writer failed to write", labels=["endpoint"]
-            ),
-            "files": CounterMetricFamily(
-                "mlrt_prediction_log_files", "Prediction log files closed (Parquet)", labels=["endpoint"]
-            ),
-        }
+        log_counts = _families(CounterMetricFamily, ["endpoint"], _LOG_COUNTS)
         labelled = CounterMetricFamily(
             "mlrt_feedback_labels", "Rows labelled by ground-truth feedback", labels=["endpoint", "variant"]
         )

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from .feedback import Feedback
 from .predlog import PredictionLog, read_log
-from .rollback import Rollback
+from .rollback import Rollback, RollbackRule
 from .routing import Endpoint, Router, Variant
 from .shadow import Shadow
 
-__all__ = ["Endpoint", "Feedback", "PredictionLog", "Rollback", "Router", "Shadow", "Variant", "read_log"]
+__all__ = [
+    "Endpoint",
+    "Feedback",
+    "PredictionLog",
+    "Rollback",
+    "RollbackRule",
+    "Router",
+    "Shadow",
+    "Variant",
+    "read_log",
+]

@@ -13,6 +13,7 @@ holds it, coarse (buckets double), so the latency factor should be 2 or more.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -24,7 +25,7 @@ from typing import Any
 from ..metrics import LATENCY_BUCKETS
 from .settings import count, positive, share
 
-__all__ = ["Rollback"]
+__all__ = ["Rollback", "RollbackRule"]
 
 log = logging.getLogger("mlrt.traffic")
 
@@ -78,28 +79,32 @@ def _snap(metrics: Any, now: float) -> _Snap:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class RollbackRule:
+    """When a canary is rolled back: the `rollback = { ... }` table of its variant."""
+
+    error_ratio: float = 2.0
+    p99_ratio: float = 3.0
+    window_s: float = 60.0
+    min_requests: int = 20
+    min_error_rate: float = 0.01
+
+    def checked(self, where: str) -> RollbackRule:
+        for key in ("error_ratio", "p99_ratio", "window_s"):
+            positive(where, key, getattr(self, key))
+        count(where, "min_requests", self.min_requests)
+        share(where, "min_error_rate", self.min_error_rate)
+        return self
+
+
 class Rollback:
     """One canary variant's rollback rule and what it saw."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        model: str,
-        *,
-        error_ratio: float = 2.0,
-        p99_ratio: float = 3.0,
-        window_s: float = 60.0,
-        min_requests: int = 20,
-        min_error_rate: float = 0.01,
-    ) -> None:
+    def __init__(self, endpoint: str, model: str, rule: RollbackRule | None = None) -> None:
         where = f"endpoint {endpoint!r}, variant {model!r}, rollback"
         self.endpoint = endpoint
         self.model = model
-        self.error_ratio = positive(where, "error_ratio", error_ratio)
-        self.p99_ratio = positive(where, "p99_ratio", p99_ratio)
-        self.window_s = positive(where, "window_s", window_s)
-        self.min_requests = count(where, "min_requests", min_requests)
-        self.min_error_rate = share(where, "min_error_rate", min_error_rate)
+        self.rule = (rule or RollbackRule()).checked(where)
         self.rolled_back: dict[str, Any] | None = None  # when and why, once it happened
         self.count = 0  # rollbacks since start
         self._history: dict[str, deque[_Snap]] = {}
@@ -111,7 +116,7 @@ class Rollback:
         if history and history[-1].source != snap.source:
             history.clear()  # another version now: its counts start afresh
         history.append(snap)
-        while len(history) > 2 and history[1].t <= now - self.window_s:
+        while len(history) > 2 and history[1].t <= now - self.rule.window_s:
             history.popleft()
         w = _Window()
         if len(history) > 1:
@@ -139,22 +144,22 @@ class Rollback:
                     if others.buckets is None
                     else [a + b for a, b in zip(others.buckets, w.buckets, strict=True)]
                 )
-        if canary is None or canary[0].weight <= 0 or canary[1].requests < self.min_requests:
+        if canary is None or canary[0].weight <= 0 or canary[1].requests < self.rule.min_requests:
             return None
         w = canary[1]
         reason = None
         rate, base = w.error_rate, others.error_rate
-        if rate >= self.min_error_rate and rate > self.error_ratio * base:
+        if rate >= self.rule.min_error_rate and rate > self.rule.error_ratio * base:
             reason = (
-                f"error rate {rate:.1%} over the last {self.window_s:g} s ({w.errors} of {w.requests}), "
-                f"the other variants {base:.1%}: more than {self.error_ratio:g}x"
+                f"error rate {rate:.1%} over the last {self.rule.window_s:g} s ({w.errors} of {w.requests}), "
+                f"the other variants {base:.1%}: more than {self.rule.error_ratio:g}x"
             )
-        elif others.requests >= self.min_requests:
+        elif others.requests >= self.rule.min_requests:
             p99, base_p99 = w.p99(), others.p99()
-            if p99 is not None and base_p99 is not None and p99 > self.p99_ratio * base_p99:
+            if p99 is not None and base_p99 is not None and p99 > self.rule.p99_ratio * base_p99:
                 reason = (
-                    f"p99 latency {p99 * 1e3:g} ms over the last {self.window_s:g} s, the other "
-                    f"variants {base_p99 * 1e3:g} ms: more than {self.p99_ratio:g}x"
+                    f"p99 latency {p99 * 1e3:g} ms over the last {self.rule.window_s:g} s, the other "
+                    f"variants {base_p99 * 1e3:g} ms: more than {self.rule.p99_ratio:g}x"
                 )
         if reason is None:
             return None
@@ -170,10 +175,7 @@ class Rollback:
     def to_json(self) -> dict[str, object]:
         return {
             "model": self.model,
-            "error_ratio": self.error_ratio,
-            "p99_ratio": self.p99_ratio,
-            "window_s": self.window_s,
-            "min_requests": self.min_requests,
+            **dataclasses.asdict(self.rule),
             "rollbacks": self.count,
             "last": self.rolled_back,
         }

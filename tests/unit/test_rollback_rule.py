@@ -5,11 +5,11 @@ window, and counts from before the window (or from another version) do not count
 from __future__ import annotations
 
 from runtime.metrics.serving import ModelMetrics
-from runtime.traffic import Endpoint, Rollback
+from runtime.traffic import Endpoint, Rollback, RollbackRule
 
 
 def setup(**rule: object) -> tuple[Endpoint, Rollback, dict[str, ModelMetrics]]:
-    r = Rollback("e", "canary", window_s=10, min_requests=20, **rule)  # type: ignore[arg-type]
+    r = Rollback("e", "canary", RollbackRule(window_s=10, min_requests=20, **rule))  # type: ignore[arg-type]
     e = Endpoint("e", [("primary", 90), ("canary", 10)], rollbacks=[r])
     return e, r, {"primary": ModelMetrics("primary", "1"), "canary": ModelMetrics("canary", "1")}
 
