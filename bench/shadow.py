@@ -1,16 +1,20 @@
-"""What a shadow costs the primary: the same endpoint served three ways, side by side.
+"""What a shadow, and the prediction log with feedback, cost the primary: the same
+endpoint served four ways, side by side.
 
     python -m bench.shadow [--rounds 6] [--duration 4] [--json PATH]
 
-Three servers, each with the bench MLP (20 FP32 -> 2) as the endpoint `mlp`'s one variant:
+Four servers, each with the bench MLP (20 FP32 -> 2) as the endpoint `mlp`'s one variant:
   off      no shadow
   shadow   a 100% shadow: a second MLP (other weights, the same cost) gets a copy of
            every request, compared with the primary's answer (agreement, abs diffs)
   sleepy   a 100% shadow that hangs: one second per call (bench.models:sleepy_shadow)
+  recorded no shadow; every answer logged (Parquet, runtime/traffic/predlog.py) and
+           remembered for labels (feedback)
 Per round, in rotated order, wrk -t1 -c64 drives each for `duration` seconds with the
 same V2 JSON request (bench/wrk/post.lua). The table gives each system's median req/s
 and p99 over rounds and the median of the per-round ratios to `off` (with their range),
-then what each shadow was sent, dropped and how it compared (GET /v2/endpoints/mlp).
+then what each shadow was sent, dropped and how it compared, and what the log wrote and
+dropped (GET /v2/endpoints/mlp).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from . import models
 from ._harness import free_port, idle_policy, server, v2_json_body
 from .serving import Target, check_answer, wrk
 
-SYSTEMS = ("off", "shadow", "sleepy")
+SYSTEMS = ("off", "shadow", "sleepy", "recorded")
 
 
 def _config(tmp: Path, system: str, primary: Path, candidate: Path) -> Path:
@@ -45,8 +49,11 @@ def _config(tmp: Path, system: str, primary: Path, candidate: Path) -> Path:
         lines += ["[[models]]", 'name = "mlp-b"', 'source = "bench.models:sleepy_shadow"']
         lines.append("inline_max_us = 0")
     lines += ["[[endpoints]]", 'name = "mlp"', 'variants = [{ model = "mlp-a", weight = 1 }]']
-    if system != "off":
+    if system in ("shadow", "sleepy"):
         lines.append('shadow = [{ model = "mlp-b", sample = 1.0 }]')
+    if system == "recorded":
+        lines.append(f'log = {{ dir = "{tmp / "predictions"}" }}')
+        lines.append("feedback = { window = 1000 }")
     path = tmp / f"{system}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -79,7 +86,7 @@ def main() -> None:
         for system in SYSTEMS:  # warm-up
             wrk(targets[system], 64, 1)
         for r in range(args.rounds):
-            order = SYSTEMS[r % 3 :] + SYSTEMS[: r % 3]
+            order = SYSTEMS[r % len(SYSTEMS) :] + SYSTEMS[: r % len(SYSTEMS)]
             for system in order:
                 res = wrk(targets[system], 64, args.duration)
                 rounds[system]["rps"].append(res["ok_rps"])
@@ -112,12 +119,16 @@ def main() -> None:
               f"{s['errors']:>8.0f}")  # fmt: skip
     print()
     print(f"{'shadow of':<10}{'requests':>12}{'sent':>12}{'dropped':>12}{'failed':>8}{'agreement':>11}")
-    for system in SYSTEMS[1:]:
+    for system in ("shadow", "sleepy"):
         doc = shown[system]
         sh = doc["shadows"][0]
         total = doc["variants"][0]["requests"]
         agreement = "-" if sh["agreement"] is None else f"{100 * sh['agreement']:.1f}%"
         print(f"{system:<10}{total:>12,}{sh['sent']:>12,}{sh['dropped']:>12,}{sh['failed']:>8,}{agreement:>11}")
+    log = shown["recorded"]["log"]
+    print(f"\nprediction log (recorded): {shown['recorded']['variants'][0]['requests']:,} requests, "
+          f"{log['written']:,} rows written, {log['dropped']:,} dropped, {log['lost']:,} lost, "
+          f"{log['pending']:,} pending at the end")  # fmt: skip
     if args.json:
         Path(args.json).write_text(
             json.dumps({"rounds": rounds, "summary": summary, "endpoints": shown}, indent=1) + "\n"
