@@ -98,6 +98,8 @@ def main() -> None:
         for system in SYSTEMS:
             with urllib.request.urlopen(f"http://127.0.0.1:{targets[system].port}/v2/endpoints/mlp") as resp:
                 shown[system] = json.loads(resp.read())
+            if shown[system].get("log"):
+                shown[system]["log"]["dir"] = "predictions"  # in the run's temporary folder
 
     print(f"shadow cost: bench MLP behind endpoint `mlp`, {args.rounds} rounds, wrk -t1 -c64 "
           f"{args.duration:.0f} s per system per round ({idle_policy()})")  # fmt: skip
