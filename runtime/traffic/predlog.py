@@ -34,7 +34,6 @@ disk slower than the traffic) requests are not logged and are counted in `droppe
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue as queues
 import random
@@ -51,13 +50,13 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError
 from .settings import count, positive, share
+from .throttle import Throttle
 
 __all__ = ["PredictionLog", "read_log"]
 
 log = logging.getLogger("mlrt.traffic")
 
 _STOP = object()
-_LOG_EVERY_S = 60.0
 # Rows gathered before the writer builds a batch, whatever flush_s says: keeps a batch's
 # column building (which holds the GIL) short.
 _BATCH_ROWS = 4096
@@ -208,8 +207,7 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self._open: dict[tuple[str, str], _Open] = {}
         self._seq = 0
-        self._errors_unlogged = 0
-        self._logged_at = -math.inf
+        self._errors = Throttle()
 
     # -- the event loop's side -------------------------------------------------------
 
@@ -368,12 +366,9 @@ class PredictionLog:
                 self._error(exc, 0)
 
     def _error(self, exc: BaseException, rows: int) -> None:
-        self._errors_unlogged += rows
-        now = time.monotonic()
-        if now - self._logged_at >= _LOG_EVERY_S:
+        count = self._errors.due(rows)
+        if count is not None:
             log.error(
                 "endpoint %s: the prediction log lost %d rows since the last report; the last error: %s",
-                self.endpoint, self._errors_unlogged, exc,
+                self.endpoint, count, exc,
             )  # fmt: skip
-            self._logged_at = now
-            self._errors_unlogged = 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +33,7 @@ from ..metrics import LATENCY_BUCKETS, PlainHistogram
 from ..models import Tensors, check_inputs
 from .compare import ABS_DIFF_BUCKETS, compare
 from .settings import count, share
+from .throttle import Throttle
 
 __all__ = ["DEFAULT_QUEUE", "Shadow"]
 
@@ -52,8 +52,6 @@ log = logging.getLogger("mlrt.traffic")
 #: batches), small enough that a hung shadow holds little memory.
 DEFAULT_QUEUE = 256
 
-# A failing shadow is logged at most this often (with the count since the last line).
-_LOG_EVERY_S = 60.0
 
 
 class Shadow:
@@ -81,8 +79,7 @@ class Shadow:
         # (inputs, primary outputs, their datatypes, request id): this turn's copies, not yet sent.
         self._queued: list[tuple[Tensors, Tensors, Mapping[str, str], str | None]] = []
         self._pending: list[tuple[Tensors, Tensors]] = []  # (primary, shadow) to compare
-        self._failures_unlogged = 0
-        self._logged_at = -math.inf
+        self._failures = Throttle()
 
     def offer(
         self,
@@ -221,15 +218,12 @@ class Shadow:
 
     def _fail(self, exc: BaseException, copies: int) -> None:
         self.failed += copies
-        self._failures_unlogged += copies
-        now = time.monotonic()
-        if now - self._logged_at >= _LOG_EVERY_S:
+        count = self._failures.due(copies)
+        if count is not None:
             log.warning(
                 "endpoint %s: shadow %s failed %d copies since the last report; the last: %s",
-                self.endpoint, self.model, self._failures_unlogged, exc,
+                self.endpoint, self.model, count, exc,
             )  # fmt: skip
-            self._logged_at = now
-            self._failures_unlogged = 0
 
     def to_json(self) -> dict[str, object]:
         return {
