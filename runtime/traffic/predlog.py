@@ -113,16 +113,23 @@ def _batch(endpoint: str, records: list[_Record]) -> pa.RecordBatch:
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     times = np.repeat(np.fromiter((r.time for r in records), np.float64, len(records)), counts)
 
+    # Per-request strings repeated per row by Arrow, not through a Python list of every row.
+    rows_of = None if total == len(records) else pa.array(np.repeat(np.arange(len(records)), counts))
+
     def per_row(values: list[str]) -> pa.Array:
-        return pa.array(np.repeat(np.array(values, dtype=object), counts).tolist(), pa.string())
+        column = pa.array(values, pa.string())
+        return column if rows_of is None else column.take(rows_of)
+
+    def same(value: str) -> pa.Array:
+        return pa.repeat(pa.scalar(value, pa.string()), total)
 
     cols: dict[str, pa.Array] = {
         "id": per_row([r.id for r in records]),
         "row": pa.array((np.arange(total) - starts).astype(np.int32)),
         "time": pa.array((times * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
-        "endpoint": pa.array([endpoint] * total, pa.string()),
-        "model": pa.array([records[0].model] * total, pa.string()),
-        "version": pa.array([records[0].version] * total, pa.string()),
+        "endpoint": same(endpoint),
+        "model": same(records[0].model),
+        "version": same(records[0].version),
         "role": per_row([r.role for r in records]),
         "latency_s": pa.array(np.repeat(np.fromiter((r.latency_s for r in records), np.float64), counts)),
     }
