@@ -148,7 +148,7 @@ def _known(cls: Any, table: dict[str, Any], where: str) -> dict[str, Any]:
     known = set(inspect.signature(cls).parameters) - {"endpoint", "model"}
     unknown = sorted(set(table) - known)
     if unknown:
-        raise ConfigError(f"[[endpoints]] {where}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
     return table
 
 
@@ -173,9 +173,12 @@ class EndpointConfig:
     shadow: tuple[dict[str, Any], ...] = ()
     log: dict[str, Any] | None = None
     feedback: dict[str, Any] | None = None
+    # A [[models]] table's own log and feedback (not an [[endpoints]] setting): the model
+    # records its answers when called by its own name.
+    own: bool = False
 
     def __post_init__(self) -> None:
-        where = f"[[endpoints]] {self.name!r}"
+        where = f"[[models]] {self.name!r}" if self.own else f"[[endpoints]] {self.name!r}"
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError("[[endpoints]]: every endpoint needs a name")
         if not isinstance(self.variants, (list, tuple)) or not self.variants:
@@ -213,22 +216,23 @@ class EndpointConfig:
         """The endpoint this config describes, with fresh counts."""
         from .traffic import Endpoint, Feedback, PredictionLog, Rollback, RollbackRule, Shadow
 
+        where = f"[[models]] {self.name!r}" if self.own else f"[[endpoints]] {self.name!r}"
         shadows = [Shadow(self.name, **s) for s in self.shadow]
         log = feedback = None
         if self.log is not None:
-            log = PredictionLog(self.name, **_known(PredictionLog, self.log, f"{self.name!r} log"))
+            log = PredictionLog(self.name, **_known(PredictionLog, self.log, f"{where} log"))
         if self.feedback is not None:
-            feedback = Feedback(self.name, **_known(Feedback, self.feedback, f"{self.name!r} feedback"))
+            feedback = Feedback(self.name, **_known(Feedback, self.feedback, f"{where} feedback"))
         rollbacks = [
             Rollback(
                 self.name,
                 v["model"],
-                RollbackRule(**_known(RollbackRule, v["rollback"], f"{self.name!r} rollback")),
+                RollbackRule(**_known(RollbackRule, v["rollback"], f"{where} rollback")),
             )
             for v in self.variants
             if "rollback" in v
         ]
-        return Endpoint(self.name, self.weights(), self.sticky, shadows, log, feedback, rollbacks)
+        return Endpoint(self.name, self.weights(), self.sticky, shadows, log, feedback, rollbacks, self.own)
 
 
 @dataclass(kw_only=True)
@@ -278,6 +282,8 @@ class ServerConfig:
     def _check_endpoints(self, models: set[str]) -> None:
         seen: set[str] = set()
         for e in self.endpoints:
+            if e.own:
+                continue  # a model's own recorder, made from its [[models]] table
             if e.name in models:
                 raise ConfigError(f"[[endpoints]] {e.name!r}: a model has that name; name the endpoint apart")
             if e.name in seen:
@@ -488,12 +494,22 @@ def build_server_config(
         if value is not None:
             server[key] = value
     model_cfgs = []
+    recorders = []
     for i, entry in enumerate(data.get("models", [])):
+        # `log` and `feedback` are not the model's settings but what the server does with
+        # its answers: a recorder, built beside the endpoints (runtime/traffic/routing.py).
+        recording = {}
+        if isinstance(entry, dict):
+            entry = dict(entry)
+            recording = {k: entry.pop(k) for k in ("log", "feedback") if k in entry}
         fields = _coerce(ModelConfig, entry, f"{config_file} [[models]] #{i + 1}")
         try:
             model_cfgs.append(ModelConfig(**fields))
         except TypeError as exc:
             raise ConfigError(f"{config_file} [[models]] #{i + 1}: {exc}") from None
+        if recording:
+            name = model_cfgs[-1].name
+            recorders.append(EndpointConfig(name=name, variants=({"model": name},), own=True, **recording))
     model_cfgs.extend(parse_model_spec(s) for s in models)
     flags = {k: v for k, v in (model_overrides or {}).items() if v is not None}
     if flags:
@@ -518,7 +534,11 @@ def build_server_config(
         except TypeError as exc:
             raise ConfigError(f"{config_file} [[endpoints]] #{i + 1}: {exc}") from None
     return ServerConfig(
-        models=model_cfgs, monitor=MonitorConfig(**monitor), hooks=hooks, endpoints=endpoint_cfgs, **server
+        models=model_cfgs,
+        monitor=MonitorConfig(**monitor),
+        hooks=hooks,
+        endpoints=endpoint_cfgs + recorders,
+        **server,
     )
 
 

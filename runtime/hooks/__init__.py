@@ -1,8 +1,9 @@
-"""Retraining and notification hooks fired by the drift monitor.
+"""Retraining and notification hooks fired by the drift monitor and by canary rollbacks.
 
     specs = build_hooks(config.hooks)          # the [[hooks]] tables
     dispatcher = HookDispatcher(specs)
     dispatcher.observe(event)                   # on every status evaluation
+    dispatcher.notify(rollback)                 # when a canary is rolled back
 
 See docs/hooks.md for the event schema, the hook types and the firing rules.
 """
@@ -13,7 +14,7 @@ from ._build import BUILTIN_HOOKS, ENTRY_POINT_GROUP, build_hooks
 from ._callable import CallableHook
 from ._command import CommandHook
 from ._dispatch import HookDispatcher
-from ._event import EVENT_SCHEMA, STATUS_RANK, DriftEvent, Hook, HookError, HookSpec
+from ._event import EVENT_SCHEMA, STATUS_RANK, DriftEvent, Event, Hook, HookError, HookSpec, RollbackEvent
 
 __all__ = [
     "BUILTIN_HOOKS",
@@ -21,11 +22,13 @@ __all__ = [
     "CommandHook",
     "DriftEvent",
     "ENTRY_POINT_GROUP",
+    "Event",
     "EVENT_SCHEMA",
     "Hook",
     "HookDispatcher",
     "HookError",
     "HookSpec",
+    "RollbackEvent",
     "STATUS_RANK",
     "build_hooks",
 ]

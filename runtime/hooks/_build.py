@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError
-from ._event import FIRING_STATUSES, Hook, HookSpec
+from ._event import FIRING_EVENTS, Hook, HookSpec
 from ._options import Options
 
 ENTRY_POINT_GROUP = "mlrt.hooks"
@@ -30,7 +30,7 @@ def build_hooks(configs: Sequence[Mapping[str, Any]]) -> list[HookSpec]:
     """Build one HookSpec per [[hooks]] table.
 
     Every table has `type` and may set `on` (default ``["alert"]``; any of "warn",
-    "alert") and `cooldown_s` (default 3600). Errors are ConfigErrors that name the table::
+    "alert", "rollback") and `cooldown_s` (default 3600). Errors are ConfigErrors that name the table::
 
         specs = build_hooks([{"type": "command", "command": ["./retrain.sh"], "on": ["warn", "alert"]}])
         # -> [HookSpec(hook=CommandHook(['./retrain.sh'], timeout_s=60.0), on=..., cooldown_s=3600.0)]
@@ -66,18 +66,19 @@ def _build_one(table: Mapping[str, Any]) -> HookSpec:
 
 def _parse_on(value: Any) -> frozenset[str]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"'on' must be a non-empty list of \"warn\"/\"alert\", got {value!r}")
-    bad = [v for v in value if v not in FIRING_STATUSES]
+        raise ConfigError(f'\'on\' must be a non-empty list of "warn"/"alert"/"rollback", got {value!r}')
+    bad = [v for v in value if v not in FIRING_EVENTS]
     if bad:
-        raise ConfigError(f"'on' may hold only \"warn\" and \"alert\", got {bad!r}")
+        raise ConfigError(f'\'on\' may hold only "warn", "alert" and "rollback", got {bad!r}')
     return frozenset(value)
 
 
 def _from_entry_point(kind: str, options: dict[str, Any]) -> Hook:
     found = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == kind]
     if not found:
-        known = sorted(set(BUILTIN_HOOKS) | {ep.name for ep in importlib.metadata.entry_points(
-            group=ENTRY_POINT_GROUP)})
+        known = sorted(
+            set(BUILTIN_HOOKS) | {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        )
         raise ConfigError(
             f"unknown hook type; known types: {', '.join(known)} "
             f"(third-party types are entry points in the group {ENTRY_POINT_GROUP!r})"

@@ -1,4 +1,5 @@
-"""HookDispatcher: decides when a status change fires which hook, and runs hooks off the event loop."""
+"""HookDispatcher: decides when a status change (or a canary rollback) fires which hook, and runs
+hooks off the event loop."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from ._event import STATUS_RANK, DriftEvent, HookSpec
+from ._event import STATUS_RANK, DriftEvent, Event, HookSpec, RollbackEvent
 
 logger = logging.getLogger("runtime.hooks")
 
@@ -35,6 +36,7 @@ class HookDispatcher:
 
         dispatcher = HookDispatcher(build_hooks(config.hooks))
         dispatcher.observe(event)        # from the monitor's status tick
+        dispatcher.notify(rollback)      # when the traffic router rolls a canary back
         dispatcher.close(timeout_s=10)   # at shutdown
     """
 
@@ -55,7 +57,7 @@ class HookDispatcher:
         # lock is uncontended in the common case and held for a few dict operations.
         self._lock = threading.Lock()
         self._last_status: dict[tuple[str, str], str] = {}
-        self._fired_at: dict[tuple[int, str, str], float] = {}
+        self._fired_at: dict[tuple[int, str, str, str], float] = {}
         self._pending: set[Future[None]] = set()
         self._fired = 0
         self._closed = False
@@ -76,42 +78,64 @@ class HookDispatcher:
         except Exception:  # the monitor's tick must survive anything here
             logger.exception("hook dispatch failed for model %r version %r", event.model, event.version)
 
+    def notify(self, event: RollbackEvent) -> None:
+        """Fire the hooks whose `on` holds "rollback" (cooldown permitting). Never raises.
+
+        A rollback is an episode by itself (the canary's weight is 0 afterwards, and it only
+        serves again when someone sets it), so there is no rise to wait for."""
+        try:
+            with self._lock:
+                to_fire = self._due(event)
+            for spec in to_fire:
+                self._submit(spec, event)
+        except Exception:
+            logger.exception("hook dispatch failed for the rollback of model %r", event.model)
+
     def _observe(self, event: DriftEvent) -> None:
         rank = STATUS_RANK.get(event.status)
         if rank is None:
             logger.warning("ignoring drift event for model %r: unknown status %r", event.model, event.status)
             return
         key = (event.model, event.version)
-        to_fire: list[HookSpec] = []
         with self._lock:
             previous = self._last_status.get(key, "ok")
             self._last_status[key] = event.status
             if rank <= STATUS_RANK[previous] or not self._hooks:
                 return  # the common case: no rise in status
-            now = self._clock()
-            for index, spec in enumerate(self._hooks):
-                if event.status not in spec.on:
-                    continue
-                last = self._fired_at.get((index, *key))
-                if last is not None and now - last < spec.cooldown_s:
-                    logger.info(
-                        "hook %s suppressed for model %s version %s (%s -> %s): "
-                        "fired %.0f s ago, cooldown %g s",
-                        spec.hook.name, event.model, event.version, previous, event.status,
-                        now - last, spec.cooldown_s,
-                    )
-                    continue
-                self._fired_at[(index, *key)] = now
-                to_fire.append(spec)
-        if not to_fire:
-            return
-        if event.previous != previous:
-            # The hook sees the transition that fired it.
-            event = dataclasses.replace(event, previous=previous)
+            if event.previous != previous:
+                # The hook sees the transition that fired it.
+                event = dataclasses.replace(event, previous=previous)
+            to_fire = self._due(event)
         for spec in to_fire:
             self._submit(spec, event)
 
-    def _submit(self, spec: HookSpec, event: DriftEvent) -> None:
+    def _due(self, event: Event) -> list[HookSpec]:
+        """The hooks this event fires, past their cooldowns; called under the lock. Drift
+        and rollbacks keep separate cooldowns, so one never silences the other."""
+        now = self._clock()
+        family = "rollback" if isinstance(event, RollbackEvent) else "drift"
+        due = []
+        for index, spec in enumerate(self._hooks):
+            if event.kind not in spec.on:
+                continue
+            key = (index, family, event.model, event.version)
+            last = self._fired_at.get(key)
+            if last is not None and now - last < spec.cooldown_s:
+                logger.info(
+                    "hook %s suppressed for model %s version %s (%s): fired %.0f s ago, cooldown %g s",
+                    spec.hook.name,
+                    event.model,
+                    event.version,
+                    event.describe(),
+                    now - last,
+                    spec.cooldown_s,
+                )
+                continue
+            self._fired_at[key] = now
+            due.append(spec)
+        return due
+
+    def _submit(self, spec: HookSpec, event: Event) -> None:
         name = spec.hook.name
         with self._lock:
             if self._closed:
@@ -120,13 +144,15 @@ class HookDispatcher:
             if len(self._pending) >= MAX_PENDING:
                 logger.error(
                     "hook %s dropped for model %s version %s: %d firings already waiting for a hook thread",
-                    name, event.model, event.version, len(self._pending),
+                    name,
+                    event.model,
+                    event.version,
+                    len(self._pending),
                 )
                 return
             # Logged before submitting so that "fired" always precedes the hook's "done"/"failed".
             logger.info(
-                "hook %s fired: model %s version %s status %s (was %s); drifting: %s",
-                name, event.model, event.version, event.status, event.previous, _describe(event),
+                "hook %s fired: model %s version %s %s", name, event.model, event.version, event.describe()
             )
             future = self._executor.submit(self._run, spec, event)
             self._pending.add(future)
@@ -138,7 +164,7 @@ class HookDispatcher:
             self._pending.discard(future)
 
     @staticmethod
-    def _run(spec: HookSpec, event: DriftEvent) -> None:
+    def _run(spec: HookSpec, event: Event) -> None:
         name = spec.hook.name
         started = time.perf_counter()
         try:
@@ -146,13 +172,20 @@ class HookDispatcher:
         except BaseException as exc:  # noqa: B036 - nobody reads these futures; log everything
             logger.error(
                 "hook %s failed for model %s version %s after %.0f ms: %s: %s",
-                name, event.model, event.version, (time.perf_counter() - started) * 1e3,
-                type(exc).__name__, exc,
+                name,
+                event.model,
+                event.version,
+                (time.perf_counter() - started) * 1e3,
+                type(exc).__name__,
+                exc,
             )
         else:
             logger.info(
                 "hook %s done for model %s version %s in %.0f ms",
-                name, event.model, event.version, (time.perf_counter() - started) * 1e3,
+                name,
+                event.model,
+                event.version,
+                (time.perf_counter() - started) * 1e3,
             )
 
     def close(self, timeout_s: float | None = None) -> None:
@@ -173,16 +206,3 @@ class HookDispatcher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _describe(event: DriftEvent) -> str:
-    hot = event.drifting()
-    if not hot:
-        return "none"
-    return ", ".join(
-        f"{f.get('name')} psi={_fmt(f.get('psi'))} ({f.get('status')})" for f in hot
-    )
-
-
-def _fmt(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) else str(value)

@@ -14,6 +14,9 @@ from ..monitor.rule import STATUS_CODE
 STATUS_RANK: Mapping[str, int] = STATUS_CODE
 #: Statuses a hook may be configured to fire on.
 FIRING_STATUSES = frozenset({"warn", "alert"})
+#: Everything a hook's `on` may hold: the drift statuses, and "rollback" for a canary
+#: that the traffic router took out (runtime/traffic/rollback.py).
+FIRING_EVENTS = FIRING_STATUSES | {"rollback"}
 #: Bumped when a field of DriftEvent.to_json() changes meaning or disappears.
 EVENT_SCHEMA = 1
 
@@ -78,10 +81,22 @@ class DriftEvent:
             time=time,
         )
 
+    #: What `on` entry fires for this event: the status it rose into.
+    @property
+    def kind(self) -> str:
+        return self.status
+
+    def describe(self) -> str:
+        """One line for the log: the transition and the drifting columns."""
+        hot = self.drifting()
+        columns = ", ".join(f"{f.get('name')} psi={_fmt(f.get('psi'))} ({f.get('status')})" for f in hot)
+        return f"status {self.status} (was {self.previous}); drifting: {columns or 'none'}"
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (non-finite floats become null)."""
         return {
             "schema": EVENT_SCHEMA,
+            "event": "drift",
             "model": self.model,
             "version": self.version,
             "status": self.status,
@@ -96,6 +111,46 @@ class DriftEvent:
         """The features whose own status is warn or alert, worst first."""
         hot = [f for f in self.features if f.get("status") in FIRING_STATUSES]
         return sorted(hot, key=lambda f: -STATUS_RANK.get(str(f.get("status")), 0))
+
+
+@dataclass(frozen=True)
+class RollbackEvent:
+    """A canary variant of an endpoint that was rolled back (its weight set to 0) because it
+    served worse than the endpoint's other variants; fires the hooks whose `on` holds
+    "rollback"."""
+
+    endpoint: str
+    model: str
+    version: str
+    reason: str
+    weight_was: float
+    time: float
+
+    kind = "rollback"
+
+    def describe(self) -> str:
+        return f"rolled back on endpoint {self.endpoint} (weight {self.weight_was:g} -> 0): {self.reason}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field."""
+        return {
+            "schema": EVENT_SCHEMA,
+            "event": "rollback",
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "version": self.version,
+            "reason": self.reason,
+            "weight_was": _plain(self.weight_was),
+            "time": _plain(self.time),
+        }
+
+
+#: What a hook is called with.
+Event = DriftEvent | RollbackEvent
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else str(value)
 
 
 def _plain(value: Any) -> Any:
@@ -122,13 +177,14 @@ class Hook(Protocol):
 
     name: str
 
-    def __call__(self, event: DriftEvent) -> None: ...
+    def __call__(self, event: Event) -> None: ...
 
 
 @dataclass(frozen=True)
 class HookSpec:
-    """A hook and when it fires: on entering one of `on`, at most once per `cooldown_s`
-    per (model, version)."""
+    """A hook and when it fires: on entering one of the drift statuses in `on`, or on a
+    canary rollback if `on` holds "rollback"; at most once per `cooldown_s` per
+    (model, version) and kind of event."""
 
     hook: Hook
     on: frozenset[str] = field(default=frozenset({"alert"}))
@@ -136,8 +192,10 @@ class HookSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "on", frozenset(self.on))
-        bad = sorted(set(self.on) - FIRING_STATUSES)
+        bad = sorted(set(self.on) - FIRING_EVENTS)
         if bad or not self.on:
-            raise ValueError(f"on must be a non-empty subset of {{'warn', 'alert'}}, got {set(self.on)}")
+            raise ValueError(
+                f"on must be a non-empty subset of {{'warn', 'alert', 'rollback'}}, got {set(self.on)}"
+            )
         if not self.cooldown_s >= 0:
             raise ValueError(f"cooldown_s must be >= 0, got {self.cooldown_s}")

@@ -275,7 +275,7 @@ class _EndpointCollector(Collector):
                     for metric in ("accuracy", "log_loss", "auc", "mae", "rmse"):
                         if q.get(metric) is not None:
                             quality.add_metric([e.name, model, metric], q[metric])
-            for v in e.variants:
+            for v in () if e.own else e.variants:
                 family.add_metric([e.name, v.model], v.requests)
             for sh in e.shadows:
                 key = [e.name, sh.model]

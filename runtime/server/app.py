@@ -13,7 +13,7 @@ from starlette.datastructures import State
 from starlette.routing import Route
 
 from ..config import ServerConfig
-from ..hooks import HookDispatcher, build_hooks
+from ..hooks import HookDispatcher, RollbackEvent, build_hooks
 from ..repository import Repository
 from ..traffic import Router
 from . import admin, endpoints, routes
@@ -71,7 +71,7 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     repository.metrics.watch_drift(lambda: [e.monitor for e in drift.monitored()])
 
     router = Router([e.build() for e in config.endpoints])
-    repository.metrics.watch_endpoints(lambda: list(router.endpoints.values()))
+    repository.metrics.watch_endpoints(router.all)
     pipeline = Pipeline(repository, router)
     grpc = None
     if config.grpc_port is not None:
@@ -79,7 +79,7 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
 
         grpc = GrpcServer(pipeline, repository, config.host, config.grpc_port, config.max_body_bytes)
 
-    logs = [e.log for e in router.endpoints.values() if e.log is not None]
+    logs = [e.log for e in router.all() if e.log is not None]
     guarded = [e for e in router.endpoints.values() if e.rollbacks]
 
     def metrics_of(model: str) -> Any:
@@ -91,7 +91,15 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     async def watch_canaries() -> None:
         for e in guarded:
             for r in e.rollbacks:
-                r.check(e, metrics_of)
+                if r.check(e, metrics_of) is None or dispatcher is None or r.rolled_back is None:
+                    continue
+                try:
+                    version = repository.get(r.model).model.version
+                except Exception:  # swapped out meanwhile: the event still names the model
+                    version = ""
+                dispatcher.notify(
+                    RollbackEvent(endpoint=e.name, model=r.model, version=version, **r.rolled_back)
+                )
 
     canaries = Periodic("canary rollback", 1.0, watch_canaries) if guarded else None
 
@@ -135,6 +143,8 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
             Route("/v2/endpoints/{endpoint}", endpoints.show, methods=["GET"]),
             Route("/v2/endpoints/{endpoint}", endpoints.set_weights, methods=["PUT"]),
             Route("/v2/endpoints/{endpoint}/feedback", endpoints.feedback, methods=["POST"]),
+            Route("/v2/models/{model}/feedback", endpoints.feedback, methods=["POST"]),
+            Route("/v2/models/{model}/feedback", endpoints.show, methods=["GET"]),
             *_model_routes(),
         ],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ and change its weights at run time.
     GET /v2/endpoints/{endpoint}
     PUT /v2/endpoints/{endpoint}   {"weights": {"churn-v1": 50, "churn-v2": 50}}
     POST /v2/endpoints/{endpoint}/feedback   [{"id": "<request id>", "label": 1}, ...]
+    POST /v2/models/{model}/feedback         the same for a model called by its own name
+    GET  /v2/models/{model}/feedback         that model's log and quality
 
 PUT needs the admin token when one is configured, as the repository routes do; a
 change takes effect with the next request and is logged.
@@ -28,19 +30,38 @@ log = logging.getLogger("mlrt.traffic")
 
 
 def _endpoint(request: Request) -> Endpoint | Response:
+    router = request.app.state.router
+    if "model" in request.path_params:
+        name = request.path_params["model"]
+        recorder = router.recorders.get(name)
+        if recorder is None:
+            # A served model that records nothing is a 400 (what to add), an unknown one a 404.
+            served = name in request.app.state.repository.models
+            if served:
+                raise InvalidInput(
+                    f"model '{name}' takes no feedback: add feedback = {{ window = 1000 }} to its [[models]] "
+                    "table (or call it through an endpoint that has feedback)"
+                )
+            return error_response(404, f"no model '{name}'")
+        return recorder  # type: ignore[no-any-return]
     name = request.path_params["endpoint"]
-    endpoint = request.app.state.router.get(name)
+    endpoint = router.get(name)
     if endpoint is None:
-        known = sorted(request.app.state.router.endpoints)
+        known = sorted(router.endpoints)
         return error_response(404, f"no endpoint '{name}'; endpoints: {known}")
     return endpoint  # type: ignore[no-any-return]
 
 
 async def show(request: Request) -> Response:
+    """An endpoint's variants, weights, shadows, log and quality; for a model, its log and
+    quality."""
     endpoint = _endpoint(request)
     if isinstance(endpoint, Response):
         return endpoint
-    return Response(orjson.dumps(endpoint.to_json()), media_type="application/json")
+    doc = endpoint.to_json()
+    if endpoint.own:
+        doc = {"model": endpoint.name, "log": doc["log"], "feedback": doc["feedback"]}
+    return Response(orjson.dumps(doc), media_type="application/json")
 
 
 async def set_weights(request: Request) -> Response:
@@ -73,6 +94,11 @@ async def feedback(request: Request) -> Response:
     endpoint = _endpoint(request)
     if isinstance(endpoint, Response):
         return endpoint
+    if endpoint.feedback is None and endpoint.own:
+        raise InvalidInput(
+            f"model '{endpoint.name}' takes no feedback, only a log: add "
+            "feedback = { window = 1000 } to its [[models]] table"
+        )
     if endpoint.feedback is None:
         raise InvalidInput(
             f"endpoint '{endpoint.name}' takes no feedback: add feedback = {{ window = 1000 }} to its "

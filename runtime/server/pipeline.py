@@ -190,8 +190,9 @@ class Pipeline:
         return entry
 
     def _endpoint(self, target: tuple[str, str | None]) -> Endpoint | None:
-        """The endpoint a request was routed through, if it named one."""
-        return self.router.get(target[0]) if self.router else None
+        """The endpoint a request was routed through, if it named one, or the recorder of
+        the model it named."""
+        return self.router.through(target[0]) if self.router else None
 
     # -- the stages, driven -------------------------------------------------------------
 

@@ -10,7 +10,9 @@ moves only the keys it must (those the grown variant now wins, or those the shru
 lost). Requests without a key (or endpoints that are not sticky) are spread by weight
 at random. An endpoint's shadows (shadow.py) get copies of its requests, whichever
 variant answered them. An endpoint may log what it answered (predlog.py) and remember it
-for labels that come later (feedback.py); its requests then always carry an id.
+for labels that come later (feedback.py); its requests then always carry an id. A model
+called by its own name records the same way through an endpoint of its own (`own`): one
+variant, itself, that routes nothing.
 
 Everything here runs on the event loop's thread: the counts are plain integers.
 """
@@ -93,8 +95,9 @@ class Endpoint:
         log: PredictionLog | None = None,
         feedback: Feedback | None = None,
         rollbacks: Sequence[Rollback] = (),
+        own: bool = False,
     ) -> None:
-        where = f"endpoint {name!r}"
+        where = f"model {name!r}" if own else f"endpoint {name!r}"
         if not variants:
             raise ConfigError(f"{where}: needs at least one variant")
         models = [m for m, _ in variants]
@@ -109,7 +112,10 @@ class Endpoint:
             raise ConfigError(f"{where}: {both} cannot be both a variant and a shadow")
         if rollbacks and len(variants) < 2:
             raise ConfigError(f"{where}: a rollback compares a variant with the others: add another variant")
+        if own and (shadows or rollbacks or sticky or [m for m, _ in variants] != [name]):
+            raise ConfigError(f"{where}: a model records its own answers only (log, feedback)")
         self.name = name
+        self.own = own  # a model's own recorder: never routes, called with or without a version
         self.shadows = list(shadows)
         self.rollbacks = list(rollbacks)
         self.log = log
@@ -193,13 +199,23 @@ class Endpoint:
 
 
 class Router:
-    """The server's endpoints by name."""
+    """The server's endpoints by name, and the models that record their own answers."""
 
     def __init__(self, endpoints: Sequence[Endpoint] = ()) -> None:
-        self.endpoints = {e.name: e for e in endpoints}
+        self.endpoints = {e.name: e for e in endpoints if not e.own}
+        self.recorders = {e.name: e for e in endpoints if e.own}
 
     def get(self, name: str) -> Endpoint | None:
+        """The endpoint (routing to variants) called `name`."""
         return self.endpoints.get(name)
 
+    def through(self, name: str) -> Endpoint | None:
+        """What a request that names `name` goes through: its endpoint, or the model's own
+        recorder when `name` is a model that logs or takes feedback."""
+        return self.endpoints.get(name) or self.recorders.get(name)
+
+    def all(self) -> list[Endpoint]:
+        return [*self.endpoints.values(), *self.recorders.values()]
+
     def __bool__(self) -> bool:
-        return bool(self.endpoints)
+        return bool(self.endpoints or self.recorders)

@@ -108,14 +108,16 @@ def _output(body: dict, name: str) -> np.ndarray:
     return np.asarray(out["data"]).reshape(out["shape"])
 
 
-def _send_all(c: Caller, X: np.ndarray, seed: int) -> list[tuple[str, str, np.ndarray, dict]]:
+def _send_all(
+    c: Caller, X: np.ndarray, seed: int, prefix: str = "client"
+) -> list[tuple[str, str, np.ndarray, dict]]:
     """Every row once, in requests of 1 to 3 rows; half the requests carry the client's
     own id, the rest get the server's. Returns (id, variant, row indices, body)."""
     order = np.random.default_rng(seed).permutation(len(X))
     sent, start, k = [], 0, 0
     while start < len(order):
         idx = order[start : start + 1 + k % 3]
-        mine = f"client-{k}" if k % 2 else None
+        mine = f"{prefix}-{k}" if k % 2 else None
         body = c.infer(X[idx], mine)
         assert body["id"] == mine if mine else body["id"], body  # the server assigns and returns one
         sent.append((body["id"], body["model_name"], idx, body))
@@ -317,3 +319,63 @@ def test_a_killed_servers_open_log_is_recovered_at_the_next_start(tmp_path: Path
         stop_server(srv)
     table = read_log(logdir)
     assert sorted(table["id"].to_pylist()) == sorted(ids)
+
+
+def test_a_model_called_by_its_own_name_logs_and_takes_feedback(tmp_path: Path) -> None:
+    """No endpoint: a [[models]] table with log and feedback records the model's answers
+    when it is called by its name, with or without a version."""
+    data = load_breast_cancer()
+    X, y = data.data, data.target
+    logdir = tmp_path / "predictions"
+    cfg = tmp_path / "model.toml"
+    cfg.write_text(
+        f"""
+[[models]]
+name = "cancer"
+source = "{PYMODELS}:cancer_a"
+log = {{ dir = "{logdir}", flush_s = 0.2 }}
+feedback = {{ window = {WINDOW} }}
+
+[[models]]
+name = "plain"
+source = "{PYMODELS}:cancer_b"
+"""
+    )
+    srv = start_server([], tmp_path, ["--config", str(cfg)])
+    try:
+        with Caller(srv, "cancer") as c:
+            sent = _send_all(c, X[:200], seed=6)
+            c.endpoint = "cancer/versions/1"
+            later = _send_all(c, X[200:], seed=7, prefix="versioned")
+            sent += [(rid, variant, idx + 200, body) for rid, variant, idx, body in later]
+            labels = [{"id": rid, "label": y[idx].tolist()} for rid, _, idx, _ in sent]
+            status, result = c.request("POST", "/v2/models/cancer/feedback", labels)
+            assert status == 200 and result["accepted"] == len(sent) and result["refused"] == 0, result
+            status, shown = c.request("GET", "/v2/models/cancer/feedback")
+            assert status == 200, shown
+            # A model that records nothing says what to add; an unknown one is not found.
+            status, body = c.request("POST", "/v2/models/plain/feedback", [{"id": "x", "label": 1}])
+            assert status == 400 and "[[models]] table" in body["error"], body
+            status, body = c.request("POST", "/v2/models/nope/feedback", [])
+            assert status == 404 and "no model 'nope'" in body["error"], body
+            metrics = c.metrics()
+            deadline = time.monotonic() + 10
+            while c.request("GET", "/v2/models/cancer/feedback")[1]["log"]["written"] < len(X):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        stop_server(srv)
+    assert shown["model"] == "cancer"
+    q = shown["feedback"]["quality"]["cancer"]
+    idx = np.concatenate([i for _, _, i, _ in sent])[-WINDOW:]
+    model = pymodels.cancer_a
+    assert q["accuracy"] == pytest.approx(accuracy_score(y[idx], model.predict(X[idx])), rel=1e-9)
+    assert q["auc"] == pytest.approx(roc_auc_score(y[idx], model.predict_proba(X[idx])[:, 1]), rel=1e-9)
+    labels = 'endpoint="cancer",metric="accuracy",variant="cancer"'
+    assert _sample(metrics, "mlrt_quality", labels) == pytest.approx(q["accuracy"], rel=1e-9)
+    assert "mlrt_endpoint_requests_total{" not in metrics  # it routes nothing
+    check_metrics(metrics)
+    table = read_log(logdir)
+    assert sorted(set(table["id"].to_pylist())) == sorted(rid for rid, _, _, _ in sent)
+    assert set(table["endpoint"].to_pylist()) == {"cancer"} and set(table["model"].to_pylist()) == {"cancer"}
+    assert table.num_rows == len(X)

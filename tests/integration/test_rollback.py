@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,8 +21,13 @@ X = load_breast_cancer().data
 WINDOW_S = 5
 
 
+# A command hook that keeps the event it is given: the file is the proof that it fired.
+KEEP_EVENT = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_bytes(sys.stdin.buffer.read())"
+
+
 def serve(tmp: Path, canary: str) -> Server:
     cfg = tmp / "canary.toml"
+    hook = json.dumps([sys.executable, "-c", KEEP_EVENT, str(tmp / "event.json")])
     cfg.write_text(
         f"""
 [[models]]
@@ -39,6 +45,11 @@ variants = [
     {{ model = "primary", weight = 80 }},
     {{ model = "canary", weight = 20, rollback = {{ window_s = {WINDOW_S}, min_requests = 10 }} }},
 ]
+
+[[hooks]]
+type = "command"
+command = {hook}
+on = ["rollback"]
 """
     )
     return start_server([], tmp, ["--config", str(cfg)])
@@ -96,3 +107,7 @@ def test_a_bad_canary_is_rolled_back_within_its_window(tmp_path: Path, canary: s
     assert seen[-1][0] - canary_times[-1] > 3
     log = srv.stderr_path.read_text()
     assert "canary canary rolled back (weight 20 -> 0)" in log
+    # The hooks fired, with the event that says what happened.
+    event = json.loads((tmp_path / "event.json").read_text())
+    assert event["event"] == "rollback" and event["endpoint"] == "cancer" and event["model"] == "canary"
+    assert event["weight_was"] == 20 and why in event["reason"] and event["version"]

@@ -25,6 +25,7 @@ from runtime.hooks import (
     HookDispatcher,
     HookError,
     HookSpec,
+    RollbackEvent,
     build_hooks,
 )
 from runtime.hooks._webhook import WebhookHook
@@ -39,8 +40,14 @@ FEATURES = (
 
 def event(status: str, *, model: str = "churn", version: str = "3", previous: str = "ok") -> DriftEvent:
     return DriftEvent(
-        model=model, version=version, status=status, previous=previous, features=FEATURES,
-        window_s=600.0, rows=5000, time=1_700_000_000.0,
+        model=model,
+        version=version,
+        status=status,
+        previous=previous,
+        features=FEATURES,
+        window_s=600.0,
+        rows=5000,
+        time=1_700_000_000.0,
     )
 
 
@@ -109,10 +116,23 @@ def _clear_target() -> Iterator[None]:
 
 def test_event_to_json_has_every_field_and_is_strict_json() -> None:
     ev = DriftEvent(
-        model="m", version="1", status="alert", previous="warn",
-        features=({"name": "x", "section": "features", "psi": math.inf, "js": math.nan, "status": "alert",
-                   "rows": 10},),
-        window_s=600.0, rows=10, time=1.5,
+        model="m",
+        version="1",
+        status="alert",
+        previous="warn",
+        features=(
+            {
+                "name": "x",
+                "section": "features",
+                "psi": math.inf,
+                "js": math.nan,
+                "status": "alert",
+                "rows": 10,
+            },
+        ),
+        window_s=600.0,
+        rows=10,
+        time=1.5,
     )
     data = ev.to_json()
     assert set(data) >= {"model", "version", "status", "previous", "features", "window_s", "rows", "time"}
@@ -217,6 +237,75 @@ def test_firing_is_logged_with_drifting_features(caplog: pytest.LogCaptureFixtur
         assert part in msg
     assert "income" not in msg
     assert any("done" in r.getMessage() for r in caplog.records)
+
+
+def rollback(model: str = "canary", version: str = "2") -> RollbackEvent:
+    return RollbackEvent(
+        endpoint="churn",
+        model=model,
+        version=version,
+        reason="error rate 40.0% ...",
+        weight_was=10.0,
+        time=1_700_000_000.0,
+    )
+
+
+def test_a_rollback_fires_only_the_hooks_that_ask_for_it(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    drift_only, rollbacks, both = Recorder("d"), Recorder("r"), Recorder("b")
+    specs = [
+        HookSpec(drift_only, on=frozenset({"alert"})),
+        HookSpec(rollbacks, on=frozenset({"rollback"}), cooldown_s=100),
+        HookSpec(both, on=frozenset({"alert", "rollback"}), cooldown_s=100),
+    ]
+    with caplog.at_level(logging.INFO, logger="runtime.hooks"):
+        with HookDispatcher(specs, clock=clock) as d:
+            d.notify(rollback())
+            d.observe(event("alert", model="canary", version="2"))  # its own cooldown, not the rollback's
+            clock.now += 50
+            d.notify(rollback())  # within the cooldown: suppressed
+            clock.now += 60
+            d.notify(rollback())
+            d.notify(rollback(version="3"))  # another version, another cooldown
+            rollbacks.wait(3)
+            both.wait(4)
+    assert [type(e).__name__ for e in drift_only.events] == ["DriftEvent"]
+    assert [e.version for e in rollbacks.events] == ["2", "2", "3"]
+    assert [type(e).__name__ for e in both.events] == [
+        "RollbackEvent",
+        "DriftEvent",
+        "RollbackEvent",
+        "RollbackEvent",
+    ]
+    fired = [r.getMessage() for r in caplog.records if "fired" in r.getMessage()]
+    assert (
+        "hook r fired: model canary version 2 rolled back on endpoint churn (weight 10 -> 0): error rate"
+        in fired[0]
+    )
+    assert any("suppressed" in r.getMessage() and "rolled back" in r.getMessage() for r in caplog.records)
+
+
+def test_rollback_event_json() -> None:
+    data = rollback().to_json()
+    assert data == {
+        "schema": 1,
+        "event": "rollback",
+        "endpoint": "churn",
+        "model": "canary",
+        "version": "2",
+        "reason": "error rate 40.0% ...",
+        "weight_was": 10.0,
+        "time": 1_700_000_000.0,
+    }
+    assert event("alert").to_json()["event"] == "drift"
+
+
+def test_on_rollback_is_accepted_in_config() -> None:
+    (spec,) = build_hooks(
+        [{"type": "callable", "target": "tests.unit.hooks_target:on_drift", "on": ["rollback"]}]
+    )
+    assert spec.on == {"rollback"}
 
 
 # ---------------------------------------------------------------- isolation from serving
@@ -362,7 +451,7 @@ def test_webhook_posts_event_json_through_dispatcher(
     with caplog.at_level(logging.DEBUG, logger="runtime.hooks"):
         with HookDispatcher([spec]) as d:
             d.observe(event("alert"))
-    (headers, body), = receiver.requests
+    ((headers, body),) = receiver.requests
     assert json.loads(body) == event("alert").to_json()
     assert headers["Content-Type"] == "application/json"
     assert headers["Authorization"] == "Bearer s3cret"
@@ -386,8 +475,17 @@ def test_webhook_retries_5xx_and_429_with_backoff_then_succeeds(
 
 def test_webhook_gives_up_after_retries(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
     receiver.statuses = [500, 500, 500, 500]
-    (spec,) = build_hooks([{"type": "webhook", "url": receiver.url, "retries": 2, "backoff_s": 0.01,
-                            "headers": {"Authorization": "Bearer s3cret"}}])
+    (spec,) = build_hooks(
+        [
+            {
+                "type": "webhook",
+                "url": receiver.url,
+                "retries": 2,
+                "backoff_s": 0.01,
+                "headers": {"Authorization": "Bearer s3cret"},
+            }
+        ]
+    )
     with pytest.raises(HookError, match=r"gave up after 3 attempt\(s\): HTTP 500"):
         spec.hook(event("alert"))
     assert len(receiver.requests) == 3
@@ -442,8 +540,16 @@ def test_webhook_name_hides_credentials() -> None:
 def test_command_hook_gets_event_on_stdin(tmp_path: Path) -> None:
     out = tmp_path / "event.json"
     script = "import sys, pathlib; pathlib.Path(sys.argv[1]).write_bytes(sys.stdin.buffer.read())"
-    (spec,) = build_hooks([{"type": "command", "command": [sys.executable, "-c", script, str(out)],
-                            "timeout_s": 30, "on": ["warn", "alert"]}])
+    (spec,) = build_hooks(
+        [
+            {
+                "type": "command",
+                "command": [sys.executable, "-c", script, str(out)],
+                "timeout_s": 30,
+                "on": ["warn", "alert"],
+            }
+        ]
+    )
     with HookDispatcher([spec]) as d:
         d.observe(event("warn"))
     assert json.loads(out.read_text()) == event("warn").to_json()
@@ -472,10 +578,12 @@ def test_command_timeout() -> None:
 
 
 def test_callable_hook_calls_the_target() -> None:
-    specs = build_hooks([
-        {"type": "callable", "target": "tests.unit.hooks_target:on_drift"},
-        {"type": "callable", "target": "tests.unit.hooks_target:trainer.submit", "cooldown_s": 0},
-    ])
+    specs = build_hooks(
+        [
+            {"type": "callable", "target": "tests.unit.hooks_target:on_drift"},
+            {"type": "callable", "target": "tests.unit.hooks_target:trainer.submit", "cooldown_s": 0},
+        ]
+    )
     assert specs[0].hook.name == "callable:tests.unit.hooks_target:on_drift"
     with HookDispatcher(specs) as d:
         d.observe(event("alert"))

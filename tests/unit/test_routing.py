@@ -136,3 +136,29 @@ def test_the_config_names_served_models_and_its_own_name(tmp_path) -> None:
         load(canary % "min_requests = 0")
     with pytest.raises(ConfigError, match="add another variant"):
         load('name = "ab"\nvariants = [{ model = "a", weight = 1, rollback = {} }]\n')
+
+
+def test_a_model_table_may_record_its_own_answers(tmp_path) -> None:
+    from runtime.config import build_server_config
+    from runtime.traffic import Router
+
+    def load(extra: str):
+        path = tmp_path / "mlrt.toml"
+        path.write_text(
+            f'[[models]]\nname = "a"\nsource = "m.onnx"\n{extra}\n[[models]]\nname = "b"\nsource = "m.onnx"\n'
+        )
+        return build_server_config(config_file=str(path))
+
+    config = load('log = { dir = "p" }\nfeedback = { window = 10 }')
+    assert [m.name for m in config.models] == ["a", "b"]  # log and feedback are not model settings
+    router = Router([e.build() for e in config.endpoints])
+    assert router.get("a") is None and not router.endpoints  # it routes nothing...
+    recorder = router.through("a")
+    assert recorder is not None and recorder.own and recorder.records  # ...but records
+    assert router.through("b") is None
+    with pytest.raises(ConfigError, match=r"\[\[models\]\] 'a' log: unknown setting\(s\) \['rotate'\]"):
+        load('log = { dir = "p", rotate = 3 }')
+    with pytest.raises(ConfigError, match=r"\[\[models\]\] 'a': feedback must be a table"):
+        load("feedback = 3")
+    with pytest.raises(ConfigError, match="records its own answers only"):
+        Endpoint("a", [("b", 1)], own=True)
