@@ -52,17 +52,19 @@ class _Spec:
 class _Prediction(NamedTuple):
     model: str
     version: str
-    rows: int
     labels: np.ndarray | None  # a classifier's label output, as the model gave it
     scores: np.ndarray | None  # its class scores [rows, k]
-    values: np.ndarray | None  # a regressor's predictions [rows]
+    values: np.ndarray | None  # a regressor's predictions
 
 
-# The memory holds plain tuples, not _Prediction objects: a tuple of strings, numbers and
-# arrays drops out of the garbage collector's tracking, an object never does, and a full
+# The memory holds plain tuples, not _Prediction objects: a tuple of strings and arrays
+# drops out of the garbage collector's tracking, an object never does, and a full
 # collection over 100,000 remembered objects stalled the event loop for about 23 ms
-# (measured; it showed as a tripled p99 at 64 connections in bench.shadow).
-_Memory = tuple[str, str, int, "np.ndarray | None", "np.ndarray | None", "np.ndarray | None"]
+# (measured; it showed as a tripled p99 at 64 connections in bench.shadow). The arrays
+# are the answer's own (nothing mutates an answer once sent; the prediction log holds the
+# same ones), kept as they are: reshaping and converting wait for a label, which most
+# predictions never get, and the serving path pays a tuple and a dict insert.
+_Memory = tuple[str, str, "np.ndarray | None", "np.ndarray | None", "np.ndarray | None"]
 
 
 class _VariantQuality:
@@ -156,16 +158,14 @@ class Feedback:
             self._specs[(model, version)] = spec
         if isinstance(spec, str):
             return
-        rows = len(next(iter(outputs.values())))
-        labels = scores = values = None
-        if spec.label is not None:
-            labels = outputs[spec.label].reshape(rows).copy()
-        if spec.scores is not None:
-            scores = outputs[spec.scores].astype(np.float64, copy=True)
-        if spec.value is not None:
-            values = outputs[spec.value].reshape(rows).astype(np.float64, copy=True)
         memory = self._memory
-        memory[rid] = (model, version, rows, labels, scores, values)
+        memory[rid] = (
+            model,
+            version,
+            None if spec.label is None else outputs[spec.label],
+            None if spec.scores is None else outputs[spec.scores],
+            None if spec.value is None else outputs[spec.value],
+        )
         if len(memory) > self.remember:
             memory.popitem(last=False)
 
@@ -198,10 +198,11 @@ class Feedback:
         if kept is None:
             raise ValueError(f"id {rid!r} is already labelled")
         pred = _Prediction(*kept)
+        rows = len(next(a for a in (pred.labels, pred.scores, pred.values) if a is not None))
         raw = item["label"]
         truth = np.asarray(raw if isinstance(raw, list) else [raw])
-        if truth.ndim != 1 or len(truth) != pred.rows:
-            raise ValueError(f"id {rid!r} answered {pred.rows} row(s): give one label per row, got {raw!r}")
+        if truth.ndim != 1 or len(truth) != rows:
+            raise ValueError(f"id {rid!r} answered {rows} row(s): give one label per row, got {raw!r}")
         q = self.quality.get(pred.model)
         spec = self._specs[(pred.model, pred.version)]
         assert isinstance(spec, _Spec)
@@ -209,17 +210,21 @@ class Feedback:
             q = self.quality[pred.model] = _VariantQuality(spec.kind, self.window)
         if spec.kind == "classifier":
             y = self._indices(truth, "label")
-            predicted = self._indices(pred.labels, "the model's label") if pred.labels is not None else None
-            q.window.add(y, predicted=predicted, proba=pred.scores)
+            predicted = None
+            if pred.labels is not None:
+                predicted = self._indices(pred.labels.reshape(rows), "the model's label")
+            scores = None if pred.scores is None else pred.scores.astype(np.float64)
+            q.window.add(y, predicted=predicted, proba=scores)
         else:
             try:
                 y_value = truth.astype(np.float64)
             except (TypeError, ValueError):
                 raise ValueError(f"id {rid!r}: a regressor's label must be a number, got {raw!r}") from None
-            q.window.add(y_value, predicted=pred.values)
+            assert pred.values is not None
+            q.window.add(y_value, predicted=pred.values.reshape(rows).astype(np.float64))
         q.version = pred.version
         self._memory[rid] = None
-        self.labelled += pred.rows
+        self.labelled += rows
 
     def _indices(self, labels: np.ndarray, what: str) -> np.ndarray:
         """Class labels as column indices of the scores."""

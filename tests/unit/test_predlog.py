@@ -109,3 +109,39 @@ def test_settings_are_checked(tmp_path: Path) -> None:
     blocked.write_text("")
     with pytest.raises(ConfigError, match="cannot create the log directory"):
         PredictionLog("ep", str(blocked / "sub")).start()
+
+
+def test_answers_of_another_shape_start_a_batch_of_their_own_and_nothing_is_cast(tmp_path: Path) -> None:
+    """Rows are copied into buffers typed by the first answer; an answer of another dtype,
+    width or set of outputs must not be cast or broadcast into them, and one whose inputs
+    and outputs differ in rows is counted as lost, not written half."""
+    log = PredictionLog("ep", str(tmp_path), flush_s=0.05)
+    log.start()
+    x = np.ones((1, 3), np.float32)
+    log.offer("a", "m", "1", {"x": x}, {"y": np.array([0.25], np.float32)}, 0.1)
+    log.offer("b", "m", "1", {"x": x}, {"y": np.array([0.1], np.float64)}, 0.1)  # another dtype
+    log.offer("c", "m", "1", {"x": np.ones((1, 1), np.float32)}, {"y": np.array([0.5], np.float32)}, 0.1)
+    log.offer("d", "m", "1", {"x": x}, {"y": np.array([0.75], np.float32), "z": np.array([1])}, 0.1)
+    log.offer("e", "m", "1", {"x": np.ones((2, 3), np.float32)}, {"y": np.array([1.0], np.float32)}, 0.1)
+    log.offer("f", "m", "1", {"x": x}, {"y": np.array([0.5], np.float32)}, 0.1)
+    log.close()
+    assert log.written == 5 and log.lost == 1  # "e": 2 rows in, 1 out
+    rows = {r["id"]: r for r in read_log(tmp_path).to_pylist()}
+    assert sorted(rows) == ["a", "b", "c", "d", "f"]
+    assert rows["b"]["output.y"] == 0.1  # float64 kept, not rounded through float32
+    assert rows["c"]["input.x"] == [1.0]  # width 1 kept, not broadcast to 3
+    assert rows["d"]["output.z"] == 1 and rows["f"]["output.z"] is None
+    assert [rows[k]["output.y"] for k in "acdf"] == [0.25, 0.5, 0.75, 0.5]
+
+
+def test_many_requests_fill_several_buffers_in_order(tmp_path: Path) -> None:
+    log = PredictionLog("ep", str(tmp_path), flush_s=0.05)
+    log.start()
+    for i in range(3000):
+        _offer(log, i, rows=1 + i % 3)  # 6000 rows: more than one buffer
+    log.close()
+    table = read_log(tmp_path)
+    assert log.written == table.num_rows == 6000 and log.lost == 0
+    assert table["id"].to_pylist() == [f"req-{i}" for i in range(3000) for _ in range(1 + i % 3)]
+    assert table["row"].to_pylist() == [j for i in range(3000) for j in range(1 + i % 3)]
+    assert table["latency_s"].to_pylist()[-1] == pytest.approx(2.999)
