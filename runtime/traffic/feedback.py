@@ -2,7 +2,9 @@
 request id, and each variant's quality over its most recent labelled rows.
 
 The endpoint remembers its last `remember` answered requests (id -> the variant that
-answered and what it predicted); `POST /v2/endpoints/{name}/feedback` with
+answered and where its predicted rows are; the rows themselves are copied into a ring of
+`remember` rows per model version, so remembering a request allocates no array and holds
+none of the answer's); `POST /v2/endpoints/{name}/feedback` with
 `[{"id": ..., "label": ...}, ...]` looks each id up, adds (label, prediction) to that
 variant's window (runtime/quality) and forgets the prediction, so a second label for the
 same id is refused. An id the endpoint never answered, or answered too long ago to
@@ -26,7 +28,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -41,30 +43,82 @@ KINDS = ("classifier", "regressor")
 
 @dataclass(slots=True)
 class _Spec:
-    """Which outputs of a model version carry its prediction."""
+    """Which outputs of a model version carry its prediction, and the ring its
+    predictions are kept in (made at its first answer)."""
 
     kind: str
     label: str | None = None
     scores: str | None = None
     value: str | None = None
+    model: str = ""
+    version: str = ""
+    ring: _Ring | None = None
+    index: int = 0  # in Feedback._rings
 
 
-class _Prediction(NamedTuple):
-    model: str
-    version: str
-    labels: np.ndarray | None  # a classifier's label output, as the model gave it
-    scores: np.ndarray | None  # its class scores [rows, k]
-    values: np.ndarray | None  # a regressor's predictions
+class _Ring:
+    """The last `capacity` predicted rows of one model version, in preallocated columns.
+    Rows are addressed by their absolute position (rows ever written); a request's rows are
+    kept contiguous (a request that would straddle the end starts over at slot 0)."""
+
+    __slots__ = ("capacity", "pos", "columns")
+
+    def __init__(self, spec: _Spec, outputs: Mapping[str, np.ndarray], capacity: int) -> None:
+        self.capacity = capacity
+        self.pos = 0
+        # (output, buffer): labels in the model's dtype, scores and values as float64,
+        # which is what the quality window takes.
+        self.columns: list[tuple[str, np.ndarray]] = []
+        if spec.label is not None:
+            self.columns.append((spec.label, np.empty(capacity, outputs[spec.label].dtype)))
+        if spec.scores is not None:
+            width = outputs[spec.scores].shape[1]
+            self.columns.append((spec.scores, np.empty((capacity, width), np.float64)))
+        if spec.value is not None:
+            self.columns.append((spec.value, np.empty(capacity, np.float64)))
+
+    def put(self, outputs: Mapping[str, np.ndarray], rows: int) -> int | None:
+        """Copy a request's predicted rows in; their position, or None when they cannot be
+        kept (more rows than the ring, or an answer shaped unlike the first). This runs for
+        every answer, on the event loop: checks are what numpy would not refuse by itself
+        (broadcasting, casting a label)."""
+        if rows > self.capacity:
+            return None
+        slot = self.pos % self.capacity
+        if slot + rows > self.capacity:
+            self.pos += self.capacity - slot
+            slot = 0
+        end = slot + rows
+        for name, buffer in self.columns:
+            a = outputs[name]
+            if len(a) != rows:
+                return None
+            if buffer.ndim == 1:
+                if a.ndim != 1:
+                    if a.ndim != 2 or a.shape[1] != 1:
+                        return None
+                    a = a[:, 0]
+                if a.dtype != buffer.dtype and buffer.dtype.kind != "f":
+                    return None  # a label of another type than the first answer's
+            elif a.ndim != 2 or a.shape[1] != buffer.shape[1]:
+                return None
+            buffer[slot:end] = a
+        start = self.pos
+        self.pos += rows
+        return start
+
+    def get(self, start: int, rows: int) -> dict[str, np.ndarray] | None:
+        """The rows put at `start`, or None once they have been written over."""
+        if self.pos - start > self.capacity:
+            return None
+        slot = start % self.capacity
+        return {name: buffer[slot : slot + rows] for name, buffer in self.columns}
 
 
-# The memory holds plain tuples, not _Prediction objects: a tuple of strings and arrays
-# drops out of the garbage collector's tracking, an object never does, and a full
-# collection over 100,000 remembered objects stalled the event loop for about 23 ms
-# (measured; it showed as a tripled p99 at 64 connections in bench.shadow). The arrays
-# are the answer's own (nothing mutates an answer once sent; the prediction log holds the
-# same ones), kept as they are: reshaping and converting wait for a label, which most
-# predictions never get, and the serving path pays a tuple and a dict insert.
-_Memory = tuple[str, str, "np.ndarray | None", "np.ndarray | None", "np.ndarray | None"]
+# The memory holds tuples of ints (GC-untracked: a full collection over 100,000
+# remembered objects once stalled the event loop for about 23 ms, a tripled p99 at 64
+# connections in bench.shadow): which ring, where in it, how many rows.
+_Memory = tuple[int, int, int]
 
 
 class _VariantQuality:
@@ -140,6 +194,8 @@ class Feedback:
         self._names = names
         self._memory: OrderedDict[str, _Memory | None] = OrderedDict()
         self._specs: dict[tuple[str, str], _Spec | str] = {}  # a string: why it cannot be judged
+        self._rings: list[_Spec] = []  # specs with a ring, by the index the memory names
+        self.unremembered = 0  # answers that could not be kept (see _Ring.put)
         self.quality: dict[str, _VariantQuality] = {}
         self.labelled = 0  # rows labelled
         self.refused = 0  # feedback items refused
@@ -153,19 +209,23 @@ class Feedback:
         if spec is None:
             try:
                 spec = _spec(outputs, self.kind, self._names)
+                spec.model, spec.version = model, version
+                spec.ring = _Ring(spec, outputs, self.remember)
+                spec.index = len(self._rings)
+                self._rings.append(spec)
             except ValueError as exc:
                 spec = f"model {model!r} version {version!r}: {exc}"
             self._specs[(model, version)] = spec
         if isinstance(spec, str):
             return
+        assert spec.ring is not None
+        rows = len(next(iter(outputs.values())))
+        start = spec.ring.put(outputs, rows)
+        if start is None:
+            self.unremembered += 1
+            return
         memory = self._memory
-        memory[rid] = (
-            model,
-            version,
-            None if spec.label is None else outputs[spec.label],
-            None if spec.scores is None else outputs[spec.scores],
-            None if spec.value is None else outputs[spec.value],
-        )
+        memory[rid] = (spec.index, start, rows)
         if len(memory) > self.remember:
             memory.popitem(last=False)
 
@@ -189,40 +249,42 @@ class Feedback:
     def _label_one(self, item: Any, rid: Any) -> None:
         if not isinstance(item, dict) or "label" not in item or not isinstance(rid, str):
             raise ValueError('each item is {"id": "<request id>", "label": <label, or a list: one per row>}')
+        forgotten = (
+            f"unknown id {rid!r}: not answered through endpoint {self.endpoint!r}, "
+            f"or older than its last {self.remember:,} answers"
+        )
         if rid not in self._memory:
-            raise ValueError(
-                f"unknown id {rid!r}: not answered through endpoint {self.endpoint!r}, "
-                f"or older than its last {self.remember:,} answers"
-            )
+            raise ValueError(forgotten)
         kept = self._memory[rid]
         if kept is None:
             raise ValueError(f"id {rid!r} is already labelled")
-        pred = _Prediction(*kept)
-        rows = len(next(a for a in (pred.labels, pred.scores, pred.values) if a is not None))
+        index, start, rows = kept
+        spec = self._rings[index]
+        assert spec.ring is not None
+        found = spec.ring.get(start, rows)
+        if found is None:  # written over: requests of many rows filled the ring since
+            raise ValueError(forgotten + f" ({self.remember:,} rows per model version)")
+        labels = found.get(spec.label) if spec.label is not None else None
+        scores = found.get(spec.scores) if spec.scores is not None else None
+        values = found.get(spec.value) if spec.value is not None else None
         raw = item["label"]
         truth = np.asarray(raw if isinstance(raw, list) else [raw])
         if truth.ndim != 1 or len(truth) != rows:
             raise ValueError(f"id {rid!r} answered {rows} row(s): give one label per row, got {raw!r}")
-        q = self.quality.get(pred.model)
-        spec = self._specs[(pred.model, pred.version)]
-        assert isinstance(spec, _Spec)
+        q = self.quality.get(spec.model)
         if q is None or q.kind != spec.kind:
-            q = self.quality[pred.model] = _VariantQuality(spec.kind, self.window)
+            q = self.quality[spec.model] = _VariantQuality(spec.kind, self.window)
         if spec.kind == "classifier":
             y = self._indices(truth, "label")
-            predicted = None
-            if pred.labels is not None:
-                predicted = self._indices(pred.labels.reshape(rows), "the model's label")
-            scores = None if pred.scores is None else pred.scores.astype(np.float64)
+            predicted = None if labels is None else self._indices(labels, "the model's label")
             q.window.add(y, predicted=predicted, proba=scores)
         else:
             try:
                 y_value = truth.astype(np.float64)
             except (TypeError, ValueError):
                 raise ValueError(f"id {rid!r}: a regressor's label must be a number, got {raw!r}") from None
-            assert pred.values is not None
-            q.window.add(y_value, predicted=pred.values.reshape(rows).astype(np.float64))
-        q.version = pred.version
+            q.window.add(y_value, predicted=values)
+        q.version = spec.version
         self._memory[rid] = None
         self.labelled += rows
 
@@ -265,6 +327,7 @@ class Feedback:
             "window": self.window,
             "remember": self.remember,
             "remembered": len(self._memory),
+            "unremembered": self.unremembered,
             "labelled": self.labelled,
             "refused": self.refused,
             "quality": self.summary(),
