@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["accuracy", "log_loss", "mae", "rmse", "roc_auc"]
+__all__ = ["accuracy", "f1", "log_loss", "mae", "rmse", "roc_auc"]
 
 # The float dtypes scikit-learn keeps as given; any other input is computed in float64.
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -109,6 +109,28 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     _finite(a, "accuracy", "y_true")
     _finite(b, "accuracy", "the predictions")
     return float(np.count_nonzero(a == b) / len(a))
+
+
+def f1(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """F1 score: 2 TP / (2 TP + FP + FN). When every label is 0 or 1 (or a boolean), that of
+    class 1, as `sklearn.metrics.f1_score(y_true, y_pred)`; otherwise the unweighted mean
+    over every label seen in either, as `f1_score(..., average="macro")`. A class with no
+    true and no predicted row scores 0 (scikit-learn's zero_division default, without its
+    warning)."""
+    a, b = _pair(y_true, y_pred, "f1")
+    if (a.dtype.kind in "biuf") != (b.dtype.kind in "biuf"):
+        raise ValueError(f"f1: labels of different types ({a.dtype} and {b.dtype}) never match")
+    _finite(a, "f1", "y_true")
+    _finite(b, "f1", "the predictions")
+    labels = np.union1d(a, b)
+    binary = a.dtype.kind != "O" and bool(np.isin(labels, (0, 1)).all())
+    classes = np.array([1]) if binary else labels
+    tp = np.array([np.count_nonzero((a == c) & (b == c)) for c in classes], dtype=np.float64)
+    true = np.array([np.count_nonzero(a == c) for c in classes], dtype=np.float64)
+    predicted = np.array([np.count_nonzero(b == c) for c in classes], dtype=np.float64)
+    denominator = true + predicted  # = 2 TP + FP + FN
+    scores = np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1.0), 0.0)
+    return float(scores[0]) if binary else float(np.mean(scores))
 
 
 def log_loss(y_true: ArrayLike, proba: ArrayLike) -> float:

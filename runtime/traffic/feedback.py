@@ -10,13 +10,8 @@ variant's window (runtime/quality) and forgets the prediction, so a second label
 same id is refused. An id the endpoint never answered, or answered too long ago to
 remember, is refused by name; the other items of the call still count.
 
-What is a prediction, per variant (the first rule that applies; `label_output`,
-`score_output` and `value_output` in the endpoint's feedback settings override):
-- a classifier has an integer, boolean or string output with one value per row (its
-  label), and/or a float output with two or more columns per row (its class scores);
-  without a label output, the predicted class is the scores' argmax;
-- a regressor (`kind = "regressor"`, or no such outputs) predicts its first float output
-  with one value per row.
+What is a prediction, per variant: runtime/quality/prediction.py's rule (`label_output`,
+`score_output` and `value_output` in the endpoint's feedback settings override it).
 Labels of a classifier are class indices (0 .. k-1, the columns of its scores), unless
 `classes = [...]` lists the labels in column order.
 
@@ -34,22 +29,17 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..quality import QualityWindow
+from ..quality.prediction import KINDS, PredictionSpec, prediction_spec
 from .settings import count
 
 __all__ = ["Feedback"]
 
-KINDS = ("classifier", "regressor")
-
-
 @dataclass(slots=True)
 class _Spec:
-    """Which outputs of a model version carry its prediction, and the ring its
-    predictions are kept in (made at its first answer)."""
+    """A model version's prediction outputs (runtime/quality/prediction.py), and the ring
+    its predictions are kept in (made at its first answer)."""
 
-    kind: str
-    label: str | None = None
-    scores: str | None = None
-    value: str | None = None
+    prediction: PredictionSpec
     model: str = ""
     version: str = ""
     ring: _Ring | None = None
@@ -63,7 +53,7 @@ class _Ring:
 
     __slots__ = ("capacity", "pos", "columns")
 
-    def __init__(self, spec: _Spec, outputs: Mapping[str, np.ndarray], capacity: int) -> None:
+    def __init__(self, spec: PredictionSpec, outputs: Mapping[str, np.ndarray], capacity: int) -> None:
         self.capacity = capacity
         self.pos = 0
         # (output, buffer): labels in the model's dtype, scores and values as float64,
@@ -128,36 +118,6 @@ class _VariantQuality:
         self.version: str | None = None  # the version of the latest labelled prediction
 
 
-def _one_per_row(a: np.ndarray) -> bool:
-    return a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)
-
-
-def _spec(outputs: Mapping[str, np.ndarray], kind: str | None, names: Mapping[str, str | None]) -> _Spec:
-    for role, name in names.items():
-        if name is not None and name not in outputs:
-            raise ValueError(f"{role} = {name!r}: the model has no such output; it has {sorted(outputs)}")
-    label = names["label_output"]
-    if label is None:
-        label = next((n for n, a in outputs.items() if a.dtype.kind in "iubOSU" and _one_per_row(a)), None)
-    scores = names["score_output"]
-    if scores is None:
-        scores = next(
-            (n for n, a in outputs.items() if a.dtype.kind == "f" and a.ndim == 2 and a.shape[1] >= 2), None
-        )
-    if kind is None:
-        kind = "classifier" if label is not None or scores is not None else "regressor"
-    if kind == "classifier":
-        if label is None and scores is None:
-            raise ValueError(f"no output looks like a class label or class scores among {sorted(outputs)}")
-        return _Spec(kind, label=label, scores=scores)
-    value = names["value_output"]
-    if value is None:
-        value = next((n for n, a in outputs.items() if a.dtype.kind == "f" and _one_per_row(a)), None)
-    if value is None:
-        raise ValueError(f"no float output with one value per row among {sorted(outputs)}")
-    return _Spec("regressor", value=value)
-
-
 class Feedback:
     """One endpoint's memory of recent predictions and its variants' quality windows."""
 
@@ -208,9 +168,8 @@ class Feedback:
         spec = self._specs.get((model, version))
         if spec is None:
             try:
-                spec = _spec(outputs, self.kind, self._names)
-                spec.model, spec.version = model, version
-                spec.ring = _Ring(spec, outputs, self.remember)
+                found = prediction_spec(outputs, self.kind, self._names)
+                spec = _Spec(found, model, version, _Ring(found, outputs, self.remember))
                 spec.index = len(self._rings)
                 self._rings.append(spec)
             except ValueError as exc:
@@ -264,17 +223,18 @@ class Feedback:
         found = spec.ring.get(start, rows)
         if found is None:  # written over: requests of many rows filled the ring since
             raise ValueError(forgotten + f" ({self.remember:,} rows per model version)")
-        labels = found.get(spec.label) if spec.label is not None else None
-        scores = found.get(spec.scores) if spec.scores is not None else None
-        values = found.get(spec.value) if spec.value is not None else None
+        p = spec.prediction
+        labels = found.get(p.label) if p.label is not None else None
+        scores = found.get(p.scores) if p.scores is not None else None
+        values = found.get(p.value) if p.value is not None else None
         raw = item["label"]
         truth = np.asarray(raw if isinstance(raw, list) else [raw])
         if truth.ndim != 1 or len(truth) != rows:
             raise ValueError(f"id {rid!r} answered {rows} row(s): give one label per row, got {raw!r}")
         q = self.quality.get(spec.model)
-        if q is None or q.kind != spec.kind:
-            q = self.quality[spec.model] = _VariantQuality(spec.kind, self.window)
-        if spec.kind == "classifier":
+        if q is None or q.kind != p.kind:
+            q = self.quality[spec.model] = _VariantQuality(p.kind, self.window)
+        if p.kind == "classifier":
             y = self._indices(truth, "label")
             predicted = None if labels is None else self._indices(labels, "the model's label")
             q.window.add(y, predicted=predicted, proba=scores)

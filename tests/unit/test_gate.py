@@ -1,0 +1,146 @@
+"""`mlrt gate` (runtime/gates/gate.py) on data sets scikit-learn ships: the metric values
+equal scikit-learn's, the better model passes and the worse fails both ways round, the
+exit codes are as documented, and bad input is named."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    roc_auc_score,
+    root_mean_squared_error,
+)
+
+from runtime.errors import ConfigError
+from runtime.gates import gate
+from tests.unit import gatemodels as gm
+
+GOOD, POOR = "tests.unit.gatemodels:{}_good", "tests.unit.gatemodels:{}_poor"
+
+
+def _write(tmp: Path, name: str) -> Path:
+    X, y = gm.test_split(name)
+    path = tmp / f"{name}.parquet"
+    pq.write_table(pa.table({**{f"f{i}": X[:, i] for i in range(X.shape[1])}, "target": y}), path)
+    return path
+
+
+def _sklearn(metric: str, model: object, X: np.ndarray, y: np.ndarray) -> float:
+    if metric == "rmse":
+        return float(root_mean_squared_error(y, model.predict(X)))
+    if metric == "mae":
+        return float(mean_absolute_error(y, model.predict(X)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        if metric == "accuracy":
+            return float(accuracy_score(y, model.predict(X)))
+        if metric == "f1":
+            binary = set(np.unique(y)) <= {0, 1}
+            return float(f1_score(y, model.predict(X), average="binary" if binary else "macro"))
+        proba = model.predict_proba(X)
+        if metric == "auc":
+            if proba.shape[1] == 2:
+                return float(roc_auc_score(y, proba[:, 1]))
+            return float(roc_auc_score(y, proba, multi_class="ovr"))
+        return float(log_loss(y, proba, labels=range(proba.shape[1])))
+
+
+CASES = [
+    ("cancer", "accuracy"), ("cancer", "f1"), ("cancer", "auc"), ("cancer", "logloss"),
+    ("iris", "accuracy"), ("iris", "f1"), ("iris", "auc"), ("iris", "logloss"),
+    ("diabetes", "rmse"), ("diabetes", "mae"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("data", "metric"), CASES)
+def test_metrics_equal_scikit_learn_and_the_better_model_passes_both_ways(
+    tmp_path: Path, data: str, metric: str
+) -> None:
+    path = _write(tmp_path, data)
+    X, y = gm.test_split(data)
+    good, poor = GOOD.format(data), POOR.format(data)
+    forward = gate(good, poor, str(path), "target", metric, bootstrap=200)
+    backward = gate(poor, good, str(path), "target", metric, bootstrap=200)
+    expect_good = _sklearn(metric, getattr(gm, f"{data}_good"), X, y)
+    expect_poor = _sklearn(metric, getattr(gm, f"{data}_poor"), X, y)
+    assert forward.candidate_value == pytest.approx(expect_good, rel=1e-9, abs=1e-12)
+    assert forward.baseline_value == pytest.approx(expect_poor, rel=1e-9, abs=1e-12)
+    assert forward.passed and not backward.passed, (forward.failures, backward.failures)
+    assert backward.failures[0].startswith(f"{metric}: candidate")
+    lo, hi = backward.interval
+    assert lo <= backward.delta <= hi and forward.rows == len(y)
+
+
+def test_a_tolerance_lets_a_slightly_worse_candidate_through(tmp_path: Path) -> None:
+    path = _write(tmp_path, "cancer")
+    worse = gate(POOR.format("cancer"), GOOD.format("cancer"), str(path), "target", "accuracy", bootstrap=100)
+    gap = -worse.delta
+    assert gate(
+        POOR.format("cancer"), GOOD.format("cancer"), str(path), "target", "accuracy",
+        min_delta=gap + 1e-9, bootstrap=100,
+    ).passed  # fmt: skip
+    # The same model against itself passes, also strictly: its interval is exactly 0.
+    same = gate(GOOD.format("cancer"), GOOD.format("cancer"), str(path), "target", "auc", strict=True)
+    assert same.passed and same.interval == (0.0, 0.0) and same.prediction_drift["psi"] == pytest.approx(0)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "runtime", "gate", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_command_exits_0_on_pass_1_on_fail_2_on_bad_input(tmp_path: Path) -> None:
+    path = str(_write(tmp_path, "cancer"))
+    common = ["--data", path, "--target", "target", "--metric", "auc", "--bootstrap", "100"]
+    ok = _cli("--candidate", GOOD.format("cancer"), "--baseline", POOR.format("cancer"), *common,
+              "-o", str(tmp_path / "gate.json"))  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("gate PASSED") and "auc (higher is better)" in ok.stdout
+    report = json.loads((tmp_path / "gate.json").read_text())
+    assert report["passed"] and report["metric"]["name"] == "auc" and report["data"]["rows"] == 285
+    assert len(report["data"]["sha256"]) == 64
+    bad = _cli("--candidate", POOR.format("cancer"), "--baseline", GOOD.format("cancer"), *common, "--json")
+    assert bad.returncode == 1, bad.stderr
+    assert json.loads(bad.stdout)["failures"][0].startswith("auc: candidate")
+    missing = _cli("--candidate", GOOD.format("cancer"), "--baseline", POOR.format("cancer"),
+                   "--data", path, "--target", "churned", "--metric", "auc")  # fmt: skip
+    assert missing.returncode == 2 and "no target column 'churned'" in missing.stderr
+    usage = _cli("--candidate", GOOD.format("cancer"), "--data", path, "--target", "target",
+                 "--metric", "auc")  # fmt: skip
+    assert usage.returncode == 2 and "--baseline" in usage.stderr
+
+
+def test_a_slow_candidate_fails_the_latency_gate(tmp_path: Path) -> None:
+    path = _write(tmp_path, "cancer")
+    # cancer_slow sleeps 50 ms per call; 4 batches each.
+    slow = gate(
+        "tests.integration.pymodels:cancer_slow", GOOD.format("cancer"), str(path), "target", "accuracy",
+        max_latency_ratio=3, batch_rows=80, bootstrap=50, min_delta=1,
+    )  # fmt: skip
+    assert slow.latency["batches"] == 4 and slow.latency["ratio"] > 3
+    assert slow.failures == [slow.failures[0]] and slow.failures[0].startswith("latency:")
+
+
+def test_bad_input_is_named(tmp_path: Path) -> None:
+    path = str(_write(tmp_path, "cancer"))
+    with pytest.raises(ConfigError, match="unknown metric 'r2'"):
+        gate(GOOD.format("cancer"), POOR.format("cancer"), path, "target", "r2")
+    with pytest.raises(ConfigError, match="has no output that gives a predicted value"):
+        gate(GOOD.format("cancer"), POOR.format("cancer"), path, "target", "rmse")
+    labels = pa.table({**{f"f{i}": gm.test_split("cancer")[0][:, i] for i in range(30)},
+                       "target": np.full(285, 7)})  # fmt: skip
+    pq.write_table(labels, tmp_path / "odd.parquet")
+    with pytest.raises(ConfigError, match="cannot compute auc: classes must be indices 0..1"):
+        gate(GOOD.format("cancer"), POOR.format("cancer"), str(tmp_path / "odd.parquet"), "target", "auc")
