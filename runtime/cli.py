@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "runtime.commands.profile",
     "runtime.commands.drift",
     "runtime.commands.predict",
+    "runtime.commands.validate",
     "runtime.commands.gate",
     "runtime.commands.registry",
     "runtime.commands.traffic",
