@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", metavar="TEXT", help="pipeline or command that produced the model")
     p.add_argument("--parent", metavar="V", help="version this one was derived from")
     p.add_argument("--description", metavar="TEXT", help="one-paragraph description for the card")
+    p.add_argument("--gate", metavar="GATE.json", help="the report of mlrt gate -o, kept on the card")
     p.add_argument("--actor", help="who registers (default: the OS user)")
 
     p = _action(sub, "list", "list models, or the versions of one model with their aliases")
@@ -64,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--alias", default="production", help="alias to set (default: production)")
     p.add_argument("--reason", metavar="TEXT", help="why; kept in the audit log")
     p.add_argument("--actor", help="who promotes (default: the OS user)")
+    p.add_argument(
+        "--require-gate", action="store_true", help="refuse a version whose card has no passing gate"
+    )
 
     p = _action(sub, "rollback", "point an alias back at its target before the latest promotion")
     p.add_argument("name")
@@ -163,10 +167,17 @@ def _register(registry: Any, args: argparse.Namespace) -> int:
         if commit is None:
             print("mlrt registry register: --git-commit auto: not in a git repository; not recorded",
                   file=sys.stderr)
+    gate = None
+    if args.gate:
+        try:
+            with open(args.gate, encoding="utf-8") as fh:
+                gate = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--gate {args.gate}: {exc}") from None
     version = registry.register(
         args.source, args.name, profile=args.profile, params=params, metrics=metrics, data=args.data,
         git_commit=commit, pipeline=args.pipeline, parent=args.parent, description=args.description,
-        actor=args.actor,
+        gate=gate, actor=args.actor,
     )
     print(f"registered {args.name} version {version} in {registry.root / args.name / version}")
     return 0
@@ -198,7 +209,10 @@ def _list(registry: Any, args: argparse.Namespace) -> int:
 
 def _promote(registry: Any, args: argparse.Namespace) -> int:
     before = registry.alias_target(args.name, args.alias)
-    registry.set_alias(args.name, args.alias, args.version, actor=args.actor, reason=args.reason)
+    registry.set_alias(
+        args.name, args.alias, args.version,
+        actor=args.actor, reason=args.reason, require_gate=args.require_gate,
+    )  # fmt: skip
     if before == args.version:
         print(f"{args.name}@{args.alias} already points at version {args.version}; nothing changed")
     else:

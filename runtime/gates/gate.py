@@ -8,7 +8,8 @@ runtime/offline, so a model is loaded and fed exactly as `mlrt predict` does); t
   more than `min_delta` ("worse" is lower for accuracy, F1 and AUC, higher for log loss,
   RMSE and MAE); with `strict`, when the interval's worse end is.
 - latency: each batch is run by both models back to back, in alternating order, on this
-  machine; the ratio of their p99 batch times fails the gate past `max_latency_ratio`.
+  machine (after one untimed warm-up run each); the ratio of their p99 batch times fails
+  the gate past `max_latency_ratio`.
 - prediction drift: the PSI between the two models' predictions (the positive-class score,
   the predicted class, or the predicted value), reported with the monitor's bands; a
   large one says the candidate behaves differently even if its metric is close.
@@ -107,6 +108,7 @@ class GateResult:
     candidate: str
     baseline: str
     metric: str
+    versions: dict[str, str]  # the version each model resolved to (an alias moves; this does not)
     rows: int
     data: list[str]
     data_sha256: str
@@ -132,6 +134,7 @@ class GateResult:
             "failures": self.failures,
             "candidate": self.candidate,
             "baseline": self.baseline,
+            "versions": self.versions,
             "data": {"paths": self.data, "rows": self.rows, "sha256": self.data_sha256},
             "metric": {
                 "name": self.metric,
@@ -282,6 +285,9 @@ def gate(
     for i, batch in enumerate(read_batches(ds, read, batch_rows)):
         truth.append(arrow_to_numpy(batch.column(target)))
         feeds = {role: p.scorer.feeds(batch) for role, p in models.items()}
+        if i == 0:  # a session's first run pays its lazy set-up: not what a batch costs
+            for role, p in models.items():
+                p.scorer.run(feeds[role])
         order = ("candidate", "baseline") if i % 2 == 0 else ("baseline", "candidate")
         for role in order:  # alternating: neither always runs on a warm cache
             models[role].run(feeds[role])
@@ -333,6 +339,7 @@ def gate(
         candidate=candidate,
         baseline=baseline,
         metric=metric,
+        versions={role: p.scorer.model.version for role, p in models.items()},
         rows=len(y),
         data=[str(p) for p in paths],
         data_sha256=data_sha256(paths),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,6 +80,9 @@ def locate(spec: str, registry: str | None = None) -> tuple[Registry, str]:
     """
     if spec.startswith("models:/"):
         return get_registry(spec), spec
+    # The environment is the fallback every command names in its errors and --help
+    # (the server reads it through its config; `mlrt predict` and `mlrt gate` come here).
+    registry = registry or os.environ.get("MLRT_REGISTRY")
     if not registry:
         raise RegistryError(f"{spec!r} names a registry model, but no registry is given: "
                             "pass --registry DIR or set MLRT_REGISTRY")

@@ -6,7 +6,11 @@
      "created_at": "2024-05-01T12:00:00Z", "model": "model.onnx",
      "params": {"max_depth": 6}, "metrics": {"auc": 0.91}, "data": "s3://bucket/train.parquet",
      "lineage": {"git_commit": "4f2c...", "pipeline": "make train", "parent": "2"},
-     "profile": {"features": 12, "outputs": 1, "row_count": 50000, "fingerprint": "blake2b:..."}}
+     "profile": {"features": 12, "outputs": 1, "row_count": 50000, "fingerprint": "blake2b:..."},
+     "gate": {"passed": true, "metric": "auc", "candidate": 0.93, "baseline": 0.91, ...}}
+
+``gate`` is present when the version was registered with the report of `mlrt gate`
+(card_gate below): what it was judged on and against which baseline.
 
 ``card.md`` is the same card rendered as Markdown, with the aliases pointing at the version when it was
 rendered (the filesystem registry re-renders it when an alias moves).
@@ -62,6 +66,7 @@ def build_card(
     parent: str | None = None,
     profile: Mapping[str, Any] | None = None,
     description: str | None = None,
+    gate: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble a card dict; the values must be JSON (finite numbers, strings, lists, dicts)."""
     card: dict[str, Any] = {
@@ -79,6 +84,8 @@ def build_card(
     }
     if description:
         card["description"] = description
+    if gate is not None:
+        card["gate"] = card_gate(gate)
     for section in ("params", "metrics"):
         for key, value in card[section].items():
             if not isinstance(key, str) or not key:
@@ -90,6 +97,31 @@ def build_card(
                     f"{section[:-1]} {key!r} must be a finite number, a string or other JSON, got {value!r}"
                 ) from exc
     return card
+
+
+def card_gate(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What a card keeps of an `mlrt gate` report (runtime/gates/gate.py, GateResult.to_json):
+    the verdict, the metric of both models with the interval of their difference, the
+    baseline it was judged against, the data's content hash, and the latency ratio."""
+    try:
+        metric, data = report["metric"], report["data"]
+        return {
+            "passed": bool(report["passed"]),
+            "failures": list(report.get("failures", [])),
+            "metric": metric["name"],
+            "candidate": metric["candidate"],
+            "baseline": metric["baseline"],
+            "delta": metric["delta"],
+            "interval": list(metric["interval"]),
+            "min_delta": metric["min_delta"],
+            "baseline_model": report["baseline"],
+            "baseline_version": report.get("versions", {}).get("baseline"),
+            "data_sha256": data["sha256"],
+            "rows": data["rows"],
+            "latency_ratio": report.get("latency", {}).get("ratio"),
+        }
+    except (KeyError, TypeError) as exc:
+        raise RegistryError(f"not an `mlrt gate` report: missing {exc}") from None
 
 
 def dumps(card: Mapping[str, Any]) -> str:
@@ -125,6 +157,21 @@ def render_markdown(card: Mapping[str, Any], aliases: Iterable[str] = ()) -> str
     lines.append(f"- **Git commit**: {_code(lineage.get('git_commit'))}")
     lines.append(f"- **Pipeline**: {_code(lineage.get('pipeline'))}")
     lines.append(f"- **Parent version**: {_md(lineage.get('parent')) if lineage.get('parent') else 'none'}")
+    gate = card.get("gate")
+    if gate:
+        verdict = "passed" if gate.get("passed") else "FAILED"
+        lo, hi = (gate.get("interval") or [None, None])[:2]
+        lines += ["", "## Gate", ""]
+        against = _code(gate.get("baseline_model"))
+        if gate.get("baseline_version"):
+            against += f" (version {_md(gate['baseline_version'])})"
+        lines.append(f"- **Verdict**: {verdict} against {against}")
+        lines.append(
+            f"- **{_md(gate.get('metric'))}**: {_fmt(gate.get('candidate'))} "
+            f"against {_fmt(gate.get('baseline'))} (difference {_fmt(gate.get('delta'))}, "
+            f"interval {_fmt(lo)} to {_fmt(hi)})"
+        )
+        lines.append(f"- **Data**: {gate.get('rows')} rows, sha256 {_code(gate.get('data_sha256'))}")
     lines += ["", "## Reference profile", ""]
     profile = card.get("profile")
     if profile:

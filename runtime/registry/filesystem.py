@@ -159,6 +159,7 @@ class FilesystemRegistry:
         pipeline: str | None = None,
         parent: str | None = None,
         description: str | None = None,
+        gate: Mapping[str, Any] | None = None,
         actor: str | None = None,
     ) -> str:
         """Copy ``source`` (a model file or directory) in as the next version of ``name``; return the version.
@@ -182,6 +183,7 @@ class FilesystemRegistry:
         card = cards.build_card(
             name=name, version="0", model=src.name, params=params, metrics=metrics, data=data,
             git_commit=git_commit, pipeline=pipeline, parent=parent, profile=summary, description=description,
+            gate=gate,
         )
         model_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=model_dir))
@@ -206,15 +208,34 @@ class FilesystemRegistry:
         return version
 
     def set_alias(
-        self, name: str, alias: str, version: str, *, actor: str | None = None, reason: str | None = None
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        require_gate: bool = False,
     ) -> None:
         """Point ``alias`` at ``version`` (promote) and record it in the audit log. Setting an alias to the
-        version it already points at changes and records nothing."""
+        version it already points at changes and records nothing. With ``require_gate``, a version whose
+        card holds no passing `mlrt gate` report is refused."""
         check_alias(alias)
         check_version(version)
         model_dir = self._require_model(name)
         with self._lock(model_dir):
-            self._require_version(model_dir, name, version)
+            version_dir = self._require_version(model_dir, name, version)
+            if require_gate:
+                gate = self._read_card(version_dir, missing_ok=True).get("gate")
+                if not gate:
+                    raise RegistryError(
+                        f"{name} version {version} has no gate on its card: register it with "
+                        "--gate gate.json (the report of mlrt gate)"
+                    )
+                if not gate.get("passed"):
+                    raise RegistryError(
+                        f"{name} version {version} failed its gate: {'; '.join(gate.get('failures') or [])}"
+                    )
             aliases = self._read_aliases(model_dir)
             previous = aliases.get(alias)
             if previous == version:
