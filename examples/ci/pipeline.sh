@@ -23,9 +23,10 @@ mlrt registry register "$work/tree.onnx" --name cancer --profile "$work/referenc
 mlrt registry promote cancer 1 --alias champion --reason "first model"
 
 # -- CI: data, candidate, gate, register ---------------------------------------------------
-# The data gate: the evaluation split must look like the data the champion was profiled on.
+# The data gate: the evaluation split must look like the data the champion was profiled on,
+# and fit the champion's inputs (columns, types, the profile's dtype).
 mlrt validate "$work/test.parquet" --profile "$work/reference.json" --ignore malignant \
-    --format markdown -o "$work/validate.md"
+    --model cancer@champion --format markdown -o "$work/validate.md"
 
 python "$here/train.py" "$work" --kind logistic
 # The metric gate: not worse than the champion on AUC, and not more than 5x slower per

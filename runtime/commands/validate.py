@@ -5,9 +5,15 @@ Checks, each reported with the figure that failed:
   schema   every profiled column present and of a type the profile takes; no unknown
            columns (unless --allow-extra, or named with --ignore, such as the label)
   quality  missing share (nulls, NaN) within the reference's + --max-null-increase (and
-           under --max-null-rate); categorical values the reference never had (at most
-           --max-unseen); columns constant here that varied in the reference; repeated
-           rows with --duplicates LIMIT
+           never over --max-null-rate); categorical values the reference never had (at
+           most --max-unseen); numbers outside the reference's range (at most
+           --max-out-of-range); columns constant here that varied in the reference;
+           repeated rows with --duplicates LIMIT. Past a limit fails when chance does
+           not explain it (the drift rule's significance and Holm's correction)
+  model    with --model: the columns map onto the model's inputs as mlrt predict maps
+           them, every value converts to its input's datatype, and the profile bins
+           each float column in the dtype the model receives (else unchanged data can
+           alarm)
   drift    PSI per feature by the server's rule (bands, significance, minimum rows); the
            data fails when the model-level status is alert
 
@@ -18,6 +24,7 @@ Exit status: 0 passed, 1 failed, 2 bad input (no such file, an unreadable profil
 examples:
   mlrt validate today.parquet --profile ref.json
   mlrt validate train.csv --profile ref.json --ignore churned --format markdown -o report.md
+  mlrt validate today.parquet --profile ref.json --model churn.onnx --ignore customer_id
 """
 
 from __future__ import annotations
@@ -52,6 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="share of never-seen categories allowed (0)",
     )
+    parser.add_argument(
+        "--max-out-of-range", type=float, default=0.01, metavar="X",
+        help="share of numbers outside the reference's range allowed (0.01)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", metavar="MODEL",
+        help="also check the data against this model's inputs (anything mlrt serve takes)",
+    )  # fmt: skip
+    parser.add_argument("--registry", metavar="URI", help="registry for MODEL refs (default: MLRT_REGISTRY)")
     parser.add_argument(
         "--duplicates", type=float, metavar="LIMIT", help="check repeated rows: share allowed"
     )
@@ -103,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
             max_null_increase=args.max_null_increase,
             max_null_rate=args.max_null_rate,
             max_unseen=args.max_unseen,
+            max_out_of_range=args.max_out_of_range,
             duplicates=args.duplicates,
+            model=args.model,
+            registry=args.registry,
         )
     except (MlrtError, FileNotFoundError, ValueError, OSError) as exc:
         return fail(str(exc))

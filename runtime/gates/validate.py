@@ -6,10 +6,21 @@ failed:
   for a numeric feature; for a categorical one, values of the kind its levels are); no
   column the profile does not know, unless allowed (`allow_extra`, or named in `ignore`).
 - quality: each column's missing share (nulls and NaN) at most the reference's plus
-  `max_null_increase`, and at most `max_null_rate` when given; categorical values never
-  seen in the reference (when the reference's levels were complete), at most
-  `max_unseen`; a column constant here that varied in the reference; duplicate rows, when
-  `duplicates` is given a limit.
+  `max_null_increase`, and never past `max_null_rate` when given; categorical values never
+  seen in the reference (when the reference's levels were complete), at most `max_unseen`;
+  numeric values outside the reference's range (its smallest and largest value, compared
+  in the dtype the profile bins in), at most `max_out_of_range`; a column constant here
+  that varied in the reference; duplicate rows, when `duplicates` is given a limit.
+  A figure past its limit fails only when chance does not explain it (`_judge`): the
+  same significance level and Holm's correction over features as the drift rule, so a
+  60-row batch a few points over the null limit, or a rare level a reference happened
+  not to draw, does not fail a pipeline (bench/validate_rates.py measures both rates).
+- model (with `model`): the columns map onto the model's inputs as `mlrt predict` maps them
+  (runtime/model_columns.py); each feeding column converts to its input's datatype by the
+  server's one rule (every value, so a NaN bound for an integer input is found); and the
+  profile bins each float column in the dtype the model receives it in, or counts drift in
+  a different one than the server sees (a profile fitted on float64 judging a float32 model
+  alarms on unchanged data).
 - drift: the server's rule, unchanged (runtime/monitor: PSI bands with the sample-size
   guard and Holm's correction); the data fails when the model-level status is `alert`.
 
@@ -18,6 +29,7 @@ The data is read whole (as `mlrt drift` reads it): validate a batch or a split, 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,9 +39,10 @@ import numpy as np
 
 from ..config import MonitorConfig
 from ..data import dataset, expand_paths, to_columns
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidInput
 from ..monitor.drift import offline_report
-from ..monitor.profile import CATEGORICAL, Profile
+from ..monitor.profile import CATEGORICAL, FeatureProfile, Profile
+from ..monitor.rule import chi2_sf, holm
 
 __all__ = ["Check", "ValidationResult", "validate"]
 
@@ -142,31 +155,128 @@ def _schema(
     return checks
 
 
+def _beyond(k: int, m: int, n: int) -> float:
+    """The chance that at least k of m fresh draws exceed the largest of n reference draws
+    from the same distribution: that the top k of all n + m values are all fresh ones,
+    C(m, k) / C(n + m, k). Ties only make a strict excess rarer: with them this bounds the
+    chance from above, so the test errs toward passing."""
+    if k <= 0:
+        return 1.0
+    if k > m:
+        return 0.0
+    lg = math.lgamma
+    return math.exp(lg(m + 1) - lg(m - k + 1) - lg(n + m + 1) + lg(n + m - k + 1))
+
+
+@dataclass
+class _Finding:
+    """A quality figure past its limit fails only when chance does not explain it: a small
+    window, or a reference of a few hundred rows, shows a few points more nulls, a rare
+    level the reference never drew, or a value past its extremes, with unchanged data."""
+
+    check: Check  # passed: within its limit
+    p: float  # the chance of a figure this far past the reference from unchanged data
+    hard: bool = False  # past an absolute cap (--max-null-rate): fails whatever chance says
+
+
+def _judge(findings: list[_Finding], alpha: float) -> list[Check]:
+    """Holm's correction over one check's findings (one per feature), as the drift rule
+    corrects over features; a finding past its limit but not significant passes."""
+    significant = holm([f.p for f in findings], alpha)
+    for f, sig in zip(findings, significant, strict=True):
+        if f.check.passed:
+            continue
+        if sig or f.hard:
+            f.check.message += f"; p {f.p:.2g}"
+        else:
+            f.check.passed = True
+            f.check.message += f"; p {f.p:.2g}: chance explains it (alpha {alpha}, Holm's correction)"
+    return [f.check for f in findings]
+
+
+def _g_one_sided(cells: Sequence[tuple[float, float]], above: bool) -> float:
+    """One-sided p of a G-test with one degree of freedom from (observed, expected) cells;
+    1 when the figure is not above what was expected."""
+    if not above:
+        return 1.0
+    g = 2 * sum(o * math.log(o / e) for o, e in cells if o > 0 and e > 0)
+    return chi2_sf(max(g, 0.0), 1) / 2
+
+
+def _more_missing(k: int, m: int, k_ref: int, n: int) -> float:
+    """p of k missing of m rows against k_ref of n in the reference, by chance."""
+    if m == 0 or n == 0:
+        return 1.0
+    pool = (k + k_ref) / (m + n)
+    cells = [(k, m * pool), (m - k, m * (1 - pool)), (k_ref, n * pool), (n - k_ref, n * (1 - pool))]
+    return _g_one_sided(cells, k / m > k_ref / n)
+
+
+def _more_unseen(k: int, m: int, counts: Sequence[int]) -> float:
+    """p of k of m values at levels a reference with these level counts never drew. The
+    chance a fresh value is of a level the reference missed is about the share of its
+    levels seen once (Good and Turing); one added keeps it above zero."""
+    n = sum(counts)
+    p0 = (sum(1 for c in counts if c == 1) + 1) / (n + 1)
+    cells = [(k, m * p0), (m - k, m * (1 - p0))]
+    return _g_one_sided(cells, k > m * p0)
+
+
+def _outside(f: FeatureProfile, present: np.ndarray, rows: int, limit: float) -> _Finding | None:
+    if f.low is None or f.high is None or present.dtype.kind not in "iufb" or not len(present):
+        return None  # a profile from before ranges were kept, or not numbers (the dtype check says)
+    x = present.astype(np.float64)
+    if f.rounds:  # compare as the profile saw its values: rounded to the model's float
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = x.astype(f.dtype)
+    below = int(np.count_nonzero(x < f.low))
+    above = int(np.count_nonzero(x > f.high))
+    n, m = int(sum(f.counts[:-1])), len(present)
+    share = (below + above) / rows
+    check = Check(
+        "quality", "out_of_range", f.name, share <= limit,
+        f"{f.name!r}: {share:.2%} of rows outside the reference's range [{f.low:.6g}, {f.high:.6g}] "
+        f"({below} below, {above} above; limit {limit:.2%})",
+        share, limit,
+    )  # fmt: skip
+    # Unchanged data puts about 2/(n+1) of its values past the extremes of n reference rows.
+    return _Finding(check, min(1.0, 2 * min(_beyond(below, m, n), _beyond(above, m, n))))
+
+
 def _quality(
     profile: Profile,
     columns: dict[str, np.ndarray],
     max_null_increase: float,
     max_null_rate: float | None,
     max_unseen: float,
+    max_out_of_range: float,
+    alpha: float,
 ) -> list[Check]:
-    checks = []
+    checks: list[Check] = []
+    found: dict[str, list[_Finding]] = {"nulls": [], "out_of_range": [], "unseen_categories": []}
     for f in profile.features:
         col = columns.get(f.name)
         if col is None or len(col) == 0:
             continue
         missing = _missing(col)
-        rate = float(missing.mean())
+        k = int(missing.sum())
+        rate = k / len(col)
         limit = f.null_fraction + max_null_increase
+        capped = max_null_rate is not None and rate > max_null_rate + 1e-12
         if max_null_rate is not None:
             limit = min(limit, max_null_rate)
-        checks.append(
-            Check(
-                "quality", "nulls", f.name, rate <= limit + 1e-12,
-                f"{f.name!r}: {rate:.2%} missing, the reference {f.null_fraction:.2%} (limit {limit:.2%})",
-                rate, limit,
-            )
+        check = Check(
+            "quality", "nulls", f.name, rate <= limit + 1e-12,
+            f"{f.name!r}: {rate:.2%} missing, the reference {f.null_fraction:.2%} (limit {limit:.2%})",
+            rate, limit,
         )  # fmt: skip
+        n_ref = int(sum(f.counts))
+        found["nulls"].append(_Finding(check, _more_missing(k, len(col), int(f.counts[-1]), n_ref), capped))
         present = col[~missing]
+        if f.kind != CATEGORICAL:
+            outside = _outside(f, present, len(col), max_out_of_range)
+            if outside is not None:
+                found["out_of_range"].append(outside)
         distinct = (
             np.unique(present.astype(str) if present.dtype == object else present) if len(present) else []
         )
@@ -185,16 +295,90 @@ def _quality(
             # value outside them is new, not just rare.
             levels = set(f.levels)
             unseen = Counter(v for v in present.tolist() if v not in levels)
-            share = sum(unseen.values()) / len(col)
+            k = sum(unseen.values())
+            share = k / len(col)
             top = ", ".join(f"{v!r} ({n})" for v, n in unseen.most_common(5))
-            checks.append(
-                Check(
-                    "quality", "unseen_categories", f.name, share <= max_unseen,
-                    f"{f.name!r}: {share:.2%} of rows hold values the reference never had"
-                    + (f": {top}" if unseen else ""),
-                    share, max_unseen,
-                )
+            check = Check(
+                "quality", "unseen_categories", f.name, share <= max_unseen,
+                f"{f.name!r}: {share:.2%} of rows hold values the reference never had"
+                + (f": {top}" if unseen else ""),
+                share, max_unseen,
             )  # fmt: skip
+            found["unseen_categories"].append(_Finding(check, _more_unseen(k, len(present), f.counts[:-2])))
+    for findings in found.values():
+        checks += _judge(findings, alpha)
+    return checks
+
+
+INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool")
+
+
+def _exact_in(col: np.ndarray, dtype: str) -> bool:
+    """Whether every value of an integer column survives the trip to `dtype` (so binning it
+    as an integer and as the model's float is the same)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return col.dtype.kind in "iub" and bool(np.array_equal(col.astype(dtype).astype(col.dtype), col))
+
+
+def _model(
+    model: str, registry: str | None, ref: Profile, columns: dict[str, np.ndarray], ignore: tuple[str, ...]
+) -> list[Check]:
+    from ..datatypes import numpy_dtype
+    from ..model_columns import by_name, input_widths, tensor_from_columns
+    from ..offline.scoring import ScorerSpec
+
+    # A model that does not load raises ConfigError: a usage error (exit 2), not a failed check.
+    scorer = ScorerSpec(model, threads=1, registry=registry, passthrough=ignore).build()
+    scorer.profile = ref  # columns map as `mlrt predict --profile REF` maps them
+    specs = scorer.model.inputs
+    feeding = scorer.input_columns(list(columns))
+    if by_name(specs, feeding):
+        pairs = [(s.name, s) for s in specs]
+    else:
+        widths = input_widths(specs)
+        if sum(widths) != len(feeding):
+            want = ", ".join(f"'{s.name}' {list(s.shape)}" for s in specs)
+            return [
+                Check(
+                    "schema", "model_inputs", None, False,
+                    f"the model's inputs ({want}) take {sum(widths)} columns; the data would feed "
+                    f"{len(feeding)}: {feeding[:8]}{' ...' if len(feeding) > 8 else ''}",
+                    len(feeding), sum(widths),
+                )
+            ]  # fmt: skip
+        pairs, start = [], 0
+        for s, w in zip(specs, widths, strict=True):
+            pairs += [(name, s) for name in feeding[start : start + w]]
+            start += w
+    checks = []
+    for name, spec in pairs:
+        try:
+            tensor_from_columns([name], [columns[name]], spec)
+            ok, message = True, f"{name!r} feeds input '{spec.name}' ({spec.datatype})"
+        except (ConfigError, InvalidInput) as exc:
+            ok, message = False, str(exc)
+        dtype = columns[name].dtype.name
+        checks.append(Check("schema", "model_dtype", name, ok, message, dtype, spec.datatype))
+        served = numpy_dtype(spec.datatype).name if spec.datatype != "BYTES" else None
+        try:
+            f = ref.feature(name)
+        except KeyError:
+            continue
+        if f.kind == CATEGORICAL or served not in ("float16", "float32"):
+            continue  # text, or a dtype that holds the column's values exactly: nothing rounds
+        ok = f.dtype == served or (f.dtype in INTEGERS and _exact_in(columns[name], served))
+        checks.append(
+            Check(
+                "schema", "profile_dtype", name, ok,
+                f"{name!r}: the profile bins it as {f.dtype or 'its file dtype'}"
+                + (
+                    ", as the model receives it" if ok else
+                    f", the model receives {served}: unchanged data can count into other bins "
+                    "(refit with mlrt profile DATA --model MODEL)"
+                ),
+                f.dtype, served,
+            )
+        )  # fmt: skip
     return checks
 
 
@@ -242,7 +426,7 @@ def _drift(
 
 
 def validate(
-    data: str | Sequence[str],
+    data: str | Sequence[str] | Any,
     profile: str | Profile,
     *,
     allow_extra: bool = False,
@@ -250,28 +434,46 @@ def validate(
     max_null_increase: float = 0.05,
     max_null_rate: float | None = None,
     max_unseen: float = 0.0,
+    max_out_of_range: float = 0.01,
     duplicates: float | None = None,
     monitor: MonitorConfig | None = None,
+    model: str | None = None,
+    registry: str | None = None,
 ) -> ValidationResult:
-    """Check `data` (files, folders or globs) against a reference profile (a path or a
-    Profile). A failing check is a result, not an exception; unreadable input raises
-    ConfigError, FileNotFoundError or ValueError naming the file."""
-    for name, value in (("max_null_increase", max_null_increase), ("max_unseen", max_unseen)):
+    """Check `data` (files, folders or globs, or a pyarrow Table) against a reference profile
+    (a path or a Profile), and against `model`'s inputs when given (anything `mlrt serve` takes). A
+    failing check is a result, not an exception; unreadable input or a model that does
+    not load raises ConfigError, FileNotFoundError or ValueError naming the file."""
+    shares = (
+        ("max_null_increase", max_null_increase),
+        ("max_unseen", max_unseen),
+        ("max_out_of_range", max_out_of_range),
+    )
+    for name, value in shares:
         if not 0 <= value <= 1:
             raise ConfigError(f"{name} must be a share from 0 to 1, got {value}")
     ref = profile if isinstance(profile, Profile) else Profile.load(profile)
-    paths = expand_paths([data] if isinstance(data, str) else list(data))
-    columns = to_columns(dataset(paths).to_table())
+    if hasattr(data, "column_names") and hasattr(data, "schema"):  # a pyarrow Table already read
+        paths, columns = ["<table>"], to_columns(data)
+    else:
+        paths = expand_paths([data] if isinstance(data, str) else list(data))
+        columns = to_columns(dataset(paths).to_table())
     rows = len(next(iter(columns.values()))) if columns else 0
     if rows == 0:
         raise ConfigError(f"{', '.join(paths)}: no rows to validate")
     result = ValidationResult(data=paths, rows=rows, profile_rows=int(sum(ref.features[0].counts)))
     result.checks += _schema(ref, columns, allow_extra, set(ignore))
-    result.checks += _quality(ref, columns, max_null_increase, max_null_rate, max_unseen)
+    monitor = monitor or MonitorConfig()
+    result.checks += _quality(
+        ref, columns, max_null_increase, max_null_rate, max_unseen, max_out_of_range, monitor.alpha
+    )
     if duplicates is not None:
         result.checks.append(_duplicates(columns, duplicates))
-    if all(c.passed for c in result.checks if c.family == "schema" and c.name != "unexpected_column"):
-        drift_checks, result.drift = _drift(ref, columns, monitor or MonitorConfig())
+    if model is not None:
+        result.checks += _model(model, registry, ref, columns, tuple(ignore))
+    # Drift needs every profiled column, of a type it can bin; the model's checks do not matter to it.
+    if all(c.passed for c in result.checks if c.name in ("missing_column", "dtype")):
+        drift_checks, result.drift = _drift(ref, columns, monitor)
         result.checks += drift_checks
     else:
         result.checks.append(

@@ -65,6 +65,8 @@ class FeatureProfile:
     categorical: ``levels`` in slot order, counts has ``len(levels) + 2`` slots.
     ``dtype``: the numpy dtype name values are rounded to before binning (the
     model's input dtype); None for profiles written before dtypes were recorded.
+    ``low``/``high``: a numeric feature's smallest and largest finite reference value
+    (as served); None when it had none, or for profiles written before ranges were kept.
     """
 
     name: str
@@ -74,6 +76,8 @@ class FeatureProfile:
     levels: list[Any] = field(default_factory=list)
     null_fraction: float = 0.0
     dtype: str | None = None
+    low: float | None = None
+    high: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in (NUMERIC, CATEGORICAL):
@@ -111,6 +115,8 @@ class FeatureProfile:
         out["null_fraction"] = float(self.null_fraction)
         if self.dtype is not None:
             out["dtype"] = self.dtype
+        if self.low is not None and self.high is not None:
+            out["low"], out["high"] = float(self.low), float(self.high)
         return out
 
     @classmethod
@@ -124,6 +130,8 @@ class FeatureProfile:
                 levels=list(obj.get("levels", [])),
                 null_fraction=float(obj.get("null_fraction", 0.0)),
                 dtype=None if obj.get("dtype") is None else str(obj["dtype"]),
+                low=None if obj.get("low") is None else float(obj["low"]),
+                high=None if obj.get("high") is None else float(obj["high"]),
             )
         except KeyError as exc:
             raise ValueError(f"profile feature record lacks {exc.args[0]!r}: {obj!r}") from None
@@ -320,7 +328,8 @@ def _fit_section(
         else:
             numeric.append((len(features), name, served, quantile_edges(served, bins), dtype))
             features.append(None)  # type: ignore[arg-type]
-    for counts, (pos, name, _, edges, dtype) in zip(_numeric_counts(numeric), numeric, strict=True):
+    for counts, (pos, name, served, edges, dtype) in zip(_numeric_counts(numeric), numeric, strict=True):
+        low, high = value_range(served)
         features[pos] = FeatureProfile(
             name=name,
             kind=NUMERIC,
@@ -328,6 +337,8 @@ def _fit_section(
             edges=edges.tolist(),
             null_fraction=counts[-1] / n_rows if n_rows else 0.0,
             dtype=dtype,
+            low=low,
+            high=high,
         )
     return features, n_rows, digest
 
@@ -352,6 +363,15 @@ def as_served(col: np.ndarray, dtype: np.dtype | None, name: str) -> tuple[np.nd
     if dtype.itemsize < col.dtype.itemsize or col.dtype.kind != "f":
         _warn_if_lossy(col, served, name, name_of)
     return served, name_of
+
+
+def value_range(col: np.ndarray) -> tuple[float | None, float | None]:
+    """The smallest and largest finite value of a numeric column (None, None without one)."""
+    x = col if col.dtype.kind == "f" else col.astype(np.float64)
+    finite = x[np.isfinite(x)] if x.dtype.kind == "f" else x
+    if finite.size == 0:
+        return None, None
+    return float(finite.min()), float(finite.max())
 
 
 def _warn_if_lossy(col: np.ndarray, served: np.ndarray, name: str, dtype: str) -> None:

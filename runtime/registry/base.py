@@ -73,7 +73,14 @@ class Registry(Protocol):
     def alias_target(self, name: str, alias: str) -> str | None: ...
 
     def set_alias(
-        self, name: str, alias: str, version: str, *, actor: str | None = None, reason: str | None = None
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        require_gate: bool = False,
     ) -> None: ...
 
     def rollback(

@@ -124,6 +124,19 @@ def card_gate(report: Mapping[str, Any]) -> dict[str, Any]:
         raise RegistryError(f"not an `mlrt gate` report: missing {exc}") from None
 
 
+def require_passing_gate(name: str, version: str, gate: Mapping[str, Any] | None) -> None:
+    """Raise RegistryError unless `gate` (a card's `gate` section) passed: what promotion
+    with ``require_gate`` asks of a version, in every registry."""
+    if not gate:
+        raise RegistryError(
+            f"{name} version {version} has no gate on its card: register it with "
+            "--gate gate.json (the report of mlrt gate)"
+        )
+    if not gate.get("passed"):
+        failures = "; ".join(gate.get("failures") or [])
+        raise RegistryError(f"{name} version {version} failed its gate: {failures}")
+
+
 def dumps(card: Mapping[str, Any]) -> str:
     return json.dumps(card, indent=2, sort_keys=False, allow_nan=False) + "\n"
 

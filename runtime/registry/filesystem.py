@@ -227,15 +227,7 @@ class FilesystemRegistry:
             version_dir = self._require_version(model_dir, name, version)
             if require_gate:
                 gate = self._read_card(version_dir, missing_ok=True).get("gate")
-                if not gate:
-                    raise RegistryError(
-                        f"{name} version {version} has no gate on its card: register it with "
-                        "--gate gate.json (the report of mlrt gate)"
-                    )
-                if not gate.get("passed"):
-                    raise RegistryError(
-                        f"{name} version {version} failed its gate: {'; '.join(gate.get('failures') or [])}"
-                    )
+                cards.require_passing_gate(name, version, gate)
             aliases = self._read_aliases(model_dir)
             previous = aliases.get(alias)
             if previous == version:

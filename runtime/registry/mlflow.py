@@ -14,6 +14,10 @@ Where things are, for a model version:
 Registry URIs: ``models:/`` or ``mlflow://`` use the default tracking URI (MLFLOW_TRACKING_URI);
 ``mlflow+http://host:5000``, ``mlflow+sqlite:///path.db``, ... name it.
 
+A gate (the report of ``mlrt gate``) is kept on the version as the tag ``mlrt.gate`` (the card's
+``gate`` section as JSON), written by ``record_gate``; ``set_alias(..., require_gate=True)`` refuses a
+version without a passing one, as the filesystem registry does.
+
 MLflow keeps no history of an alias, so promotions made through this adapter are recorded in a
 registered-model tag ``mlrt.alias.<alias>.history`` (the last 50 targets), which ``rollback`` pops.
 """
@@ -35,6 +39,7 @@ from .base import ResolvedModel, VersionInfo, check_alias, check_name, check_ver
 MODELS_PREFIX = "models:/"
 HISTORY_TAG = "mlrt.alias.{alias}.history"
 HISTORY_LENGTH = 50
+GATE_TAG = "mlrt.gate"
 _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 
 
@@ -144,13 +149,35 @@ class MlflowRegistry:
 
     # -- writing -------------------------------------------------------------------------------------
 
+    def record_gate(self, name: str, version: str, report: dict[str, Any]) -> dict[str, Any]:
+        """Keep an `mlrt gate` report (its JSON, as `mlrt gate -o` writes it) on the version, as the
+        card's ``gate`` section; returns that section."""
+        check_name(name)
+        check_version(version)
+        gate = cards.card_gate(report)
+        self._call(self.client.get_model_version, name, version, version=version)
+        value = json.dumps(gate, separators=(",", ":"), allow_nan=False)
+        self._call(self.client.set_model_version_tag, name, version, GATE_TAG, value, version=version)
+        return gate
+
     def set_alias(
-        self, name: str, alias: str, version: str, *, actor: str | None = None, reason: str | None = None
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        require_gate: bool = False,
     ) -> None:
+        """Point ``alias`` at ``version``; with ``require_gate``, refuse a version whose ``mlrt.gate``
+        tag (`record_gate`) is missing or failed."""
         check_name(name)
         check_alias(alias)
         check_version(version)
-        self._call(self.client.get_model_version, name, version, version=version)
+        mv = self._call(self.client.get_model_version, name, version, version=version)
+        if require_gate:
+            cards.require_passing_gate(name, version, _gate_of(mv))
         if self.alias_target(name, alias) == version:
             return
         history = self._history(name, alias)
@@ -304,6 +331,9 @@ class MlflowRegistry:
             profile=profile_summary,
             description=mv.description or None,
         )
+        gate = _gate_of(mv)
+        if gate is not None:
+            card["gate"] = gate
         card["mlflow"] = {"run_id": mv.run_id, "source": mv.source}
         return card
 
@@ -323,6 +353,17 @@ class MlflowRegistry:
     def _save_history(self, name: str, alias: str, history: list[str]) -> None:
         value = json.dumps(history[-HISTORY_LENGTH:], separators=(",", ":"))
         self._call(self.client.set_registered_model_tag, name, HISTORY_TAG.format(alias=alias), value)
+
+
+def _gate_of(mv: Any) -> dict[str, Any] | None:
+    raw = (mv.tags or {}).get(GATE_TAG)
+    if raw is None:
+        return None
+    try:
+        gate = json.loads(raw)
+    except ValueError:
+        raise errors.RegistryError(f"{mv.name} version {mv.version}: tag {GATE_TAG} is not JSON") from None
+    return gate if isinstance(gate, dict) else None
 
 
 def _number(text: str) -> Any:

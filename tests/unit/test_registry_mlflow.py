@@ -133,3 +133,34 @@ def test_errors(store, reg):
 def test_get_registry_picks_the_mlflow_adapter(store):
     reg = get_registry("mlflow+" + store["uri"])
     assert isinstance(reg, MlflowRegistry) and reg.tracking_uri == store["uri"]
+
+
+def _gate_report(passed: bool) -> dict[str, object]:
+    """The fields of an `mlrt gate -o` report that a card keeps (runtime/gates/gate.py)."""
+    return {
+        "schema": 1, "passed": passed, "failures": [] if passed else ["accuracy: -0.050 < -0.01"],
+        "candidate": "gated/2", "baseline": "gated@champion", "versions": {"baseline": "1"},
+        "data": {"paths": ["test.parquet"], "rows": 285, "sha256": "ab" * 32},
+        "metric": {"name": "accuracy", "candidate": 0.9, "baseline": 0.95, "delta": -0.05,
+                   "interval": [-0.08, -0.02], "min_delta": 0.01},
+        "latency": {"ratio": 1.1},
+    }  # fmt: skip
+
+
+def test_promotion_can_require_a_passing_gate(store, reg):
+    from runtime.registry import RegistryError
+
+    v1, v2 = (_log_version(store, "gated", bytes([i])) for i in range(2))
+    with pytest.raises(RegistryError, match=f"gated version {v1} has no gate on its card"):
+        reg.set_alias("gated", "champion", v1, require_gate=True)
+    reg.record_gate("gated", v2, _gate_report(passed=False))
+    with pytest.raises(RegistryError, match=f"gated version {v2} failed its gate: accuracy: -0.050"):
+        reg.set_alias("gated", "champion", v2, require_gate=True)
+    assert reg.alias_target("gated", "champion") is None
+    gate = reg.record_gate("gated", v2, _gate_report(passed=True))
+    reg.set_alias("gated", "champion", v2, require_gate=True)
+    assert reg.alias_target("gated", "champion") == v2
+    card = reg.resolve("models:/gated@champion").card
+    assert card["gate"] == gate and card["gate"]["baseline_version"] == "1" and card["gate"]["passed"]
+    with pytest.raises(RegistryError, match="not an `mlrt gate` report"):
+        reg.record_gate("gated", v1, {"passed": True})

@@ -149,3 +149,109 @@ def test_exit_codes_json_and_a_markdown_table(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "nope.parquet" in missing.stderr
     usage = _cli(str(good))
     assert usage.returncode == 2 and "--profile" in usage.stderr
+
+
+def test_values_outside_the_reference_range_are_counted(tmp_path: Path) -> None:
+    profile, cur = _setup(tmp_path, "flchain")
+    ref = Profile.load(profile).feature("age")
+    assert (ref.low, ref.high) == (50.0, 100.0)
+    glitched = cur.copy()
+    glitched.loc[glitched.index[::50], "age"] = 250  # a sensor glitch in 2% of rows
+    result = _check(tmp_path, profile, glitched)
+    outside = next(c for c in result.checks if c.name == "out_of_range" and c.column == "age")
+    injected = len(glitched.index[::50]) / len(glitched)
+    assert not outside.passed and outside.value == pytest.approx(injected, abs=1e-3)
+    assert "outside the reference's range [50, 100]" in outside.message and "above" in outside.message
+    # The same rows pass with a looser limit, and a profile from before ranges were kept
+    # (no low/high) skips the check rather than failing it.
+    loose = _check(tmp_path, profile, glitched, max_out_of_range=0.05)
+    assert next(c for c in loose.checks if c.name == "out_of_range" and c.column == "age").passed
+    doc = json.loads(profile.read_text())
+    for f in doc["features"]:
+        f.pop("low", None), f.pop("high", None)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    assert not [c for c in _check(tmp_path, old, glitched).checks if c.name == "out_of_range"]
+
+
+def test_ranges_compare_in_the_dtype_the_profile_bins_in(tmp_path: Path) -> None:
+    # A reference served as float32: its largest value, re-read as float64 from a file,
+    # lies just above the float32 it was rounded to, and must not count as outside.
+    x = np.round(np.random.default_rng(0).uniform(0, 10, 5000), 1)
+    profile = Profile.fit({"x": x}, dtypes="float32")
+    path = tmp_path / "p.json"
+    profile.save(path)
+    result = _check(tmp_path, path, pa.table({"x": x}).to_pandas())
+    outside = next(c for c in result.checks if c.name == "out_of_range")
+    assert outside.passed and outside.value == 0.0, outside.message
+
+
+def _flchain_model(tmp: Path) -> Path:
+    """A scikit-learn pipeline on four flchain columns, exported with one input per column
+    (skl2onnx's usual form): age, kappa and lambda FP32, sex a string."""
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    ref, _ = _halves("flchain")
+    cols = ["age", "sex", "kappa", "lambda"]
+    pipe = make_pipeline(
+        ColumnTransformer([("sex", OneHotEncoder(), ["sex"])], remainder="passthrough"),
+        LogisticRegression(max_iter=500),
+    ).fit(ref[cols], ref["death"])
+    types = [(c, StringTensorType([None, 1]) if c == "sex" else FloatTensorType([None, 1])) for c in cols]
+    path = tmp / "flchain.onnx"
+    onx = skl2onnx.to_onnx(pipe, initial_types=types, options={"zipmap": False})
+    path.write_bytes(onx.SerializeToString())
+    return path
+
+
+def test_with_a_model_columns_map_convert_and_the_profile_bins_in_its_dtype(tmp_path: Path) -> None:
+    model = _flchain_model(tmp_path)
+    ref, cur = _halves("flchain")
+    cols = ["age", "sex", "kappa", "lambda"]
+    table = pa.Table.from_pandas(ref[cols], preserve_index=False)
+    as_served = tmp_path / "served.json"  # as `mlrt profile --model` fits it: in the model's FP32
+    Profile.fit(table, dtypes={"kappa": "float32", "lambda": "float32"}).save(as_served)
+    as_read = tmp_path / "read.json"  # in the file's float64: the mistake this check exists for
+    Profile.fit(table).save(as_read)
+
+    ok = _check(tmp_path, as_served, cur[cols], model=str(model))
+    assert ok.passed, [c.message for c in ok.failures]
+    fed = {c.column: c for c in ok.checks if c.name == "model_dtype"}
+    assert set(fed) == set(cols) and fed["kappa"].limit == "FP32" and fed["sex"].limit == "BYTES"
+    # age is int64 in the file and the profile; its values are exact in float32, so it passes.
+    assert {c.column for c in ok.checks if c.name == "profile_dtype"} == {"age", "kappa", "lambda"}
+
+    wide = _check(tmp_path, as_read, cur[cols], model=str(model))
+    assert _failed(wide) == [("schema", "profile_dtype", "kappa"), ("schema", "profile_dtype", "lambda")]
+    assert "bins it as float64, the model receives float32" in wide.failures[0].message
+
+    texty = cur[cols].copy()
+    texty["kappa"] = texty["kappa"].astype(str)
+    result = _check(tmp_path, as_served, texty, model=str(model))
+    assert ("schema", "model_dtype", "kappa") in _failed(result)
+    assert "holds text" in next(c for c in result.failures if c.name == "model_dtype").message
+
+    result = _check(tmp_path, as_served, cur[["age", "sex", "kappa"]], model=str(model))
+    assert ("schema", "model_inputs", None) in _failed(result)
+
+    data, nowhere = str(tmp_path / "data.parquet"), str(tmp_path / "no.onnx")
+    cli = _cli(data, "--profile", str(as_served), "--model", nowhere)
+    assert cli.returncode == 2 and "no.onnx" in cli.stderr
+
+
+def test_a_small_window_past_a_limit_by_chance_passes_but_an_absolute_cap_holds(tmp_path: Path) -> None:
+    profile, cur = _setup(tmp_path, "flchain")  # creatinine: 16.76% missing in the reference
+    window = cur[cur["creatinine"].notna()].iloc[:60].copy()
+    window.loc[window.index[:15], "creatinine"] = np.nan  # 25%: past the 21.76% limit, in 60 rows
+    result = _check(tmp_path, profile, window)
+    nulls = next(c for c in result.checks if c.name == "nulls" and c.column == "creatinine")
+    assert nulls.passed and nulls.value == 0.25 and nulls.value > nulls.limit
+    assert "chance explains it" in nulls.message
+    capped = _check(tmp_path, profile, window, max_null_rate=0.2)
+    nulls = next(c for c in capped.checks if c.name == "nulls" and c.column == "creatinine")
+    assert not nulls.passed and nulls.limit == 0.2
