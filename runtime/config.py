@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .names import RULE, is_valid_name
 
 if TYPE_CHECKING:
     from .traffic import Endpoint
@@ -76,8 +77,8 @@ class ModelConfig:
         if isinstance(self.version, int) and not isinstance(self.version, bool):
             self.version = str(self.version)
         _check_types(self, f"model '{self.name}'")
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"model name must be non-empty and contain no '/', got {self.name!r}")
+        if not is_valid_name(self.name):
+            raise ConfigError(f"invalid model name {self.name!r}: use {RULE}")
         if not self.source:
             raise ConfigError(f"model '{self.name}': source is empty")
         for key in ("instances", "intra_op_threads", "inter_op_threads", "max_batch_size"):

@@ -12,17 +12,16 @@ or digit. An alias may not be all digits, so ``name@3`` can never be mistaken fo
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ..names import RULE, is_valid_name
 from .errors import InvalidReference
 
 #: The alias a plain ``name`` reference resolves through.
 DEFAULT_ALIAS = "production"
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -101,11 +100,8 @@ class Ref:
 
 
 def check_name(name: str, what: str = "model name") -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidReference(
-            f"invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    if not is_valid_name(name):
+        raise InvalidReference(f"invalid {what} {name!r}: use {RULE}")
     return name
 
 
@@ -140,6 +136,6 @@ Ref(name='fraud', alias='production', version=None))
     if "/" in ref:
         name, _, version = ref.partition("/")
         return Ref(check_name(name), version=check_version(version))
-    if not _NAME.fullmatch(ref):
+    if not is_valid_name(ref):
         raise InvalidReference(f"invalid model reference {ref!r}: use name@alias, name/version or name")
     return Ref(ref, alias=DEFAULT_ALIAS)

@@ -1,12 +1,16 @@
 """Triton's model repository extension: index, load (also: reload now), unload.
 
-When an admin token is configured these routes need `Authorization: Bearer <token>`;
-the comparison is constant-time and the token is never logged.
+These routes change what is served, so they are never open to the network by default:
+with an admin token configured they need `Authorization: Bearer <token>` (compared in
+constant time, never logged); without one they answer only local callers (loopback, or
+the Unix socket) and refuse everyone else with 403. The traffic route
+(runtime/server/endpoints.py) follows the same rule.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import Any
 
 import orjson
@@ -17,15 +21,36 @@ from .http import error_response
 from .reload import Reloader
 
 
+def is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _local(request: Request) -> bool:
+    client = request.scope.get("client")
+    # No peer address: the Unix socket, whose file permissions say who may connect.
+    return client is None or is_loopback(client[0])
+
+
 def authorized(request: Request) -> bool:
     token = request.app.state.config.admin_token
     if not token:
-        return True
+        return _local(request)
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-def denied() -> Response:
+def denied(request: Request) -> Response:
+    if not request.app.state.config.admin_token:
+        return error_response(
+            403,
+            "the model repository and traffic routes answer local clients only when no admin token is "
+            "set; start the server with MLRT_ADMIN_TOKEN (or --admin-token) to manage it remotely",
+        )
     return error_response(401, "missing or invalid admin token", {"WWW-Authenticate": "Bearer"})
 
 
@@ -35,7 +60,7 @@ def _reloader(request: Request) -> Reloader:
 
 async def index(request: Request) -> Response:
     if not authorized(request):
-        return denied()
+        return denied(request)
     repo = request.app.state.repository
     models: list[dict[str, Any]] = [
         {"name": e.model.name, "version": e.model.version, "state": "READY" if e.ready else "UNAVAILABLE",
@@ -51,7 +76,7 @@ async def index(request: Request) -> Response:
 async def load(request: Request) -> Response:
     """Load a model, or load its newest target again now (a registry alias' current version)."""
     if not authorized(request):
-        return denied()
+        return denied(request)
     entry = await _reloader(request).reload(request.path_params["model"])
     body = {"name": entry.model.name, "version": entry.model.version}
     return Response(orjson.dumps(body), media_type="application/json")
@@ -59,6 +84,6 @@ async def load(request: Request) -> Response:
 
 async def unload(request: Request) -> Response:
     if not authorized(request):
-        return denied()
+        return denied(request)
     await _reloader(request).unload(request.path_params["model"])
     return Response(status_code=200)

@@ -66,7 +66,7 @@ async def show(request: Request) -> Response:
 
 async def set_weights(request: Request) -> Response:
     if not authorized(request):
-        return denied()
+        return denied(request)
     endpoint = _endpoint(request)
     if isinstance(endpoint, Response):
         return endpoint

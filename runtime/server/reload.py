@@ -13,7 +13,9 @@ import contextlib
 import logging
 
 from ..config import ModelConfig, ServerConfig
-from ..errors import ModelNotFound
+from ..errors import InvalidInput, ModelLoadError, ModelNotFound
+from ..names import RULE, is_valid_name
+from ..registry.errors import UnknownAlias, UnknownModel
 from ..repository import LoadedModel, Repository
 from .periodic import Periodic
 
@@ -43,7 +45,13 @@ class Reloader:
 
     async def reload(self, name: str) -> LoadedModel:
         """Load `name` again from where it came from (its alias' current target, or its file),
-        then swap it in. Raises on failure; the old version keeps serving."""
+        then swap it in. Raises on failure; the old version keeps serving.
+
+        `name` comes from a URL: it is a model name (runtime/names.py) and nothing else. A
+        name not served or unloaded can only mean the registry's `name@production`; no spec
+        syntax (a path, `module:object`, `served=ref`) is ever read from it."""
+        if not is_valid_name(name):
+            raise InvalidInput(f"invalid model name {name!r}: use {RULE}")
         async with self._lock(name):
             versions = self.repository.models.get(name)
             if versions:
@@ -52,15 +60,20 @@ class Reloader:
             elif name in self._unloaded:
                 origin = self._unloaded[name]
             elif self.repository.registry:
-                from ..config import parse_model_spec
-
-                origin = parse_model_spec(name + "@production")
+                ref = f"{name}@production"
+                origin = ModelConfig(name=name, source=ref, registry_ref=ref)
             else:
                 raise ModelNotFound(name)
             loop = asyncio.get_running_loop()
             try:
                 new = await loop.run_in_executor(None, self.repository.build, origin)
             except Exception as exc:
+                unknown = isinstance(exc, ModelLoadError) and isinstance(
+                    exc.__cause__, (UnknownModel, UnknownAlias)
+                )
+                if unknown and not versions:
+                    # Nothing of that name here or in the registry: not found, not a failed load.
+                    raise ModelNotFound(name, message=f"unknown model '{name}': {exc.__cause__}") from None
                 self.repository.metrics.reloads.labels(name, "failed").inc()
                 log.error(
                     "model '%s': loading a new version failed; the current one keeps serving: %s", name, exc
@@ -92,6 +105,8 @@ class Reloader:
         return new
 
     async def unload(self, name: str) -> None:
+        if not is_valid_name(name):
+            raise InvalidInput(f"invalid model name {name!r}: use {RULE}")
         async with self._lock(name):
             entries = self.repository.remove(name)
             if not entries:

@@ -9,6 +9,7 @@ from ..config import ServerConfig
 from ..errors import MlrtError
 from ..repository import Repository
 from .accept import Listeners
+from .admin import is_loopback
 from .app import create_app
 from .sockets import bind_all, close_all
 from .uvicorn_http import protocol_for, server_class
@@ -20,8 +21,25 @@ class ServeError(MlrtError):
     """The server failed to start (e.g. the port is taken)."""
 
 
+# Control characters as escapes: \n, \r, \t, \xNN, and the Unicode line breaks.
+_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(32), 0x7F, 0x85)} | {
+    0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029",
+}  # fmt: skip
+
+
+class EscapingFormatter(logging.Formatter):
+    """One record, one line: a message that carries text from a client (a model name from a
+    URL, a value in an error) cannot forge a log line or write a NUL."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_ESCAPES)
+        return super().formatMessage(record)
+
+
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def _model_urls(config: ServerConfig, name: str) -> str:
@@ -75,6 +93,13 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> None:
         )
         server = server_class(listeners)(uv_config)
         log.info("mlrt serving %d model(s) on %s", len(repository.entries()), config.url)
+        if not config.admin_token and config.tcp and not is_loopback(config.host):
+            log.warning(
+                "listening on %s without an admin token: the model repository and traffic routes "
+                "(load, unload, weights) answer loopback clients only; set MLRT_ADMIN_TOKEN to manage "
+                "models from elsewhere",
+                config.host,
+            )
         server.run(sockets=socks)
     finally:
         close_all(socks, config)  # the Unix socket file goes with the server

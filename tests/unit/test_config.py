@@ -63,7 +63,9 @@ def test_model_spec_of_an_existing_file_without_suffix_is_onnx(tmp_path: Path) -
         ("=model.onnx", "invalid model spec '=model.onnx'"),
         ("name=", "invalid model spec 'name='"),
         ("", "invalid model spec ''"),
-        ("a/b=model.onnx", "model name must be non-empty and contain no '/'"),
+        ("a/b=model.onnx", "invalid model name 'a/b': use 1-128 letters"),
+        ("my model=model.onnx", "invalid model name 'my model'"),
+        ("x\nforged=model.onnx", "invalid model name"),
         ("name=model.pkl", "cannot tell how to load 'model.pkl'"),
         ("no_such_thing", "cannot tell how to load 'no_such_thing'"),
     ],
@@ -76,7 +78,7 @@ def test_bad_model_spec(spec: str, match: str) -> None:
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
-        ({"name": ""}, "model name must be non-empty"),
+        ({"name": ""}, "invalid model name '': use 1-128"),
         ({"source": ""}, "source is empty"),
         ({"instances": 0}, "instances must be an integer >= 1, got 0"),
         ({"intra_op_threads": -1}, "intra_op_threads must be an integer >= 1, got -1"),
