@@ -15,7 +15,17 @@ costs tens of microseconds, more than a small tabular model's whole batch (see
 bench/README.md). So at load the batcher times the model at one row and at
 max_batch_size rows, and runs a batch inline on the event loop when its predicted
 cost is below `inline_max_us`; everything else runs on one executor thread per
-instance (onnxruntime releases the GIL there).
+instance (onnxruntime releases the GIL there). Only code whose cost is bounded runs
+inline by default: an ONNX graph. A Python model's cost is whatever its code does (a
+lock, a network call, one pathological row), and on the loop it would stall every
+model and the health routes, so by default it always runs on its threads.
+
+A deadline covers the whole request. Queued, it is answered 503 (overloaded, retry)
+without running; running, it is answered 504 when the deadline passes, whatever the
+model is doing. A call that outlives every request in its batch is left to finish on
+its thread (Python cannot stop a thread) and counted as stuck; a spare thread takes its
+place, up to as many spares as instances, so a model hung on one input keeps serving
+the others. While every thread is stuck the model is not ready.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import ModelConfig
-from .errors import DeadlineExceeded, InvalidInput, ModelFailure, ModelNotReady, QueueFull
+from .errors import DeadlineExceeded, InvalidInput, ModelFailure, ModelNotReady, ModelTimeout, QueueFull
 from .models import Model, Tensors
 
 log = logging.getLogger("mlrt.batching")
@@ -39,6 +49,20 @@ log = logging.getLogger("mlrt.batching")
 # Inline batches run back to back on the event loop up to about this much predicted
 # compute per loop turn, then I/O gets its turn.
 INLINE_TURN_US = 100.0
+#: inline_max_us where the config leaves it unset, by model platform: an ONNX graph's cost
+#: is bounded by its shapes; anything else (Python code) never runs on the loop.
+INLINE_DEFAULT_US = {"onnxruntime_onnx": 40.0}
+
+
+class _Run:
+    """A batch running on an executor thread."""
+
+    __slots__ = ("batch", "timer", "stuck")
+
+    def __init__(self, batch: list[_Pending]) -> None:
+        self.batch = batch
+        self.timer: asyncio.TimerHandle | None = None
+        self.stuck = False
 
 
 @dataclass(slots=True)
@@ -230,8 +254,12 @@ class Batcher:
         self._queued_rows = 0
         self._busy = 0
         self._instances = config.instances
+        # One thread per instance and as many spares, to stand in for calls stuck past
+        # every deadline in their batch (`_overran`).
+        self._threads = 2 * config.instances
+        self._stuck = 0
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=config.instances, thread_name_prefix=f"mlrt-{config.name}"
+            max_workers=self._threads, thread_name_prefix=f"mlrt-{config.name}"
         )
         self._dispatch_scheduled = False
         self._delay_timer: asyncio.TimerHandle | None = None
@@ -242,7 +270,11 @@ class Batcher:
         # Predicted compute cost: fixed_us + per_row_us * rows (set by calibrate()).
         self.fixed_us = float("inf")
         self.per_row_us = float("inf")
-        self.inline_max_us = config.inline_max_us
+        self.inline_max_us = (
+            config.inline_max_us
+            if config.inline_max_us is not None
+            else INLINE_DEFAULT_US.get(model.platform, 0.0)
+        )
 
     # -- calibration ---------------------------------------------------------
 
@@ -281,6 +313,16 @@ class Batcher:
     @property
     def queued_rows(self) -> int:
         return self._queued_rows
+
+    @property
+    def stuck_calls(self) -> int:
+        """Model calls still running after every request in their batch was answered."""
+        return self._stuck
+
+    @property
+    def healthy(self) -> bool:
+        """False while every thread is stuck in a call: nothing could run a request."""
+        return self._stuck < self._threads
 
     async def infer(
         self, inputs: Tensors, *, timeout_s: float | None = None, alone: bool = False
@@ -497,7 +539,7 @@ class Batcher:
     def _dispatch_now(self) -> None:
         loop = asyncio.get_running_loop()
         inline_us = 0.0
-        while self._busy < self._instances:
+        while self._busy < min(self._instances, self._threads - self._stuck):
             self._drop_done_head()
             if not self._queue or self._should_wait(loop):
                 return
@@ -516,8 +558,42 @@ class Batcher:
                 continue
             self._busy += 1
             started = time.monotonic()
+            run = _Run(batch)
             fut = loop.run_in_executor(self._executor, self._compute, batch)
-            fut.add_done_callback(lambda f, b=batch, t=started: self._finished(b, t, f))
+            fut.add_done_callback(lambda f, r=run, t=started: self._finished(r, t, f))
+            deadline = min((p.deadline for p in batch if p.deadline is not None), default=None)
+            if deadline is not None:
+                run.timer = loop.call_later(max(0.0, deadline - time.monotonic()), self._overran, run)
+
+    def _overran(self, run: _Run) -> None:
+        """A running batch reached a request's deadline: answer it 504 now. Once nobody
+        waits on the call, its thread is stuck: a spare takes its place."""
+        run.timer = None
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        upcoming = None
+        for p in run.batch:
+            if p.future.done() or p.deadline is None:
+                continue
+            if p.deadline <= now:
+                p.future.set_exception(ModelTimeout(self.model.name, now - p.enqueued))
+            elif upcoming is None or p.deadline < upcoming:
+                upcoming = p.deadline
+        if upcoming is not None:  # uvloop's timers may fire a little early
+            run.timer = loop.call_later(max(0.0, upcoming - now), self._overran, run)
+            return
+        if run.stuck or not all(p.future.done() for p in run.batch):
+            return
+        run.stuck = True
+        self._busy -= 1
+        self._stuck += 1
+        log.warning(
+            "model '%s': a call is still running past its requests' deadline; it is left to finish "
+            "and a spare thread serves meanwhile (%d of %d threads stuck)",
+            self.model.name, self._stuck, self._threads,
+        )  # fmt: skip
+        if self._queue:
+            self._schedule_dispatch(loop)
 
     def _predict(self, inputs: Tensors) -> Tensors:
         try:
@@ -601,10 +677,17 @@ class Batcher:
         else:
             self._resolve(batch, started, results, None)
 
-    def _finished(
-        self, batch: list[_Pending], started: float, fut: asyncio.Future[list[Tensors]]
-    ) -> None:
-        self._busy -= 1
+    def _finished(self, run: _Run, started: float, fut: asyncio.Future[list[Tensors]]) -> None:
+        if run.timer is not None:
+            run.timer.cancel()
+        if run.stuck:
+            self._stuck -= 1
+            log.warning(
+                "model '%s': a stuck call returned after %.1f s", self.model.name, time.monotonic() - started
+            )
+        else:
+            self._busy -= 1
+        batch = run.batch
         exc = fut.exception()
         self._resolve(batch, started, None if exc else fut.result(), exc)
         self._drop_done_head()
@@ -643,8 +726,15 @@ class Batcher:
 
     # -- shutdown ------------------------------------------------------------
 
+    @property
+    def running_calls(self) -> int:
+        """Model calls on threads now, stuck ones included."""
+        return self._busy + self._stuck
+
     async def close(self, timeout_s: float | None = None) -> None:
-        """Refuse new requests, finish queued and running ones, then stop the threads."""
+        """Refuse new requests, finish queued and running ones (for at most `timeout_s`),
+        then stop the threads. A call still running then is not waited for: the process
+        may exit without it (`mlrt serve` does, so shutdown keeps its bound)."""
         self._closing = True
         if self._queue or self._busy:
             self._idle = asyncio.Event()
@@ -652,8 +742,13 @@ class Batcher:
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout_s)
             except asyncio.TimeoutError:
-                log.warning("model '%s': gave up waiting for %d queued rows", self.model.name,
-                            self._queued_rows)
+                log.warning(
+                    "model '%s': gave up waiting for %d queued rows and %d running calls",
+                    self.model.name, self._queued_rows, self.running_calls,
+                )  # fmt: skip
         if self._delay_timer is not None:
             self._delay_timer.cancel()
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        if self.running_calls:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)

@@ -67,7 +67,10 @@ class ModelConfig:
     max_queue_rows: int = 8192
     # A batch whose predicted compute time is at most this runs inline on the event
     # loop: cheaper than the thread hop (bench/README.md). 0 always uses threads.
-    inline_max_us: float = 40.0
+    # None (the default): 40 us for ONNX models, whose cost is bounded by their graph,
+    # and 0 for Python models, whose cost the server cannot bound (a lock, a network
+    # call, a pathological row would freeze every model and the health routes).
+    inline_max_us: float | None = None
     timeout_us: int = 0  # default per-request deadline; 0 = none
     profile: str | None = None  # reference profile JSON: drift monitoring on
     # `name@alias`, `name/version` or `models:/...`: served from a registry and followed live.
@@ -87,6 +90,8 @@ class ModelConfig:
                 raise ConfigError(f"model '{self.name}': {key} must be an integer >= 1, got {value!r}")
         for key in ("max_queue_delay_us", "max_queue_rows", "timeout_us", "inline_max_us"):
             value = getattr(self, key)
+            if key == "inline_max_us" and value is None:
+                continue
             if not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"model '{self.name}': {key} must be >= 0, got {value!r}")
         self.preferred_batch_sizes = tuple(self.preferred_batch_sizes)
@@ -325,7 +330,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "max_batch_size": (int,),
     "max_queue_delay_us": (int,),
     "max_queue_rows": (int,),
-    "inline_max_us": (int, float),
+    "inline_max_us": (int, float, type(None)),
     "timeout_us": (int,),
     "providers": (tuple, list),
     "preferred_batch_sizes": (tuple, list),

@@ -95,6 +95,18 @@ class DeadlineExceeded(Overloaded):
         super().__init__(f"request deadline passed after {waited_s * 1e3:.1f} ms in the queue")
 
 
+class ModelTimeout(MlrtError):
+    """The model was still running the request's batch when the request's deadline passed."""
+
+    reason = "timeout"
+
+    def __init__(self, model: str, waited_s: float) -> None:
+        self.model = model
+        super().__init__(
+            f"model '{model}' did not answer within the request's deadline ({waited_s * 1e3:.0f} ms)"
+        )
+
+
 class ModelFailure(MlrtError):
     """The model itself raised while computing a batch."""
 

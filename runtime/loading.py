@@ -52,7 +52,12 @@ def wrap(
         on_batch=lambda b: mm.observe_batch(b.rows, b.queue_s, b.compute_s, b.failed),
         observer=monitor.observe if monitor is not None else None,
     )
-    metrics.for_model(model.name, model.version, queue_depth=lambda: batcher.queued_rows)
+    metrics.for_model(
+        model.name,
+        model.version,
+        queue_depth=lambda: batcher.queued_rows,
+        stuck_calls=lambda: batcher.stuck_calls,
+    )
     try:
         batcher.calibrate(zero_inputs(model))
     except Exception as exc:  # a model that cannot run zeros still serves, on threads

@@ -129,6 +129,8 @@ class Repository:
                 raise ModelNotFound(name, version, served=versions) from None
         if not entry.ready:
             raise ModelNotReady(name)
+        if not entry.batcher.healthy:
+            raise ModelNotReady(name, "not ready: every thread is stuck in a call past its deadline")
         return entry
 
     def entries(self) -> list[LoadedModel]:
@@ -136,7 +138,7 @@ class Repository:
 
     @property
     def ready(self) -> bool:
-        return bool(self.models) and all(e.ready for e in self.entries())
+        return bool(self.models) and all(e.ready and e.batcher.healthy for e in self.entries())
 
     async def close(self, timeout_s: float | None = None) -> None:
         """Finish queued and running work of every model, then release them."""

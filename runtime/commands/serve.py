@@ -111,8 +111,19 @@ def run(args: argparse.Namespace) -> int:
         if not config.models:
             print("mlrt serve: no models given (pass MODEL or [[models]] in --config)", file=sys.stderr)
             return 2
-        serve(config)
+        left_running = serve(config)
     except MlrtError as exc:
         print(f"mlrt serve: {exc}", file=sys.stderr)
         return 1
+    if left_running:
+        # Python joins every worker thread at exit, and a model call stuck in one would
+        # hold the process past --graceful-timeout; everything worth keeping (drift
+        # state, logs) is written by now.
+        import logging
+        import os
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0

@@ -153,10 +153,14 @@ class _ServingCollector(Collector):
     """The serving families, built from every model version's numbers at scrape time."""
 
     def __init__(
-        self, models: dict[tuple[str, str], ModelMetrics], depth: dict[tuple[str, str], Callable[[], int]]
+        self,
+        models: dict[tuple[str, str], ModelMetrics],
+        depth: dict[tuple[str, str], Callable[[], int]],
+        stuck: dict[tuple[str, str], Callable[[], int]],
     ) -> None:
         self._models = models
         self._depth = depth
+        self._stuck = stuck
 
     def collect(self) -> Iterator[Any]:
         mv = ["model", "version"]
@@ -176,7 +180,14 @@ class _ServingCollector(Collector):
                 rejected.add_metric([model, version, reason], n)
         for (model, version), read in list(self._depth.items()):
             depth.add_metric([model, version], read())
-        yield from (*hists.values(), requests, rejected, depth)
+        stuck = GaugeMetricFamily(
+            "mlrt_stuck_calls",
+            "Model calls still running after every request in their batch was answered at its deadline",
+            labels=mv,
+        )
+        for (model, version), read in list(self._stuck.items()):
+            stuck.add_metric([model, version], read())
+        yield from (*hists.values(), requests, rejected, depth, stuck)
 
 
 class ServingMetrics:
@@ -192,8 +203,9 @@ class ServingMetrics:
             registry=r,
         )
         self._depth_sources: dict[tuple[str, str], Callable[[], int]] = {}
+        self._stuck_sources: dict[tuple[str, str], Callable[[], int]] = {}
         self._models: dict[tuple[str, str], ModelMetrics] = {}
-        r.register(_ServingCollector(self._models, self._depth_sources))
+        r.register(_ServingCollector(self._models, self._depth_sources, self._stuck_sources))
 
     def watch_drift(self, monitors: Callable[[], list[Any]]) -> None:
         """Export the drift figures of the monitors `monitors()` returns at each scrape."""
@@ -204,18 +216,25 @@ class ServingMetrics:
         self.registry.register(_EndpointCollector(endpoints))
 
     def for_model(
-        self, model: str, version: str, queue_depth: Callable[[], int] | None = None
+        self,
+        model: str,
+        version: str,
+        queue_depth: Callable[[], int] | None = None,
+        stuck_calls: Callable[[], int] | None = None,
     ) -> ModelMetrics:
         key = (model, version)
         if key not in self._models:
             self._models[key] = ModelMetrics(model, version)
         if queue_depth is not None:
             self._depth_sources[key] = queue_depth
+        if stuck_calls is not None:
+            self._stuck_sources[key] = stuck_calls
         return self._models[key]
 
     def forget(self, model: str, version: str) -> None:
-        """Stop reporting a version's queue depth (after it is unloaded)."""
+        """Stop reporting a version's queue depth and stuck calls (after it is unloaded)."""
         self._depth_sources.pop((model, version), None)
+        self._stuck_sources.pop((model, version), None)
 
     def models(self) -> list[ModelMetrics]:
         return list(self._models.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..traffic import Router
 from . import admin, endpoints, routes
 from .drift import DriftService
 from .http import HANDLERS, infer_asgi, match_infer
+from .looplag import LoopLag
 from .periodic import Periodic
 from .pipeline import OFFLOAD_BYTES, Pipeline
 from .reload import Reloader
@@ -103,8 +105,13 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
 
     canaries = Periodic("canary rollback", 1.0, watch_canaries) if guarded else None
 
+    # One watchdog per metrics registry: an app built again on the same repository reuses it.
+    lag = getattr(repository.metrics, "loop_lag", None) or LoopLag(repository.metrics.registry)
+    repository.metrics.loop_lag = lag  # type: ignore[attr-defined]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        lag.start()
         for predictions in logs:
             predictions.start()
         drift.restore()
@@ -116,14 +123,21 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
             await grpc.start()
         yield
         # uvicorn has stopped accepting and waited for open requests by now; gRPC stops
-        # accepting and finishes its calls within the same grace.
+        # accepting and finishes its calls within the same grace. Shutdown as a whole keeps
+        # to --graceful-timeout: the models get what uvicorn's wait left of it.
         app.state.shutting_down = True
+        began = getattr(app.state, "stop_began", None) or time.monotonic()
+
+        def left() -> float:
+            return max(0.0, config.graceful_timeout_s - (time.monotonic() - began))
+
         if grpc is not None:
-            await grpc.stop(config.graceful_timeout_s)
+            await grpc.stop(left())
         await reloader.stop()
         if canaries is not None:
             await canaries.stop()
-        await repository.close(config.graceful_timeout_s)
+        await repository.close(left())
+        await lag.stop()
         await drift.stop()
         # Last, once nothing answers any more: the open log files become Parquet.
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from ..errors import (
     ModelLoadError,
     ModelNotFound,
     ModelNotReady,
+    ModelTimeout,
     Overloaded,
     PayloadTooLarge,
 )
@@ -29,6 +30,7 @@ STATUS: dict[type[MlrtError], int] = {
     ModelNotReady: 503,
     Overloaded: 503,
     ModelFailure: 500,
+    ModelTimeout: 504,
     ModelLoadError: 400,
     ConfigError: 400,
 }

@@ -51,8 +51,10 @@ def _model_urls(config: ServerConfig, name: str) -> str:
     return " and ".join(urls)
 
 
-def serve(config: ServerConfig, repository: Repository | None = None) -> None:
-    """Load the configured models (unless given) and serve until SIGINT/SIGTERM."""
+def serve(config: ServerConfig, repository: Repository | None = None) -> int:
+    """Load the configured models (unless given) and serve until SIGINT/SIGTERM. Returns
+    how many model calls were still running after the graceful timeout (stuck calls:
+    their threads keep the interpreter from exiting; `mlrt serve` exits without them)."""
     import uvicorn
 
     setup_logging(config.log_level)
@@ -105,3 +107,7 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> None:
         close_all(socks, config)  # the Unix socket file goes with the server
     if not server.started:
         raise ServeError(f"the server could not start on {config.url} (see the log above)")
+    left = sum(e.batcher.running_calls for e in repository.entries())
+    if left:
+        log.warning("%d model call(s) still running after the graceful timeout; exiting without them", left)
+    return left

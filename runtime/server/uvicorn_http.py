@@ -24,6 +24,7 @@ import contextlib
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -346,6 +347,8 @@ def server_class(listeners: Listeners) -> type:
         """
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # When the graceful bound began: the app's own shutdown gets what is left of it.
+            self.config.app.state.stop_began = time.monotonic()
             listeners.stop()
             await super().shutdown(sockets)
 

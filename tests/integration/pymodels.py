@@ -76,3 +76,16 @@ def cancer_slow(input: np.ndarray) -> np.ndarray:
 for _f in (cancer_broken, cancer_slow):
     _f.inputs = [{"name": "input", "datatype": "FP64", "shape": [-1, 30]}]
     _f.outputs = [{"name": "predict", "datatype": "INT64", "shape": [-1]}]
+
+
+def hangs_on_nines(input: np.ndarray) -> np.ndarray:
+    """`iris`'s labels at once, except for a batch holding a 9, on which it hangs for 20 s
+    (a lock never released, a network call that never returns): fast at warm-up, stuck on
+    one input (tests/integration/test_faults.py)."""
+    if np.any(input == 9):
+        time.sleep(20.0)
+    return iris.predict(input)
+
+
+hangs_on_nines.inputs = [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}]
+hangs_on_nines.outputs = [{"name": "predict", "datatype": "INT64", "shape": [-1]}]
