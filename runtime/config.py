@@ -247,6 +247,15 @@ class ServerConfig:
     port: int = 8000
     log_level: str = "info"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # What a client may hold (runtime/server/limits.py): time to send headers, and a body
+    # (an allowance, then at least min_body_rate bytes/s); open connections (None: the
+    # process's file limit, raised to its hard limit, less 64); bytes buffered for bodies
+    # in progress (None: 4 x max_body_bytes).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    min_body_rate: int = 65536
+    max_connections: int | None = None
+    max_buffered_bytes: int | None = None
     graceful_timeout_s: float = 30.0
     registry: str | None = None  # for name@alias models: a directory or registry URI
     registry_poll_s: float = 5.0  # how often followed aliases are checked
@@ -279,6 +288,13 @@ class ServerConfig:
             raise ConfigError(f"log_level must be one of {LOG_LEVELS}, got {self.log_level!r}")
         if self.max_body_bytes < 1:
             raise ConfigError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
+        for key in ("header_timeout_s", "body_timeout_s", "min_body_rate"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        for key in ("max_connections", "max_buffered_bytes"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{key} must be >= 1 (or unset), got {value}")
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -319,6 +335,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "log_level": (str,),
     "port": (int,),
     "max_body_bytes": (int,),
+    "header_timeout_s": (int, float),
+    "body_timeout_s": (int, float),
+    "min_body_rate": (int,),
+    "max_connections": (int, type(None)),
+    "max_buffered_bytes": (int, type(None)),
     "graceful_timeout_s": (int, float),
     "uds": (str, type(None)),
     "uds_mode": (str,),

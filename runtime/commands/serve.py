@@ -44,6 +44,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 64 MiB)")
+    c = p.add_argument_group("slow and greedy clients (docs/reliability.md)")
+    c.add_argument("--header-timeout", type=float, metavar="S", help="seconds to send a header block (10)")
+    c.add_argument(
+        "--body-timeout", type=float, metavar="S",
+        help="seconds a body may take before --min-body-rate applies (10)",
+    )  # fmt: skip
+    c.add_argument("--min-body-rate", type=int, metavar="B", help="body bytes/s owed after that (65536)")
+    c.add_argument(
+        "--max-connections", type=int, metavar="N",
+        help="open connections past which new ones get 503 (default: the file limit less 64)",
+    )  # fmt: skip
+    c.add_argument(
+        "--max-buffered-bytes", type=int, metavar="B",
+        help="bytes of unfinished bodies held in all (default: 4 x --max-body-bytes)",
+    )  # fmt: skip
     p.add_argument(
         "--graceful-timeout", type=float, help="seconds to finish in-flight work on SIGTERM (default 30)"
     )
@@ -90,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
                 "port": args.port,
                 "log_level": args.log_level,
                 "max_body_bytes": args.max_body_bytes,
+                "header_timeout_s": args.header_timeout,
+                "body_timeout_s": args.body_timeout,
+                "min_body_rate": args.min_body_rate,
+                "max_connections": args.max_connections,
+                "max_buffered_bytes": args.max_buffered_bytes,
                 "graceful_timeout_s": args.graceful_timeout,
                 "uds": args.uds,
                 "registry": args.registry,

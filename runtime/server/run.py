@@ -11,6 +11,7 @@ from ..repository import Repository
 from .accept import Listeners
 from .admin import is_loopback
 from .app import create_app
+from .limits import ClientLimits
 from .sockets import bind_all, close_all
 from .uvicorn_http import protocol_for, server_class
 
@@ -83,10 +84,11 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> int:
                 )
         app = create_app(config, repository)
         listeners = Listeners(socks)
+        limits = ClientLimits.from_config(config, repository.metrics.registry)
         uv_config = uvicorn.Config(
             app,
             loop="uvloop",
-            http=protocol_for(app.pipeline, app.direct_max_bytes, listeners),
+            http=protocol_for(app.pipeline, app.direct_max_bytes, listeners, limits),
             lifespan="on",
             log_config=None,
             log_level=config.log_level,

@@ -34,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .accept import Listeners
 from .http import HTTP_WIRE, head_lines, match_infer
+from .limits import BODY, HEADERS, REFUSALS, ClientLimits
 from .pipeline import Answer, Cancellable, Pipeline
 
 #: What mlrt relies on, by where it lives: `check()` looks for the class attributes, the
@@ -188,12 +189,21 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
     infer_pipeline: Pipeline | None = None
     direct_max_bytes = 0
     listeners: Listeners | None = None
+    limits: ClientLimits | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.raw_transport = transport
         self._direct: DirectRequest | None = None
         self._reads_held = False
+        # What the client owes (limits.py): headers from now, until a request completes.
+        self.waiting = HEADERS
+        self.since = self.last_read = time.monotonic()
+        self.body_received = 0
+        self._held_bytes = 0
+        self._refused = False
         super().connection_made(transport)
+        if self.limits is not None and not self.limits.opened(self, self.loop):
+            return
         if self.listeners is not None:
             # libuv accepts one connection per wake-up of a listener; see accept.py.
             self.listeners.accept_queued(self.loop, self._sibling)
@@ -203,7 +213,19 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             config=self.config, server_state=self.server_state, app_state=self.app_state, _loop=self.loop
         )
 
+    def refuse(self, reason: str) -> None:
+        """Answer with the refusal (408 or 503) and close: the client broke a limit."""
+        if self._refused:
+            return
+        self._refused = True
+        transport = self.raw_transport
+        if not transport.is_closing():
+            transport.write(REFUSALS[reason])
+            transport.close()
+
     def on_message_begin(self) -> None:
+        self.waiting = HEADERS
+        self.since = time.monotonic()
         # uvicorn builds the ASGI scope here; a direct request never needs one, so it is
         # built in on_headers_complete once the request is known to go to ASGI.
         self.url = b""
@@ -211,6 +233,9 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         self.headers = []
 
     def on_headers_complete(self) -> None:
+        self.waiting = BODY  # until on_message_complete, at once for a request without one
+        self.since = self.last_read = time.monotonic()
+        self.body_received = 0
         direct = self._direct_request()
         if direct is not None:
             self.cycle = self._direct = direct  # type: ignore[assignment]
@@ -256,6 +281,16 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         return DirectRequest(self, target, headers, keep_alive)
 
     def on_body(self, body: bytes) -> None:
+        if self._refused:
+            return
+        n = len(body)
+        self.body_received += n
+        self.last_read = time.monotonic()
+        limits = self.limits
+        if limits is not None:
+            if not limits.take(self, n):
+                return
+            self._held_bytes += n
         cycle = self.cycle
         if type(cycle) is DirectRequest:
             cycle.chunks.append(body)
@@ -263,6 +298,12 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self.waiting = 0
+        if self._held_bytes:
+            self.limits.release(self._held_bytes)  # type: ignore[union-attr]
+            self._held_bytes = 0
+        if self._refused:
+            return
         cycle = self.cycle
         if type(cycle) is not DirectRequest:
             super().on_message_complete()
@@ -285,6 +326,9 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             self.flow.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.limits is not None:
+            self.limits.closed_conn(self, self._held_bytes)
+            self._held_bytes = 0
         direct = self._direct
         if direct is not None and not direct.response_complete:
             direct.disconnected = True
@@ -321,10 +365,13 @@ def _infer_target(url: bytes) -> tuple[str, str | None] | None:
 
 
 def protocol_for(
-    pipeline: Pipeline, direct_max_bytes: int, listeners: Listeners | None = None
+    pipeline: Pipeline,
+    direct_max_bytes: int,
+    listeners: Listeners | None = None,
+    limits: ClientLimits | None = None,
 ) -> type[MlrtHttpProtocol]:
-    """The protocol class for one server, bound to its pipeline and listening sockets.
-    Bodies up to `direct_max_bytes` take the direct path."""
+    """The protocol class for one server, bound to its pipeline, listening sockets and
+    client limits. Bodies up to `direct_max_bytes` take the direct path."""
     return type(
         "MlrtHttpProtocol",
         (MlrtHttpProtocol,),
@@ -334,6 +381,7 @@ def protocol_for(
             # Raw request target -> (model, version) or None, per server.
             "direct_targets": {},
             "listeners": listeners,
+            "limits": limits,
         },
     )
 
