@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import threading
@@ -42,7 +43,7 @@ from .pipeline import Answer, Cancellable, Pipeline
 REQUIRED = {
     "HttpToolsProtocol": [
         "connection_made", "connection_lost", "on_message_begin", "on_url", "on_headers_complete", "on_body",
-        "on_message_complete", "on_response_complete", "resume_writing",
+        "on_message_complete", "on_response_complete", "resume_writing", "shutdown",
     ],
     "HttpToolsProtocol instance": [
         "cycle", "parser", "flow", "url", "headers", "scope", "expect_100_continue",
@@ -201,6 +202,8 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         self.body_received = 0
         self._held_bytes = 0
         self._refused = False
+        self._begun = False  # a request's first bytes are parsed, its headers not all
+        self._draining = False
         super().connection_made(transport)
         if self.limits is not None and not self.limits.opened(self, self.loop):
             return
@@ -224,6 +227,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             transport.close()
 
     def on_message_begin(self) -> None:
+        self._begun = True
         self.waiting = HEADERS
         self.since = time.monotonic()
         # uvicorn builds the ASGI scope here; a direct request never needs one, so it is
@@ -245,6 +249,8 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         self.url, self.expect_100_continue = url, expect
         self.headers = self.scope["headers"] = headers
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, with connection: close
 
     def _direct_request(self) -> DirectRequest | None:
         parser = self.parser
@@ -277,7 +283,9 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             or (encoding is not None and encoding.strip().lower() not in (b"identity", b""))
         ):
             return None
-        keep_alive = parser.should_keep_alive() and parser.get_http_version() != "1.0"
+        keep_alive = (
+            parser.should_keep_alive() and parser.get_http_version() != "1.0" and not self._draining
+        )
         return DirectRequest(self, target, headers, keep_alive)
 
     def on_body(self, body: bytes) -> None:
@@ -299,6 +307,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self.waiting = 0
+        self._begun = False
         if self._held_bytes:
             self.limits.release(self._held_bytes)  # type: ignore[union-attr]
             self._held_bytes = 0
@@ -325,6 +334,18 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             self._reads_held = True
             self.flow.pause_reading()
 
+    def shutdown(self) -> None:
+        """A graceful stop: uvicorn closes a connection between requests at once, which
+        drops a request the client has already sent and the loop has not yet read. Such a
+        request (bytes waiting, or a request begun) is answered first, with
+        connection: close, as is one in flight."""
+        self._draining = True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False
+        elif not self._begun and not _unread(self.raw_transport):
+            self.raw_transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self.limits is not None:
             self.limits.closed_conn(self, self._held_bytes)
@@ -342,6 +363,21 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         if self._reads_held:
             self._reads_held = False
             self.flow.resume_reading()
+
+
+def _unread(transport: asyncio.Transport) -> bool:
+    """Whether the client has sent bytes the loop has not read yet (a peek on a duplicate
+    of the socket: uvloop's transports expose no recv)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        with socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno())) as peek:
+            return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False
 
 
 # Request targets seen on the direct path, remembered per server: a client sends the
