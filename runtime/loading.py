@@ -25,17 +25,34 @@ log = logging.getLogger("mlrt.repository")
 
 
 def build(
-    config: ModelConfig, metrics: ServingMetrics, monitor_config: MonitorConfig, registry: str | None
+    config: ModelConfig,
+    metrics: ServingMetrics,
+    monitor_config: MonitorConfig,
+    registry: str | None,
+    fallback_profile: str | None = None,
 ) -> LoadedModel:
     """Load, calibrate and warm up one model version, without serving it yet.
 
     Blocking (file I/O, model load). A registry reference is resolved to the version it
     points at now; the entry remembers the reference (`origin`) to reload from it.
+    `fallback_profile`: the profile to judge drift by when the version brings none (the
+    version it replaces was monitored), if it fits the new version's inputs and outputs.
     """
     origin = config
     if config.registry_ref is not None:
         config = resolve_registry_model(config, registry)
-    entry = wrap(config, load_model(config), metrics, monitor_config)
+    model = load_model(config)
+    entry = None
+    if config.profile is None and fallback_profile is not None:
+        try:
+            entry = wrap(
+                dataclasses.replace(config, profile=fallback_profile), model, metrics, monitor_config
+            )
+            entry.profile_kept = True
+        except (ConfigError, ValueError) as exc:
+            log.warning("model '%s': the previous profile does not fit the new version: %s", config.name, exc)
+    if entry is None:
+        entry = wrap(config, model, metrics, monitor_config)
     entry.origin = origin
     return entry
 

@@ -35,6 +35,9 @@ class LoadedModel:
     ready: bool = True
     # The config as given (e.g. `name@production`), from which a reload starts again.
     origin: ModelConfig | None = None
+    # True when the version brought no profile and is judged by the one of the version it
+    # replaced (runtime/server/reload.py).
+    profile_kept: bool = False
     # Requests that resolved this version and are not answered yet (server/pipeline.py):
     # a version swapped out is retired only once they are done.
     holders: int = 0
@@ -79,12 +82,12 @@ class Repository:
             repo.register(repo.build(cfg))
         return repo
 
-    def build(self, config: ModelConfig) -> LoadedModel:
+    def build(self, config: ModelConfig, fallback_profile: str | None = None) -> LoadedModel:
         """Load a version with this repository's metrics, monitoring and registry, without
         serving it yet (blocking: a worker thread's job once serving)."""
         from .loading import build
 
-        return build(config, self.metrics, self.monitor_config, self.registry)
+        return build(config, self.metrics, self.monitor_config, self.registry, fallback_profile)
 
     def register(self, entry: LoadedModel) -> None:
         self.models.setdefault(entry.config.name, {})[entry.model.version] = entry

@@ -64,9 +64,12 @@ class Reloader:
                 origin = ModelConfig(name=name, source=ref, registry_ref=ref)
             else:
                 raise ModelNotFound(name)
+            # A new version without a profile of its own is judged by the current one's, if
+            # it fits: monitoring must not go quiet because a registration forgot --profile.
+            kept = next((e.config.profile for e in (versions or {}).values() if e.monitor is not None), None)
             loop = asyncio.get_running_loop()
             try:
-                new = await loop.run_in_executor(None, self.repository.build, origin)
+                new = await loop.run_in_executor(None, self.repository.build, origin, kept)
             except Exception as exc:
                 unknown = isinstance(exc, ModelLoadError) and isinstance(
                     exc.__cause__, (UnknownModel, UnknownAlias)
@@ -88,7 +91,17 @@ class Reloader:
                 new.model.version,
                 ", ".join(o.model.version for o in old) or "none",
             )
-            if new.monitor is None and any(o.monitor is not None for o in old):
+            if new.profile_kept:
+                log.warning(
+                    "model '%s': version %s has no reference profile of its own, so its drift is judged "
+                    "against the profile of version %s (%s); store one with the version (mlrt registry "
+                    "register ... --profile REF.json) to judge it by its own",
+                    name,
+                    new.model.version,
+                    ", ".join(o.model.version for o in old if o.monitor is not None),
+                    kept,
+                )
+            elif new.monitor is None and any(o.monitor is not None for o in old):
                 # Not an error (the version serves), but the user must not find out from a
                 # dashboard that went quiet.
                 log.warning(

@@ -143,7 +143,7 @@ def test_broken_version_keeps_the_old_one_serving(tmp_path: Path, registry) -> N
         stop_server(srv)
 
 
-def test_swap_to_a_version_without_profile_says_monitoring_is_off(tmp_path: Path) -> None:
+def test_swap_to_a_version_without_profile_keeps_the_previous_profile(tmp_path: Path) -> None:
     reg = FilesystemRegistry(tmp_path / "registry")
     X = np.random.default_rng(0).normal(size=(500, 20)).astype(np.float32)
     from runtime.monitor.profile import Profile
@@ -162,8 +162,11 @@ def test_swap_to_a_version_without_profile_says_monitoring_is_off(tmp_path: Path
             if time.monotonic() > deadline:
                 pytest.fail(f"the server did not swap to version {v2}; log:\n{srv.stderr()}")
             time.sleep(0.1)
-        assert httpx.get(f"{srv.url}/v2/models/fraud/drift").status_code == 404
+        # Monitoring goes on, by version 1's profile, and the log says so.
+        drift = httpx.get(f"{srv.url}/v2/models/fraud/drift")
+        assert drift.status_code == 200 and drift.json()["model_version"] == v2, drift.text
         log = srv.stderr()
-        assert f"version {v2} has no reference profile, so drift monitoring is OFF" in log, log
+        assert f"version {v2} has no reference profile of its own, so its drift is judged against the " \
+            f"profile of version {v1}" in log, log
     finally:
         stop_server(srv)
