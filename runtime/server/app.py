@@ -151,6 +151,7 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
             Route("/v2", routes.server_metadata, methods=["GET"]),
             Route("/v2/models/stats", routes.model_stats, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),
+            Route("/openapi.json", routes.openapi_json, methods=["GET"]),
             Route("/v2/repository/index", admin.index, methods=["POST", "GET"]),
             Route("/v2/repository/models/{model}/load", admin.load, methods=["POST"]),
             Route("/v2/repository/models/{model}/unload", admin.unload, methods=["POST"]),

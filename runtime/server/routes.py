@@ -32,6 +32,12 @@ def _entry(request: Request) -> LoadedModel:
     return _repo(request).get(p["model"], p.get("version"))
 
 
+async def openapi_json(request: Request) -> Response:
+    from .openapi import openapi
+
+    return _json(openapi())
+
+
 async def live(request: Request) -> Response:
     return Response(status_code=200)
 
