@@ -131,11 +131,15 @@ def run(args: argparse.Namespace) -> int:
         if not config.models:
             print("mlrt serve: no models given (pass MODEL or [[models]] in --config)", file=sys.stderr)
             return 2
-        left_running = serve(config)
+        stopped = serve(config)
     except MlrtError as exc:
         print(f"mlrt serve: {exc}", file=sys.stderr)
         return 1
-    if left_running:
+    code = 0
+    if stopped.failure:
+        print(f"mlrt serve: {stopped.failure}", file=sys.stderr)
+        code = 1
+    if stopped.left_running:
         # Python joins every worker thread at exit, and a model call stuck in one would
         # hold the process past --graceful-timeout; everything worth keeping (drift
         # state, logs) is written by now.
@@ -145,5 +149,5 @@ def run(args: argparse.Namespace) -> int:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
-    return 0
+        os._exit(code)
+    return code

@@ -33,6 +33,7 @@ class DriftService:
         self._status: dict[tuple[str, str], str] = {}
         self._ticks = Periodic("drift tick", config.tick_s, self._tick)
         self._last_save = time.monotonic()
+        self.save_error: str | None = None  # the final save's failure, for the exit status
 
     def monitored(self) -> list[LoadedModel]:
         return [e for e in self.repository.entries() if e.monitor is not None]
@@ -88,7 +89,9 @@ class DriftService:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, self.save)
             except OSError as exc:
-                log.error("drift counts NOT saved to %s: %s", self.config.state_dir, exc)
+                # Said in the log now, and in the exit status (runtime/server/run.py).
+                self.save_error = f"drift counts NOT saved to {self.config.state_dir}: {exc}"
+                log.error("%s", self.save_error)
         if self.dispatcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.dispatcher.close, 10.0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from ..config import ServerConfig
@@ -52,10 +53,18 @@ def _model_urls(config: ServerConfig, name: str) -> str:
     return " and ".join(urls)
 
 
-def serve(config: ServerConfig, repository: Repository | None = None) -> int:
-    """Load the configured models (unless given) and serve until SIGINT/SIGTERM. Returns
-    how many model calls were still running after the graceful timeout (stuck calls:
-    their threads keep the interpreter from exiting; `mlrt serve` exits without them)."""
+@dataclass(frozen=True)
+class Stopped:
+    """How serving ended: model calls still running after the graceful timeout (stuck
+    calls, whose threads would keep the interpreter from exiting: `mlrt serve` exits
+    without them), and what failed on the way out (the drift counts not saved)."""
+
+    left_running: int = 0
+    failure: str | None = None
+
+
+def serve(config: ServerConfig, repository: Repository | None = None) -> Stopped:
+    """Load the configured models (unless given) and serve until SIGINT/SIGTERM."""
     import uvicorn
 
     setup_logging(config.log_level)
@@ -112,4 +121,4 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> int:
     left = sum(e.batcher.running_calls for e in repository.entries())
     if left:
         log.warning("%d model call(s) still running after the graceful timeout; exiting without them", left)
-    return left
+    return Stopped(left, app.state.drift.save_error)

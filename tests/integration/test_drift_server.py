@@ -457,3 +457,19 @@ def test_unusable_state_dir_stops_startup(files, tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert re.search(r"--state-dir .*a-file/s: drift counts could not be saved", proc.stderr), proc.stderr
+
+
+def test_counts_not_saved_at_exit_give_a_failing_exit_status(files, tmp_path: Path) -> None:
+    """When the state directory goes away while serving, the counts cannot be saved at
+    exit: said in one line, and the exit status is 1, not 0."""
+    import shutil
+
+    state_dir = tmp_path / "state"
+    args = ["--profile", str(files["mlp_profile"]), "--state-dir", str(state_dir)]
+    srv = start_server([f"mlp={files['mlp']}"], tmp_path, args)
+    shutil.rmtree(state_dir)
+    state_dir.write_text("a file where the directory was")
+    code = terminate(srv)
+    log = srv.stderr()
+    assert code == 1, log
+    assert f"drift counts NOT saved to {state_dir}" in log and "Traceback" not in log, log
