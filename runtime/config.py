@@ -257,6 +257,8 @@ class ServerConfig:
     max_connections: int | None = None
     max_buffered_bytes: int | None = None
     graceful_timeout_s: float = 30.0
+    # Where the dashboard is served (runtime/server/dashboard); None or "off": not at all.
+    dashboard_path: str | None = "/"
     registry: str | None = None  # for name@alias models: a directory or registry URI
     registry_poll_s: float = 5.0  # how often followed aliases are checked
     admin_token: str | None = None  # when set, /v2/repository/* needs "Authorization: Bearer <token>"
@@ -288,6 +290,15 @@ class ServerConfig:
             raise ConfigError(f"log_level must be one of {LOG_LEVELS}, got {self.log_level!r}")
         if self.max_body_bytes < 1:
             raise ConfigError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
+        if self.dashboard_path == "off":
+            self.dashboard_path = None
+        if self.dashboard_path is not None:
+            if not self.dashboard_path.startswith("/") or self.dashboard_path.startswith("/v2"):
+                raise ConfigError(
+                    f"dashboard_path must start with '/' and not be under /v2, got {self.dashboard_path!r}"
+                )
+            if not self.dashboard_path.endswith("/"):
+                self.dashboard_path += "/"
         for key in ("header_timeout_s", "body_timeout_s", "min_body_rate"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
@@ -341,6 +352,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "max_connections": (int, type(None)),
     "max_buffered_bytes": (int, type(None)),
     "graceful_timeout_s": (int, float),
+    "dashboard_path": (str, type(None)),
     "uds": (str, type(None)),
     "uds_mode": (str,),
     "tcp": (bool,),

@@ -15,6 +15,7 @@ examples:
   mlrt drift ref.json today.parquet --model churn.onnx   # the model's outputs too
   mlrt drift --url http://127.0.0.1:8000            # every monitored model of a server
   mlrt drift --url http://127.0.0.1:8000 --model churn
+  mlrt drift ref.json today.parquet --format html -o report.html   # one file, opens offline
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --url: this served model only (default: every monitored model); offline: the "
         "model (model.onnx, package.module:object) to run on DATA so its outputs are judged too",
     )
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--format", choices=("table", "json", "html"), default="table",
+        help="html: one self-contained page (inline CSS and SVG, no network), best with -o",
+    )  # fmt: skip
     parser.add_argument("-o", "--output", metavar="OUT", help="write the report here instead of stdout")
     parser.add_argument(
         "--fail-on-drift", action="store_true", help="exit 1 when a model's status is alert"
@@ -158,6 +162,10 @@ def render(reports: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
         doc: Any = reports[0] if len(reports) == 1 else reports
         return json.dumps(doc, indent=2) + "\n"
+    if fmt == "html":
+        from runtime.server.dashboard.report import drift_html
+
+        return drift_html(reports)
     from rich.console import Console
 
     console = Console(record=True, width=120, file=_Null())

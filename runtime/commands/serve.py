@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 64 MiB)")
+    p.add_argument(
+        "--dashboard-path", metavar="PATH", help="where the dashboard is served (default /); 'off': nowhere"
+    )
     c = p.add_argument_group("slow and greedy clients (docs/reliability.md)")
     c.add_argument("--header-timeout", type=float, metavar="S", help="seconds to send a header block (10)")
     c.add_argument(
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 "port": args.port,
                 "log_level": args.log_level,
                 "max_body_bytes": args.max_body_bytes,
+                "dashboard_path": args.dashboard_path,
                 "header_timeout_s": args.header_timeout,
                 "body_timeout_s": args.body_timeout,
                 "min_body_rate": args.min_body_rate,

@@ -18,7 +18,9 @@ from ..hooks import HookDispatcher, RollbackEvent, build_hooks
 from ..repository import Repository
 from ..traffic import Router
 from . import admin, endpoints, routes
+from .dashboard.routes import routes as dashboard_routes
 from .drift import DriftService
+from .events import Events
 from .http import HANDLERS, infer_asgi, match_infer
 from .looplag import LoopLag
 from .periodic import Periodic
@@ -68,8 +70,9 @@ def _model_routes() -> list[Route]:
 def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     """Build the ASGI app around already-loaded models."""
     dispatcher = HookDispatcher(build_hooks(config.hooks)) if config.hooks else None
-    drift = DriftService(repository, config.monitor, dispatcher)
-    reloader = Reloader(repository, config)
+    events = Events()
+    drift = DriftService(repository, config.monitor, dispatcher, events)
+    reloader = Reloader(repository, config, events)
     repository.metrics.watch_drift(lambda: [e.monitor for e in drift.monitored()])
 
     router = Router([e.build() for e in config.endpoints])
@@ -93,7 +96,10 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     async def watch_canaries() -> None:
         for e in guarded:
             for r in e.rollbacks:
-                if r.check(e, metrics_of) is None or dispatcher is None or r.rolled_back is None:
+                if r.check(e, metrics_of) is None or r.rolled_back is None:
+                    continue
+                events.add("rollback", r.model, f"endpoint {e.name}: rolled back ({r.rolled_back['reason']})")
+                if dispatcher is None:
                     continue
                 try:
                     version = repository.get(r.model).model.version
@@ -152,6 +158,7 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
             Route("/v2/models/stats", routes.model_stats, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),
             Route("/openapi.json", routes.openapi_json, methods=["GET"]),
+            *(dashboard_routes(config.dashboard_path) if config.dashboard_path is not None else []),
             Route("/v2/repository/index", admin.index, methods=["POST", "GET"]),
             Route("/v2/repository/models/{model}/load", admin.load, methods=["POST"]),
             Route("/v2/repository/models/{model}/unload", admin.unload, methods=["POST"]),
@@ -169,6 +176,7 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     starlette.state.repository = repository
     starlette.state.shutting_down = False
     starlette.state.drift = drift
+    starlette.state.events = events
     starlette.state.reloader = reloader
     starlette.state.grpc = grpc
     starlette.state.router = router

@@ -16,6 +16,7 @@ from ..config import MonitorConfig
 from ..hooks import DriftEvent, HookDispatcher
 from ..repository import LoadedModel, Repository
 from . import drift_state
+from .events import Events
 from .periodic import Periodic
 
 log = logging.getLogger("mlrt.drift")
@@ -23,13 +24,18 @@ log = logging.getLogger("mlrt.drift")
 
 class DriftService:
     def __init__(
-        self, repository: Repository, config: MonitorConfig, dispatcher: HookDispatcher | None = None
+        self,
+        repository: Repository,
+        config: MonitorConfig,
+        dispatcher: HookDispatcher | None = None,
+        events: Events | None = None,
     ) -> None:
         if config.state_dir:
             drift_state.prepare_state_dir(config.state_dir)
         self.repository = repository
         self.config = config
         self.dispatcher = dispatcher
+        self.events = events
         self._status: dict[tuple[str, str], str] = {}
         self._ticks = Periodic("drift tick", config.tick_s, self._tick)
         self._last_save = time.monotonic()
@@ -59,6 +65,10 @@ class DriftService:
                     status,
                     ", ".join(drifting) or "no feature drifting",
                 )
+                if self.events is not None:
+                    what = ", ".join(drifting[:5]) or "no feature drifting"
+                    text = f"v{mon.version} drift {previous} -> {status} ({what})"
+                    self.events.add("drift", mon.model, text)
             if self.dispatcher is not None:
                 self.dispatcher.observe(
                     DriftEvent.from_report(

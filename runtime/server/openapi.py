@@ -67,8 +67,8 @@ def _op(summary: str, responses: dict[str, Any], *, params: tuple[str, ...] = ()
     return op
 
 
-def openapi() -> dict[str, Any]:
-    """The description, as a JSON-ready dict."""
+def openapi(dashboard_path: str | None = "/") -> dict[str, Any]:
+    """The description, as a JSON-ready dict (with the dashboard's routes where it is served)."""
     paths: dict[str, Any] = {
         "/v2/health/live": {"get": _op("the process is up", {"200": _EMPTY})},
         "/v2/health/ready": {
@@ -162,6 +162,13 @@ def openapi() -> dict[str, Any]:
                 body=_INFER,
             )
         }
+    if dashboard_path is not None:
+        page = {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}}
+        paths[dashboard_path] = {"get": _op("the dashboard (docs/dashboard.md)", {"200": page})}
+        for name, media in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+            asset = {"description": "OK", "content": {media: {"schema": {"type": "string"}}}}
+            paths[dashboard_path + name] = {"get": _op(f"the dashboard's {name}", {"200": asset})}
+        paths[dashboard_path + "dashboard.json"] = {"get": _op("what the dashboard draws", {"200": _JSON})}
     return {
         "openapi": "3.0.3",
         "info": {"title": "mlrt", "version": __version__},

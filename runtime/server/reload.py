@@ -17,15 +17,17 @@ from ..errors import InvalidInput, ModelLoadError, ModelNotFound
 from ..names import RULE, is_valid_name
 from ..registry.errors import UnknownAlias, UnknownModel
 from ..repository import LoadedModel, Repository
+from .events import Events
 from .periodic import Periodic
 
 log = logging.getLogger("mlrt.reload")
 
 
 class Reloader:
-    def __init__(self, repository: Repository, config: ServerConfig) -> None:
+    def __init__(self, repository: Repository, config: ServerConfig, events: Events | None = None) -> None:
         self.repository = repository
         self.config = config
+        self.events = events if events is not None else Events()
         self._locks: dict[str, asyncio.Lock] = {}
         self._unloaded: dict[str, ModelConfig] = {}
         self._polls = Periodic("registry poll", config.registry_poll_s, self._poll_once)
@@ -78,6 +80,7 @@ class Reloader:
                     # Nothing of that name here or in the registry: not found, not a failed load.
                     raise ModelNotFound(name, message=f"unknown model '{name}': {exc.__cause__}") from None
                 self.repository.metrics.reloads.labels(name, "failed").inc()
+                self.events.add("load_failed", name, f"a new version failed to load: {exc}")
                 log.error(
                     "model '%s': loading a new version failed; the current one keeps serving: %s", name, exc
                 )
@@ -85,6 +88,8 @@ class Reloader:
             old = self.repository.swap(new)
             self._unloaded.pop(name, None)
             self.repository.metrics.reloads.labels(name, "swapped").inc()
+            was = ", ".join(o.model.version for o in old) or "none"
+            self.events.add("swap", name, f"now version {new.model.version} (was {was})")
             log.info(
                 "model '%s': now serving version %s (was %s)",
                 name,
@@ -128,6 +133,7 @@ class Reloader:
         for entry in entries:
             await self.repository.retire(entry, self.config.graceful_timeout_s)
         log.info("model '%s': unloaded", name)
+        self.events.add("unload", name, "unloaded")
 
     async def _poll_once(self) -> None:
         loop = asyncio.get_running_loop()

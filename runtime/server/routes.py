@@ -35,7 +35,7 @@ def _entry(request: Request) -> LoadedModel:
 async def openapi_json(request: Request) -> Response:
     from .openapi import openapi
 
-    return _json(openapi())
+    return _json(openapi(request.app.state.config.dashboard_path))
 
 
 async def live(request: Request) -> Response:
