@@ -230,7 +230,7 @@ function drawDrift(doc) {
                                 ["status", "worst"], ["difference", null], ["rows", null], ["missing", null],
                                 ["reference (grey) and window (blue) per bin", null]]) {
       const th = el("th", { text: label, class: key ? `sortable${order === key ? " sorted" : ""}` : "" });
-      if (key) th.addEventListener("click", () => { sortBy.set(model, key); drawDrift(last); });
+      if (key) th.addEventListener("click", () => { sortBy.set(model, key); drawDrift(last); });  // a re-sort draws at once
       head.append(th);
     }
     table.append(head);
@@ -267,6 +267,7 @@ function drawEvents(doc) {
 // -- the loop ------------------------------------------------------------------------------
 
 let last = null;
+let drawnDrift = "";  // the drift reports last drawn: unchanged ones are not drawn again
 
 async function poll() {
   const status = document.getElementById("status");
@@ -279,7 +280,11 @@ async function poll() {
     drawModels(doc);
     drawCharts(doc);
     drawEndpoints(doc);
-    drawDrift(doc);
+    const drift = JSON.stringify(doc.drift);
+    if (drift !== drawnDrift) {
+      drawnDrift = drift;
+      drawDrift(doc);
+    }
     drawEvents(doc);
     const up = Math.round(doc.time - doc.started);
     const stall = doc.loop_stall_s === null ? "-" : `${fmt(doc.loop_stall_s * 1e3)} ms`;
