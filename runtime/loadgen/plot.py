@@ -12,6 +12,24 @@ __all__ = ["MissingMatplotlib", "plot_runs"]
 
 NINES = (50.0, 90.0, 99.0, 99.9, 99.99, 99.999)
 
+#: The dashboard's look (runtime/server/dashboard/static/dashboard.css): its sans-serif text,
+#: greys, blue for data and red for a limit.
+STYLE = {
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Roboto", "Segoe UI", "Arial"],
+    "text.color": "#212121",
+    "axes.labelcolor": "#616161",
+    "axes.edgecolor": "#bdbdbd",
+    "axes.facecolor": "#ffffff",
+    "figure.facecolor": "#fafafa",
+    "xtick.color": "#616161",
+    "ytick.color": "#616161",
+    "grid.color": "#e0e0e0",
+    "axes.titlesize": 10,
+    "axes.titlecolor": "#212121",
+}
+BLUE, SLATE, RED, GREY = "#1e88e5", "#263238", "#c62828", "#9e9e9e"
+
 
 class MissingMatplotlib(RuntimeError):
     pass
@@ -45,8 +63,23 @@ def plot_runs(
 ) -> Path:
     """Write the two-panel figure for one run or a sweep's steps (RunResult.summary() dicts)."""
     plt = _pyplot()
+    with plt.rc_context(STYLE):
+        return _plot(plt, Path(path), runs, title, slo_ms, sustainable_rps)
+
+
+def _plot(
+    plt: Any,
+    path: Path,
+    runs: Sequence[dict[str, Any]],
+    title: str,
+    slo_ms: float | None,
+    sustainable_rps: float | None,
+) -> Path:
+    import matplotlib.colors
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=90)
-    cmap = plt.get_cmap("viridis")
+    # The dashboard's blue for the lightest load, its slate for the heaviest.
+    cmap = matplotlib.colors.LinearSegmentedColormap.from_list("mlrt", ["#90caf9", BLUE, SLATE])
     n = len(runs)
     for i, s in enumerate(runs):
         curve = [(p, v) for p, v in s["percentile_curve_ms"] if v > 0]
@@ -67,8 +100,10 @@ def plot_runs(
     ax1.grid(True, which="both", alpha=0.3)
 
     xs = [s["ok_rps"] for s in runs]
-    for key, style in (("p50", "o-"), ("p99", "s-"), ("p99.9", "^-")):
-        ax2.plot(xs, [s["latency_ms"][key] for s in runs], style, ms=4, lw=1.4, label=key)
+    for (key, style), color in zip(
+        (("p50", "o-"), ("p99", "s-"), ("p99.9", "^-")), ("#90caf9", BLUE, SLATE), strict=True
+    ):
+        ax2.plot(xs, [s["latency_ms"][key] for s in runs], style, color=color, ms=4, lw=1.4, label=key)
     ax2.set_yscale("log")
     ax2.set_xlabel("throughput achieved (2xx responses/s)")
     ax2.set_ylabel("latency (ms, log scale)")
@@ -76,10 +111,10 @@ def plot_runs(
     ax2.grid(True, which="both", alpha=0.3)
     if slo_ms is not None:
         for ax in (ax1, ax2):
-            ax.axhline(slo_ms, color="crimson", ls="--", lw=1.2, label=f"p99 target {slo_ms:g} ms")
+            ax.axhline(slo_ms, color=RED, ls="--", lw=1.2, label=f"p99 target {slo_ms:g} ms")
     if sustainable_rps is not None:
         ax2.axvline(
-            sustainable_rps, color="gray", ls=":", lw=1.2, label=f"sustainable {sustainable_rps:,.0f} req/s"
+            sustainable_rps, color=GREY, ls=":", lw=1.2, label=f"sustainable {sustainable_rps:,.0f} req/s"
         )
     if n > 12:  # keep the legend readable: only some of the sweep's curves get an entry
         handles, labels = ax1.get_legend_handles_labels()
@@ -95,7 +130,6 @@ def plot_runs(
     ax2.legend(fontsize=8, loc="best", framealpha=0.9)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
