@@ -40,9 +40,29 @@ def drifting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     model = bench_models.mlp(tmp / "mlp.onnx")
     X = np.random.default_rng(1).standard_normal((5000, 20)).astype(np.float32)
     Profile.fit(X, dtypes="float32").save(tmp / "ref.json")
-    srv = start_server(
-        [f"mlp={model}", f"iris={PYMODELS}:iris"], tmp, ["--profile", f"mlp={tmp / 'ref.json'}"]
+    config = tmp / "mlrt.toml"
+    config.write_text(
+        f"""
+[[models]]
+name = "mlp"
+source = "{model}"
+profile = "{tmp / "ref.json"}"
+
+[[models]]
+name = "iris"
+source = "{PYMODELS}:iris"
+
+[[models]]
+name = "stump"
+source = "{PYMODELS}:iris_stump"
+
+[[endpoints]]
+name = "flowers"
+variants = [{{ model = "iris", weight = 1 }}]
+shadow = [{{ model = "stump" }}]
+"""
     )
+    srv = start_server([], tmp, ["--config", str(config)])
     rng = np.random.default_rng(2)
     with httpx.Client(base_url=srv.url, timeout=30) as http:
         for _ in range(60):
@@ -58,6 +78,8 @@ def drifting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]
         }
         assert http.post("/v2/models/iris/infer", json=iris).status_code == 200
+        for _ in range(20):
+            assert http.post("/v2/models/flowers/infer", json=iris).status_code == 200
     yield srv
     stop_server(srv)
 
@@ -146,7 +168,14 @@ def test_the_dashboard_shows_what_the_server_knows(drifting: Server, browser) ->
     statuses = [s for s, _ in got.values()]
     assert statuses[: statuses.count("alert")] == ["alert"] * statuses.count("alert")
     models = browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
-    assert {m.get_attribute("data-model") for m in models} == {"mlp", "iris"}
+    assert {m.get_attribute("data-model") for m in models} == {"mlp", "iris", "stump"}
+    # The endpoint: its variant with its requests, its shadow with its agreement.
+    endpoint = browser.find_element(By.CSS_SELECTOR, 'table[data-endpoint="flowers"]').text
+    shown = httpx.get(f"{drifting.url}/v2/endpoints/flowers", timeout=10).json()
+    assert "iris" in endpoint and str(shown["variants"][0]["requests"]) in endpoint
+    assert "stump" in endpoint and "shadow" in endpoint
+    # The timeline: mlp's drift went from ok to alert.
+    _wait(lambda: "drift ok -> alert" in browser.find_element(By.ID, "events").text, timeout=30)
     assert "alert" in browser.find_element(By.CSS_SELECTOR, '#models tr[data-model="mlp"]').text
     # The regions a person looks at are drawn, and the picture is not blank.
     for region in ("models", "charts", "drift", "events"):
