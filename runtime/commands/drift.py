@@ -15,6 +15,7 @@ examples:
   mlrt drift ref.json today.parquet --model churn.onnx   # the model's outputs too
   mlrt drift --url http://127.0.0.1:8000            # every monitored model of a server
   mlrt drift --url http://127.0.0.1:8000 --model churn
+  mlrt drift ref.json --prometheus http://127.0.0.1:9090 --model churn --window 1h   # every replica
   mlrt drift ref.json today.parquet --format html -o report.html   # one file, opens offline
 """
 
@@ -40,6 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="?", metavar="DATA", help="Parquet, CSV or Arrow file to check")
     parser.add_argument("--url", help="ask a running server instead (e.g. http://127.0.0.1:8000)")
     parser.add_argument(
+        "--prometheus", metavar="URL",
+        help="with REF.json and --model: the fleet's drift from the bin counters a Prometheus scrapes "
+        "from every replica, summed (e.g. http://127.0.0.1:9090)",
+    )  # fmt: skip
+    parser.add_argument("--version", help="with --prometheus: the model version (default: the only one)")
+    parser.add_argument(
+        "--window", metavar="DURATION",
+        help="with --prometheus: the counts of the last DURATION (a PromQL range such as 1h); "
+        "default: everything since each replica loaded the version",
+    )  # fmt: skip
+    parser.add_argument(
         "--model",
         help="with --url: this served model only (default: every monitored model); offline: the "
         "model (model.onnx, package.module:object) to run on DATA so its outputs are judged too",
@@ -64,7 +76,18 @@ def run(args: argparse.Namespace) -> int:
 
     fail = failer("drift")
 
-    if args.url:
+    if args.prometheus:
+        if not args.profile or args.data or args.url or not args.model:
+            return fail("--prometheus URL takes REF.json and --model NAME (and no DATA or --url)")
+        try:
+            reports = [
+                _from_prometheus(
+                    args.prometheus, args.profile, args.model, args.version, args.window, args.config
+                )
+            ]
+        except (OSError, ValueError, MlrtError) as exc:
+            return fail(str(exc))
+    elif args.url:
         if args.profile or args.data:
             return fail("give either REF.json DATA or --url, not both")
         try:
@@ -147,6 +170,62 @@ def _from_server(url: str, model: str | None) -> list[dict[str, Any]]:
     if not reports:
         raise ValueError(f"{base} serves no model with a profile (nothing is monitored for drift)")
     return reports
+
+
+def _from_prometheus(
+    url: str, profile_path: str, model: str, version: str | None, window: str | None, config_file: str | None
+) -> dict[str, Any]:
+    """The fleet's report: every replica's bin counters summed by Prometheus, judged by
+    runtime/monitor/fleet.py with the server's rule."""
+    import re
+
+    import httpx
+
+    from runtime.config import MonitorConfig, build_server_config
+    from runtime.monitor.fleet import fleet_report
+    from runtime.monitor.profile import Profile
+
+    config = build_server_config(config_file=config_file).monitor if config_file else MonitorConfig()
+    profile = Profile.load(profile_path)
+    if window is not None and not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", window):
+        raise ValueError(f"--window {window!r} is not a PromQL duration such as 30m or 1h")
+    base = url.rstrip("/")
+
+    def query(expr: str) -> list[dict[str, Any]]:
+        try:
+            r = httpx.get(f"{base}/api/v1/query", params={"query": expr}, timeout=30.0)
+        except httpx.HTTPError as exc:
+            raise OSError(f"cannot reach Prometheus at {base}: {exc}") from None
+        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        if r.status_code != 200 or body.get("status") != "success":
+            raise ValueError(f"Prometheus at {base} refused {expr!r}: {body.get('error', r.text[:200])}")
+        return list(body["data"]["result"])
+
+    if version is None:
+        per_version = query(f'count by (version) (mlrt_feature_bin_total{{model="{model}"}})')
+        found = {s["metric"].get("version") for s in per_version}
+        if not found:
+            raise ValueError(f"Prometheus has no bin counters of model {model!r}")
+        if len(found) != 1:
+            versions = sorted(v for v in found if v)
+            raise ValueError(
+                f"Prometheus has bin counters of model {model!r} for versions {versions}; "
+                "name one with --version"
+            )
+        version = found.pop()
+    counts: dict[str, dict[str, dict[str, float]]] = {}
+    for section, family, label in (("features", "feature", "feature"), ("outputs", "prediction", "output")):
+        series = f'mlrt_{family}_bin_total{{model="{model}",version="{version}"}}'
+        expr = f"increase({series}[{window}])" if window else series
+        by_name: dict[str, dict[str, float]] = {}
+        for s in query(f"sum by ({label}, bin) ({expr})"):
+            by_name.setdefault(s["metric"][label], {})[s["metric"]["bin"]] = float(s["value"][1])
+        counts[section] = by_name
+    report = fleet_report(
+        profile, counts, config, {"window": window or "since load", "replicas_summed_by": base}
+    )
+    return {"source": f"{base} model {model} version {version}", "model_name": model,
+            "model_version": version, **report}  # fmt: skip
 
 
 def _check(response: Any, base: str) -> None:

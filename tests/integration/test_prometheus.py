@@ -153,14 +153,16 @@ class Prometheus:
         return {s["metric"].get(label, ""): float(s["value"][1]) for s in self.query(expr, at)}
 
 
-def start_prometheus(workdir: Path, target: str, rules: Path) -> Prometheus:
-    """Prometheus on 127.0.0.1 scraping `target` every second and evaluating `rules` every second."""
+def start_prometheus(workdir: Path, target: str | list[str], rules: Path) -> Prometheus:
+    """Prometheus on 127.0.0.1 scraping `target` (or each of several) every second and
+    evaluating `rules` every second."""
+    targets = [target] if isinstance(target, str) else list(target)
     exe = binary("prometheus")
     port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
-        "scrape_configs": [{"job_name": "mlrt", "static_configs": [{"targets": [target]}]}],
+        "scrape_configs": [{"job_name": "mlrt", "static_configs": [{"targets": targets}]}],
     }
     config_path = workdir / "prometheus.yml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
@@ -322,3 +324,69 @@ def test_prometheus_scrapes_mlrt_and_computes_fleet_psi(demo: Server, prometheus
     assert [a["metric"]["alertstate"] for a in alerts] == ["pending"], (
         f"{alerts}\nPrometheus log:\n{prom.log()}"
     )
+
+
+def test_fleet_drift_from_prometheus_equals_the_drift_of_all_the_traffic(tmp_path: Path) -> None:
+    """Two replicas get different traffic (one class each); Prometheus scrapes both;
+    `mlrt drift REF --prometheus` sums their counters and gives the report one process
+    would give of the union of the traffic, to 1e-9."""
+    import sys
+
+    from runtime.monitor.profile import Profile
+
+    profile_path = DEMO / "profile.json"
+    args = ["--profile", str(profile_path)]
+    replicas = []
+    for i in (0, 1):
+        (tmp_path / f"r{i}").mkdir()
+        replicas.append(start_server([f"demo={DEMO / 'model.onnx'}"], tmp_path / f"r{i}", args))
+    prom = None
+    try:
+        prom = start_prometheus(tmp_path, [r.host_port for r in replicas], RULES)
+        with np.load(DEMO / "data.npz", allow_pickle=False) as data:
+            features, labels = data["features"].astype(np.float32), data["labels"]
+        parts = [features[labels == 0], features[labels == 1][:150]]  # different traffic each
+        for replica, rows in zip(replicas, parts, strict=True):
+            with httpx.Client(base_url=replica.url, timeout=30.0) as client:
+                send(client, rows)
+        sent = sum(len(p) for p in parts)
+        bins = 'mlrt_feature_bin_total{model="demo",version="1",feature="mean radius"}'
+
+        def scraped_all() -> bool | None:
+            return True if sum(float(s["value"][1]) for s in prom.query(bins)) == sent else None
+
+        wait_for(prom, f"a scrape of both replicas with all {sent} rows", scraped_all)
+        cmd = [sys.executable, "-m", "runtime", "drift", str(profile_path), "--prometheus", prom.url,
+               "--model", "demo", "--format", "json"]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+        assert out.returncode == 0, out.stderr
+        fleet = json.loads(out.stdout)
+    finally:
+        if prom is not None:
+            stop_prometheus(prom)
+        for r in replicas:
+            stop_server(r)
+    # The union, judged by one process: `mlrt drift REF DATA --model` on all the rows (the
+    # model's outputs too, so the two reports test the same family of features and outputs).
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = [f.name for f in Profile.load(profile_path).features]
+    rows = np.concatenate(parts)
+    pq.write_table(pa.table({n: rows[:, j] for j, n in enumerate(names)}), tmp_path / "union.parquet")
+    cmd = [sys.executable, "-m", "runtime", "drift", str(profile_path), str(tmp_path / "union.parquet"),
+           "--model", str(DEMO / "model.onnx"), "--format", "json"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    union = json.loads(out.stdout)
+    assert fleet["window"]["rows"] == sent == union["window"]["rows"]
+    assert fleet["status"] == union["status"]
+    for section in ("features", "outputs"):
+        want = {f["name"]: (f["psi"], f["status"], f["current_share"]) for f in union[section]}
+        got = {f["name"]: (f["psi"], f["status"], f["current_share"]) for f in fleet[section]}
+        assert got.keys() == want.keys() and want, section
+        for name, (psi, status, shares) in want.items():
+            assert got[name][0] == pytest.approx(psi, rel=1e-9, abs=1e-12), name
+            assert got[name][1] == status and got[name][2] == shares, name
+    # Each replica alone drifts differently from the fleet: the merge is not an average.
+    assert fleet["status"] in ("warn", "alert")
