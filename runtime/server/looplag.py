@@ -5,12 +5,12 @@ Costs one timer every 50 ms."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from .periodic import Periodic
 
 INTERVAL_S = 0.05
 WINDOW_S = 60
@@ -21,7 +21,8 @@ class LoopLag:
     def __init__(self, registry: CollectorRegistry) -> None:
         # The longest lateness of each second of the last minute: the gauge reads their max.
         self._seconds: collections.deque[tuple[int, float]] = collections.deque(maxlen=WINDOW_S)
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("event loop watchdog", INTERVAL_S, self._tick)
+        self._asked = time.monotonic()
         self.longest = Gauge(
             "mlrt_event_loop_stall_seconds",
             "Longest the event loop was late to run a timer in the last minute (a blocked loop)",
@@ -48,19 +49,16 @@ class LoopLag:
         if late > STALL_S:
             self.stalls.inc()
 
-    async def _watch(self) -> None:
-        while True:
-            asked = time.monotonic()
-            await asyncio.sleep(INTERVAL_S)
-            now = time.monotonic()
-            self.record(max(0.0, now - asked - INTERVAL_S), now)
+    async def _tick(self) -> None:
+        # Periodic sleeps INTERVAL_S between the end of one tick and the start of the next:
+        # whatever more passed, the loop was too busy to run the timer.
+        now = time.monotonic()
+        self.record(max(0.0, now - self._asked - INTERVAL_S), now)
+        self._asked = time.monotonic()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._watch())
+        self._asked = time.monotonic()
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
