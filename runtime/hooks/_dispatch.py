@@ -46,7 +46,10 @@ class HookDispatcher:
         *,
         max_workers: int = 2,
         clock: Callable[[], float] = time.monotonic,
+        on_event: Callable[[str, str, str], None] | None = None,
     ) -> None:
+        """`on_event(kind, model, text)` hears of each firing and its outcome (the server's
+        timeline, runtime/server/events.py); called from the hook threads too."""
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self._hooks = tuple(hooks)
@@ -61,6 +64,7 @@ class HookDispatcher:
         self._pending: set[Future[None]] = set()
         self._fired = 0
         self._closed = False
+        self._on_event = on_event
 
     @property
     def hooks(self) -> tuple[HookSpec, ...]:
@@ -157,19 +161,24 @@ class HookDispatcher:
             future = self._executor.submit(self._run, spec, event)
             self._pending.add(future)
             self._fired += 1
+        self._tell(event.model, f"hook {name} fired: version {event.version} {event.describe()}")
         future.add_done_callback(self._done)
+
+    def _tell(self, model: str, text: str) -> None:
+        if self._on_event is not None:
+            self._on_event("hook", model, text)
 
     def _done(self, future: Future[None]) -> None:
         with self._lock:
             self._pending.discard(future)
 
-    @staticmethod
-    def _run(spec: HookSpec, event: Event) -> None:
+    def _run(self, spec: HookSpec, event: Event) -> None:
         name = spec.hook.name
         started = time.perf_counter()
         try:
             spec.hook(event)
         except BaseException as exc:  # noqa: B036 - nobody reads these futures; log everything
+            self._tell(event.model, f"hook {name} failed: {type(exc).__name__}: {exc}")
             logger.error(
                 "hook %s failed for model %s version %s after %.0f ms: %s: %s",
                 name,
@@ -180,6 +189,7 @@ class HookDispatcher:
                 exc,
             )
         else:
+            self._tell(event.model, f"hook {name} done in {(time.perf_counter() - started) * 1e3:.0f} ms")
             logger.info(
                 "hook %s done for model %s version %s in %.0f ms",
                 name,

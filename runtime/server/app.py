@@ -69,8 +69,8 @@ def _model_routes() -> list[Route]:
 
 def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     """Build the ASGI app around already-loaded models."""
-    dispatcher = HookDispatcher(build_hooks(config.hooks)) if config.hooks else None
     events = Events()
+    dispatcher = HookDispatcher(build_hooks(config.hooks), on_event=events.add) if config.hooks else None
     drift = DriftService(repository, config.monitor, dispatcher, events)
     reloader = Reloader(repository, config, events)
     repository.metrics.watch_drift(lambda: [e.monitor for e in drift.monitored()])

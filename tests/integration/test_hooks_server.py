@@ -87,6 +87,18 @@ def test_command_hook_fires_once_per_episode(tmp_path: Path) -> None:
             _send(client, "probe", X, malignant)
             _wait_for(lambda: any(e["model"] == "probe" for e in _events(events)), 30, "probe's event")
             assert client.get("/v2/health/ready").status_code == 200
+
+            # The dashboard's timeline has each firing and its outcome beside the drift change.
+            def timeline() -> list[str]:
+                return [
+                    f"{e['kind']} {e['model']}: {e['text']}"
+                    for e in client.get("/dashboard.json").json()["events"]
+                ]
+
+            _wait_for(lambda: sum(" failed: " in t for t in timeline()) >= 2, 30, "the hooks' outcomes")
+            told = timeline()
+            assert any(t.startswith("drift demo: v1 drift ok -> alert") for t in told), told
+            assert sum(t.startswith("hook demo: hook ") and " fired: " in t for t in told) == 2, told
     finally:
         stop_server(srv)  # the dispatcher's close waits for every firing submitted
     lines = _events(events)
