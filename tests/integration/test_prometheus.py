@@ -115,9 +115,12 @@ def test_promtool_checks_shipped_rules_and_config() -> None:
 
 
 def test_promtool_unit_tests_of_rules() -> None:
-    """Two replicas' counters summed: fleet PSI, shares, row counts and the alerts (rules_test.yml)."""
-    proc = promtool("test", "rules", "rules_test.yml", cwd=DEPLOY)
-    assert proc.returncode == 0, _report(proc)
+    """Two replicas' counters summed: fleet PSI, shares, row counts and the drift alerts
+    (rules_test.yml); latency quantiles, error and shed ratios and the serving alerts, each
+    firing and not (rules_serving_test.yml)."""
+    for tests in ("rules_test.yml", "rules_serving_test.yml"):
+        proc = promtool("test", "rules", tests, cwd=DEPLOY)
+        assert proc.returncode == 0 and "SUCCESS" in proc.stdout, _report(proc)
 
 
 # -- a real Prometheus server ---------------------------------------------------------------------
@@ -390,3 +393,28 @@ def test_fleet_drift_from_prometheus_equals_the_drift_of_all_the_traffic(tmp_pat
             assert got[name][1] == status and got[name][2] == shares, name
     # Each replica alone drifts differently from the fleet: the merge is not an average.
     assert fleet["status"] in ("warn", "alert")
+
+
+def test_the_grafana_dashboard_is_valid_and_its_queries_run(demo: Server, prometheus: Prometheus) -> None:
+    """deploy/grafana/mlrt.json: a dashboard model Grafana imports (unique panel ids, every
+    panel on the datasource variable, every target with a query), and every query parses and
+    runs in a real Prometheus that scrapes mlrt with the shipped rules."""
+    doc = json.loads((REPO_ROOT / "deploy" / "grafana" / "mlrt.json").read_text())
+    assert doc["uid"] and doc["schemaVersion"] >= 30 and doc["title"]
+    variables = {v["name"] for v in doc["templating"]["list"]}
+    assert variables == {"datasource", "model"}
+    panels = doc["panels"]
+    assert len({p["id"] for p in panels}) == len(panels) >= 8
+    with httpx.Client(base_url=demo.url, timeout=30.0) as client:
+        send(client, drifted_rows()[:64])
+    wait_for(prometheus, "a scrape with requests", lambda: prometheus.query("mlrt_requests_total") or None)
+    answered = {}
+    for panel in panels:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$model", ".*").replace("$__rate_interval", "1m")
+            answered[expr] = prometheus.query(expr)  # fails the test on a query Prometheus refuses
+    requests = next(e for e in answered if e.startswith("sum by (model, version) (rate(mlrt_requests_total"))
+    wait_for(prometheus, "a request rate", lambda: prometheus.query(requests.replace("1m", "30s")) or None)
+    assert "mlrt_drift_status" in json.dumps(panels) and "fleet10m" in json.dumps(panels)
