@@ -19,18 +19,13 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from runtime._child import mlrt_command
-from runtime.monitor import Profile
-
-from . import models
-from ._harness import free_port, server, v2_binary_body
-from .serving import INFER, Target, wrk
+from ._harness import server
+from .serving import monitored_mlp, wrk
 
 
 def _browser():  # type: ignore[no-untyped-def]
@@ -85,19 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="mlrt-dash-"))
-    model = models.mlp(tmp / "mlp.onnx")
-    ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
-    Profile.fit(ref, dtypes="float32").save(tmp / "profile.json")
-    x = np.random.default_rng(0).standard_normal((1, 20)).astype(np.float32)
-    body, headers = v2_binary_body(x)
-    (tmp / "body.bin").write_bytes(body)
-    port = free_port()
-    cmd = mlrt_command(
-        "serve", f"mlp={model}", "--profile", str(tmp / "profile.json"),
-        "--port", str(port), "--log-level", "warning",
-    )  # fmt: skip
-    target = Target("mlrt", port, tmp / "body.bin", [f"{k}: {v}" for k, v in headers.items()], INFER)
+    cmd, target = monitored_mlp("mlrt-dash-")
+    port = target.port
     systems = ("blank", "dashboard", "poller")
     rounds = []
     with server(cmd, port):

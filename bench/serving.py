@@ -126,6 +126,25 @@ class Target:
 # -- processes -----------------------------------------------------------------------------------
 
 
+def monitored_mlp(prefix: str) -> tuple[list[str], Target]:
+    """The bench MLP served with drift monitoring on (a float32 profile of 20,000 rows), one
+    binary V2 row to send it, and its command line: what bench.soak and bench.dashboard_cost
+    drive with wrk."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    model = models.mlp(tmp / "mlp.onnx")
+    ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
+    Profile.fit(ref, dtypes="float32").save(tmp / "profile.json")
+    x = np.random.default_rng(0).standard_normal((1, 20)).astype(np.float32)
+    body, headers = v2_binary_body(x)
+    (tmp / "body.bin").write_bytes(body)
+    port = free_port()
+    cmd = mlrt_command(
+        "serve", f"mlp={model}", "--profile", str(tmp / "profile.json"),
+        "--port", str(port), "--log-level", "warning",
+    )  # fmt: skip
+    return cmd, Target("mlrt", port, tmp / "body.bin", [f"{k}: {v}" for k, v in headers.items()], INFER)
+
+
 @contextlib.contextmanager
 def serve(
     name: str, cmd: Sequence[str], port: int, logdir: Path, *, cwd: Path | None = None, timeout_s: float = 60

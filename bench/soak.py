@@ -16,18 +16,13 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from runtime._child import mlrt_command
-from runtime.monitor import Profile
-
-from . import models
-from ._harness import free_port, server, v2_binary_body
-from .serving import INFER, Target, wrk
+from ._harness import server
+from .serving import monitored_mlp, wrk
 
 
 def rss_mb(pid: int) -> float:
@@ -47,19 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("bench.soak needs wrk (apt install wrk)", file=sys.stderr)
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="mlrt-soak-"))
-    model = models.mlp(tmp / "mlp.onnx")
-    ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
-    Profile.fit(ref).save(tmp / "profile.json")
-    x = np.random.default_rng(0).standard_normal((1, 20)).astype(np.float32)
-    body, headers = v2_binary_body(x)
-    (tmp / "body.bin").write_bytes(body)
-    port = free_port()
-    cmd = mlrt_command(
-        "serve", f"mlp={model}", "--profile", str(tmp / "profile.json"),
-        "--port", str(port), "--log-level", "warning",
-    )  # fmt: skip
-    target = Target("mlrt", port, tmp / "body.bin", [f"{k}: {v}" for k, v in headers.items()], INFER)
+    cmd, target = monitored_mlp("mlrt-soak-")
+    port = target.port
     chunks = []
     with server(cmd, port) as proc:
         done = 0
