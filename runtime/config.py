@@ -266,6 +266,8 @@ class ServerConfig:
     uds_mode: str = "600"  # octal permissions of the socket file: owner only by default
     tcp: bool = True
     grpc_port: int | None = None  # also serve the V2 gRPC API on this port (off by default)
+    # Worker processes sharing the listeners (runtime/server/workers.py); "auto": one per core.
+    workers: int | str = 1
     models: list[ModelConfig] = field(default_factory=list)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     hooks: list[dict[str, Any]] = field(default_factory=list)
@@ -290,6 +292,7 @@ class ServerConfig:
             raise ConfigError(f"log_level must be one of {LOG_LEVELS}, got {self.log_level!r}")
         if self.max_body_bytes < 1:
             raise ConfigError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
+        self.workers = parse_workers(self.workers)
         if self.dashboard_path == "off":
             self.dashboard_path = None
         if self.dashboard_path is not None:
@@ -315,6 +318,17 @@ class ServerConfig:
     def _check_endpoints(self, models: set[str]) -> None:
         seen: set[str] = set()
         for e in self.endpoints:
+            if isinstance(self.workers, int) and self.workers > 1:
+                # Both join what one process saw: a label posted to one worker for an answer
+                # another gave, a canary judged on one worker's share of the traffic.
+                what = "feedback" if e.feedback is not None else None
+                if any("rollback" in v for v in e.variants):
+                    what = "an automatic rollback"
+                if what:
+                    raise ConfigError(
+                        f"endpoint {e.name!r}: {what} needs one worker per server (workers = 1); run "
+                        "more replicas of one worker each to use more cores (docs/deploy.md)"
+                    )
             if e.own:
                 continue  # a model's own recorder, made from its [[models]] table
             if e.name in models:
@@ -357,6 +371,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "uds_mode": (str,),
     "tcp": (bool,),
     "grpc_port": (int, type(None)),
+    "workers": (int, str),
     "instances": (int,),
     "intra_op_threads": (int,),
     "inter_op_threads": (int,),
@@ -385,6 +400,20 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "state_dir": (str, type(None)),
     "save_every_s": (int, float),
 }
+
+
+def parse_workers(value: int | str) -> int:
+    """--workers / MLRT_WORKERS / workers: a count >= 1, or "auto", one per usable core."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if not text.isdigit():
+            raise ConfigError(f"workers must be a number or 'auto', got {value!r}")
+        value = int(text)
+    if value < 1:
+        raise ConfigError(f"workers must be >= 1 (or 'auto'), got {value}")
+    return value
 
 
 def _check_types(obj: object, where: str) -> None:
@@ -479,6 +508,7 @@ _ENV = {
     "grpc_port": ("MLRT_GRPC_PORT", int),
     "registry": ("MLRT_REGISTRY", str),
     "admin_token": ("MLRT_ADMIN_TOKEN", str),
+    "workers": ("MLRT_WORKERS", str),
 }
 
 

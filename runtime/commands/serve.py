@@ -13,7 +13,7 @@ MODEL is one of:
 
 Settings come from --config (TOML), then MLRT_* environment variables
 (MLRT_HOST, MLRT_PORT, MLRT_UDS, MLRT_GRPC_PORT, MLRT_LOG_LEVEL, MLRT_MAX_BODY_BYTES,
-MLRT_GRACEFUL_TIMEOUT, MLRT_CONFIG), then flags.
+MLRT_GRACEFUL_TIMEOUT, MLRT_WORKERS, MLRT_CONFIG), then flags.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="also serve the V2 gRPC API (tritonclient.grpc) on port N; off by default "
         "(Triton uses 8001); needs pip install 'mlrt[grpc]'",
+    )
+    p.add_argument(
+        "--workers",
+        metavar="N",
+        help="worker processes sharing the port, each with its own event loop and models; 'auto': one "
+        "per core (default 1; MLRT_WORKERS). /metrics and drift count all of them (docs/deploy.md)",
     )
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 64 MiB)")
@@ -122,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
                 "uds_mode": args.uds_mode,
                 "tcp": False if args.no_tcp else None,
                 "grpc_port": args.grpc_port,
+                "workers": args.workers,
             },
             profiles=args.profile,
             monitor_overrides={"state_dir": args.state_dir, "window_s": args.drift_window},
@@ -135,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         if not config.models:
             print("mlrt serve: no models given (pass MODEL or [[models]] in --config)", file=sys.stderr)
             return 2
+        if config.workers > 1:  # type: ignore[operator]
+            from ..server.workers import serve_workers
+
+            return serve_workers(config)
         stopped = serve(config)
     except MlrtError as exc:
         print(f"mlrt serve: {exc}", file=sys.stderr)

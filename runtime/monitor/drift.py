@@ -30,10 +30,12 @@ __all__ = [
     "FeatureDrift",
     "ModelMonitor",
     "bin_labels",
+    "bin_totals",
     "column_names",
     "evaluate",
     "offline_report",
     "report_json",
+    "window_json",
 ]
 
 
@@ -285,6 +287,39 @@ def report_json(
         "features": [d.to_json() for d in report if d.section == "features"],
         "outputs": [d.to_json() for d in report if d.section == "outputs"],
     }
+
+
+def window_json(
+    model: str,
+    version: str,
+    profile: Profile,
+    config: MonitorConfig,
+    report: Sequence[FeatureDrift],
+    rows: int,
+) -> dict[str, Any]:
+    """`GET /v2/models/{model}/drift`: a served model version's report over its window."""
+    return {
+        "model_name": model,
+        "model_version": version,
+        **report_json(
+            report, profile, config, {"seconds": config.window_s, "slices": config.slices, "rows": rows}
+        ),
+    }
+
+
+def bin_totals(
+    sections: Sequence[tuple[str, Histogram, np.ndarray]],
+) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(section, feature, counts since load, reference shares) per feature, from each
+    section's histogram and its counts since load."""
+    out = []
+    for section, hist, total in sections:
+        for j, f in enumerate(hist.features):
+            sl = slice(hist.offsets[j], hist.offsets[j + 1])
+            e = hist.expected[sl]
+            ref = e / e.sum() if e.sum() else np.zeros(len(e))
+            out.append((section, f.name, total[sl].copy(), ref))
+    return out
 
 
 def offline_report(profile: Profile, data: object, config: MonitorConfig | None = None) -> dict[str, Any]:
@@ -539,30 +574,19 @@ class ModelMonitor:
 
         Slot i of a feature is bin `i`; the last slot is `missing` (see bin_labels).
         """
-        out = []
         with self._lock:
-            for section, hist in self._sections():
-                total = hist.total_counts
-                for j, f in enumerate(hist.features):
-                    sl = slice(hist.offsets[j], hist.offsets[j + 1])
-                    e = hist.expected[sl]
-                    ref = e / e.sum() if e.sum() else np.zeros(len(e))
-                    out.append((section, f.name, total[sl].copy(), ref))
-        return out
+            return bin_totals([(section, hist, hist.total_counts) for section, hist in self._sections()])
+
+    def section_counts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per section, (window counts, counts since load), every staged row counted: what
+        the workers of one server send each other to be summed (runtime/monitor/fleet.py)."""
+        with self._lock:
+            self._advance(self._clock())
+            return {section: (hist.counts, hist.total_counts) for section, hist in self._sections()}
 
     def to_json(self, report: Sequence[FeatureDrift] | None = None) -> dict[str, Any]:
         report = self.report() if report is None else report
-        c = self.config
-        return {
-            "model_name": self.model,
-            "model_version": self.version,
-            **report_json(
-                report,
-                self.profile,
-                c,
-                {"seconds": c.window_s, "slices": c.slices, "rows": self.window_rows},
-            ),
-        }
+        return window_json(self.model, self.version, self.profile, self.config, report, self.window_rows)
 
     # -- durability -------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -6,19 +6,24 @@ Summed over replicas they are the counts one process would have made of all the 
 `fleet_report` gives exactly the report of the union, through the same `evaluate` as
 `GET .../drift` and `mlrt drift`. `mlrt drift REF.json --prometheus URL` feeds it from a
 Prometheus that scrapes the replicas.
+
+The workers of one server (`mlrt serve --workers N`) are a fleet on one host: `SummedMonitor`
+sums their window counts and counts since load, and answers for the whole server as one
+process's `ModelMonitor` would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..config import MonitorConfig
-from .drift import evaluate, report_json
+from .drift import FeatureDrift, bin_totals, evaluate, report_json, window_json
 from .histogram import Histogram
 from .profile import Profile
+from .rule import worst
 
 #: section -> (name -> {bin label -> count}); a bin label is "0".."k" or "missing", as exported.
 Counts = Mapping[str, Mapping[str, Mapping[str, float]]]
@@ -62,3 +67,44 @@ def fleet_report(
     if not sections:
         raise ValueError("no bin counts for this model: nothing was scraped, or the model is not monitored")
     return report_json(evaluate(sections, config), profile, config, {"rows": rows, **dict(window)})
+
+
+#: Per section, (window counts, counts since load) of one worker: ModelMonitor.section_counts.
+SectionCounts = Mapping[str, tuple[np.ndarray, np.ndarray]]
+
+
+class SummedMonitor:
+    """One model version's drift over the traffic of several workers: their counts summed,
+    judged by the same rule, reported like `ModelMonitor` (the attributes and methods the
+    drift route, the metrics and the drift ticks read)."""
+
+    def __init__(self, monitor: Any, parts: Sequence[SectionCounts]) -> None:
+        self.model = monitor.model
+        self.version = monitor.version
+        self.profile = monitor.profile
+        self.config = monitor.config
+        self._sections: list[tuple[str, Histogram]] = []
+        self._totals: dict[str, np.ndarray] = {}
+        for name in parts[0]:
+            hist = Histogram(self.profile, section=name, eps=self.config.eps)
+            hist.merge(sum(p[name][0] for p in parts))
+            self._sections.append((name, hist))
+            self._totals[name] = sum(p[name][1] for p in parts)
+        self.workers = len(parts)
+
+    def report(self) -> list[FeatureDrift]:
+        return evaluate(self._sections, self.config)
+
+    def status(self, report: Sequence[FeatureDrift] | None = None) -> str:
+        return worst([d.status for d in (self.report() if report is None else report)])
+
+    @property
+    def window_rows(self) -> int:
+        return self._sections[0][1].rows
+
+    def bin_totals(self) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+        return bin_totals([(name, hist, self._totals[name]) for name, hist in self._sections])
+
+    def to_json(self, report: Sequence[FeatureDrift] | None = None) -> dict[str, Any]:
+        report = self.report() if report is None else report
+        return window_json(self.model, self.version, self.profile, self.config, report, self.window_rows)

@@ -36,7 +36,26 @@ def _local(request: Request) -> bool:
     return client is None or is_loopback(client[0])
 
 
+def from_peer(request: Request) -> bool:
+    """Sent by another worker of this server (runtime/server/peers.py), with its token."""
+    peers = request.app.state.peers
+    return peers is not None and peers.is_peer(request.headers)
+
+
+async def fan_out(request: Request) -> None:
+    """A change made here, made on the server's other workers too (when it has others and
+    the change did not come from one of them). Their failures are logged (peers.py)."""
+    peers = request.app.state.peers
+    if peers is not None and not from_peer(request):
+        body = await request.body()
+        kind = request.headers.get("content-type")
+        headers = [("content-type", kind)] if kind else []
+        await peers.broadcast(request.method, request.scope["raw_path"].decode("latin-1"), body, headers)
+
+
 def authorized(request: Request) -> bool:
+    if from_peer(request):
+        return True
     token = request.app.state.config.admin_token
     if not token:
         return _local(request)
@@ -78,6 +97,7 @@ async def load(request: Request) -> Response:
     if not authorized(request):
         return denied(request)
     entry = await _reloader(request).reload(request.path_params["model"])
+    await fan_out(request)
     body = {"name": entry.model.name, "version": entry.model.version}
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -86,4 +106,5 @@ async def unload(request: Request) -> Response:
     if not authorized(request):
         return denied(request)
     await _reloader(request).unload(request.path_params["model"])
+    await fan_out(request)
     return Response(status_code=200)

@@ -23,6 +23,7 @@ from .drift import DriftService
 from .events import Events
 from .http import HANDLERS, infer_asgi, match_infer
 from .looplag import LoopLag
+from .peers import SNAPSHOT_PATH, Peers
 from .periodic import Periodic
 from .pipeline import OFFLOAD_BYTES, Pipeline
 from .reload import Reloader
@@ -67,13 +68,18 @@ def _model_routes() -> list[Route]:
     return out
 
 
-def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
-    """Build the ASGI app around already-loaded models."""
+def create_app(config: ServerConfig, repository: Repository, peers: Peers | None = None) -> MlrtApp:
+    """Build the ASGI app around already-loaded models; `peers`: this process is one of the
+    server's workers (runtime/server/peers.py)."""
     events = Events()
-    dispatcher = HookDispatcher(build_hooks(config.hooks), on_event=events.add) if config.hooks else None
-    drift = DriftService(repository, config.monitor, dispatcher, events)
-    reloader = Reloader(repository, config, events)
-    repository.metrics.watch_drift(lambda: [e.monitor for e in drift.monitored()])
+    # Of several workers, the leader alone tells the hooks, judging every worker's traffic.
+    hooked = config.hooks and (peers is None or peers.leader)
+    dispatcher = HookDispatcher(build_hooks(config.hooks), on_event=events.add) if hooked else None
+    drift = DriftService(repository, config.monitor, dispatcher, events, peers)
+    reloader = Reloader(repository, config, events, peers)
+    if peers is None:
+        repository.metrics.watch_drift(lambda: [e.monitor for e in drift.monitored()])
+    # else /metrics sums the workers' drift counts and judges them (runtime/server/merged.py)
 
     router = Router([e.build() for e in config.endpoints])
     repository.metrics.watch_endpoints(router.all)
@@ -127,6 +133,8 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
             canaries.start()
         if grpc is not None:
             await grpc.start()
+        if peers is not None:
+            peers.mark_serving()
         yield
         # uvicorn has stopped accepting and waited for open requests by now; gRPC stops
         # accepting and finishes its calls within the same grace. Shutdown as a whole keeps
@@ -158,6 +166,7 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
             Route("/v2/models/stats", routes.model_stats, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),
             Route("/openapi.json", routes.openapi_json, methods=["GET"]),
+            *([Route(SNAPSHOT_PATH, routes.peer_snapshot, methods=["GET"])] if peers is not None else []),
             *(dashboard_routes(config.dashboard_path) if config.dashboard_path is not None else []),
             Route("/v2/repository/index", admin.index, methods=["POST", "GET"]),
             Route("/v2/repository/models/{model}/load", admin.load, methods=["POST"]),
@@ -180,4 +189,5 @@ def create_app(config: ServerConfig, repository: Repository) -> MlrtApp:
     starlette.state.reloader = reloader
     starlette.state.grpc = grpc
     starlette.state.router = router
+    starlette.state.peers = peers
     return MlrtApp(starlette, pipeline, config.max_body_bytes)

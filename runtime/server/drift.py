@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from ..config import MonitorConfig
 from ..hooks import DriftEvent, HookDispatcher
 from ..repository import LoadedModel, Repository
 from . import drift_state
 from .events import Events
+from .peers import Peers
 from .periodic import Periodic
 
 log = logging.getLogger("mlrt.drift")
@@ -29,6 +32,7 @@ class DriftService:
         config: MonitorConfig,
         dispatcher: HookDispatcher | None = None,
         events: Events | None = None,
+        peers: Peers | None = None,
     ) -> None:
         if config.state_dir:
             drift_state.prepare_state_dir(config.state_dir)
@@ -36,6 +40,10 @@ class DriftService:
         self.config = config
         self.dispatcher = dispatcher
         self.events = events
+        # One of several workers: the leader judges the summed counts of all of them (and
+        # alone tells the hooks); the others only keep and save their own counts.
+        self.peers = peers
+        self.judges = peers is None or peers.leader
         self._status: dict[tuple[str, str], str] = {}
         self._ticks = Periodic("drift tick", config.tick_s, self._tick)
         self._last_save = time.monotonic()
@@ -45,11 +53,12 @@ class DriftService:
         return [e for e in self.repository.entries() if e.monitor is not None]
 
     # -- statuses ---------------------------------------------------------------
-    def evaluate(self) -> None:
-        """One tick: compute every monitored model's status, log changes, tell the hooks."""
-        for entry in self.monitored():
-            mon = entry.monitor
-            assert mon is not None
+    def evaluate(self, monitors: Sequence[Any] | None = None) -> None:
+        """One tick: compute every monitored model's status, log changes, tell the hooks.
+        `monitors`: what to judge (by default this process's own monitors)."""
+        if monitors is None:
+            monitors = [e.monitor for e in self.monitored()]
+        for mon in monitors:
             report = mon.report()
             status = mon.status(report)
             key = (mon.model, mon.version)
@@ -84,13 +93,18 @@ class DriftService:
                 )
 
     async def _tick(self) -> None:
-        self.evaluate()
+        if self.peers is None:
+            self.evaluate()
+        elif self.judges:
+            from .merged import summed_monitors
+
+            self.evaluate(await summed_monitors(self.repository, self.peers))
         if self.config.state_dir and time.monotonic() - self._last_save >= self.config.save_every_s:
             self._last_save = time.monotonic()
             await asyncio.get_running_loop().run_in_executor(None, self.save)
 
     def start(self) -> None:
-        if self.monitored():
+        if self.monitored() and (self.judges or self.config.state_dir):
             self._ticks.start()
 
     async def stop(self) -> None:
@@ -108,8 +122,12 @@ class DriftService:
     # -- durability (drift_state.py) ------------------------------------------------
     def save(self) -> None:
         assert self.config.state_dir
-        drift_state.save(self.config.state_dir, self.monitored())
+        drift_state.save(self.config.state_dir, self.monitored(), self._worker)
 
     def restore(self) -> None:
         if self.config.state_dir:
-            drift_state.restore(self.config.state_dir, self.monitored())
+            drift_state.restore(self.config.state_dir, self.monitored(), self._worker)
+
+    @property
+    def _worker(self) -> int:
+        return self.peers.index if self.peers is not None else 0

@@ -1,6 +1,10 @@
 """Drift counts across restarts: each monitored model version's counts are written to
 `<state_dir>/<model>@<version>.npz` (atomically: write, then rename) and read back at
-start when the saved profile fingerprint matches the profile in use."""
+start when the saved profile fingerprint matches the profile in use.
+
+Worker i > 0 of a server run with `--workers N` keeps its own counts in
+`<model>@<version>.w<i>.npz` (worker 0 in the plain name): the server's counts are their
+sum, as in /metrics."""
 
 from __future__ import annotations
 
@@ -20,9 +24,9 @@ from ..repository import LoadedModel
 log = logging.getLogger("mlrt.drift")
 
 
-def state_path(state_dir: str, entry: LoadedModel) -> Path:
+def state_path(state_dir: str, entry: LoadedModel, worker: int = 0) -> Path:
     safe = f"{entry.model.name}@{entry.model.version}".replace(os.sep, "_")
-    return Path(state_dir) / f"{safe}.npz"
+    return Path(state_dir) / (f"{safe}.npz" if worker == 0 else f"{safe}.w{worker}.npz")
 
 
 def prepare_state_dir(path: str) -> None:
@@ -39,13 +43,13 @@ def prepare_state_dir(path: str) -> None:
         ) from None
 
 
-def save(state_dir: str, entries: Iterable[LoadedModel]) -> None:
+def save(state_dir: str, entries: Iterable[LoadedModel], worker: int = 0) -> None:
     """Write every monitor's counts (atomically: a crash never leaves half a file)."""
     os.makedirs(state_dir, exist_ok=True)
     for entry in entries:
         assert entry.monitor is not None
         state: dict[str, Any] = entry.monitor.state()
-        path = state_path(state_dir, entry)
+        path = state_path(state_dir, entry, worker)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -57,11 +61,11 @@ def save(state_dir: str, entries: Iterable[LoadedModel]) -> None:
             raise
 
 
-def restore(state_dir: str, entries: Iterable[LoadedModel]) -> None:
+def restore(state_dir: str, entries: Iterable[LoadedModel], worker: int = 0) -> None:
     """Load each monitor's saved counts, if any and if saved for the same profile."""
     for entry in entries:
         assert entry.monitor is not None
-        path = state_path(state_dir, entry)
+        path = state_path(state_dir, entry, worker)
         if not path.exists():
             continue
         try:

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from ..errors import ConfigError, InvalidInput
 from ..traffic import Endpoint
-from .admin import authorized, denied
+from .admin import authorized, denied, fan_out
 from .codec import loads_json
 from .http import error_response
 
@@ -79,6 +79,7 @@ async def set_weights(request: Request) -> Response:
     except ConfigError as exc:
         raise InvalidInput(str(exc)) from None
     log.info("endpoint %s: weights now %s", endpoint.name, {v.model: v.weight for v in endpoint.variants})
+    await fan_out(request)
     return Response(orjson.dumps(endpoint.to_json()), media_type="application/json")
 
 

@@ -9,8 +9,8 @@ version keeps serving, the failure is logged and counted in mlrt_model_reloads_t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from urllib.parse import quote
 
 from ..config import ModelConfig, ServerConfig
 from ..errors import InvalidInput, ModelLoadError, ModelNotFound
@@ -18,14 +18,24 @@ from ..names import RULE, is_valid_name
 from ..registry.errors import UnknownAlias, UnknownModel
 from ..repository import LoadedModel, Repository
 from .events import Events
+from .peers import Peers
 from .periodic import Periodic
 
 log = logging.getLogger("mlrt.reload")
 
 
 class Reloader:
-    def __init__(self, repository: Repository, config: ServerConfig, events: Events | None = None) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        config: ServerConfig,
+        events: Events | None = None,
+        peers: Peers | None = None,
+    ) -> None:
         self.repository = repository
+        # Of several workers, the leader follows the aliases and has the others load what
+        # it loaded: the server swaps once, not once per worker on its own clock.
+        self.peers = peers
         self.config = config
         self.events = events if events is not None else Events()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -146,8 +156,12 @@ class Reloader:
                 continue
             if target is not None and target != entry.model.version and not self._lock(name).locked():
                 log.info("model '%s': alias moved to version %s", name, target)
-                with contextlib.suppress(Exception):  # logged and counted in reload()
+                try:
                     await self.reload(name)
+                except Exception:  # logged and counted in reload()
+                    continue
+                if self.peers is not None:
+                    await self.peers.broadcast("POST", f"/v2/repository/models/{quote(name, safe='')}/load")
 
     def _alias_target(self, entry: LoadedModel) -> str | None:
         from ..registry import locate, parse_ref
@@ -158,7 +172,7 @@ class Reloader:
         return reg.alias_target(r.name, r.alias) if r.alias else None
 
     def start(self) -> None:
-        if self.followed():
+        if self.followed() and (self.peers is None or self.peers.leader):
             self._polls.start()
 
     async def stop(self) -> None:

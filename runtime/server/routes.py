@@ -103,7 +103,22 @@ async def model_config(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    state = request.app.state
+    if state.peers is not None:  # one of several workers: the whole server's figures
+        from .merged import metrics_text
+
+        return Response(await metrics_text(state.repository, state.peers), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(_repo(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def peer_snapshot(request: Request) -> Response:
+    """This worker's figures, for the other workers of the server (runtime/server/peers.py)."""
+    peers = request.app.state.peers
+    if peers is None or not peers.is_peer(request.headers):
+        return Response(status_code=404)
+    from .merged import snapshot_bytes
+
+    return Response(snapshot_bytes(_repo(request), peers), media_type="application/msgpack")
 
 
 async def model_stats(request: Request) -> Response:
@@ -130,7 +145,12 @@ async def model_drift(request: Request) -> Response:
     entry = _entry(request)
     if entry.monitor is None:
         raise ModelNotFound.no_drift(entry.model.name)
+    monitor: Any = entry.monitor
+    if request.app.state.peers is not None:  # the drift of every worker's traffic
+        from .merged import gather, summed
+
+        monitor = summed(entry, await gather(_repo(request), request.app.state.peers))
     loop = asyncio.get_running_loop()
     # A report walks every feature's bins: keep it off the event loop.
-    doc = await loop.run_in_executor(None, entry.monitor.to_json)
+    doc = await loop.run_in_executor(None, monitor.to_json)
     return _json(doc)

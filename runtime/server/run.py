@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -13,7 +16,8 @@ from .accept import Listeners
 from .admin import is_loopback
 from .app import create_app
 from .limits import ClientLimits
-from .sockets import bind_all, close_all
+from .peers import Peers
+from .sockets import bind_all, close_all, unix_socket
 from .uvicorn_http import protocol_for, server_class
 
 log = logging.getLogger("mlrt.server")
@@ -38,10 +42,12 @@ class EscapingFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, worker: int | None = None) -> None:
+    """Log lines to stderr; a worker of several says which one it is (`mlrt.server[w1]`)."""
+    who = "%(name)s" if worker is None else f"%(name)s[w{worker}]"
     handler = logging.StreamHandler()
-    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+    handler.setFormatter(EscapingFormatter(f"%(asctime)s %(levelname)s {who}: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def _model_urls(config: ServerConfig, name: str) -> str:
@@ -63,20 +69,31 @@ class Stopped:
     failure: str | None = None
 
 
-def serve(config: ServerConfig, repository: Repository | None = None) -> Stopped:
-    """Load the configured models (unless given) and serve until SIGINT/SIGTERM."""
+def serve(
+    config: ServerConfig,
+    repository: Repository | None = None,
+    *,
+    listeners: list[socket.socket] | None = None,
+    peers: Peers | None = None,
+) -> Stopped:
+    """Load the configured models (unless given) and serve until SIGINT/SIGTERM.
+
+    A worker of several (runtime/server/workers.py) is handed the server's `listeners`,
+    bound by the supervisor, and its `peers`; it also answers on its private socket."""
     import uvicorn
 
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, None if peers is None else peers.index)
     # Bind first: a taken port or socket path fails in a second, before models load
     # and before anything says it is serving (sockets.py words the error).
-    socks = bind_all(config)
+    socks = bind_all(config) if listeners is None else list(listeners)
+    private = unix_socket(peers.socket_path(peers.index), "600") if peers is not None else None
+    quiet = peers is not None and not peers.leader  # the leader alone says what is served
     try:
         if repository is None:
             repository = Repository.load(
                 config.models, monitor_config=config.monitor, registry=config.registry
             )
-        for entry in repository.entries():
+        for entry in [] if quiet else repository.entries():
             m = entry.model
             sig_in = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.inputs)
             sig_out = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.outputs)
@@ -91,8 +108,8 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> Stopped
                     len(entry.monitor.profile.features),
                     len(entry.monitor.profile.outputs),
                 )
-        app = create_app(config, repository)
-        listeners = Listeners(socks)
+        app = create_app(config, repository, peers)
+        listeners = Listeners([*socks, *([private] if private is not None else [])])
         limits = ClientLimits.from_config(config, repository.metrics.registry)
         uv_config = uvicorn.Config(
             app,
@@ -105,17 +122,26 @@ def serve(config: ServerConfig, repository: Repository | None = None) -> Stopped
             timeout_graceful_shutdown=config.graceful_timeout_s,
         )
         server = server_class(listeners)(uv_config)
-        log.info("mlrt serving %d model(s) on %s", len(repository.entries()), config.url)
-        if not config.admin_token and config.tcp and not is_loopback(config.host):
+        if not quiet:
+            workers = f" with {peers.count} workers" if peers is not None else ""
+            log.info("mlrt serving %d model(s) on %s%s", len(repository.entries()), config.url, workers)
+        if not quiet and not config.admin_token and config.tcp and not is_loopback(config.host):
             log.warning(
                 "listening on %s without an admin token: the model repository and traffic routes "
                 "(load, unload, weights) answer loopback clients only; set MLRT_ADMIN_TOKEN to manage "
                 "models from elsewhere",
                 config.host,
             )
-        server.run(sockets=socks)
+        server.run(sockets=listeners.socks)
     finally:
-        close_all(socks, config)  # the Unix socket file goes with the server
+        # The Unix socket file goes with the server; a worker's listeners are the
+        # supervisor's to close, its private socket its own.
+        if private is None:
+            close_all(socks, config)
+        else:
+            private.close()
+            with contextlib.suppress(OSError):
+                os.unlink(peers.socket_path(peers.index))  # type: ignore[union-attr]
     if not server.started:
         raise ServeError(f"the server could not start on {config.url} (see the log above)")
     left = sum(e.batcher.running_calls for e in repository.entries())
