@@ -199,6 +199,9 @@ class Supervisor:
     def _stop(self) -> int:
         """SIGTERM every worker, wait for them to drain, kill what outlives the grace."""
         self.codes = []
+        # The listeners close as the workers close theirs: held here, connections would
+        # queue through the drain with no one to accept them, and be reset at the end.
+        close_all(self.socks, self.config)
         for pid in self.pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

@@ -49,3 +49,50 @@ def test_counts_that_do_not_fit_the_profile_are_named() -> None:
         fleet_report(profile, {"features": {"f0": {"99": 1.0}, "f1": {"0": 1.0}}})
     with pytest.raises(ValueError, match="no bin counts for this model"):
         fleet_report(profile, {"features": {}})
+
+
+def _served(profile: Profile, outputs: Profile | None = None):  # type: ignore[no-untyped-def]
+    from runtime.config import MonitorConfig
+    from runtime.monitor.drift import ModelMonitor
+
+    return ModelMonitor(
+        profile, model="m", version="1", inputs=[("input", [-1, 3])],
+        outputs=[("output", [-1, 2])] if profile.outputs else [], config=MonitorConfig(),
+    )  # fmt: skip
+
+
+def test_workers_summed_report_like_one_process_that_saw_all_the_rows() -> None:
+    """`mlrt serve --workers N`: each worker counts its share; SummedMonitor of their
+    section counts reports what one ModelMonitor fed every row reports."""
+    from runtime.metrics.drift import DriftCollector
+    from runtime.monitor.fleet import SummedMonitor
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5000, 3)).astype(np.float32)
+    y = rng.random((5000, 2)).astype(np.float32)
+    profile = Profile.fit(x, outputs=y, dtypes="float32")
+    one, w0, w1 = _served(profile), _served(profile), _served(profile)
+    shifted = (rng.normal(size=(900, 3)) + [0.5, 0, 0]).astype(np.float32)
+    out = rng.random((900, 2)).astype(np.float32)
+    shifted[::50, 2] = np.nan
+    for lo in range(0, 900, 3):  # requests of 3 rows, dealt out unevenly, as connections are
+        batch = {"input": shifted[lo : lo + 3]}, {"output": out[lo : lo + 3]}
+        one.observe(*batch)
+        (w0 if lo % 9 else w1).observe(*batch)
+    whole = SummedMonitor(w0, [w0.section_counts(), w1.section_counts()])
+    assert whole.window_rows == one.window_rows == 900
+    want, got = one.to_json(), whole.to_json()
+    assert got["status"] == want["status"] == "alert"
+    for section in ("features", "outputs"):
+        for g, w in zip(got[section], want[section], strict=True):
+            assert g == w  # PSI, p, status, rows, missing and the shares: all of it
+    for g, w in zip(whole.bin_totals(), one.bin_totals(), strict=True):
+        assert g[:2] == w[:2]
+        np.testing.assert_array_equal(g[2], w[2])
+        np.testing.assert_array_equal(g[3], w[3])
+    # The drift families of /metrics from the summed monitor equal one process's.
+    def samples(mon):  # type: ignore[no-untyped-def]
+        fams = DriftCollector(lambda: [mon]).collect()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams for s in f.samples}
+
+    assert samples(whole) == samples(one)

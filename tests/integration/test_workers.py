@@ -1,0 +1,343 @@
+"""`mlrt serve --workers 2`, a real supervisor and two real workers on 127.0.0.1.
+
+Connections are spread over both workers by the kernel; every figure the server reports
+must still be the whole server's: request counts equal to what was sent, drift equal to
+one process's drift of all the rows, a hook that fires once, a change made through one
+worker made on both. A killed worker is replaced without the other losing anything, and
+SIGTERM drains both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from runtime.monitor.drift import offline_report
+from runtime.monitor.profile import Profile
+from tests.integration.serving import PYMODELS, REPO_ROOT, start_server, stop_server, terminate
+from tests.integration.slowmodels import COMPUTED_LOG_ENV, read_computed, reference
+
+pytestmark = pytest.mark.integration
+
+DEMO = REPO_ROOT / "runtime" / "demo"
+SLOW = "tests.integration.slowmodels"
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    # A fresh connection each time: any worker may answer, and each must answer for both.
+    r = httpx.get(f"{url}/metrics", headers={"connection": "close"}, timeout=10)
+    assert r.status_code == 200
+    return _samples(r.text)
+
+
+def _per_worker(samples: dict, name: str) -> dict[str, float]:
+    return {dict(k[1])["worker"]: v for k, v in samples.items() if k[0] == name}
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def _infer_body(x: np.ndarray, name: str) -> dict:
+    return {
+        "inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
+    }
+
+
+def _spread(url: str, model: str, batches: list[np.ndarray], name: str, threads: int = 4) -> list[int]:
+    """Each batch on a connection of its own, several at once: both workers get some."""
+
+    def one(x: np.ndarray) -> int:
+        r = httpx.post(
+            f"{url}/v2/models/{model}/infer",
+            json=_infer_body(x, name),
+            headers={"connection": "close"},
+            timeout=30,
+        )
+        return r.status_code
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, batches))
+
+
+def test_two_workers_count_every_request_and_judge_drift_on_all_of_them(tmp_path: Path) -> None:
+    model, profile_path = DEMO / "model.onnx", DEMO / "profile.json"
+    srv = start_server([f"demo={model}"], tmp_path, ["--workers", "2", "--profile", f"demo={profile_path}"])
+    try:
+        with np.load(DEMO / "data.npz") as d:
+            X = d["features"].astype(np.float32)
+        rng = np.random.default_rng(7)
+        rows = X[rng.integers(0, len(X), 600)]
+        rows[:, 0] *= 1.3  # one feature shifted, so the report has something to say
+        batches = [rows[i : i + 3] for i in range(0, len(rows), 3)]
+        codes = _spread(srv.url, "demo", batches, "features")
+        assert codes == [200] * len(batches)
+
+        for _ in range(6):  # whichever worker answers, the totals are the server's
+            m = _metrics(srv.url)
+            assert m[("mlrt_requests_total", (("code", "200"), ("model", "demo"), ("version", "1")))] == len(
+                batches
+            )
+            per_worker = _per_worker(m, "mlrt_worker_requests_total")
+            assert set(per_worker) == {"0", "1"} and sum(per_worker.values()) == len(batches)
+            assert m[("mlrt_workers_answering", ())] == 2
+        assert min(per_worker.values()) > 0, f"one worker got no connection: {per_worker}"
+
+        # The drift report of any worker is one process's report of all 600 rows.
+        profile = Profile.load(profile_path)
+        want = offline_report(profile, {f.name: rows[:, j] for j, f in enumerate(profile.features)})
+        for _ in range(4):
+            got = httpx.get(f"{srv.url}/v2/models/demo/drift", headers={"connection": "close"}).json()
+            assert got["window"]["rows"] == 600
+            assert got["status"] == want["status"]
+            for g, w in zip(got["features"], want["features"], strict=True):
+                assert g["name"] == w["name"] and g["status"] == w["status"]
+                assert g["psi"] == pytest.approx(w["psi"], abs=1e-9)
+        # ... and the bin counters of /metrics are the counts of all of them.
+        m = _metrics(srv.url)
+        first = profile.features[0].name
+        bins = sum(
+            v for k, v in m.items() if k[0] == "mlrt_feature_bin_total" and dict(k[1])["feature"] == first
+        )
+        assert bins == 600
+    finally:
+        stop_server(srv)
+
+
+def test_a_killed_worker_is_replaced_and_the_other_loses_nothing(tmp_path: Path, model_dir: Path) -> None:
+    srv = start_server([f"mlp={model_dir / 'mlp.onnx'}"], tmp_path, ["--workers", "2"])
+    try:
+        _wait_for(lambda: len(_children(srv.process.pid)) == 2, 30, "two workers")
+        workers = _children(srv.process.pid)
+        x = np.ones((1, 20), np.float32)
+        stop = threading.Event()
+        answers: list[list[int | str]] = [[] for _ in range(6)]
+
+        def client(k: int) -> None:
+            # One keep-alive connection per client, reopened if its worker dies.
+            with httpx.Client(base_url=srv.url, timeout=30) as c:
+                while not stop.is_set():
+                    try:
+                        answers[k].append(
+                            c.post("/v2/models/mlp/infer", json=_infer_body(x, "input")).status_code
+                        )
+                    except httpx.TransportError as exc:
+                        answers[k].append(type(exc).__name__)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        _wait_for(lambda: all(len(a) >= 20 for a in answers), 30, "traffic on every connection")
+        before = _per_worker(_metrics(srv.url), "mlrt_worker_requests_total")
+        os.kill(workers[1], signal.SIGKILL)
+
+        def replaced() -> bool:
+            now = _children(srv.process.pid)  # read once: the dead one may be reaped meanwhile
+            return len(now) == 2 and workers[1] not in now
+
+        _wait_for(replaced, 30, "a new worker in the dead one's place")
+        marks = [len(a) for a in answers]
+        _wait_for(
+            lambda: all(len(a) >= m + 20 for a, m in zip(answers, marks, strict=True)), 30, "more traffic"
+        )
+        stop.set()
+        for t in threads:
+            t.join(30)
+
+        # No request was refused or failed by the server; a connection to the killed worker
+        # saw at most the one request in flight on it fail, then reconnected.
+        for a in answers:
+            assert all(code == 200 or isinstance(code, str) for code in a), a
+            assert sum(isinstance(code, str) for code in a) <= 1, a
+        answering = ("mlrt_workers_answering", ())
+        _wait_for(lambda: _metrics(srv.url)[answering] == 2, 30, "the new worker serving")
+        m = _metrics(srv.url)
+        restarts = _per_worker(m, "mlrt_worker_restarts_total")
+        assert sorted(restarts.values()) == [0, 1], (restarts, srv.stderr())  # the killed slot, once
+        after = _per_worker(m, "mlrt_worker_requests_total")
+        # The survivor's count only grew: nothing it had answered was lost.
+        survivor = next(w for w, n in restarts.items() if n == 0)
+        assert after[survivor] > before[survivor]
+        ok = sum(code == 200 for a in answers for code in a)
+        assert after["0"] + after["1"] <= ok
+        assert "died (signal 9)" in srv.stderr()
+    finally:
+        stop_server(srv)
+
+
+def test_sigterm_drains_both_workers(tmp_path: Path) -> None:
+    uds = tmp_path / "mlrt.sock"
+    computed = tmp_path / "computed.log"
+    srv = start_server(
+        [f"slow={SLOW}:SlowDouble"], tmp_path, ["--workers", "2", "--uds", str(uds), "--max-batch-size", "1"],
+        env={COMPUTED_LOG_ENV: str(computed)},
+    )  # fmt: skip
+    pids = _children(srv.process.pid)
+    assert len(pids) == 2 and uds.exists()
+
+    def one(seq: int) -> int:
+        x = np.array([[1, seq, 0, 0]], np.float32)  # the model logs (client 1, seq) when it runs it
+        r = httpx.post(
+            f"{srv.url}/v2/models/slow/infer",
+            json=_infer_body(x, "x"),
+            headers={"connection": "close"},
+            timeout=30,
+        )
+        assert r.status_code == 200 and r.json()["outputs"][0]["data"] == reference(x).ravel().tolist()
+        return seq
+
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(one, seq) for seq in range(1, 65)]
+        # SIGTERM with requests under way on both workers, more queued and connecting.
+        _wait_for(lambda: sum(f.done() for f in futures) >= 4, 30, "requests under way")
+        code = terminate(srv)
+        answered = {f.result() for f in futures if not f.exception()}
+        failed = [f.exception() for f in futures if f.exception()]
+    assert code == 0, srv.stderr()
+    # Every request the model ran got its answer; the others were refused or closed before
+    # the server read them (a connection made as the listeners closed), never half-answered.
+    lost = {seq for _, seq in read_computed(computed)} - answered
+    assert not lost, f"requests run but never answered: {sorted(lost)}"
+    assert all(isinstance(e, httpx.TransportError) for e in failed), failed
+    assert len(answered) >= 4
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert not uds.exists()  # the supervisor's socket file goes with it
+    assert "Traceback" not in srv.stderr()
+
+
+def test_a_change_through_one_worker_is_made_on_both(tmp_path: Path, model_dir: Path) -> None:
+    srv = start_server(
+        [f"mlp={model_dir / 'mlp.onnx'}", f"iris={PYMODELS}:iris"], tmp_path, ["--workers", "2"]
+    )
+
+    def ready_everywhere(model: str) -> set[int]:
+        # Twelve fresh connections: both workers answer some of them.
+        return {
+            httpx.get(f"{srv.url}/v2/models/{model}/ready", headers={"connection": "close"}).status_code
+            for _ in range(12)
+        }
+
+    try:
+        assert ready_everywhere("mlp") == {200}
+        assert httpx.post(f"{srv.url}/v2/repository/models/mlp/unload").status_code == 200
+        assert ready_everywhere("mlp") == {404}
+        assert ready_everywhere("iris") == {200}
+        r = httpx.post(f"{srv.url}/v2/repository/models/mlp/load")
+        assert r.status_code == 200, r.text
+        assert ready_everywhere("mlp") == {200}
+        m = _metrics(srv.url)
+        assert m[("mlrt_model_reloads_total", (("model", "mlp"), ("result", "swapped")))] == 2
+    finally:
+        stop_server(srv)
+
+
+RECORDER = "import sys, pathlib; p = pathlib.Path(sys.argv[1]); p.open('a').write(sys.stdin.read() + '\\n')"
+
+
+def _events(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
+
+
+def test_a_drift_hook_fires_once_for_the_server_not_once_per_worker(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    cfg = tmp_path / "mlrt.toml"
+    hook = json.dumps([sys.executable, "-c", RECORDER, str(events)])
+    cfg.write_text(
+        "[monitor]\nwindow_s = 60\nslices = 6\ntick_s = 0.2\nmin_rows = 50\n\n"
+        f'[[hooks]]\ntype = "command"\ncommand = {hook}\non = ["alert"]\ncooldown_s = 0\n'
+    )
+    model, profile = DEMO / "model.onnx", DEMO / "profile.json"
+    # "probe" proves the leader judged "demo" again after its second drifting batch (see
+    # test_hooks_server.py): hooks of one tick are submitted in the order of its models.
+    srv = start_server(
+        [f"demo={model}", f"probe={model}"], tmp_path,
+        ["--workers", "2", "--profile", f"demo={profile}", "--profile", f"probe={profile}",
+         "--config", str(cfg)],
+    )  # fmt: skip
+    try:
+        with np.load(DEMO / "data.npz") as d:
+            X, y = d["features"].astype(np.float32), d["labels"]
+        malignant = X[np.resize(np.flatnonzero(y == 0), 400)]
+        batches = [malignant[i : i + 8] for i in range(0, 400, 8)]
+        assert set(_spread(srv.url, "demo", batches, "features")) == {200}
+        _wait_for(lambda: len(_events(events)) >= 1, 30, "the hook's first event")
+        assert set(_spread(srv.url, "demo", batches, "features")) == {200}  # the same episode
+        assert set(_spread(srv.url, "probe", batches, "features")) == {200}
+        _wait_for(lambda: any(e["model"] == "probe" for e in _events(events)), 30, "probe's event")
+        m = _metrics(srv.url)
+        assert min(_per_worker(m, "mlrt_worker_requests_total").values()) > 0
+    finally:
+        stop_server(srv)  # the leader's dispatcher waits for every firing submitted
+    lines = _events(events)
+    assert sorted(e["model"] for e in lines) == ["demo", "probe"], lines
+    first = next(e for e in lines if e["model"] == "demo")
+    assert first["status"] == "alert" and first["rows"] >= 50
+
+
+def test_workers_refuse_what_needs_one_process(tmp_path: Path, model_dir: Path) -> None:
+    from runtime.config import build_server_config
+    from runtime.errors import ConfigError
+
+    cfg = tmp_path / "mlrt.toml"
+    cfg.write_text(
+        f'[[models]]\nname = "mlp"\nsource = "{model_dir / "mlp.onnx"}"\nfeedback = {{ window = 100 }}\n'
+    )
+    with pytest.raises(ConfigError, match="feedback needs one worker per server"):
+        build_server_config(config_file=str(cfg), overrides={"workers": "2"}, environ={})
+    assert build_server_config(config_file=str(cfg), overrides={"workers": "1"}, environ={}).workers == 1
+    with pytest.raises(ConfigError, match="workers must be a number or 'auto'"):
+        build_server_config(models=["x.onnx"], overrides={"workers": "many"}, environ={})
+    auto = build_server_config(models=["x.onnx"], environ={"MLRT_WORKERS": "auto"})
+    assert auto.workers == len(os.sched_getaffinity(0))
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.integration.serving import free_port
+
+    port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime", "serve", f"bad={PYMODELS}:no_such_model", "--workers", "2",
+         "--port", str(port)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "failed to start" in proc.stderr and "no_such_model" in proc.stderr
+    with socket.socket() as s:  # the port is free again
+        s.bind(("127.0.0.1", port))
