@@ -293,6 +293,8 @@ class ServerConfig:
         if self.max_body_bytes < 1:
             raise ConfigError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
         self.workers = parse_workers(self.workers)
+        if self.workers > 1 and self.grpc_port == 0:
+            raise ConfigError("grpc_port 0 (any free port) gives each worker a port of its own; name one")
         if self.dashboard_path == "off":
             self.dashboard_path = None
         if self.dashboard_path is not None:

@@ -88,7 +88,9 @@ def create_app(config: ServerConfig, repository: Repository, peers: Peers | None
     if config.grpc_port is not None:
         from .grpc_server import GrpcServer
 
-        grpc = GrpcServer(pipeline, repository, config.host, config.grpc_port, config.max_body_bytes)
+        grpc = GrpcServer(
+            pipeline, repository, config.host, config.grpc_port, config.max_body_bytes, peers is not None
+        )
 
     logs = [e.log for e in router.all() if e.log is not None]
     guarded = [e for e in router.endpoints.values() if e.rollbacks]

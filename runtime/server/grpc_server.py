@@ -76,7 +76,13 @@ class GrpcServer:
     """The gRPC listener of one mlrt server: started and stopped with the app."""
 
     def __init__(
-        self, pipeline: Pipeline, repository: Repository, host: str, port: int, max_message_bytes: int
+        self,
+        pipeline: Pipeline,
+        repository: Repository,
+        host: str,
+        port: int,
+        max_message_bytes: int,
+        shared_port: bool = False,
     ) -> None:
         from .grpc_proto import Messages
 
@@ -89,6 +95,7 @@ class GrpcServer:
         self.messages = Messages()
         self.wire = GrpcWire(self.messages)
         self.shutting_down = False
+        self.shared_port = shared_port
         self._server: Any = None
 
     async def start(self) -> None:
@@ -98,8 +105,9 @@ class GrpcServer:
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             # gRPC shares a port with any other SO_REUSEPORT listener by default: a taken
-            # port must fail instead of splitting the traffic with a stranger.
-            ("grpc.so_reuseport", 0),
+            # port must fail instead of splitting the traffic with a stranger. The workers of
+            # one server (--workers N) share it on purpose: the kernel spreads connections.
+            ("grpc.so_reuseport", 1 if self.shared_port else 0),
         ]
         server = grpc.aio.server(options=options)
         server.add_generic_rpc_handlers((self._handlers(),))

@@ -341,3 +341,27 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
     assert "failed to start" in proc.stderr and "no_such_model" in proc.stderr
     with socket.socket() as s:  # the port is free again
         s.bind(("127.0.0.1", port))
+
+
+def test_grpc_port_is_shared_by_the_workers(tmp_path: Path) -> None:
+    tg = pytest.importorskip("tritonclient.grpc")
+    from tests.integration.serving import free_port
+
+    grpc_port = free_port()
+    srv = start_server(
+        [f"demo={DEMO / 'model.onnx'}"], tmp_path, ["--workers", "2", "--grpc-port", str(grpc_port)]
+    )
+    try:
+        with np.load(DEMO / "data.npz") as d:
+            x = d["features"][:3].astype(np.float32)
+        for _ in range(30):  # a channel each: the kernel spreads them over both workers
+            client = tg.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+            inp = tg.InferInput("features", x.shape, "FP32")
+            inp.set_data_from_numpy(x)
+            assert client.infer("demo", [inp]).as_numpy("label").shape == (3,)
+            client.close()
+        m = _metrics(srv.url)
+        assert m[("mlrt_requests_total", (("code", "200"), ("model", "demo"), ("version", "1")))] == 30
+        assert min(_per_worker(m, "mlrt_worker_requests_total").values()) > 0
+    finally:
+        stop_server(srv)
