@@ -365,3 +365,36 @@ def test_grpc_port_is_shared_by_the_workers(tmp_path: Path) -> None:
         assert min(_per_worker(m, "mlrt_worker_requests_total").values()) > 0
     finally:
         stop_server(srv)
+
+
+def test_the_leader_follows_the_alias_and_every_worker_swaps(tmp_path: Path, model_dir: Path) -> None:
+    from runtime.registry import FilesystemRegistry
+
+    reg = FilesystemRegistry(tmp_path / "registry")
+    v1 = reg.register(model_dir / "mlp.onnx", "fraud")
+    v2 = reg.register(model_dir / "mlp.onnx", "fraud")
+    reg.set_alias("fraud", "production", v1)
+    srv = start_server(
+        ["fraud@production"],
+        tmp_path,
+        ["--workers", "2", "--registry", str(reg.root), "--registry-poll", "0.1", "--log-level", "info"],
+    )
+
+    def versions() -> set[str]:
+        # Fresh connections: both workers answer some of them.
+        return {
+            httpx.get(f"{srv.url}/v2/models/fraud", headers={"connection": "close"}).json()["versions"][0]
+            for _ in range(12)
+        }
+
+    try:
+        assert versions() == {v1}
+        reg.set_alias("fraud", "production", v2)
+        _wait_for(lambda: versions() == {v2}, 30, "both workers on the new version")
+        m = _metrics(srv.url)
+        # One swap per worker, decided once: only the leader polls the registry.
+        assert m[("mlrt_model_reloads_total", (("model", "fraud"), ("result", "swapped")))] == 2
+        log = srv.stderr()
+        assert log.count("alias moved to version") == 1 and "[w0]: model 'fraud': alias moved" in log, log
+    finally:
+        stop_server(srv)
