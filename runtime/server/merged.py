@@ -81,11 +81,16 @@ def _worker_families(peers: Peers, snaps: list[dict[str, Any]]) -> list[Any]:
     return [configured, answering, restarts, requests]
 
 
+def merge_families(snaps: list[dict[str, Any]]) -> list[Any]:
+    """The workers' metric families, merged (without drift: see `summed`)."""
+    return merge([s["families"] for s in snaps])
+
+
 async def metrics_text(repo: Repository, peers: Peers) -> bytes:
     """/metrics for the whole server."""
     snaps = await gather(repo, peers)
     monitors = [summed(e, snaps) for e in repo.entries() if e.monitor is not None]
-    families = merge([s["families"] for s in snaps])
+    families = merge_families(snaps)
     families += DriftCollector(lambda: monitors).collect()
     families += _worker_families(peers, snaps)
     registry = CollectorRegistry(auto_describe=False)

@@ -124,6 +124,14 @@ def test_two_workers_count_every_request_and_judge_drift_on_all_of_them(tmp_path
             for g, w in zip(got["features"], want["features"], strict=True):
                 assert g["name"] == w["name"] and g["status"] == w["status"]
                 assert g["psi"] == pytest.approx(w["psi"], abs=1e-9)
+        # The dashboard too, whichever worker answers its poll.
+        for _ in range(4):
+            doc = httpx.get(f"{srv.url}/dashboard.json", headers={"connection": "close"}).json()
+            (model,) = doc["models"]
+            assert model["requests"] == {"200": len(batches)}
+            assert sum(model["latency"]["counts"]) == len(batches)
+            (drift,) = doc["drift"]
+            assert drift["window"]["rows"] == 600 and drift["status"] == want["status"]
         # ... and the bin counters of /metrics are the counts of all of them.
         m = _metrics(srv.url)
         first = profile.features[0].name

@@ -61,8 +61,8 @@ def _model(entry: LoadedModel) -> dict[str, Any]:
     }
 
 
-def _drift(entries: list[LoadedModel]) -> list[dict[str, Any]]:
-    return [e.monitor.to_json() for e in entries if e.monitor is not None]
+def _drift(monitors: list[Any]) -> list[dict[str, Any]]:
+    return [m.to_json() for m in monitors]
 
 
 def document(request: Request) -> dict[str, Any]:
@@ -86,11 +86,49 @@ def document(request: Request) -> dict[str, Any]:
     }
 
 
+def _whole_server(models: list[dict[str, Any]], families: list[Any]) -> None:
+    """A server of several workers: each model's counters are all the workers' (the merged
+    /metrics families), not those of the worker that answered this poll."""
+    by_key: dict[tuple[str, str], dict[str, Any]] = {(m["name"], m["version"]): m for m in models}
+    for m in models:
+        m.update(requests={}, rejected={}, queue_rows=0, stuck_calls=0)
+        m["latency"]["counts"] = [0] * len(m["latency"]["counts"])
+    for family in families:
+        for s in family.samples:
+            m = by_key.get((s.labels.get("model"), s.labels.get("version")))  # type: ignore[arg-type]
+            if m is None:
+                continue
+            if s.name == "mlrt_requests_total":
+                m["requests"][s.labels["code"]] = int(s.value)
+            elif s.name == "mlrt_rejected_total":
+                m["rejected"][s.labels["reason"]] = int(s.value)
+            elif s.name == "mlrt_queue_depth":
+                m["queue_rows"] = int(s.value)
+            elif s.name == "mlrt_stuck_calls":
+                m["stuck_calls"] = int(s.value)
+            elif s.name == "mlrt_request_duration_seconds_bucket":
+                bounds = m["latency"]["bounds"]
+                le = float(s.labels["le"])
+                i = len(bounds) if le == float("inf") else bounds.index(le)
+                m["latency"]["counts"][i] = int(s.value)  # cumulative for now
+    for m in models:
+        c = m["latency"]["counts"]
+        m["latency"]["counts"] = [c[0], *(b - a for a, b in zip(c, c[1:], strict=False))]
+
+
 async def dashboard_json(request: Request) -> Response:
     doc = document(request)
-    entries = request.app.state.repository.entries()
+    state = request.app.state
+    entries = state.repository.entries()
+    monitors: list[Any] = [e.monitor for e in entries if e.monitor is not None]
+    if state.peers is not None:
+        from ..merged import gather, merge_families, summed
+
+        snaps = await gather(state.repository, state.peers)
+        _whole_server(doc["models"], merge_families(snaps))
+        monitors = [summed(e, snaps) for e in entries if e.monitor is not None]
     # Reports walk every feature's bins: off the event loop, as GET .../drift does.
-    doc["drift"] = await asyncio.get_running_loop().run_in_executor(None, _drift, entries)
+    doc["drift"] = await asyncio.get_running_loop().run_in_executor(None, _drift, monitors)
     return Response(orjson.dumps(doc), media_type="application/json", headers={"cache-control": "no-store"})
 
 
