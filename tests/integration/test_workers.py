@@ -406,3 +406,26 @@ def test_the_leader_follows_the_alias_and_every_worker_swaps(tmp_path: Path, mod
         assert log.count("alias moved to version") == 1 and "[w0]: model 'fraud': alias moved" in log, log
     finally:
         stop_server(srv)
+
+
+def test_drift_counts_survive_a_restart_worker_by_worker(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    args = ["--workers", "2", "--profile", f"demo={DEMO / 'profile.json'}", "--state-dir", str(state)]
+    srv = start_server([f"demo={DEMO / 'model.onnx'}"], tmp_path, args)
+    with np.load(DEMO / "data.npz") as d:
+        X = d["features"].astype(np.float32)
+    batches = [X[i : i + 4] for i in range(0, 400, 4)]
+    try:
+        assert set(_spread(srv.url, "demo", batches, "features")) == {200}
+    finally:
+        stop_server(srv)
+    # Each worker saved its own counts; the server's are their sum.
+    assert sorted(p.name for p in state.glob("*.npz")) == ["demo@1.npz", "demo@1.w1.npz"]
+    srv = start_server([f"demo={DEMO / 'model.onnx'}"], tmp_path, args)
+    try:
+        got = httpx.get(f"{srv.url}/v2/models/demo/drift").json()
+        assert got["window"]["rows"] == 400
+        m = _metrics(srv.url)
+        assert m[("mlrt_window_rows", (("model", "demo"), ("version", "1")))] == 400
+    finally:
+        stop_server(srv)
