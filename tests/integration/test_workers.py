@@ -429,3 +429,34 @@ def test_drift_counts_survive_a_restart_worker_by_worker(tmp_path: Path) -> None
         assert m[("mlrt_window_rows", (("model", "demo"), ("version", "1")))] == 400
     finally:
         stop_server(srv)
+
+
+def test_endpoint_weights_set_through_one_worker_hold_on_both(tmp_path: Path, model_dir: Path) -> None:
+    cfg = tmp_path / "mlrt.toml"
+    mlp = model_dir / "mlp.onnx"
+    cfg.write_text(
+        f'[[models]]\nname = "a"\nsource = "{mlp}"\n\n[[models]]\nname = "b"\nsource = "{mlp}"\n\n'
+        '[[endpoints]]\nname = "ab"\n'
+        'variants = [{ model = "a", weight = 90 }, { model = "b", weight = 10 }]\n'
+    )
+    srv = start_server([], tmp_path, ["--workers", "2", "--config", str(cfg), "--admin-token", "s3cret"])
+
+    def weights() -> set[tuple[int, ...]]:
+        docs = [
+            httpx.get(f"{srv.url}/v2/endpoints/ab", headers={"connection": "close"}).json() for _ in range(12)
+        ]
+        return {tuple(v["weight"] for v in d["variants"]) for d in docs}
+
+    try:
+        assert weights() == {(90, 10)}
+        r = httpx.put(
+            f"{srv.url}/v2/endpoints/ab", json={"weights": {"a": 20, "b": 80}},
+            headers={"authorization": "Bearer s3cret"},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert weights() == {(20, 80)}
+        # A peer's token is not an admin token: the private route answers no one else.
+        assert httpx.get(f"{srv.url}/v2/_peer/snapshot", headers={"x-mlrt-peer": "guess"}).status_code == 404
+        assert httpx.put(f"{srv.url}/v2/endpoints/ab", json={"weights": {"a": 1}}).status_code == 401
+    finally:
+        stop_server(srv)
