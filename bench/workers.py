@@ -13,8 +13,10 @@ seconds the server's whole process tree used during wrk's run (utime+stime of /p
 for the supervisor and every descendant, before and after), divided by the answers the server
 counted (mlrt_requests_total) for CPU per request; wrk's own CPU (getrusage of waited
 children); the machine's idle and stolen CPU (/proc/stat); and, for the 2-worker server, each
-worker's share of the answers (mlrt_worker_requests_total). CPU figures are in cores: CPU
-seconds per second of wrk's run.
+worker's share of the answers (mlrt_worker_requests_total), with the ratio shown apart for the
+rounds where one worker answered almost nothing (wrk's connections stay open for the whole
+run, so how they were spread when it connected decides the split). CPU figures are in cores:
+CPU seconds per second of wrk's run.
 
 Check: after the last round the 2-worker server's mlrt_requests_total (all codes) is compared
 with wrk's count of answers over every run against it, warm-up included. wrk counts the
@@ -49,6 +51,7 @@ from .serving import Target, monitored_mlp, server_counts, wrk
 
 SETTLE_S = 0.3  # after wrk exits, for the answers still in flight to be counted
 SYSTEMS = ("1 worker", "2 workers")
+LOPSIDED = 0.05  # a run where one worker answered less than this share of the requests
 
 
 def tree_cpu_s(pid: int) -> tuple[float, list[int]]:
@@ -183,6 +186,15 @@ def report(doc: dict) -> list[str]:
         "2 workers, each one's share of the answers per round: "
         + ", ".join(f"worker {w} {spread([sh[w] for sh in shares], '{:.3f}')}" for w in sorted(shares[0]))
     )
+    # wrk's connections stay open for the whole run, so the split is decided when it connects
+    lopsided = [min(sh.values()) < LOPSIDED for sh in shares]
+    lines.append(
+        f"rounds where one of the 2 workers answered under {LOPSIDED:.0%}: {sum(lopsided)} of {len(shares)}"
+    )
+    for name, pick in (("under", True), ("not under", False)):
+        rs = [x for x, lop in zip(ratios, lopsided, strict=True) if lop == pick]
+        if rs:
+            lines.append(f"  2 workers / 1 worker, those {name} {LOPSIDED:.0%}: {spread(rs, '{:.3f}')}")
     verdict = "EQUAL" if c["difference"] == 0 else f"NOT EQUAL, the server counted {c['difference']:+,}"
     within = all(0 <= x <= a["connections"] for x in c["per_run_excess"])
     lines += [
@@ -201,7 +213,14 @@ def report(doc: dict) -> list[str]:
         f"{med(rounds['2 workers'], 'server_cores'):.2f} cores ({two:.0f} µs/req), while wrk took "
         f"{med(rounds['2 workers'], 'wrk_cores'):.2f} of the {m['nproc']}. "
         f"The {float(np.median(ratios)):.2f}x is what a second core buys on this machine with the load "
-        "generator competing for it, not linear scaling. "
+        "generator competing for it, not linear scaling"
+        + (
+            f" (and it mixes {sum(lopsided)} rounds where one worker got almost no connections; the others "
+            f"give {float(np.median([x for x, lop in zip(ratios, lopsided, strict=True) if not lop])):.2f}x)"
+            if 0 < sum(lopsided) < len(lopsided)
+            else ""
+        )
+        + ". "
         f"A worker with a core to itself would answer about {1e6 / two:,.0f}/s at this run's "
         f"{two:.0f} µs/req (a prediction from CPU per request, not measured)."
     )
