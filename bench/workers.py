@@ -12,7 +12,8 @@ Per run: 2xx answers per second, p50 and p99 (wrk's), non-2xx and socket errors;
 seconds the server's whole process tree used during wrk's run (utime+stime of /proc/PID/stat
 for the supervisor and every descendant, before and after), divided by the answers the server
 counted (mlrt_requests_total) for CPU per request; wrk's own CPU (getrusage of waited
-children); the machine's idle and stolen CPU (/proc/stat); and, for the 2-worker server, each
+children); the machine's idle and stolen CPU (/proc/stat), and what other processes used
+(the machine's busy CPU less the server's and wrk's); and, for the 2-worker server, each
 worker's share of the answers (mlrt_worker_requests_total), with the ratio shown apart for the
 rounds where one worker answered almost nothing (wrk's connections stay open for the whole
 run, so how they were spread when it connected decides the split). CPU figures are in cores:
@@ -51,6 +52,7 @@ from .serving import Target, monitored_mlp, server_counts, wrk
 
 SETTLE_S = 0.3  # after wrk exits, for the answers still in flight to be counted
 SYSTEMS = ("1 worker", "2 workers")
+OTHER_LOAD = 0.2  # cores used by other processes, beyond which the table says the machine was busy
 LOPSIDED = 0.05  # a run where one worker answered less than this share of the requests
 
 
@@ -138,6 +140,8 @@ def measured_run(target: Target, pid: int, connections: int, seconds: float) -> 
         # the whole machine during wrk's run, in cores: what was left idle, what the hypervisor took
         **{f"machine_{k}_cores": (mach1[k] - mach0[k]) / (t1 - t0) for k in mach0},
     }
+    # what neither the server nor wrk used: other processes on the machine (the idle server too)
+    res["other_cores"] = res["machine_busy_cores"] - res["server_cores"] - res["wrk_cores"]
     if workers1:
         per = {w: n - workers0.get(w, 0.0) for w, n in sorted(workers1.items())}
         res["worker_answers"] = per
@@ -168,7 +172,7 @@ def report(doc: dict) -> list[str]:
         f"{doc['date']}",
         "",
         f"{'system':<11}{'2xx/s':>25}{'p50 ms':>8}{'p99 ms':>8}{'CPU µs/req':>12}{'server cores':>14}"
-        f"{'wrk cores':>11}{'idle':>6}{'steal':>7}{'non-2xx':>9}{'sock err':>10}",
+        f"{'wrk cores':>11}{'other':>7}{'idle':>6}{'steal':>7}{'non-2xx':>9}{'sock err':>10}",
     ]
     for s in SYSTEMS:
         rs = rounds[s]
@@ -176,9 +180,15 @@ def report(doc: dict) -> list[str]:
         lines.append(
             f"{s:<11}{spread(rps[s], '{:,.0f}'):>25}{med(rs, 'p50_us') / 1e3:>8.2f}"
             f"{med(rs, 'p99_us') / 1e3:>8.2f}{med(rs, 'server_cpu_us_per_answer'):>12.1f}"
-            f"{med(rs, 'server_cores'):>14.2f}{med(rs, 'wrk_cores'):>11.2f}"
+            f"{med(rs, 'server_cores'):>14.2f}{med(rs, 'wrk_cores'):>11.2f}{med(rs, 'other_cores'):>7.2f}"
             f"{med(rs, 'machine_idle_cores'):>6.2f}{med(rs, 'machine_steal_cores'):>7.2f}"
             f"{sum(r['non_2xx'] for r in rs):>9}{errors:>10}"
+        )
+    others = [r["other_cores"] for s in SYSTEMS for r in rounds[s]]
+    if float(np.median(others)) > OTHER_LOAD:
+        lines.append(
+            f"NOTE: other processes took {float(np.median(others)):.2f} cores (median over runs) while this "
+            "ran: not the figures of a quiet machine"
         )
     lines.append(f"2 workers / 1 worker, 2xx/s (per-round ratio): {spread(ratios, '{:.3f}')}")
     shares = [r["worker_share"] for r in rounds["2 workers"]]
