@@ -17,10 +17,12 @@ class SocketError(MlrtError):
     """A listening socket could not be set up."""
 
 
-def _bound(host: str, port: int, flag: str) -> socket.socket:
+def _bound(host: str, port: int, flag: str, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -36,6 +38,26 @@ def tcp_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def tcp_sockets(host: str, port: int, copies: int) -> list[socket.socket]:
+    """`copies` listening sockets on one port (SO_REUSEPORT), one per worker of --workers:
+    the kernel spreads new connections over them by a hash of the client's address. With one
+    shared socket, libuv's accept takes every queued connection on a wake-up, so the first
+    worker awake took whole bursts (bench/workers.py saw one worker with every connection).
+    The supervisor keeps each socket while its worker restarts: its queue waits, not lost."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(copies):
+            sock = _bound(host, port, "--port", reuse_port=True)
+            port = sock.getsockname()[1]  # port 0: the others join the port the first got
+            sock.listen(2048)
+            socks.append(sock)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 def check_free(host: str, port: int, flag: str) -> None:
@@ -80,11 +102,16 @@ def unix_socket(path: str, mode: str) -> socket.socket:
     return sock
 
 
-def bind_all(config: ServerConfig) -> list[socket.socket]:
+def bind_all(config: ServerConfig, copies: int = 1) -> list[socket.socket]:
+    """The configured listeners: TCP (`copies` sockets on the port: tcp_sockets), then the
+    Unix socket."""
     socks: list[socket.socket] = []
     try:
         if config.tcp:
-            socks.append(tcp_socket(config.host, config.port))
+            if copies == 1:
+                socks.append(tcp_socket(config.host, config.port))
+            else:
+                socks.extend(tcp_sockets(config.host, config.port, copies))
         if config.uds:
             socks.append(unix_socket(config.uds, config.uds_mode))
         if config.grpc_port:

@@ -1,12 +1,13 @@
 """`mlrt serve --workers N`: N worker processes, one server.
 
 The supervisor (this process) binds the listeners, then forks the workers, which inherit
-them: the kernel hands each new connection to one worker, and a worker's death leaves the
-connections still queued for the others. Each worker loads the models and serves them on
-its own event loop (runtime/server/run.py), and reaches the others through a private
-socket in the server's run directory (runtime/server/peers.py): /metrics and drift
-answer for the whole server, changes are made on every worker, and worker 0 does what
-must happen once.
+them: a TCP socket per worker on the one port (SO_REUSEPORT: the kernel spreads connections
+over them), and the Unix socket shared by all. The supervisor keeps them open, so the
+connections queued for a worker that dies wait for its replacement. Each worker loads the
+models and serves them on its own event loop (runtime/server/run.py), and reaches the
+others through a private socket in the server's run directory (runtime/server/peers.py):
+/metrics and drift answer for the whole server, changes are made on every worker, and
+worker 0 does what must happen once.
 
 The supervisor starts nothing else (no threads, no models) so that a fork is cheap and
 safe, and:
@@ -95,6 +96,11 @@ class Supervisor:
         self._mask: set[signal.Signals] = set()
 
     # -- one worker -------------------------------------------------------------
+    def listeners(self, i: int) -> list[socket.socket]:
+        """Worker i's: its own TCP socket (bind_all made one per worker), the Unix socket."""
+        tcp = [s for s in self.socks if s.family != socket.AF_UNIX]
+        return [*tcp[i : i + 1], *(s for s in self.socks if s.family == socket.AF_UNIX)]
+
     def spawn(self, i: int) -> None:
         pid = os.fork()
         if pid == 0:
@@ -113,7 +119,7 @@ class Supervisor:
             from .run import serve
 
             peers = Peers(i, self.count, self.run_dir, self.token, self.shared.memory)
-            stopped = serve(self.config, listeners=self.socks, peers=peers)
+            stopped = serve(self.config, listeners=self.listeners(i), peers=peers)
             code = 1 if stopped.failure else 0
             if stopped.failure:
                 print(f"mlrt serve: {stopped.failure}", file=sys.stderr)
@@ -223,7 +229,7 @@ def serve_workers(config: ServerConfig) -> int:
     from .run import setup_logging
 
     setup_logging(config.log_level)
-    socks = bind_all(config)  # a taken port fails here, once, before any worker starts
+    socks = bind_all(config, copies=int(config.workers))  # a taken port fails here, once
     run_dir = tempfile.mkdtemp(prefix="mlrt-workers-")  # owner-only: the peers' sockets
     try:
         return Supervisor(config, socks, run_dir).run()
