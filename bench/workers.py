@@ -4,7 +4,8 @@
 
 Both servers are the bench MLP with drift monitoring on (bench.serving.monitored_mlp, as
 shipped otherwise), started once on their own ports and kept running; `--workers 1` is one
-process, `--workers 2` a supervisor and two forked workers sharing the listening socket.
+process, `--workers 2` a supervisor and two forked workers on the one port (a socket each,
+SO_REUSEPORT, since c5029fc; one shared socket before).
 After one warm-up run each (not counted), every round runs wrk -t1 -c`--connections` for
 `--seconds` against each, the order rotated every round (1,2 then 2,1, ...).
 
