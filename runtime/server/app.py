@@ -136,6 +136,10 @@ def create_app(config: ServerConfig, repository: Repository, peers: Peers | None
         if grpc is not None:
             await grpc.start()
         if peers is not None:
+            if peers.restarted():
+                from .merged import catch_up
+
+                await catch_up(app.state)
             peers.mark_serving()
         yield
         # uvicorn has stopped accepting and waited for open requests by now; gRPC stops

@@ -7,9 +7,12 @@ its own and the others' snapshots and answers from their sum.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from urllib.parse import quote
 
 import msgpack
+import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -18,6 +21,8 @@ from ..metrics.merge import Families, merge, to_wire
 from ..monitor.fleet import SummedMonitor
 from ..repository import LoadedModel, Repository
 from .peers import Peers, drift_key, pack_counts, unpack_counts
+
+log = logging.getLogger("mlrt.workers")
 
 
 def snapshot(repo: Repository, peers: Peers) -> dict[str, Any]:
@@ -96,3 +101,47 @@ async def metrics_text(repo: Repository, peers: Peers) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Families(families))
     return generate_latest(registry)
+
+
+async def catch_up(state: Any) -> None:
+    """A worker started again after a crash: take the changes made through the API since the
+    server started (models loaded, unloaded or swapped, endpoint weights) from another worker,
+    so that it serves what the others serve, not what the configuration said at start."""
+    peers: Peers = state.peers
+    for i in peers.others():
+        try:
+            status, body = await peers.call(i, "GET", "/v2/repository/index")
+            if status != 200:
+                continue
+            index = orjson.loads(body)
+            weights = {}
+            for name in state.router.endpoints:
+                status, body = await peers.call(i, "GET", f"/v2/endpoints/{quote(name, safe='')}")
+                if status == 200:
+                    weights[name] = {v["model"]: v["weight"] for v in orjson.loads(body)["variants"]}
+        except (OSError, TimeoutError, ValueError, KeyError) as exc:
+            log.warning("worker %d: cannot catch up from worker %d: %s", peers.index, i, exc)
+            continue
+        await _follow(state, index)
+        for name, w in weights.items():
+            state.router.endpoints[name].set_weights(w)
+        log.info("worker %d: caught up with worker %d", peers.index, i)
+        return
+    log.warning("worker %d: no other worker answered; serving as configured", peers.index)
+
+
+async def _follow(state: Any, index: list[dict[str, Any]]) -> None:
+    """Load, swap or unload models until this worker serves what `index` (another worker's
+    repository index) lists."""
+    repo, reloader = state.repository, state.reloader
+    theirs = {m["name"]: m for m in index}
+    for name, m in theirs.items():
+        ours = repo.models.get(name, {})
+        try:
+            if m["reason"] == "unloaded":
+                if ours:
+                    await reloader.unload(name)
+            elif m["version"] not in ours:
+                await reloader.reload(name)
+        except Exception as exc:  # logged by the reloader; this worker keeps what it has
+            log.warning("worker %d: model %r not caught up: %s", state.peers.index, name, exc)

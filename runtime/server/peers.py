@@ -68,6 +68,10 @@ class Peers:
             return [0] * self.count
         return list(struct.unpack_from(f"<{self.count}q", self.restarts, 0))
 
+    def restarted(self) -> bool:
+        """This worker replaces one that died (the server had been serving before)."""
+        return self.restart_counts()[self.index] > 0
+
     def mark_serving(self) -> None:
         """Tell the supervisor this worker has loaded its models and accepts requests."""
         if self.restarts is not None:

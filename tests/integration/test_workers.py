@@ -455,6 +455,15 @@ def test_endpoint_weights_set_through_one_worker_hold_on_both(tmp_path: Path, mo
         )  # fmt: skip
         assert r.status_code == 200, r.text
         assert weights() == {(20, 80)}
+        # A worker that crashes comes back with the weights the server has now, not the
+        # configuration's: it catches up from the other worker before it serves.
+        before = _children(srv.process.pid)
+        os.kill(before[0], signal.SIGKILL)
+        _wait_for(lambda: before[0] not in _children(srv.process.pid), 30, "the dead worker reaped")
+        answering = ("mlrt_workers_answering", ())
+        _wait_for(lambda: len(_children(srv.process.pid)) == 2 and _metrics(srv.url)[answering] == 2, 30,
+                  "the new worker serving")  # fmt: skip
+        assert weights() == {(20, 80)}
         # A peer's token is not an admin token: the private route answers no one else.
         assert httpx.get(f"{srv.url}/v2/_peer/snapshot", headers={"x-mlrt-peer": "guess"}).status_code == 404
         assert httpx.put(f"{srv.url}/v2/endpoints/ab", json={"weights": {"a": 1}}).status_code == 401
