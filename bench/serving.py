@@ -338,9 +338,8 @@ def delta(per_round: dict[int, dict[str, list[dict]]], c: int, a: str, b: str, k
     return med([x[key] - y[key] for x, y in zip(runs_a, runs_b, strict=False)])
 
 
-def server_counts(port: int) -> dict:
-    """mlrt's own counters: mlrt_request_duration_seconds buckets (upper bound ->
-    cumulative count) and mlrt_requests_total by status code."""
+def metrics_text(port: int) -> str:
+    """The server's /metrics page, over one raw connection."""
     c = RawHTTP(port)
     try:
         status, body = c.request(get_request("/metrics"))
@@ -348,9 +347,15 @@ def server_counts(port: int) -> dict:
         c.close()
     if status != 200:
         raise RuntimeError(f"GET /metrics answered {status}")
+    return body.decode()
+
+
+def server_counts(port: int) -> dict:
+    """mlrt's own counters: mlrt_request_duration_seconds buckets (upper bound ->
+    cumulative count) and mlrt_requests_total by status code."""
     buckets: dict[float, float] = {}
     codes: dict[int, float] = {}
-    for line in body.decode().splitlines():
+    for line in metrics_text(port).splitlines():
         if line.startswith("mlrt_request_duration_seconds_bucket{"):
             le = float(line.split('le="', 1)[1].split('"', 1)[0])
             buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])

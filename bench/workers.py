@@ -47,9 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._harness import RawHTTP, get_request, server
+from ._harness import server
 from .kernels import _cpu_model, _git
-from .serving import Target, monitored_mlp, server_counts, wrk
+from .serving import Target, metrics_text, monitored_mlp, server_counts, wrk
 
 SETTLE_S = 0.3  # after wrk exits, for the answers still in flight to be counted
 SYSTEMS = ("1 worker", "2 workers")
@@ -96,15 +96,8 @@ def machine_cpu_s() -> dict[str, float]:
 
 def worker_requests(port: int) -> dict[str, float]:
     """mlrt_worker_requests_total by worker (absent from a 1-worker server's /metrics)."""
-    c = RawHTTP(port)
-    try:
-        status, body = c.request(get_request("/metrics"))
-    finally:
-        c.close()
-    if status != 200:
-        raise RuntimeError(f"GET /metrics answered {status}")
     out = {}
-    for line in body.decode().splitlines():
+    for line in metrics_text(port).splitlines():
         if line.startswith("mlrt_worker_requests_total{"):
             out[line.split('worker="', 1)[1].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
     return out

@@ -96,11 +96,9 @@ class Peers:
             raw = await asyncio.wait_for(reader.read(), PEER_TIMEOUT_S)
         finally:
             writer.close()
+        # The routes answer with whole bodies and connection: close: read to the end.
         header, _, payload = raw.partition(b"\r\n\r\n")
-        status = int(header.split(b" ", 2)[1])
-        if b"transfer-encoding: chunked" in header.lower():
-            payload = _unchunk(payload)
-        return status, payload
+        return int(header.split(b" ", 2)[1]), payload
 
     async def snapshots(self) -> list[dict[str, Any]]:
         """Every other worker's snapshot (those that answered in time)."""
@@ -135,18 +133,6 @@ class Peers:
         for line in failed:
             log.error("%s %s was not applied on %s", method, path, line)
         return failed
-
-
-def _unchunk(data: bytes) -> bytes:
-    out = bytearray()
-    while data:
-        size_line, _, rest = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        data = rest[size + 2 :]
-    return bytes(out)
 
 
 def pack_counts(counts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, list[bytes]]:

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +85,16 @@ def wait_ready(server: Server) -> None:
     pytest.fail(
         f"mlrt serve was not ready on {server.url} within {READY_TIMEOUT_S:.0f} s; stderr:\n{server.stderr()}"
     )
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `predicate` until it holds; fail the test, saying what was awaited, at `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def terminate(server: Server) -> int:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.integration.serving import REPO_ROOT, start_server, stop_server
+from tests.integration.serving import REPO_ROOT, start_server, stop_server, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +52,6 @@ def _events(path: Path) -> list[dict]:
             and line.strip()]
 
 
-def _wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-
-
 def test_command_hook_fires_once_per_episode(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     model, profile = DEMO / "model.onnx", DEMO / "profile.json"
@@ -78,14 +68,14 @@ def test_command_hook_fires_once_per_episode(tmp_path: Path) -> None:
         malignant = np.resize(np.flatnonzero(y == 0), 400)
         with httpx.Client(base_url=srv.url, timeout=30.0) as client:
             _send(client, "demo", X, malignant)
-            _wait_for(lambda: len(_events(events)) >= 1, 30, "the hook's first event")
+            wait_for(lambda: len(_events(events)) >= 1, 30, "the hook's first event")
             _send(client, "demo", X, malignant)  # still drifting: same episode
             # Every tick evaluates every model, and the hooks for one tick are submitted in
             # the order of its models. The tick that fires probe's hook has seen demo's
             # second batch too: had demo's still-alert status fired again, by then or in
             # that tick, that firing was submitted no later than probe's.
             _send(client, "probe", X, malignant)
-            _wait_for(lambda: any(e["model"] == "probe" for e in _events(events)), 30, "probe's event")
+            wait_for(lambda: any(e["model"] == "probe" for e in _events(events)), 30, "probe's event")
             assert client.get("/v2/health/ready").status_code == 200
 
             # The dashboard's timeline has each firing and its outcome beside the drift change.
@@ -95,7 +85,7 @@ def test_command_hook_fires_once_per_episode(tmp_path: Path) -> None:
                     for e in client.get("/dashboard.json").json()["events"]
                 ]
 
-            _wait_for(lambda: sum(" failed: " in t for t in timeline()) >= 2, 30, "the hooks' outcomes")
+            wait_for(lambda: sum(" failed: " in t for t in timeline()) >= 2, 30, "the hooks' outcomes")
             told = timeline()
             assert any(t.startswith("drift demo: v1 drift ok -> alert") for t in told), told
             assert sum(t.startswith("hook demo: hook ") and " fired: " in t for t in told) == 2, told

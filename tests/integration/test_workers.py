@@ -15,8 +15,6 @@ import signal
 import socket
 import sys
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.monitor.drift import offline_report
 from runtime.monitor.profile import Profile
-from tests.integration.serving import PYMODELS, REPO_ROOT, start_server, stop_server, terminate
+from tests.integration.serving import PYMODELS, REPO_ROOT, start_server, stop_server, terminate, wait_for
 from tests.integration.slowmodels import COMPUTED_LOG_ENV, read_computed, reference
 
 pytestmark = pytest.mark.integration
@@ -58,15 +56,6 @@ def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def _per_worker(samples: dict, name: str) -> dict[str, float]:
     return {dict(k[1])["worker"]: v for k, v in samples.items() if k[0] == name}
-
-
-def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _infer_body(x: np.ndarray, name: str) -> dict:
@@ -146,7 +135,7 @@ def test_two_workers_count_every_request_and_judge_drift_on_all_of_them(tmp_path
 def test_a_killed_worker_is_replaced_and_the_other_loses_nothing(tmp_path: Path, model_dir: Path) -> None:
     srv = start_server([f"mlp={model_dir / 'mlp.onnx'}"], tmp_path, ["--workers", "2"])
     try:
-        _wait_for(lambda: len(_children(srv.process.pid)) == 2, 30, "two workers")
+        wait_for(lambda: len(_children(srv.process.pid)) == 2, 30, "two workers")
         workers = _children(srv.process.pid)
         x = np.ones((1, 20), np.float32)
         stop = threading.Event()
@@ -166,7 +155,7 @@ def test_a_killed_worker_is_replaced_and_the_other_loses_nothing(tmp_path: Path,
         threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
         for t in threads:
             t.start()
-        _wait_for(lambda: all(len(a) >= 20 for a in answers), 30, "traffic on every connection")
+        wait_for(lambda: all(len(a) >= 20 for a in answers), 30, "traffic on every connection")
         before = _per_worker(_metrics(srv.url), "mlrt_worker_requests_total")
         os.kill(workers[1], signal.SIGKILL)
 
@@ -174,9 +163,9 @@ def test_a_killed_worker_is_replaced_and_the_other_loses_nothing(tmp_path: Path,
             now = _children(srv.process.pid)  # read once: the dead one may be reaped meanwhile
             return len(now) == 2 and workers[1] not in now
 
-        _wait_for(replaced, 30, "a new worker in the dead one's place")
+        wait_for(replaced, 30, "a new worker in the dead one's place")
         marks = [len(a) for a in answers]
-        _wait_for(
+        wait_for(
             lambda: all(len(a) >= m + 20 for a, m in zip(answers, marks, strict=True)), 30, "more traffic"
         )
         stop.set()
@@ -189,7 +178,7 @@ def test_a_killed_worker_is_replaced_and_the_other_loses_nothing(tmp_path: Path,
             assert all(code == 200 or isinstance(code, str) for code in a), a
             assert sum(isinstance(code, str) for code in a) <= 1, a
         answering = ("mlrt_workers_answering", ())
-        _wait_for(lambda: _metrics(srv.url)[answering] == 2, 30, "the new worker serving")
+        wait_for(lambda: _metrics(srv.url)[answering] == 2, 30, "the new worker serving")
         m = _metrics(srv.url)
         restarts = _per_worker(m, "mlrt_worker_restarts_total")
         assert sorted(restarts.values()) == [0, 1], (restarts, srv.stderr())  # the killed slot, once
@@ -228,7 +217,7 @@ def test_sigterm_drains_both_workers(tmp_path: Path) -> None:
     with ThreadPoolExecutor(16) as pool:
         futures = [pool.submit(one, seq) for seq in range(1, 65)]
         # SIGTERM with requests under way on both workers, more queued and connecting.
-        _wait_for(lambda: sum(f.done() for f in futures) >= 4, 30, "requests under way")
+        wait_for(lambda: sum(f.done() for f in futures) >= 4, 30, "requests under way")
         code = terminate(srv)
         answered = {f.result() for f in futures if not f.exception()}
         failed = [f.exception() for f in futures if f.exception()]
@@ -302,10 +291,10 @@ def test_a_drift_hook_fires_once_for_the_server_not_once_per_worker(tmp_path: Pa
         malignant = X[np.resize(np.flatnonzero(y == 0), 400)]
         batches = [malignant[i : i + 8] for i in range(0, 400, 8)]
         assert set(_spread(srv.url, "demo", batches, "features")) == {200}
-        _wait_for(lambda: len(_events(events)) >= 1, 30, "the hook's first event")
+        wait_for(lambda: len(_events(events)) >= 1, 30, "the hook's first event")
         assert set(_spread(srv.url, "demo", batches, "features")) == {200}  # the same episode
         assert set(_spread(srv.url, "probe", batches, "features")) == {200}
-        _wait_for(lambda: any(e["model"] == "probe" for e in _events(events)), 30, "probe's event")
+        wait_for(lambda: any(e["model"] == "probe" for e in _events(events)), 30, "probe's event")
         m = _metrics(srv.url)
         assert min(_per_worker(m, "mlrt_worker_requests_total").values()) > 0
     finally:
@@ -398,7 +387,7 @@ def test_the_leader_follows_the_alias_and_every_worker_swaps(tmp_path: Path, mod
     try:
         assert versions() == {v1}
         reg.set_alias("fraud", "production", v2)
-        _wait_for(lambda: versions() == {v2}, 30, "both workers on the new version")
+        wait_for(lambda: versions() == {v2}, 30, "both workers on the new version")
         m = _metrics(srv.url)
         # One swap per worker, decided once: only the leader polls the registry.
         assert m[("mlrt_model_reloads_total", (("model", "fraud"), ("result", "swapped")))] == 2
@@ -459,9 +448,9 @@ def test_endpoint_weights_set_through_one_worker_hold_on_both(tmp_path: Path, mo
         # configuration's: it catches up from the other worker before it serves.
         before = _children(srv.process.pid)
         os.kill(before[0], signal.SIGKILL)
-        _wait_for(lambda: before[0] not in _children(srv.process.pid), 30, "the dead worker reaped")
+        wait_for(lambda: before[0] not in _children(srv.process.pid), 30, "the dead worker reaped")
         answering = ("mlrt_workers_answering", ())
-        _wait_for(lambda: len(_children(srv.process.pid)) == 2 and _metrics(srv.url)[answering] == 2, 30,
+        wait_for(lambda: len(_children(srv.process.pid)) == 2 and _metrics(srv.url)[answering] == 2, 30,
                   "the new worker serving")  # fmt: skip
         assert weights() == {(20, 80)}
         # A peer's token is not an admin token: the private route answers no one else.
