@@ -179,9 +179,9 @@ def test_the_deployment_runs_the_image_as_built() -> None:
     assert parsed.models and all(
         m.partition("=")[2].startswith(mount["mountPath"] + "/") for m in parsed.models
     )
-    # Workers (MLRT_WORKERS) keep their sockets under /tmp: writable, although the root is not.
+    # Workers (MLRT_WORKERS) keep their sockets under TMPDIR: writable, although the root is not.
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])
+    assert any(m["mountPath"] == env_values(container)["TMPDIR"] for m in container["volumeMounts"])
 
     env = env_values(container)
     (http,) = container["ports"]
@@ -359,6 +359,7 @@ def test_the_deployments_container_answers_its_probes_and_scrapes(tmp_path: Path
     token = "test-admin-token"
     env = environ({**final.env(), **env_values(container), "MLRT_ADMIN_TOKEN": token, "MLRT_PORT": str(port)})
     env["MLRT_LOG_LEVEL"] = "warning"
+    env["TMPDIR"] = str(tmp_path)  # the scratch volume is this folder
     argv = mlrt(
         *final.last("ENTRYPOINT").exec_form()[1:], *map(mapped, container["args"]), "--host", "127.0.0.1"
     )
