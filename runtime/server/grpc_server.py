@@ -15,6 +15,7 @@ Needs grpcio and protobuf: pip install 'mlrt[grpc]'.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -97,6 +98,8 @@ class GrpcServer:
         self.shutting_down = False
         self.shared_port = shared_port
         self._server: Any = None
+        self._calls = 0  # RPCs in flight, so that stop() knows when only idle connections are left
+        self._idle = asyncio.Event()
 
     async def start(self) -> None:
         grpc = self.grpc
@@ -125,8 +128,32 @@ class GrpcServer:
 
     async def stop(self, grace_s: float | None) -> None:
         self.shutting_down = True
-        if self._server is not None:
-            await self._server.stop(grace_s)
+        if self._server is None:
+            return
+        # gRPC's grace lasts until every connection has gone, not every call: a client that
+        # holds an idle connection and never answers GOAWAY (a closed channel whose pooled
+        # subchannel nobody polls) would hold shutdown for the whole grace. Once the calls in
+        # flight are done, nothing is lost by cancelling what is left.
+        stopping = asyncio.ensure_future(self._server.stop(grace_s))
+        if self._calls and grace_s is not None:
+            self._idle.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace_s)
+        if not stopping.done():
+            await self._server.stop(None)
+        await stopping
+
+    def _counted(self, handler: Any) -> Any:
+        async def counted(request: Any, context: Any) -> Any:
+            self._calls += 1
+            try:
+                return await handler(request, context)
+            finally:
+                self._calls -= 1
+                if not self._calls:
+                    self._idle.set()
+
+        return counted
 
     def _handlers(self) -> Any:
         from .grpc_proto import METHODS, SERVICE
@@ -135,7 +162,7 @@ class GrpcServer:
         handlers = {}
         for name, (request, response) in METHODS.items():
             handlers[name] = self.grpc.unary_unary_rpc_method_handler(
-                getattr(self, f"_{name}"),
+                self._counted(getattr(self, f"_{name}")),
                 request_deserializer=getattr(m, request).FromString,
                 response_serializer=getattr(m, response).SerializeToString,
             )

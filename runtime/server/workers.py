@@ -139,13 +139,16 @@ class Supervisor:
         try:
             for i in range(self.count):
                 self.spawn(i)
-            if not self._started():
+            started = self._started()
+            if started is None:
+                log.info("stopping %d workers before all were serving", len(self.pids))
+                return self._stop()
+            if not started:
                 self._stop()
                 return 1
             log.info("%d workers serving (pids %s)", self.count, ", ".join(map(str, sorted(self.pids))))
             while True:
-                sig = signal.sigtimedwait(_SIGNALS, 0.5)
-                if sig is not None and sig.si_signo in (signal.SIGTERM, signal.SIGINT):
+                if _stop_signal(signal.sigtimedwait(_SIGNALS, 0.5)):
                     log.info("stopping %d workers", len(self.pids))
                     return self._stop()
                 self._reap(restart=True)
@@ -159,13 +162,16 @@ class Supervisor:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
 
-    def _started(self) -> bool:
-        """Wait until every worker says it is serving; False when one died first."""
+    def _started(self) -> bool | None:
+        """Wait until every worker says it is serving; False when one died first, None
+        when told to stop meanwhile (a worker that is up already answers requests, so a
+        client may well be done and send SIGTERM before the last worker is)."""
         while True:
             serving = {self.shared.serving_pid(i) for i in range(self.count)}
             if all(pid in serving for pid in self.pids):
                 return True
-            signal.sigtimedwait(_SIGNALS, 0.1)
+            if _stop_signal(signal.sigtimedwait(_SIGNALS, 0.1)):
+                return None
             for pid, i, code in self._reap(restart=False):
                 log.error("worker %d (pid %d) failed to start (exit status %d); stopping", i, pid, code)
                 return False
@@ -222,6 +228,10 @@ class Supervisor:
             signal.sigtimedwait(_SIGNALS, 0.2)
             self._reap(restart=False)
         return max(self.codes, default=0)
+
+
+def _stop_signal(sig: signal.struct_siginfo | None) -> bool:
+    return sig is not None and sig.si_signo in (signal.SIGTERM, signal.SIGINT)
 
 
 def serve_workers(config: ServerConfig) -> int:

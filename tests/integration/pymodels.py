@@ -89,3 +89,17 @@ def hangs_on_nines(input: np.ndarray) -> np.ndarray:
 
 hangs_on_nines.inputs = [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}]
 hangs_on_nines.outputs = [{"name": "predict", "datatype": "INT64", "shape": [-1]}]
+
+
+class slow_to_load:  # noqa: N801 - named as the other models here, for the command line
+    """`iris` after three seconds of loading (a large artifact, a download): a server told
+    to stop meanwhile must still stop (tests/integration/test_workers.py)."""
+
+    inputs = [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}]
+    outputs = [{"name": "predict", "datatype": "INT64", "shape": [-1]}]
+
+    def __init__(self) -> None:
+        time.sleep(3.0)
+
+    def predict(self, input: np.ndarray) -> np.ndarray:
+        return iris.predict(input)

@@ -204,3 +204,38 @@ def test_without_grpcio_the_flag_says_what_to_install(monkeypatch: pytest.Monkey
     monkeypatch.setattr(builtins, "__import__", no_grpc)
     with pytest.raises(ConfigError, match=r"pip install 'mlrt\[grpc\]'"):
         grpc_server._grpc()
+
+
+def test_sigterm_finishes_calls_in_flight_without_waiting_for_idle_connections(tmp_path: Path) -> None:
+    """Shutdown keeps the grace for calls, not connections: a call in flight at SIGTERM
+    gets its answer, and a client that holds an idle connection and never answers GOAWAY
+    (what a closed channel's pooled subchannel does) does not hold the server for the
+    whole --graceful-timeout."""
+    import time
+
+    from tests.integration.serving import PYMODELS, terminate
+
+    port = free_port()
+    srv = start_server(
+        [f"sleepy={PYMODELS}:sleepy"], tmp_path, ["--grpc-port", str(port), "--graceful-timeout", "20"]
+    )
+    idle = socket.create_connection(("127.0.0.1", port))
+    try:
+        # The HTTP/2 preface and an empty SETTINGS frame, then silence.
+        idle.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        client = tg.InferenceServerClient(f"127.0.0.1:{port}")
+        inp = tg.InferInput("input", [1, 4], "FP64")
+        inp.set_data_from_numpy(np.ones((1, 4)))
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(client.infer, "sleepy", [inp])
+            time.sleep(0.4)  # the call is in the model's one-second sleep
+            began = time.monotonic()
+            assert terminate(srv) == 0, srv.stderr()
+            took = time.monotonic() - began
+            assert answer.result(timeout=5).as_numpy("predict").shape == (1,)
+        client.close()
+        assert took < 10, f"shutdown took {took:.1f} s of a 20 s grace with one call in flight"
+    finally:
+        idle.close()
+        if srv.process.poll() is None:
+            stop_server(srv)

@@ -340,6 +340,34 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", port))
 
 
+def test_sigterm_before_every_worker_serves_still_stops_the_server(tmp_path: Path) -> None:
+    """A worker that is up answers requests while another still loads, so a client can be
+    done and stop the server before the supervisor has seen every worker serving."""
+    import subprocess
+    import time
+
+    from tests.integration.serving import free_port
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "serve", f"slow={PYMODELS}:slow_to_load", "--workers", "2",
+         "--port", str(free_port())],
+        cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(_children(proc.pid)) == 2, 30, "two workers forked")
+        proc.send_signal(signal.SIGTERM)  # both are in their three seconds of loading
+        began = time.monotonic()
+        proc.wait(timeout=20)
+        assert time.monotonic() - began < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"the supervisor ignored SIGTERM while its workers started: {proc.stderr.read()}")
+        proc.stderr.close()
+
+
 def test_grpc_port_is_shared_by_the_workers(tmp_path: Path) -> None:
     tg = pytest.importorskip("tritonclient.grpc")
     from tests.integration.serving import free_port
@@ -351,8 +379,12 @@ def test_grpc_port_is_shared_by_the_workers(tmp_path: Path) -> None:
     try:
         with np.load(DEMO / "data.npz") as d:
             x = d["features"][:3].astype(np.float32)
-        for _ in range(30):  # a channel each: the kernel spreads them over both workers
-            client = tg.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        # A connection each, which the kernel spreads over both workers. Channels share
+        # connections through gRPC's global subchannel pool unless told not to.
+        for _ in range(30):
+            client = tg.InferenceServerClient(
+                f"127.0.0.1:{grpc_port}", channel_args=[("grpc.use_local_subchannel_pool", 1)]
+            )
             inp = tg.InferInput("features", x.shape, "FP32")
             inp.set_data_from_numpy(x)
             assert client.infer("demo", [inp]).as_numpy("label").shape == (3,)
