@@ -32,7 +32,7 @@ import numpy as np
 from .datatypes import V2_TO_NUMPY, numpy_dtype
 from .errors import InvalidInput
 
-__all__ = ["convert", "converts", "into", "refusal"]
+__all__ = ["convert", "converts", "refusal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,17 +150,3 @@ def _surely_fits(arr: np.ndarray, limit: float) -> bool:
         # test; the halved limit leaves room for the sum's rounding.
         return bool(np.vdot(arr, arr) <= (limit / 2) ** 2)
     return arr.size == 0 or bool(-limit <= arr.min() and arr.max() <= limit)
-
-
-def into(name: str, arr: np.ndarray, sent: str, want: str, out: np.ndarray) -> None:
-    """Write `arr` into `out` (an array of the model's datatype `want`, same shape) by this
-    rule: what `convert` would return, without the intermediate copy. Used where columns
-    are gathered into one tensor (runtime/model_columns.py)."""
-    plan = _PLANS.get((sent, want)) if sent != want else None
-    if isinstance(plan, _Conversion) and plan.limit is not None and not _surely_fits(arr, plan.limit):
-        out[...] = convert(name, arr, sent, want)  # checked value by value: raises if one overflows
-        return
-    message = refusal(name, sent, want)
-    if message is not None:
-        raise InvalidInput(message)
-    out[...] = arr  # the same rounding as astype
