@@ -17,11 +17,18 @@ with one row group per batch. Per round, in rotated order:
   mlrt predict + drift     the same with a reference profile: every row counted, the
                            drift report at the end
   Parquet in and out       the same columns read and a file of three columns written with
-                           pyarrow, no model, one thread: the files' own cost
+                           pyarrow as mlrt reads and writes them, no model: the files' own
+                           cost
+  by hand                  what a user writes without mlrt: pyarrow's ParquetFile.iter_batches,
+                           np.column_stack, an onnxruntime session with its default options,
+                           pq.ParquetWriter's defaults for the id and the outputs; one thread
+                           of Python, one batch after the other
 
-Figures: rows/s, median over rounds [min-max]; and per round mlrt's rows/s over the
-best onnxruntime row's in that round (the ratio's median and range). Goal (issue 19):
-at least 0.8 with and without drift, both models.
+Figures: rows/s, median over rounds [min-max]; the process's CPU time per row (every
+thread, onnxruntime's included), median; and per round mlrt's rows/s over the best
+onnxruntime row's in that round and over the by-hand job's (the ratios' median and
+range). Goal (issue 19): at least 0.8 of the best onnxruntime, with and without drift,
+both models.
 
 --rss: peak resident memory of `mlrt predict` (the command, a fresh process per run) on
 the MLP over files of each --rss-rows size, two runs each, interleaved; the goal is the
@@ -130,17 +137,42 @@ def _measure(
         assert summary.rows == rows
         return rows / (time.perf_counter() - t)
 
-    def io_only() -> float:
-        # The files alone: the same columns read, a file of the id and two float
-        # columns written, no model. What any tool pays to score a Parquet file.
+    def by_hand() -> float:
+        # The same job without mlrt, as its documentation would lead a user to write it.
         import pyarrow as pa
-        import pyarrow.dataset as pads
+
+        t = time.perf_counter()
+        names = [f"f{j}" for j in range(FEATURES)]
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        outputs = [o.name for o in session.get_outputs()]
+        reader = pq.ParquetFile(str(data))
+        writer = None
+        for b in reader.iter_batches(batch_size=args.batch_rows, columns=["id", *names]):
+            X = np.column_stack([b.column(name).to_numpy() for name in names])
+            results = session.run(outputs, {"input": X})
+            cols = {"id": b.column("id")}
+            for name, r in zip(outputs, results, strict=True):
+                r = r.reshape(len(X), -1)
+                for k in range(r.shape[1]):
+                    cols[name if r.shape[1] == 1 else f"{name}[{k}]"] = pa.array(r[:, k])
+            out = pa.RecordBatch.from_pydict(cols)
+            if writer is None:
+                writer = pq.ParquetWriter(str(tmp / "by-hand.parquet"), out.schema)
+            writer.write_batch(out)
+        assert writer is not None
+        writer.close()
+        return rows / (time.perf_counter() - t)
+
+    def io_only() -> float:
+        # The files alone: the same columns read as mlrt reads them (ParquetFile.iter_batches)
+        # and a file of the id and two float columns written as mlrt writes them (no
+        # dictionary pages for numbers), no model. What scoring a Parquet file costs anyone.
+        import pyarrow as pa
 
         t = time.perf_counter()
         cols = ["id", *[f"f{j}" for j in range(FEATURES)]]
-        batches_in = pads.dataset(str(data)).to_batches(columns=cols, batch_size=args.batch_rows)
         writer = None
-        for b in batches_in:
+        for b in pq.ParquetFile(str(data)).iter_batches(batch_size=args.batch_rows, columns=cols):
             out = pa.RecordBatch.from_arrays([b.column(0), b.column(1), b.column(2)], ["id", "a", "b"])
             if writer is None:
                 writer = pq.ParquetWriter(str(tmp / "io.parquet"), out.schema, use_dictionary=False)
@@ -152,16 +184,20 @@ def _measure(
     systems = {f"onnxruntime, {n} thread{'s' if n > 1 else ''}": (lambda n=n: bare(threads=n))
                for n in sessions}  # fmt: skip
     systems["Parquet in and out, no model"] = io_only
+    systems["by hand: pyarrow + onnxruntime"] = by_hand
     systems["mlrt predict"] = lambda: mlrt(False)
     systems["mlrt predict + drift"] = lambda: mlrt(True)
     names = list(systems)
     for name in names:  # warm-up: files in the page cache, code loaded
         systems[name]()
     per_round: dict[str, list[float]] = {n: [] for n in names}
+    cpu_ns: dict[str, list[float]] = {n: [] for n in names}
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
+            c = time.process_time()
             per_round[name].append(systems[name]())
+            cpu_ns[name].append((time.process_time() - c) / rows * 1e9)
         print(f"[bench.predict] {model_name} round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
     bare_names = [n for n in names if n.startswith("onnxruntime")]  # the ceiling
     best = [max(per_round[n][i] for n in bare_names) for i in range(args.rounds)]
@@ -169,8 +205,14 @@ def _measure(
         "rows": rows,
         "batch_rows": args.batch_rows,
         "rows_per_s": per_round,
+        "cpu_ns_per_row": cpu_ns,
         "ratio_to_best_onnxruntime": {
             n: [per_round[n][i] / best[i] for i in range(args.rounds)] for n in names if n.startswith("mlrt")
+        },
+        "ratio_to_by_hand": {
+            n: [per_round[n][i] / per_round["by hand: pyarrow + onnxruntime"][i] for i in range(args.rounds)]
+            for n in names
+            if n.startswith("mlrt")
         },
     }
 
@@ -222,13 +264,18 @@ def main() -> None:
     else:
         for model_name, r in results.items():
             head = f"{r['rows']:,} rows, batches of {r['batch_rows']:,}"  # type: ignore[index]
-            print(f"\n{model_name}: {head}; rows/s, median [min-max]")
+            print(f"\n{model_name}: {head}; rows/s, median [min-max]; CPU ns per row, median")
             for name, v in r["rows_per_s"].items():  # type: ignore[index]
-                print(f"  {name:<28}{statistics.median(v):>14,.0f}  [{min(v):,.0f}-{max(v):,.0f}]")
+                cpu = statistics.median(r["cpu_ns_per_row"][name])  # type: ignore[index]
+                spread = f"[{min(v):,.0f}-{max(v):,.0f}]"
+                print(f"  {name:<32}{statistics.median(v):>14,.0f}  {spread}  {cpu:7.0f}")
             for name, v in r["ratio_to_best_onnxruntime"].items():  # type: ignore[index]
                 ok = statistics.median(v) >= 0.8
                 print(f"  {'PASS' if ok else 'FAIL'}  {name} / best onnxruntime, per round: "
                       f"{statistics.median(v):.3f} [{min(v):.3f}-{max(v):.3f}] (goal >= 0.8)")  # fmt: skip
+            for name, v in r["ratio_to_by_hand"].items():  # type: ignore[index]
+                print(f"        {name} / by hand, per round: "
+                      f"{statistics.median(v):.3f} [{min(v):.3f}-{max(v):.3f}]")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
