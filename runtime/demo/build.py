@@ -1,17 +1,18 @@
 """Rebuild the demo model and data from scikit-learn's bundled breast cancer data set
 (Wisconsin Diagnostic Breast Cancer, 569 rows x 30 features; UCI ML repository).
 
-    python -m runtime.demo.build      # needs the `test` extra (scikit-learn, onnx)
+    python -m runtime.demo.build [DIR]    # needs the `test` extra (scikit-learn, onnx)
 
-Writes runtime/demo/model.onnx (a 30-16-2 MLP, input standardization folded into
-the first layer), runtime/demo/data.npz (features, labels, feature names, and
-the row split used for training) and runtime/demo/profile.json (the reference
-profile: the training rows and the model's outputs on them). Deterministic: the
-same inputs give the same files.
+Writes model.onnx (a 30-16-2 MLP, input standardization folded into the first layer),
+data.npz (features, labels, feature names, and the row split used for training) and
+profile.json (the reference profile: the training rows and the model's outputs on them)
+into DIR, by default the package's own folder (runtime/demo/). Deterministic: the same
+inputs give the same files.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ import numpy as np
 HERE = Path(__file__).parent
 
 
-def main() -> None:
+def main(out: Path = HERE) -> float:
+    """Build the three files into `out`; returns the model's held-out accuracy."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from sklearn.datasets import load_breast_cancer
@@ -73,9 +75,9 @@ def main() -> None:
     )
     model.ir_version = 8
     onnx.checker.check_model(model)
-    onnx.save(model, str(HERE / "model.onnx"))
+    onnx.save(model, str(out / "model.onnx"))
     np.savez_compressed(
-        HERE / "data.npz",
+        out / "data.npz",
         features=X.astype(np.float32),
         labels=y,
         feature_names=np.array([str(s) for s in data.feature_names]),
@@ -83,23 +85,24 @@ def main() -> None:
     )
     test = np.setdiff1d(np.arange(len(X)), train)
     acc = (clf.predict((X[test] - mu) / sd) == y[test]).mean()
-    build_profile()
-    print(f"wrote {HERE / 'model.onnx'}, data.npz and profile.json; held-out accuracy {acc:.3f}")
+    build_profile(out)
+    print(f"wrote {out / 'model.onnx'}, data.npz and profile.json; held-out accuracy {acc:.3f}")
+    return float(acc)
 
 
-def build_profile() -> None:
+def build_profile(out: Path = HERE) -> None:
     """The reference profile, as `mlrt profile --model` fits it: the training rows in the
     model's float32, and the model's outputs on them (probabilities[0], probabilities[1],
     label)."""
     from runtime.embedded import load
     from runtime.model_profile import fit_for_model
 
-    with np.load(HERE / "data.npz") as d:
+    with np.load(out / "data.npz") as d:
         X, names, train = d["features"], [str(n) for n in d["feature_names"]], d["train_rows"]
-    with load(str(HERE / "model.onnx")) as model:
+    with load(str(out / "model.onnx")) as model:
         profile = fit_for_model(model, {n: X[train, j] for j, n in enumerate(names)}, bins=10)
-    profile.save(HERE / "profile.json")
+    profile.save(out / "profile.json")
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
