@@ -3,7 +3,15 @@ them to responses in runtime/server/errors.py."""
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable
+from typing import Any
+
+# A client's value quoted in a refusal, cut short: a message (and the 400 that carries it)
+# must not grow with what the request holds.
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxlist, _QUOTE.maxtuple, _QUOTE.maxdict = 3, 6, 6, 4
+_QUOTE.maxstring, _QUOTE.maxother, _QUOTE.maxlong = 60, 60, 40
 
 
 class MlrtError(Exception):
@@ -12,6 +20,12 @@ class MlrtError(Exception):
 
 class InvalidInput(MlrtError):
     """A request's inputs do not fit the model: shape, datatype, size, encoding."""
+
+
+def quoted(value: Any) -> str:
+    """`value`'s repr for a message, at most a line long: long strings, bytes and lists
+    are cut with '...' (reprlib)."""
+    return _QUOTE.repr(value)
 
 
 class ModelNotFound(MlrtError):

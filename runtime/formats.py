@@ -23,7 +23,7 @@ import numpy as np
 from ._native._tensors import msgpack_tensors
 from .arrow_size import MalformedStream, unpacked_bytes
 from .datatypes import V2_TO_NUMPY, numpy_dtype, to_bytes_array, v2_datatype
-from .errors import InvalidInput
+from .errors import InvalidInput, quoted
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -90,7 +90,7 @@ def check_shape(value: Any, where: str) -> tuple[int, ...]:
             if elements > MAX_ELEMENTS:
                 raise InvalidInput(f"{where}: shape {list(value)} is too large")
             return tuple(value)
-    raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {value!r}")
+    raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {quoted(value)}")
 
 
 # -- the V2 binary tensor layout -----------------------------------------------------------
@@ -270,7 +270,7 @@ def tensors_from_msgpack(value: Any, kind: str) -> tuple[dict[str, np.ndarray], 
     datatypes: dict[str, str] = {}
     for i, (name, item) in enumerate(pairs):
         if not isinstance(name, str):
-            raise InvalidInput(f"{kind}[{i}] needs a string name, got {name!r}")
+            raise InvalidInput(f"{kind}[{i}] needs a string name, got {quoted(name)}")
         where = f"{kind[:-1]} '{name}'"
         if name in tensors:
             raise InvalidInput(f"{where} is given twice")

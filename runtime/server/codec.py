@@ -14,7 +14,7 @@ import orjson
 
 from .._native._tensors import v2_inputs
 from ..datatypes import numpy_dtype, to_bytes_array
-from ..errors import InvalidInput
+from ..errors import InvalidInput, quoted
 from ..formats import check_shape, object_array, v2_bytes_payload, v2_parse_bytes
 from ..models.base import Model, Tensors
 
@@ -63,7 +63,7 @@ def output_names(raw: Any, where: str) -> list[tuple[str, bool]] | None:
     if raw is None:
         return None
     if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
-        raise InvalidInput(f"{where} must be a list of output names (strings), got {raw!r}")
+        raise InvalidInput(f"{where} must be a list of output names (strings), got {quoted(raw)}")
     return [(name, True) for name in raw]
 
 
@@ -74,17 +74,41 @@ def loads_json(data: bytes | memoryview, what: str = "request") -> Any:
         pass
     # Python's json (and so tritonclient) writes NaN/Infinity for non-finite floats;
     # orjson rejects those tokens, the standard library accepts them.
+    raw = bytes(data)
     try:
-        return json.loads(bytes(data))
+        doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"malformed JSON in {what}: {exc}") from None
     except RecursionError:
         raise InvalidInput(f"malformed JSON in {what}: nested too deeply") from None
+    # json.loads, unlike orjson, reads a \u escape of a lone surrogate (\ud800) into a str
+    # that is not text: no UTF-8 can carry it back (a name, an id, a BYTES element).
+    try:
+        lone = (b"\\ud" in raw or b"\\uD" in raw) and _has_surrogate(doc)
+    except RecursionError:
+        raise InvalidInput(f"malformed JSON in {what}: nested too deeply") from None
+    if lone:
+        raise InvalidInput(f"malformed JSON in {what}: a \\u escape of a lone surrogate is not text")
+    return doc
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    return False
 
 
 def _shape(value: Any, where: str) -> tuple[int, ...]:
     if not isinstance(value, list):  # JSON has no tuples; a string or number is a mistake
-        raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {value!r}")
+        raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, got {quoted(value)}")
     return check_shape(value, where)
 
 
@@ -100,14 +124,14 @@ def request_id(doc: dict[str, Any]) -> str | None:
     """A request's optional 'id', the same in every body format."""
     rid = doc.get("id")
     if rid is not None and not isinstance(rid, str):
-        raise InvalidInput(f"'id' must be a string, got {rid!r}")
+        raise InvalidInput(f"'id' must be a string, got {quoted(rid)}")
     return rid
 
 
 def _flag(params: dict[str, Any], key: str, default: bool, where: str) -> bool:
     value = params.get(key, default)
     if not isinstance(value, bool):
-        raise InvalidInput(f"{where}: parameter '{key}' must be true or false, got {value!r}")
+        raise InvalidInput(f"{where}: parameter '{key}' must be true or false, got {quoted(value)}")
     return value
 
 
@@ -133,7 +157,7 @@ def _json_tensor(where: str, datatype: str, shape: tuple[int, ...], data: Any) -
             raise InvalidInput(f"{where}: {len(flat)} elements for shape {list(shape)} ({count})")
         for v in flat:
             if not isinstance(v, str | bytes):
-                raise InvalidInput(f"{where}: BYTES elements must be strings, got {v!r}")
+                raise InvalidInput(f"{where}: BYTES elements must be strings, got {quoted(v)}")
         return to_bytes_array(np.array(flat, dtype=object)).reshape(shape)
     try:
         arr = np.asarray(data)
@@ -226,10 +250,14 @@ def _binary_tensor(where: str, datatype: str, shape: tuple[int, ...], buf: memor
             f"{where}: binary_data_size {len(buf)} does not match shape {list(shape)} of "
             f"{datatype} ({count * dtype.itemsize} bytes)"
         )
-    arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
-    if dtype.kind == "b" and count and np.frombuffer(buf, np.uint8).max() > 1:
+    _check_bool(buf, dtype, where)
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def _check_bool(buf: bytes | memoryview, dtype: np.dtype, where: str) -> None:
+    # numpy takes any byte as a bool; V2 sends 0 or 1, and another byte is a mistake.
+    if dtype.kind == "b" and len(buf) and np.frombuffer(buf, np.uint8).max() > 1:
         raise InvalidInput(f"{where}: BOOL bytes must be 0 or 1")
-    return arr
 
 
 def decode_request(body: bytes, header_length: int | None, model: Model) -> InferRequest:
@@ -338,6 +366,7 @@ def _decode_raw(body: bytes, model: Model) -> InferRequest:
     if (variable and (fixed == 0 or len(body) % fixed)) or (not variable and len(body) != fixed):
         raise InvalidInput(f"raw body of {len(body)} bytes does not fit shape {list(spec.shape)}")
     shape = tuple(len(body) // fixed if d == -1 else d for d in spec.shape)
+    _check_bool(body, dtype, "raw body")
     arr = np.frombuffer(body, dtype=dtype).reshape(shape)
     return InferRequest(None, {}, {spec.name: arr}, {spec.name: spec.datatype}, None)
 

@@ -10,16 +10,19 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from runtime.client import Client, InferenceError
 from runtime.datatypes import V2_TO_NUMPY
 from runtime.errors import InvalidInput
 from runtime.models import Tensors, TensorSpec
-from runtime.server.codec import InferResponse, decode_request, encode_response, select_outputs
+from runtime.server.codec import InferRequest, InferResponse, decode_request, encode_response, select_outputs
+from runtime.server.errors import Failure, failure
 
 DATATYPES = list(V2_TO_NUMPY)
 NUMERIC = [d for d in DATATYPES if d != "BYTES"]
@@ -549,29 +552,191 @@ def test_empty_shape_with_huge_dims(datatype: str) -> None:
     rejects(body, header_length, "shape")
 
 
-# -- fuzzing: nothing but InvalidInput may come out ----------------------------------------
+# -- fuzzing: a body is decoded into what it declares, or refused as a client's mistake ----
 
 FUZZ = settings(deadline=None, max_examples=300, suppress_health_check=list(HealthCheck))
+MESSAGE_MAX = 500  # characters: a refusal is a sentence or two, whatever the body held
+# What a message must not hold: Python's words for a traceback or for an object's repr.
+LEAKS = ("Traceback", 'File "', "<built-in", "<function ", "<class '", "<module ", "object at 0x")
+
+
+def assert_refusal(exc: BaseException) -> str:
+    """A refused body: InvalidInput itself (no subclass) with one str, a short message with
+    nothing of the interpreter in it, answered with 400 (runtime/server/errors.py)."""
+    assert type(exc) is InvalidInput, f"{type(exc).__name__}: {exc}"
+    (message,) = exc.args
+    assert isinstance(message, str) and str(exc) == message
+    assert 0 < len(message) <= MESSAGE_MAX, message
+    assert not [leak for leak in LEAKS if leak in message], message
+    assert failure(exc) == Failure(400, message)
+    return message
+
+
+def assert_decoded(req: InferRequest, sent: Mapping[str, tuple[str, Sequence[int]]]) -> None:
+    """A decoded request holds the inputs sent (name -> (datatype, shape)), in order, each an
+    array of its datatype's numpy dtype in its shape; BYTES elements are bytes."""
+    assert list(req.inputs) == list(sent)
+    assert req.datatypes == {name: datatype for name, (datatype, _) in sent.items()}
+    for name, (datatype, shape) in sent.items():
+        arr = req.inputs[name]
+        assert isinstance(arr, np.ndarray)
+        assert arr.dtype == V2_TO_NUMPY[datatype]
+        assert arr.shape == tuple(shape)
+        if datatype == "BYTES":
+            assert all(type(v) is bytes for v in arr.reshape(-1).tolist())
+
+
+def output_names(req: InferRequest) -> list[str] | None:
+    return None if req.outputs is None else [name for name, _ in req.outputs]
+
+
+def sent_by_client(form: str, req: InferRequest) -> httpx.Request:
+    """The infer request runtime.client sends, in `form`, for a decoded request's inputs,
+    outputs and id."""
+    sent: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(503, json={"error": "only the request is wanted"})
+
+    with Client("http://mlrt", format=form, transport=httpx.MockTransport(handle)) as c:
+        with pytest.raises(InferenceError):
+            c.infer("fake", req.inputs, output_names(req), request_id=req.id)
+    return sent[0]
+
+
+def assert_same_request(again: InferRequest, req: InferRequest) -> None:
+    """The same inputs (names in order, datatypes), id and outputs asked for (by name)."""
+    assert list(again.inputs) == list(req.inputs)
+    assert again.datatypes == req.datatypes
+    assert again.id == req.id
+    assert output_names(again) == output_names(req)
+
+
+def assert_bitwise(got: np.ndarray, want: np.ndarray, datatype: str) -> None:
+    """Equal as binary tensors carry them: the same bytes (NaN payloads, signed zeros)."""
+    assert got.shape == want.shape
+    assert got.dtype == want.dtype == V2_TO_NUMPY[datatype]
+    if datatype == "BYTES":
+        assert got.reshape(-1).tolist() == want.reshape(-1).tolist()
+    else:
+        assert got.tobytes() == want.tobytes()
+
+
+def is_text(arr: np.ndarray) -> bool:
+    try:
+        for v in arr.reshape(-1).tolist():
+            v.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def assert_round_trip(req: InferRequest, model: Any) -> None:
+    """runtime.client's V2 bodies for a decoded request decode back into it: bit for bit with
+    binary tensors; in JSON (where BYTES are UTF-8) NaN-aware, as JSON numbers carry them."""
+    text = all(is_text(arr) for name, arr in req.inputs.items() if req.datatypes[name] == "BYTES")
+    for form in ("binary", "json") if text else ("binary",):
+        request = sent_by_client(form, req)
+        header_length = request.headers.get("inference-header-content-length")
+        again = decode_request(request.content, None if header_length is None else int(header_length), model)
+        assert_same_request(again, req)
+        for name, datatype in req.datatypes.items():
+            if form == "binary":
+                assert_bitwise(again.inputs[name], req.inputs[name], datatype)
+            else:
+                assert_same(again.inputs[name], req.inputs[name], datatype)
+
+
+def sent_request(body: bytes, header_length: int | None, model: Any) -> tuple[dict[str, Any], Any, Any]:
+    """What a body that was decoded declares, read with json: its inputs (name -> (datatype,
+    shape)), id and the names of the outputs it asks for."""
+    if header_length == 0:  # raw: the model's one input, its variable dim as long as the body
+        (spec,) = model.inputs
+        fixed = math.prod(d for d in spec.shape if d != -1) * V2_TO_NUMPY[spec.datatype].itemsize
+        shape = [len(body) // fixed if d == -1 else d for d in spec.shape]
+        return {spec.name: (spec.datatype, shape)}, None, None
+    doc = json.loads(body if header_length is None else body[:header_length])
+    inputs = {item["name"]: (item["datatype"], item["shape"]) for item in doc["inputs"]}
+    outputs = doc.get("outputs")
+    return inputs, doc.get("id"), None if outputs is None else [item["name"] for item in outputs]
+
+
+def decoded(body: bytes, header_length: int | None, model: Any) -> InferRequest | None:
+    """The request a body declares (each input's name, datatype and shape, the id, the outputs
+    asked for), or None where it is refused as assert_refusal says."""
+    try:
+        req = decode_request(body, header_length, model)
+    except InvalidInput as exc:
+        assert_refusal(exc)
+        return None
+    inputs, rid, outputs = sent_request(body, header_length, model)
+    assert_decoded(req, inputs)
+    assert req.id == rid
+    assert output_names(req) == outputs
+    return req
 
 
 def decodes_or_rejects(body: bytes, header_length: int | None, model: Any = ANY_MODEL) -> None:
-    try:
-        decode_request(body, header_length, model)
-    except InvalidInput:
-        pass
+    """Refused, or decoded into what the body declares, which runtime.client sends back as the
+    same request."""
+    req = decoded(body, header_length, model)
+    if req is not None:
+        assert_round_trip(req, model)
+
+
+V2_BODY = {
+    "x": ("FP32", np.array([[-0.0, np.nan, np.inf]], np.float32)),
+    "s": ("BYTES", np.array([b"\xff", b""], dtype=object)),
+    "b": ("BOOL", np.array(True)),
+}
 
 
 @FUZZ
 @given(body=st.binary(max_size=200), header_length=st.none() | st.integers(-5, 250))
+@example(*build_request(V2_BODY, "binary", id="r"))  # decoded, and so checked
 def test_fuzz_arbitrary_bytes(body: bytes, header_length: int | None) -> None:
     decodes_or_rejects(body, header_length)
 
 
 @FUZZ
 @given(body=st.binary(max_size=64), shape=st.lists(st.integers(-1, 4), max_size=3))
+@example(b"\1\0\1\1", [-1, 2])
 def test_fuzz_raw_binary(body: bytes, shape: list[int]) -> None:
     model = FakeModel([TensorSpec("x", "BOOL", tuple(shape))])
-    decodes_or_rejects(body, 0, model)
+    req = decoded(body, 0, model)
+    if req is not None:
+        assert_round_trip(req, model)
+
+
+def test_raw_binary_bool_bytes_must_be_0_or_1() -> None:
+    model = FakeModel([TensorSpec("x", "BOOL", (-1,))])
+    rejects(b"\1\2", 0, "BOOL bytes must be 0 or 1", model)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        one_input("BYTES", [1], data=["\ud800"]),
+        one_input("FP32", [1], data=[1.0]).replace(b"{", b'{"id": "\\ud800", ', 1),
+        one_input("FP32", [1], data=[1.0]).replace(b'"x"', b'"\\udc00"'),
+    ],
+    ids=["bytes", "id", "name"],
+)
+def test_lone_surrogates_in_json_are_refused(body: bytes) -> None:
+    decodes_or_rejects(body, None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        one_input("FP32", "3" * 600, data=[1.0]),
+        one_input("FP32", [1], data=[1.0]).replace(b"{", b'{"id": [' + b"0, " * 200 + b"0], ", 1),
+    ],
+    ids=["shape", "id"],
+)
+def test_refusal_message_is_short_whatever_the_body_holds(body: bytes) -> None:
+    decodes_or_rejects(body, None)
 
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=6)
@@ -607,9 +772,23 @@ FUZZ_DOC = st.fixed_dictionaries(
     },
 )
 
+# Documents the strategies above next to never build whole.
+DECODED_DOCS = [
+    {"id": "r", "inputs": [{"name": "x", "datatype": "FP64", "shape": [2], "data": [math.nan, -0.0]}]},
+    {
+        "inputs": [
+            {"name": "y", "datatype": "INT8", "shape": [1, 1], "data": [[-128]]},
+            {"name": "x", "datatype": "UINT16", "shape": [2], "parameters": {"binary_data_size": 4}},
+        ],
+        "outputs": [{"name": "y"}],
+    },
+]
+
 
 @FUZZ
 @given(doc=FUZZ_DOC | JSON_VALUES, binary=st.binary(max_size=48), with_header=st.booleans())
+@example(DECODED_DOCS[0], b"", False)  # decoded, and so checked, in every run
+@example(DECODED_DOCS[1], b"\1\2\3\4", True)
 def test_fuzz_json_documents(doc: Any, binary: bytes, with_header: bool) -> None:
     header = json.dumps(doc).encode()
     if with_header:

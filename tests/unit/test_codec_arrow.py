@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -21,7 +21,14 @@ from runtime.errors import InvalidInput
 from runtime.models import TensorSpec, check_inputs
 from runtime.server import codec_arrow
 from runtime.server.codec import InferResponse, select_outputs
-from tests.unit.test_codec import FakeModel
+from tests.unit.test_codec import (
+    FakeModel,
+    assert_decoded,
+    assert_refusal,
+    assert_same_request,
+    output_names,
+    sent_by_client,
+)
 
 DATATYPES = list(V2_TO_NUMPY)
 SETTINGS = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
@@ -349,20 +356,80 @@ def test_stream_without_its_end_marker() -> None:
     assert codec_arrow.decode(GOOD[:-8], model({"x": ("FP32", (-1, 3))})).inputs["x"].shape == (2, 3)
 
 
-# -- fuzzing: nothing but InvalidInput may come out -----------------------------------------
+# -- fuzzing: a stream is decoded into what it holds, or refused as a client's mistake ----
+
+DATATYPE_OF = {t: datatype for datatype, t in ARROW_TYPE.items()}
+LISTS = ("fixed_size_list", "list", "large_list")
+# The types of a BYTES column (runtime/formats.py): bytes, or text as UTF-8.
+BINARIES = ("binary", "large_binary", "fixed_size_binary", "binary_view")
+TEXTS = (*BINARIES, "string", "large_string", "string_view")
+
+
+def is_a(t: pa.DataType, kinds: Sequence[str]) -> bool:
+    return any(getattr(pa.types, f"is_{kind}")(t) for kind in kinds)
+
+
+def sent_columns(cols: Mapping[str, pa.Array], m: FakeModel) -> dict[str, tuple[str, list[int]]]:
+    """What the columns of a stream that was decoded hold: name -> (datatype, shape). The shape
+    is the rows, then each list level's size; an empty variable-size list level is as wide as
+    the model's input says, and a plain column for an input [-1, 1] is one wide."""
+    specs = {spec.name: spec.shape for spec in m.inputs}
+    sent = {}
+    for name, col in cols.items():
+        shape = [len(col)]
+        while is_a(col.type, LISTS):
+            if pa.types.is_fixed_size_list(col.type):
+                shape.append(col.type.list_size)
+            elif len(col):
+                shape.append(col.value_lengths()[0].as_py())
+            else:
+                inner = specs.get(name, ())
+                shape.append(max(inner[len(shape)] if len(shape) < len(inner) else -1, 0))
+            col = col.flatten()
+        if len(shape) == 1 and tuple(specs.get(name, ())) == (-1, 1):
+            shape.append(1)
+        sent[name] = ("BYTES" if is_a(col.type, TEXTS) else DATATYPE_OF[col.type], shape)
+    return sent
 
 
 def decodes_or_rejects(raw: bytes, m: Any = None) -> None:
+    """Refused (assert_refusal), or decoded into the columns, id and outputs the stream holds
+    (read with pyarrow), which runtime.client sends back as the same request."""
+    m = m or model({"x": ("FP32", (-1, 3))})
     try:
-        codec_arrow.decode(raw, m or model({"x": ("FP32", (-1, 3))}))
-    except InvalidInput:
-        pass
+        req = codec_arrow.decode(raw, m)
+    except InvalidInput as exc:
+        assert_refusal(exc)
+        return
+    metadata, cols = read(raw)
+    assert_decoded(req, sent_columns(cols, m))
+    assert req.id == (metadata[b"mlrt.id"].decode() if b"mlrt.id" in metadata else None)
+    outputs = json.loads(metadata[b"mlrt.outputs"]) if b"mlrt.outputs" in metadata else None
+    assert output_names(req) == outputs
+    again = codec_arrow.decode(sent_by_client("arrow", req).content, m)
+    assert_same_request(again, req)
+    for name, datatype in req.datatypes.items():
+        assert_same(again.inputs[name], req.inputs[name], datatype)
+
+
+# Streams the strategies next to never build whole: decoded, and so checked, in every run.
+LISTS_AND_TEXT = {
+    "x": pa.array([[1.0, 2.0, 3.0]], pa.list_(pa.float32())),
+    "s": pa.array(["é"], pa.string()),
+    "b": pa.array([True], pa.bool_()),
+}
 
 
 @FUZZ
 @given(raw=st.binary(max_size=300))
+@example(stream(LISTS_AND_TEXT, {"mlrt.id": "r", "mlrt.outputs": '["y"]'}))
+@example(stream({"x": pa.array([], pa.large_list(pa.float16()))}))  # as wide as the model's input
 def test_fuzz_arbitrary_bytes(raw: bytes) -> None:
     decodes_or_rejects(raw)
+
+
+def test_refusal_message_is_short_whatever_the_body_holds() -> None:
+    decodes_or_rejects(stream({"x": pa.array([1.0], pa.float32())}, {"mlrt.outputs": json.dumps([0] * 200)}))
 
 
 @FUZZ

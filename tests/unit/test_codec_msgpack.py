@@ -10,7 +10,7 @@ import httpx
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -20,7 +20,14 @@ from runtime.errors import InvalidInput
 from runtime.models import TensorSpec, check_inputs
 from runtime.server import codec_msgpack
 from runtime.server.codec import InferResponse, select_outputs
-from tests.unit.test_codec import FakeModel
+from tests.unit.test_codec import (
+    FakeModel,
+    assert_decoded,
+    assert_refusal,
+    assert_same_request,
+    output_names,
+    sent_by_client,
+)
 
 DATATYPES = list(V2_TO_NUMPY)
 SETTINGS = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
@@ -260,19 +267,47 @@ def test_unknown_output_is_refused_by_select_outputs() -> None:
         select_outputs(req, MODEL)
 
 
-# -- fuzzing: nothing but InvalidInput may come out -----------------------------------------
+# -- fuzzing: a body is decoded into what it declares, or refused as a client's mistake ----
 
 
 def decodes_or_rejects(raw: bytes) -> None:
+    """Refused (assert_refusal), or decoded into the inputs, id and outputs the body declares
+    (read with the msgpack package), which runtime.client sends back as the same request."""
     try:
-        codec_msgpack.decode(raw, MODEL)
-    except InvalidInput:
-        pass
+        req = codec_msgpack.decode(raw, MODEL)
+    except InvalidInput as exc:
+        assert_refusal(exc)
+        return
+    doc = msgpack.unpackb(raw, raw=False)
+    inputs = doc["inputs"]
+    pairs = inputs.items() if isinstance(inputs, dict) else [(t["name"], t) for t in inputs]
+    assert_decoded(req, {name: (t["datatype"], t["shape"]) for name, t in pairs})
+    assert req.id == doc.get("id")
+    assert output_names(req) == doc.get("outputs")
+    again = codec_msgpack.decode(sent_by_client("msgpack", req).content, MODEL)
+    assert_same_request(again, req)
+    for name, datatype in req.datatypes.items():
+        assert_same(again.inputs[name], req.inputs[name], datatype)
+
+
+# Bodies the strategies next to never build whole: decoded, and so checked, in every run.
+S = {"datatype": "BYTES", "shape": [2, 1], "data": ["é", b"\xff"]}
+B = {"datatype": "BOOL", "shape": [], "data": b"\1"}
 
 
 @FUZZ
 @given(raw=st.binary(max_size=200))
+@example(body({"inputs": {"s": S, "b": B}, "id": "", "outputs": []}))
 def test_fuzz_arbitrary_bytes(raw: bytes) -> None:
+    decodes_or_rejects(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [body({"inputs": {"x": X}, "id": b"\0" * 200}), body({"inputs": {"x": X}, "outputs": [0] * 200})],
+    ids=["id", "outputs"],
+)
+def test_refusal_message_is_short_whatever_the_body_holds(raw: bytes) -> None:
     decodes_or_rejects(raw)
 
 
@@ -313,6 +348,7 @@ DOC = st.fixed_dictionaries(
 
 @FUZZ
 @given(doc=DOC | VALUES, cut=st.integers(0, 8))
+@example({"id": "r1", "inputs": [{"name": "x", **X}, {"name": "s", **S}], "outputs": ["y"]}, 0)
 def test_fuzz_documents(doc: Any, cut: int) -> None:
     raw = body(doc)
     decodes_or_rejects(raw)
