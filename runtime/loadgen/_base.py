@@ -214,7 +214,9 @@ class Driver:
         self._ticks += 1
         if now >= self.deadline_ns:
             self._give_up(now)
-            self.done_fut.set_result(None)
+            # Expiring the last busy request above may already have finished the run.
+            if not self.done_fut.done():
+                self.done_fut.set_result(None)
             return
         if self._ticks % PROGRESS_EVERY == 0:
             self._flush()

@@ -81,6 +81,16 @@ class Connection(asyncio.Protocol):
         self.transport.write(raw)
 
     def data_received(self, data: bytes) -> None:
+        try:
+            self._received(data)
+        except ValueError:
+            # Not HTTP (a status line, length or chunk size that does not parse): nothing
+            # more of this stream can be read. Dropping the connection reports the request
+            # in flight once, as a connection error, where an exception escaping here would
+            # have the event loop log a traceback for every such answer.
+            self.abort()
+
+    def _received(self, data: bytes) -> None:
         buf: bytes | bytearray
         if self.buf:
             self.buf += data
