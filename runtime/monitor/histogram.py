@@ -197,12 +197,15 @@ class Histogram:
         dtype, as float32 or float64 for the kernels; M itself when nothing changes."""
         if M.dtype is self._as_is_f32 or M.dtype is self._as_is_f64:
             return M
-        if self._all_f32:
-            return M.astype(np.float32)  # every feature is float32: one cast, the f32 kernel
-        out = np.array(M, dtype=np.float64)
-        for dt, cols in self._narrow:
-            if M.dtype.kind != "f" or M.dtype.itemsize > dt.itemsize:
-                out[:, cols] = out[:, cols].astype(dt)
+        # A value past float32's range becomes an infinity, as the model would receive it
+        # (and as Profile.fit's as_served rounds the reference): no warning per request.
+        with np.errstate(over="ignore"):
+            if self._all_f32:
+                return M.astype(np.float32)  # every feature is float32: one cast, the f32 kernel
+            out = np.array(M, dtype=np.float64)
+            for dt, cols in self._narrow:
+                if M.dtype.kind != "f" or M.dtype.itemsize > dt.itemsize:
+                    out[:, cols] = out[:, cols].astype(dt)
         return out
 
     def _update_slow(self, X: Any) -> None:

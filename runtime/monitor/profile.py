@@ -488,6 +488,10 @@ def _json_level(v: object) -> Any:
 
 def _fit_categorical(name: str, col: np.ndarray, max_levels: int, dtype: str | None) -> FeatureProfile:
     n = col.shape[0]
+    if col.dtype.kind == "b":
+        # Levels 0 and 1, the numbers the monitor counts a bool as (as text, 'False' and
+        # 'True', no served row would ever match them).
+        col = col.view(np.uint8)
     if col.dtype.kind in "iub":
         values, freq = np.unique(col, return_counts=True)
         tally = Counter(dict(zip(values.tolist(), freq.tolist(), strict=True)))
@@ -511,7 +515,9 @@ def _fit_categorical(name: str, col: np.ndarray, max_levels: int, dtype: str | N
     merged: Counter[Any] = Counter()
     for v, c in tally.items():
         merged[_json_level(v)] += c
-    kept = [v for v, _ in merged.most_common(max_levels)]
+    # An infinity is no level (JSON has no number for it): it counts as "other", as it will
+    # when served.
+    kept = [v for v, _ in merged.most_common() if not (isinstance(v, float) and math.isinf(v))][:max_levels]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in kept):
         # Mixed level types would not sort; a str key keeps one slot order.
         merged = Counter()
