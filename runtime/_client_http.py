@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+#: The most a body's buffer is given before its bytes arrive (it grows as they do).
+_PREALLOC_BYTES = 64 << 20
 _MAX_HEADER_BYTES = 64 * 1024
 _HEADS_MAX = 256  # encoded request heads kept per client
 # What one read asks for. recv() allocates that much each time before it shrinks to what
@@ -62,7 +64,8 @@ class _Headers:
             return default
         start = i + len(key)
         end = self._raw.find(b"\r\n", start)
-        return self._raw[start : end if end >= 0 else None].strip().decode("latin-1")
+        # Optional whitespace around a value is SP or HTAB only (RFC 9110), in get and items alike.
+        return self._raw[start : end if end >= 0 else None].strip(b" \t").decode("latin-1")
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -78,7 +81,7 @@ class _Headers:
         for line in self._raw.decode("latin-1").split("\r\n"):
             name, sep, value = line.partition(":")
             if sep:
-                pairs.append((name.lower(), value.strip()))
+                pairs.append((name.lower(), value.strip(" \t")))
         return pairs
 
     def __repr__(self) -> str:
@@ -185,21 +188,24 @@ class _Connection:
     def _read_large(self, n: int) -> bytes:
         # Straight into one buffer of the body's size: appended read after read, a large
         # body would be copied over and over. Asleep throughout: the answer is under way.
-        body = bytearray(n)
-        view = memoryview(body)
+        # The buffer starts at most _PREALLOC_BYTES and doubles as the body arrives, so a
+        # length the server only claims (a broken or hostile Content-Length or chunk size)
+        # costs what it sends, not what it claims.
+        body = bytearray(max(min(n, _PREALLOC_BYTES), len(self.buf)))
         have = len(self.buf)
-        view[:have] = self.buf
+        body[:have] = self.buf
         self.buf = b""
         try:
             while have < n:
-                got = self.sock.recv_into(view[have:])
+                if have == len(body):
+                    body.extend(bytes(min(len(body), n - have)))
+                with memoryview(body) as view:
+                    got = self.sock.recv_into(view[have:])
                 if not got:
                     raise ConnectionResetError("the server closed the connection")
                 have += got
         except BlockingIOError:  # SO_RCVTIMEO ran out
             raise TimeoutError("no response within the timeout") from None
-        finally:
-            view.release()
         return bytes(body)
 
     def read_to_close(self) -> bytes:
