@@ -30,10 +30,8 @@ git commit and the machine's facts to bench/results/kernels-<date>.json.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -48,11 +46,11 @@ from runtime.monitor import Histogram, Profile, kernels
 from runtime.monitor.drift import ModelMonitor
 
 #: Bump when what a figure means changes, so stale tables can be told from fresh ones.
-SCRIPT_VERSION = 2
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: 3: runs are saved by bench/_results.py (the provenance under "meta", figures under "results").
+SCRIPT_VERSION = 3
 REQUEST_GOAL_US = 1.0
-#: The code these figures measure, relative to the repository root.
-MEASURED_PATHS = ("native", "runtime/monitor", "runtime/_native", "bench/kernels.py", "setup.py")
+#: The code these figures measure, relative to the repository root (bench/kernels.py too).
+MEASURED_PATHS = ("native", "runtime/monitor", "runtime/_native", "setup.py")
 
 
 # -- timing -----------------------------------------------------------------------------
@@ -490,26 +488,8 @@ def _evidently(m: int, n_rounds: int) -> tuple[list[dict[str, object]], dict[str
 
 
 # -- output ------------------------------------------------------------------------------
-def _git(*args: str) -> str:
-    try:
-        here = Path(__file__).parent
-        r = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=here)
-        return r.stdout.strip() if r.returncode == 0 else ""
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_facts() -> dict[str, object]:
+def simd() -> dict[str, object]:
+    """The instruction sets each side counted with (the machine's other facts: bench/_results.py)."""
     from runtime._native import _histogram
 
     try:
@@ -517,15 +497,18 @@ def machine_facts() -> dict[str, object]:
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import __cpu_features__ as feats  # type: ignore[no-redef]
     return {
-        "cpu": _cpu_model(),
-        "cpus": os.cpu_count(),
-        "load_avg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
         "numpy_simd": [f for f in ("AVX512F", "AVX2", "SSE42") if feats.get(f)],
         "mlrt_kernel_simd": _histogram.simd_target(),
-        "platform": platform.platform(),
     }
+
+
+def _flat(saved: dict) -> dict:
+    """A saved run in the shape the renderers read: results, SIMD and provenance side by side
+    (runs saved before SCRIPT_VERSION 3 already are)."""
+    if "results" not in saved:
+        return saved
+    meta = {**saved["meta"], "machine": {**saved["meta"]["machine"], **saved["results"]["simd"]}}
+    return {**saved, **saved["results"], "meta": meta}
 
 
 def _fmt_spread(s: object, digits: int = 3) -> str:
@@ -540,6 +523,7 @@ def print_tables(result: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    result = _flat(result)
     console = Console(width=220)
     meta: dict = result["meta"]  # type: ignore[assignment]
     m = meta["machine"]
@@ -612,8 +596,9 @@ def _md_spread(s: dict[str, float], digits: int = 3) -> str:
     return f"**{med}** [{q1}-{q3}] ({lo}-{hi})"
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict, name: str = "kernels") -> str:
     """The tables of a run (a result as `--json` writes it) in Markdown, for the docs."""
+    result = _flat(result)
     meta, s, rows = result["meta"], result["settings"], result["rows"]
     m = meta["machine"]
     local = f", with uncommitted changes to {', '.join(meta['dirty'])}" if meta["dirty"] else ""
@@ -677,6 +662,7 @@ def _md_iqr(s: dict[str, float]) -> str:
 
 def summary_markdown(results: list[dict]) -> str:
     """One table of the figures that matter, one column per run: median [IQR]."""
+    results = [_flat(r) for r in results]
     head = "| figure | " + " | ".join(
         f"{r['meta']['date'][:16].replace('T', ' ')}, load {r['meta']['load_before'][0]}" for r in results
     )
@@ -790,54 +776,37 @@ def main(argv: list[str] | None = None) -> int:
         saved = [json.loads(Path(p).read_text()) for p in args.markdown]
         print(markdown(saved[0]) if len(saved) == 1 else summary_markdown(saved), end="")
         return 0
-    now = _dt.datetime.now().astimezone()
-    load_before = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    from ._results import Run
+
+    settings = {
+        "rows": args.rows,
+        "features": 20,
+        "bins": 10,
+        "rounds": args.rounds,
+        "request_rounds": args.request_rounds,
+        "request_calls": args.request_calls,
+        "evidently_rows": None if args.no_evidently else args.evidently_rows,
+        "threads": 1,
+    }
+    run = Run("kernels", SCRIPT_VERSION, settings, measured=MEASURED_PATHS, argv=argv)
     rows: list[dict[str, object]] = []
     raw: dict[str, dict[str, list[float]]] = {}
-    for part, run in (
+    for part, step in (
         ("batch", lambda: _batch(args.rows, args.rounds)),
         ("request", lambda: _request(args.request_rounds, args.request_calls)),
         ("stats", lambda: _stats(args.rows, args.rounds)),
         ("evidently", None if args.no_evidently else lambda: _evidently(args.evidently_rows, args.rounds)),
     ):
-        if run is None:
+        if step is None:
             continue
         _note(f"{part} ...")
-        part_rows, part_raw = run()
+        part_rows, part_raw = step()
         rows += part_rows
         raw[part] = part_raw
-    result: dict[str, object] = {
-        "benchmark": "bench.kernels",
-        "script_version": SCRIPT_VERSION,
-        "command": "python -m bench.kernels " + " ".join(sys.argv[1:] if argv is None else argv),
-        "meta": {
-            "date": now.isoformat(timespec="seconds"),
-            "commit": _git("rev-parse", "HEAD"),
-            # Uncommitted changes to what these figures measure (the tree may hold others).
-            "dirty": _git("status", "--porcelain", "--", *MEASURED_PATHS).splitlines(),
-            "load_before": load_before,
-            "load_after": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-            "machine": machine_facts(),
-        },
-        "settings": {
-            "rows": args.rows,
-            "features": 20,
-            "bins": 10,
-            "rounds": args.rounds,
-            "request_rounds": args.request_rounds,
-            "request_calls": args.request_calls,
-            "evidently_rows": None if args.no_evidently else args.evidently_rows,
-            "threads": 1,
-        },
-        "rows": rows,
-        "raw_seconds_per_call": raw,
-    }
-    print_tables(result)
+    results = {"rows": rows, "raw_seconds_per_call": raw, "simd": simd()}
+    print_tables(run.envelope(results))
     if args.json is not None:
-        path = Path(args.json) if args.json else RESULTS_DIR / f"kernels-{now:%Y-%m-%dT%H%M}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1) + "\n")
-        _note(f"raw results: {path}")
+        run.save(results, args.json or None)
     return 0
 
 

@@ -53,6 +53,9 @@ import numpy as np
 from . import models
 
 FEATURES = 20
+#: Raised when a change makes earlier results incomparable (bench/_results.py). 2: the job by
+#: hand and CPU per row added, the files' own cost read as mlrt reads them.
+SCRIPT_VERSION = 2
 
 
 def write_data(path: Path, rows: int, batch_rows: int, seed: int = 0) -> None:
@@ -238,7 +241,59 @@ def peak_rss(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     return {"peak_rss_mib": {str(k): v for k, v in out.items()}}
 
 
-def main() -> None:
+def _spread(v: list[float], fmt: str = ",.0f") -> str:
+    return f"{statistics.median(v):{fmt}} [{min(v):{fmt}}-{max(v):{fmt}}]"
+
+
+def markdown(saved: dict[str, Any], name: str = "predict") -> str:
+    """A saved run's table (bench/_results.py's layout) in Markdown."""
+    r = saved["results"]
+    if name == "predict_rss":
+        sizes = r["peak_rss_mib"]
+        lines = ["| rows | peak RSS MiB, each run |", "|---|---|"]
+        lines += [
+            f"| {int(rows):,} | {' / '.join(f'{v:.0f}' for v in runs)} |" for rows, runs in sizes.items()
+        ]
+        values = [statistics.median(v) for v in sizes.values()]
+        growth = max(values) / min(values) - 1
+        verdict = "PASS" if growth <= 0.2 else "FAIL"
+        lines += ["", f"{verdict}: largest over smallest median +{100 * growth:.1f}% (goal: within 20%)"]
+        return "\n".join(lines) + "\n"
+    models_ = list(r)
+    head = " | ".join(f"{m}, {r[m]['rows']:,} rows | CPU ns/row" for m in models_)
+    lines = [f"| system | {head} |", "|---" * (1 + 2 * len(models_)) + "|"]
+    for system in r[models_[0]]["rows_per_s"]:
+        cells = []
+        for m in models_:
+            cells += [
+                _spread(r[m]["rows_per_s"][system]),
+                f"{statistics.median(r[m]['cpu_ns_per_row'][system]):,.0f}",
+            ]
+        lines.append(f"| {system} | {' | '.join(cells)} |")
+    for key, label in (("ratio_to_best_onnxruntime", "best onnxruntime"), ("ratio_to_by_hand", "by hand")):
+        for system in r[models_[0]][key]:
+            cells = []
+            for m in models_:
+                v = r[m][key][system]
+                cell = _spread(v, ".3f")
+                if key == "ratio_to_best_onnxruntime":
+                    cell = f"**{cell}** {'PASS' if statistics.median(v) >= 0.8 else 'FAIL'}"
+                cells += [cell, ""]
+            lines.append(f"| {system} / {label}, per round | {' | '.join(cells)} |")
+    batch = r[models_[0]]["batch_rows"]
+    rounds = len(next(iter(r[models_[0]]["rows_per_s"].values())))
+    lines += [
+        "",
+        f"Rows/s median [min-max] over {rounds} rounds in rotated order, batches of {batch:,} rows; CPU "
+        "time per row of the whole process (every thread), median; ratios per round. "
+        "PASS/FAIL: the goal of at least 0.8 of the best onnxruntime row (issue 19).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ._results import Run
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000, help="rows for the MLP (1,000,000)")
     p.add_argument("--tree-rows", type=int, default=500_000, help="rows for the trees (500,000)")
@@ -246,38 +301,23 @@ def main() -> None:
     p.add_argument("--batch-rows", type=int, default=65_536)
     p.add_argument("--rss", action="store_true", help="measure peak memory instead")
     p.add_argument("--rss-rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    p.add_argument("--json", metavar="PATH", help="also write the raw results here")
-    args = p.parse_args()
+    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    args = p.parse_args(argv)
+    name = "predict_rss" if args.rss else "predict"
+    settings: dict[str, Any] = {"batch_rows": args.batch_rows}
+    if args.rss:
+        settings["rss_rows"] = args.rss_rows
+    else:
+        settings.update(rows=args.rows, tree_rows=args.tree_rows, rounds=args.rounds)
+    run = Run(name, SCRIPT_VERSION, settings, argv=argv, script="predict",
+              measured=("runtime", "native", "setup.py", "bench/models.py"))  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="mlrt-bench-predict-") as d:
         tmp = Path(d)
         results = peak_rss(args, tmp) if args.rss else throughput(args, tmp)
-    print(f"bench.predict, {time.strftime('%Y-%m-%d %H:%M')}, {_cpus()} CPUs, load {os.getloadavg()[0]:.2f}")
-    if args.rss:
-        sizes = results["peak_rss_mib"]
-        print(f"{'rows':>12}  peak RSS MiB (runs)")
-        for rows, runs in sizes.items():  # type: ignore[union-attr]
-            print(f"{int(rows):>12,}  {' / '.join(f'{v:.0f}' for v in runs)}")
-        values = [statistics.median(v) for v in sizes.values()]  # type: ignore[union-attr]
-        growth = max(values) / min(values) - 1
-        verdict = "PASS" if growth <= 0.2 else "FAIL"
-        print(f"{verdict}  largest over smallest median: +{100 * growth:.1f}% (goal <= 20%)")
-    else:
-        for model_name, r in results.items():
-            head = f"{r['rows']:,} rows, batches of {r['batch_rows']:,}"  # type: ignore[index]
-            print(f"\n{model_name}: {head}; rows/s, median [min-max]; CPU ns per row, median")
-            for name, v in r["rows_per_s"].items():  # type: ignore[index]
-                cpu = statistics.median(r["cpu_ns_per_row"][name])  # type: ignore[index]
-                spread = f"[{min(v):,.0f}-{max(v):,.0f}]"
-                print(f"  {name:<32}{statistics.median(v):>14,.0f}  {spread}  {cpu:7.0f}")
-            for name, v in r["ratio_to_best_onnxruntime"].items():  # type: ignore[index]
-                ok = statistics.median(v) >= 0.8
-                print(f"  {'PASS' if ok else 'FAIL'}  {name} / best onnxruntime, per round: "
-                      f"{statistics.median(v):.3f} [{min(v):.3f}-{max(v):.3f}] (goal >= 0.8)")  # fmt: skip
-            for name, v in r["ratio_to_by_hand"].items():  # type: ignore[index]
-                print(f"        {name} / by hand, per round: "
-                      f"{statistics.median(v):.3f} [{min(v):.3f}-{max(v):.3f}]")  # fmt: skip
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    print(markdown(run.envelope(results), name), end="")
+    if args.json is not None:
+        run.save(results, args.json or None)
 
 
 if __name__ == "__main__":

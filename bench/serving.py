@@ -1,8 +1,8 @@
 """Serving throughput and latency under concurrent load: mlrt's dynamic batcher
-against a naive server, the HTTP floor and MLServer's adaptive batching.
+against a naive server, the HTTP floor and MLServer in three configurations.
 
     python -m bench.serving [--rounds 3] [--duration 5] [--concurrency 1,8,64,256]
-                            [--quick] [--no-mlserver] [--json]
+                            [--quick] [--no-mlserver] [--json [PATH]]
 
 Systems, each its own process on loopback, all started before the first round:
   mlrt            `mlrt serve` with batching on and its defaults, V2 JSON
@@ -14,12 +14,19 @@ Systems, each its own process on loopback, all started before the first round:
                   is free of the few percent two server processes differ by)
   naive           Starlette + onnxruntime per request (bench/naive.py), V2 JSON
   floor           a do-nothing Starlette endpoint (bench/floor.py), V2 JSON
-  mlserver        MLServer 1.7.1 with adaptive batching (max_batch_size 64, max_batch_time
-                  5 ms; its default worker process), V2 JSON, through a small custom model
-                  class that runs onnxruntime (MLServer has no ONNX runtime of its own). It is
-                  installed once into its own venv under ~/.cache/mlrt-bench (uvloop pinned to
-                  0.21.0: 1.7.1's worker crash-loops with newer uvloop); if that fails the
-                  run says so and goes on without it.
+  mlserver default     MLServer 1.7.1 as it ships: inference in its one worker process
+                       (parallel_workers 1), no adaptive batching
+  mlserver inproc      inference in the server process (parallel_workers 0), no batching:
+                       no hop between processes per request, its best at low concurrency
+  mlserver inproc+ab   in-process with adaptive batching (max_batch_size 64, max_batch_time
+                       --mlserver-batch-time-ms, default 1 ms), what batching buys it under load
+                  All three V2 JSON through a small custom model class that runs onnxruntime
+                  (MLServer has no ONNX runtime of its own), installed once into its own venv
+                  under ~/.cache/mlrt-bench (uvloop pinned to 0.21.0: 1.7.1's worker
+                  crash-loops with newer uvloop); if that fails the run says so and goes on
+                  without it. "MLServer best" is, round by round, whichever of the three
+                  answered the most requests in that round: mlrt is compared with MLServer at
+                  its best for each load, and with its default beside it.
 The payload is one row of the bench MLP (20 FP32 features).
 
 Load generator: wrk (`apt-get install -y wrk`) with one thread (`-t1`) and
@@ -33,8 +40,10 @@ callers at that concurrency, not those of an open-loop arrival rate.
 
 Method: for each concurrency level, `--rounds` rounds of `--duration` seconds per
 system, the order rotated every round so the machine's drift hits every system
-alike. The table shows medians over rounds of each round's req/s (2xx only), p50 and
-p99; ratios are medians of the per-round ratios of systems measured in the same round.
+alike. The table shows medians over rounds of each round's req/s (2xx only), with the
+lowest and highest round, p50 and p99; ratios are medians of the per-round ratios of
+systems measured in the same round. The concurrency-1 latency target is judged by
+bench.latency (a lighter client), not here.
 
 Overload: a separate mlrt with `--max-queue-rows 256`, driven at concurrency 1024
 with requests that carry the V2 parameter `"timeout"` (`--deadline-ms`, default 200
@@ -53,10 +62,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -82,6 +89,16 @@ DRIFT_MODEL = "mlp_drift"  # the same model, monitored
 MLSERVER_VERSION = "1.7.1"
 MLSERVER_PINS = [f"mlserver=={MLSERVER_VERSION}", "uvloop==0.21.0", "onnxruntime", "numpy"]
 OVERLOAD_CONCURRENCY = 1024
+#: Raised when a change makes earlier results incomparable (bench/_results.py). 2: MLServer
+#: in three configurations (default, in-process, in-process with batching) instead of one
+#: with batching in its worker process; the c=1 target left to bench.latency.
+SCRIPT_VERSION = 2
+#: MLServer's systems: name -> (parallel_workers or None for its default, adaptive batching).
+MLSERVER_CONFIGS = {
+    "mlserver default": (None, False),
+    "mlserver inproc": (0, False),
+    "mlserver inproc+ab": (0, True),
+}
 
 # MLServer loads custom model classes from the model folder (`implementation` in
 # model-settings.json); this one runs onnxruntime like bench/naive.py does.
@@ -202,7 +219,7 @@ def ensure_mlserver(venv: Path, say) -> tuple[Path | None, str]:
     exe = venv / "bin" / "mlserver"
     stamp = venv / ".mlrt-bench-ok"
     if stamp.exists() and exe.exists():
-        return exe, f"MLServer {MLSERVER_VERSION} from {venv}"
+        return exe, f"MLServer {MLSERVER_VERSION} (its own venv)"
     say(f"installing MLServer {MLSERVER_VERSION} into {venv} (once; takes a minute or so) ...")
     venv.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -221,34 +238,36 @@ def ensure_mlserver(venv: Path, say) -> tuple[Path | None, str]:
         last = " | ".join(err.strip().splitlines()[-3:])
         return None, f"MLServer could not be installed ({type(exc).__name__}: {last or exc}); skipped"
     stamp.write_text(" ".join(MLSERVER_PINS) + "\n")
-    return exe, f"MLServer {MLSERVER_VERSION} installed into {venv}"
+    return exe, f"MLServer {MLSERVER_VERSION} (its own venv, installed by this run)"
 
 
-def mlserver_repo(root: Path, model_path: Path, batch_size: int, batch_time_s: float) -> tuple[Path, int]:
-    """A MLServer model repository for the bench MLP; returns (root, http port)."""
+def mlserver_repo(
+    root: Path, model_path: Path, batch_size: int, batch_time_s: float, parallel_workers: int | None
+) -> tuple[Path, int]:
+    """A MLServer model repository for the bench MLP; returns (root, http port). A batch size
+    of 0 leaves adaptive batching off (MLServer's default), parallel_workers None its default."""
     port = free_port()
     mdir = root / MODEL
     mdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(model_path, mdir / "mlp.onnx")
     (mdir / "onnx_model.py").write_text(MLSERVER_MODEL_PY)
-    (mdir / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": MODEL,
-                "implementation": "onnx_model.OnnxModel",
-                "parameters": {"uri": "./mlp.onnx"},
-                "max_batch_size": batch_size,
-                "max_batch_time": batch_time_s,
-            }
-        )
-    )
-    settings = {
+    model_settings: dict[str, object] = {
+        "name": MODEL,
+        "implementation": "onnx_model.OnnxModel",
+        "parameters": {"uri": "./mlp.onnx"},
+    }
+    if batch_size:
+        model_settings.update(max_batch_size=batch_size, max_batch_time=batch_time_s)
+    (mdir / "model-settings.json").write_text(json.dumps(model_settings))
+    settings: dict[str, object] = {
         "host": "127.0.0.1",
         "http_port": port,
         "grpc_port": free_port(),
         "metrics_port": free_port(),
         "debug": False,  # no access log per request
     }
+    if parallel_workers is not None:
+        settings["parallel_workers"] = parallel_workers
     (root / "settings.json").write_text(json.dumps(settings))
     return root, port
 
@@ -303,22 +322,6 @@ def check_answer(target: Target) -> None:
 
 def med(xs: Sequence[float]) -> float:
     return float(np.median(xs)) if len(xs) else float("nan")
-
-
-def summarize(per_round: dict[int, dict[str, list[dict]]]) -> dict[int, dict[str, dict]]:
-    out: dict[int, dict[str, dict]] = {}
-    for c, systems in per_round.items():
-        out[c] = {}
-        for name, runs in systems.items():
-            out[c][name] = {
-                "rps": med([r["ok_rps"] for r in runs]),
-                "p50_ms": med([r["p50_us"] / 1e3 for r in runs]),
-                "p99_ms": med([r["p99_us"] / 1e3 for r in runs]),
-                "non_2xx": sum(r["non_2xx"] for r in runs),
-                "socket_errors": sum(r["socket_errors"] for r in runs),
-                "timeouts": sum(r["timeouts"] for r in runs),
-            }
-    return out
 
 
 def ratio(per_round: dict[int, dict[str, list[dict]]], c: int, a: str, b: str, key: str) -> float | None:
@@ -398,8 +401,6 @@ def targets_table(per_round, concurrency: Sequence[int], overload: dict | None) 
     c1 = per_round.get(1, {}).get("mlrt")
     p50 = med([r["p50_us"] / 1e3 for r in c1]) if c1 else None
     add("c=1    mlrt p50 (ms)", p50, "< 1 ms", None if p50 is None else p50 < 1.0, "{:.3f}")
-    r = ratio(per_round, 1, "mlrt", "floor", "p50_us")
-    add("c=1    mlrt p50 / floor p50", r, "<= 1.3", None if r is None else r <= 1.3)
     r = ratio(per_round, 64, "mlrt", "naive", "ok_rps")
     add("c=64   mlrt req/s / naive req/s", r, ">= 2", None if r is None else r >= 2.0)
     r = ratio(per_round, 64, "mlrt", "floor", "ok_rps")
@@ -409,8 +410,8 @@ def targets_table(per_round, concurrency: Sequence[int], overload: dict | None) 
     d = delta(per_round, 1, "mlrt drift", "mlrt", "p50_us")
     add("c=1    drift on - off p50 (µs)", d, "< 5 µs", None if d is None else d < 5.0, "{:+.1f}")
     for c in concurrency:
-        r = ratio(per_round, c, "mlrt", "mlserver", "ok_rps")
-        add(f"c={c:<4} mlrt req/s / MLServer req/s", r, ">= 10", None if r is None else r >= 10.0)
+        r = ratio(per_round, c, "mlrt", "mlserver best", "ok_rps")
+        add(f"c={c:<4} mlrt req/s / MLServer best req/s", r, ">= 10", None if r is None else r >= 10.0)
     if overload is not None:
         res = overload["wrk"]
         codes = overload["server_side"]["codes"]
@@ -463,67 +464,96 @@ def targets_table(per_round, concurrency: Sequence[int], overload: dict | None) 
     return rows
 
 
-def print_report(results, per_round, rows, concurrency, systems, overload, meta) -> None:
-    print(
-        f"bench MLP (20 FP32 -> 2), one row per request; wrk -t1, {meta['rounds']} rounds x "
-        f"{meta['duration_s']:g} s per system per concurrency, order rotated; medians of per-round figures"
-    )
-    print(f"{meta['machine']}; {meta['date']}")
-    if meta.get("mlserver_note"):
-        print(meta["mlserver_note"])
-    print()
-    hdr = f"{'c':>5}  {'system':<12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'sock err':>9}"
-    hdr += f"{'/ floor':>9}{'/ naive':>9}{'/ MLServer':>11}"
-    print(hdr)
+def with_mlserver_best(per_round: dict[int, dict[str, list[dict]]]) -> dict[int, dict[str, list[dict]]]:
+    """`per_round` plus "mlserver best": in each round, the MLServer configuration that
+    answered the most (its run, with "config" naming it)."""
+    out: dict[int, dict[str, list[dict]]] = {}
+    for c, systems in per_round.items():
+        out[c] = dict(systems)
+        configs = [name for name in MLSERVER_CONFIGS if systems.get(name)]
+        if configs:
+            best = []
+            for runs in zip(*(systems[name] for name in configs), strict=True):
+                i = max(range(len(runs)), key=lambda k: runs[k]["ok_rps"])
+                best.append({**runs[i], "config": configs[i]})
+            out[c]["mlserver best"] = best
+    return out
+
+
+def markdown(saved: dict, name: str = "serving") -> str:
+    """A saved run's tables (bench/_results.py's layout) in Markdown."""
+    res = saved["results"]
+    per_round = with_mlserver_best({int(c): v for c, v in res["per_round"].items()})
+    concurrency = sorted(per_round)
+    overload = res.get("overload")
+    if overload is not None:  # JSON made the status codes strings
+        codes = {int(k): v for k, v in overload["server_side"]["codes"].items()}
+        overload = {**overload, "server_side": {**overload["server_side"], "codes": codes}}
+    s = saved["settings"]
+    lines = [
+        "| c | system | 2xx/s [lowest-highest round] | p50 ms | p99 ms | non-2xx, socket errors "
+        "| / floor | / naive | / MLServer best | / MLServer default |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in concurrency:
-        for name in systems:
-            if name not in results.get(c, {}):
+        for system, runs in per_round[c].items():
+            if not runs:
                 continue
-            s = results[c][name]
+            rps = [r["ok_rps"] for r in runs]
             cells = []
-            for other, width in (("floor", 9), ("naive", 9), ("mlserver", 11)):
-                r = None if name == other else ratio(per_round, c, name, other, "ok_rps")
-                cells.append(f"{'' if r is None else f'{r:.2f}':>{width}}")
-            print(
-                f"{c:>5}  {name:<12}{s['rps']:>10,.0f}{s['p50_ms']:>9.3f}{s['p99_ms']:>9.2f}"
-                f"{s['non_2xx']:>9}{s['socket_errors'] + s['timeouts']:>9}" + "".join(cells)
+            for other in ("floor", "naive", "mlserver best", "mlserver default"):
+                mine = system == other or (other == "mlserver best" and system in MLSERVER_CONFIGS)
+                r = None if mine else ratio(per_round, c, system, other, "ok_rps")
+                cells.append("" if r is None else f"{r:.2f}")
+            label = system
+            if system == "mlserver best":
+                won = sorted({r["config"] for r in runs})
+                label = f"mlserver best ({', '.join(won)})"
+            errors = sum(r["non_2xx"] for r in runs), sum(r["socket_errors"] + r["timeouts"] for r in runs)
+            p50 = med([r["p50_us"] / 1e3 for r in runs])
+            p99 = med([r["p99_us"] / 1e3 for r in runs])
+            lines.append(
+                f"| {c} | {label} | {med(rps):,.0f} [{min(rps):,.0f}-{max(rps):,.0f}] | {p50:.3f} "
+                f"| {p99:.2f} | {errors[0]}, {errors[1]} | {' | '.join(cells)} |"
             )
-        print()
-    print("(ratio columns: median of per-round req/s ratios)")
+    lines += [
+        "",
+        f"wrk -t1, {s['rounds']} rounds x {s['duration_s']:g} s per system per concurrency, order rotated; "
+        "medians of per-round figures; ratio columns: medians of per-round req/s ratios. "
+        f"{res.get('mlserver_note', '')}",
+    ]
     if overload is not None:
-        res = overload["wrk"]
-        print(
-            f"\noverload: mlrt --max-queue-rows {overload['max_queue_rows']}, c={OVERLOAD_CONCURRENCY}, "
-            f"timeout {overload['deadline_ms']:g} ms, {overload['duration_s']:g} s: "
-            f"{res['requests']:,} answers (server: {overload['server_side']['codes']}), "
-            f"200s/s {res['ok_rps']:,.0f}, "
-            f"p50 {res['p50_us'] / 1e3:.1f} ms, p99 (all) {res['p99_us'] / 1e3:.1f} ms, "
-            f"max {res['max_us'] / 1e3:.1f} ms"
-        )
-        srv = overload["server_side"]
+        w, srv, fl = overload["wrk"], overload["server_side"], overload["floor"]
         dl_s = overload["deadline_ms"] / 1e3
-        within = next((n for le, n in srv["cumulative"].items() if le >= dl_s), 0.0)
+        within = next((n for le, n in sorted((float(k), v) for k, v in srv["cumulative"].items())
+                       if le >= dl_s), 0.0)  # fmt: skip
         bound = srv["p99_bound_s"]
-        print(
-            f"  mlrt's own request-duration histogram (parse to answer), same run: "
-            f"{srv['answers']:,.0f} answers, {100 * within / max(srv['answers'], 1):.2f}% within "
-            f"{overload['deadline_ms']:g} ms, p99 <= {'n/a' if bound is None else f'{bound * 1e3:g} ms'}"
-        )
-        fl = overload["floor"]
-        print(
-            f"  control, the HTTP floor at c={OVERLOAD_CONCURRENCY}: {fl['ok_rps']:,.0f} req/s, "
-            f"p50 {fl['p50_us'] / 1e3:.1f} ms, p99 {fl['p99_us'] / 1e3:.1f} ms, "
-            f"max {fl['max_us'] / 1e3:.1f} ms"
-        )
-    print(f"\n{'target':<40}{'measured':>16}  {'goal':<15}verdict")
-    for row in rows:
-        print(f"{row['target']:<40}{row['shown']:>16}  {row['goal']:<15}{row['verdict']}")
+        lines += [
+            "",
+            f"Overload: mlrt `--max-queue-rows {overload['max_queue_rows']}`, c={OVERLOAD_CONCURRENCY}, "
+            f"every request with a {overload['deadline_ms']:g} ms V2 `timeout`, "
+            f"{overload['duration_s']:g} s: "
+            f"{w['requests']:,} answers seen by wrk, the server counted {srv['codes']} (by status), "
+            f"{w['ok_rps']:,.0f} 200s/s, p50 {w['p50_us'] / 1e3:.1f} ms, p99 of all answers "
+            f"{w['p99_us'] / 1e3:.1f} ms, slowest {w['max_us'] / 1e3:.1f} ms; mlrt's own request-duration "
+            f"histogram: {100 * within / max(srv['answers'], 1):.2f}% within the deadline, p99 <= "
+            f"{'n/a' if bound is None else f'{bound * 1e3:g} ms'}; ready afterwards: "
+            f"{'yes' if overload['ready_after'] else 'NO'}. Control, the do-nothing floor at the same "
+            f"load: {fl['ok_rps']:,.0f} req/s, p50 {fl['p50_us'] / 1e3:.1f} ms, "
+            f"p99 {fl['p99_us'] / 1e3:.1f} ms, slowest {fl['max_us'] / 1e3:.1f} ms.",
+        ]
+    lines += ["", "| target | measured | goal | verdict |", "|---|---|---|---|"]
+    for row in targets_table(per_round, concurrency, overload):
+        lines.append(f"| {row['target'].strip()} | {row['shown']} | {row['goal']} | {row['verdict']} |")
+    return "\n".join(lines) + "\n"
 
 
 # -- main ----------------------------------------------------------------------------------------
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    from ._results import Run
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=5.0, help="seconds per system per round")
@@ -534,14 +564,28 @@ def main() -> None:
     p.add_argument("--no-overload", action="store_true")
     p.add_argument("--no-mlserver", action="store_true")
     p.add_argument("--mlserver-venv", type=Path, default=None, help=f"default: {cache_dir()}/mlserver-*")
-    p.add_argument("--mlserver-batch-size", type=int, default=64)
-    p.add_argument("--mlserver-batch-time-ms", type=float, default=5.0)
+    p.add_argument("--mlserver-batch-size", type=int, default=64, help="for mlserver inproc+ab")
+    p.add_argument("--mlserver-batch-time-ms", type=float, default=1.0, help="for mlserver inproc+ab")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 round x 1 s, c=1,64, 3 s overload")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = p.parse_args()
+    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the raw results (default: bench/results/serving-DATE.json)")  # fmt: skip
+    args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.concurrency, args.overload_duration = 1, 1.0, "1,64", 3.0
     concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    settings = {
+        "rounds": args.rounds, "duration_s": args.duration, "concurrency": concurrency,
+        "overload": None if args.no_overload else {"duration_s": args.overload_duration,
+                                                   "queue_rows": args.overload_queue_rows,
+                                                   "deadline_ms": args.deadline_ms},
+        "mlserver": None if args.no_mlserver else {"version": MLSERVER_VERSION,
+                                                   "batch_size": args.mlserver_batch_size,
+                                                   "batch_time_ms": args.mlserver_batch_time_ms},
+        "load_generator": "wrk -t1 + bench/wrk/post.lua (closed loop, keep-alive)",
+        "payload": "one row of the bench MLP (20 FP32 -> 64 -> 32 -> 2), V2 JSON unless said",
+    }  # fmt: skip
+    run = Run("serving", SCRIPT_VERSION, settings, argv=argv, measured=("runtime", "native", "setup.py",
+              "bench/floor.py", "bench/naive.py", "bench/models.py", "bench/wrk"))  # fmt: skip
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -601,13 +645,15 @@ def main() -> None:
         venv = args.mlserver_venv or cache_dir() / f"mlserver-{MLSERVER_VERSION}"
         exe, mlserver_note = ensure_mlserver(venv, say)
         if exe is not None:
-            root, mport = mlserver_repo(
-                tmp / "mlserver", model_path, args.mlserver_batch_size, args.mlserver_batch_time_ms / 1e3
-            )
-            servers.append(("mlserver", [str(exe), "start", str(root)], mport, root, 180))
-            targets.append(Target("mlserver", mport, json_body, jh))
+            for name, (workers, batching) in MLSERVER_CONFIGS.items():
+                root, mport = mlserver_repo(
+                    tmp / name.replace(" ", "_").replace("+", "_"), model_path,
+                    args.mlserver_batch_size if batching else 0, args.mlserver_batch_time_ms / 1e3, workers,
+                )  # fmt: skip
+                servers.append((name, [str(exe), "start", str(root)], mport, root, 180))
+                targets.append(Target(name, mport, json_body, jh))
             mlserver_note += (
-                f"; adaptive batching max_batch_size {args.mlserver_batch_size}, "
+                f"; mlserver inproc+ab: adaptive batching max_batch_size {args.mlserver_batch_size}, "
                 f"max_batch_time {args.mlserver_batch_time_ms:g} ms"
             )
     say(mlserver_note)
@@ -619,13 +665,13 @@ def main() -> None:
             try:
                 stack.enter_context(serve(name, cmd, port, tmp, cwd=cwd, timeout_s=timeout_s))
             except RuntimeError as exc:
-                if name != "mlserver":
+                if name not in MLSERVER_CONFIGS:
                     raise
-                mlserver_note = f"MLServer failed to start; skipped: {exc}"
+                mlserver_note += f"; {name} failed to start, skipped: {exc}"
                 say(mlserver_note)
-                targets = [t for t in targets if t.name != "mlserver"]
+                targets = [t for t in targets if t.name != name]
                 for c in concurrency:
-                    per_round[c].pop("mlserver", None)
+                    per_round[c].pop(name, None)
         for t in targets:
             check_answer(t)
             wrk(t, 8, 1.0)  # warm up every path
@@ -680,37 +726,15 @@ def main() -> None:
             "ready_after": ready_after,
         }
 
-    results = summarize(per_round)
-    rows = targets_table(per_round, concurrency, overload)
-    meta = {
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}",
-        "rounds": args.rounds,
-        "duration_s": args.duration,
-        "concurrency": concurrency,
-        "load_generator": "wrk -t1 + bench/wrk/post.lua (closed loop, keep-alive)",
+    results = {
+        "per_round": {str(c): v for c, v in per_round.items()},
+        "overload": overload,
         "mlserver_note": mlserver_note,
-        "logs": str(tmp),
     }
-    systems = [t.name for t in targets]
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "meta": meta,
-                    "results": {str(c): v for c, v in results.items()},
-                    "per_round": {str(c): v for c, v in per_round.items()},
-                    "targets": [{k: v for k, v in r.items() if k != "shown"} for r in rows],
-                    "overload": overload,
-                },
-                indent=2,
-                default=str,
-            )
-        )
-        return
-    print_report(results, per_round, rows, concurrency, systems, overload, meta)
+    print(markdown(json.loads(json.dumps(run.envelope(results), default=str))), end="")
     say(textwrap.shorten(f"server logs: {tmp}", 200))
+    if args.json is not None:
+        run.save(json.loads(json.dumps(results, default=str)), args.json or None)
 
 
 if __name__ == "__main__":

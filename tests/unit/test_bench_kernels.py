@@ -34,11 +34,14 @@ def test_a_tiny_run_writes_every_figure_with_its_provenance(tmp_path, capsys) ->
     out = tmp_path / "k.json"
     argv = ["--rows", "3000", "--rounds", "2", "--request-rounds", "2", "--request-calls", "50"]
     assert bench_kernels.main([*argv, "--no-evidently", "--json", str(out)]) == 0
-    result = json.loads(out.read_text())
-    assert result["script_version"] == bench_kernels.SCRIPT_VERSION
-    assert result["settings"]["rows"] == 3000 and result["settings"]["evidently_rows"] is None
-    assert len(result["meta"]["commit"]) == 40
-    assert result["meta"]["machine"]["mlrt_kernel_simd"] in ("avx512f", "avx2", "default")
+    saved = json.loads(out.read_text())
+    assert saved["script_version"] == bench_kernels.SCRIPT_VERSION
+    # Where the run is saved is no part of how it was made: --json is not in its command.
+    assert saved["command"] == f"python -m bench.kernels {' '.join(argv)} --no-evidently"
+    assert saved["settings"]["rows"] == 3000 and saved["settings"]["evidently_rows"] is None
+    assert len(saved["meta"]["commit"]) >= 7 and saved["meta"]["machine"]["usable_cpus"] >= 1
+    result = saved["results"]
+    assert result["simd"]["mlrt_kernel_simd"] in ("avx512f", "avx2", "default")
     systems = {r["system"]: r for r in result["rows"]}
     for name in ("mlrt C", "mlrt F", "numpy count_ge F", "numpy searchsorted C strided f64"):
         s = systems[name]["ns_per_value"]
