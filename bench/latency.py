@@ -107,12 +107,12 @@ def main(argv: list[str] | None = None) -> None:
 
     grpc_calls = _grpc_request(x)
     with contextlib.ExitStack() as stack:
-        conns: dict[str, list[RawHTTP]] = {}
+        ports: dict[str, list[int]] = {}
         for kind, command in commands.items():
             for _ in range(args.processes):
                 port = free_port()
                 stack.enter_context(server(command(port), port))
-                conns.setdefault(kind, []).append(RawHTTP(port))
+                ports.setdefault(kind, []).append(port)
         grpc_systems: dict[str, list] = {}
         if grpc_calls is not None:
             grpc_servers = {
@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> None:
                     port, gport = free_port(), free_port()
                     stack.enter_context(server(command(port, gport), port))
                     grpc_systems.setdefault(name, []).append(grpc_calls(gport, stack))
+
+        # Connected once every server is up: mlrt answers a connection that sends nothing
+        # for its header_timeout_s with 408 and closes it, and starting the rest takes longer.
+        conns = {kind: [RawHTTP(port) for port in kind_ports] for kind, kind_ports in ports.items()}
 
         def http(kind: str, raw: bytes) -> list:
             def once(conn: RawHTTP) -> None:
