@@ -30,6 +30,7 @@ _HEADS_MAX = 256  # encoded request heads kept per client
 # every read would map and unmap memory: three system calls, ~14 µs on a small VM.
 _RECV_BYTES = 65536
 _POLL_BACKOFF_MAX = 64
+_HEX = b"0123456789abcdefABCDEF"
 _CAN_POLL = hasattr(socket, "MSG_DONTWAIT") and hasattr(os, "sched_yield")
 
 
@@ -107,10 +108,15 @@ class TransportError(Exception):
         self.retryable = retryable
 
 
+class _Closed(ConnectionResetError):
+    """The server closed the connection in order (a read returned nothing), where a reset
+    is a plain ConnectionResetError: only the first can end a body read to the close."""
+
+
 class _Connection:
     """One socket and what has been read from it but not consumed yet."""
 
-    __slots__ = ("sock", "buf", "busy_poll_s", "in_flight", "_sleep_through", "_backoff")
+    __slots__ = ("sock", "buf", "busy_poll_s", "in_flight", "received", "_sleep_through", "_backoff")
 
     def __init__(
         self, sock: socket.socket, busy_poll_s: float = 0.0, in_flight: list[None] | None = None
@@ -119,6 +125,7 @@ class _Connection:
         self.buf = b""
         self.busy_poll_s = busy_poll_s
         self.in_flight = in_flight if in_flight is not None else []  # one entry per call under way
+        self.received = 0  # bytes read from the socket so far: did an answer begin?
         self._sleep_through = 0  # reads left to wait for asleep before polling again
         self._backoff = 0  # how many reads the last miss made us sleep through
 
@@ -136,7 +143,8 @@ class _Connection:
         except BlockingIOError:  # SO_RCVTIMEO ran out
             raise TimeoutError("no response within the timeout") from None
         if not chunk:
-            raise ConnectionResetError("the server closed the connection")
+            raise _Closed("the server closed the connection")
+        self.received += len(chunk)
         self.buf += chunk
 
     def _recv_polling(self) -> bytes:
@@ -202,7 +210,8 @@ class _Connection:
                 with memoryview(body) as view:
                     got = self.sock.recv_into(view[have:])
                 if not got:
-                    raise ConnectionResetError("the server closed the connection")
+                    raise _Closed("the server closed the connection")
+                self.received += got
                 have += got
         except BlockingIOError:  # SO_RCVTIMEO ran out
             raise TimeoutError("no response within the timeout") from None
@@ -216,7 +225,7 @@ class _Connection:
                 self._fill()
                 chunks.append(self.buf)
                 self.buf = b""
-        except ConnectionResetError:
+        except _Closed:  # the end of the body; a reset (RST) is not, and is raised
             pass
         return b"".join(chunks)
 
@@ -291,9 +300,11 @@ class KeepAliveHTTP:
         for attempt in (0, 1):
             conn = getattr(self._local, "conn", None)
             fresh = conn is None
+            received = 0
             try:
                 if conn is None:
                     conn = self._local.conn = self._connect()
+                received = conn.received
                 conn.sock.sendall(raw)
                 return self._response(conn, method)
             except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: SO_SNDTIMEO
@@ -301,8 +312,10 @@ class KeepAliveHTTP:
                 raise TransportError(f"timed out: {exc}", timeout=True) from exc
             except (BrokenPipeError, ConnectionResetError) as exc:
                 self._drop(conn)
-                # The server closed an idle keep-alive connection: one retry on a new one.
-                if fresh or attempt:
+                # The server closed an idle keep-alive connection: one retry on a new one,
+                # only if nothing of an answer came (else the request may have run: a POST
+                # sent again would run twice).
+                if fresh or attempt or conn is None or conn.received != received:
                     raise TransportError(f"{type(exc).__name__}: {exc}") from exc
             except (OSError, ValueError) as exc:
                 self._drop(conn)
@@ -324,25 +337,34 @@ class KeepAliveHTTP:
     def _response(self, conn: _Connection, method: str) -> Response:
         # Runs on every call right after the thread wakes, with its caches cold: the
         # fewer steps the better (bytes searched in place, no dict of all the headers).
-        head = conn.read_until(b"\r\n\r\n", _MAX_HEADER_BYTES)
-        eol = head.find(b"\r\n")
-        if eol < 0:
-            eol = len(head)
-        version, _, rest = head[:eol].partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if not version.startswith(b"HTTP/1.") or not code.isdigit():
-            raise ValueError(f"not an HTTP/1.x response: {head[:80]!r}")
-        status = int(code)
+        while True:
+            head = conn.read_until(b"\r\n\r\n", _MAX_HEADER_BYTES)
+            eol = head.find(b"\r\n")
+            if eol < 0:
+                eol = len(head)
+            version, _, rest = head[:eol].partition(b" ")
+            code, _, reason = rest.partition(b" ")
+            if not version.startswith(b"HTTP/1.") or not code.isdigit():
+                raise ValueError(f"not an HTTP/1.x response: {head[:80]!r}")
+            status = int(code)
+            if not 100 <= status < 200:
+                break
+            if status == 101:  # never asked for: the connection would speak something else
+                raise ValueError("unexpected 101 Switching Protocols")
+            # An interim answer (100 Continue, 103 Early Hints): the real one follows.
         headers = _Headers(head[eol:])
         close = version == b"HTTP/1.0"
         value = headers.get("connection")
         if value is not None and value.lower() == "close":
             close = True
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        if method == "HEAD" or status in (204, 304):
             data = b""
         elif (length := headers.get("content-length")) is not None:
             if not length.isdigit():
                 raise ValueError(f"invalid Content-Length {length[:40]!r}")
+            if headers.get("transfer-encoding") is not None:
+                # Which one frames the body? Guessing is how responses get split (RFC 9112 6.3).
+                raise ValueError("both Content-Length and Transfer-Encoding in one response")
             data = conn.read_exact(int(length))
         elif (headers.get("transfer-encoding") or "").lower() == "chunked":
             data = self._chunked(conn)
@@ -357,13 +379,18 @@ class KeepAliveHTTP:
     def _chunked(conn: _Connection) -> bytes:
         out = []
         while True:
-            size = int(conn.read_until(b"\r\n", 1024).split(b";")[0], 16)
+            sent = conn.read_until(b"\r\n", 1024).split(b";")[0]
+            line = sent.strip(b" \t")
+            if not line or line.strip(_HEX):  # a sign, 0x, _ or anything else but hex digits
+                raise ValueError(f"invalid chunk size {sent[:20]!r}")
+            size = int(line, 16)
             if size == 0:
                 while conn.read_until(b"\r\n", _MAX_HEADER_BYTES):  # trailers, up to a blank line
                     pass
                 return b"".join(out)
             out.append(conn.read_exact(size))
-            conn.read_exact(2)
+            if conn.read_exact(2) != b"\r\n":
+                raise ValueError("a chunk longer than its size line")
 
     def _drop(self, conn: _Connection | None) -> None:
         self._local.conn = None
