@@ -178,7 +178,8 @@ def heading(result: dict[str, Any], name: str) -> str:
     """The line under a generated table: where the figures come from (`name`, the raw file as
     the table's page names it) and how to get them again."""
     meta = result["meta"]
-    dirty = " (with uncommitted changes to the measured code)" if meta.get("dirty") else ""
+    changed = [line.split(None, 1)[-1] for line in meta.get("dirty") or []]  # `git status --porcelain`
+    dirty = f" (with uncommitted changes to {', '.join(changed)})" if changed else ""
     when = meta["date"].replace("T", " ")[:16]
     cpus = meta["machine"].get("usable_cpus")
     return (
