@@ -24,13 +24,14 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from runtime.hooks import DriftEvent, HookDispatcher, HookSpec
+
+from ._results import git as _git
 
 SCRIPT_VERSION = 1
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -125,16 +126,6 @@ def table(raw: dict[str, list[float]], calls: int) -> str:
             f"| {name} | {n:,} | {len(us)} | {statistics.median(us):.2f} [{min(us):.2f}-{max(us):.2f}] |"
         )
     return "\n".join(lines)
-
-
-def _git(*args: str) -> str:
-    try:
-        r = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent
-        )
-        return r.stdout.strip() if r.returncode == 0 else ""
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
 
 
 def main(argv: list[str] | None = None) -> int:

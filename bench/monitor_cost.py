@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from ._results import git as _git
+
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_PCT = 5.0
 N_FEATURES = 8
@@ -68,14 +70,6 @@ MEASURED_PATHS = (
 
 def _note(msg: str) -> None:
     print(f"[bench.monitor_cost] {msg}", file=sys.stderr, flush=True)
-
-
-def _git(*args: str) -> str:
-    try:
-        r = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=ROOT)
-        return r.stdout.strip() if r.returncode == 0 else ""
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
 
 
 # -- the model and its profile ---------------------------------------------------------------

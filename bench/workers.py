@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from ._harness import server
-from .kernels import _cpu_model, _git
+from ._results import cpu_model as _cpu_model
+from ._results import git as _git
 from .serving import Target, metrics_text, monitored_mlp, server_counts, wrk
 
 SETTLE_S = 0.3  # after wrk exits, for the answers still in flight to be counted

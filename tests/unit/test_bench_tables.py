@@ -4,6 +4,7 @@ raw file gone, or results from an older version of the script."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -114,3 +115,11 @@ def test_a_run_records_what_a_rerun_needs(tmp_path: Path) -> None:
     assert {"numpy", "onnxruntime", "pyarrow", "python"} <= set(meta["versions"])
     assert meta["machine"]["usable_cpus"] >= 1
     assert saved["settings"] == {"rss_rows": [100, 1000]}
+
+
+@pytest.mark.parametrize(
+    "script", sorted(p.stem for p in (_results.ROOT / "bench").glob("*.py") if not p.stem.startswith("__"))
+)
+def test_every_bench_script_imports(script: str) -> None:
+    # A helper moved between scripts breaks the ones importing it; no quick run covers them all.
+    importlib.import_module(f"bench.{script}")
