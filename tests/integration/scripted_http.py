@@ -15,7 +15,53 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Reply", "Request", "ScriptedServer", "chunked", "response"]
+__all__ = ["LoopbackServer", "Reply", "Request", "ScriptedServer", "chunked", "response"]
+
+
+class LoopbackServer:
+    """An asyncio server on 127.0.0.1 run in a thread of the test process, for the length
+    of a `with` block; subclasses answer in `_handle` and may end their connections in
+    `_closing` when the block ends."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):  # type: ignore[no-untyped-def]  # the subclass, whichever it is
+        self._thread.start()
+        assert self._ready.wait(10), f"{type(self).__name__} did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        assert not self._thread.is_alive(), f"{type(self).__name__} did not stop"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
+            await self._closing()
+
+    async def _closing(self) -> None:
+        pass
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
 
 def response(status: int = 200, body: bytes = b"ok", headers: str = "content-length: {n}\r\n") -> bytes:
@@ -47,47 +93,23 @@ class Reply:
     hang: bool = False  # never answer; wait until the client goes
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackServer):
     """Answers every request as `script` says (default: 200 with body "ok", keep-alive)."""
 
     def __init__(self, script: Callable[[int, Request], Reply] | None = None) -> None:
+        super().__init__()
         self.script = script or (lambda n, req: Reply())
         self.requests: list[Request] = []
         self.connections = 0  # accepted so far
         self.closed_by_client = 0  # connections the client ended (EOF or reset)
         self.in_flight = 0  # requests read and not yet answered
         self.max_in_flight = 0
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> ScriptedServer:
-        self._thread.start()
-        assert self._ready.wait(10), "the scripted server did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        assert not self._thread.is_alive(), "the scripted server did not stop"
-
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        async with server:
-            await self._stop.wait()
-            for w in list(self._writers):
-                w.transport.abort()
-            await asyncio.sleep(0)
+    async def _closing(self) -> None:
+        for w in list(self._writers):
+            w.transport.abort()
+        await asyncio.sleep(0)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

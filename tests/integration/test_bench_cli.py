@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.integration.scripted_http import LoopbackServer
 from tests.integration.serving import REPO_ROOT, Server
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ METADATA = {
 ANSWER = b'{"model_name":"stub","outputs":[{"name":"y","datatype":"FP32","shape":[1,1],"data":[0.5]}]}'
 
 
-class Stub:
+class Stub(LoopbackServer):
     """A V2 server that answers every infer after `delay_s`; with `stall_after_s`, the
     requests arriving in [t, t + stall_s) (t: the first infer after `stall_after_s`
     seconds, counted from the first infer) all wait until t + stall_s, once; with
@@ -46,6 +46,7 @@ class Stub:
         stall_s: float = 1.0,
         fail_every: int = 0,
     ) -> None:
+        super().__init__()
         self.delay_s, self.stall_after_s, self.stall_s, self.fail_every = (
             delay_s,
             stall_after_s,
@@ -56,36 +57,6 @@ class Stub:
         self.stall_until = 0.0
         self.stalled = False
         self.infers = 0
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Stub:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        async with server:
-            await self._stop.wait()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
