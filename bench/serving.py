@@ -731,10 +731,11 @@ def main(argv: list[str] | None = None) -> None:
         "overload": overload,
         "mlserver_note": mlserver_note,
     }
-    print(markdown(json.loads(json.dumps(run.envelope(results), default=str))), end="")
+    results = json.loads(json.dumps(results, default=str))  # as saved: JSON's types, read back
+    print(markdown(run.envelope(results)), end="")
     say(textwrap.shorten(f"server logs: {tmp}", 200))
     if args.json is not None:
-        run.save(json.loads(json.dumps(results, default=str)), args.json or None)
+        run.save(results, args.json or None)
 
 
 if __name__ == "__main__":
