@@ -149,12 +149,12 @@ class Driver:
             s[outcome] = s.get(outcome, 0) + 1
 
     def record(self, conn: Connection, status: int, now: int) -> None:
-        due = conn.scheduled_ns
-        if self.measure_ns <= due < self.end_ns:
+        # In the window by when it was due; its latency from the earlier of due and sent.
+        if self.measure_ns <= conn.due_ns < self.end_ns:
             codes = self._codes
             codes[status] = codes.get(status, 0) + 1
             if 200 <= status < 300:
-                self._pending.append(now - due)
+                self._pending.append(now - conn.scheduled_ns)
 
     async def open_connection(self) -> Connection | None:
         try:
@@ -173,13 +173,13 @@ class Driver:
 
     def on_lost(self, conn: Connection, in_flight: bool) -> None:
         if in_flight:
-            self.count(conn.scheduled_ns, "connection_error")
+            self.count(conn.due_ns, "connection_error")
         self.drop(conn)
         self._replace(conn)
 
     def _expire(self, conn: Connection) -> None:
         """A request that outlived the timeout: count it and give up its connection."""
-        self.count(conn.scheduled_ns, "timeout")
+        self.count(conn.due_ns, "timeout")
         conn.busy = False
         conn.closed = True  # so connection_lost does not report it again
         conn.abort()

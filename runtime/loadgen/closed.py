@@ -49,7 +49,7 @@ class ClosedLoop(Driver):
         elif now < self.end_ns:
             # conn.send() inlined: this line runs once per request.
             conn.busy = True
-            conn.sent_ns = conn.scheduled_ns = now
+            conn.sent_ns = conn.scheduled_ns = conn.due_ns = now
             i = self._next
             self._next = i + 1 if i + 1 < len(self._requests) else 0
             conn.transport.write(self._requests[i])

@@ -69,14 +69,16 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.closed = False
         self.sent_ns = 0  # when the request in flight was written
-        self.scheduled_ns = 0  # when it was due (open loop); == sent_ns in the closed loop
+        self.scheduled_ns = 0  # latency origin: the earlier of due and sent (open loop); sent (closed)
+        self.due_ns = 0  # when it was due, which decides whether it is in the measured window
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
-    def send(self, raw: bytes, scheduled_ns: int, now_ns: int) -> None:
+    def send(self, raw: bytes, scheduled_ns: int, now_ns: int, due_ns: int | None = None) -> None:
         self.busy = True
         self.scheduled_ns = scheduled_ns
+        self.due_ns = scheduled_ns if due_ns is None else due_ns
         self.sent_ns = now_ns
         self.transport.write(raw)
 

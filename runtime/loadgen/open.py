@@ -110,7 +110,7 @@ class OpenLoop(Driver):
     def _send_due(self, due: int, now: int) -> None:
         if self.idle:
             # The latency origin is the earlier of due and sent (see the module docstring).
-            self.idle.pop().send(self.next_request(), min(due, now), now)
+            self.idle.pop().send(self.next_request(), min(due, now), now, due)
             if self.measure_ns <= due < self.end_ns:
                 self._lag.append(now - due if now > due else 0)
             return
@@ -122,7 +122,7 @@ class OpenLoop(Driver):
     def _give(self, conn: Connection, now: int) -> None:
         if self.backlog:
             due = self.backlog.popleft()  # may be up to EARLY_NS ahead of now
-            conn.send(self.next_request(), min(due, now), now)
+            conn.send(self.next_request(), min(due, now), now, due)
             if self.measure_ns <= due < self.end_ns:
                 self._lag.append(now - due if now > due else 0)
         else:

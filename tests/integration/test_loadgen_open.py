@@ -103,13 +103,6 @@ def _run_with_start(s: LoadSpec, start_after_gate_ns: int) -> RunResult:
         loop.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a request belongs to the measurement by the time it was due (_base.py), but "
-    "Driver.count/record test conn.scheduled_ns = min(due, sent): a request due at the window's "
-    "start that leaves early (open.py sends up to 0.5 ms early) is left out of the counts and "
-    "latencies while its send lag is kept (and one due at the end that leaves early is let in)",
-)
 def test_every_request_due_in_the_window_is_measured() -> None:
     s0 = spec(0, rate=1000.0, warmup_s=0.002, duration_s=0.048, connections=4)
     want = in_window(s0)
