@@ -4,28 +4,39 @@ page, and against dashboard.json polled every 2 s without a browser (the server'
 on this machine the browser also takes CPU from the server), in interleaved rounds (order
 rotated) on one server:
 
-    python -m bench.dashboard_cost [--rounds 10] [--seconds 4] [--json PATH]
+    python -m bench.dashboard_cost [--rounds 10] [--seconds 4] [--json [PATH]]
 
 The server is the bench MLP with drift monitoring on (20 features and 2 outputs, so every
 poll builds a full drift report). The browser is headless Chromium (Debian's `chromium` and
 `chromium-driver`, driven by Selenium); each round runs wrk three times, once with the dashboard
 open, once blank and once with the poller, and the table gives the median over rounds of
-each one's ratio of 2xx answers per second to the blank page's, with its spread.
+each one's ratio of 2xx answers per second to the blank page's in the same round, with its
+spread (min-max and p25-p75). No goal is set, so no verdict.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ._harness import server
 from .serving import monitored_mlp, wrk
+
+#: Raised when a change makes earlier results incomparable (bench/_results.py).
+SCRIPT_VERSION = 1
+SYSTEMS = ("blank", "dashboard", "poller")
+LABELS = {
+    "blank": "browser on a blank page",
+    "dashboard": "browser on the dashboard",
+    "poller": "dashboard.json every 2 s, no browser",
+}
+WARMUP_S = 2.0
+PAGE_S = 1.0  # after loading the page, before wrk: the page loaded and polling
 
 
 def _browser():  # type: ignore[no-untyped-def]
@@ -67,12 +78,54 @@ class _Poller:
         self.thread.join()
 
 
+def _spread(v: list[float], fmt: str) -> str:
+    return f"{np.median(v):{fmt}} [{min(v):{fmt}}-{max(v):{fmt}}]"
+
+
+def _quartiles(v: list[float], fmt: str) -> str:
+    return f"{np.percentile(v, 25):{fmt}}-{np.percentile(v, 75):{fmt}}"
+
+
+def markdown(saved: dict[str, Any], name: str = "dashboard_cost") -> str:
+    """A saved run's table (bench/_results.py's layout) in Markdown."""
+    r, s = saved["results"], saved["settings"]
+    per_round = r["per_round"]
+    blank = per_round["blank"]["rps"]
+    lines = [
+        "| system | 2xx/s | p25-p75 | / blank, per round | p25-p75 | p99 ms | non-2xx, socket errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for system, fig in per_round.items():
+        ratios = [a / b for a, b in zip(fig["rps"], blank, strict=True)]
+        ratio = ("1", "") if system == "blank" else (_spread(ratios, ".3f"), _quartiles(ratios, ".3f"))
+        errors = sum(fig["non_2xx"]), sum(fig["socket_errors"]) + sum(fig["timeouts"])
+        lines.append(
+            f"| {LABELS.get(system, system)} | {_spread(fig['rps'], ',.0f')} "
+            f"| {_quartiles(fig['rps'], ',.0f')} | {ratio[0]} | {ratio[1]} "
+            f"| {np.median(fig['p99_us']) / 1e3:.2f} | {errors[0]}, {errors[1]} |"
+        )
+    lines += [
+        "",
+        f"The bench MLP with drift monitoring (20 features, 2 outputs: every dashboard poll builds a full "
+        f"drift report), wrk -t1 -c{s['connections']} after a {s['warmup_s']:g} s warm-up, {s['rounds']} "
+        f"rounds of {s['seconds']:g} s per system, order rotated, on one server; headless Chromium on the "
+        f"same {s['cpus']} CPUs, the page loaded {s['page_s']:g} s before each wrk run. 2xx/s: median "
+        "[min-max] and p25-p75 over rounds; ratios: each round's 2xx/s over the blank page's in the same "
+        f"round, median [min-max] and p25-p75; p99: median over rounds. The poller made "
+        f"{sum(r['polls'])} polls over its {len(r['polls'])} runs.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ._results import Run, usable_cpus
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--seconds", type=float, default=4.0, help="wrk run per system per round")
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--json", metavar="PATH", help="write the raw figures here")
+    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
     args = p.parse_args(argv)
     if shutil.which("wrk") is None or shutil.which("chromium") is None:
         print(
@@ -80,49 +133,54 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    settings = {
+        "rounds": args.rounds, "seconds": args.seconds, "connections": args.connections,
+        "warmup_s": WARMUP_S, "page_s": PAGE_S, "systems": list(SYSTEMS), "cpus": usable_cpus(),
+        "model": "bench MLP, 20 FP32 -> 64 -> 32 -> 2, drift monitoring on, one row per V2 binary request",
+        "load_generator": "wrk -t1 + bench/wrk/post.lua (closed loop, keep-alive)",
+        "browser": "headless Chromium via Selenium, window 1400x1800",
+    }  # fmt: skip
+    run = Run("dashboard_cost", SCRIPT_VERSION, settings, argv=argv, measured=("runtime", "native",
+              "setup.py", "bench/models.py", "bench/serving.py", "bench/wrk"))  # fmt: skip
     cmd, target = monitored_mlp("mlrt-dash-")
     port = target.port
-    systems = ("blank", "dashboard", "poller")
-    rounds = []
+    keys = ("rps", "p50_us", "p99_us", "non_2xx", "socket_errors", "timeouts")
+    per_round: dict[str, dict[str, list]] = {s: {k: [] for k in keys} for s in SYSTEMS}
+    orders, polls = [], []
     with server(cmd, port):
         browser = _browser()
         try:
-            wrk(target, args.connections, 2)  # warm-up
+            wrk(target, args.connections, WARMUP_S)  # warm-up
             for i in range(args.rounds):
-                order = systems[i % 3 :] + systems[: i % 3]  # rotated each round
-                figures = {}
+                order = SYSTEMS[i % 3 :] + SYSTEMS[: i % 3]  # rotated each round
+                orders.append(list(order))
                 for system in order:
                     browser.get(f"http://127.0.0.1:{port}/" if system == "dashboard" else "about:blank")
-                    time.sleep(1.0)  # the page loaded and polling
+                    time.sleep(PAGE_S)  # the page loaded and polling
                     if system == "poller":
-                        with _Poller(f"http://127.0.0.1:{port}/dashboard.json"):
-                            figures[system] = wrk(target, args.connections, args.seconds)["ok_rps"]
+                        with _Poller(f"http://127.0.0.1:{port}/dashboard.json") as poller:
+                            res = wrk(target, args.connections, args.seconds)
+                        polls.append(poller.polls)
                     else:
-                        figures[system] = wrk(target, args.connections, args.seconds)["ok_rps"]
-                rounds.append(figures)
-                print(f"# round {i + 1}: {figures}", file=sys.stderr)
+                        res = wrk(target, args.connections, args.seconds)
+                    fig = per_round[system]
+                    for k in ("p50_us", "p99_us"):
+                        fig[k].append(float(res[k]))
+                    fig["rps"].append(float(res["ok_rps"]))
+                    for k in ("non_2xx", "socket_errors", "timeouts"):
+                        fig[k].append(int(res[k]))
+                print(
+                    f"[bench.dashboard_cost] round {i + 1}/{args.rounds}: "
+                    + ", ".join(f"{s} {per_round[s]['rps'][-1]:,.0f} 2xx/s" for s in SYSTEMS),
+                    file=sys.stderr,
+                    flush=True,
+                )
         finally:
             browser.quit()
-    head = f"wrk c={args.connections}, bench MLP with drift, {args.rounds} rounds"
-    print(f"{head} of {args.seconds:g} s per system")
-    print(f"{'system':<34}{'median req/s':>14}{'p25-p75':>16}{'ratio to blank':>16}{'ratio p25-p75':>16}")
-    blank = np.array([r["blank"] for r in rounds])
-    labels = {
-        "blank": "browser on a blank page",
-        "dashboard": "browser on the dashboard",
-        "poller": "dashboard.json every 2 s, no browser",
-    }
-    for system in systems:
-        values = np.array([r[system] for r in rounds])
-        ratios = values / blank
-        spread = f"{np.percentile(values, 25):.0f}-{np.percentile(values, 75):.0f}"
-        rspread = f"{np.percentile(ratios, 25):.3f}-{np.percentile(ratios, 75):.3f}"
-        print(
-            f"{labels[system]:<34}{np.median(values):>14.0f}{spread:>16}{np.median(ratios):>16.3f}{rspread:>16}"
-        )
-    if args.json:
-        command = "python -m bench.dashboard_cost " + " ".join(sys.argv[1:] if argv is None else argv)
-        Path(args.json).write_text(json.dumps({"command": command, "rounds": rounds}, indent=1) + "\n")
+    results = {"per_round": per_round, "orders": orders, "polls": polls}
+    print(markdown(run.envelope(results)), end="")
+    if args.json is not None:
+        run.save(results, args.json or None)
     return 0
 
 

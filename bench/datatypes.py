@@ -1,6 +1,6 @@
 """What converting an input's datatype costs, and what the rule costs a request that needs none.
 
-    python -m bench.datatypes [--rounds 40] [--calls 2000] [--baseline DIR] [--json]
+    python -m bench.datatypes [--rounds 300] [--calls 2000] [--baseline DIR] [--json [PATH]]
 
 Each case is one request's decode-and-check step, exactly as the server runs it
 (the pipeline's decode stage: decode the body, check_inputs, select outputs), or one
@@ -13,12 +13,13 @@ timed is mlrt's own work around a model), for one row of 20 features:
 
 Every case runs in worker processes, in short rounds interleaved with the others (order
 rotated each round) so the machine's drift hits them alike; a round's figure is the mean
-time per call over --calls calls. The table gives the median over rounds and the 25th-75th
-percentiles. With --baseline DIR (another checkout of mlrt with its native extensions
-built, e.g. `git worktree add ../mlrt-before <commit>` and `python setup.py build_ext
---inplace` there), the same cases also run on that code, paired round by round, and the
-table adds the median and quartiles of the per-round ratio (this code / baseline): cases
-the baseline refuses (FP64 into FP32 before the rule) are left out of the comparison.
+time per call over --calls calls. The table gives the median over rounds with the lowest
+and highest round, and what FP64 costs over FP32 on the same wire, paired round by round.
+With --baseline DIR (another checkout of mlrt with its native extensions built, e.g. `git
+worktree add ../mlrt-before <commit>` and `python setup.py build_ext --inplace` there), the
+same cases also run on that code, paired round by round, and the table adds the median and
+range of the per-round ratio (this code / baseline): cases the baseline refuses (FP64 into
+FP32 before the rule) are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+#: Raised when a change makes earlier results incomparable (bench/_results.py).
+SCRIPT_VERSION = 1
 
 CASES = [
     "json fp32", "binary fp32", "msgpack fp32", "predict f32",
@@ -42,7 +46,7 @@ CASES = [
 # Runs in a worker process against whichever checkout is first on its PYTHONPATH; it uses
 # only what both sides of a comparison have (the endpoint's decode step, runtime.load's
 # LocalModel, PythonModel), so it is passed as source rather than imported from here.
-_WORKER = r'''
+_WORKER = r"""
 import json, sys, time
 import msgpack, numpy as np
 import runtime
@@ -130,7 +134,7 @@ for line in sys.stdin:
     for _ in range(int(calls)):
         fn()
     print((time.perf_counter_ns() - t0) / int(calls), flush=True)
-'''
+"""
 
 
 class _Worker:
@@ -163,7 +167,8 @@ class _Worker:
         self.proc.wait()
 
 
-def run(rounds: int, calls: int, baseline: Path | None) -> dict[str, object]:
+def run_cases(rounds: int, calls: int, baseline: Path | None) -> dict[str, Any]:
+    """ns per call, one figure per round, per side ("this", and "baseline" with one) and case."""
     workers = {"this": _Worker(REPO)}
     if baseline is not None:
         workers["baseline"] = _Worker(baseline)
@@ -176,58 +181,96 @@ def run(rounds: int, calls: int, baseline: Path | None) -> dict[str, object]:
     finally:
         for w in workers.values():
             w.close()
-    out: dict[str, object] = {
-        "rounds": rounds,
-        "calls_per_round": calls,
-        "runtime": {side: w.runtime for side, w in workers.items()},
-        "cases": {},
-    }
-    cases: dict[str, dict[str, object]] = {}
-    for side, case in jobs:
-        t = np.asarray(times[(side, case)])
-        cases.setdefault(case, {})[f"{side}_ns"] = _quartiles(t)
-        cases[case][f"{side}_rounds_ns"] = [round(v, 1) for v in t]
-    for case in CASES:
-        if ("baseline", case) in times and ("this", case) in times:
-            ratio = np.asarray(times[("this", case)]) / np.asarray(times[("baseline", case)])
-            cases[case]["ratio"] = _quartiles(ratio, digits=4)
-    out["cases"] = cases
-    return out
+    out: dict[str, Any] = {side: {} for side in workers}
+    for (side, case), t in times.items():
+        out[side][case] = [round(v, 1) for v in t]
+    return {"ns_per_call": out}
 
 
-def _quartiles(a: np.ndarray, digits: int = 1) -> dict[str, float]:
-    p25, p50, p75 = np.percentile(a, [25, 50, 75])
-    return {k: round(float(v), digits) for k, v in (("median", p50), ("p25", p25), ("p75", p75))}
+def _spread(v: list[float] | np.ndarray, fmt: str = ",.0f", sign: str = "") -> str:
+    sep = " to " if sign else "-"  # a difference may be negative
+    return f"{np.median(v):{sign}{fmt}} [{np.min(v):{fmt}}{sep}{np.max(v):{fmt}}]"
 
 
-def _table(result: dict[str, object]) -> str:
-    cases = result["cases"]
-    assert isinstance(cases, dict)
-    lines = [
-        f"{result['rounds']} rounds x {result['calls_per_round']} calls; "
-        "ns per call, median [p25-p75] over rounds",
-        f"{'case':<14} {'this code':>24} {'baseline':>24} {'ratio this/baseline':>28}",
+def markdown(saved: dict[str, Any], name: str = "datatypes") -> str:
+    """A saved run's table (bench/_results.py's layout) in Markdown."""
+    s = saved["settings"]
+    ns = saved["results"]["ns_per_call"]
+    this, base = ns["this"], ns.get("baseline")
+    head = ["case", "ns per call", "FP64 - FP32 (same wire), per round, ns"]
+    if base is not None:
+        head += ["baseline, ns per call", "this / baseline, per round"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for case in s["cases"]:
+        if case not in this:
+            continue
+        cells = [case, _spread(this[case])]
+        same = case.replace("64", "32")
+        if case != same and same in this:
+            cells.append(_spread(np.asarray(this[case]) - np.asarray(this[same]), sign="+"))
+        else:
+            cells.append("")
+        if base is not None:
+            if case in base:
+                ratio = np.asarray(this[case]) / np.asarray(base[case])
+                cells += [_spread(base[case]), _spread(ratio, ".3f")]
+            else:
+                cells += ["refused", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    against = ""
+    if base is not None:
+        against = (
+            f" The same cases on the baseline ({s['baseline']}) in the same rounds, paired round by round; "
+            "cases it refuses are left out of the comparison."
+        )
+    lines += [
+        "",
+        f"One row of 20 features: the server's decode step (decode the body, check the inputs, select "
+        f"the outputs) for each wire, or `runtime.load(...).predict` on a model that returns its input; "
+        f"sent in the model's FP32 or as FP64 (converted). {s['rounds']} rounds of {s['calls']:,} calls "
+        "per case in worker processes, order rotated; a round's figure is its mean per call; "
+        f"median [lowest-highest round]; FP64 - FP32 paired by round.{against}",
     ]
-    for case in CASES:
-        c = cases.get(case, {})
-        cells = []
-        for key in ("this_ns", "baseline_ns", "ratio"):
-            q = c.get(key)
-            cells.append("-" if q is None else f"{q['median']:g} [{q['p25']:g}-{q['p75']:g}]")
-        lines.append(f"{case:<14} {cells[0]:>24} {cells[1]:>24} {cells[2]:>28}")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
+
+
+def _commit(tree: Path) -> str:
+    """The commit a checkout is at, with "+ changes" where it has uncommitted ones."""
+
+    def git(*args: str) -> str:
+        r = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=7", "HEAD") or "unknown commit"
+    changed = git("status", "--porcelain", "--", "runtime", "native")
+    return commit + (" + uncommitted changes" if changed else "")
 
 
 def main(argv: list[str] | None = None) -> None:
+    from ._results import Run
+
     doc = __doc__ or ""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--calls", type=int, default=2000, help="calls per case per round")
     parser.add_argument("--baseline", type=Path, help="another checkout of mlrt to compare with")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                        help="also write the raw results (bench/results/NAME-DATE.json)")  # fmt: skip
     args = parser.parse_args(argv)
-    result = run(args.rounds, args.calls, args.baseline)
-    print(json.dumps(result, indent=1) if args.json else _table(result))
+    baseline = None if args.baseline is None else f"checkout of {_commit(args.baseline)}"
+    # The command names the baseline by its commit, not by a folder of one machine.
+    shown = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(shown):
+        if arg == "--baseline" and i + 1 < len(shown):
+            shown[i + 1] = f"<{baseline}>"
+        elif arg.startswith("--baseline="):
+            shown[i] = f"--baseline=<{baseline}>"
+    settings = {"rounds": args.rounds, "calls": args.calls, "cases": CASES, "baseline": baseline}
+    run = Run("datatypes", SCRIPT_VERSION, settings, argv=shown)
+    results = run_cases(args.rounds, args.calls, args.baseline)
+    print(markdown(run.envelope(results), "datatypes"), end="")
+    if args.json is not None:
+        run.save(results, args.json or None)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """False alarms and detection power of the drift rule on real data:
-`python -m bench.drift_power [--windows N] [--shift-windows N] [--no-evidently] [--json PATH]`.
+`python -m bench.drift_power [--windows N] [--shift-windows N] [--no-evidently] [--json [PATH]]`.
 
 For each data set (real tables that ship inside Python packages) and each window size
 and feature count, no-drift windows are simulated the way a statistician would: the
@@ -24,9 +24,15 @@ Rules side by side, on the same windows:
   "any feature flagged", like the other two.
 
 `--fit-dtype float64` profiles the float64 data as given (no --model) while the windows
-are still served as float32: the mismatch that once alarmed on every window.
+are still served as float32: the mismatch that once alarmed on every window (published
+as its own benchmark, drift_power_fit64).
 
-Everything is seeded: the same command gives the same table.
+Goal: mlrt's model-level false-alarm rate at most 5% in every cell (data set, window size,
+feature count).
+
+Everything is seeded (--seed; each data set starts from the same seed, so a subset of
+--datasets gives the same figures for those data sets): the same command, with the data
+sets' packages at the versions the saved run records, gives the same table.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +56,16 @@ from runtime.monitor import Histogram, kernels
 from runtime.monitor.profile import CATEGORICAL, Profile
 from runtime.monitor.rule import Thresholds, band, chi2_sf, holm, judge
 
+#: Raised when a change makes earlier results incomparable (bench/_results.py).
+SCRIPT_VERSION = 1
+
 SIZES = (100, 200, 500, 1000, 5000)
 FEATURES = (1, 8, 50)
 SHIFTS = ("mean+0.25sd", "mean+0.5sd", "category+10pt")
+#: Where the data sets come from: their versions decide the rows, so a saved run records them.
+DATA_PACKAGES = ("pydataset", "scikit-learn", "statsmodels", "pandas")
+#: False-alarm goal for mlrt's rule, in every cell.
+GOAL = 0.05
 
 
 # -- data sets --------------------------------------------------------------------------
@@ -151,8 +165,9 @@ def _slots(profile: Profile, name: str, values: np.ndarray) -> np.ndarray:
 def _check_slots(ds: Dataset, profile: Profile, slots: dict[str, np.ndarray], rows: np.ndarray) -> None:
     hist = Histogram(profile)
     # What a float32 model receives: numeric columns as float32.
-    served = {k: v[rows] if k in ds.categorical else v[rows].astype(np.float32) 
-              for k, v in ds.columns.items()}
+    served = {
+        k: v[rows] if k in ds.categorical else v[rows].astype(np.float32) for k, v in ds.columns.items()
+    }
     hist.update(served)
     counts = hist.feature_counts()
     for name, s in slots.items():
@@ -236,9 +251,12 @@ for line in sys.stdin:
 
 
 class Evidently:
-    """One worker process per data set: the data set is sent once, then references and windows."""
+    """Worker processes for one data set (the data set sent once to each), then references
+    and windows. Windows go to the workers in turn without waiting (`submit`), and their
+    flags come back in `collect`: Evidently is most of this benchmark's time, and its
+    verdicts do not depend on which worker gives them."""
 
-    def __init__(self, ds: Dataset, tmp: Path) -> None:
+    def __init__(self, ds: Dataset, tmp: Path, workers: int = 1) -> None:
         from bench.kernels import ensure_evidently_venv
 
         py, how = ensure_evidently_venv()
@@ -251,37 +269,63 @@ class Evidently:
         np.savez(data, names=json.dumps(names), categorical=json.dumps(ds.categorical), **arrays)
         script = tmp / "evidently_worker.py"
         script.write_text(_WORKER)
-        self.proc = subprocess.Popen(
-            [str(py), str(script), str(data)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.version = json.loads(self._read())["version"]
+        self.procs = [
+            subprocess.Popen(
+                [str(py), str(script), str(data)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            for _ in range(max(1, workers))
+        ]
+        self.version = [json.loads(self._read(p))["version"] for p in self.procs][0]
+        self.pending: list[list[Any]] = [[] for _ in self.procs]  # per worker, keys in order sent
+        self.turn = 0
 
-    def _read(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+    def _read(self, proc: subprocess.Popen[str]) -> str:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"the Evidently worker exited with {self.proc.wait()}")
+            raise RuntimeError(f"an Evidently worker exited with {proc.wait()}")
         return line
 
-    def _send(self, msg: dict[str, Any]) -> str:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
+    def _write(self, proc: subprocess.Popen[str], msg: dict[str, Any]) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(msg) + "\n")
+        proc.stdin.flush()
 
     def reference(self, rows: np.ndarray) -> None:
+        assert not any(self.pending), "collect() before the next reference"
         path = self.tmp / "ref.npy"
         np.save(path, rows)
-        self._send({"ref": str(path)})
+        for proc in self.procs:
+            self._write(proc, {"ref": str(path)})
+        for proc in self.procs:
+            self._read(proc)
 
-    def flags(self, rows: np.ndarray, shift: tuple[str, np.ndarray] | None) -> list[bool]:
+    def submit(self, key: Any, rows: np.ndarray, shift: tuple[str, np.ndarray] | None) -> None:
+        """Send a window to the next worker; its flags come back from `collect` with `key`.
+        Collect every few dozen windows: answers wait in the worker's pipe (64 KiB) until then."""
         moved = [shift[0], [None if v != v else float(v) for v in shift[1].tolist()]] if shift else None
-        return json.loads(self._send({"rows": rows.tolist(), "shift": moved}))
+        i = self.turn % len(self.procs)
+        self.turn += 1
+        self._write(self.procs[i], {"rows": rows.tolist(), "shift": moved})
+        self.pending[i].append(key)
+
+    def waiting(self) -> int:
+        """Windows sent to the worker with the most, not yet collected."""
+        return max(len(keys) for keys in self.pending)
+
+    def collect(self) -> list[tuple[Any, list[bool]]]:
+        out = []
+        for proc, keys in zip(self.procs, self.pending, strict=True):
+            out += [(key, json.loads(self._read(proc))) for key in keys]
+            keys.clear()
+        return out
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+        for proc in self.procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in self.procs:
+            proc.wait(timeout=30)
 
 
 # -- the simulation ----------------------------------------------------------------------
@@ -336,6 +380,10 @@ def _shift_rows(
     return rows, None, f"{col}={level}: {share:.0%} -> {target:.0%}"
 
 
+def _has_nulls(values: np.ndarray) -> bool:
+    return bool(np.any(values == None)) if values.dtype == object else bool(np.isnan(values).any())  # noqa: E711
+
+
 def simulate(ds: Dataset, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     f_sizes = tuple(f for f in FEATURES if f <= len(ds.columns))
@@ -347,13 +395,20 @@ def simulate(ds: Dataset, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
     evidently = None
     if args.evidently:
         try:
-            evidently = Evidently(sub, tmp)
+            evidently = Evidently(sub, tmp, args.evidently_workers)
         except (RuntimeError, OSError) as exc:
             print(f"[drift_power] Evidently skipped: {exc}", file=sys.stderr)
     tallies: dict[tuple[str, str, int, int], Tally] = {}
 
     def tally(rule: str, case: str, n: int, f: int) -> Tally:
         return tallies.setdefault((rule, case, n, f), Tally())
+
+    def evidently_tally(answers: list[tuple[Any, list[bool]]]) -> None:
+        for (case, n), flags in answers:
+            for f in f_sizes:
+                if case == "category+10pt" and not any(c in sub.categorical for c in names[:f]):
+                    continue
+                tally("Evidently PSI test", case, n, f).add(any(flags[:f]))
 
     refs = args.references
     per_ref = max(1, args.windows // refs)
@@ -391,11 +446,11 @@ def simulate(ds: Dataset, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
                             tally(variant, case, n, f).add(result[variant][f])
                         tally("PSI > 0.1", case, n, f).add(any(p > 0.1 for p in result["psi"][:f]))
                     if evidently is not None and w < (per_ref_ev if case == "none" else per_ref_ev // 2):
-                        flags = evidently.flags(rows, shift)
-                        for f in f_sizes:
-                            if case == "category+10pt" and not any(c in sub.categorical for c in names[:f]):
-                                continue
-                            tally("Evidently PSI test", case, n, f).add(any(flags[:f]))
+                        evidently.submit((case, n), rows, shift)
+                        if evidently.waiting() >= 32:
+                            evidently_tally(evidently.collect())
+            if evidently is not None:
+                evidently_tally(evidently.collect())
         print(f"[drift_power] {ds.name}: reference {r + 1}/{refs} done ({time.perf_counter() - t0:.0f} s)",
               file=sys.stderr, flush=True)  # fmt: skip
     if evidently is not None:
@@ -404,42 +459,106 @@ def simulate(ds: Dataset, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
         "dataset": ds.name,
         "source": ds.source,
         "rows": ds.rows,
+        "columns": len(ds.columns),
+        "nulls": any(_has_nulls(v) for v in ds.columns.values()),
         "features": {str(f): names[:f] for f in f_sizes},
         "categorical": sub.categorical,
         "shifts": notes,
         "evidently": evidently.version if evidently is not None else None,
         "results": [
-            {"rule": rule, "case": case, "window": n, "features": f, "rate": t.rate, "flagged": t.hits,
-             "windows": t.total}  # fmt: skip
+            {
+                "rule": rule,
+                "case": case,
+                "window": n,
+                "features": f,
+                "rate": t.rate,
+                "flagged": t.hits,
+                "windows": t.total,
+            }  # fmt: skip
             for (rule, case, n, f), t in sorted(tallies.items(), key=lambda kv: kv[0][1:] + kv[0][:1])
         ],
     }
 
 
 # -- report ------------------------------------------------------------------------------
-def _rate(results: list[dict], rule: str, case: str, n: int, f: int) -> str:
+RULES = ("mlrt", "mlrt, warn_psi 0.02", "PSI as the test", "PSI > 0.1", "Evidently PSI test")
+TITLES = {
+    "none": "False alarms: share of no-drift windows where any feature is flagged",
+    "mean+0.25sd": "Detection: the first feature's mean moved by 0.25 standard deviations",
+    "mean+0.5sd": "Detection: the first feature's mean moved by 0.5 standard deviations",
+    "category+10pt": "Detection: one category's share moved by 10 points",
+}
+
+
+def _cell(results: list[dict], rule: str, case: str, n: int, f: int) -> dict | None:
     for r in results:
         if (r["rule"], r["case"], r["window"], r["features"]) == (rule, case, n, f):
-            return f"{100 * r['rate']:.1f}%"
-    return "-"
+            return r
+    return None
 
 
-RULES = ("mlrt", "mlrt, warn_psi 0.02", "PSI as the test", "PSI > 0.1", "Evidently PSI test")
+def _rate(results: list[dict], rule: str, case: str, n: int, f: int) -> str:
+    r = _cell(results, rule, case, n, f)
+    return "-" if r is None else f"{100 * r['flagged'] / r['windows']:.1f}%"
 
 
-def print_tables(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> None:
+def _wilson_upper(hits: int, total: int, z: float = 1.96) -> float:
+    """The upper end of the Wilson score interval (95%) of a binomial share."""
+    p = hits / total
+    centre = p + z * z / (2 * total)
+    spread = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return (centre + spread) / (1 + z * z / total)
+
+
+def _worst(run: dict, rule: str) -> dict | None:
+    cells = [r for r in run["results"] if r["rule"] == rule and r["case"] == "none"]
+    return max(cells, key=lambda r: (r["flagged"] / r["windows"], -r["window"])) if cells else None
+
+
+def markdown(saved: dict[str, Any], name: str = "drift_power") -> str:
+    """A saved run's tables (bench/_results.py's layout) in Markdown: the worst no-drift cell
+    per data set and rule, the goal's verdict, then every cell of every case."""
+    runs = saved["results"]["datasets"]
+    s = saved["settings"]
+    sizes = s["sizes"]
+    evidently = next((run["evidently"] for run in runs if run["evidently"]), None)
+    summary_rules = ["mlrt", "PSI > 0.1"] + (["Evidently PSI test"] if evidently else [])
+    label = {"Evidently PSI test": f"Evidently PSI test ({evidently})"}
+    lines = [
+        "Highest false-alarm rate per data set over every window size and feature count (no-drift "
+        "windows where any feature is flagged; flagged / windows):",
+        "",
+        "| data set | " + " | ".join(label.get(r, r) for r in summary_rules) + " |",
+        "|---|" + "---:|" * len(summary_rules),
+    ]
+    for run in runs:
+        cells = []
+        for rule in summary_rules:
+            w = _worst(run, rule)
+            cells.append("-" if w is None else f"{100 * w['flagged'] / w['windows']:.1f}% "
+                                                f"({w['flagged']:,} / {w['windows']:,})")  # fmt: skip
+        nulls = "; nulls" if run["nulls"] else ""
+        desc = f"{run['dataset']} ({run['rows']:,} rows, {run['columns']} columns{nulls})"
+        lines.append(f"| {desc} | " + " | ".join(cells) + " |")
+    worst = max(
+        ((w["flagged"] / w["windows"], w, run["dataset"]) for run in runs if (w := _worst(run, "mlrt"))),
+        key=lambda t: t[0],
+    )
+    rate, w, ds = worst
+    verdict = "PASS" if rate <= GOAL else "FAIL"
+    lines += [
+        "",
+        f"{verdict}: mlrt's highest false-alarm rate {100 * rate:.1f}% ({ds}, N = {w['window']:,}, "
+        f"{w['features']} feature{'s' if w['features'] > 1 else ''}; 95% upper bound "
+        f"{100 * _wilson_upper(w['flagged'], w['windows']):.1f}%); goal: at most {100 * GOAL:.0f}% "
+        "in every cell",
+    ]
     head = "| data set | features | rule | " + " | ".join(f"N = {n:,}" for n in sizes) + " |"
     rule_line = "|---|---|---|" + "---:|" * len(sizes)
-    titles = {
-        "none": "False alarms: share of no-drift windows where any feature is flagged",
-        "mean+0.25sd": "Detection: the first feature's mean moved by 0.25 standard deviations",
-        "mean+0.5sd": "Detection: the first feature's mean moved by 0.5 standard deviations",
-        "category+10pt": "Detection: one category's share moved by 10 points",
-    }
     for case in ("none", *SHIFTS):
-        print(f"\n{titles[case]}\n")
-        print(head)
-        print(rule_line)
+        if case != "none" and not any(case in run["shifts"] for run in runs):
+            continue
+        lines += ["", f"{TITLES[case]}:", "", head, rule_line]
         for run in runs:
             if case != "none" and case not in run["shifts"]:
                 continue
@@ -448,21 +567,51 @@ def print_tables(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> None:
                     cells = [_rate(run["results"], rule, case, n, f) for n in sizes]
                     if all(c == "-" for c in cells):
                         continue
-                    print(f"| {run['dataset']} | {f} | {rule} | " + " | ".join(cells) + " |")
+                    lines.append(f"| {run['dataset']} | {f} | {rule} | " + " | ".join(cells) + " |")
         if case != "none":
             moved = {run["dataset"]: run["shifts"][case] for run in runs if case in run["shifts"]}
-            print("\nwhat moved: " + "; ".join(f"{k}: {v}" for k, v in moved.items()))
-    worst = max(
-        (r["rate"], run["dataset"], r["window"], r["features"])
-        for run in runs
-        for r in run["results"]
-        if r["rule"] == "mlrt" and r["case"] == "none"
+            lines += ["", "What moved: " + "; ".join(f"{k}: {v}" for k, v in moved.items()) + "."]
+
+    def counted(rule: str, case: str) -> str:
+        # Windows per cell as run (the requested count rounded down to whole references).
+        found = {
+            r["windows"] for run in runs for r in run["results"] if (r["rule"], r["case"]) == (rule, case)
+        }
+        return "/".join(f"{n:,}" for n in sorted(found)) or "0"
+
+    refs = s["references"]
+    ev = (
+        f"; Evidently {evidently} (its own virtualenv, its defaults) judged "
+        f"{counted('Evidently PSI test', 'none')} of the no-drift and "
+        f"{counted('Evidently PSI test', 'mean+0.5sd')} of the shifted windows per cell"
+        if evidently
+        else "; Evidently not run"
     )
-    print(f"\nmlrt's highest false-alarm rate: {100 * worst[0]:.1f}% ({worst[1]}, N = {worst[2]}, "
-          f"{worst[3]} features); goal: at most 5% everywhere")  # fmt: skip
+    lines += [
+        "",
+        f"% of windows flagged, per cell: {counted('mlrt', 'none')} no-drift and "
+        f"{counted('mlrt', 'mean+0.5sd')} shifted windows per case and cell, drawn with replacement from "
+        f"the data set against {refs} reference sample{'s' if refs > 1 else ''} of its size (each drawn "
+        f"with replacement){ev}. Profiles fitted in {s['fit_dtype']}, windows served as float32. "
+        f"Seed {s['seed']}; every cell's counts are in the raw file.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _package_versions() -> dict[str, str]:
+    out = {}
+    for package in DATA_PACKAGES:
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench._results import Run, usable_cpus
+    from bench.kernels import EVIDENTLY_VERSION
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=",".join(LOADERS), help="comma-separated (%(default)s)")
     p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="window sizes (%(default)s)")
@@ -475,30 +624,54 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--no-evidently", dest="evidently", action="store_false")
     p.add_argument(
+        "--evidently-workers", type=int, default=min(4, usable_cpus()),
+        help="Evidently processes judging windows side by side (every usable CPU, 4 at most: "
+        "%(default)s); the figures do not depend on it",
+    )  # fmt: skip
+    p.add_argument(
         "--fit-dtype", choices=("float32", "float64"), default="float32",
         help="dtype the profile is fitted in; windows are always served as float32 (%(default)s)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="PATH", help="write the raw results here")
+    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
     args = p.parse_args(argv)
     args.sizes = tuple(int(s) for s in args.sizes.split(","))
+    datasets = args.datasets.split(",")
+    unknown = [d for d in datasets if d not in LOADERS]
+    if unknown:
+        p.error(f"unknown data set(s) {', '.join(unknown)}; known: {', '.join(LOADERS)}")
+    name = "drift_power_fit64" if args.fit_dtype == "float64" else "drift_power"
+    settings: dict[str, Any] = {
+        "datasets": datasets,
+        "sizes": list(args.sizes),
+        "features": list(FEATURES),
+        "windows": args.windows,
+        "shift_windows": args.shift_windows,
+        "references": args.references,
+        "evidently": EVIDENTLY_VERSION if args.evidently else None,
+        "evidently_windows": args.evidently_windows if args.evidently else 0,
+        "fit_dtype": args.fit_dtype,
+        "seed": args.seed,
+        "data_packages": _package_versions(),
+    }
+    run = Run(name, SCRIPT_VERSION, settings, argv=argv, script="drift_power")
     runs = []
     with tempfile.TemporaryDirectory(prefix="mlrt-drift-power-") as tmp:
-        for name in args.datasets.split(","):
+        for ds_name in datasets:
             try:
-                ds = LOADERS[name]()
+                ds = LOADERS[ds_name]()
             except ImportError as exc:
-                print(f"[drift_power] {name} skipped: {exc} (pip install 'mlrt[bench]')", file=sys.stderr)
+                print(f"[drift_power] {ds_name} skipped: {exc} (pip install 'mlrt[bench]')", file=sys.stderr)
                 continue
             runs.append(simulate(ds, args, Path(tmp)))
     if not runs:
         print("no data set could be loaded", file=sys.stderr)
         return 1
-    print_tables(runs, args.sizes)
-    if args.json:
-        doc = {"command": "python -m bench.drift_power " + " ".join(argv or sys.argv[1:]),
-               "date": time.strftime("%Y-%m-%d"), "seed": args.seed, "runs": runs}  # fmt: skip
-        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    results = {"datasets": runs}
+    print(markdown(run.envelope(results), name), end="")
+    if args.json is not None:
+        run.save(results, args.json or None)
     return 0
 
 

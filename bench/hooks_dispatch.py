@@ -19,24 +19,15 @@ This used to be a test with a bound; a timing is no test (bench/README.md).
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 from runtime.hooks import DriftEvent, HookDispatcher, HookSpec
 
-from ._results import git as _git
-
+#: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-#: The code these figures measure, relative to the repository root.
-MEASURED_PATHS = ("runtime/hooks", "bench/hooks_dispatch.py")
 FIRINGS_PER_ROUND = 100  # well under the dispatcher's MAX_PENDING: nothing is dropped
 
 FEATURES = (
@@ -80,8 +71,13 @@ def _change_without_firing(calls: int) -> float:
         return elapsed / calls
 
 
+def calls_of(case: str, calls: int) -> int:
+    """The calls a round of `case` times: the firing case stops at FIRINGS_PER_ROUND firings."""
+    return min(calls, 2 * FIRINGS_PER_ROUND) if case.startswith("fires") else calls
+
+
 def _fires(calls: int) -> float:
-    n = min(calls, 2 * FIRINGS_PER_ROUND)
+    n = calls_of("fires", calls)
     d = HookDispatcher([HookSpec(_Nothing(), on=frozenset({"alert"}), cooldown_s=0)])
     try:
         events = [_event("ok"), _event("alert")]
@@ -102,7 +98,7 @@ CASES: dict[str, Callable[[int], float]] = {
 }
 
 
-def run(rounds: int, calls: int) -> dict[str, list[float]]:
+def run_cases(rounds: int, calls: int) -> dict[str, list[float]]:
     """Seconds per call, per case, one figure per round; cases rotated each round."""
     names = list(CASES)
     for name in names:  # warm up: imports, the first thread of a pool
@@ -114,21 +110,31 @@ def run(rounds: int, calls: int) -> dict[str, list[float]]:
     return out
 
 
-def table(raw: dict[str, list[float]], calls: int) -> str:
+def markdown(saved: dict[str, Any], name: str = "hooks_dispatch") -> str:
+    """A saved run's table (bench/_results.py's layout) in Markdown."""
+    r, s = saved["results"], saved["settings"]
     lines = [
-        "| case | calls per round | rounds | µs per call, median [min-max] |",
-        "|---|---|---|---|",
+        "| case | calls per round | µs per call, median [min-max] |",
+        "|---|---|---|",
     ]
-    for name, per_round in raw.items():
-        us = [s * 1e6 for s in per_round]
-        n = min(calls, 2 * FIRINGS_PER_ROUND) if name.startswith("fires") else calls
-        lines.append(
-            f"| {name} | {n:,} | {len(us)} | {statistics.median(us):.2f} [{min(us):.2f}-{max(us):.2f}] |"
-        )
-    return "\n".join(lines)
+    for case, per_round in r["seconds_per_call"].items():
+        us = [v * 1e6 for v in per_round]
+        spread = f"{statistics.median(us):.2f} [{min(us):.2f}-{max(us):.2f}]"
+        lines.append(f"| {case} | {r['calls_per_round'][case]:,} | {spread} |")
+    lines += [
+        "",
+        f"`HookDispatcher.observe`, one thread calling, {s['rounds']} rounds with the cases' order rotated; "
+        "a round's figure is one block of calls timed with one clock read at either end, divided by its "
+        "calls; median [lowest-highest round]. The firing case starts a fresh dispatcher each round and "
+        f"fires at most {s['firings_per_round']} times a round (none dropped); only `observe` is timed, "
+        "not the hook thread.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._results import Run
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -140,44 +146,21 @@ def main(argv: list[str] | None = None) -> int:
         const="",
         default=None,
         metavar="PATH",
-        help="also write the raw results as JSON (default path: bench/results/hooks_dispatch-<date>.json)",
+        help="also write the raw results (default: bench/results/NAME-DATE.json)",
     )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.calls < 2:
         parser.error("--rounds must be >= 1 and --calls >= 2")
-    now = _dt.datetime.now().astimezone()
-    raw = run(args.rounds, args.calls)
-    commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--", *MEASURED_PATHS).splitlines()
-    local = f", with uncommitted changes to {', '.join(dirty)}" if dirty else ""
-    print(
-        f"HookDispatcher.observe, {now:%Y-%m-%d %H:%M} (commit {commit[:10]}{local}); "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, one thread calling"
-    )
-    print(table(raw, args.calls))
+    settings = {"rounds": args.rounds, "calls": args.calls, "firings_per_round": FIRINGS_PER_ROUND}
+    run = Run("hooks_dispatch", SCRIPT_VERSION, settings, argv=argv, measured=("runtime/hooks",))
+    raw = run_cases(args.rounds, args.calls)
+    results = {
+        "seconds_per_call": raw,
+        "calls_per_round": {name: calls_of(name, args.calls) for name in raw},
+    }
+    print(markdown(run.envelope(results), "hooks_dispatch"), end="")
     if args.json is not None:
-        path = Path(args.json) if args.json else RESULTS_DIR / f"hooks_dispatch-{now:%Y-%m-%dT%H%M}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        result = {
-            "benchmark": "bench.hooks_dispatch",
-            "script_version": SCRIPT_VERSION,
-            "command": "python -m bench.hooks_dispatch " + " ".join(sys.argv[1:] if argv is None else argv),
-            "meta": {
-                "date": now.isoformat(timespec="seconds"),
-                "commit": commit,
-                "dirty": dirty,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "load_avg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-                },
-            },
-            "settings": {"rounds": args.rounds, "calls": args.calls, "firings_per_round": FIRINGS_PER_ROUND},
-            "raw_seconds_per_call": raw,
-        }
-        path.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"raw results: {path}", file=sys.stderr)
+        run.save(results, args.json or None)
     return 0
 
 

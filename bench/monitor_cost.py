@@ -1,6 +1,6 @@
 """What drift monitoring adds to an in-process prediction, counted in instructions.
 
-    python -m bench.monitor_cost [--calls 1024,3072] [--repeat 2] [--jobs 2] [--rounds 15] [--json PATH]
+    python -m bench.monitor_cost [--calls 1024,3072] [--repeat 2] [--jobs 1] [--rounds 15] [--json [PATH]]
 
 The model: the bench MLP with 8 FP32 features (bench/models.py), `runtime.load(model,
 profile=...)` against plain `runtime.load(model)`, one (1, 8) float32 row per `predict`.
@@ -15,7 +15,11 @@ OpenBLAS's threads spin for as long as the scheduler lets them, a different numb
 of instructions every run).  N1 and N2 are multiples of the monitor's 64-row staging
 buffer, so both runs count the same whole number of flushes per call.  Each run is
 repeated: the counts agree to a few hundredths of a percent (what remains varies with
-where the allocator's pools happen to fall), where wall time varies by 10-30%.
+where the allocator's pools happen to fall), where wall time varies by 10-30%.  They
+agree only when the runs have the machine's cores to themselves: two callgrind runs at
+once on 2 cores add 0.2-1% to a plain predict's count, differently each run (most likely the
+main thread waiting on onnxruntime's threads), so the runs go one at a time unless
+--jobs says otherwise.
 
 Time-driven work is made explicit: the measured monitor's sub-windows are 10^8 s long,
 so no rotation falls inside the measured calls (the per-call path still reads the clock
@@ -35,13 +39,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import datetime as _dt
 import functools
 import gc
-import json
 import os
-import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,21 +53,17 @@ from typing import Any
 
 import numpy as np
 
-from ._results import git as _git
-
 ROOT = Path(__file__).resolve().parent.parent
-GOAL_PCT = 5.0
+#: Raised when a change makes earlier results incomparable (bench/_results.py).
+SCRIPT_VERSION = 1
+GOAL_PCT = 5.0  # issue 15: the monitor adds under 5% of a plain predict's instructions
 N_FEATURES = 8
 #: Sub-windows longer than any run: no rotation happens while predicts are measured.
 MEASURED_WINDOW_S = 1e9
 MEASURED_SLICES = 10
 DEFAULT_SUBWINDOW_S = 60.0  # MonitorConfig(): 600 s in 10 sub-windows
 WARMUP_CALLS = 256
-#: The code these figures measure, relative to the repository root.
-MEASURED_PATHS = (
-    "native", "runtime/monitor", "runtime/embedded.py", "runtime/models", "runtime/convert.py",
-    "bench/monitor_cost.py", "setup.py",
-)  # fmt: skip
+ROTATION_CALLS = 200  # wall time: monitor.advance calls timed as one block per round
 
 
 def _note(msg: str) -> None:
@@ -165,7 +163,7 @@ def instructions(
     n1, n2 = calls
     modes = ("plain", "monitored", "rotation")
     runs = [(mode, n, r) for r in range(repeat) for mode in modes for n in (n1, n2)]
-    _note(f"{len(runs)} callgrind runs, {jobs} at a time (about 30 s each) ...")
+    _note(f"{len(runs)} callgrind runs, {jobs} at a time (about 15 s each alone) ...")
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         futures = {
             run: pool.submit(_callgrind, run[0], run[1], model, profile, workdir, str(run[2])) for run in runs
@@ -176,8 +174,6 @@ def instructions(
         per_call[mode] = [(raw[(mode, n2, r)] - raw[(mode, n1, r)]) / (n2 - n1) for r in range(repeat)]
     added = [m - p for m, p in zip(per_call["monitored"], per_call["plain"], strict=True)]
     return {
-        "calls": [n1, n2],
-        "repeat": repeat,
         "raw": [{"mode": m, "calls": n, "repeat": r, "instructions": raw[(m, n, r)]} for m, n, r in runs],
         "per_call": per_call,
         "added": added,
@@ -198,6 +194,7 @@ def wall_time(model: Path, profile: Path, rounds: int, calls: int) -> dict[str, 
         warmup=500,
     )
     p50 = {name: [p for p, _ in v] for name, v in res.items()}
+    p99 = {name: [p for _, p in v] for name, v in res.items()}
     diff = [m - p for m, p in zip(p50["monitored"], p50["plain"], strict=True)]
     # A rotation, timed: the monitored model's monitor, one sub-window further each call.
     mon = monitored.monitor  # type: ignore[attr-defined]
@@ -206,90 +203,108 @@ def wall_time(model: Path, profile: Path, rounds: int, calls: int) -> dict[str, 
     rot = []
     for _ in range(rounds):
         t0 = time.perf_counter()
-        for _ in range(200):
+        for _ in range(ROTATION_CALLS):
             now += step
             mon.advance(now)
-        rot.append((time.perf_counter() - t0) / 200 * 1e6)
-    return {"rounds": rounds, "calls": calls, "p50_us": p50, "added_us": diff, "rotation_us": rot}
+        rot.append((time.perf_counter() - t0) / ROTATION_CALLS * 1e6)
+    return {"p50_us": p50, "p99_us": p99, "added_us": diff, "rotation_us": rot}
 
 
-def spread(a: list[float]) -> str:
-    q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return f"{med:.2f} [{q1:.2f}-{q3:.2f}] ({min(a):.2f}-{max(a):.2f})"
+# -- the table ---------------------------------------------------------------------------------
+def _spread(v: list[float], fmt: str = ".2f") -> str:
+    sep = " to " if min(v) < 0 else "-"  # a paired difference may be negative
+    return f"{statistics.median(v):{fmt}} [{min(v):{fmt}}{sep}{max(v):{fmt}}]"
 
 
-# -- report -----------------------------------------------------------------------------------
-def report(result: dict[str, Any]) -> str:
-    """The results as the text tables this benchmark prints."""
-    meta = result["meta"]
-    dirty = f" + uncommitted changes to {', '.join(meta['dirty'])}" if meta["dirty"] else ""
-    out = [
-        f"bench.monitor_cost, {meta['date']}, commit {meta['commit'][:10]}{dirty}",
-        f"machine: {meta['machine']}; load before/after {meta['load_before']} / {meta['load_after']}",
-        f"model: bench MLP, {N_FEATURES} FP32 features -> 2 outputs, one (1, {N_FEATURES}) float32 row "
-        "per predict; profile: inputs and outputs, float32, 10 bins",
-    ]
-    ins = result.get("instructions")
-    if isinstance(ins, dict):
-        n1, n2 = ins["calls"]
-        out += [
-            "",
-            f"instructions per predict, main thread, (I({n2}) - I({n1})) / {n2 - n1}, "
-            f"{ins['repeat']} runs each ({meta['valgrind']})",
-            "",
-            f"{'':<40}" + "".join(f"{'run ' + str(r + 1):>12}" for r in range(ins["repeat"])),
-        ]
-        per_call = ins["per_call"]
-        for name, vals, fmt in (
-            ("runtime.load(model).predict", per_call["plain"], "{:>12,.0f}"),
-            ("runtime.load(model, profile=...).predict", per_call["monitored"], "{:>12,.0f}"),
-            ("added by the monitor", ins["added"], "{:>12,.0f}"),
-            ("added / plain, %", ins["added_pct"], "{:>12.2f}"),
-            ("one rotation (monitor.advance)", per_call["rotation"], "{:>12,.0f}"),
-        ):
-            out.append(f"{name:<40}" + "".join(fmt.format(v) for v in vals))
-        worst = max(ins["added_pct"])
-        rot = float(np.median(per_call["rotation"]))
-        every = DEFAULT_SUBWINDOW_S
-        out += [
-            "",
-            f"{'PASS' if worst < GOAL_PCT else 'FAIL'}  the monitor adds at most {worst:.2f}% of a plain "
-            f"predict's instructions (goal: under {GOAL_PCT:g}%)",
-            f"a rotation: {rot:,.0f} instructions once per sub-window ({every:g} s by default), so "
-            f"{rot / (10 * every):,.0f} per predict at 10 predicts/s, {rot / every:,.0f} at 1/s",
-            "",
-            "raw counts (instructions of the main thread inside the measured loop):",
-        ]
-        out += [
-            f"  {r['mode']:<10} {r['calls']:>6} calls, run {r['repeat'] + 1}: {r['instructions']:>14,}"
-            for r in ins["raw"]
-        ]
+def _quartiles(v: list[float]) -> str:
+    q1, _, q3 = np.percentile(v, [25, 50, 75])
+    return f"{q1:.2f}{' to ' if q1 < 0 else '-'}{q3:.2f}"
+
+
+def markdown(saved: dict[str, Any], name: str = "monitor_cost") -> str:
+    """A saved run's tables (bench/_results.py's layout) and the goal's verdict, in Markdown."""
+    r, s = saved["results"], saved["settings"]
+    n1, n2 = s["calls"]
+    lines: list[str] = []
+    ins = r.get("instructions")
+    if ins is None:
+        lines += [f"Instructions: not counted ({r.get('instructions_skipped') or 'skipped'}).", ""]
     else:
-        out += ["", f"instructions: skipped, {ins}"]
-    wall = result.get("wall")
-    if isinstance(wall, dict):
-        out += [
-            "",
-            f"wall time per predict, in-process, {wall['rounds']} paired rounds x {wall['calls']} calls: "
-            "median [quartiles] (range) of per-round p50, µs",
-            "",
-            f"{'plain':<40}{spread(wall['p50_us']['plain'])}",
-            f"{'monitored':<40}{spread(wall['p50_us']['monitored'])}",
-            f"{'monitored - plain (paired by round)':<40}{spread(wall['added_us'])}",
-            f"{'one rotation (monitor.advance)':<40}{spread(wall['rotation_us'])}",
+        runs = len(ins["added"])
+        per_call, pct = ins["per_call"], ins["added_pct"]
+        lines += [
+            f"| instructions per predict, main thread | {' | '.join(f'run {i + 1}' for i in range(runs))} |",
+            "|---" * (1 + runs) + "|",
         ]
-    return "\n".join(out) + "\n"
+        added = [f"**{a:,.0f} ({p:.2f}%)**" for a, p in zip(ins["added"], pct, strict=True)]
+        rows = (
+            ("`runtime.load(model).predict`", [f"{v:,.0f}" for v in per_call["plain"]]),
+            ("`runtime.load(model, profile=...).predict`", [f"{v:,.0f}" for v in per_call["monitored"]]),
+            ("added by the monitor", added),
+            ("one rotation (`monitor.advance`)", [f"{v:,.0f}" for v in per_call["rotation"]]),
+        )
+        lines += [f"| {label} | {' | '.join(cells)} |" for label, cells in rows]
+        raw = {(x["mode"], x["calls"], x["repeat"]): x["instructions"] for x in ins["raw"]}
+        for mode in ("plain", "monitored", "rotation"):
+            cells = [f"{raw[(mode, n1, i)]:,} / {raw[(mode, n2, i)]:,}" for i in range(runs)]
+            lines.append(f"| raw I({n1}) / I({n2}), {mode} | {' | '.join(cells)} |")
+        rot = statistics.median(per_call["rotation"])
+        every, sub = s["default_subwindow_s"], s["measured_window_s"] / s["slices"]
+        worst, goal = max(pct), s["goal_pct"]
+        lines += [
+            "",
+            f"Instructions the main thread executed inside the measured loop under callgrind "
+            f"({s['valgrind']}), per call as (I({n2}) - I({n1})) / {n2 - n1}, which leaves out start-up, "
+            f"loading and warm-up; {runs} run{'s' if runs != 1 else ''} of each. The bench MLP with "
+            f"{s['n_features']} FP32 features, one (1, {s['n_features']}) float32 row per predict, a float32 "
+            f"profile of inputs and outputs; the measured monitor's sub-windows ({sub:,.0f} s) "
+            "outlast the run, and a rotation is counted apart (`monitor.advance`, one sub-window further "
+            f"each call). A rotation happens once per sub-window ({every:g} s by default): "
+            f"{rot / (10 * every):,.0f} instructions per predict at 10 predicts/s, "
+            f"{rot / every:,.0f} at 1/s. "
+            "In bold: the figure the goal is set in.",
+            "",
+            f"{'PASS' if worst < goal else 'FAIL'}: the monitor adds at most {worst:.2f}% of a plain "
+            f"predict's instructions (goal: under {goal:g}%, issue 15)",
+        ]
+    wall = r.get("wall")
+    if wall is not None:
+        p50 = wall["p50_us"]
+        lines += [
+            "",
+            "| wall time per predict, µs | median [min-max] | quartiles |",
+            "|---|---|---|",
+        ]
+        for label, v in (
+            ("plain predict, p50", p50["plain"]),
+            ("monitored predict, p50", p50["monitored"]),
+            ("monitored - plain, paired by round", wall["added_us"]),
+            ("one rotation (`monitor.advance`), mean", wall["rotation_us"]),
+        ):
+            lines.append(f"| {label} | {_spread(v)} | {_quartiles(v)} |")
+        lines += [
+            "",
+            f"Wall time for context: both models in one process, {s['rounds']} paired rounds x "
+            f"{s['round_calls']:,} calls each, order rotated; a round's figure is its p50 (a rotation: the "
+            f"mean of {s['rotation_calls']} calls); median [lowest-highest round] and quartiles over "
+            "rounds. Wall time on a shared machine moves by more than the monitor costs.",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._results import Run
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", default="1024,3072", help="N1,N2: predicts per run (multiples of 64)")
     p.add_argument("--repeat", type=int, default=2, help="runs of each callgrind measurement")
-    p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="callgrind runs at a time")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="callgrind runs at a time (more than one moves the counts: see above)")  # fmt: skip
     p.add_argument("--rounds", type=int, default=15, help="wall time: paired rounds")
     p.add_argument("--round-calls", type=int, default=2000, help="wall time: calls per system per round")
     p.add_argument("--no-wall", action="store_true", help="skip the wall-time comparison")
-    p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
+    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
     p.add_argument("--child", nargs=4, metavar=("MODE", "N", "MODEL", "PROFILE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -299,40 +314,35 @@ def main(argv: list[str] | None = None) -> int:
     n1, n2 = (int(v) for v in args.calls.split(","))
     if not 0 < n1 < n2:
         p.error(f"--calls needs 0 < N1 < N2, got {args.calls}")
-    now = _dt.datetime.now().astimezone()
     valgrind = shutil.which("valgrind")
-    result: dict[str, Any] = {
-        "benchmark": "bench.monitor_cost",
-        "command": "python -m bench.monitor_cost " + " ".join(sys.argv[1:] if argv is None else argv),
-        "meta": {
-            "date": now.isoformat(timespec="seconds"),
-            "commit": _git("rev-parse", "HEAD"),
-            # Uncommitted changes to what these figures measure (the tree may hold others).
-            "dirty": [line[3:] for line in _git("status", "--porcelain", "--", *MEASURED_PATHS).splitlines()],
-            "load_before": [round(x, 2) for x in os.getloadavg()],
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"numpy {np.__version__}",
-            "valgrind": subprocess.run([valgrind, "--version"], capture_output=True, text=True).stdout.strip()
-            if valgrind
-            else None,
-        },
-    }
+    version = None
+    if valgrind is not None:
+        version = subprocess.run([valgrind, "--version"], capture_output=True, text=True).stdout.strip()
+    settings: dict[str, Any] = {
+        "calls": [n1, n2], "repeat": args.repeat, "jobs": args.jobs, "valgrind": version,
+        "rounds": args.rounds, "round_calls": args.round_calls, "wall": not args.no_wall,
+        "rotation_calls": ROTATION_CALLS, "n_features": N_FEATURES, "warmup_calls": WARMUP_CALLS,
+        "measured_window_s": MEASURED_WINDOW_S, "slices": MEASURED_SLICES,
+        "default_subwindow_s": DEFAULT_SUBWINDOW_S, "goal_pct": GOAL_PCT,
+    }  # fmt: skip
+    run = Run("monitor_cost", SCRIPT_VERSION, settings, argv=argv,
+              measured=("runtime", "native", "setup.py", "bench/models.py"))  # fmt: skip
+    results: dict[str, Any] = {"instructions": None, "wall": None}
     with tempfile.TemporaryDirectory(prefix="mlrt-monitor-cost-") as tmp:
         workdir = Path(tmp)
         model, profile = build(workdir)
         if valgrind is None:
             msg = "valgrind is not installed (e.g. `apt-get install valgrind`); instruction counts need it"
             _note(msg)
-            result["instructions"] = msg
+            results["instructions_skipped"] = msg
         else:
-            result["instructions"] = instructions(model, profile, workdir, (n1, n2), args.repeat, args.jobs)
+            results["instructions"] = instructions(model, profile, workdir, (n1, n2), args.repeat, args.jobs)
         if not args.no_wall:
             _note("wall time ...")
-            result["wall"] = wall_time(model, profile, args.rounds, args.round_calls)
-    result["meta"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    print(report(result), end="")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+            results["wall"] = wall_time(model, profile, args.rounds, args.round_calls)
+    print(markdown(run.envelope(results), "monitor_cost"), end="")
+    if args.json is not None:
+        run.save(results, args.json or None)
     return 0
 
 

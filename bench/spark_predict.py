@@ -1,6 +1,7 @@
 """Scoring a Spark DataFrame three ways, on local[2]: rows/s of the same model over the same rows.
 
-    python -m bench.spark_predict [--rows 10000000] [--naive-rows 200000] [--rounds 3] [--batch-rows 10000]
+    python -m bench.spark_predict [--rows 10000000] [--naive-rows 200000] [--rounds 5] [--batch-rows 10000]
+                                  [--json [PATH]]
 
 The bench MLP (20 FP32 features -> 64 -> 32 -> 2 probabilities, bench/models.py) over a
 Parquet folder of `--rows` rows (20 float32 features and an int64 id, 8 files). Each system
@@ -28,9 +29,10 @@ batches are `--batch-rows` rows for every system (spark.sql.execution.arrow.maxR
 Spark's default, 10,000, unless given). Before timing, the three are checked to give the same
 probabilities on the naive folder's rows.
 
-Rounds run the systems in rotated order after one warm-up each; figures are medians over
-rounds [min-max]. The raw per-round figures and the table go to
-bench/results/spark_predict-<date>.txt (`--out` to change).
+Rounds run the systems in rotated order after one warm-up each; figures are rows/s, medians
+over rounds [min-max], and per round mlrt mapInArrow's rows/s over each other system's. The
+data are seeded (the scored folder seed 0, the naive folder seed 1); `--json` writes every
+round's seconds.
 """
 
 from __future__ import annotations
@@ -49,9 +51,15 @@ import numpy as np
 
 from . import models
 
+#: Raised when a change makes earlier results incomparable (bench/_results.py).
+SCRIPT_VERSION = 1
+
 FEATURES = [f"f{j}" for j in range(20)]
 FILES = 8
 CHUNK = 500_000  # rows generated and written at a time
+MASTER = "local[2]"
+DRIVER_MEMORY = "4g"
+SEEDS = {"rows": 0, "naive_rows": 1}  # write_data's seed for each folder
 
 
 def write_data(folder: Path, rows: int, seed: int = 0) -> None:
@@ -177,16 +185,17 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     model = str(models.mlp(tmp / "mlp.onnx"))
     big, small = tmp / "rows", tmp / "naive-rows"
     t = time.perf_counter()
-    write_data(big, args.rows)
-    write_data(small, args.naive_rows, seed=1)
+    write_data(big, args.rows, seed=SEEDS["rows"])
+    write_data(small, args.naive_rows, seed=SEEDS["naive_rows"])
     fit_profile(tmp / "ref.json", big)
     print(f"[bench.spark_predict] data written in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
     spark = (
-        SparkSession.builder.master("local[2]")
+        SparkSession.builder.master(MASTER)
         .appName("bench.spark_predict")
         .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", "4g")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", DRIVER_MEMORY)
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.batch_rows))
         .getOrCreate()
     )
@@ -232,82 +241,86 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 )
     finally:
         spark.stop()
-    import pyspark
-
     return {
-        "rows": args.rows,
-        "naive_rows": args.naive_rows,
         "partitions": partitions,
-        "batch_rows": args.batch_rows,
-        "pyspark": pyspark.__version__,
+        "agree": True,  # check_agree raises otherwise
         "rows_measured": {n: systems[n][1] for n in names},
         "seconds": seconds,
     }
 
 
-def table(r: dict[str, Any]) -> str:
-    rows = r["rows"]
+def _spread(v: list[float], fmt: str = ",.0f") -> str:
+    return f"{statistics.median(v):{fmt}} [{min(v):{fmt}}-{max(v):{fmt}}]"
+
+
+MLRT = "mlrt mapInArrow"
+
+
+def markdown(saved: dict[str, Any], name: str = "spark_predict") -> str:
+    """A saved run's table (bench/_results.py's layout) in Markdown."""
+    r, s = saved["results"], saved["settings"]
+    rows = s["rows"]
+    rates = {n: [r["rows_measured"][n] / sec for sec in secs] for n, secs in r["seconds"].items()}
     lines = [
-        f"bench.spark_predict, {time.strftime('%Y-%m-%d %H:%M')}, local[2] on {_cpus()} CPUs, "
-        f"pyspark {r['pyspark']}, load {os.getloadavg()[0]:.2f}",
-        f"bench MLP, {rows:,} rows in {r['partitions']} partitions, Arrow batches of {r['batch_rows']:,} "
-        f"rows; rows/s, median [min-max] over {len(next(iter(r['seconds'].values())))} rounds",
-        "",
-        f"  {'system':<34}{'rows/s':>12}  {'[min-max]':<24}{f'time for {rows:,} rows':>24}",
+        f"| system | rows/s | time for {rows:,} rows | {MLRT} / this, per round |",
+        "|---|---|---|---|",
     ]
-    for name, secs in r["seconds"].items():
-        measured = r["rows_measured"][name]
-        rates = [measured / s for s in secs]
-        med = statistics.median(rates)
-        label = name if measured == rows else f"{name} ({measured:,} rows)"
-        when = f"{rows / med:,.1f} s" + (" (extrapolated)" if measured != rows else "")
-        lines.append(
-            f"  {label:<34}{med:>12,.0f}  [{min(rates):,.0f}-{max(rates):,.0f}]".ljust(72) + f"{when:>24}"
-        )
-    lines.append("")
-    mlrt = [r["rows_measured"]["mlrt mapInArrow"] / s for s in r["seconds"]["mlrt mapInArrow"]]
-    for other in ("pandas_udf", "per-row Python UDF", "mapInArrow, no model (floor)"):
-        theirs = [r["rows_measured"][other] / s for s in r["seconds"][other]]
-        ratios = [a / b for a, b in zip(mlrt, theirs, strict=True)]
-        lines.append(
-            f"  mlrt mapInArrow / {other}, per round: {statistics.median(ratios):.2f}x "
-            f"[{min(ratios):.2f}-{max(ratios):.2f}]"
-        )
-    raw = ["", "raw seconds per round (rows measured):"]
-    for name, secs in r["seconds"].items():
-        raw.append(f"  {name} ({r['rows_measured'][name]:,}): {', '.join(f'{s:.2f}' for s in secs)}")
-    return "\n".join(lines + raw)
+    for system, v in rates.items():
+        measured = r["rows_measured"][system]
+        label = system if measured == rows else f"{system} ({measured:,} rows, extrapolated)"
+        ratio = "" if system == MLRT else _spread([a / b for a, b in zip(rates[MLRT], v, strict=True)], ".2f")
+        lines.append(f"| {label} | {_spread(v)} | {rows / statistics.median(v):,.1f} s | {ratio} |")
+    rounds = len(rates[MLRT])
+    lines += [
+        "",
+        f"The bench MLP over {rows:,} rows ({s['files']} Parquet files, {r['partitions']} partitions), "
+        f"Spark {s['master']}, Arrow batches of {s['batch_rows']:,} rows, onnxruntime on "
+        f"{s['onnxruntime_threads']} thread per task; each system's DataFrame written to Spark's noop "
+        f"sink. Rows/s median [min-max] over {rounds} round{'s' if rounds > 1 else ''} in rotated order "
+        "after one warm-up each; "
+        "time = rows / median rows/s; ratios per round. The per-row UDF ran on "
+        f"{s['naive_rows']:,} rows, its time extrapolated. The three scorers gave the same "
+        "probabilities before timing.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+def main(argv: list[str] | None = None) -> None:
+    from ._results import Run
 
-
-def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=10_000_000, help="rows scored (10,000,000)")
     p.add_argument("--naive-rows", type=int, default=200_000, help="rows for the per-row UDF (200,000)")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument(
         "--batch-rows", type=int, default=10_000, help="Arrow batch size (Spark's default, 10,000)"
     )
-    p.add_argument("--out", metavar="PATH", help="raw results (bench/results/spark_predict-DATE.txt)")
-    args = p.parse_args()
+    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    args = p.parse_args(argv)
     args.naive_rows = min(args.naive_rows, args.rows)
+    settings: dict[str, Any] = {
+        "rows": args.rows,
+        "naive_rows": args.naive_rows,
+        "rounds": args.rounds,
+        "batch_rows": args.batch_rows,
+        "master": MASTER,
+        "driver_memory": DRIVER_MEMORY,
+        "files": FILES,
+        "onnxruntime_threads": 1,
+        "seeds": SEEDS,
+    }
+    run = Run("spark_predict", SCRIPT_VERSION, settings, argv=argv,
+              measured=("runtime", "native", "setup.py", "bench/models.py"))  # fmt: skip
     # The UDFs' functions must come from an importable module, not __main__, for the Python
     # workers to import it and keep one session per process (cloudpickle copies __main__).
     from bench import spark_predict
 
     with tempfile.TemporaryDirectory(prefix="mlrt-bench-spark-") as d:
-        text = spark_predict.table(spark_predict.run(args, Path(d)))
-    print(text)
-    default = Path(__file__).parent / "results" / f"spark_predict-{time.strftime('%Y-%m-%d')}.txt"
-    out = Path(args.out) if args.out else default
-    out.write_text(text + "\n")
-    print(f"\nraw results: {out}", file=sys.stderr)
+        results = spark_predict.run(args, Path(d))
+    print(markdown(run.envelope(results), "spark_predict"), end="")
+    if args.json is not None:
+        run.save(results, args.json or None)
 
 
 if __name__ == "__main__":

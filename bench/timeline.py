@@ -1,6 +1,6 @@
 """Where a sidecar call's time goes: one call at a time, client and server clocks joined.
 
-    python -m bench.timeline [--calls 3000] [--busy-poll-us 0]
+    python -m bench.timeline [--calls 3000] [--busy-poll-us 0 200] [--runs 3] [--json [PATH]]
 
 One mlrt server (the bench MLP, drift monitoring on) over a Unix socket, and
 runtime.client.Client with msgpack bodies, as `python -m bench.sidecar`'s first row. The
@@ -20,23 +20,33 @@ process on Linux), so each call's steps line up across the two processes:
   client parse            read end -> call end: the answer taken apart, in Python
   total                   call start -> call end
 
-Figures are medians over the calls (the total's too), in µs. The server's wrapping adds
-a few clock reads; the client's, a Python call around its send, wait and read.
+Each run starts a fresh server per --busy-poll-us value (the client's busy_poll_us: 0, its
+default, sleeps while it waits; 200 polls first, the opt-in), the values' order rotated from
+run to run, and times --calls calls after 500 to warm up. A run's figure for a step is the
+median over its calls (the total's too), in µs; the table gives the median over runs with the
+lowest and highest run. The server's wrapping adds a few clock reads; the client's, a Python
+call around its send, wait and read. What a sleeping thread pays to be woken depends on the
+machine's idle policy (on a VM, guest halt polling): the run records it and never changes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import models
 from ._harness import free_port, idle_policy, server
 
+#: Raised when a change makes earlier results incomparable (bench/_results.py).
+SCRIPT_VERSION = 1
+WARMUP = 500
 STEPS = (
     "client build",
     "client send",
@@ -105,7 +115,7 @@ def timeline(sock_path: str, calls: int, busy_poll_us: float) -> np.ndarray:
     marks = np.zeros((calls, 6))
     row = [0]
     with Client(f"unix://{sock_path}", format="msgpack", busy_poll_us=busy_poll_us) as c:
-        for _ in range(500):
+        for _ in range(WARMUP):
             c.infer("mlp", feeds)
         conn = c._fast._local.conn  # type: ignore[union-attr]
         real = conn.sock
@@ -139,7 +149,12 @@ def timeline(sock_path: str, calls: int, busy_poll_us: float) -> np.ndarray:
     return marks
 
 
-def steps(client: np.ndarray, srv: np.ndarray) -> dict[str, float]:
+def steps(client: np.ndarray, srv: np.ndarray) -> tuple[dict[str, float], int]:
+    """Each step's median over the calls, in µs, and how many calls' marks cannot be of the
+    same call: the server's read callback starting before the client's send did, or the
+    client's read returning before the server's write started. (A read callback before the
+    send returns, or a read returning before the write does, is no such sign: the system
+    call wakes the other side, which may run first.)"""
     start, send0, send1, _read0, read1, end = client.T
     arrived, write0, write1 = srv.T
     spans = {
@@ -152,15 +167,35 @@ def steps(client: np.ndarray, srv: np.ndarray) -> dict[str, float]:
         "client parse": end - read1,
         "total": end - start,
     }
-    return {name: float(np.median(v)) * 1e6 for name, v in spans.items()}
+    disordered = int(np.count_nonzero((arrived < send0) | (read1 < write0)))
+    return {name: float(np.median(v)) * 1e6 for name, v in spans.items()}, disordered
 
 
-def main() -> None:
+def one_run(tmp: Path, model_path: Path, profile: Path, calls: int, busy_poll_us: float, tag: str) -> dict:
+    """A fresh server, `calls` timed calls; each step's median (µs) and the checks' counts."""
+    out, sock, port = tmp / f"server-{tag}.npy", tmp / f"mlrt-{tag}.sock", free_port()
+    cmd = [sys.executable, "-m", "bench.timeline", "--serve", str(out), "serve", f"mlp={model_path}",
+           "--profile", str(profile), "--port", str(port), "--uds", str(sock),
+           "--log-level", "warning"]  # fmt: skip
+    with server(cmd, port):
+        client = timeline(str(sock), calls, busy_poll_us)
+    # The server has stopped, and saved its marks.
+    marks = np.load(out)
+    srv = marks[-calls:]  # the last requests are the timed calls
+    medians, disordered = steps(client, srv)
+    return {"medians_us": medians, "server_requests": int(len(marks)), "out_of_order": disordered}
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--calls", type=int, default=3000)
-    p.add_argument("--busy-poll-us", type=float, default=0, help="the client's busy_poll_us (default 0)")
+    p.add_argument("--calls", type=int, default=3000, help="timed calls per run (3000)")
+    p.add_argument("--busy-poll-us", type=float, nargs="+", default=[0, 200],
+                   help="the client's busy_poll_us, one server per value per run (0 200)")  # fmt: skip
+    p.add_argument("--runs", type=int, default=3)
     p.add_argument("--serve", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the raw results (default: bench/results/timeline-DATE.json)")  # fmt: skip
+    args = p.parse_args(argv)
     if args.serve:
         serve(args.serve[0], args.serve[1:])
         return
@@ -169,25 +204,79 @@ def main() -> None:
 
     from runtime.monitor import Profile
 
-    tmp = Path(tempfile.mkdtemp(prefix="mlrt-bench-timeline-"))
-    model_path = models.mlp(tmp / "mlp.onnx")
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
-    profile = tmp / "profile.json"
-    Profile.fit(ref, outputs=sess.run(None, {"input": ref})[0]).save(profile)
-    out, sock, port = tmp / "server.npy", tmp / "mlrt.sock", free_port()
-    cmd = [sys.executable, "-m", "bench.timeline", "--serve", str(out), "serve", f"mlp={model_path}",
-           "--profile", str(profile), "--port", str(port), "--uds", str(sock),
-           "--log-level", "warning"]  # fmt: skip
-    with server(cmd, port):
-        client = timeline(str(sock), args.calls, args.busy_poll_us)
-    # The server has stopped, and saved its marks.
-    srv = np.load(out)[-args.calls :]  # the last requests are the timed calls
-    figures = steps(client, srv)
-    print(f"one call at a time, {args.calls} calls, busy_poll_us={args.busy_poll_us:g}; medians, µs")
-    print(idle_policy())
-    for name in STEPS:
-        print(f"  {name:<24}{figures[name]:>8.1f}")
+    from ._results import Run
+
+    settings = {"calls": args.calls, "warmup": WARMUP, "busy_poll_us": args.busy_poll_us, "runs": args.runs,
+                "model": "bench MLP, 20 FP32 -> 64 -> 32 -> 2, one row; drift monitoring on",
+                "client": "runtime.client.Client, Unix socket, msgpack", "idle": idle_policy()}  # fmt: skip
+    run = Run("timeline", SCRIPT_VERSION, settings, argv=argv,
+              measured=("runtime", "native", "setup.py", "bench/_harness.py", "bench/models.py"))  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="mlrt-bench-timeline-") as d:
+        tmp = Path(d)
+        model_path = models.mlp(tmp / "mlp.onnx")
+        sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
+        profile = tmp / "profile.json"
+        Profile.fit(ref, outputs=sess.run(None, {"input": ref})[0]).save(profile)
+        polls = [f"{v:g}" for v in args.busy_poll_us]
+        per_poll: dict[str, list[dict]] = {v: [] for v in polls}
+        for r in range(args.runs):
+            for k in range(len(polls)):
+                v = polls[(r + k) % len(polls)]  # the order rotated run by run
+                per_poll[v].append(one_run(tmp, model_path, profile, args.calls, float(v), f"{r}-{k}"))
+            print(f"[bench.timeline] run {r + 1}/{args.runs}", file=sys.stderr, flush=True)
+    results = {
+        "medians_us": {v: {step: [x["medians_us"][step] for x in runs] for step in STEPS}
+                       for v, runs in per_poll.items()},
+        "server_requests": {v: [x["server_requests"] for x in runs] for v, runs in per_poll.items()},
+        "out_of_order": {v: [x["out_of_order"] for x in runs] for v, runs in per_poll.items()},
+        "idle_after": idle_policy(),
+    }  # fmt: skip
+    print(markdown(run.envelope(results)), end="")
+    if args.json is not None:
+        run.save(results, args.json or None)
+
+
+def _spread(v: list[float]) -> str:
+    # A step can be negative: a system call wakes the other side, which may run before it returns.
+    sep = " to " if min(v) < 0 else "-"
+    return f"{statistics.median(v):.1f} [{min(v):.1f}{sep}{max(v):.1f}]"
+
+
+def _label(poll: str) -> str:
+    return "asleep (busy_poll_us 0)" if float(poll) == 0 else f"polling {poll} µs"
+
+
+def markdown(saved: dict[str, Any], name: str = "timeline") -> str:
+    """A saved run's table (bench/_results.py's layout) in Markdown."""
+    s, r = saved["settings"], saved["results"]
+    medians = r["medians_us"]
+    polls = list(medians)
+    lines = [f"| step | {' | '.join(_label(v) for v in polls)} |", "|---" * (1 + len(polls)) + "|"]
+    for step in next(iter(medians.values())):
+        lines.append(f"| {step} | {' | '.join(_spread(medians[v][step]) for v in polls)} |")
+    idle = (
+        s["idle"]
+        if r.get("idle_after", s["idle"]) == s["idle"]
+        else f"{s['idle']} (at the end: {r['idle_after']})"
+    )
+    bad = sum(sum(v) for v in r["out_of_order"].values())
+    paired = ""
+    for v in polls[1:]:  # each run's total over the first column's in the same run
+        ratios = [a / b for a, b in zip(medians[v]["total"], medians[polls[0]]["total"], strict=True)]
+        paired += (
+            f" Total, {_label(v)} over {_label(polls[0])}, run by run: {statistics.median(ratios):.2f} "
+            f"[{min(ratios):.2f}-{max(ratios):.2f}]."
+        )
+    lines += [
+        "",
+        f"One call at a time, {s['calls']} calls per run after {s['warmup']} to warm up, {s['runs']} runs, a "
+        "fresh server per column per run, the columns' order rotated; a run's figure is a step's median over "
+        "its calls, in µs (the total's too: the steps' medians need not add up to it); cells: median over "
+        f"runs [lowest-highest run].{paired} Idle policy: {idle}. Calls whose client and server marks "
+        f"cannot be of the same call (a read before the other side's send or write started): {bad}.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

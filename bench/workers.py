@@ -1,6 +1,6 @@
 """What a second worker buys: c=64 throughput of `mlrt serve --workers 1` against `--workers 2`.
 
-    python -m bench.workers [--rounds 8] [--seconds 5] [--connections 64] [--json PATH]
+    python -m bench.workers [--rounds 8] [--seconds 5] [--connections 64] [--json [PATH]]
 
 Both servers are the bench MLP with drift monitoring on (bench.serving.monitored_mlp, as
 shipped otherwise), started once on their own ports and kept running; `--workers 1` is one
@@ -25,7 +25,8 @@ with wrk's count of answers over every run against it, warm-up included. wrk cou
 answers it read; a request it sent and was waiting on when its time ran out (at most one per
 connection per run) is answered and counted by the server but not by wrk, so the server may
 count up to runs x connections more. The table says whether the two are equal, and by how
-much they differ, with the per-run excess the server counted.
+much they differ, with the per-run excess the server counted; PASS when every run's excess is
+within 0 to --connections.
 
 The machine's 2 cores are shared by the server and wrk, so the 2-worker figure is what a
 second core buys while the load generator competes for it, not linear scaling. Linux only
@@ -35,27 +36,28 @@ second core buys while the load generator competes for it, not linear scaling. L
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import resource
 import shutil
 import sys
-import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ._harness import server
-from ._results import cpu_model as _cpu_model
-from ._results import git as _git
+from ._results import usable_cpus
 from .serving import Target, metrics_text, monitored_mlp, server_counts, wrk
 
+#: Raised when a change makes earlier results incomparable (bench/_results.py).
+SCRIPT_VERSION = 1
 SETTLE_S = 0.3  # after wrk exits, for the answers still in flight to be counted
 SYSTEMS = ("1 worker", "2 workers")
 OTHER_LOAD = 0.2  # cores used by other processes, beyond which the table says the machine was busy
 LOPSIDED = 0.05  # a run where one worker answered less than this share of the requests
+QUIET = 0.1  # cores used by other processes, below which a run counts as quiet
+WARMUP_S = 2.0
 
 
 def tree_cpu_s(pid: int) -> tuple[float, list[int]]:
@@ -153,96 +155,133 @@ def med(runs: list[dict], key: str) -> float:
     return float(np.median([r[key] for r in runs]))
 
 
-def report(doc: dict) -> list[str]:
-    a, m, c = doc["args"], doc["machine"], doc["check"]
-    rounds = {s: [r for r in doc["runs"] if r["system"] == s and r["round"] > 0] for s in SYSTEMS}
-    rps = {s: [r["ok_rps"] for r in rounds[s]] for s in SYSTEMS}
+def markdown(saved: dict[str, Any], name: str = "workers") -> str:
+    """A saved run's tables (bench/_results.py's layout) in Markdown."""
+    s, res = saved["settings"], saved["results"]
+    c, cpus, conns = res["check"], s["cpus"], s["connections"]
+    rounds = {x: [r for r in res["runs"] if r["system"] == x and r["round"] > 0] for x in SYSTEMS}
+    rps = {x: [r["ok_rps"] for r in rounds[x]] for x in SYSTEMS}
     ratios = [two / one for one, two in zip(rps["1 worker"], rps["2 workers"], strict=True)]
     lines = [
-        f"mlrt serve --workers 1 vs --workers 2, bench MLP with drift monitoring, "
-        f"wrk -t1 -c{a['connections']}, {a['rounds']} rounds x {a['seconds']:g} s per system, "
-        "order rotated; median [min-max] over rounds",
-        f"{m['nproc']} CPUs ({m['cpu']}), shared by the servers and wrk; commit {doc['commit'][:7]}"
-        f"{' + uncommitted runtime/ changes' if doc['runtime_uncommitted'] else ''}; "
-        f"{doc['date']}",
-        "",
-        f"{'system':<11}{'2xx/s':>25}{'p50 ms':>8}{'p99 ms':>8}{'CPU µs/req':>12}{'server cores':>14}"
-        f"{'wrk cores':>11}{'other':>7}{'idle':>6}{'steal':>7}{'non-2xx':>9}{'sock err':>10}",
+        "| system | 2xx/s | p50 ms | p99 ms | CPU µs/req | server cores | wrk cores | other | idle | steal "
+        "| non-2xx, socket errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for s in SYSTEMS:
-        rs = rounds[s]
+    for x in SYSTEMS:
+        rs = rounds[x]
         errors = sum(r["socket_errors"] + r["timeouts"] for r in rs)
         lines.append(
-            f"{s:<11}{spread(rps[s], '{:,.0f}'):>25}{med(rs, 'p50_us') / 1e3:>8.2f}"
-            f"{med(rs, 'p99_us') / 1e3:>8.2f}{med(rs, 'server_cpu_us_per_answer'):>12.1f}"
-            f"{med(rs, 'server_cores'):>14.2f}{med(rs, 'wrk_cores'):>11.2f}{med(rs, 'other_cores'):>7.2f}"
-            f"{med(rs, 'machine_idle_cores'):>6.2f}{med(rs, 'machine_steal_cores'):>7.2f}"
-            f"{sum(r['non_2xx'] for r in rs):>9}{errors:>10}"
+            f"| {x} | {spread(rps[x], '{:,.0f}')} | {med(rs, 'p50_us') / 1e3:.2f} "
+            f"| {med(rs, 'p99_us') / 1e3:.2f} | {med(rs, 'server_cpu_us_per_answer'):.1f} "
+            f"| {med(rs, 'server_cores'):.2f} | {med(rs, 'wrk_cores'):.2f} | {med(rs, 'other_cores'):.2f} "
+            f"| {med(rs, 'machine_idle_cores'):.2f} | {med(rs, 'machine_steal_cores'):.2f} "
+            f"| {sum(r['non_2xx'] for r in rs)}, {errors} |"
         )
-    others = [r["other_cores"] for s in SYSTEMS for r in rounds[s]]
+    lines += [
+        "",
+        "mlrt serve --workers 1 and --workers 2 (bench MLP with drift monitoring), both started once; "
+        f"after a {s['warmup_s']:g} s warm-up each, {s['rounds']} rounds of wrk -t1 -c{conns} for "
+        f"{s['seconds']:g} s per server, order rotated. 2xx/s: median [min-max] over rounds; the rest "
+        "medians over rounds. CPU in cores (CPU seconds per second of wrk's run): the server's process "
+        "tree (supervisor and workers), wrk, other (the rest of the machine's busy CPU: other work, the "
+        f"idle server's share too), idle and stolen; {cpus} CPUs, shared by the servers and wrk.",
+        "",
+        f"2 workers / 1 worker, per-round ratio of 2xx/s: **{spread(ratios, '{:.3f}')}**",
+    ]
+    others = [r["other_cores"] for x in SYSTEMS for r in rounds[x]]
     if float(np.median(others)) > OTHER_LOAD:
-        lines.append(
+        lines += [
+            "",
             f"NOTE: other processes took {float(np.median(others)):.2f} cores (median over runs) while this "
-            "ran: not the figures of a quiet machine"
-        )
-    lines.append(f"2 workers / 1 worker, 2xx/s (per-round ratio): {spread(ratios, '{:.3f}')}")
+            "ran: not the figures of a quiet machine.",
+        ]
+    quiet = [
+        max(one["other_cores"], two["other_cores"]) < QUIET
+        for one, two in zip(rounds["1 worker"], rounds["2 workers"], strict=True)
+    ]
+    quiet_ratios = [x for x, q in zip(ratios, quiet, strict=True) if q]
+    lines += [
+        "",
+        f"Rounds where neither run had other processes over {QUIET:g} cores: {sum(quiet)} of {len(quiet)}"
+        + (f", ratio {spread(quiet_ratios, '{:.3f}')}" if quiet_ratios else "")
+        + ".",
+    ]
     shares = [r["worker_share"] for r in rounds["2 workers"]]
-    lines.append(
-        "2 workers, each one's share of the answers per round: "
-        + ", ".join(f"worker {w} {spread([sh[w] for sh in shares], '{:.3f}')}" for w in sorted(shares[0]))
-    )
     # wrk's connections stay open for the whole run, so the split is decided when it connects
     lopsided = [min(sh.values()) < LOPSIDED for sh in shares]
-    lines.append(
-        f"rounds where one of the 2 workers answered under {LOPSIDED:.0%}: {sum(lopsided)} of {len(shares)}"
-    )
-    for name, pick in (("under", True), ("not under", False)):
-        rs = [x for x, lop in zip(ratios, lopsided, strict=True) if lop == pick]
-        if rs:
-            lines.append(f"  2 workers / 1 worker, those {name} {LOPSIDED:.0%}: {spread(rs, '{:.3f}')}")
-    verdict = "EQUAL" if c["difference"] == 0 else f"NOT EQUAL, the server counted {c['difference']:+,}"
-    within = all(0 <= x <= a["connections"] for x in c["per_run_excess"])
     lines += [
-        f"check, 2 workers: mlrt_requests_total {c['server_total']:,} vs wrk's answers {c['wrk_total']:,} "
-        f"over its {c['runs']} runs (warm-up included): {verdict}",
-        f"  server minus wrk per run {min(c['per_run_excess'])} to {max(c['per_run_excess'])}; every run "
-        f"within 0 to {a['connections']} (the requests wrk can leave in flight when it stops): "
-        f"{'yes' if within else 'NO'}; wrk socket errors {c['socket_errors']}, timeouts {c['timeouts']}, "
-        f"non-2xx {c['non_2xx']}",
+        "",
+        "2 workers, each one's share of the answers per round: "
+        + ", ".join(f"worker {w} {spread([sh[w] for sh in shares], '{:.3f}')}" for w in sorted(shares[0]))
+        + f"; rounds where one of them answered under {LOPSIDED:.0%}: {sum(lopsided)} of {len(shares)}"
+        + "".join(
+            f"; ratio in those {label} {LOPSIDED:.0%}: "
+            + spread([x for x, lop in zip(ratios, lopsided, strict=True) if lop == pick], "{:.3f}")
+            for label, pick in (("under", True), ("not under", False))
+            if 0 < sum(lopsided) < len(lopsided)
+        )
+        + ".",
+        "",
+        "| round | 1 worker 2xx/s | 2 workers 2xx/s | ratio | worker shares | other cores, 1 / 2 workers |",
+        "|---|---|---|---|---|---|",
     ]
-    one, two = (med(rounds[s], "server_cpu_us_per_answer") for s in SYSTEMS)
-    r1, r2 = (float(np.median(rps[s])) for s in SYSTEMS)
-    per_core = (
+    for i, (one, two) in enumerate(zip(rounds["1 worker"], rounds["2 workers"], strict=True)):
+        share = " / ".join(f"{two['worker_share'][w]:.3f}" for w in sorted(two["worker_share"]))
+        lines.append(
+            f"| {one['round']} | {one['ok_rps']:,.0f} | {two['ok_rps']:,.0f} | {ratios[i]:.3f} | {share} "
+            f"| {one['other_cores']:.2f} / {two['other_cores']:.2f} |"
+        )
+    equal = "equal" if c["difference"] == 0 else f"not equal, the server counted {c['difference']:+,}"
+    within = all(0 <= x <= conns for x in c["per_run_excess"])
+    lines += [
+        "",
+        f"Check, 2 workers: mlrt_requests_total {c['server_total']:,} against wrk's {c['wrk_total']:,} "
+        f"answers over its {c['runs']} runs (warm-up included): {equal}. wrk counts the answers it read; a "
+        "request it was waiting on when its time ran out (at most one per connection per run) is answered "
+        f"and counted by the server but not by wrk. Server minus wrk per run: {min(c['per_run_excess'])} to "
+        f"{max(c['per_run_excess'])}; wrk socket errors {c['socket_errors']}, timeouts {c['timeouts']}, "
+        f"non-2xx {c['non_2xx']}.",
+        "",
+        f"{'PASS' if within else 'FAIL'}: every run's server count within 0 to {conns} (the requests wrk can "
+        "leave in flight when it stops) above wrk's.",
+    ]
+    one, two = (med(rounds[x], "server_cpu_us_per_answer") for x in SYSTEMS)
+    r1, r2 = (float(np.median(rps[x])) for x in SYSTEMS)
+    lines += [
+        "",
         f"Per core: 1 worker answered {r1:,.0f}/s on {med(rounds['1 worker'], 'server_cores'):.2f} cores "
         f"of server CPU ({one:.0f} µs/req), 2 workers {r2:,.0f}/s on "
         f"{med(rounds['2 workers'], 'server_cores'):.2f} cores ({two:.0f} µs/req), while wrk took "
-        f"{med(rounds['2 workers'], 'wrk_cores'):.2f} of the {m['nproc']}. "
+        f"{med(rounds['2 workers'], 'wrk_cores'):.2f} of the {cpus}. "
         f"The {float(np.median(ratios)):.2f}x is what a second core buys on this machine with the load "
-        "generator competing for it, not linear scaling"
-        + (
-            f" (and it mixes {sum(lopsided)} rounds where one worker got almost no connections; the others "
-            f"give {float(np.median([x for x, lop in zip(ratios, lopsided, strict=True) if not lop])):.2f}x)"
-            if 0 < sum(lopsided) < len(lopsided)
-            else ""
-        )
-        + ". "
+        "generator competing for it, not linear scaling. "
         f"A worker with a core to itself would answer about {1e6 / two:,.0f}/s at this run's "
-        f"{two:.0f} µs/req (a prediction from CPU per request, not measured)."
-    )
-    lines += ["", *textwrap.wrap(per_core, 100)]
-    return lines
+        f"{two:.0f} µs/req (a prediction from CPU per request, not measured).",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._results import Run
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--seconds", type=float, default=5.0, help="wrk run per system per round")
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--json", metavar="PATH", help="write every run's raw figures here")
+    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the raw results (default: bench/results/workers-DATE.json)")  # fmt: skip
     args = p.parse_args(argv)
     if shutil.which("wrk") is None or not Path("/proc/self/stat").exists():
         print("bench.workers needs wrk (apt install wrk) and Linux /proc", file=sys.stderr)
         return 2
+    settings = {
+        "rounds": args.rounds, "seconds": args.seconds, "connections": args.connections,
+        "warmup_s": WARMUP_S, "settle_s": SETTLE_S, "systems": list(SYSTEMS), "cpus": usable_cpus(),
+        "model": "bench MLP, 20 FP32 -> 64 -> 32 -> 2, drift monitoring on, one row per V2 binary request",
+        "load_generator": "wrk -t1 + bench/wrk/post.lua (closed loop, keep-alive)",
+    }  # fmt: skip
+    run_ = Run("workers", SCRIPT_VERSION, settings, argv=argv, measured=("runtime", "native", "setup.py",
+               "bench/models.py", "bench/serving.py", "bench/wrk"))  # fmt: skip
     servers = {}
     for n, s in enumerate(SYSTEMS, start=1):
         cmd, target = monitored_mlp(f"mlrt-workers{n}-")
@@ -253,9 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         res = measured_run(servers[system][1], pids[system], args.connections, seconds)
         runs.append({"system": system, "round": rnd, **res})
         print(
-            f"# {'warm-up' if rnd == 0 else f'round {rnd}'} {system}: {res['ok_rps']:,.0f} 2xx/s, "
-            f"p99 {res['p99_us'] / 1e3:.1f} ms, server CPU {res['server_cpu_s']:.2f} s "
-            f"({res['server_cpu_us_per_answer']:.0f} µs/req), wrk CPU {res['wrk_cpu_s']:.2f} s"
+            f"[bench.workers] {'warm-up' if rnd == 0 else f'round {rnd}'} {system}: "
+            f"{res['ok_rps']:,.0f} 2xx/s, p99 {res['p99_us'] / 1e3:.1f} ms, "
+            f"server CPU {res['server_cpu_s']:.2f} s ({res['server_cpu_us_per_answer']:.0f} µs/req), "
+            f"wrk CPU {res['wrk_cpu_s']:.2f} s"
             + (f", shares {res['worker_share']}" if "worker_share" in res else "")
             + (f", non-2xx {res['non_2xx']}" if res["non_2xx"] else "")
             + (f", socket errors {res['socket_errors']}" if res["socket_errors"] else ""),
@@ -267,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     with server(cmd1, t1.port) as p1, server(cmd2, t2.port) as p2:
         pids = {"1 worker": p1.pid, "2 workers": p2.pid}
         for system in SYSTEMS:
-            run(system, 0, 2)  # warm-up, not in the table (but in the check)
+            run(system, 0, WARMUP_S)  # warm-up, not in the table (but in the check)
         for i in range(args.rounds):
             for system in SYSTEMS[i % 2 :] + SYSTEMS[: i % 2]:
                 run(system, i + 1, args.seconds)
@@ -275,14 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         two = [r for r in runs if r["system"] == "2 workers"]
         total = answered(t2.port)
     wrk_total = sum(r["requests"] for r in two)
-    doc = {
-        "command": "python -m bench.workers " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": datetime.date.today().isoformat(),
-        "commit": _git("rev-parse", "HEAD"),
-        # what the servers ran differs from the commit if runtime/ has changes not committed
-        "runtime_uncommitted": _git("status", "--porcelain", "--", "runtime").splitlines(),
-        "machine": {"nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(), "cpu": _cpu_model()},
-        "args": vars(args),
+    results = {
         "check": {  # the 2-worker server's count against wrk's
             "server_total": total,
             "wrk_total": wrk_total,
@@ -295,9 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": runs,
     }
-    print("\n".join(report(doc)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    print(markdown(run_.envelope(results)), end="")
+    if args.json is not None:
+        run_.save(results, args.json or None)
     return 0
 
 

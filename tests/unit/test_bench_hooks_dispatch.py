@@ -14,9 +14,13 @@ def test_a_tiny_run_prints_its_table_and_writes_its_raw_figures(tmp_path, capsys
     table = capsys.readouterr().out
     for case in hooks_dispatch.CASES:
         assert f"| {case} |" in table
-    result = json.loads(out.read_text())
-    assert result["script_version"] == hooks_dispatch.SCRIPT_VERSION
-    assert result["settings"] == {"rounds": 2, "calls": 50, "firings_per_round": 100}
-    assert set(result["raw_seconds_per_call"]) == set(hooks_dispatch.CASES)
-    assert all(len(v) == 2 and min(v) > 0 for v in result["raw_seconds_per_call"].values())
-    assert len(result["meta"]["commit"]) == 40
+    saved = json.loads(out.read_text())
+    assert saved["benchmark"] == "hooks_dispatch"
+    assert saved["script_version"] == hooks_dispatch.SCRIPT_VERSION
+    assert saved["command"] == "python -m bench.hooks_dispatch --rounds 2 --calls 50"
+    assert saved["settings"] == {"rounds": 2, "calls": 50, "firings_per_round": 100}
+    raw = saved["results"]["seconds_per_call"]
+    assert set(raw) == set(hooks_dispatch.CASES)
+    assert all(len(v) == 2 and min(v) > 0 for v in raw.values())
+    assert saved["results"]["calls_per_round"]["fires (every 2nd call)"] == 50
+    assert hooks_dispatch.markdown(saved, "hooks_dispatch") == table
