@@ -1,7 +1,7 @@
 """Every benchmark from one command, and the published tables from their raw results.
 
     python -m bench all [--quick | --full] [--only a,b] [--skip a,b]
-    python -m bench tables        # regenerate bench/README.md's tables from bench/results/
+    python -m bench tables        # regenerate the tables of bench/README.md and docs/ from bench/results/
     python -m bench check         # are they what the newest results of each script give?
     python -m bench list
 
@@ -17,8 +17,10 @@ A table in bench/README.md is generated where the file has
     ...
     <!-- /bench:NAME -->
 
-`tables` fills each such block from the newest full run of NAME whose script version is the
-script's current SCRIPT_VERSION, and names that file in the block; `check` fails when a block
+bench/README.md has a block for every benchmark; a page of docs/ may show one too, with the
+same marker (the file still named relative to bench/). `tables` fills each such block from the
+newest full run of NAME whose script version is the script's current SCRIPT_VERSION, and names
+that file in the block; `check` fails when a block
 differs from what its file gives, when a newer run exists, or when the file comes from an older
 version of the script (its method or settings changed since: the table is stale). CI runs
 `check` (tests/unit/test_bench_tables.py).
@@ -39,6 +41,7 @@ from typing import Any
 from . import _results
 
 README = _results.ROOT / "bench" / "README.md"
+DOCS = _results.ROOT / "docs"
 QUICK_DIR = _results.RESULTS_DIR / "quick"
 
 
@@ -75,6 +78,90 @@ BENCHES = (
         "predict_rss", "predict", ("--rss",), ("--rss", "--rss-rows", "65536", "131072"),
         "peak memory of mlrt predict from 1M to 10M rows",
     ),
+    Bench(
+        "cold_request", "cold_request", (), ("--rounds", "2", "--calls", "200"),
+        "one request's decode and onnxruntime steps, warm and after an idle gap: native against Python",
+    ),
+    Bench(
+        "sidecar", "sidecar", (), ("--runs", "2", "--rounds", "2", "--requests", "50", "--processes", "1"),
+        "concurrency 1 in-host: the client over a Unix socket and TCP, in-process predict, session.run",
+    ),
+    Bench(
+        "sidecar_contention", "sidecar", ("--contention",),
+        ("--contention", "--rounds", "2", "--threads", "1", "4", "--seconds", "0.5", "--repeats", "1"),
+        "a slow model and 1-8 client threads: the client's default wait against polling",
+    ),
+    Bench(
+        "timeline", "timeline", (), ("--calls", "300", "--runs", "1"),
+        "one sidecar call's steps, client and server clocks joined",
+    ),
+    Bench(
+        "wakeup", "wakeup", (), ("--rounds", "2", "--calls", "50"),
+        "what sleeping for an answer costs against polling for it, by server work time",
+    ),
+    Bench(
+        "python_inline", "python_inline", (), ("--rounds", "3", "--requests", "50"),
+        "a small Python model at c=1: on its thread (the default) against inline on the event loop",
+    ),
+    Bench(
+        "datatypes", "datatypes", (), ("--rounds", "3", "--calls", "200"),
+        "decode and encode cost per V2 datatype, JSON and binary",
+    ),
+    Bench(
+        "hooks_dispatch", "hooks_dispatch", ("--rounds", "60"), ("--rounds", "2", "--calls", "200"),
+        "what the drift tick pays the hook dispatcher per observe call",
+    ),
+    Bench(
+        "monitor_cost", "monitor_cost", (),
+        ("--calls", "64,128", "--repeat", "1", "--rounds", "2", "--round-calls", "100"),
+        "instructions and wall time the drift monitor adds to an in-process predict",
+    ),
+    Bench(
+        "workers", "workers", (), ("--rounds", "1", "--seconds", "1"),
+        "c=64 throughput of mlrt serve --workers 1 against --workers 2",
+    ),
+    Bench(
+        "shadow", "shadow", (), ("--rounds", "1", "--duration", "1"),
+        "what shadow traffic, the prediction log and feedback cost the primary at c=64",
+    ),
+    Bench(
+        "dashboard_cost", "dashboard_cost", (), ("--rounds", "1", "--seconds", "1"),
+        "c=64 throughput with a browser on the dashboard, a blank page, and dashboard.json polled",
+    ),
+    Bench(
+        "soak", "soak", (), ("--requests", "50000", "--chunk-s", "1"),
+        "the server's RSS over a million requests: a leak shows as growth",
+    ),
+    Bench(
+        "hotswap", "hotswap", (),
+        ("--concurrency", "4", "--duration", "3", "--promotions", "2", "--swaps", "3"),
+        "promotions of a registry alias under load; memory across swaps",
+    ),
+    Bench(
+        "ab", "ab", ("--baseline-ref", "f2e16d2"),
+        ("--baseline-ref", "f2e16d2", "--rounds", "1", "--requests", "30", "--duration", "1"),
+        "this checkout against an earlier commit: c=1 p50 and p99, wrk c=64 req/s",
+    ),
+    Bench(
+        "spark_predict", "spark_predict", (), ("--rows", "200000", "--naive-rows", "20000", "--rounds", "1"),
+        "Spark local[2], 10M rows: mapInArrow against pandas_udf, a per-row UDF, no model",
+    ),
+    Bench(
+        "validate_rates", "validate_rates", (), ("--repeats", "2", "--datasets", "fertility"),
+        "mlrt validate's false alarms on unchanged real data and detection of injected defects",
+    ),
+    Bench(
+        "drift_power", "drift_power", (),
+        ("--datasets", "fertility", "--windows", "40", "--shift-windows", "20", "--references", "2",
+         "--sizes", "100,500", "--no-evidently"),
+        "the drift rule's false alarms and detection on real data against PSI > 0.1 and Evidently",
+    ),
+    Bench(
+        "drift_power_fit64", "drift_power", ("--fit-dtype", "float64", "--no-evidently"),
+        ("--fit-dtype", "float64", "--datasets", "fertility", "--windows", "40", "--shift-windows", "20",
+         "--references", "2", "--sizes", "100,500", "--no-evidently"),
+        "the same, profiled in float64 and served as float32: the mismatch that once alarmed always",
+    ),
 )  # fmt: skip
 BY_NAME = {b.name: b for b in BENCHES}
 
@@ -88,11 +175,17 @@ def module(bench: Bench) -> Any:
     return importlib.import_module(f"bench.{bench.script}")
 
 
-def render(bench: Bench, path: Path) -> str:
-    """A block's body: the run's tables, then the line naming the command and the raw file."""
+def render(bench: Bench, path: Path, where: str = "results/") -> str:
+    """A block's body: the run's tables, then the line naming the command and the raw file
+    (as `where` + its name: the folder as the page that shows the block reaches it)."""
     saved = _results.read(path)
     body = module(bench).markdown(saved, bench.name).rstrip("\n")
-    return f"{body}\n\n{_results.heading(saved, f'results/{path.name}')}\n"
+    return f"{body}\n\n{_results.heading(saved, where + path.name)}\n"
+
+
+def pages() -> list[tuple[Path, str]]:
+    """The pages whose blocks `tables` fills, each with how it names the results folder."""
+    return [(README, "results/"), *((page, "bench/results/") for page in sorted(DOCS.glob("*.md")))]
 
 
 def newest_current(bench: Bench, results: Path) -> Path | None:
@@ -101,9 +194,12 @@ def newest_current(bench: Bench, results: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
-def problems(text: str, results: Path = _results.RESULTS_DIR) -> list[str]:
-    """What is wrong with the generated blocks of `text` (bench/README.md's contents), whose
-    files are named relative to the folder above `results`."""
+def problems(
+    text: str, results: Path = _results.RESULTS_DIR, where: str = "results/", every: bool = True
+) -> list[str]:
+    """What is wrong with the generated blocks of `text` (a page's contents), whose files are
+    named relative to the folder above `results`; `every`: the page must show every benchmark
+    (bench/README.md does)."""
     found: list[str] = []
     seen = set()
     for m in _BLOCK.finditer(text):
@@ -131,15 +227,34 @@ def problems(text: str, results: Path = _results.RESULTS_DIR) -> list[str]:
             found.append(
                 f"block '{name}': {rel} is not the newest run ({newest.name}): `python -m bench tables`"
             )
-        if m["body"] != render(bench, path):
+        if m["body"] != render(bench, path, where):
             found.append(f"block '{name}': differs from what {rel} gives: `python -m bench tables`")
-    for bench in BENCHES:
+    for bench in BENCHES if every else ():
         if bench.name not in seen:
             found.append(f"bench/README.md has no generated block for '{bench.name}'")
     return found
 
 
-def regenerate(text: str, results: Path = _results.RESULTS_DIR) -> str:
+def check_pages(results: Path = _results.RESULTS_DIR) -> list[str]:
+    """`problems` of every page, each line naming its page."""
+    found = []
+    for page, where in pages():
+        shown = page.relative_to(_results.ROOT)
+        every = page == README
+        found += [f"{shown}: {line}" for line in problems(page.read_text(), results, where, every)]
+    return found
+
+
+def write_tables(results: Path = _results.RESULTS_DIR) -> None:
+    """Fill the blocks of every page; a page without blocks is left untouched."""
+    for page, where in pages():
+        text = page.read_text()
+        new = regenerate(text, results, where)
+        if new != text:
+            page.write_text(new)
+
+
+def regenerate(text: str, results: Path = _results.RESULTS_DIR, where: str = "results/") -> str:
     """`text` with every generated block filled from the newest current run of its benchmark."""
 
     def fill(m: re.Match[str]) -> str:
@@ -148,7 +263,7 @@ def regenerate(text: str, results: Path = _results.RESULTS_DIR) -> str:
         if bench is None or path is None:
             return m.group(0)  # `check` says why
         rel = f"{results.name}/{path.name}"
-        return f"<!-- bench:{bench.name} {rel} -->\n{render(bench, path)}<!-- /bench:{bench.name} -->"
+        return f"<!-- bench:{bench.name} {rel} -->\n{render(bench, path, where)}<!-- /bench:{bench.name} -->"
 
     return _BLOCK.sub(fill, text)
 
@@ -170,7 +285,7 @@ def run_all(quick: bool, selected: list[Bench], directory: Path | None = None) -
         if code != 0:
             failed.append(bench.name)
     if not quick and directory == _results.RESULTS_DIR:
-        README.write_text(regenerate(README.read_text()))
+        write_tables()
     if failed:
         print(f"[bench all] failed: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -197,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--skip", type=_names, default=[], help="not these")
     a.add_argument("--results", type=Path, default=None,
                    help="write the raw results here instead (and leave the tables)")  # fmt: skip
-    sub.add_parser("tables", help="regenerate bench/README.md's tables from bench/results/")
+    sub.add_parser("tables", help="regenerate the tables of bench/README.md and docs/ from bench/results/")
     sub.add_parser("check", help="exit 1 when a table is not what the newest current results give")
     sub.add_parser("list", help="the benchmarks `all` runs")
     args = p.parse_args(argv)
@@ -206,10 +321,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{b.name:<14} python -m bench.{b.script} {' '.join(b.full)}".rstrip() + f"  # {b.what}")
         return 0
     if args.command == "tables":
-        README.write_text(regenerate(README.read_text()))
+        write_tables()
         args.command = "check"
     if args.command == "check":
-        found = problems(README.read_text())
+        found = check_pages()
         for line in found:
             print(line, file=sys.stderr)
         return 1 if found else 0

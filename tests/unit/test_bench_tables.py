@@ -16,7 +16,8 @@ from bench import _results, predict
 
 
 def test_the_published_tables_are_generated_from_current_results() -> None:
-    assert cli.problems(cli.README.read_text()) == []
+    # bench/README.md and every page of docs/ that shows a generated table.
+    assert cli.check_pages() == []
 
 
 def _saved_run(results: Path, stamp: str, *, version: int = predict.SCRIPT_VERSION, rows: int = 100) -> Path:
@@ -96,6 +97,22 @@ def test_a_raw_file_gone_is_noticed(page: tuple[Path, str]) -> None:
     shutil.rmtree(results)
     assert _own(cli.problems(text, results)) == [
         "block 'predict_rss': results/predict_rss-2026-01-01T000000.json does not exist"
+    ]
+
+
+def test_a_docs_page_names_the_raw_file_from_where_it_stands(page: tuple[Path, str]) -> None:
+    # The marker names the file relative to bench/ everywhere; the line under a table on a
+    # page of docs/ names it from the repository's root, and only bench/README.md must show
+    # every benchmark.
+    results, _ = page
+    marker = "<!-- bench:predict_rss results/predict_rss-2026-01-01T000000.json -->"
+    block = f"{marker}\n<!-- /bench:predict_rss -->"
+    text = cli.regenerate(f"intro\n\n{block}\n", results, "bench/results/")
+    assert "raw: `bench/results/predict_rss-2026-01-01T000000.json`" in text
+    assert cli.problems(text, results, "bench/results/", every=False) == []
+    assert cli.problems(text, results, "results/", every=False) == [
+        "block 'predict_rss': differs from what results/predict_rss-2026-01-01T000000.json gives: "
+        "`python -m bench tables`"
     ]
 
 
