@@ -52,6 +52,14 @@ def idle_policy() -> str:
     return line
 
 
+def idle_of(saved: dict) -> str:
+    """A saved run's idle policy (settings "idle", taken as it started), and the one at its
+    end (results "idle_after") where that differs: a run that straddles a change says so."""
+    before = saved["settings"]["idle"]
+    after = saved["results"].get("idle_after", before)
+    return before if after == before else f"{before} (at the end: {after})"
+
+
 @contextlib.contextmanager
 def server(cmd: Sequence[str], port: int, timeout_s: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server subprocess until the block ends; wait for /v2/health/ready."""

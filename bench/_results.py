@@ -11,13 +11,15 @@ with `markdown(result)`, so the tables in bench/README.md are regenerated from t
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -191,3 +193,21 @@ def heading(result: dict[str, Any], name: str) -> str:
 
 def _load(values: list[float] | None) -> str:
     return "?" if not values else f"{values[0]:.2f}"
+
+
+def json_option(parser: argparse.ArgumentParser) -> None:
+    """Every script's `--json [PATH]`: also write the run's raw results (`Run.save`)."""
+    parser.add_argument(
+        "--json", nargs="?", const="", default=None, metavar="PATH",
+        help="also write the raw results: to PATH, or to bench/results/NAME-DATE.json without one",
+    )  # fmt: skip
+
+
+def spread(values: Iterable[float], fmt: str = ".1f", sign: str = "") -> str:
+    """'median [lowest-highest]' of `values`, each written with the format spec `fmt` (`sign`
+    "+" puts a sign on all three). The ends are joined by " to " where one may be negative, so
+    a minus is not read as the dash."""
+    v = [float(x) for x in values]
+    sep = " to " if sign or min(v) < 0 else "-"
+    spec = sign + fmt
+    return f"{statistics.median(v):{spec}} [{min(v):{spec}}{sep}{max(v):{spec}}]"

@@ -160,8 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--requests", type=int, default=300, help="c=1 requests per system per round")
     p.add_argument("--duration", type=float, default=4.0, help="c=64 seconds per system per round")
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mlrt-ab-") as d:
         tmp = Path(d)

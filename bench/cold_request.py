@@ -22,7 +22,6 @@ median over rounds [min-max], and the per-round difference of each pair.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +30,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from . import _harness, models
+from . import _harness, _results, models
+from ._results import spread
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
@@ -130,10 +130,6 @@ def measure(rounds: int, calls: int) -> dict[str, Any]:
     return {"median_us_per_round": out}
 
 
-def _spread(v: list[float]) -> str:
-    return f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
-
-
 def markdown(saved: dict[str, Any], name: str = "cold_request") -> str:
     r = saved["results"]["median_us_per_round"]
     s = saved["settings"]
@@ -143,11 +139,11 @@ def markdown(saved: dict[str, Any], name: str = "cold_request") -> str:
     ]
     for pair, old, new in s["pairs"]:
         for system in (old, new):
-            lines.append(
-                f"| {pair} | {system} | {_spread(r['warm'][system])} | {_spread(r['cold'][system])} |"
-            )
+            warm, cold = spread(r["warm"][system], ".2f"), spread(r["cold"][system], ".2f")
+            lines.append(f"| {pair} | {system} | {warm} | {cold} |")
         diffs = {m: [a - b for a, b in zip(r[m][old], r[m][new], strict=True)] for m in ("warm", "cold")}
-        lines.append(f"| {pair} | saved, per round | {_spread(diffs['warm'])} | {_spread(diffs['cold'])} |")
+        warm, cold = spread(diffs["warm"], ".2f"), spread(diffs["cold"], ".2f")
+        lines.append(f"| {pair} | saved, per round | {warm} | {cold} |")
     lines += [
         "",
         f"Each cell: the median over {s['rounds']} rounds [min-max] of a round's median of "
@@ -163,8 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--calls", type=int, default=2000, help="single calls per system, mode and round")
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     settings = {
         "rounds": args.rounds,

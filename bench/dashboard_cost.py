@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _results
 from ._harness import server
+from ._results import spread
 from .serving import monitored_mlp, wrk
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
@@ -78,10 +80,6 @@ class _Poller:
         self.thread.join()
 
 
-def _spread(v: list[float], fmt: str) -> str:
-    return f"{np.median(v):{fmt}} [{min(v):{fmt}}-{max(v):{fmt}}]"
-
-
 def _quartiles(v: list[float], fmt: str) -> str:
     return f"{np.percentile(v, 25):{fmt}}-{np.percentile(v, 75):{fmt}}"
 
@@ -97,10 +95,10 @@ def markdown(saved: dict[str, Any], name: str = "dashboard_cost") -> str:
     ]
     for system, fig in per_round.items():
         ratios = [a / b for a, b in zip(fig["rps"], blank, strict=True)]
-        ratio = ("1", "") if system == "blank" else (_spread(ratios, ".3f"), _quartiles(ratios, ".3f"))
+        ratio = ("1", "") if system == "blank" else (spread(ratios, '.3f'), _quartiles(ratios, ".3f"))
         errors = sum(fig["non_2xx"]), sum(fig["socket_errors"]) + sum(fig["timeouts"])
         lines.append(
-            f"| {LABELS.get(system, system)} | {_spread(fig['rps'], ',.0f')} "
+            f"| {LABELS.get(system, system)} | {spread(fig['rps'], ',.0f')} "
             f"| {_quartiles(fig['rps'], ',.0f')} | {ratio[0]} | {ratio[1]} "
             f"| {np.median(fig['p99_us']) / 1e3:.2f} | {errors[0]}, {errors[1]} |"
         )
@@ -124,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--seconds", type=float, default=4.0, help="wrk run per system per round")
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     if shutil.which("wrk") is None or shutil.which("chromium") is None:
         print(

@@ -34,6 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _results
+from ._results import spread
+
 REPO = Path(__file__).resolve().parents[1]
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
@@ -187,11 +190,6 @@ def run_cases(rounds: int, calls: int, baseline: Path | None) -> dict[str, Any]:
     return {"ns_per_call": out}
 
 
-def _spread(v: list[float] | np.ndarray, fmt: str = ",.0f", sign: str = "") -> str:
-    sep = " to " if sign else "-"  # a difference may be negative
-    return f"{np.median(v):{sign}{fmt}} [{np.min(v):{fmt}}{sep}{np.max(v):{fmt}}]"
-
-
 def markdown(saved: dict[str, Any], name: str = "datatypes") -> str:
     """A saved run's table (bench/_results.py's layout) in Markdown."""
     s = saved["settings"]
@@ -204,16 +202,16 @@ def markdown(saved: dict[str, Any], name: str = "datatypes") -> str:
     for case in s["cases"]:
         if case not in this:
             continue
-        cells = [case, _spread(this[case])]
+        cells = [case, spread(this[case], ',.0f')]
         same = case.replace("64", "32")
         if case != same and same in this:
-            cells.append(_spread(np.asarray(this[case]) - np.asarray(this[same]), sign="+"))
+            cells.append(spread(np.asarray(this[case]) - np.asarray(this[same]), ",.0f", sign="+"))
         else:
             cells.append("")
         if base is not None:
             if case in base:
                 ratio = np.asarray(this[case]) / np.asarray(base[case])
-                cells += [_spread(base[case]), _spread(ratio, ".3f")]
+                cells += [spread(base[case], ',.0f'), spread(ratio, '.3f')]
             else:
                 cells += ["refused", ""]
         lines.append("| " + " | ".join(cells) + " |")
@@ -254,8 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--calls", type=int, default=2000, help="calls per case per round")
     parser.add_argument("--baseline", type=Path, help="another checkout of mlrt to compare with")
-    parser.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                        help="also write the raw results (bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(parser)
     args = parser.parse_args(argv)
     baseline = None if args.baseline is None else f"checkout of {_commit(args.baseline)}"
     # The command names the baseline by its commit, not by a folder of one machine.

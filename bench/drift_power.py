@@ -56,6 +56,8 @@ from runtime.monitor import Histogram, kernels
 from runtime.monitor.profile import CATEGORICAL, Profile
 from runtime.monitor.rule import Thresholds, band, chi2_sf, holm, judge
 
+from . import _results
+
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
 
@@ -633,8 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         help="dtype the profile is fitted in; windows are always served as float32 (%(default)s)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     args.sizes = tuple(int(s) for s in args.sizes.split(","))
     datasets = args.datasets.split(",")

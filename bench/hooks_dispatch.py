@@ -26,6 +26,8 @@ from typing import Any
 
 from runtime.hooks import DriftEvent, HookDispatcher, HookSpec
 
+from . import _results
+
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
 FIRINGS_PER_ROUND = 100  # well under the dispatcher's MAX_PENDING: nothing is dropped
@@ -140,14 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=20_000, help="calls per round, timed as one block")
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="PATH",
-        help="also write the raw results (default: bench/results/NAME-DATE.json)",
-    )
+    _results.json_option(parser)
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.calls < 2:
         parser.error("--rounds must be >= 1 and --calls >= 2")

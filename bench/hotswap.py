@@ -33,7 +33,7 @@ import numpy as np
 from runtime._child import mlrt_command
 from runtime.registry import FilesystemRegistry
 
-from . import models
+from . import _results, models
 from ._harness import RawHTTP, free_port, post_request, server, v2_json_body
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
@@ -183,8 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--promotions", type=int, default=10)
     p.add_argument("--swaps", type=int, default=50)
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     if args.swaps < 1 or args.concurrency < 1:
         p.error("--swaps and --concurrency must be >= 1")

@@ -45,6 +45,8 @@ from runtime.config import MonitorConfig
 from runtime.monitor import Histogram, Profile, kernels
 from runtime.monitor.drift import ModelMonitor
 
+from . import _results
+
 #: Bump when what a figure means changes, so stale tables can be told from fresh ones.
 #: 3: runs are saved by bench/_results.py (the provenance under "meta", figures under "results").
 SCRIPT_VERSION = 3
@@ -756,14 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-evidently", action="store_true", help="skip the Evidently comparison")
     parser.add_argument("--evidently-rows", type=int, default=100_000, help="reference rows = current rows")
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="PATH",
-        help="also write the raw results as JSON (default path: bench/results/kernels-<date>.json)",
-    )
+    _results.json_option(parser)
     parser.add_argument(
         "--markdown",
         nargs="+",

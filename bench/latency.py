@@ -39,7 +39,7 @@ import numpy as np
 from runtime._child import mlrt_command
 from runtime.monitor import Profile
 
-from . import models
+from . import _results, models
 from ._harness import (
     RawHTTP,
     free_port,
@@ -49,6 +49,7 @@ from ._harness import (
     v2_binary_body,
     v2_json_body,
 )
+from ._results import spread
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
@@ -66,8 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--processes", type=int, default=3, help="server processes per HTTP system"
     )
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/latency-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     settings = {"rounds": args.rounds, "requests": args.requests, "processes": args.processes,
                 "model": "bench MLP, 20 FP32 -> 64 -> 32 -> 2, one row", "idle": idle_policy()}  # fmt: skip
@@ -159,9 +159,6 @@ def markdown(saved: dict, name: str = "latency") -> str:
     """A saved run's table, the drift monitor's cost and the c=1 verdict, in Markdown."""
     per_round = saved["results"]["per_round_p50_p99_us"]
     floor = np.array([p50 for p50, _ in per_round["http floor"]])
-
-    def spread(v: np.ndarray, fmt: str = ".1f") -> str:
-        return f"{np.median(v):{fmt}} [{v.min():{fmt}}-{v.max():{fmt}}]"
 
     lines = ["| system | p50 µs | p99 µs | p50 / HTTP floor, per round |", "|---|---|---|---|"]
     for system, vals in per_round.items():

@@ -53,6 +53,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _results
+from ._results import spread
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
@@ -211,11 +214,6 @@ def wall_time(model: Path, profile: Path, rounds: int, calls: int) -> dict[str, 
 
 
 # -- the table ---------------------------------------------------------------------------------
-def _spread(v: list[float], fmt: str = ".2f") -> str:
-    sep = " to " if min(v) < 0 else "-"  # a paired difference may be negative
-    return f"{statistics.median(v):{fmt}} [{min(v):{fmt}}{sep}{max(v):{fmt}}]"
-
-
 def _quartiles(v: list[float]) -> str:
     q1, _, q3 = np.percentile(v, [25, 50, 75])
     return f"{q1:.2f}{' to ' if q1 < 0 else '-'}{q3:.2f}"
@@ -281,7 +279,7 @@ def markdown(saved: dict[str, Any], name: str = "monitor_cost") -> str:
             ("monitored - plain, paired by round", wall["added_us"]),
             ("one rotation (`monitor.advance`), mean", wall["rotation_us"]),
         ):
-            lines.append(f"| {label} | {_spread(v)} | {_quartiles(v)} |")
+            lines.append(f"| {label} | {spread(v, '.2f')} | {_quartiles(v)} |")
         lines += [
             "",
             f"Wall time for context: both models in one process, {s['rounds']} paired rounds x "
@@ -303,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=15, help="wall time: paired rounds")
     p.add_argument("--round-calls", type=int, default=2000, help="wall time: calls per system per round")
     p.add_argument("--no-wall", action="store_true", help="skip the wall-time comparison")
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     p.add_argument("--child", nargs=4, metavar=("MODE", "N", "MODEL", "PROFILE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:

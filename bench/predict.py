@@ -50,7 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from . import models
+from . import _results, models
+from ._results import spread
 
 FEATURES = 20
 #: Raised when a change makes earlier results incomparable (bench/_results.py). 2: the job by
@@ -241,10 +242,6 @@ def peak_rss(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     return {"peak_rss_mib": {str(k): v for k, v in out.items()}}
 
 
-def _spread(v: list[float], fmt: str = ",.0f") -> str:
-    return f"{statistics.median(v):{fmt}} [{min(v):{fmt}}-{max(v):{fmt}}]"
-
-
 def markdown(saved: dict[str, Any], name: str = "predict") -> str:
     """A saved run's table (bench/_results.py's layout) in Markdown."""
     r = saved["results"]
@@ -266,7 +263,7 @@ def markdown(saved: dict[str, Any], name: str = "predict") -> str:
         cells = []
         for m in models_:
             cells += [
-                _spread(r[m]["rows_per_s"][system]),
+                spread(r[m]["rows_per_s"][system], ",.0f"),
                 f"{statistics.median(r[m]['cpu_ns_per_row'][system]):,.0f}",
             ]
         lines.append(f"| {system} | {' | '.join(cells)} |")
@@ -275,7 +272,7 @@ def markdown(saved: dict[str, Any], name: str = "predict") -> str:
             cells = []
             for m in models_:
                 v = r[m][key][system]
-                cell = _spread(v, ".3f")
+                cell = spread(v, '.3f')
                 if key == "ratio_to_best_onnxruntime":
                     cell = f"**{cell}** {'PASS' if statistics.median(v) >= 0.8 else 'FAIL'}"
                 cells += [cell, ""]
@@ -301,8 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-rows", type=int, default=65_536)
     p.add_argument("--rss", action="store_true", help="measure peak memory instead")
     p.add_argument("--rss-rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     name = "predict_rss" if args.rss else "predict"
     settings: dict[str, Any] = {"batch_rows": args.batch_rows}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,18 @@ import numpy as np
 
 from runtime._child import mlrt_command
 
-from ._harness import RawHTTP, free_port, idle_policy, paired_rounds, post_request, server, v2_binary_body
+from . import _results
+from ._harness import (
+    RawHTTP,
+    free_port,
+    idle_of,
+    idle_policy,
+    paired_rounds,
+    post_request,
+    server,
+    v2_binary_body,
+)
+from ._results import spread
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
@@ -52,8 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--requests", type=int, default=300, help="per system per round")
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     settings = {"rounds": args.rounds, "requests": args.requests, "processes": 1, "inline_max_us": INLINE_US,
                 "model": "bench.python_inline:numpy_mlp (20-64-2 in numpy), one row, V2 binary",
@@ -105,10 +114,6 @@ def _measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
-def _spread(v: list[float], fmt: str = ".1f") -> str:
-    return f"{statistics.median(v):{fmt}} [{min(v):{fmt}}-{max(v):{fmt}}]"
-
-
 def markdown(saved: dict[str, Any], name: str = "python_inline") -> str:
     """A saved run's table (bench/_results.py's layout) in Markdown."""
     s, r = saved["settings"], saved["results"]
@@ -119,10 +124,8 @@ def markdown(saved: dict[str, Any], name: str = "python_inline") -> str:
     for system, vals in per_round.items():
         p50s, p99s = [v[0] for v in vals], [v[1] for v in vals]
         ratios = [a / b for a, b in zip(p50s, base, strict=True)]
-        lines.append(f"| {system} | {_spread(p50s)} | {_spread(p99s)} | {_spread(ratios, '.2f')} |")
-    idle = s["idle"]
-    if r.get("idle_after", idle) != idle:
-        idle += f" (at the end: {r['idle_after']})"
+        lines.append(f"| {system} | {spread(p50s)} | {spread(p99s)} | {spread(ratios, '.2f')} |")
+    idle = idle_of(saved)
     lines += [
         "",
         f"Concurrency 1, {s['model']}; {s['rounds']} rounds x {s['requests']} requests per system, order "

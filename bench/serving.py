@@ -79,7 +79,7 @@ import numpy as np
 from runtime._child import ServerStartError, mlrt_command, running_server
 from runtime.monitor import Profile
 
-from . import models
+from . import _results, models
 from ._harness import RawHTTP, free_port, get_request, post_request, v2_binary_body, v2_json_body
 
 LUA = Path(__file__).with_name("wrk") / "post.lua"
@@ -567,8 +567,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mlserver-batch-size", type=int, default=64, help="for mlserver inproc+ab")
     p.add_argument("--mlserver-batch-time-ms", type=float, default=1.0, help="for mlserver inproc+ab")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 round x 1 s, c=1,64, 3 s overload")
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/serving-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.concurrency, args.overload_duration = 1, 1.0, "1,64", 3.0

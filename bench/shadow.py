@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
 import sys
 import tempfile
 import urllib.request
@@ -38,8 +37,9 @@ import numpy as np
 
 from runtime._child import mlrt_command
 
-from . import models
+from . import _results, models
 from ._harness import free_port, idle_policy, server, v2_json_body
+from ._results import spread
 from .serving import Target, check_answer, wrk
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
@@ -119,10 +119,6 @@ def measure(args: argparse.Namespace, systems: tuple[str, ...]) -> dict[str, Any
     return {"per_round": rounds, "endpoints": shown}
 
 
-def _spread(v: list[float], fmt: str = ",.0f") -> str:
-    return f"{statistics.median(v):{fmt}} [{min(v):{fmt}}-{max(v):{fmt}}]"
-
-
 def markdown(saved: dict[str, Any], name: str = "shadow") -> str:
     """A saved run's tables (bench/_results.py's layout) in Markdown."""
     r, s = saved["results"], saved["settings"]
@@ -136,12 +132,12 @@ def markdown(saved: dict[str, Any], name: str = "shadow") -> str:
         if system == "off":
             rps_ratio = p99_ratio = "1"
         else:
-            rps_ratio = _spread([a / b for a, b in zip(fig["rps"], off["rps"], strict=True)], ".3f")
-            p99_ratio = _spread([a / b for a, b in zip(fig["p99_us"], off["p99_us"], strict=True)], ".3f")
+            rps_ratio = spread([a / b for a, b in zip(fig["rps"], off["rps"], strict=True)], ".3f")
+            p99_ratio = spread([a / b for a, b in zip(fig["p99_us"], off["p99_us"], strict=True)], ".3f")
         errors = sum(fig["non_2xx"]), sum(fig["socket_errors"]) + sum(fig["timeouts"])
         lines.append(
-            f"| {LABELS.get(system, system)} | {_spread(fig['rps'])} | {rps_ratio} "
-            f"| {_spread(fig['p99_us'])} | {p99_ratio} | {errors[0]}, {errors[1]} |"
+            f"| {LABELS.get(system, system)} | {spread(fig['rps'], ',.0f')} | {rps_ratio} "
+            f"| {spread(fig['p99_us'], ',.0f')} | {p99_ratio} | {errors[0]}, {errors[1]} |"
         )
     lines += [
         "",
@@ -194,8 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--duration", type=float, default=4.0, help="wrk seconds per system per round")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="which of them, comma-separated (off always)")
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/shadow-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     unknown = set(args.systems.split(",")) - set(SYSTEMS)
     if unknown:

@@ -53,8 +53,9 @@ from runtime._child import mlrt_command
 from runtime.client import Client
 from runtime.monitor import Profile
 
-from . import models
-from ._harness import free_port, idle_policy, paired_rounds, server
+from . import _results, models
+from ._harness import free_port, idle_of, idle_policy, paired_rounds, server
+from ._results import spread
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
@@ -80,8 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4, 8], help="--contention: threads")
     p.add_argument("--seconds", type=float, default=2.0, help="--contention: seconds per threaded run")
     p.add_argument("--repeats", type=int, default=2, help="--contention: runs per thread count")
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     name = "sidecar_contention" if args.contention else "sidecar"
     settings: dict[str, Any] = {
@@ -224,19 +224,6 @@ def _med(v: list[float]) -> float:
     return float(statistics.median(v))
 
 
-def _spread(v: list[float], fmt: str = ".1f") -> str:
-    return f"{_med(v):{fmt}} [{min(v):{fmt}}-{max(v):{fmt}}]"
-
-
-def _signed(v: list[float]) -> str:
-    return f"{_med(v):+.1f} [{min(v):+.1f} to {max(v):+.1f}]"
-
-
-def _idle(saved: dict) -> str:
-    before, after = saved["settings"]["idle"], saved["results"].get("idle_after", saved["settings"]["idle"])
-    return before if before == after else f"{before} (at the end: {after})"
-
-
 def markdown(saved: dict, name: str = "sidecar") -> str:
     """A saved run's table (bench/_results.py's layout) in Markdown."""
     return _markdown_contention(saved) if name == "sidecar_contention" else _markdown_c1(saved)
@@ -256,12 +243,12 @@ def _markdown_c1(saved: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for system in runs[0]:
-        ratio = "" if system == DEFAULT else _spread(paired(system, DEFAULT, lambda a, b: a / b), ".2f")
-        p50 = _spread(per_run(system, "p50_us"))
+        ratio = "" if system == DEFAULT else spread(paired(system, DEFAULT, lambda a, b: a / b), '.2f')
+        p50 = spread(per_run(system, "p50_us"), ".1f")
         p50 = f"**{p50}**" if system == DEFAULT else p50
         lines.append(
-            f"| {system} | {p50} | {_spread(per_run(system, 'p99_us'))} "
-            f"| {_spread(per_run(system, 'client_cpu_us'))} | {ratio} |"
+            f"| {system} | {p50} | {spread(per_run(system, 'p99_us'), '.1f')} "
+            f"| {spread(per_run(system, 'client_cpu_us'), '.1f')} | {ratio} |"
         )
     default = per_run(DEFAULT, "p50_us")
     under = sum(v < GOAL_US for v in default)
@@ -277,17 +264,17 @@ def _markdown_c1(saved: dict) -> str:
         "client CPU) is the median of its rounds'; cells: median over runs [lowest-highest run]. Client "
         "CPU: the calling thread's CPU time per call. Ratio: each run's median of the per-round ratio to "
         "the default "
-        f"client (Unix socket + msgpack, asleep while it waits), over runs. Idle policy: {_idle(saved)}.",
+        f"client (Unix socket + msgpack, asleep while it waits), over runs. Idle policy: {idle_of(saved)}.",
         "",
         f"{'PASS' if _med(default) < GOAL_US else 'FAIL'}: the default client (Unix socket + msgpack) "
         f"p50 {_med(default):.1f} µs [{min(default):.1f}-{max(default):.1f}], goal under {GOAL_US:.0f} µs "
         f"(issue 15); {under} of {n} runs under it.",
         "",
         f"{'PASS' if _med(uds_tcp) < 0 else 'FAIL'}: Unix socket + msgpack minus TCP + V2 JSON, per round, "
-        f"{_signed(uds_tcp)} µs (goal: below 0; ahead in "
+        f"{spread(uds_tcp, '.1f', '+')} µs (goal: below 0; ahead in "
         f"{ahead} of {n} runs). "
         f"{'PASS' if _med(embedded) < EMBEDDED_US else 'FAIL'}: `load().predict` minus bare `session.run`, "
-        f"per round, {_signed(embedded)} µs "
+        f"per round, {spread(embedded, '.1f', '+')} µs "
         f"(goal: under {EMBEDDED_US:.0f} µs; issue 7).",
     ]
     return "\n".join(lines) + "\n"
@@ -308,10 +295,10 @@ def _markdown_contention(saved: dict) -> str:
     for k, label in (("default", "default"), ("polling", poll)):
         v = slow[k]
         case = "model taking 1 ms (`bench.models:slow_sum`), 1 thread" if k == "default" else ""
-        paired = f"p50 {_spread(p50_ratio, '.3f')}, CPU {_spread(cpu_ratio, '.2f')}" if k == "polling" else ""
+        paired = f"p50 {spread(p50_ratio, '.3f')}, CPU {spread(cpu_ratio, '.2f')}" if k == "polling" else ""
         lines.append(
-            f"| {case} | {label} | | {_spread(v['p50_us'])} | {_spread(v['p99_us'])} "
-            f"| {_spread(v['client_cpu_us'])} | {paired} |"
+            f"| {case} | {label} | | {spread(v['p50_us'], '.1f')} | {spread(v['p99_us'], '.1f')} "
+            f"| {spread(v['client_cpu_us'], '.1f')} | {paired} |"
         )
 
     def each(runs: list[dict[str, float]], key: str, fmt: str) -> str:
@@ -338,7 +325,7 @@ def _markdown_contention(saved: dict) -> str:
         "per call; paired: the per-round ratio. Threads: that many threads sharing one client against "
         f"one server (the bench MLP, drift monitoring on), {s['repeats']} runs of {s['seconds']:g} s "
         "each, the clients' order alternating; each run's figure, in order; paired: polling's req/s "
-        f"over the default's, run by run. Idle policy: {_idle(saved)}.",
+        f"over the default's, run by run. Idle policy: {idle_of(saved)}.",
     ]
     return "\n".join(lines) + "\n"
 

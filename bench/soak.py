@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _results
 from ._harness import server
 from .serving import monitored_mlp, wrk
 
@@ -87,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=1_000_000)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--chunk-s", type=float, default=10.0)
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/soak-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench.soak needs wrk (apt install wrk)", file=sys.stderr)

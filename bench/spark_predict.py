@@ -49,7 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from . import models
+from . import _results, models
+from ._results import spread
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
@@ -249,10 +250,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
-def _spread(v: list[float], fmt: str = ",.0f") -> str:
-    return f"{statistics.median(v):{fmt}} [{min(v):{fmt}}-{max(v):{fmt}}]"
-
-
 MLRT = "mlrt mapInArrow"
 
 
@@ -268,8 +265,8 @@ def markdown(saved: dict[str, Any], name: str = "spark_predict") -> str:
     for system, v in rates.items():
         measured = r["rows_measured"][system]
         label = system if measured == rows else f"{system} ({measured:,} rows, extrapolated)"
-        ratio = "" if system == MLRT else _spread([a / b for a, b in zip(rates[MLRT], v, strict=True)], ".2f")
-        lines.append(f"| {label} | {_spread(v)} | {rows / statistics.median(v):,.1f} s | {ratio} |")
+        ratio = "" if system == MLRT else spread([a / b for a, b in zip(rates[MLRT], v, strict=True)], '.2f')
+        lines.append(f"| {label} | {spread(v, ',.0f')} | {rows / statistics.median(v):,.1f} s | {ratio} |")
     rounds = len(rates[MLRT])
     lines += [
         "",
@@ -295,8 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--batch-rows", type=int, default=10_000, help="Arrow batch size (Spark's default, 10,000)"
     )
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/NAME-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     args.naive_rows = min(args.naive_rows, args.rows)
     settings: dict[str, Any] = {

@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from . import models
-from ._harness import free_port, idle_policy, server
+from . import _results, models
+from ._harness import free_port, idle_of, idle_policy, server
+from ._results import spread
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
@@ -193,8 +194,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="the client's busy_poll_us, one server per value per run (0 200)")  # fmt: skip
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--serve", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/timeline-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     if args.serve:
         serve(args.serve[0], args.serve[1:])
@@ -237,12 +237,6 @@ def main(argv: list[str] | None = None) -> None:
         run.save(results, args.json or None)
 
 
-def _spread(v: list[float]) -> str:
-    # A step can be negative: a system call wakes the other side, which may run before it returns.
-    sep = " to " if min(v) < 0 else "-"
-    return f"{statistics.median(v):.1f} [{min(v):.1f}{sep}{max(v):.1f}]"
-
-
 def _label(poll: str) -> str:
     return "asleep (busy_poll_us 0)" if float(poll) == 0 else f"polling {poll} µs"
 
@@ -254,12 +248,8 @@ def markdown(saved: dict[str, Any], name: str = "timeline") -> str:
     polls = list(medians)
     lines = [f"| step | {' | '.join(_label(v) for v in polls)} |", "|---" * (1 + len(polls)) + "|"]
     for step in next(iter(medians.values())):
-        lines.append(f"| {step} | {' | '.join(_spread(medians[v][step]) for v in polls)} |")
-    idle = (
-        s["idle"]
-        if r.get("idle_after", s["idle"]) == s["idle"]
-        else f"{s['idle']} (at the end: {r['idle_after']})"
-    )
+        lines.append(f"| {step} | {' | '.join(spread(medians[v][step], '.1f') for v in polls)} |")
+    idle = idle_of(saved)
     bad = sum(sum(v) for v in r["out_of_order"].values())
     paired = ""
     for v in polls[1:]:  # each run's total over the first column's in the same run

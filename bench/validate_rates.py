@@ -35,6 +35,7 @@ import pyarrow as pa
 from runtime.gates import validate
 from runtime.monitor.profile import Profile
 
+from . import _results
 from .drift_power import LOADERS, Dataset, _has_nulls, _package_versions
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
@@ -202,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(LOADERS), choices=list(LOADERS))
     parser.add_argument("--repeats", type=int, default=40, help="random splits per data set (40)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--json", nargs="?", const="", default=None, metavar="PATH",
-        help="also write the raw results (default: bench/results/NAME-DATE.json)",
-    )  # fmt: skip
+    _results.json_option(parser)
     args = parser.parse_args(argv)
     settings: dict[str, Any] = {
         "datasets": args.datasets,

@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ._harness import idle_policy
+from . import _results
+from ._harness import idle_of, idle_policy
+from ._results import spread
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
 SCRIPT_VERSION = 1
@@ -82,8 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calls", type=int, default=300, help="calls per X per way per round (300)")
     p.add_argument("--work-us", type=int, nargs="+", default=list(WORK_US), help="the server's work, µs")
     p.add_argument("--serve", help=argparse.SUPPRESS)
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/wakeup-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     if args.serve:
         serve(args.serve)
@@ -119,10 +120,6 @@ def main(argv: list[str] | None = None) -> None:
         run.save(results, args.json or None)
 
 
-def _spread(v: list[float], fmt: str = ".1f") -> str:
-    return f"{statistics.median(v):{fmt}} [{min(v):{fmt}}-{max(v):{fmt}}]"
-
-
 def markdown(saved: dict[str, Any], name: str = "wakeup") -> str:
     """A saved run's table (bench/_results.py's layout) in Markdown."""
     s, r = saved["settings"], saved["results"]
@@ -134,13 +131,11 @@ def markdown(saved: dict[str, Any], name: str = "wakeup") -> str:
     for work, by_mode in p50s.items():
         cells = []
         for m in modes:
-            cells += [_spread(by_mode[m]), f"{statistics.median(by_mode[m]) - float(work):.1f}",
+            cells += [spread(by_mode[m], '.1f'), f"{statistics.median(by_mode[m]) - float(work):.1f}",
                       f"{statistics.median(cpus[work][m]):.1f}"]  # fmt: skip
         ratios = [a / b for a, b in zip(by_mode[modes[1]], by_mode[modes[0]], strict=True)]
-        lines.append(f"| {work} | {' | '.join(cells)} | {_spread(ratios, '.2f')} |")
-    idle = s["idle"]
-    if r.get("idle_after", idle) != idle:
-        idle += f" (at the end: {r['idle_after']})"
+        lines.append(f"| {work} | {' | '.join(cells)} | {spread(ratios, '.2f')} |")
+    idle = idle_of(saved)
     lines += [
         "",
         f"Round trip over a Unix socket to a uvloop server that spins X µs, then answers {s['answer_bytes']} "

@@ -46,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _results
 from ._harness import server
-from ._results import usable_cpus
+from ._results import spread, usable_cpus
 from .serving import Target, metrics_text, monitored_mlp, server_counts, wrk
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
@@ -146,11 +147,6 @@ def measured_run(target: Target, pid: int, connections: int, seconds: float) -> 
     return res
 
 
-def spread(xs: list[float], fmt: str) -> str:
-    """median [min-max]"""
-    return f"{fmt.format(float(np.median(xs)))} [{fmt.format(min(xs))}-{fmt.format(max(xs))}]"
-
-
 def med(runs: list[dict], key: str) -> float:
     return float(np.median([r[key] for r in runs]))
 
@@ -171,7 +167,7 @@ def markdown(saved: dict[str, Any], name: str = "workers") -> str:
         rs = rounds[x]
         errors = sum(r["socket_errors"] + r["timeouts"] for r in rs)
         lines.append(
-            f"| {x} | {spread(rps[x], '{:,.0f}')} | {med(rs, 'p50_us') / 1e3:.2f} "
+            f"| {x} | {spread(rps[x], ',.0f')} | {med(rs, 'p50_us') / 1e3:.2f} "
             f"| {med(rs, 'p99_us') / 1e3:.2f} | {med(rs, 'server_cpu_us_per_answer'):.1f} "
             f"| {med(rs, 'server_cores'):.2f} | {med(rs, 'wrk_cores'):.2f} | {med(rs, 'other_cores'):.2f} "
             f"| {med(rs, 'machine_idle_cores'):.2f} | {med(rs, 'machine_steal_cores'):.2f} "
@@ -186,7 +182,7 @@ def markdown(saved: dict[str, Any], name: str = "workers") -> str:
         "tree (supervisor and workers), wrk, other (the rest of the machine's busy CPU: other work, the "
         f"idle server's share too), idle and stolen; {cpus} CPUs, shared by the servers and wrk.",
         "",
-        f"2 workers / 1 worker, per-round ratio of 2xx/s: **{spread(ratios, '{:.3f}')}**",
+        f"2 workers / 1 worker, per-round ratio of 2xx/s: **{spread(ratios, '.3f')}**",
     ]
     others = [r["other_cores"] for x in SYSTEMS for r in rounds[x]]
     if float(np.median(others)) > OTHER_LOAD:
@@ -203,7 +199,7 @@ def markdown(saved: dict[str, Any], name: str = "workers") -> str:
     lines += [
         "",
         f"Rounds where neither run had other processes over {QUIET:g} cores: {sum(quiet)} of {len(quiet)}"
-        + (f", ratio {spread(quiet_ratios, '{:.3f}')}" if quiet_ratios else "")
+        + (f", ratio {spread(quiet_ratios, '.3f')}" if quiet_ratios else "")
         + ".",
     ]
     shares = [r["worker_share"] for r in rounds["2 workers"]]
@@ -212,11 +208,11 @@ def markdown(saved: dict[str, Any], name: str = "workers") -> str:
     lines += [
         "",
         "2 workers, each one's share of the answers per round: "
-        + ", ".join(f"worker {w} {spread([sh[w] for sh in shares], '{:.3f}')}" for w in sorted(shares[0]))
+        + ", ".join(f"worker {w} {spread([sh[w] for sh in shares], '.3f')}" for w in sorted(shares[0]))
         + f"; rounds where one of them answered under {LOPSIDED:.0%}: {sum(lopsided)} of {len(shares)}"
         + "".join(
             f"; ratio in those {label} {LOPSIDED:.0%}: "
-            + spread([x for x, lop in zip(ratios, lopsided, strict=True) if lop == pick], "{:.3f}")
+            + spread([x for x, lop in zip(ratios, lopsided, strict=True) if lop == pick], '.3f')
             for label, pick in (("under", True), ("not under", False))
             if 0 < sum(lopsided) < len(lopsided)
         )
@@ -268,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--seconds", type=float, default=5.0, help="wrk run per system per round")
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                   help="also write the raw results (default: bench/results/workers-DATE.json)")  # fmt: skip
+    _results.json_option(p)
     args = p.parse_args(argv)
     if shutil.which("wrk") is None or not Path("/proc/self/stat").exists():
         print("bench.workers needs wrk (apt install wrk) and Linux /proc", file=sys.stderr)
