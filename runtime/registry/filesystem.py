@@ -11,6 +11,11 @@ so readers never see half a version. Choosing the version number, the rename, ``
 ``.lock``, so concurrent writers - threads or processes on one host, or hosts sharing a filesystem with
 working POSIX locks - get distinct versions and never lose an alias change. Readers take no lock.
 A writer that dies mid-copy leaves only a ``.tmp-*`` directory, which every listing ignores.
+
+``card.md`` shows the aliases pointing at its version, so an alias move re-renders two of them
+after ``aliases.json`` changes. A writer that dies in between would leave them showing the old
+aliases; so before the move it names them in ``.cards-pending``, removed once both are rendered,
+and the next writer of the model renders any it finds named there before it does anything else.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from .errors import (
 ALIASES_FILE = "aliases.json"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = ".lock"
+#: The versions whose card.md an alias move has still to re-render (see the module's docstring).
+PENDING_FILE = ".cards-pending"
 CARD_FILE = "card.json"
 CARD_MD_FILE = "card.md"
 PROFILE_FILE = "profile.json"
@@ -268,15 +275,33 @@ class FilesystemRegistry:
         # Caller holds the lock. aliases.json first: if we die before the event is appended, rollback
         # reports the mismatch instead of silently undoing the wrong promotion.
         aliases = {**aliases, alias: version}
+        touched = sorted({previous, version} - {None})  # type: ignore[type-var]
+        _write_atomic(model_dir / PENDING_FILE, json.dumps(touched) + "\n")
         _write_atomic(model_dir / ALIASES_FILE, json.dumps(aliases, indent=2, sort_keys=True) + "\n")
         self._append_event(model_dir, action, alias, previous, version, actor, reason)
-        for v in {previous, version} - {None}:
-            assert v is not None
-            card_path = model_dir / v / CARD_FILE
-            if card_path.is_file():
+        self._render_cards(model_dir, aliases, touched)
+        os.unlink(model_dir / PENDING_FILE)
+
+    def _render_cards(self, model_dir: Path, aliases: Mapping[str, str], versions: list[str]) -> None:
+        """Write card.md of `versions` with the aliases that point at each (caller holds the lock)."""
+        for v in versions:
+            if (model_dir / v / CARD_FILE).is_file():
                 card = self._read_card(model_dir / v)
                 text = cards.render_markdown(card, [a for a, t in aliases.items() if t == v])
                 _write_atomic(model_dir / v / CARD_MD_FILE, text)
+
+    def _finish_pending(self, model_dir: Path) -> None:
+        """Render the cards an alias move named and did not finish (its writer died)."""
+        try:
+            raw = (model_dir / PENDING_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        try:
+            versions = [v for v in json.loads(raw) if isinstance(v, str)]
+        except ValueError:  # not what a move writes (it is replaced whole): every card, then
+            versions = self._versions(model_dir)
+        self._render_cards(model_dir, self._read_aliases(model_dir), versions)
+        os.unlink(model_dir / PENDING_FILE)
 
     def _append_event(
         self, model_dir: Path, action: str, alias: str | None, previous: str | None, version: str,
@@ -307,6 +332,7 @@ class FilesystemRegistry:
         fd = os.open(model_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._finish_pending(model_dir)
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock

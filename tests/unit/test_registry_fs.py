@@ -256,6 +256,29 @@ def test_card_json_and_markdown(reg, model_file, profile_file):
     assert "**Aliases**: `staging`" in reg.card_markdown("fraud", v)
 
 
+def test_a_move_whose_writer_died_before_its_cards_is_finished_next(reg, model_file, monkeypatch):
+    v1, v2 = reg.register(model_file, "fraud"), reg.register(model_file, "fraud")
+    reg.set_alias("fraud", "production", v1)
+
+    def dies(*args, **kwargs):
+        raise SystemExit("killed")  # the process dies between aliases.json and the cards
+
+    with monkeypatch.context() as m:
+        m.setattr(type(reg), "_render_cards", dies)
+        with pytest.raises(SystemExit):
+            reg.set_alias("fraud", "production", v2)
+    assert reg.alias_target("fraud", "production") == v2  # the move itself happened
+    stale = (reg.root / "fraud" / v1 / "card.md").read_text()
+    assert "**Aliases**: `production`" in stale  # what the dead writer left
+    assert json.loads((reg.root / "fraud" / ".cards-pending").read_text()) == [v1, v2]
+    assert "**Aliases**: none" in reg.card_markdown("fraud", v1)  # readers render the truth anyway
+
+    reg.register(model_file, "fraud")  # any next write of the model finishes the move first
+    assert not (reg.root / "fraud" / ".cards-pending").exists()
+    assert "**Aliases**: none" in (reg.root / "fraud" / v1 / "card.md").read_text()
+    assert "**Aliases**: `production`" in (reg.root / "fraud" / v2 / "card.md").read_text()
+
+
 def test_card_rejects_non_json_values(reg, model_file):
     with pytest.raises(RegistryError, match="metric 'auc' must be a finite number"):
         reg.register(model_file, "m", metrics={"auc": float("nan")})
