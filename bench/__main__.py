@@ -62,7 +62,7 @@ BENCHES = (
     ),
     Bench(
         "serving", "serving", (), ("--quick",),
-        "wrk at c=1/8/64/256: mlrt (JSON, binary, no batching, drift), naive, floor, MLServer x3; overload",
+        "wrk at c=1/8/64/256: mlrt (JSON, binary, no batching, drift), naive, floors, MLServer x3; overload",
     ),
     Bench(
         "kernels", "kernels", (),

@@ -1,5 +1,5 @@
 """Serving throughput and latency under concurrent load: mlrt's dynamic batcher
-against a naive server, the HTTP floor and MLServer in three configurations.
+against a naive server, the HTTP floor, the wire floor and MLServer in three configurations.
 
     python -m bench.serving [--rounds 3] [--duration 5] [--concurrency 1,8,64,256]
                             [--quick] [--no-mlserver] [--json [PATH]]
@@ -14,6 +14,9 @@ Systems, each its own process on loopback, all started before the first round:
                   is free of the few percent two server processes differ by)
   naive           Starlette + onnxruntime per request (bench/naive.py), V2 JSON
   floor           a do-nothing Starlette endpoint (bench/floor.py), V2 JSON
+  wire floor      a raw uvloop `asyncio.Protocol` answering a fixed JSON (bench/wire_floor.py):
+                  no HTTP library, no ASGI, what a Python server on this stack cannot go
+                  below; issue 24 sets mlrt's c=64 throughput against it
   mlserver default     MLServer 1.7.1 as it ships: inference in its one worker process
                        (parallel_workers 1), no adaptive batching
   mlserver inproc      inference in the server process (parallel_workers 0), no batching:
@@ -92,7 +95,7 @@ OVERLOAD_CONCURRENCY = 1024
 #: Raised when a change makes earlier results incomparable (bench/_results.py). 2: MLServer
 #: in three configurations (default, in-process, in-process with batching) instead of one
 #: with batching in its worker process; the c=1 target left to bench.latency.
-SCRIPT_VERSION = 2
+SCRIPT_VERSION = 3
 #: MLServer's systems: name -> (parallel_workers or None for its default, adaptive batching).
 MLSERVER_CONFIGS = {
     "mlserver default": (None, False),
@@ -405,6 +408,8 @@ def targets_table(per_round, concurrency: Sequence[int], overload: dict | None) 
     add("c=64   mlrt req/s / naive req/s", r, ">= 2", None if r is None else r >= 2.0)
     r = ratio(per_round, 64, "mlrt", "floor", "ok_rps")
     add("c=64   mlrt req/s / floor req/s", r, ">= 0.9", None if r is None else r >= 0.9)
+    r = ratio(per_round, 64, "mlrt", "wire floor", "ok_rps")
+    add("c=64   mlrt req/s / wire floor req/s", r, ">= 0.4", None if r is None else r >= 0.4)
     r = ratio(per_round, 64, "mlrt drift", "mlrt", "ok_rps")
     add("c=64   drift on / off req/s", r, ">= 0.97", None if r is None else r >= 0.97)
     d = delta(per_round, 1, "mlrt drift", "mlrt", "p50_us")
@@ -492,8 +497,8 @@ def markdown(saved: dict, name: str = "serving") -> str:
     s = saved["settings"]
     lines = [
         "| c | system | 2xx/s [lowest-highest round] | p50 ms | p99 ms | non-2xx, socket errors "
-        "| / floor | / naive | / MLServer best | / MLServer default |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| / wire floor | / floor | / naive | / MLServer best | / MLServer default |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in concurrency:
         for system, runs in per_round[c].items():
@@ -501,7 +506,7 @@ def markdown(saved: dict, name: str = "serving") -> str:
                 continue
             rps = [r["ok_rps"] for r in runs]
             cells = []
-            for other in ("floor", "naive", "mlserver best", "mlserver default"):
+            for other in ("wire floor", "floor", "naive", "mlserver best", "mlserver default"):
                 mine = system == other or (other == "mlserver best" and system in MLSERVER_CONFIGS)
                 r = None if mine else ratio(per_round, c, system, other, "ok_rps")
                 cells.append("" if r is None else f"{r:.2f}")
@@ -583,8 +588,9 @@ def main(argv: list[str] | None = None) -> None:
         "load_generator": "wrk -t1 + bench/wrk/post.lua (closed loop, keep-alive)",
         "payload": "one row of the bench MLP (20 FP32 -> 64 -> 32 -> 2), V2 JSON unless said",
     }  # fmt: skip
-    run = Run("serving", SCRIPT_VERSION, settings, argv=argv, measured=("runtime", "native", "setup.py",
-              "bench/floor.py", "bench/naive.py", "bench/models.py", "bench/wrk"))  # fmt: skip
+    measured = ("runtime", "native", "setup.py", "bench/floor.py", "bench/wire_floor.py", "bench/naive.py",
+                "bench/models.py", "bench/wrk")  # fmt: skip
+    run = Run("serving", SCRIPT_VERSION, settings, argv=argv, measured=measured)
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -616,7 +622,7 @@ def main(argv: list[str] | None = None) -> None:
     profile_path = tmp / "profile.json"
     ref = np.random.default_rng(1).standard_normal((20_000, 20)).astype(np.float32)
     Profile.fit(ref, outputs=reference_outputs(model_path, ref)).save(profile_path)
-    ports = {k: free_port() for k in ("mlrt", "mlrt mbs=1", "naive", "floor")}
+    ports = {k: free_port() for k in ("mlrt", "mlrt mbs=1", "naive", "floor", "wire floor")}
     cmds = {
         # The same process serves the model twice, once with monitoring: on and off compare
         # within one process, free of the few percent two processes differ by.
@@ -625,6 +631,7 @@ def main(argv: list[str] | None = None) -> None:
         "mlrt mbs=1": [*mlrt, str(ports["mlrt mbs=1"]), "--max-batch-size", "1"],
         "naive": [py, "-m", "bench.naive", str(model_path), "--port", str(ports["naive"])],
         "floor": [py, "-m", "bench.floor", "--port", str(ports["floor"])],
+        "wire floor": [py, "-m", "bench.wire_floor", "--port", str(ports["wire floor"])],
     }
     # (name, command, port, working directory, seconds to become ready)
     servers: list[tuple[str, list[str], int, Path | None, float]] = [
@@ -637,6 +644,7 @@ def main(argv: list[str] | None = None) -> None:
         Target("mlrt drift", ports["mlrt"], json_body, jh, path=f"/v2/models/{DRIFT_MODEL}/infer"),
         Target("naive", ports["naive"], json_body, jh),
         Target("floor", ports["floor"], json_body, jh),
+        Target("wire floor", ports["wire floor"], json_body, jh),
     ]
 
     mlserver_note = "MLServer: skipped (--no-mlserver)"
