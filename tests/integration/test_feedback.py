@@ -206,7 +206,6 @@ def test_classifier_log_shadow_and_quality_equal_offline_computations(tmp_path: 
             assert q[metric] == pytest.approx(value, rel=1e-9), (variant, metric)
             labels = f'endpoint="cancer",metric="{metric}",variant="{variant}"'
             assert _sample(metrics, "mlrt_quality", labels) == pytest.approx(value, rel=1e-9)
-    assert quality["cancer-a"]["accuracy"] > quality["cancer-b"]["accuracy"]
     check_metrics(metrics)
 
     # The log: one row per answered row, under the id the client saw, with what it was told.
