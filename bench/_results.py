@@ -64,14 +64,19 @@ def load() -> list[float] | None:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
+def installed(packages: Iterable[str]) -> dict[str, str]:
+    """The installed version of each of `packages`; those not installed are left out."""
+    out = {}
+    for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **installed(PACKAGES)}
 
 
 def machine() -> dict[str, Any]:

@@ -46,7 +46,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -601,13 +600,7 @@ def markdown(saved: dict[str, Any], name: str = "drift_power") -> str:
 
 
 def _package_versions() -> dict[str, str]:
-    out = {}
-    for package in DATA_PACKAGES:
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+    return _results.installed(DATA_PACKAGES)
 
 
 def main(argv: list[str] | None = None) -> int:
