@@ -254,6 +254,7 @@ class ServerConfig:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
     min_body_rate: int = 65536
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
     max_connections: int | None = None
     max_buffered_bytes: int | None = None
     graceful_timeout_s: float = 30.0
@@ -304,7 +305,7 @@ class ServerConfig:
                 )
             if not self.dashboard_path.endswith("/"):
                 self.dashboard_path += "/"
-        for key in ("header_timeout_s", "body_timeout_s", "min_body_rate"):
+        for key in ("header_timeout_s", "body_timeout_s", "min_body_rate", "keep_alive_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         for key in ("max_connections", "max_buffered_bytes"):
@@ -364,6 +365,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "max_body_bytes": (int,),
     "header_timeout_s": (int, float),
     "body_timeout_s": (int, float),
+    "keep_alive_s": (int, float),
     "min_body_rate": (int,),
     "max_connections": (int, type(None)),
     "max_buffered_bytes": (int, type(None)),

@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     c.add_argument("--min-body-rate", type=int, metavar="B", help="body bytes/s owed after that (65536)")
     c.add_argument(
+        "--keep-alive", type=float, metavar="S", help="seconds an idle keep-alive connection is kept (5)"
+    )
+    c.add_argument(
         "--max-connections", type=int, metavar="N",
         help="open connections past which new ones get 503 (default: the file limit less 64)",
     )  # fmt: skip
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
                 "header_timeout_s": args.header_timeout,
                 "body_timeout_s": args.body_timeout,
                 "min_body_rate": args.min_body_rate,
+                "keep_alive_s": args.keep_alive,
                 "max_connections": args.max_connections,
                 "max_buffered_bytes": args.max_buffered_bytes,
                 "graceful_timeout_s": args.graceful_timeout,

@@ -17,11 +17,14 @@ config; docs/reliability.md):
   rather than accepted and starved (and before the process runs out of descriptors);
 - buffered bytes: bodies in progress hold at most `max_buffered_bytes` in all; the request
   whose bytes would pass it is answered 503 and its connection closed.
+- keep-alive: a connection idle between requests for `keep_alive_s` is closed (no answer is
+  owed, so none is sent, and it is not counted as a cut).
 
-Timeouts are checked by one sweep a second over the connections mid-request, so a request
-pays only a clock read; a timeout fires within a second of its due time. Everything is
-counted in mlrt_connections_closed_total{reason} and the gauges of open connections and
-buffered bytes.
+Timeouts are checked by one sweep a second over the open connections, so a request pays
+only clock reads, never a timer armed and cancelled (uvicorn arms one per response for its
+keep-alive); a timeout fires within a second of its due time. Every cut is counted in
+mlrt_connections_closed_total{reason}, beside the gauges of open connections and buffered
+bytes.
 """
 
 from __future__ import annotations
@@ -57,6 +60,12 @@ class Limited(Protocol):
 
     def refuse(self, reason: str) -> None: ...
 
+    def idle_since(self) -> float | None:
+        """When its last answer went out, if it is between requests now (else None)."""
+        ...
+
+    def close_idle(self) -> None: ...
+
 
 def raise_file_limit() -> int:
     """Raise this process's open-file limit to its hard limit (as nginx's
@@ -81,9 +90,11 @@ class ClientLimits:
         min_body_rate: int,
         max_connections: int,
         max_buffered_bytes: int,
+        keep_alive_s: float = 5.0,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.header_timeout_s = header_timeout_s
+        self.keep_alive_s = keep_alive_s
         self.body_timeout_s = body_timeout_s
         self.min_body_rate = min_body_rate
         self.max_connections = max_connections
@@ -122,6 +133,7 @@ class ClientLimits:
             min_body_rate=config.min_body_rate,
             max_connections=max_connections,
             max_buffered_bytes=buffered,
+            keep_alive_s=config.keep_alive_s,
             registry=registry,
         )
 
@@ -163,6 +175,7 @@ class ClientLimits:
         self._sweep = None
         now = time.monotonic()
         late = []
+        idle = []
         for conn in self.connections:
             waiting = conn.waiting
             if waiting == HEADERS:
@@ -172,8 +185,14 @@ class ClientLimits:
                 allowed = self.body_timeout_s + conn.body_received / self.min_body_rate
                 if now - conn.since > allowed or now - conn.last_read > self.body_timeout_s:
                     late.append((conn, "body_timeout"))
+            else:
+                since = conn.idle_since()
+                if since is not None and now - since > self.keep_alive_s:
+                    idle.append(conn)
         for conn, reason in late:
             self.refuse(conn, reason)
+        for conn in idle:
+            conn.close_idle()
         if self.connections:
             self._sweep = loop.call_later(SWEEP_S, self._sweep_now, loop)
 

@@ -120,6 +120,7 @@ def serve(
             log_level=config.log_level,
             access_log=False,
             timeout_graceful_shutdown=config.graceful_timeout_s,
+            timeout_keep_alive=config.keep_alive_s,
         )
         server = server_class(listeners)(uv_config)
         if not quiet:

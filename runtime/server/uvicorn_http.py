@@ -43,7 +43,7 @@ from .pipeline import Answer, Cancellable, Pipeline
 REQUIRED = {
     "HttpToolsProtocol": [
         "connection_made", "connection_lost", "on_message_begin", "on_url", "on_headers_complete", "on_body",
-        "on_message_complete", "on_response_complete", "resume_writing", "shutdown",
+        "on_message_complete", "on_response_complete", "resume_writing", "shutdown", "_start_asgi_task",
     ],
     "HttpToolsProtocol instance": [
         "cycle", "parser", "flow", "url", "headers", "scope", "expect_100_continue",
@@ -324,6 +324,34 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         cycle.pending = self.infer_pipeline.begin(  # type: ignore[union-attr]
             cycle, cycle.target, HTTP_WIRE, body, cycle.headers, self.loop
         )
+
+    def on_response_complete(self) -> None:
+        limits = self.limits
+        if limits is None:
+            super().on_response_complete()
+            return
+        # uvicorn's, less the keep-alive timer it arms per response and cancels on the next
+        # request: the limits' sweep closes idle connections instead (idle_since).
+        self.server_state.total_requests += 1
+        if self.raw_transport.is_closing():
+            return
+        self.since = time.monotonic()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+
+    def idle_since(self) -> float | None:
+        cycle = self.cycle
+        if self.waiting or self._begun or self.pipeline:
+            return None
+        if cycle is not None and not cycle.response_complete:
+            return None
+        return self.since
+
+    def close_idle(self) -> None:
+        if not self.raw_transport.is_closing():
+            self.raw_transport.close()
 
     def direct_done(self, cycle: DirectRequest) -> None:
         if self._direct is cycle:

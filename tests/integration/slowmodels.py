@@ -49,6 +49,18 @@ class BriefDouble(SlowDouble):
     batch_s = 0.001
 
 
+class LongDouble(SlowDouble):
+    """The same function, 2.5 s for a batch whose first value is 100 or more (longer than
+    the keep-alive the tests set); at once otherwise, so loading it stays quick."""
+
+    batch_s = 0.0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.size and x.flat[0] >= 100:
+            time.sleep(2.5)
+        return reference(x)
+
+
 def reference(x: np.ndarray) -> np.ndarray:
     """What both models compute, for checking responses."""
     return (np.asarray(x, np.float32) * 2 + 1).astype(np.float32)

@@ -4,6 +4,7 @@ starved, and unfinished bodies hold a bounded number of bytes. Real server, real
 
 from __future__ import annotations
 
+import json
 import resource
 import socket
 import time
@@ -171,4 +172,57 @@ def test_a_trickled_body_is_cut_by_its_rate(tmp_path: Path, model: Path) -> None
         assert _closed(srv.url)["body_timeout"] == 1
     finally:
         s.close()
+        stop_server(srv)
+
+
+def _request(s: socket.socket, path: str, body: bytes) -> bytes:
+    """One keep-alive request; the answer's head and body (read to its Content-Length)."""
+    s.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    )
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(65536)
+        assert chunk, "the server closed the connection instead of answering"
+        got += chunk
+    head, _, rest = got.partition(b"\r\n\r\n")
+    fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:])
+    length = int({k.lower(): v for k, v in fields.items()}[b"content-length"])
+    while len(rest) < length:
+        rest += s.recv(65536)
+    return head + b"\r\n\r\n" + rest
+
+
+def test_idle_keep_alive_connections_close_and_busy_ones_stay(tmp_path: Path, model: Path) -> None:
+    """The sweep closes a connection idle past --keep-alive (no timer per response); one in
+    use, or waiting for a slow answer longer than the keep-alive, stays open."""
+    srv = start_server(
+        [f"mlp={model}", "long=tests.integration.slowmodels:LongDouble"], tmp_path, ["--keep-alive", "1"]
+    )
+    port = int(srv.host_port.rpartition(":")[2])
+    body = json.dumps(BODY).encode()
+    x = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [100, 2, 3, 4]}
+    slow = json.dumps({"inputs": [x]})
+    try:
+        idle, busy, waiting = _connect(port), _connect(port), _connect(port)
+        assert _request(idle, "/v2/models/mlp/infer", body).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        waiting.sendall(
+            b"POST /v2/models/long/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(slow), slow.encode())
+        )
+        while time.monotonic() - started < 3.2:  # a request every 0.4 s: never idle 1 s
+            assert _request(busy, "/v2/models/mlp/infer", body).startswith(b"HTTP/1.1 200")
+            time.sleep(0.4)
+        # Idle past 1 s (and the sweep, once a second): closed without a word.
+        assert _answer(idle, timeout=1.0) == b""
+        # The slow answer (2.5 s) came on its connection, which was never idle meanwhile.
+        answer = _answer(waiting, timeout=0.5)
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert b'"data":[201.0,5.0,7.0,9.0]' in answer.replace(b" ", b"")
+        assert _closed(srv.url).get("keep_alive", 0) == 0  # idle closes are not cuts
+        for s in (idle, busy, waiting):
+            s.close()
+    finally:
         stop_server(srv)
