@@ -15,6 +15,11 @@ class Duration:
         self.count += n
         self.ns += int(seconds * 1e9)
 
+    def add_many(self, each: list[float]) -> None:
+        """add(s) for each s of `each` (the same count and the same nanoseconds)."""
+        self.count += len(each)
+        self.ns += sum([int(s * 1e9) for s in each])
+
     def to_dict(self) -> dict[str, int]:
         return {"count": self.count, "ns": self.ns}
 
