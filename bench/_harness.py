@@ -52,6 +52,32 @@ def idle_policy() -> str:
     return line
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time in ns of process `pid`, every thread, and of its child processes (a server's
+    workers), from /proc (schedstat: the scheduler's own count, not the tick's)."""
+    import os
+
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    total = 0
+    for p in pids:
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{p}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except OSError:
+                pass  # a thread that ended meanwhile
+    return total
+
+
 def idle_of(saved: dict) -> str:
     """A saved run's idle policy (settings "idle", taken as it started), and the one at its
     end (results "idle_after") where that differs: a run that straddles a change says so."""

@@ -42,7 +42,7 @@ import numpy as np
 from runtime._child import running_server
 
 from . import _harness, _results, models
-from ._harness import free_port, v2_json_body
+from ._harness import cpu_ns, free_port, v2_json_body
 from .serving import Target, wrk
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py).
@@ -101,15 +101,6 @@ def stage_of(stack: list[list[str]]) -> str:
             if suffix in path and (names is None or any(func.startswith(n) for n in names)):
                 return stage
     return "other"
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time of every thread of `pid`, in ns (/proc/PID/task/*/schedstat)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
-            total += int(f.read().split()[0])
-    return total
 
 
 def _read_dump(path: Path, pid: int, timeout_s: float = 10.0) -> dict[str, Any]:
