@@ -174,7 +174,8 @@ class Pipeline:
         variants: by the request's sticky key when the endpoint has one and the wire
         finds it in `meta`, else drawn by weight."""
         name, version = target
-        endpoint = self.router.get(name) if self.router else None
+        endpoints = self.router.endpoints  # read directly: a method call per request costs more
+        endpoint = endpoints.get(name) if endpoints else None
         if endpoint is not None:
             if version is not None:
                 raise InvalidInput(f"'{name}' is an endpoint: call it without a version, or call a variant")
@@ -192,7 +193,10 @@ class Pipeline:
     def _endpoint(self, target: tuple[str, str | None]) -> Endpoint | None:
         """The endpoint a request was routed through, if it named one, or the recorder of
         the model it named."""
-        return self.router.through(target[0]) if self.router else None
+        router = self.router
+        if not (router.endpoints or router.recorders):
+            return None
+        return router.through(target[0])
 
     # -- the stages, driven -------------------------------------------------------------
 
