@@ -258,6 +258,7 @@ class Batcher:
         # every deadline in their batch (`_overran`).
         self._threads = 2 * config.instances
         self._stuck = 0
+        self.answering = 0  # requests of the batch being answered now (in _resolve)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self._threads, thread_name_prefix=f"mlrt-{config.name}"
         )
@@ -701,13 +702,19 @@ class Batcher:
         ended = time.monotonic()
         if exc is not None and not isinstance(exc, ModelFailure | InvalidInput):
             exc = ModelFailure(self.model.name, exc)
-        for i, p in enumerate(batch):
-            if p.future.done():  # cancelled or expired meanwhile
-                continue
-            if exc is not None:
-                p.future.set_exception(exc)
-            else:
-                p.future.set_result(results[i])  # type: ignore[index]
+        # Read by whoever answers (runtime/server/pipeline.py): how many answers this loop
+        # is making one after another, which a transport may write together.
+        self.answering = len(batch)
+        try:
+            for i, p in enumerate(batch):
+                if p.future.done():  # cancelled or expired meanwhile
+                    continue
+                if exc is not None:
+                    p.future.set_exception(exc)
+                else:
+                    p.future.set_result(results[i])  # type: ignore[index]
+        finally:
+            self.answering = 0
         if self._on_batch is not None:
             self._on_batch(
                 BatchStats(

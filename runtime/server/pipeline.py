@@ -47,6 +47,9 @@ class Answer:
     content_type: bytes = b"application/json"
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     error: str | None = None
+    # One of this many answers of a batch, made one after another in one callback (1: on
+    # its own); a transport may hold it to write them together (uvicorn_http._HeldWrites).
+    batch: int = 1
 
 
 class Responder(Protocol):
@@ -346,6 +349,7 @@ class Pipeline:
             except Exception as error:
                 self.respond_failure(responder, call.wire, call.entry, call.started, error)
                 return
+            answer.batch = call.entry.batcher.answering
             self.respond(responder, call.entry, call.started, answer)
         endpoint = call.endpoint
         if endpoint is not None:

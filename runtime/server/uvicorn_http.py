@@ -149,16 +149,52 @@ class DirectRequest:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
         body = answer.body
-        if len(body) <= _JOIN_MAX:
-            head.append(body)
-            transport.write(b"".join(head))
-        else:
+        if len(body) > _JOIN_MAX:
             transport.writelines((b"".join(head), body))
+        else:
+            head.append(body)
+            if answer.batch >= _HOLD_BATCH and self.keep_alive:
+                proto.held_writes.hold(proto.loop, transport, b"".join(head))
+            else:
+                transport.write(b"".join(head))
         self.response_complete = True
         if not self.keep_alive:
             transport.close()
         proto.direct_done(self)
 
+
+class _HeldWrites:
+    """Answers of a large batch, held until the callback that made them returns and then
+    written back to back.
+
+    A batch answers its requests one after another, each encoded in Python (µs apiece).
+    Written as each is made, every answer may wake its client, whose next request then
+    interrupts the rest of the batch, and on a VM each wake-up of an idle client costs the
+    writer an interrupt to another vCPU. Held to the end of the batch's callback, they go
+    out in one burst. Only for batches of _HOLD_BATCH or more: smaller ones measured slower
+    held (12% fewer req/s at 8 clients), as a client waits for its answer longer than
+    the burst saves. The flush is the first callback scheduled after the batch, so a
+    request pipelined behind one of these answers, started from a later callback, cannot
+    overtake it."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held: list[tuple[asyncio.Transport, bytes]] = []
+
+    def hold(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, data: bytes) -> None:
+        if not self.held:
+            loop.call_soon(self.flush)
+        self.held.append((transport, data))
+
+    def flush(self) -> None:
+        held, self.held = self.held, []
+        for transport, data in held:
+            if not transport.is_closing():
+                transport.write(data)
+
+
+_HOLD_BATCH = 16
 
 # Responses up to this size go out as one joined buffer; larger bodies are not copied.
 _JOIN_MAX = 64 * 1024
@@ -444,6 +480,7 @@ def protocol_for(
             "direct_max_bytes": direct_max_bytes,
             # Raw request target -> (model, version) or None, per server.
             "direct_targets": {},
+            "held_writes": _HeldWrites(),
             "listeners": listeners,
             "limits": limits,
         },

@@ -257,6 +257,48 @@ def test_a_request_whose_client_left_is_dropped_before_its_batch(held: tuple[Ser
     assert _queue_depth(server) == 0
 
 
+def _batch_sizes(server: Server) -> dict[float, float]:
+    """The held model's mlrt_batch_size histogram: upper bound -> cumulative count."""
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    pattern = r'^mlrt_batch_size_bucket\{le="([^"]+)",model="held",version="1"\} (\S+)$'
+    found = re.findall(pattern, metrics, re.M)
+    return {float(le): float(n) for le, n in found}
+
+
+def test_a_large_batch_answers_each_connection_its_own(held: tuple[Server, Path]) -> None:
+    # 40 connections queue behind a held batch, so they run as one batch of 40 whose answers
+    # are held and written together (uvicorn_http._HeldWrites); one of them has two more
+    # requests pipelined behind its first, answered after it in order.
+    server, log = held
+    holds = log.parent / "holds"
+    busy = _connect(server)
+    clients = [_connect(server) for _ in range(40)]
+    big_before = _batch_sizes(server)
+    try:
+        busy.sendall(_post(_json_body(_rows(7, 0, hold=True))))
+        _until((holds / "holding-7-0").exists, "the model to hold busy's request")
+        for i, sock in enumerate(clients):
+            sock.sendall(_post(_json_body(_rows(100 + i, 1))))
+        _until(lambda: _queue_depth(server) == 40, "40 requests in the queue behind the held batch")
+        clients[0].sendall(_post(_json_body(_rows(100, 2))) + _post(_json_body(_rows(100, 3))))
+        (holds / "release-7-0").touch()
+        assert _Reader(busy).response()[0] == 200
+        for i, sock in enumerate(clients):
+            reader = _Reader(sock)
+            seqs = [1, 2, 3] if i == 0 else [1]
+            for seq in seqs:
+                status, _, payload = reader.response()
+                assert status == 200
+                np.testing.assert_array_equal(_outputs(payload), reference(_rows(100 + i, seq)))
+    finally:
+        (holds / "release-7-0").touch()
+        for sock in [busy, *clients]:
+            sock.close()
+    after = _batch_sizes(server)
+    # A batch of more than 32 ran (so answers were held: _HOLD_BATCH is 16).
+    assert after[float("inf")] - after[32.0] > big_before.get(float("inf"), 0) - big_before.get(32.0, 0)
+
+
 def test_expect_100_continue_goes_through_asgi(held: tuple[Server, Path]) -> None:
     # The client waits for "100 Continue" before it sends the body; the direct path never
     # sends one, so these requests take the ASGI path, which does.
