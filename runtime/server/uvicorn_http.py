@@ -34,7 +34,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .accept import Listeners
-from .http import HTTP_WIRE, head_lines, match_infer
+from .http import HTTP_WIRE, head_block, match_infer
 from .limits import BODY, HEADERS, REFUSALS, ClientLimits
 from .pipeline import Answer, Cancellable, Pipeline
 
@@ -142,9 +142,8 @@ class DirectRequest:
         transport = proto.raw_transport
         if self.disconnected or transport.is_closing():
             return
-        head = [STATUS_LINE[answer.status], _default_head(proto.server_state.default_headers)]
-        for name, value in head_lines(answer):
-            head += (name, b": ", value, b"\r\n")
+        defaults = _default_head(proto.server_state.default_headers)
+        head = [STATUS_LINE[answer.status], defaults, head_block(answer)]
         if not self.keep_alive:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
@@ -372,7 +371,8 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
         if self.raw_transport.is_closing():
             return
         self.since = time.monotonic()
-        self.flow.resume_reading()
+        if self.flow.read_paused:
+            self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
