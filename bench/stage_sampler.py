@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import gc
 import json
+import os
 import signal
 import sys
 import time
@@ -73,18 +74,20 @@ def _collecting(phase: str, info: dict[str, Any]) -> None:
 
 def _dump(path: str) -> None:
     global _samples
-    doc = {
-        "samples": _samples,
-        "stacks": [{"stack": [list(f) for f in stack], "n": n} for stack, n in _stacks.items()],
-        "gc": {
-            str(g): {"count": int(c), "seconds": t, "longest_s": m} for g, (c, t, m) in _collections.items()
-        },
-    }
-    with open(path, "w") as out:
-        json.dump(doc, out)
+    # The sampling handler can run between any two bytecodes of this one: take the counts
+    # with single C-level calls first, then build the file from the copies.
+    stacks, collections_, samples = list(_stacks.items()), list(_collections.items()), _samples
     _stacks.clear()
     _collections.clear()
     _samples = 0
+    doc = {
+        "samples": samples,
+        "stacks": [{"stack": [list(f) for f in stack], "n": n} for stack, n in stacks],
+        "gc": {str(g): {"count": int(c), "seconds": t, "longest_s": m} for g, (c, t, m) in collections_},
+    }
+    with open(path + ".part", "w") as out:
+        json.dump(doc, out)
+    os.replace(path + ".part", path)  # appears whole
 
 
 def main(argv: list[str]) -> int:

@@ -54,7 +54,7 @@ SCRIPT_VERSION = 1
 _CODEC_ENCODE = ("InferResponse.", "tensor_bytes", "_json_bytes_data", "encode_response")
 STAGES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("write", "runtime/server/uvicorn_http.py", ("DirectRequest.respond", "_default_head")),
-    ("write", "runtime/server/uvicorn_http.py", ("_CoalescingTransport.",)),
+    ("write", "runtime/server/uvicorn_http.py", ("_CoalescingTransport.", "_HeldWrites.")),
     ("write", "runtime/server/http.py", ("head_lines", "send_answer")),
     ("encode", "runtime/server/codec.py", _CODEC_ENCODE),
     ("encode", "runtime/server/http.py", ("HttpWire.encode",)),
