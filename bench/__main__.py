@@ -79,6 +79,10 @@ BENCHES = (
         "peak memory of mlrt predict from 1M to 10M rows",
     ),
     Bench(
+        "stages", "stages", ("--baseline-ref", "c5672e9"), ("--rounds", "1", "--seconds", "1"),
+        "the server's CPU per request at c=1 and c=64 by stage, against the code before issue 24's work",
+    ),
+    Bench(
         "cold_request", "cold_request", (), ("--rounds", "2", "--calls", "200"),
         "one request's decode and onnxruntime steps, warm and after an idle gap: native against Python",
     ),
