@@ -83,7 +83,8 @@ from runtime._child import ServerStartError, mlrt_command, running_server
 from runtime.monitor import Profile
 
 from . import _results, models
-from ._harness import RawHTTP, free_port, get_request, post_request, v2_binary_body, v2_json_body
+from ._harness import RawHTTP, cpu_ns, free_port, get_request, post_request, v2_binary_body, v2_json_body
+from ._results import spread
 
 LUA = Path(__file__).with_name("wrk") / "post.lua"
 MODEL = "mlp"
@@ -94,8 +95,9 @@ MLSERVER_PINS = [f"mlserver=={MLSERVER_VERSION}", "uvloop==0.21.0", "onnxruntime
 OVERLOAD_CONCURRENCY = 1024
 #: Raised when a change makes earlier results incomparable (bench/_results.py). 2: MLServer
 #: in three configurations (default, in-process, in-process with batching) instead of one
-#: with batching in its worker process; the c=1 target left to bench.latency.
-SCRIPT_VERSION = 3
+#: with batching in its worker process; the c=1 target left to bench.latency. 4: the
+#: servers' CPU per request, and the targets on it and on the c=64 tail (issue 24).
+SCRIPT_VERSION = 4
 #: MLServer's systems: name -> (parallel_workers or None for its default, adaptive batching).
 MLSERVER_CONFIGS = {
     "mlserver default": (None, False),
@@ -404,6 +406,11 @@ def targets_table(per_round, concurrency: Sequence[int], overload: dict | None) 
     c1 = per_round.get(1, {}).get("mlrt")
     p50 = med([r["p50_us"] / 1e3 for r in c1]) if c1 else None
     add("c=1    mlrt p50 (ms)", p50, "< 1 ms", None if p50 is None else p50 < 1.0, "{:.3f}")
+    cpu = med([r["cpu_us_per_request"] for r in c1]) if c1 and "cpu_us_per_request" in c1[0] else None
+    add("c=1    mlrt server CPU per request (µs)", cpu, "<= 70", None if cpu is None else cpu <= 70, "{:.1f}")
+    c64 = per_round.get(64, {}).get("mlrt")
+    tail = med([r["p99_us"] / r["p50_us"] for r in c64 if r["p50_us"] > 0]) if c64 else None
+    add("c=64   mlrt p99 / p50", tail, "<= 4", None if tail is None else tail <= 4.0)
     r = ratio(per_round, 64, "mlrt", "naive", "ok_rps")
     add("c=64   mlrt req/s / naive req/s", r, ">= 2", None if r is None else r >= 2.0)
     r = ratio(per_round, 64, "mlrt", "floor", "ok_rps")
@@ -496,9 +503,9 @@ def markdown(saved: dict, name: str = "serving") -> str:
         overload = {**overload, "server_side": {**overload["server_side"], "codes": codes}}
     s = saved["settings"]
     lines = [
-        "| c | system | 2xx/s [lowest-highest round] | p50 ms | p99 ms | non-2xx, socket errors "
-        "| / wire floor | / floor | / naive | / MLServer best | / MLServer default |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| c | system | 2xx/s [lowest-highest round] | p50 ms | p99 ms | server CPU µs/request | "
+        "non-2xx, socket errors | / wire floor | / floor | / naive | / MLServer best | / MLServer default |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in concurrency:
         for system, runs in per_round[c].items():
@@ -517,9 +524,11 @@ def markdown(saved: dict, name: str = "serving") -> str:
             errors = sum(r["non_2xx"] for r in runs), sum(r["socket_errors"] + r["timeouts"] for r in runs)
             p50 = med([r["p50_us"] / 1e3 for r in runs])
             p99 = med([r["p99_us"] / 1e3 for r in runs])
+            cpu = [r["cpu_us_per_request"] for r in runs if "cpu_us_per_request" in r]
+            cpu_cell = spread(cpu, ".1f") if cpu else "n/a"
             lines.append(
                 f"| {c} | {label} | {med(rps):,.0f} [{min(rps):,.0f}-{max(rps):,.0f}] | {p50:.3f} "
-                f"| {p99:.2f} | {errors[0]}, {errors[1]} | {' | '.join(cells)} |"
+                f"| {p99:.2f} | {cpu_cell} | {errors[0]}, {errors[1]} | {' | '.join(cells)} |"
             )
     lines += [
         "",
@@ -666,11 +675,13 @@ def main(argv: list[str] | None = None) -> None:
     say(mlserver_note)
 
     per_round: dict[int, dict[str, list[dict]]] = {c: {t.name: [] for t in targets} for c in concurrency}
+    pids: dict[int, int] = {}  # port -> the server's process
     with contextlib.ExitStack() as stack:
         for name, cmd, port, cwd, timeout_s in servers:
             say(f"starting {name} on port {port}")
             try:
-                stack.enter_context(serve(name, cmd, port, tmp, cwd=cwd, timeout_s=timeout_s))
+                proc = stack.enter_context(serve(name, cmd, port, tmp, cwd=cwd, timeout_s=timeout_s))
+                pids[port] = proc.pid
             except RuntimeError as exc:
                 if name not in MLSERVER_CONFIGS:
                     raise
@@ -690,11 +701,16 @@ def main(argv: list[str] | None = None) -> None:
             for r in range(args.rounds):
                 k = (r + ci) % len(names)
                 for name in names[k:] + names[:k]:
+                    pid = pids[by_name[name].port]
+                    cpu = cpu_ns(pid)
                     res = wrk(by_name[name], c, args.duration)
+                    # The server's CPU (all threads, its workers too) per request answered.
+                    res["cpu_us_per_request"] = (cpu_ns(pid) - cpu) / 1e3 / max(1, res["requests"])
                     per_round[c][name].append(res)
                     say(
                         f"c={c} round {r + 1}/{args.rounds} {name}: {res['ok_rps']:,.0f} req/s, "
-                        f"p50 {res['p50_us'] / 1e3:.3f} ms, p99 {res['p99_us'] / 1e3:.2f} ms"
+                        f"p50 {res['p50_us'] / 1e3:.3f} ms, p99 {res['p99_us'] / 1e3:.2f} ms, "
+                        f"server CPU {res['cpu_us_per_request']:.1f} µs/request"
                         + (f", non-2xx {res['non_2xx']}" if res["non_2xx"] else "")
                         + (f", socket errors {res['socket_errors']}" if res["socket_errors"] else "")
                     )

@@ -1,6 +1,6 @@
 """Where the server's CPU goes, stage by stage, at concurrency 1 and 64 (issue 24).
 
-    python -m bench.stages [--rounds 4] [--seconds 5] [--concurrency 1,64]
+    python -m bench.stages [--rounds 8] [--seconds 5] [--concurrency 1,64]
                            [--baseline-ref REF | --baseline DIR] [--json [PATH]]
 
 `mlrt serve` runs the bench MLP (20 FP32 features, V2 JSON, its defaults) under
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     from .ab import export
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--seconds", type=float, default=5.0, help="wrk seconds per system, concurrency and round")
     p.add_argument("--concurrency", default="1,64")
     which = p.add_mutually_exclusive_group()
