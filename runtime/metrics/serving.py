@@ -125,6 +125,20 @@ def _families(make: Any, labels: list[str], spec: dict[str, tuple[str, str]]) ->
 FOLD_AT = 1024
 
 
+class _Folded:
+    """A ModelMetrics figure read after its pending observations are counted: `request`
+    reads `_request` once `fold()` has run."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.private = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        obj.fold()
+        return getattr(obj, self.private)
+
+
 class ModelMetrics:
     """One model version's serving metrics and Triton statistics.
 
@@ -149,35 +163,13 @@ class ModelMetrics:
         self._waits: list[float] = []
         self._last_ran = 0.0  # time.time() of the latest batch that ran
 
-    @property
-    def request(self) -> PlainHistogram:
-        self.fold()
-        return self._request
-
-    @property
-    def queue(self) -> PlainHistogram:
-        self.fold()
-        return self._queue
-
-    @property
-    def compute(self) -> PlainHistogram:
-        self.fold()
-        return self._compute
-
-    @property
-    def batch(self) -> PlainHistogram:
-        self.fold()
-        return self._batch
-
-    @property
-    def codes(self) -> dict[int, int]:
-        self.fold()
-        return self._codes
-
-    @property
-    def stats(self) -> TritonStats:
-        self.fold()
-        return self._stats
+    # What readers see, pending observations counted first.
+    request = _Folded()
+    queue = _Folded()
+    compute = _Folded()
+    batch = _Folded()
+    codes = _Folded()
+    stats = _Folded()
 
     def fold(self) -> None:
         """Count the pending observations."""
