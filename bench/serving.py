@@ -17,6 +17,8 @@ Systems, each its own process on loopback, all started before the first round:
   wire floor      a raw uvloop `asyncio.Protocol` answering a fixed JSON (bench/wire_floor.py):
                   no HTTP library, no ASGI, what a Python server on this stack cannot go
                   below; issue 24 sets mlrt's c=64 throughput against it
+  nginx floor     nginx, one worker, the same fixed JSON for every request (bench/nginx_floor.py):
+                  a server written in C on the same machine; only when nginx is on PATH
   mlserver default     MLServer 1.7.1 as it ships: inference in its one worker process
                        (parallel_workers 1), no adaptive batching
   mlserver inproc      inference in the server process (parallel_workers 0), no batching:
@@ -82,7 +84,7 @@ import numpy as np
 from runtime._child import ServerStartError, mlrt_command, running_server
 from runtime.monitor import Profile
 
-from . import _results, models
+from . import _results, models, nginx_floor
 from ._harness import RawHTTP, cpu_ns, free_port, get_request, post_request, v2_binary_body, v2_json_body
 from ._results import spread
 
@@ -96,8 +98,9 @@ OVERLOAD_CONCURRENCY = 1024
 #: Raised when a change makes earlier results incomparable (bench/_results.py). 2: MLServer
 #: in three configurations (default, in-process, in-process with batching) instead of one
 #: with batching in its worker process; the c=1 target left to bench.latency. 4: the
-#: servers' CPU per request, and the targets on it and on the c=64 tail (issue 24).
-SCRIPT_VERSION = 4
+#: servers' CPU per request, and the targets on it and on the c=64 tail (issue 24). 5: the
+#: nginx floor, where nginx is installed.
+SCRIPT_VERSION = 5
 #: MLServer's systems: name -> (parallel_workers or None for its default, adaptive batching).
 MLSERVER_CONFIGS = {
     "mlserver default": (None, False),
@@ -534,7 +537,7 @@ def markdown(saved: dict, name: str = "serving") -> str:
         "",
         f"wrk -t1, {s['rounds']} rounds x {s['duration_s']:g} s per system per concurrency, order rotated; "
         "medians of per-round figures; ratio columns: medians of per-round req/s ratios. "
-        f"{res.get('mlserver_note', '')}",
+        f"{res.get('mlserver_note', '')}. nginx floor: {s.get('nginx') or 'nginx not installed, not run'}.",
     ]
     if overload is not None:
         w, srv, fl = overload["wrk"], overload["server_side"], overload["floor"]
@@ -596,9 +599,10 @@ def main(argv: list[str] | None = None) -> None:
                                                    "batch_time_ms": args.mlserver_batch_time_ms},
         "load_generator": "wrk -t1 + bench/wrk/post.lua (closed loop, keep-alive)",
         "payload": "one row of the bench MLP (20 FP32 -> 64 -> 32 -> 2), V2 JSON unless said",
+        "nginx": nginx_floor.available(),  # its version line, or None: no nginx floor
     }  # fmt: skip
     measured = ("runtime", "native", "setup.py", "bench/floor.py", "bench/wire_floor.py", "bench/naive.py",
-                "bench/models.py", "bench/wrk")  # fmt: skip
+                "bench/nginx_floor.py", "bench/models.py", "bench/wrk")  # fmt: skip
     run = Run("serving", SCRIPT_VERSION, settings, argv=argv, measured=measured)
 
     def say(msg: str) -> None:
@@ -642,6 +646,12 @@ def main(argv: list[str] | None = None) -> None:
         "floor": [py, "-m", "bench.floor", "--port", str(ports["floor"])],
         "wire floor": [py, "-m", "bench.wire_floor", "--port", str(ports["wire floor"])],
     }
+    nginx = settings["nginx"]
+    if nginx is not None:
+        ports["nginx floor"] = free_port()
+        cmds["nginx floor"] = nginx_floor.command(tmp / "nginx", ports["nginx floor"])
+    else:
+        say("nginx is not on PATH: no nginx floor in this run (Debian: apt-get install nginx-light)")
     # (name, command, port, working directory, seconds to become ready)
     servers: list[tuple[str, list[str], int, Path | None, float]] = [
         (name, cmd, ports[name], None, 60) for name, cmd in cmds.items()
@@ -654,6 +664,7 @@ def main(argv: list[str] | None = None) -> None:
         Target("naive", ports["naive"], json_body, jh),
         Target("floor", ports["floor"], json_body, jh),
         Target("wire floor", ports["wire floor"], json_body, jh),
+        *([Target("nginx floor", ports["nginx floor"], json_body, jh)] if nginx is not None else []),
     ]
 
     mlserver_note = "MLServer: skipped (--no-mlserver)"
