@@ -73,6 +73,7 @@ def _formats() -> dict[bytes, _Format]:
 
 
 _FORMATS = _formats()
+_V2_TYPES = frozenset((JSON, BINARY))
 
 
 def _format_of(headers: dict[bytes, bytes]) -> _Format | None:
@@ -80,7 +81,7 @@ def _format_of(headers: dict[bytes, bytes]) -> _Format | None:
     if content_type is None:
         return None
     fmt = _FORMATS.get(content_type)  # as mlrt's client spells it
-    if fmt is None:
+    if fmt is None and content_type not in _V2_TYPES:  # V2 JSON as most clients spell it: done
         fmt = _FORMATS.get(content_type.split(b";")[0].strip().lower())
     return fmt
 
