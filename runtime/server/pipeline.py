@@ -47,8 +47,8 @@ class Answer:
     content_type: bytes = b"application/json"
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     error: str | None = None
-    # One of this many answers of a batch, made one after another in one callback (1: on
-    # its own); a transport may hold it to write them together (uvicorn_http._HeldWrites).
+    # One of this many answers of a batch, made one after another in one callback (0 or 1:
+    # on its own); a transport may hold it to write them together (uvicorn_http._HeldWrites).
     batch: int = 1
 
 
