@@ -35,6 +35,8 @@ def test_the_innermost_named_frame_decides() -> None:
     assert stage_of(_stack(("x/runtime/server/codec.py", "decode_request"))) == "decode"
     assert stage_of(_stack(("x/runtime/server/uvicorn_http.py", "DirectRequest.respond"))) == "write"
     assert stage_of(_stack(("x/runtime/server/uvicorn_http.py", "_HeldWrites.flush"))) == "write"
+    respond = ("x/runtime/server/uvicorn_http.py", "DirectRequest.respond")
+    assert stage_of(_stack(("x/runtime/server/uvicorn_http.py", "DirectRequest.write"), respond)) == "write"
     assert stage_of(_stack(("x/runtime/server/uvicorn_http.py", "MlrtHttpProtocol._direct_request"))) == (
         "read + parse"
     )
