@@ -93,6 +93,23 @@ def server(cmd: Sequence[str], port: int, timeout_s: float = 60.0) -> Iterator[s
         yield proc
 
 
+def connect_when_listening(
+    port: int, proc: subprocess.Popen, what: str, timeout_s: float = 30.0
+) -> socket.socket:
+    """A connection to a server just started on `port`, once it listens; fails if `proc` exits
+    first or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited ({proc.returncode}) before it listened") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not listen on port {port} within {timeout_s:g} s") from None
+            time.sleep(0.05)
+
+
 def get_request(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
 

@@ -177,10 +177,9 @@ class _HeldWrites:
     writer an interrupt to another vCPU. Held to the end of the batch's callback, they go
     out in one burst. Only for batches of _HOLD_BATCH or more: smaller ones measured slower
     held (12% fewer req/s at 8 clients), as a client waits for its answer longer than
-    the burst saves. The flush is the first callback scheduled after the batch, so a
-    request pipelined behind one of these answers waits for it as for any request in flight:
-    a held request completes when its answer is written, so a pipelined one queues behind it,
-    and a graceful stop meanwhile answers it with connection: close like one in flight."""
+    the burst saves. A held request completes only when its answer is written: a request
+    pipelined behind it queues as behind any request in flight, and a graceful stop
+    meanwhile answers it with connection: close."""
 
     __slots__ = ("held",)
 

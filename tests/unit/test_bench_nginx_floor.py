@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from bench._harness import free_port
+from bench._harness import connect_when_listening, free_port
 from bench.nginx_floor import available, command
 from bench.wire_floor import _BODY
 
@@ -45,15 +44,7 @@ def test_nginx_answers_every_request_with_the_fixed_json(tmp_path: Path, nginx: 
     port = free_port()
     proc = subprocess.Popen(command(tmp_path / "nginx", port))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "nginx" / "error.log").read_text()
-                assert time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.05)
+        sock = connect_when_listening(port, proc, "nginx")
         body = b'{"inputs": [' + b"0.5, " * 1000 + b"0.5]}"
         post = b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
         get = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"

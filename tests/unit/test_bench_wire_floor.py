@@ -3,12 +3,10 @@ each once over a real socket, pipelined ones included."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 
-from bench._harness import free_port
+from bench._harness import connect_when_listening, free_port
 from bench.wire_floor import ANSWER, frame
 
 
@@ -33,15 +31,7 @@ def test_the_server_answers_every_request_on_a_real_socket() -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.wire_floor", "--port", str(port)])
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "bench.wire_floor did not start"
-                time.sleep(0.05)
-        with sock:
+        with connect_when_listening(port, proc, "bench.wire_floor") as sock:
             sock.sendall(_post(b"{}") * 3)  # pipelined: three answers, in one write or more
             got = b""
             while len(got) < 3 * len(ANSWER):
