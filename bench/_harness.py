@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import time
@@ -55,8 +56,6 @@ def idle_policy() -> str:
 def cpu_ns(pid: int) -> int:
     """CPU time in ns of process `pid`, every thread, and of its child processes (a server's
     workers), from /proc (schedstat: the scheduler's own count, not the tick's)."""
-    import os
-
     pids = [pid]
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:

@@ -381,11 +381,13 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
 
-    def idle_since(self) -> float | None:
+    def _in_flight(self) -> bool:
+        """A request of this connection has begun and is not yet answered."""
         cycle = self.cycle
-        if self.waiting or self._begun or self.pipeline:
-            return None
-        if cycle is not None and not cycle.response_complete:
+        return self._begun or (cycle is not None and not cycle.response_complete)
+
+    def idle_since(self) -> float | None:
+        if self.waiting or self.pipeline or self._in_flight():
             return None
         return self.since
 
@@ -423,8 +425,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
                 self.raw_transport.close()
 
     def _close_unless_asked(self) -> None:
-        cycle = self.cycle
-        if self._begun or (cycle is not None and not cycle.response_complete) or _unread(self.raw_transport):
+        if self._in_flight() or _unread(self.raw_transport):
             return  # a request came meanwhile: it is answered with connection: close
         if not self.raw_transport.is_closing():
             self.raw_transport.close()
