@@ -12,7 +12,9 @@ Three changes:
   out together.
 - The direct path (MlrtHttpProtocol): a small, complete infer request goes from the
   parser straight into the infer pipeline (pipeline.py), below ASGI, and its answer
-  is written from a callback in one piece.
+  is written from a callback in one piece. One that arrives whole in one read, in the
+  plainest HTTP/1.1, is read by one compiled pass (native/_http.pyx) rather than
+  httptools' callback per element.
 - The server (`server_class`): a graceful stop on SIGTERM/SIGINT exits with status 0,
   and connections mlrt accepted itself (accept.py) stop with uvicorn's.
 """
@@ -33,6 +35,7 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .._native._http import parse_request
 from .accept import Listeners
 from .http import HTTP_WIRE, head_block, match_infer
 from .limits import BODY, HEADERS, REFUSALS, ClientLimits
@@ -228,6 +231,7 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
 
     infer_pipeline: Pipeline | None = None
     direct_max_bytes = 0
+    whole_max = -1  # no read is taken whole unless protocol_for binds a pipeline
     listeners: Listeners | None = None
     limits: ClientLimits | None = None
 
@@ -302,30 +306,70 @@ class MlrtHttpProtocol(CoalescingHttpToolsProtocol):
             or parser.should_upgrade()
         ):
             return None
-        url = self.url
-        targets = self.direct_targets
-        target = targets.get(url, _UNSEEN)
-        if target is _UNSEEN:
-            target = _infer_target(url)
-            if len(targets) < _TARGETS_MAX:
-                targets[url] = target
+        target = self._target(self.url)
         if target is None:
             return None
         headers = dict(self.headers)
         length = headers.get(b"content-length")
-        encoding = headers.get(b"content-encoding")
         if (
             length is None
             or not length.isdigit()
             or int(length) > self.direct_max_bytes
             or b"transfer-encoding" in headers
-            or (encoding is not None and encoding.strip().lower() not in (b"identity", b""))
+            or _encoded(headers)
         ):
             return None
         keep_alive = (
             parser.should_keep_alive() and parser.get_http_version() != "1.0" and not self._draining
         )
         return DirectRequest(self, target, headers, keep_alive)
+
+    def _target(self, url: bytes) -> tuple[str, str | None] | None:
+        """(model, version) when `url` is an infer URL the direct path takes."""
+        targets = self.direct_targets
+        target = targets.get(url, _UNSEEN)
+        if target is _UNSEEN:
+            target = _infer_target(url)
+            if len(targets) < _TARGETS_MAX:
+                targets[url] = target
+        return target  # type: ignore[return-value]
+
+    def data_received(self, data: bytes) -> None:
+        # A whole, plain infer request in this one read, between requests, takes the
+        # compiled reading (native/_http.pyx) instead of httptools' callbacks; anything
+        # else (and anything it declines) is fed to httptools as before.
+        cycle = self.cycle
+        if (
+            not self._begun
+            and (cycle is None or cycle.response_complete)
+            and len(data) <= self.whole_max
+            and not self.pipeline
+            and not self._draining
+            and not self._refused
+            and self.timeout_keep_alive_task is None
+        ):
+            parsed = parse_request(data, self.direct_max_bytes)
+            if parsed is not None and self._direct_whole(*parsed):
+                return
+        super().data_received(data)
+
+    def _direct_whole(self, url: bytes, headers: dict[bytes, bytes], body: bytes) -> bool:
+        """Begin a direct request read whole by parse_request; False to leave it to httptools."""
+        if self.limit_concurrency is not None:
+            return False
+        target = self._target(url)
+        if target is None or _encoded(headers):
+            return False
+        limits = self.limits
+        if limits is not None and limits.buffered + len(body) > limits.max_buffered_bytes:
+            return False  # refused the usual way
+        self.waiting = 0  # nothing is owed: the request is here whole
+        direct = DirectRequest(self, target, headers, True)
+        self.cycle = self._direct = direct  # type: ignore[assignment]
+        direct.pending = self.infer_pipeline.begin(  # type: ignore[union-attr]
+            direct, target, HTTP_WIRE, body, headers, self.loop
+        )
+        return True
 
     def on_body(self, body: bytes) -> None:
         if self._refused:
@@ -469,6 +513,9 @@ def _unread(transport: asyncio.Transport) -> bool:
         return False
 
 
+#: The header block a read taken whole by parse_request may hold.
+_HEAD_MAX = 8 * 1024
+
 # Request targets seen on the direct path, remembered per server: a client sends the
 # same few URLs again and again. Bounded, since any client can send any URL.
 _TARGETS_MAX = 1024
@@ -489,6 +536,13 @@ def _infer_target(url: bytes) -> tuple[str, str | None] | None:
         return None
 
 
+def _encoded(headers: dict[bytes, bytes]) -> bool:
+    """Whether the body is compressed (Content-Encoding other than identity): the ASGI path
+    decompresses it."""
+    encoding = headers.get(b"content-encoding")
+    return encoding is not None and encoding.strip().lower() not in (b"identity", b"")
+
+
 def protocol_for(
     pipeline: Pipeline,
     direct_max_bytes: int,
@@ -503,6 +557,8 @@ def protocol_for(
         {
             "infer_pipeline": pipeline,
             "direct_max_bytes": direct_max_bytes,
+            # A read longer than this cannot be one direct request (head and body).
+            "whole_max": direct_max_bytes + _HEAD_MAX,
             # Raw request target -> (model, version) or None, per server.
             "direct_targets": {},
             "held_writes": _HeldWrites(),
