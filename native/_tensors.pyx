@@ -11,8 +11,11 @@
 
 from libc.math cimport fabs, isfinite
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.unicode cimport PyUnicode_DecodeASCII
 
 import numpy as np
 
@@ -31,6 +34,7 @@ cdef object _F64 = _RAW["FP64"]
 cdef object _I64 = _RAW["INT64"]
 cdef object _I32 = _RAW["INT32"]
 cdef object _frombuffer = np.frombuffer
+cdef object _empty = np.empty
 
 cdef enum Kind:
     K_NONE, K_FP32, K_FP64, K_INT64, K_INT32
@@ -250,3 +254,493 @@ def msgpack_tensors(object value):
         tensors[name] = _frombuffer(data, dtype).reshape(shape)
         datatypes[name] = datatype
     return tensors, datatypes
+
+
+# -- a whole V2 JSON request, straight from its bytes ------------------------------------
+#
+# The commonest request of all, {"inputs": [{"name", "shape", "datatype": "FP32" or "FP64",
+# "data": [numbers]}], "id"?}, read from the body's bytes in one pass: no Python dict,
+# list or float per element (orjson's tree, and v2_inputs' walk of it, cost a small
+# request more than its parse). Anything else (parameters, outputs, other keys or
+# datatypes, escapes or non-ASCII in strings, NaN, numbers out of range, nesting past rows
+# of numbers, empty tensors) is declined: orjson and the Python decoder take it.
+#
+# Numbers become exactly the doubles orjson reads (each correctly rounded), then the
+# tensor's datatype as numpy converts them. A number of at most 19 significant digits and
+# a decimal exponent within 27 is m x 10^e with both factors exact in x87's 64-bit
+# long double, so one multiplication or division rounds it once, to 64 bits. Rounding
+# that to a double's 53 bits gives the correctly rounded double unless it lies within one
+# unit of its last place of a halfway point between two doubles: the exact value is
+# within half a unit of it, so on the same side of every such point. Those few numbers,
+# and any others, go to strtod (correctly rounded, several times slower on long numbers).
+
+cdef extern from "errno.h":
+    int errno
+
+cdef extern from "float.h":
+    int LDBL_MANT_DIG
+
+cdef extern from "string.h":
+    void* memcpy(void* dest, const void* src, size_t n) nogil
+
+cdef extern from "stdlib.h":
+    double strtod(const char* s, char** end) nogil
+
+cdef enum:
+    INT_DIGITS_MAX = 15  # an integer token of at most this many digits is exact in a double
+    LD_DIGITS_MAX = 19  # significant digits that fit a 64-bit integer
+    LD_POW10_MAX = 27  # 10^27 = 2^27 x 5^27, and 5^27 < 2^64: exact in a 64-bit long double
+
+cdef long double LD_POW10[LD_POW10_MAX + 1]
+LD_POW10[0] = 1.0
+for _k in range(1, LD_POW10_MAX + 1):
+    LD_POW10[_k] = LD_POW10[_k - 1] * 10
+
+
+cdef inline unsigned long long _significand(long double r) noexcept:
+    """x87's 64-bit significand, explicit leading bit included: the first 8 bytes."""
+    cdef unsigned long long bits
+    memcpy(&bits, &r, 8)
+    return bits
+
+
+# Only where long double is x87's format, as checked here on 1.5 (0b1.1): elsewhere every
+# number goes to strtod.
+cdef bint LD_EXACT = (
+    LDBL_MANT_DIG == 64 and sizeof(long double) >= 10 and _significand(1.5) == 0xC000000000000000
+)
+
+
+cdef inline Py_ssize_t _ws(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    while i < n and (p[i] == c' ' or p[i] == c'\n' or p[i] == c'\r' or p[i] == c'\t'):
+        i += 1
+    return i
+
+
+cdef Py_ssize_t _string(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """The index past the closing quote of a plain string (printable ASCII, no escapes)
+    whose opening quote is at i; -1 for anything else."""
+    if i >= n or p[i] != c'"':
+        return -1
+    i += 1
+    while i < n:
+        if p[i] == c'"':
+            return i + 1
+        if p[i] < 0x20 or p[i] >= 0x7f or p[i] == c'\\':
+            return -1
+        i += 1
+    return -1
+
+
+cdef inline bint _is(const unsigned char* p, Py_ssize_t start, Py_ssize_t end, const char* text) noexcept:
+    """Whether the string token p[start:end] (its quotes included) holds `text`."""
+    cdef Py_ssize_t k = 0, size = end - start - 2
+    while k < size:
+        if text[k] == 0 or p[start + 1 + k] != <unsigned char>text[k]:
+            return False
+        k += 1
+    return text[size] == 0
+
+
+cdef struct Decimal:
+    unsigned long long m  # the significant digits, while there are at most LD_DIGITS_MAX
+    int digits  # how many significant digits
+    int exp10  # the value is m x 10^exp10
+    bint negative
+    bint integer  # neither a fraction nor an exponent: orjson reads an int
+
+
+cdef Py_ssize_t _decimal(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, Decimal* d) noexcept:
+    """Read the JSON number at i (JSON's grammar, strictly) into `d`; its end, or -1 when
+    there is none. One pass: checking and reading the digits together."""
+    cdef Py_ssize_t start
+    cdef unsigned char c
+    cdef int e = 0
+    cdef bint exp_negative = False
+    d.m = 0
+    d.digits = 0
+    d.exp10 = 0
+    d.negative = i < n and p[i] == c'-'
+    d.integer = True
+    if d.negative:
+        i += 1
+    if i >= n:
+        return -1
+    if p[i] == c'0':
+        i += 1
+    elif c'1' <= p[i] <= c'9':
+        while i < n:
+            c = p[i] - c'0'
+            if c > 9:
+                break
+            d.digits += 1
+            if d.digits <= LD_DIGITS_MAX:
+                d.m = d.m * 10 + c
+            else:
+                d.exp10 += 1  # a digit past what m holds: _double declines on digits
+            i += 1
+    else:
+        return -1
+    if i < n and p[i] == c'.':
+        d.integer = False
+        i += 1
+        start = i
+        while i < n:
+            c = p[i] - c'0'
+            if c > 9:
+                break
+            if d.m or c:
+                d.digits += 1
+                if d.digits <= LD_DIGITS_MAX:
+                    d.m = d.m * 10 + c
+                    d.exp10 -= 1
+            else:
+                d.exp10 -= 1  # a leading zero of the fraction
+            i += 1
+        if i == start:
+            return -1
+    if i < n and (p[i] == c'e' or p[i] == c'E'):
+        d.integer = False
+        i += 1
+        if i < n and (p[i] == c'+' or p[i] == c'-'):
+            exp_negative = p[i] == c'-'
+            i += 1
+        start = i
+        while i < n:
+            c = p[i] - c'0'
+            if c > 9:
+                break
+            if e < 100000:
+                e = e * 10 + c
+            i += 1
+        if i == start:
+            return -1
+        d.exp10 += -e if exp_negative else e
+    return i
+
+
+cdef Py_ssize_t _number(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, bint* integer) noexcept:
+    """The end of the JSON number at i, -1 when there is none; `integer` as Decimal's."""
+    cdef Decimal d
+    i = _decimal(p, n, i, &d)
+    integer[0] = d.integer
+    return i
+
+
+cdef bint _double(const Decimal* d, double* out) noexcept:
+    """The correctly rounded double of a number by the long double rule above; False where
+    the rule does not decide (strtod then does)."""
+    cdef unsigned long long low
+    cdef long double r
+    if not LD_EXACT or d.digits > LD_DIGITS_MAX:
+        return False
+    if d.m == 0:
+        out[0] = -0.0 if d.negative else 0.0
+        return True
+    if d.exp10 > LD_POW10_MAX or d.exp10 < -LD_POW10_MAX:
+        return False
+    if d.exp10 >= 0:
+        r = <long double>d.m * LD_POW10[d.exp10]
+    else:
+        r = <long double>d.m / LD_POW10[-d.exp10]
+    # The 11 bits below a double's 53: 0x400 is halfway between two doubles.
+    low = _significand(r) & 0x7ff
+    if 0x3ff <= low <= 0x401:
+        return False
+    out[0] = -<double>r if d.negative else <double>r
+    return True
+
+
+cdef Py_ssize_t _element(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, Kind kind, char* out,
+                         Py_ssize_t k) noexcept:
+    """Read the number at i into element k of `out` as the Python decoder would store it;
+    the index past it, or -1 to decline."""
+    cdef Decimal num
+    cdef Py_ssize_t end = _decimal(p, n, i, &num)
+    cdef long long v
+    cdef double d
+    cdef char* stop
+    if end < 0:
+        return -1
+    if num.integer:
+        # orjson reads an int: exact in a double up to 15 digits. Past 2^24 an FP32 input
+        # is left to numpy's own conversion, as v2_inputs leaves it.
+        if num.digits > INT_DIGITS_MAX:
+            return -1
+        v = -<long long>num.m if num.negative else <long long>num.m
+        if kind == K_FP32:
+            if v > F32_EXACT_INT or v < -F32_EXACT_INT:
+                return -1
+            (<float*>out)[k] = <float>v
+        else:
+            (<double*>out)[k] = <double>v
+        return end
+    if not _double(&num, &d):
+        errno = 0
+        d = strtod(<const char*>p + i, &stop)
+        if stop != <char*>p + end or errno != 0:
+            return -1  # out of a double's range, or a C locale that reads numbers otherwise
+    if not isfinite(d):
+        return -1
+    if kind == K_FP32:
+        if fabs(d) > FLT_MAX:
+            return -1  # out of FP32's range: the Python decoder says so
+        (<float*>out)[k] = <float>d
+    else:
+        (<double*>out)[k] = d
+    return end
+
+
+cdef Py_ssize_t _skip_data(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """The end of a "data" value of numbers, or of rows of numbers, read later (when the
+    datatype and shape, which may follow it, are known); -1 for anything else."""
+    cdef bint integer
+    cdef int depth = 0
+    if i >= n or p[i] != c'[':
+        return -1
+    while i < n:
+        if p[i] == c'[':
+            depth += 1
+            if depth > 2:
+                return -1
+            i += 1
+        elif p[i] == c']':
+            depth -= 1
+            i += 1
+            if depth == 0:
+                return i
+        elif p[i] == c',' or p[i] == c' ' or p[i] == c'\n' or p[i] == c'\r' or p[i] == c'\t':
+            i += 1
+        else:
+            i = _number(p, n, i, &integer)
+            if i < 0:
+                return -1
+    return -1
+
+
+cdef object _read_data(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at, Kind kind,
+                       Py_ssize_t count, tuple shape):
+    """The tensor of the "data" array at at[0] (moved past it): `count` numbers, flat or in
+    rows of one width (as v2_inputs takes them); None to decline."""
+    cdef Py_ssize_t i = at[0], k = 0, width = -1, row
+    cdef bint rows
+    cdef Py_buffer view
+    if i >= n or p[i] != c'[':
+        return None
+    tensor = _empty(shape, _dtype(kind))
+    PyObject_GetBuffer(tensor, &view, PyBUF_WRITABLE)
+    cdef char* out = <char*>view.buf
+    try:
+        i = _ws(p, n, i + 1)
+        rows = i < n and p[i] == c'['
+        while True:
+            if rows:
+                if i >= n or p[i] != c'[':
+                    return None
+                i = _ws(p, n, i + 1)
+                row = 0
+                while True:
+                    if k >= count:
+                        return None
+                    i = _element(p, n, i, kind, out, k)
+                    if i < 0:
+                        return None
+                    k += 1
+                    row += 1
+                    i = _ws(p, n, i)
+                    if i < n and p[i] == c',':
+                        i = _ws(p, n, i + 1)
+                    elif i < n and p[i] == c']':
+                        i += 1
+                        break
+                    else:
+                        return None
+                if width < 0:
+                    width = row
+                elif row != width:
+                    return None  # ragged: the Python decoder says so
+            else:
+                if k >= count:
+                    return None
+                i = _element(p, n, i, kind, out, k)
+                if i < 0:
+                    return None
+                k += 1
+            i = _ws(p, n, i)
+            if i < n and p[i] == c',':
+                i = _ws(p, n, i + 1)
+            elif i < n and p[i] == c']':
+                break
+            else:
+                return None
+    finally:
+        PyBuffer_Release(&view)
+    if k != count:
+        return None
+    at[0] = i + 1
+    return tensor
+
+
+cdef tuple _read_shape(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at, Py_ssize_t* count):
+    """A shape of positive integers at at[0] (moved past it), or None."""
+    cdef Py_ssize_t i = at[0], end
+    cdef long long d, total = 1
+    cdef bint integer = False
+    cdef list dims = []
+    if i >= n or p[i] != c'[':
+        return None
+    i = _ws(p, n, i + 1)
+    while True:
+        end = _number(p, n, i, &integer)
+        if end < 0 or not integer or p[i] == c'-' or end - i > 10:
+            return None
+        d = 0
+        while i < end:
+            d = d * 10 + (p[i] - c'0')
+            i += 1
+        total *= d
+        if d == 0 or d > 2147483647 or total > 2147483647 or len(dims) >= MAX_DIMS:
+            return None  # empty tensors and huge shapes: the Python decoder judges them
+        dims.append(<Py_ssize_t>d)
+        i = _ws(p, n, i)
+        if i < n and p[i] == c',':
+            i = _ws(p, n, i + 1)
+        elif i < n and p[i] == c']':
+            break
+        else:
+            return None
+    at[0] = i + 1
+    count[0] = total
+    return tuple(dims)
+
+
+cdef inline Py_ssize_t _colon(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """Past the colon after a key (and the blanks around it); -1 without one."""
+    i = _ws(p, n, i)
+    if i >= n or p[i] != c':':
+        return -1
+    return _ws(p, n, i + 1)
+
+
+def v2_json_request(bytes body):
+    """(id, inputs, datatypes) of a V2 JSON request body without binary data, in the plain
+    form above, each input exactly as runtime.server.codec's Python decoder makes it; None
+    to take that decoder."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(body)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+    cdef Py_ssize_t i, key, end, data_at, count = 0
+    cdef bint seen_inputs = False
+    cdef Kind kind
+    cdef tuple shape
+    cdef dict inputs = {}
+    cdef dict datatypes = {}
+    request_id = None
+    i = _ws(p, n, 0)
+    if i >= n or p[i] != c'{':
+        return None
+    i = _ws(p, n, i + 1)
+    while True:  # each key of the request
+        key = i
+        end = _string(p, n, i)
+        if end < 0:
+            return None
+        i = _colon(p, n, end)
+        if i < 0:
+            return None
+        if _is(p, key, end, b"inputs") and not seen_inputs:
+            seen_inputs = True
+            if i >= n or p[i] != c'[':
+                return None
+            i = _ws(p, n, i + 1)
+            while True:  # each input
+                if i >= n or p[i] != c'{':
+                    return None
+                i = _ws(p, n, i + 1)
+                name = None
+                kind = K_NONE
+                shape = None
+                tensor = None
+                data_at = -1
+                while True:  # each key of the input
+                    key = i
+                    end = _string(p, n, i)
+                    if end < 0:
+                        return None
+                    i = _colon(p, n, end)
+                    if i < 0:
+                        return None
+                    if _is(p, key, end, b"name") and name is None:
+                        end = _string(p, n, i)
+                        if end < 0:
+                            return None
+                        name = PyUnicode_DecodeASCII(<const char*>p + i + 1, end - i - 2, NULL)
+                        i = end
+                    elif _is(p, key, end, b"datatype") and kind == K_NONE:
+                        end = _string(p, n, i)
+                        if end < 0:
+                            return None
+                        if _is(p, i, end, b"FP32"):
+                            kind = K_FP32
+                        elif _is(p, i, end, b"FP64"):
+                            kind = K_FP64
+                        else:
+                            return None
+                        i = end
+                    elif _is(p, key, end, b"shape") and shape is None:
+                        shape = _read_shape(p, n, &i, &count)
+                        if shape is None:
+                            return None
+                    elif _is(p, key, end, b"data") and data_at < 0 and tensor is None:
+                        if kind != K_NONE and shape is not None:
+                            tensor = _read_data(p, n, &i, kind, count, shape)
+                            if tensor is None:
+                                return None
+                        else:  # read once its datatype and shape, which follow, are known
+                            data_at = i
+                            i = _skip_data(p, n, i)
+                            if i < 0:
+                                return None
+                    else:
+                        return None  # parameters, another key, a key given twice
+                    i = _ws(p, n, i)
+                    if i < n and p[i] == c',':
+                        i = _ws(p, n, i + 1)
+                    elif i < n and p[i] == c'}':
+                        i += 1
+                        break
+                    else:
+                        return None
+                if name is None or kind == K_NONE or shape is None or name in inputs:
+                    return None
+                if data_at >= 0:
+                    tensor = _read_data(p, n, &data_at, kind, count, shape)
+                if tensor is None:
+                    return None  # no data, or data that does not fit
+                inputs[name] = tensor
+                datatypes[name] = "FP32" if kind == K_FP32 else "FP64"
+                i = _ws(p, n, i)
+                if i < n and p[i] == c',':
+                    i = _ws(p, n, i + 1)
+                elif i < n and p[i] == c']':
+                    i += 1
+                    break
+                else:
+                    return None
+        elif _is(p, key, end, b"id") and request_id is None:
+            end = _string(p, n, i)
+            if end < 0:
+                return None
+            request_id = PyUnicode_DecodeASCII(<const char*>p + i + 1, end - i - 2, NULL)
+            i = end
+        else:
+            return None  # parameters, outputs, another key, a key given twice
+        i = _ws(p, n, i)
+        if i < n and p[i] == c',':
+            i = _ws(p, n, i + 1)
+        elif i < n and p[i] == c'}':
+            break
+        else:
+            return None
+    if not seen_inputs or _ws(p, n, i + 1) != n:
+        return None
+    return request_id, inputs, datatypes
