@@ -7,7 +7,10 @@ describes, each against what it replaced:
 
 - decoding the `inputs` of a V2 JSON request of one 20-feature FP32 row (parsed by orjson
   before the clock starts): the compiled pass `runtime._native._tensors.v2_inputs`, which the
-  server takes, against the Python decoders it falls back to (`codec._decode_inputs`);
+  server takes for a body not in the plainest form, against the Python decoders it falls back
+  to (`codec._decode_inputs`);
+- decoding that request's whole body, bytes to tensors: orjson and v2_inputs, against the one
+  compiled pass the server takes for a body in the plainest form (`v2_json_request`);
 - running the bench MLP on that row: onnxruntime's binding (`session._sess.run`, what
   `runtime.models.onnx` calls on CPU) against `session.run`, its Python wrapper.
 
@@ -33,21 +36,23 @@ import orjson
 from . import _harness, _results, models
 from ._results import spread
 
-#: Raised when a change makes earlier results incomparable (bench/_results.py).
-SCRIPT_VERSION = 1
+#: Raised when a change makes earlier results incomparable (bench/_results.py). 2: the whole
+#: body's decode, orjson and v2_inputs against v2_json_request.
+SCRIPT_VERSION = 2
 FEATURES = 20
 COLD_SLEEP_S = 200e-6
 
 #: (pair, replaced, taken): each pair's two systems, as the table names them.
 PAIRS = (
     ("decode one V2 JSON row", "Python decoders", "compiled pass (v2_inputs)"),
+    ("decode its whole body", "orjson + v2_inputs", "one compiled pass (v2_json_request)"),
     ("run the bench MLP on one row", "session.run (Python wrapper)", "binding run (what mlrt calls)"),
 )
 
 
 def _systems(tmp: Path) -> dict[str, Any]:
     import onnxruntime as ort
-    from runtime._native._tensors import v2_inputs
+    from runtime._native._tensors import v2_inputs, v2_json_request
 
     from runtime.server.codec import _decode_inputs
 
@@ -80,6 +85,16 @@ def _systems(tmp: Path) -> dict[str, Any]:
         _decode_inputs(raw, empty, None)
         return time.perf_counter_ns() - t
 
+    def parsed() -> int:
+        t = time.perf_counter_ns()
+        v2_inputs(orjson.loads(body)["inputs"], None)
+        return time.perf_counter_ns() - t
+
+    def whole() -> int:
+        t = time.perf_counter_ns()
+        v2_json_request(body)
+        return time.perf_counter_ns() - t
+
     def wrapper() -> int:
         t = time.perf_counter_ns()
         session.run(names, feeds)
@@ -96,12 +111,16 @@ def _systems(tmp: Path) -> dict[str, Any]:
         _decode_inputs(orjson.loads(body)["inputs"], empty, None),
     )
     assert a is not None and np.array_equal(a[0]["input"], b[0]["input"]) and a[1] == b[1]
+    c = v2_json_request(body)
+    assert c is not None and c[1]["input"].tobytes() == a[0]["input"].tobytes() and c[2] == a[1]
     assert np.array_equal(session.run(names, feeds)[0], binding.run(names, feeds, run_options)[0])
     return {
         PAIRS[0][1]: python,
         PAIRS[0][2]: native,
-        PAIRS[1][1]: wrapper,
-        PAIRS[1][2]: bound,
+        PAIRS[1][1]: parsed,
+        PAIRS[1][2]: whole,
+        PAIRS[2][1]: wrapper,
+        PAIRS[2][2]: bound,
     }
 
 
