@@ -265,7 +265,7 @@ def decode_request(body: bytes, header_length: int | None, model: Model) -> Infe
     if header_length is None and type(body) is bytes:
         # The plainest V2 JSON request, read from its bytes in one compiled pass; anything
         # else (None) takes the decoder below, which gives the same arrays and says what
-        # is wrong (tests/native/test_tensor_decoders.py holds the two together).
+        # is wrong (tests/native/test_json_request.py holds the two together).
         plain = v2_json_request(body)
         if plain is not None:
             rid, inputs, datatypes = plain

@@ -45,12 +45,14 @@ from .pipeline import Answer, Cancellable, Pipeline
 #: test for this module for the instance ones (they exist once a protocol is made).
 REQUIRED = {
     "HttpToolsProtocol": [
-        "connection_made", "connection_lost", "on_message_begin", "on_url", "on_headers_complete", "on_body",
-        "on_message_complete", "on_response_complete", "resume_writing", "shutdown", "_start_asgi_task",
+        "connection_made", "connection_lost", "data_received", "on_message_begin", "on_url",
+        "on_headers_complete", "on_body", "on_message_complete", "on_response_complete", "resume_writing",
+        "shutdown", "_start_asgi_task",
     ],
     "HttpToolsProtocol instance": [
         "cycle", "parser", "flow", "url", "headers", "scope", "expect_100_continue",
         "limit_concurrency", "server_state", "loop", "config", "app_state", "pipeline",
+        "timeout_keep_alive_task",
     ],
     "Server": ["shutdown", "capture_signals", "handle_exit", "run", "started"],
 }  # fmt: skip
