@@ -518,12 +518,38 @@ cdef Py_ssize_t _skip_data(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) n
     return -1
 
 
+cdef inline Py_ssize_t _next(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, unsigned char close,
+                             bint* closed) noexcept:
+    """After an array's element or an object's member at i: past the comma and the blanks
+    after it (`closed` False), or past the closing `close` (`closed` True); -1 otherwise."""
+    i = _ws(p, n, i)
+    if i < n and p[i] == c',':
+        closed[0] = False
+        return _ws(p, n, i + 1)
+    if i < n and p[i] == close:
+        closed[0] = True
+        return i + 1
+    return -1
+
+
+cdef inline Py_ssize_t _store_next(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, Kind kind,
+                                   char* out, Py_ssize_t* k, Py_ssize_t count) noexcept:
+    """The number at i into element k[0] of `out` (k[0] moved on); -1 past `count` elements
+    or where _element declines."""
+    if k[0] >= count:
+        return -1
+    i = _element(p, n, i, kind, out, k[0])
+    if i >= 0:
+        k[0] += 1
+    return i
+
+
 cdef object _read_data(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at, Kind kind,
                        Py_ssize_t count, tuple shape):
     """The tensor of the "data" array at at[0] (moved past it): `count` numbers, flat or in
     rows of one width (as v2_inputs takes them); None to decline."""
-    cdef Py_ssize_t i = at[0], k = 0, width = -1, row
-    cdef bint rows
+    cdef Py_ssize_t i = at[0], k = 0, width = -1, row_start
+    cdef bint rows, closed = False, row_closed
     cdef Py_buffer view
     if i >= n or p[i] != c'[':
         return None
@@ -533,51 +559,36 @@ cdef object _read_data(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at, Kin
     try:
         i = _ws(p, n, i + 1)
         rows = i < n and p[i] == c'['
-        while True:
+        while not closed:
             if rows:
                 if i >= n or p[i] != c'[':
                     return None
                 i = _ws(p, n, i + 1)
-                row = 0
-                while True:
-                    if k >= count:
-                        return None
-                    i = _element(p, n, i, kind, out, k)
+                row_start = k
+                row_closed = False
+                while not row_closed:
+                    i = _store_next(p, n, i, kind, out, &k, count)
                     if i < 0:
                         return None
-                    k += 1
-                    row += 1
-                    i = _ws(p, n, i)
-                    if i < n and p[i] == c',':
-                        i = _ws(p, n, i + 1)
-                    elif i < n and p[i] == c']':
-                        i += 1
-                        break
-                    else:
+                    i = _next(p, n, i, c']', &row_closed)
+                    if i < 0:
                         return None
                 if width < 0:
-                    width = row
-                elif row != width:
+                    width = k - row_start
+                elif k - row_start != width:
                     return None  # ragged: the Python decoder says so
             else:
-                if k >= count:
-                    return None
-                i = _element(p, n, i, kind, out, k)
+                i = _store_next(p, n, i, kind, out, &k, count)
                 if i < 0:
                     return None
-                k += 1
-            i = _ws(p, n, i)
-            if i < n and p[i] == c',':
-                i = _ws(p, n, i + 1)
-            elif i < n and p[i] == c']':
-                break
-            else:
+            i = _next(p, n, i, c']', &closed)
+            if i < 0:
                 return None
     finally:
         PyBuffer_Release(&view)
     if k != count:
         return None
-    at[0] = i + 1
+    at[0] = i
     return tensor
 
 
@@ -585,12 +596,12 @@ cdef tuple _read_shape(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at, Py_
     """A shape of positive integers at at[0] (moved past it), or None."""
     cdef Py_ssize_t i = at[0], end
     cdef long long d, total = 1
-    cdef bint integer = False
+    cdef bint integer = False, closed = False
     cdef list dims = []
     if i >= n or p[i] != c'[':
         return None
     i = _ws(p, n, i + 1)
-    while True:
+    while not closed:
         end = _number(p, n, i, &integer)
         if end < 0 or not integer or p[i] == c'-' or end - i > 10:
             return None
@@ -602,24 +613,98 @@ cdef tuple _read_shape(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at, Py_
         if d == 0 or d > 2147483647 or total > 2147483647 or len(dims) >= MAX_DIMS:
             return None  # empty tensors and huge shapes: the Python decoder judges them
         dims.append(<Py_ssize_t>d)
-        i = _ws(p, n, i)
-        if i < n and p[i] == c',':
-            i = _ws(p, n, i + 1)
-        elif i < n and p[i] == c']':
-            break
-        else:
+        i = _next(p, n, i, c']', &closed)
+        if i < 0:
             return None
-    at[0] = i + 1
+    at[0] = i
     count[0] = total
     return tuple(dims)
 
 
-cdef inline Py_ssize_t _colon(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
-    """Past the colon after a key (and the blanks around it); -1 without one."""
-    i = _ws(p, n, i)
+cdef inline Py_ssize_t _member(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, Py_ssize_t* key_end) noexcept:
+    """An object member whose key (a plain string) is at i: the key's end in key_end[0], and
+    where its value begins, past the colon and the blanks around it; -1 otherwise."""
+    cdef Py_ssize_t end = _string(p, n, i)
+    if end < 0:
+        return -1
+    key_end[0] = end
+    i = _ws(p, n, end)
     if i >= n or p[i] != c':':
         return -1
     return _ws(p, n, i + 1)
+
+
+cdef object _text(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at):
+    """The plain string at at[0] as str (at[0] moved past it), or None."""
+    cdef Py_ssize_t end = _string(p, n, at[0])
+    if end < 0:
+        return None
+    text = PyUnicode_DecodeASCII(<const char*>p + at[0] + 1, end - at[0] - 2, NULL)
+    at[0] = end
+    return text
+
+
+cdef bint _read_input(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at, dict inputs, dict datatypes):
+    """One object of "inputs" at at[0] (moved past it) into `inputs` and `datatypes`; False to
+    decline the request."""
+    cdef Py_ssize_t i = at[0], key, key_end = 0, data_at = -1, count = 0
+    cdef bint closed = False
+    cdef Kind kind = K_NONE
+    cdef tuple shape = None
+    name = None
+    tensor = None
+    if i >= n or p[i] != c'{':
+        return False
+    i = _ws(p, n, i + 1)
+    while not closed:
+        key = i
+        i = _member(p, n, i, &key_end)
+        if i < 0:
+            return False
+        if _is(p, key, key_end, b"name") and name is None:
+            name = _text(p, n, &i)
+            if name is None:
+                return False
+        elif _is(p, key, key_end, b"datatype") and kind == K_NONE:
+            key = i
+            i = _string(p, n, i)
+            if i < 0:
+                return False
+            if _is(p, key, i, b"FP32"):
+                kind = K_FP32
+            elif _is(p, key, i, b"FP64"):
+                kind = K_FP64
+            else:
+                return False
+        elif _is(p, key, key_end, b"shape") and shape is None:
+            shape = _read_shape(p, n, &i, &count)
+            if shape is None:
+                return False
+        elif _is(p, key, key_end, b"data") and data_at < 0 and tensor is None:
+            if kind != K_NONE and shape is not None:
+                tensor = _read_data(p, n, &i, kind, count, shape)
+                if tensor is None:
+                    return False
+            else:  # read once its datatype and shape, which follow, are known
+                data_at = i
+                i = _skip_data(p, n, i)
+                if i < 0:
+                    return False
+        else:
+            return False  # parameters, another key, a key given twice
+        i = _next(p, n, i, c'}', &closed)
+        if i < 0:
+            return False
+    if name is None or kind == K_NONE or shape is None or name in inputs:
+        return False
+    if data_at >= 0:
+        tensor = _read_data(p, n, &data_at, kind, count, shape)
+    if tensor is None:
+        return False  # no data, or data that does not fit
+    inputs[name] = tensor
+    datatypes[name] = "FP32" if kind == K_FP32 else "FP64"
+    at[0] = i
+    return True
 
 
 def v2_json_request(bytes body):
@@ -628,10 +713,8 @@ def v2_json_request(bytes body):
     to take that decoder."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(body)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
-    cdef Py_ssize_t i, key, end, data_at, count = 0
-    cdef bint seen_inputs = False
-    cdef Kind kind
-    cdef tuple shape
+    cdef Py_ssize_t i, key, key_end = 0
+    cdef bint seen_inputs = False, closed = False, inputs_closed
     cdef dict inputs = {}
     cdef dict datatypes = {}
     request_id = None
@@ -639,108 +722,32 @@ def v2_json_request(bytes body):
     if i >= n or p[i] != c'{':
         return None
     i = _ws(p, n, i + 1)
-    while True:  # each key of the request
+    while not closed:
         key = i
-        end = _string(p, n, i)
-        if end < 0:
-            return None
-        i = _colon(p, n, end)
+        i = _member(p, n, i, &key_end)
         if i < 0:
             return None
-        if _is(p, key, end, b"inputs") and not seen_inputs:
+        if _is(p, key, key_end, b"inputs") and not seen_inputs:
             seen_inputs = True
             if i >= n or p[i] != c'[':
                 return None
             i = _ws(p, n, i + 1)
-            while True:  # each input
-                if i >= n or p[i] != c'{':
+            inputs_closed = False
+            while not inputs_closed:
+                if not _read_input(p, n, &i, inputs, datatypes):
                     return None
-                i = _ws(p, n, i + 1)
-                name = None
-                kind = K_NONE
-                shape = None
-                tensor = None
-                data_at = -1
-                while True:  # each key of the input
-                    key = i
-                    end = _string(p, n, i)
-                    if end < 0:
-                        return None
-                    i = _colon(p, n, end)
-                    if i < 0:
-                        return None
-                    if _is(p, key, end, b"name") and name is None:
-                        end = _string(p, n, i)
-                        if end < 0:
-                            return None
-                        name = PyUnicode_DecodeASCII(<const char*>p + i + 1, end - i - 2, NULL)
-                        i = end
-                    elif _is(p, key, end, b"datatype") and kind == K_NONE:
-                        end = _string(p, n, i)
-                        if end < 0:
-                            return None
-                        if _is(p, i, end, b"FP32"):
-                            kind = K_FP32
-                        elif _is(p, i, end, b"FP64"):
-                            kind = K_FP64
-                        else:
-                            return None
-                        i = end
-                    elif _is(p, key, end, b"shape") and shape is None:
-                        shape = _read_shape(p, n, &i, &count)
-                        if shape is None:
-                            return None
-                    elif _is(p, key, end, b"data") and data_at < 0 and tensor is None:
-                        if kind != K_NONE and shape is not None:
-                            tensor = _read_data(p, n, &i, kind, count, shape)
-                            if tensor is None:
-                                return None
-                        else:  # read once its datatype and shape, which follow, are known
-                            data_at = i
-                            i = _skip_data(p, n, i)
-                            if i < 0:
-                                return None
-                    else:
-                        return None  # parameters, another key, a key given twice
-                    i = _ws(p, n, i)
-                    if i < n and p[i] == c',':
-                        i = _ws(p, n, i + 1)
-                    elif i < n and p[i] == c'}':
-                        i += 1
-                        break
-                    else:
-                        return None
-                if name is None or kind == K_NONE or shape is None or name in inputs:
+                i = _next(p, n, i, c']', &inputs_closed)
+                if i < 0:
                     return None
-                if data_at >= 0:
-                    tensor = _read_data(p, n, &data_at, kind, count, shape)
-                if tensor is None:
-                    return None  # no data, or data that does not fit
-                inputs[name] = tensor
-                datatypes[name] = "FP32" if kind == K_FP32 else "FP64"
-                i = _ws(p, n, i)
-                if i < n and p[i] == c',':
-                    i = _ws(p, n, i + 1)
-                elif i < n and p[i] == c']':
-                    i += 1
-                    break
-                else:
-                    return None
-        elif _is(p, key, end, b"id") and request_id is None:
-            end = _string(p, n, i)
-            if end < 0:
+        elif _is(p, key, key_end, b"id") and request_id is None:
+            request_id = _text(p, n, &i)
+            if request_id is None:
                 return None
-            request_id = PyUnicode_DecodeASCII(<const char*>p + i + 1, end - i - 2, NULL)
-            i = end
         else:
             return None  # parameters, outputs, another key, a key given twice
-        i = _ws(p, n, i)
-        if i < n and p[i] == c',':
-            i = _ws(p, n, i + 1)
-        elif i < n and p[i] == c'}':
-            break
-        else:
+        i = _next(p, n, i, c'}', &closed)
+        if i < 0:
             return None
-    if not seen_inputs or _ws(p, n, i + 1) != n:
+    if not seen_inputs or _ws(p, n, i) != n:
         return None
     return request_id, inputs, datatypes

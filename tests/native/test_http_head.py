@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from runtime._native._http import parse_request
 
+from tests.native.mutations import mutate
+
 SETTINGS = settings(deadline=None, max_examples=600, suppress_health_check=list(HealthCheck))
 MAX_BODY = 1 << 16
 
@@ -201,15 +203,4 @@ def test_never_reads_what_httptools_reads_otherwise(data):
 def test_mutated_requests_agree_with_httptools(data):
     headers = [(b"Host", b"h"), (b"Connection", b"keep-alive"), (b"Content-Length", b"13"),
                (b"Content-Type", b"application/json")]  # fmt: skip
-    raw = bytearray(request(headers=headers))
-    for _ in range(data.draw(st.integers(1, 3))):
-        at = data.draw(st.integers(0, len(raw) - 1))
-        edit = data.draw(st.sampled_from(["flip", "insert", "delete"]))
-        byte = data.draw(st.integers(0, 255))
-        if edit == "flip":
-            raw[at] = byte
-        elif edit == "insert":
-            raw.insert(at, byte)
-        elif len(raw) > 1:
-            del raw[at]
-    check(bytes(raw))
+    check(mutate(data, request(headers=headers), st.integers(0, 255)))
