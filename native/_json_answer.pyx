@@ -407,6 +407,8 @@ cdef inline char* _put(char* p, const char* s, Py_ssize_t n) noexcept nogil:
 def f32_text(object values):
     """A float32 array (any shape, C order) as orjson writes it flat, "[...]"; None
     where the formatter declines an element (NaN, infinity, below about 1e-33)."""
+    if not HAVE_U128:
+        return None
     cdef Py_buffer view
     PyObject_GetBuffer(values, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
     cdef Py_ssize_t count, size
