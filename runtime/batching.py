@@ -77,6 +77,9 @@ class BatchStats:
 
 
 class _Pending:
+    """A queued request (or chunk of one) and where its outcome goes: `future`, an
+    asyncio.Future, or the entry itself when it is a Ticket."""
+
     __slots__ = ("inputs", "rows", "key", "future", "enqueued", "deadline")
 
     def __init__(
@@ -96,6 +99,9 @@ class _Pending:
 
 
 def _batch_key(inputs: Tensors) -> tuple[object, ...]:
+    if len(inputs) == 1:  # the common model: one input, and no list or tuple built for it
+        for name, a in inputs.items():
+            return (name, a.dtype, a.shape[1:])
     return tuple([(name, a.dtype, a.shape[1:]) for name, a in inputs.items()])
 
 
@@ -121,6 +127,12 @@ def split_outputs(outputs: Tensors, sizes: list[int]) -> list[Tensors]:
                 f"output '{name}' has shape {list(arr.shape)}; expected {total} rows, one per input row"
             )
     out, start = [], 0
+    if len(outputs) == 1:  # the common model: one output, sliced without a comprehension
+        for name, arr in outputs.items():
+            for n in sizes:
+                out.append({name: arr[start : start + n]})
+                start += n
+        return out
     for n in sizes:
         out.append({k: v[start : start + n] for k, v in outputs.items()})
         start += n
@@ -130,20 +142,34 @@ def split_outputs(outputs: Tensors, sizes: list[int]) -> list[Tensors]:
 Done = Callable[[Tensors | None, BaseException | None], None]
 
 
-class Ticket:
-    """A queued request's outcome, handed to a callback the moment the batcher has it.
+class Ticket(_Pending):
+    """A queued request whose outcome is handed to a callback the moment the batcher has it.
 
     Stands in for an asyncio.Future when the caller answers from a callback (the
     server's direct path): a future runs its callbacks a loop turn later, after all
     pending I/O (tens of milliseconds under overload), and schedules a handle per
-    request. Cancelling calls back with CancelledError.
+    request. It is its own queue entry (its `future` is itself): one object per request.
+    Cancelling calls back with CancelledError.
     """
 
     __slots__ = ("_on_done", "_done")
 
-    def __init__(self, on_done: Done) -> None:
+    def __init__(
+        self, inputs: Tensors, rows: int, key: tuple[object, ...], deadline: float | None, on_done: Done
+    ) -> None:
+        self.inputs = inputs
+        self.rows = rows
+        self.key = key
+        self.enqueued = time.monotonic()
+        self.deadline = deadline
         self._on_done = on_done
         self._done = False
+
+    @property  # type: ignore[override]
+    def future(self) -> Ticket:
+        # Not a slot holding itself: that reference cycle would leave every ticket to the
+        # garbage collector instead of freeing it when its request is answered.
+        return self
 
     def done(self) -> bool:
         return self._done
@@ -381,8 +407,8 @@ class Batcher:
         key = _batch_key(inputs) if self.batchable else ()
         futures: list[asyncio.Future[Tensors]] = []
         if on_done is not None and len(chunks) == 1:
-            ticket = Ticket(on_done)
-            self._queue.append(_Pending(inputs, rows, key, ticket, deadline))
+            ticket = Ticket(inputs, rows, key, deadline, on_done)
+            self._queue.append(ticket)
             self._queued_rows += rows
             if deadline is not None:
                 self._arm_expiry(loop, deadline)
