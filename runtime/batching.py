@@ -59,7 +59,7 @@ class _Run:
 
     __slots__ = ("batch", "timer", "stuck")
 
-    def __init__(self, batch: list[_Pending]) -> None:
+    def __init__(self, batch: list[_Queued]) -> None:
         self.batch = batch
         self.timer: asyncio.TimerHandle | None = None
         self.stuck = False
@@ -76,18 +76,40 @@ class BatchStats:
     failed: bool
 
 
-class _Pending:
-    """A queued request (or chunk of one) and where its outcome goes: `future`, an
-    asyncio.Future, or the entry itself when it is a Ticket."""
+class _Queued:
+    """What the batcher keeps of a queued request (or chunk of one), and where its
+    outcome goes: done, set_result and set_exception as an asyncio.Future has them."""
 
-    __slots__ = ("inputs", "rows", "key", "future", "enqueued", "deadline")
+    __slots__ = ("inputs", "rows", "key", "enqueued", "deadline")
+
+    inputs: Tensors
+    rows: int
+    key: tuple[object, ...]
+    enqueued: float
+    deadline: float | None
+
+    def done(self) -> bool:
+        raise NotImplementedError
+
+    def set_result(self, result: Tensors) -> None:
+        raise NotImplementedError
+
+    def set_exception(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+
+class _Pending(_Queued):
+    """A queued request whose outcome goes to an asyncio.Future (Batcher.infer, and each
+    chunk of a request split in chunks)."""
+
+    __slots__ = ("future",)
 
     def __init__(
         self,
         inputs: Tensors,
         rows: int,
         key: tuple[object, ...],
-        future: asyncio.Future[Tensors] | Ticket,
+        future: asyncio.Future[Tensors],
         deadline: float | None,
     ) -> None:
         self.inputs = inputs
@@ -96,6 +118,15 @@ class _Pending:
         self.future = future
         self.enqueued = time.monotonic()
         self.deadline = deadline
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def set_result(self, result: Tensors) -> None:
+        self.future.set_result(result)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.future.set_exception(exc)
 
 
 def _batch_key(inputs: Tensors) -> tuple[object, ...]:
@@ -142,13 +173,13 @@ def split_outputs(outputs: Tensors, sizes: list[int]) -> list[Tensors]:
 Done = Callable[[Tensors | None, BaseException | None], None]
 
 
-class Ticket(_Pending):
+class Ticket(_Queued):
     """A queued request whose outcome is handed to a callback the moment the batcher has it.
 
     Stands in for an asyncio.Future when the caller answers from a callback (the
     server's direct path): a future runs its callbacks a loop turn later, after all
     pending I/O (tens of milliseconds under overload), and schedules a handle per
-    request. It is its own queue entry (its `future` is itself): one object per request.
+    request. It is its own queue entry: one object per request.
     Cancelling calls back with CancelledError.
     """
 
@@ -164,12 +195,6 @@ class Ticket(_Pending):
         self.deadline = deadline
         self._on_done = on_done
         self._done = False
-
-    @property  # type: ignore[override]
-    def future(self) -> Ticket:
-        # Not a slot holding itself: that reference cycle would leave every ticket to the
-        # garbage collector instead of freeing it when its request is answered.
-        return self
 
     def done(self) -> bool:
         return self._done
@@ -276,7 +301,7 @@ class Batcher:
         self._on_batch = on_batch
         self._expected_order = [o.name for o in model.outputs]
         self._expected = frozenset(self._expected_order)
-        self._queue: collections.deque[_Pending] = collections.deque()
+        self._queue: collections.deque[_Queued] = collections.deque()
         self._queued_rows = 0
         self._busy = 0
         self._instances = config.instances
@@ -477,10 +502,10 @@ class Batcher:
         now = time.monotonic()
         upcoming = None
         for p in self._queue:
-            if p.deadline is None or p.future.done():
+            if p.deadline is None or p.done():
                 continue
             if p.deadline <= now:
-                p.future.set_exception(DeadlineExceeded(now - p.enqueued))
+                p.set_exception(DeadlineExceeded(now - p.enqueued))
             elif upcoming is None or p.deadline < upcoming:
                 upcoming = p.deadline
         self._drop_done_head()
@@ -491,23 +516,23 @@ class Batcher:
         """Answer requests at the head of the queue whose deadline has passed."""
         now = 0.0
         for p in self._queue:
-            if p.future.done():
+            if p.done():
                 continue
             if p.deadline is None:
                 return
             now = now or time.monotonic()
             if p.deadline > now:
                 return
-            p.future.set_exception(DeadlineExceeded(now - p.enqueued))
+            p.set_exception(DeadlineExceeded(now - p.enqueued))
 
     def _drop_done_head(self) -> None:
         q = self._queue
-        while q and q[0].future.done():
+        while q and q[0].done():
             self._queued_rows -= q.popleft().rows
         if not q and self._busy == 0 and self._idle is not None:
             self._idle.set()
 
-    def _take_batch(self) -> list[_Pending]:
+    def _take_batch(self) -> list[_Queued]:
         self._expire_head()
         self._drop_done_head()
         q = self._queue
@@ -527,9 +552,9 @@ class Batcher:
         now = time.monotonic()
         while q:
             p = q[0]
-            if not p.future.done() and p.deadline is not None and p.deadline <= now:
-                p.future.set_exception(DeadlineExceeded(now - p.enqueued))
-            if p.future.done():
+            if not p.done() and p.deadline is not None and p.deadline <= now:
+                p.set_exception(DeadlineExceeded(now - p.enqueued))
+            if p.done():
                 q.popleft()
                 self._queued_rows -= p.rows
                 continue
@@ -600,16 +625,16 @@ class Batcher:
         now = time.monotonic()
         upcoming = None
         for p in run.batch:
-            if p.future.done() or p.deadline is None:
+            if p.done() or p.deadline is None:
                 continue
             if p.deadline <= now:
-                p.future.set_exception(ModelTimeout(self.model.name, now - p.enqueued))
+                p.set_exception(ModelTimeout(self.model.name, now - p.enqueued))
             elif upcoming is None or p.deadline < upcoming:
                 upcoming = p.deadline
         if upcoming is not None:  # uvloop's timers may fire a little early
             run.timer = loop.call_later(max(0.0, upcoming - now), self._overran, run)
             return
-        if run.stuck or not all(p.future.done() for p in run.batch):
+        if run.stuck or not all(p.done() for p in run.batch):
             return
         run.stuck = True
         self._busy -= 1
@@ -663,7 +688,7 @@ class Batcher:
                     self._observer_failures,
                 )
 
-    def _compute(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop | None = None) -> list[Tensors]:
+    def _compute(self, batch: list[_Queued], loop: asyncio.AbstractEventLoop | None = None) -> list[Tensors]:
         # `loop`: the running loop, when the batch runs inline on it; None on an executor thread.
         inputs = stack_inputs([p.inputs for p in batch])
         outputs = self._check(self._predict(inputs), sum(p.rows for p in batch))
@@ -692,7 +717,7 @@ class Batcher:
                 # cheaper than the callback that used to defer it past the answer.
                 self._on_batch(BatchStats(rows, 1, [0.0], time.monotonic() - started, failed))
 
-    def _run_inline(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+    def _run_inline(self, batch: list[_Queued], loop: asyncio.AbstractEventLoop) -> None:
         started = time.monotonic()
         try:
             results = self._compute(batch, loop)
@@ -720,7 +745,7 @@ class Batcher:
 
     def _resolve(
         self,
-        batch: list[_Pending],
+        batch: list[_Queued],
         started: float,
         results: list[Tensors] | None,
         exc: BaseException | None,
@@ -733,12 +758,12 @@ class Batcher:
         self.answering = len(batch)
         try:
             for i, p in enumerate(batch):
-                if p.future.done():  # cancelled or expired meanwhile
+                if p.done():  # cancelled or expired meanwhile
                     continue
                 if exc is not None:
-                    p.future.set_exception(exc)
+                    p.set_exception(exc)
                 else:
-                    p.future.set_result(results[i])  # type: ignore[index]
+                    p.set_result(results[i])  # type: ignore[index]
         finally:
             self.answering = 0
         if self._on_batch is not None:
