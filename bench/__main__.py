@@ -19,10 +19,12 @@ A table in bench/README.md is generated where the file has
 
 bench/README.md has a block for every benchmark; a page of docs/ may show one too, with the
 same marker (the file still named relative to bench/). `tables` fills each such block from the
-newest full run of NAME whose script version is the script's current SCRIPT_VERSION, and names
-that file in the block; `check` fails when a block
-differs from what its file gives, when a newer run exists, or when the file comes from an older
-version of the script (its method or settings changed since: the table is stale). CI runs
+newest run of NAME at its published settings (the command `all --full` runs) whose script
+version is the script's current SCRIPT_VERSION, and names that file in the block; runs at other
+settings are kept beside them and never published. `check` fails when a block differs from what
+its file gives, when a newer run exists, when the file was run at other settings, or when it
+comes from an older version of the script (its method or settings changed since: the table is
+stale). CI runs
 `check` (tests/unit/test_bench_tables.py).
 """
 
@@ -192,9 +194,20 @@ def pages() -> list[tuple[Path, str]]:
     return [(README, "results/"), *((page, "bench/results/") for page in sorted(DOCS.glob("*.md")))]
 
 
+def published_command(bench: Bench) -> str:
+    """The command a run at the published settings records (`Run.envelope`'s "command")."""
+    return " ".join(["python -m", f"bench.{bench.script}", *bench.full])
+
+
 def newest_current(bench: Bench, results: Path) -> Path | None:
-    version = module(bench).SCRIPT_VERSION
-    runs = [p for p in _results.runs_of(bench.name, results) if _results.read(p)["script_version"] == version]
+    """The newest run at the published settings and the script's current version: a run at
+    other settings (another baseline, fewer rounds) is kept beside it, never published."""
+    version, command = module(bench).SCRIPT_VERSION, published_command(bench)
+    runs = [
+        p
+        for p in _results.runs_of(bench.name, results)
+        if (saved := _results.read(p))["script_version"] == version and saved["command"] == command
+    ]
     return runs[-1] if runs else None
 
 
@@ -224,6 +237,12 @@ def problems(
                 f"block '{name}': {rel} comes from version {saved.get('script_version')} of "
                 f"bench/{bench.script}.py, which is at version {version} now: rerun "
                 f"`python -m bench all --full --only {name}`"
+            )
+            continue
+        if saved.get("command") != published_command(bench):
+            found.append(
+                f"block '{name}': {rel} was run as `{saved.get('command')}`, not at the published "
+                f"settings (`{published_command(bench)}`)"
             )
             continue
         newest = newest_current(bench, results)

@@ -20,9 +20,12 @@ def test_the_published_tables_are_generated_from_current_results() -> None:
     assert cli.check_pages() == []
 
 
-def _saved_run(results: Path, stamp: str, *, version: int = predict.SCRIPT_VERSION, rows: int = 100) -> Path:
+def _saved_run(
+    results: Path, stamp: str, *, version: int = predict.SCRIPT_VERSION, rows: int = 100,
+    argv: tuple[str, ...] = ("--rss",),
+) -> Path:  # fmt: skip
     run = _results.Run(
-        "predict_rss", version, {"rss_rows": [rows, 10 * rows]}, argv=["--rss"], script="predict"
+        "predict_rss", version, {"rss_rows": [rows, 10 * rows]}, argv=list(argv), script="predict"
     )
     return run.save({"peak_rss_mib": {str(rows): [100.0, 102.0], str(10 * rows): [110.0, 111.0]}},
                     results / f"predict_rss-{stamp}.json")  # fmt: skip
@@ -74,6 +77,20 @@ def test_a_newer_run_not_yet_in_the_table_is_noticed(page: tuple[Path, str]) -> 
     regenerated = cli.regenerate(text, results)
     assert "results/predict_rss-2026-02-01T000000.json" in regenerated
     assert _own(cli.problems(regenerated, results)) == []
+
+
+def test_a_newer_run_at_other_settings_is_kept_but_not_published(page: tuple[Path, str]) -> None:
+    results, text = page
+    other = _saved_run(results, "2026-02-01T000000", rows=200, argv=("--rss", "--rss-rows", "200,2000"))
+    assert _own(cli.problems(text, results)) == []
+    assert cli.regenerate(text, results) == text
+    # Named in a block by hand, it is refused.
+    by_hand = text.replace("predict_rss-2026-01-01T000000.json -->", f"{other.name} -->")
+    assert _own(cli.problems(by_hand, results)) == [
+        f"block 'predict_rss': results/{other.name} was run as "
+        "`python -m bench.predict --rss --rss-rows 200,2000`, not at the published settings "
+        "(`python -m bench.predict --rss`)"
+    ]
 
 
 def test_results_of_an_older_script_version_are_stale(page: tuple[Path, str]) -> None:
