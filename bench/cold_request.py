@@ -1,8 +1,8 @@
-"""What two steps of one request cost, warm and with cold caches, in one process.
+"""What steps of one request cost, warm and with cold caches, in one process.
 
 At concurrency 1 a server's caches go cold between requests (the CPU runs other work or
 idles), so a step's cost in a request is not its cost in a tight loop. This measures, one
-call at a time, the two steps docs/architecture.md ("What a cold request runs, cut down")
+call at a time, the steps docs/architecture.md ("What a cold request runs, cut down")
 describes, each against what it replaced:
 
 - decoding the `inputs` of a V2 JSON request of one 20-feature FP32 row (parsed by orjson
@@ -11,6 +11,9 @@ describes, each against what it replaced:
   to (`codec._decode_inputs`);
 - decoding that request's whole body, bytes to tensors: orjson and v2_inputs, against the one
   compiled pass the server takes for a body in the plainest form (`v2_json_request`);
+- encoding the answer to it (the bench MLP's two FP32 probabilities), response to bytes:
+  the compiled pass `encode_response` takes (`v2_json_answer`), against the document built in
+  Python and written by orjson (`codec.encode_document`);
 - running the bench MLP on that row: onnxruntime's binding (`session._sess.run`, what
   `runtime.models.onnx` calls on CPU) against `session.run`, its Python wrapper.
 
@@ -37,8 +40,8 @@ from . import _harness, _results, models
 from ._results import spread
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py). 2: the whole
-#: body's decode, orjson and v2_inputs against v2_json_request.
-SCRIPT_VERSION = 2
+#: body's decode, orjson and v2_inputs against v2_json_request. 3: the answer's encode.
+SCRIPT_VERSION = 3
 FEATURES = 20
 COLD_SLEEP_S = 200e-6
 
@@ -46,6 +49,7 @@ COLD_SLEEP_S = 200e-6
 PAIRS = (
     ("decode one V2 JSON row", "Python decoders", "compiled pass (v2_inputs)"),
     ("decode its whole body", "orjson + v2_inputs", "one compiled pass (v2_json_request)"),
+    ("encode its answer", "document + orjson", "one compiled pass (v2_json_answer)"),
     ("run the bench MLP on one row", "session.run (Python wrapper)", "binding run (what mlrt calls)"),
 )
 
@@ -54,7 +58,7 @@ def _systems(tmp: Path) -> dict[str, Any]:
     import onnxruntime as ort
     from runtime._native._tensors import v2_inputs, v2_json_request
 
-    from runtime.server.codec import _decode_inputs
+    from runtime.server.codec import InferResponse, _decode_inputs, encode_document, encode_response
 
     row = np.random.default_rng(0).standard_normal(FEATURES).astype(np.float32)
     body = orjson.dumps(
@@ -95,6 +99,21 @@ def _systems(tmp: Path) -> dict[str, Any]:
         v2_json_request(body)
         return time.perf_counter_ns() - t
 
+    # The answer to this row, as the pipeline hands it to the codec (Call.response).
+    probabilities = session.run(names, feeds)[0]
+    response = InferResponse("mlp", "1", None, {names[0]: probabilities}, [(names[0], False)],
+                             {names[0]: "FP32"})  # fmt: skip
+
+    def document() -> int:
+        t = time.perf_counter_ns()
+        encode_document(response)
+        return time.perf_counter_ns() - t
+
+    def answer() -> int:
+        t = time.perf_counter_ns()
+        encode_response(response)
+        return time.perf_counter_ns() - t
+
     def wrapper() -> int:
         t = time.perf_counter_ns()
         session.run(names, feeds)
@@ -114,13 +133,19 @@ def _systems(tmp: Path) -> dict[str, Any]:
     c = v2_json_request(body)
     assert c is not None and c[1]["input"].tobytes() == a[0]["input"].tobytes() and c[2] == a[1]
     assert np.array_equal(session.run(names, feeds)[0], binding.run(names, feeds, run_options)[0])
+    assert encode_response(response) == encode_document(response)
+    from runtime._native._json_answer import v2_json_answer
+
+    assert v2_json_answer("mlp", "1", None, response.outputs, response.selected, response.datatypes)
     return {
         PAIRS[0][1]: python,
         PAIRS[0][2]: native,
         PAIRS[1][1]: parsed,
         PAIRS[1][2]: whole,
-        PAIRS[2][1]: wrapper,
-        PAIRS[2][2]: bound,
+        PAIRS[2][1]: document,
+        PAIRS[2][2]: answer,
+        PAIRS[3][1]: wrapper,
+        PAIRS[3][2]: bound,
     }
 
 
