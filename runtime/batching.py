@@ -37,6 +37,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,10 +58,11 @@ INLINE_DEFAULT_US = {"onnxruntime_onnx": 40.0}
 class _Run:
     """A batch running on an executor thread."""
 
-    __slots__ = ("batch", "timer", "stuck")
+    __slots__ = ("batch", "rows", "timer", "stuck")
 
-    def __init__(self, batch: list[_Queued]) -> None:
+    def __init__(self, batch: list[_Queued], rows: int) -> None:
         self.batch = batch
+        self.rows = rows
         self.timer: asyncio.TimerHandle | None = None
         self.stuck = False
 
@@ -170,7 +172,9 @@ def split_outputs(outputs: Tensors, sizes: list[int]) -> list[Tensors]:
     return out
 
 
-Done = Callable[[Tensors | None, BaseException | None], None]
+#: on_done(context, outputs, exception): `context` is what the caller gave with it, so a
+#: caller can pass one callback made once rather than a closure made per request.
+Done = Callable[[Any, Tensors | None, BaseException | None], None]
 
 
 class Ticket(_Queued):
@@ -183,10 +187,16 @@ class Ticket(_Queued):
     Cancelling calls back with CancelledError.
     """
 
-    __slots__ = ("_on_done", "_done")
+    __slots__ = ("_on_done", "_context", "_done")
 
     def __init__(
-        self, inputs: Tensors, rows: int, key: tuple[object, ...], deadline: float | None, on_done: Done
+        self,
+        inputs: Tensors,
+        rows: int,
+        key: tuple[object, ...],
+        deadline: float | None,
+        on_done: Done,
+        context: Any,
     ) -> None:
         self.inputs = inputs
         self.rows = rows
@@ -194,6 +204,7 @@ class Ticket(_Queued):
         self.enqueued = time.monotonic()
         self.deadline = deadline
         self._on_done = on_done
+        self._context = context
         self._done = False
 
     def done(self) -> bool:
@@ -205,32 +216,32 @@ class Ticket(_Queued):
         self._finish(None, asyncio.CancelledError())
         return True
 
-    def set_result(self, result: Tensors) -> None:
-        self._finish(result, None)
-
     def set_exception(self, exc: BaseException) -> None:
         self._finish(None, exc)
 
-    def _finish(self, result: Tensors | None, exc: BaseException | None) -> None:
+    def _finish(self, result: Tensors | None, exc: BaseException | None = None) -> None:
         if self._done:
             raise asyncio.InvalidStateError("ticket already done")
         self._done = True
         try:
-            self._on_done(result, exc)
+            self._on_done(self._context, result, exc)
         except Exception:  # the batcher must go on with the rest of the batch
             log.exception("a request's completion callback failed")
 
+    # The one call per answered request: _finish itself, not a method that calls it.
+    set_result = _finish
 
-def _bridge(fut: asyncio.Future[Tensors], on_done: Done) -> None:
+
+def _bridge(fut: asyncio.Future[Tensors], on_done: Done, context: Any) -> None:
     """Hand a (joined) future's outcome to an on_done callback."""
 
     def done(f: asyncio.Future[Tensors]) -> None:
         if f.cancelled():
-            on_done(None, asyncio.CancelledError())
+            on_done(context, None, asyncio.CancelledError())
         elif f.exception() is not None:
-            on_done(None, f.exception())
+            on_done(context, None, f.exception())
         else:
-            on_done(f.result(), None)
+            on_done(context, f.result(), None)
 
     fut.add_done_callback(done)
 
@@ -397,15 +408,17 @@ class Batcher:
         timeout_s: float | None = None,
         alone: bool = False,
         on_done: Done | None = None,
+        context: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> Tensors | asyncio.Future[Tensors] | Ticket:
         """infer() without a coroutine, for callers that handle requests in callbacks.
 
         Returns the outputs when the model ran at once. Otherwise returns a handle whose
         cancel() withdraws the request (all of its chunks): with `on_done`, which then
-        gets (outputs, None) or (None, exception) as soon as the batch is done, a Ticket
-        or future; without, a future for the outputs. `loop` is the running loop, where the
-        caller has it at hand (finding it costs a system call per request on Python 3.11).
+        gets (context, outputs, None) or (context, None, exception) as soon as the batch
+        is done, a Ticket or future; without, a future for the outputs. `loop` is the
+        running loop, where the caller has it at hand (finding it costs a system call per
+        request on Python 3.11).
         """
         if self._closing:
             raise ModelNotReady(self.model.name, "shutting down")
@@ -425,20 +438,18 @@ class Batcher:
         # could never run.
         if self.max_queue_rows and self._queued_rows + rows > self.max_queue_rows and self._queued_rows:
             self._refuse()
-        if self.batchable and rows > self.max_batch_size:
-            chunks = split_rows(inputs, self.max_batch_size)
-        else:
-            chunks = [inputs]
         key = _batch_key(inputs) if self.batchable else ()
-        futures: list[asyncio.Future[Tensors]] = []
-        if on_done is not None and len(chunks) == 1:
-            ticket = Ticket(inputs, rows, key, deadline, on_done)
+        split = self.batchable and rows > self.max_batch_size
+        if on_done is not None and not split:
+            ticket = Ticket(inputs, rows, key, deadline, on_done, context)
             self._queue.append(ticket)
             self._queued_rows += rows
             if deadline is not None:
                 self._arm_expiry(loop, deadline)
             self._enqueued(loop)
             return ticket
+        chunks = split_rows(inputs, self.max_batch_size) if split else [inputs]
+        futures: list[asyncio.Future[Tensors]] = []
         for chunk in chunks:
             fut: asyncio.Future[Tensors] = loop.create_future()
             n = next(iter(chunk.values())).shape[0] if self.batchable else 1
@@ -450,7 +461,7 @@ class Batcher:
         self._enqueued(loop)
         result = futures[0] if len(futures) == 1 else _joined(loop, futures)
         if on_done is not None:
-            _bridge(result, on_done)
+            _bridge(result, on_done, context)
         return result
 
     def check_room(self) -> None:
@@ -532,12 +543,13 @@ class Batcher:
         if not q and self._busy == 0 and self._idle is not None:
             self._idle.set()
 
-    def _take_batch(self) -> list[_Queued]:
+    def _take_batch(self) -> tuple[list[_Queued], int]:
+        """The next batch and its rows (counted once here, not again per stage)."""
         self._expire_head()
         self._drop_done_head()
         q = self._queue
         if not q:
-            return []
+            return [], 0
         limit = self.max_batch_size
         if self.preferred:
             # Triton's rule: when a preferred size can be filled, send exactly that many rows.
@@ -548,7 +560,7 @@ class Batcher:
         self._queued_rows -= first.rows
         batch, rows = [first], first.rows
         if not self.batchable:
-            return batch
+            return batch, rows
         now = time.monotonic()
         while q:
             p = q[0]
@@ -564,7 +576,7 @@ class Batcher:
             self._queued_rows -= p.rows
             batch.append(p)
             rows += p.rows
-        return batch
+        return batch, rows
 
     def _should_wait(self, loop: asyncio.AbstractEventLoop) -> bool:
         """With a queue delay, hold a partial batch until it fills or the oldest is old enough."""
@@ -595,13 +607,12 @@ class Batcher:
             self._drop_done_head()
             if not self._queue or self._should_wait(loop):
                 return
-            batch = self._take_batch()
+            batch, rows = self._take_batch()
             if not batch:
                 return
-            rows = sum(p.rows for p in batch)
             cost = self.predicted_us(rows)
             if cost <= self.inline_max_us:
-                self._run_inline(batch, loop)
+                self._run_inline(batch, rows, loop)
                 inline_us += cost
                 if self._queue and inline_us + cost > INLINE_TURN_US:
                     # Enough inline work for one loop turn: let I/O in between.
@@ -610,8 +621,8 @@ class Batcher:
                 continue
             self._busy += 1
             started = time.monotonic()
-            run = _Run(batch)
-            fut = loop.run_in_executor(self._executor, self._compute, batch)
+            run = _Run(batch, rows)
+            fut = loop.run_in_executor(self._executor, self._compute, batch, rows)
             fut.add_done_callback(lambda f, r=run, t=started: self._finished(r, t, f))
             deadline = min((p.deadline for p in batch if p.deadline is not None), default=None)
             if deadline is not None:
@@ -688,10 +699,12 @@ class Batcher:
                     self._observer_failures,
                 )
 
-    def _compute(self, batch: list[_Queued], loop: asyncio.AbstractEventLoop | None = None) -> list[Tensors]:
+    def _compute(
+        self, batch: list[_Queued], rows: int, loop: asyncio.AbstractEventLoop | None = None
+    ) -> list[Tensors]:
         # `loop`: the running loop, when the batch runs inline on it; None on an executor thread.
         inputs = stack_inputs([p.inputs for p in batch])
-        outputs = self._check(self._predict(inputs), sum(p.rows for p in batch))
+        outputs = self._check(self._predict(inputs), rows)
         if self._observer is not None:
             if loop is not None:
                 self._observe_soon(inputs, outputs, loop)
@@ -717,14 +730,14 @@ class Batcher:
                 # cheaper than the callback that used to defer it past the answer.
                 self._on_batch(BatchStats(rows, 1, [0.0], time.monotonic() - started, failed))
 
-    def _run_inline(self, batch: list[_Queued], loop: asyncio.AbstractEventLoop) -> None:
+    def _run_inline(self, batch: list[_Queued], rows: int, loop: asyncio.AbstractEventLoop) -> None:
         started = time.monotonic()
         try:
-            results = self._compute(batch, loop)
+            results = self._compute(batch, rows, loop)
         except Exception as exc:
-            self._resolve(batch, started, None, exc)
+            self._resolve(batch, rows, started, None, exc)
         else:
-            self._resolve(batch, started, results, None)
+            self._resolve(batch, rows, started, results, None)
 
     def _finished(self, run: _Run, started: float, fut: asyncio.Future[list[Tensors]]) -> None:
         if run.timer is not None:
@@ -738,7 +751,7 @@ class Batcher:
             self._busy -= 1
         batch = run.batch
         exc = fut.exception()
-        self._resolve(batch, started, None if exc else fut.result(), exc)
+        self._resolve(batch, run.rows, started, None if exc else fut.result(), exc)
         self._drop_done_head()
         if self._queue:
             self._schedule_dispatch(asyncio.get_running_loop())
@@ -746,6 +759,7 @@ class Batcher:
     def _resolve(
         self,
         batch: list[_Queued],
+        rows: int,
         started: float,
         results: list[Tensors] | None,
         exc: BaseException | None,
@@ -769,7 +783,7 @@ class Batcher:
         if self._on_batch is not None:
             self._on_batch(
                 BatchStats(
-                    rows=sum(p.rows for p in batch),
+                    rows=rows,
                     requests=len(batch),
                     queue_s=[started - p.enqueued for p in batch],
                     compute_s=ended - started,

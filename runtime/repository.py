@@ -45,10 +45,15 @@ class LoadedModel:
     output_datatypes: dict[str, str] = field(init=False)
     # Input name -> V2 datatype: what a checked request holds (the shadow copies' datatypes).
     input_datatypes: dict[str, str] = field(init=False)
+    # Every output with its binary flag, (as JSON, as binary): what a request that names no
+    # outputs gets (codec.select_outputs), made once rather than per request.
+    every_output: tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.output_datatypes = {o.name: o.datatype for o in self.model.outputs}
         self.input_datatypes = {i.name: i.datatype for i in self.model.inputs}
+        names = [o.name for o in self.model.outputs]
+        self.every_output = (tuple((n, False) for n in names), tuple((n, True) for n in names))
 
     @property
     def batchable(self) -> bool:

@@ -28,6 +28,14 @@ class TensorSpec:
             raise ConfigError(f"tensor '{self.name}': unsupported datatype '{self.datatype}'")
         if any(d < -1 for d in self.shape):
             raise ConfigError(f"tensor '{self.name}': invalid shape {list(self.shape)}")
+        # Kept beside the fields (the spec is frozen): what check_inputs compares per request.
+        # _fixed: (index, size) of every dimension that is not -1. _batch_tail: the shape past
+        # a variable first dim when every dim past it is fixed (the common (-1, n) input,
+        # checked by one tuple comparison), else None.
+        fixed = tuple((i, d) for i, d in enumerate(self.shape) if d != -1)
+        tail = self.shape[1:] if self.shape and self.shape[0] == -1 and -1 not in self.shape[1:] else None
+        object.__setattr__(self, "_fixed", fixed)
+        object.__setattr__(self, "_batch_tail", tail)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
@@ -46,20 +54,10 @@ class TensorSpec:
     def accepts_shape(self, shape: Sequence[int]) -> bool:
         if len(shape) != len(self.shape):
             return False
-        for i, want in self._fixed_dims:
+        for i, want in self._fixed:
             if shape[i] != want:
                 return False
         return True
-
-    @property
-    def _fixed_dims(self) -> tuple[tuple[int, int], ...]:
-        # (index, size) of every dimension that is not -1; computed once (the spec is frozen).
-        try:
-            return self.__dict__["_fixed"]
-        except KeyError:
-            fixed = tuple((i, d) for i, d in enumerate(self.shape) if d != -1)
-            self.__dict__["_fixed"] = fixed
-            return fixed
 
 
 def specs(items: Sequence[TensorSpec | Mapping[str, Any]]) -> tuple[TensorSpec, ...]:
@@ -99,17 +97,22 @@ def check_inputs(model: Model, inputs: Tensors, datatypes: Mapping[str, str]) ->
     if len(inputs) == len(model.inputs) and not getattr(model, "text_inputs", None):
         batch = -1
         for spec in model.inputs:
-            arr = inputs.get(spec.name)
-            if (
-                arr is None
-                or datatypes.get(spec.name, spec.datatype) != spec.datatype
-                or not spec.accepts_shape(arr.shape)
-            ):
+            name = spec.name
+            arr = inputs.get(name)
+            if arr is None or datatypes.get(name, spec.datatype) != spec.datatype:
+                break
+            shape = arr.shape
+            tail = spec._batch_tail
+            if tail is not None:
+                # (-1, fixed...): the dims past the first, compared at once.
+                if shape[1:] != tail or not shape:
+                    break
+            elif not spec.accepts_shape(shape):
                 break
             if spec.shape and spec.shape[0] == -1:
                 if batch == -1:
-                    batch = arr.shape[0]
-                elif arr.shape[0] != batch:
+                    batch = shape[0]
+                elif shape[0] != batch:
                     break
         else:
             return inputs

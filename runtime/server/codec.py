@@ -385,9 +385,15 @@ def _decode_raw(body: bytes, model: Model) -> InferRequest:
     return InferRequest(None, {}, {spec.name: arr}, {spec.name: spec.datatype}, None)
 
 
-def select_outputs(req: InferRequest, model: Model) -> list[tuple[str, bool]]:
-    """The outputs to return, in order, each with its binary flag."""
+def select_outputs(
+    req: InferRequest, model: Model, every: tuple[Sequence[tuple[str, bool]], ...] | None = None
+) -> Sequence[tuple[str, bool]]:
+    """The outputs to return, in order, each with its binary flag. `every`, where the
+    caller keeps it (repository.LoadedModel.every_output): all of the model's outputs, as
+    JSON and as binary."""
     if req.outputs is None:
+        if every is not None:
+            return every[req.binary_default]
         return [(o.name, req.binary_default) for o in model.outputs]
     known = {o.name for o in model.outputs}
     for name, _ in req.outputs:
@@ -421,14 +427,27 @@ def _non_finite(docs: list[dict[str, Any]]) -> bool:
 def encode_response(resp: InferResponse) -> tuple[bytes, int | None]:
     """Encode an infer response as V2 JSON, with binary outputs after the JSON header;
     returns (body, Inference-Header-Content-Length or None)."""
-    # The common answer (JSON numbers of plain dtypes, names that need no escaping) in one
-    # compiled pass, byte for byte what encode_document writes (tests/native/test_json_answer.py).
-    body = v2_json_answer(
+    return encode_answer(
         resp.model_name, resp.model_version, resp.request_id, resp.outputs, resp.selected, resp.datatypes
     )
+
+
+def encode_answer(
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: Tensors,
+    selected: Sequence[tuple[str, bool]],
+    datatypes: Mapping[str, str],
+) -> tuple[bytes, int | None]:
+    """encode_response from the response's parts: the server's answer, which needs no
+    InferResponse made unless the compiled pass declines."""
+    # The common answer (JSON numbers of plain dtypes, names that need no escaping) in one
+    # compiled pass, byte for byte what encode_document writes (tests/native/test_json_answer.py).
+    body = v2_json_answer(model_name, model_version, request_id, outputs, selected, datatypes)
     if body is not None:
         return body, None
-    return encode_document(resp)
+    return encode_document(InferResponse(model_name, model_version, request_id, outputs, selected, datatypes))
 
 
 def encode_document(resp: InferResponse) -> tuple[bytes, int | None]:

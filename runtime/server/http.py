@@ -17,7 +17,7 @@ from starlette.responses import Response
 from ..errors import InvalidInput, MlrtError
 from ..models import Tensors
 from .body import compress, read_body
-from .codec import InferRequest, decode_request, encode_response
+from .codec import InferRequest, decode_request, encode_answer
 from .errors import Failure, failure
 from .pipeline import Answer, Call, FutureResponder, Pipeline
 
@@ -101,9 +101,12 @@ class HttpWire:
     def encode(self, call: Call, outputs: Tensors) -> Answer:
         fmt, accept = call.form
         extra: list[tuple[bytes, bytes]] = []
-        result = (encode_response if fmt is None else fmt.encode)(call.response(outputs))
         if fmt is None:
-            payload, header_len = result
+            entry = call.entry
+            model = entry.model
+            payload, header_len = encode_answer(
+                model.name, model.version, call.req.id, outputs, call.selected, entry.output_datatypes
+            )
             if header_len is None:
                 content_type = JSON
             else:
@@ -111,7 +114,7 @@ class HttpWire:
                 extra.append((b"inference-header-content-length", str(header_len).encode()))
         else:
             # Answered in the format it was asked in.
-            payload = result
+            payload = fmt.encode(call.response(outputs))
             content_type = fmt.content_type
         if call.endpoint is not None:
             # Which variant answered a request routed through an endpoint (also in the body's
@@ -161,6 +164,15 @@ def head_block(answer: Answer) -> bytes:
     for name, value in answer.headers:
         block += b"%s: %s\r\n" % (name, value)
     return block
+
+
+def plain_message(lead: bytes, server_headers: bytes, answer: Answer) -> bytes:
+    """The whole HTTP/1.1 message of an answer with no headers of its own on a connection
+    kept alive: `lead` (the status line), the server's headers, head_block's lines, the
+    blank line and the body, in one formatting (the direct path's common write)."""
+    return b"%s%scontent-type: %s\r\ncontent-length: %d\r\n\r\n%s" % (
+        lead, server_headers, answer.content_type, len(answer.body), answer.body
+    )
 
 
 def response(answer: Answer) -> Response:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -98,12 +99,15 @@ class Call:
 
     entry: LoadedModel
     req: InferRequest
-    selected: list[tuple[str, bool]]
+    selected: Sequence[tuple[str, bool]]
     wire: Wire
     form: Any  # what the wire's decoder left for its encoder (HTTP: format, Accept-Encoding)
     started: float
     offload: bool
     endpoint: Endpoint | None = None  # the endpoint it was routed through (runtime/traffic)
+    # Where the answer goes, and the loop it is made on: set when the call is run.
+    responder: Responder | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
     def response(self, outputs: Tensors) -> InferResponse:
         """The model's outputs as the wire's encoder takes them."""
@@ -137,6 +141,9 @@ class Pipeline:
         self._turn_arrivals = 0
         self._previous_turn_arrivals = 0
         self._turn_open = False
+        # The batcher's completion callback, made once: each request's Call goes with it
+        # as its context (no closure per request).
+        self._on_ran = self._ran
 
     # -- receive (the transport's) hands over here ------------------------------------
 
@@ -281,13 +288,16 @@ class Pipeline:
         if endpoint is not None and endpoint.records and not req.id:
             # Recorded answers are found again by id (labels, the log): the answer carries it.
             req.id = endpoint.new_id()
-        return Call(entry, req, select_outputs(req, model), wire, form, started, offload, endpoint)
+        selected = select_outputs(req, model, entry.every_output)
+        return Call(entry, req, selected, wire, form, started, offload, endpoint)
 
     # -- admit and run --------------------------------------------------------------------
 
     def run(self, call: Call, responder: Responder, loop: asyncio.AbstractEventLoop) -> Cancellable | None:
         """Admit the request (queue room, deadline) into its model's batcher and answer
         when its batch is done: at once when it ran inline."""
+        call.responder = responder
+        call.loop = loop
         try:
             if call.endpoint is not None and call.endpoint.parameter is not None:
                 self.by_parameter(call)
@@ -295,7 +305,8 @@ class Pipeline:
                 call.req.inputs,
                 timeout_s=timeout_s(call.req, call.entry),
                 alone=self._alone(),
-                on_done=functools.partial(self._ran, responder, call, loop),
+                on_done=self._on_ran,
+                context=call,
                 loop=loop,
             )
         except Exception as exc:  # answered here: call.entry is the version now held
@@ -303,7 +314,7 @@ class Pipeline:
             return None
         if not isinstance(result, dict):
             return result
-        self._ran(responder, call, loop, result, None)
+        self._ran(call, result, None)
         return None
 
     def by_parameter(self, call: Call) -> None:
@@ -321,18 +332,13 @@ class Pipeline:
         entry.holders += 1
         call.entry.holders -= 1
         call.entry, call.req.inputs = entry, inputs
-        call.selected = select_outputs(call.req, entry.model)
+        call.selected = select_outputs(call.req, entry.model, entry.every_output)
 
-    def _ran(
-        self,
-        responder: Responder,
-        call: Call,
-        loop: asyncio.AbstractEventLoop,
-        outputs: Tensors | None,
-        exc: BaseException | None,
-    ) -> None:
+    def _ran(self, call: Call, outputs: Tensors | None, exc: BaseException | None) -> None:
         # Called by the batcher as soon as the request's batch is done (or it expired, or
         # the client went away).
+        responder, loop = call.responder, call.loop
+        assert responder is not None and loop is not None
         if isinstance(exc, asyncio.CancelledError):
             self.abandon(call.entry)
             return

@@ -37,7 +37,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .._native._http import parse_request
 from .accept import Listeners
-from .http import HTTP_WIRE, head_block, match_infer
+from .http import HTTP_WIRE, head_block, match_infer, plain_message
 from .limits import BODY, HEADERS, REFUSALS, ClientLimits
 from .pipeline import Answer, Cancellable, Pipeline
 
@@ -156,11 +156,17 @@ class DirectRequest:
         if self.disconnected or transport.is_closing():
             return
         defaults = _default_head(proto.server_state.default_headers)
+        body = answer.body
+        if not answer.headers and self.keep_alive and len(body) <= _JOIN_MAX:
+            # The common answer: one formatting, no list to join.
+            transport.write(plain_message(STATUS_LINE[answer.status], defaults, answer))
+            self.response_complete = True
+            proto.direct_done(self)
+            return
         head = [STATUS_LINE[answer.status], defaults, head_block(answer)]
         if not self.keep_alive:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
-        body = answer.body
         if len(body) > _JOIN_MAX:
             transport.writelines((b"".join(head), body))
         else:

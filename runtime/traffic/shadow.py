@@ -19,7 +19,6 @@ event loop's thread: the counts are plain integers, read by the Prometheus colle
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
@@ -137,8 +136,8 @@ class Shadow:
             copy = check_inputs(entry.model, inputs, datatypes)
             timeout = entry.config.timeout_us / 1e6 if entry.config.timeout_us else None
             started = time.perf_counter()
-            done = functools.partial(self._answered, entry, primaries, rids, copy, started, loop)
-            entry.batcher.submit(copy, timeout_s=timeout, on_done=done, loop=loop)
+            copies = (entry, primaries, rids, copy, started, loop)
+            entry.batcher.submit(copy, timeout_s=timeout, on_done=self._answered, context=copies, loop=loop)
         except QueueFull:
             self.dropped += n
             return
@@ -150,17 +149,9 @@ class Shadow:
         self.in_flight += n
         self.sent += n
 
-    def _answered(
-        self,
-        entry: Any,
-        primaries: list[Tensors],
-        rids: list[str | None],
-        inputs: Tensors,
-        started: float,
-        loop: asyncio.AbstractEventLoop,
-        outputs: Tensors | None,
-        exc: BaseException | None,
-    ) -> None:
+    def _answered(self, copies: tuple[Any, ...], outputs: Tensors | None, exc: BaseException | None) -> None:
+        # copies: (entry, primaries, rids, inputs, started, loop), as _submit gave them.
+        entry, primaries, rids, inputs, started, loop = copies
         n = len(primaries)
         entry.holders -= 1
         self.in_flight -= n

@@ -765,13 +765,14 @@ def test_split_outputs_rejects_a_scalar_output() -> None:
 
 
 class Outcomes:
-    """Collects on_done callbacks: (caller, outputs, exception), in the order they came."""
+    """Collects on_done callbacks: (caller, outputs, exception), in the order they came. The
+    caller is the context each request was submitted with: one callback serves them all."""
 
     def __init__(self) -> None:
         self.got: list[tuple[int, Tensors | None, BaseException | None]] = []
 
-    def for_caller(self, caller: int) -> Callable[[Tensors | None, BaseException | None], None]:
-        return lambda out, exc: self.got.append((caller, out, exc))
+    def add(self, caller: int, out: Tensors | None, exc: BaseException | None) -> None:
+        self.got.append((caller, out, exc))
 
 
 async def test_on_done_is_called_inside_the_batch_not_a_loop_turn_later() -> None:
@@ -781,7 +782,7 @@ async def test_on_done_is_called_inside_the_batch_not_a_loop_turn_later() -> Non
         first = await hold_busy(b, model)
         sizes = [2, 1, 3]
         for i, n in enumerate(sizes):
-            b.submit(rows(i + 1, n), on_done=outcomes.for_caller(i + 1))
+            b.submit(rows(i + 1, n), on_done=outcomes.add, context=i + 1)
         model.release()
         await finish(first)
         await until(lambda: len(stats) == 2, "the queued batch to finish")
@@ -797,8 +798,8 @@ async def test_cancelled_ticket_is_dropped_before_its_batch() -> None:
     outcomes = Outcomes()
     async with started(model, max_batch_size=16) as (b, _):
         first = await hold_busy(b, model)
-        gone = b.submit(rows(1, 2), on_done=outcomes.for_caller(1))
-        b.submit(rows(2, 2), on_done=outcomes.for_caller(2))
+        gone = b.submit(rows(1, 2), on_done=outcomes.add, context=1)
+        b.submit(rows(2, 2), on_done=outcomes.add, context=2)
         assert not isinstance(gone, dict)
         assert gone.cancel()
         assert not gone.cancel()  # only once
@@ -815,7 +816,7 @@ async def test_on_done_hears_of_an_expired_deadline() -> None:
     outcomes = Outcomes()
     async with started(model) as (b, _):
         first = await hold_busy(b, model)
-        b.submit(rows(1, 1), timeout_s=0.001, on_done=outcomes.for_caller(1))
+        b.submit(rows(1, 1), timeout_s=0.001, on_done=outcomes.add, context=1)
         await until(lambda: bool(outcomes.got), "the deadline to pass")
         model.release()
         await finish(first)
@@ -828,7 +829,7 @@ async def test_on_done_for_a_request_split_into_chunks() -> None:
     outcomes = Outcomes()
     async with started(model, max_batch_size=3) as (b, _):
         first = await hold_busy(b, model)
-        b.submit(rows(1, 8), on_done=outcomes.for_caller(1))
+        b.submit(rows(1, 8), on_done=outcomes.add, context=1)
         model.release()
         await finish(first)
         await until(lambda: bool(outcomes.got), "the joined answer")
@@ -844,7 +845,7 @@ async def test_on_done_hears_of_a_model_failure() -> None:
     model = FakeModel(fail)
     outcomes = Outcomes()
     async with started(model) as (b, _):
-        b.submit(rows(1, 1), on_done=outcomes.for_caller(1))
+        b.submit(rows(1, 1), on_done=outcomes.add, context=1)
         await until(lambda: bool(outcomes.got), "the failure")
     assert isinstance(outcomes.got[0][2], ModelFailure)
 
@@ -913,9 +914,9 @@ async def test_a_full_batch_runs_as_soon_as_it_is_queued() -> None:
         b.calibrate(rows(0, 1))
         model.calls.clear()
         for caller in (1, 2, 3):
-            b.submit(rows(caller, 1), on_done=outcomes.for_caller(caller))
+            b.submit(rows(caller, 1), on_done=outcomes.add, context=caller)
         assert outcomes.got == [] and b.queued_rows == 3  # a partial batch waits for the turn
-        b.submit(rows(4, 1), on_done=outcomes.for_caller(4))
+        b.submit(rows(4, 1), on_done=outcomes.add, context=4)
         assert [c for c, _, _ in outcomes.got] == [1, 2, 3, 4]  # answered before submit returned
         assert model.batch_sizes == [4]
         for caller, out, exc in outcomes.got:
