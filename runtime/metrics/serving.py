@@ -75,10 +75,8 @@ class PlainHistogram:
         at = np.searchsorted(np.asarray(self.bounds, dtype=np.float64), np.asarray(values), side="left")
         for i, n in enumerate(np.bincount(at, minlength=len(self.counts)).tolist()):
             self.counts[i] += n
-        total = self.total
-        for v in values:  # in order, so the sum is the one observe() would have made
-            total += v
-        self.total = total
+        # Added to the total in order, as observe() would have (a loop in C, not in Python).
+        self.total = sum(values, self.total)
 
     def add(self, counts: Sequence[int], total: float) -> None:
         """Many observations at once, already bucketed (one count per bucket, +Inf last)."""

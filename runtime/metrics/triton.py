@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 @dataclass
 class Duration:
@@ -18,7 +20,9 @@ class Duration:
     def add_many(self, each: list[float]) -> None:
         """add(s) for each s of `each` (the same count and the same nanoseconds)."""
         self.count += len(each)
-        self.ns += sum([int(s * 1e9) for s in each])
+        # int(s * 1e9) for each, summed: the same product and the same truncation toward
+        # zero in numpy, without a Python int per observation.
+        self.ns += int((np.asarray(each, dtype=np.float64) * 1e9).astype(np.int64).sum())
 
     def to_dict(self) -> dict[str, int]:
         return {"count": self.count, "ns": self.ns}
