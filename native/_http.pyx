@@ -29,6 +29,12 @@ cdef enum:
 
 cdef bytes _CONTENT_LENGTH = b"content-length"
 cdef bytes _CONNECTION = b"connection"
+# Names most requests carry, given as these objects rather than made anew per request:
+# their hashes are kept, so the server's lookups of them cost less too.
+cdef tuple _COMMON = (
+    b"host", b"content-type", b"accept", b"user-agent", b"accept-encoding",
+    b"inference-header-content-length",
+)
 
 
 cdef inline bint _is_name(const unsigned char* s, Py_ssize_t n, const char* lower) noexcept:
@@ -148,6 +154,9 @@ cdef object _header(const unsigned char* p, Py_ssize_t start, Py_ssize_t end, ch
         return None
     if size == 10 and _is_name(s, size, b"connection"):
         return _CONNECTION  # keep-alive is the one value taken, checked by the caller
+    for common in _COMMON:
+        if PyBytes_GET_SIZE(common) == size and _is_name(s, size, PyBytes_AS_STRING(common)):
+            return common
     for k in range(size):
         lowered[k] = <char>(s[k] | 0x20) if c'A' <= s[k] <= c'Z' else <char>s[k]
     return PyBytes_FromStringAndSize(lowered, size)

@@ -333,8 +333,10 @@ cdef dict _KINDS = {
     "UINT32": (K_U32, b"I", 4), "UINT64": (K_U64, b"L", 8),
     "BOOL": (K_BOOL, b"?", 1),
 }
-# Where a C long is 4 bytes, int64 has the format "q".
-cdef dict _ALIASES = {b"q": b"l", b"Q": b"L"}
+# Each kind's buffer format character (int64 as a C long; _format_is takes "q" too).
+cdef char _FORMAT_CHAR[K_BOOL + 1]
+for _kind, _char, _size in _KINDS.values():
+    _FORMAT_CHAR[<int>_kind] = ord(_char)
 cdef type _ndarray = np.ndarray
 
 
@@ -432,6 +434,26 @@ def f32_text(object values):
         PyBuffer_Release(&view)
 
 
+cdef struct Picked:
+    # An output being written: its name and datatype as UTF-8 (held by the caller's str
+    # objects for the call) and its element kind. Its buffer is the view of the same index.
+    const char* name
+    Py_ssize_t name_n
+    const char* datatype
+    Py_ssize_t datatype_n
+    Kind kind
+
+
+cdef bint _format_is(const char* fmt, char want) noexcept:
+    """Whether a buffer's format is the one-character `want` (a C long's "l"/"L" where
+    int64 is a long; "q"/"Q" where it is a long long)."""
+    if fmt == NULL or fmt[0] == 0 or fmt[1] != 0:
+        return False
+    if fmt[0] == want:
+        return True
+    return (fmt[0] == b'q' and want == b'l') or (fmt[0] == b'Q' and want == b'L')
+
+
 def v2_json_answer(
     object model_name, object model_version, object request_id, object outputs, object selected,
     object datatypes,
@@ -450,46 +472,52 @@ def v2_json_answer(
         id_s = _plain(request_id, &id_n)
         if id_s == NULL:
             return None
-    # Each output: its name, datatype and kind, and its buffer (held until written).
-    cdef list picked = []
-    cdef Py_ssize_t bound = 64 + name_n + version_n + id_n
-    cdef Py_ssize_t out_n, type_n
-    cdef object entry
-    for output, binary in selected:
-        if binary:
-            return None
-        datatype = datatypes[output]
-        entry = _KINDS.get(datatype)
-        if entry is None:
-            return None
-        arr = outputs[output]
-        if type(arr) is not _ndarray:
-            return None
-        if _plain(output, &out_n) == NULL or _plain(datatype, &type_n) == NULL:
-            return None
-        picked.append((output, datatype, entry, arr))
-        bound += 64 + out_n + type_n + ELEMENT_MAX * (arr.size + arr.ndim)
-    cdef Py_buffer* views = <Py_buffer*>malloc(len(picked) * sizeof(Py_buffer) + 1)
-    if views == NULL:
+    cdef Py_ssize_t count = len(selected)
+    # One allocation for what is kept of each output: its names and kind, and its buffer
+    # (held until written, read in C: no Python object per shape, size or format).
+    cdef char* block = <char*>malloc(count * (sizeof(Picked) + sizeof(Py_buffer)) + 1)
+    if block == NULL:
         raise MemoryError()
-    cdef Py_ssize_t held = 0, i
+    cdef Picked* picked = <Picked*>block
+    cdef Py_buffer* views = <Py_buffer*>(block + count * sizeof(Picked))
+    cdef Py_ssize_t bound = 64 + name_n + version_n + id_n
+    cdef Py_ssize_t held = 0, i, d
+    cdef Py_buffer* view
+    cdef Picked* out
+    cdef object entry
     cdef char stack[STACK_BYTES]
     cdef char* buf = stack
     cdef char* p
-    cdef const char* s
-    cdef Kind kind
-    cdef bytes fmt
     try:
-        for output, datatype, entry, arr in picked:
+        for output, binary in selected:
+            if held == count:
+                return None  # `selected` grew while read: not an answer to write
+            if binary:
+                return None
+            datatype = datatypes[output]
+            entry = _KINDS.get(datatype)
+            if entry is None:
+                return None
+            arr = outputs[output]
+            if type(arr) is not _ndarray:
+                return None
+            out = &picked[held]
+            out.name = _plain(output, &out.name_n)
+            out.datatype = _plain(datatype, &out.datatype_n)
+            if out.name == NULL or out.datatype == NULL:
+                return None
+            out.kind = entry[0]
+            view = &views[held]
             try:
-                PyObject_GetBuffer(arr, &views[held], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+                PyObject_GetBuffer(arr, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
             except (BufferError, TypeError, ValueError):
-                return None  # not C order, or not an array: the general path converts it
+                return None  # not C order: the general path converts it
             held += 1
-            fmt = views[held - 1].format if views[held - 1].format != NULL else b""
-            fmt = _ALIASES.get(fmt, fmt)
-            if fmt != entry[1] or views[held - 1].itemsize != entry[2]:
+            if view.itemsize != <Py_ssize_t>entry[2] or not _format_is(view.format, _FORMAT_CHAR[<int>out.kind]):
                 return None  # a dtype other than the datatype's: converted there too
+            bound += 64 + out.name_n + out.datatype_n + ELEMENT_MAX * (view.len // view.itemsize + view.ndim)
+        if held != count:
+            return None
         if bound > STACK_BYTES:
             buf = <char*>malloc(bound)
             if buf == NULL:
@@ -503,23 +531,21 @@ def v2_json_answer(
             p = _put(p, id_s, id_n)
         p = _put(p, b'","outputs":[', 13)
         for i in range(held):
-            output, datatype, entry, arr = picked[i]
+            out = &picked[i]
+            view = &views[i]
             p = _put(p, b'{"name":"' if i == 0 else b',{"name":"', 9 if i == 0 else 10)
-            s = _plain(output, &n)
-            p = _put(p, s, n)
+            p = _put(p, out.name, out.name_n)
             p = _put(p, b'","datatype":"', 14)
-            s = _plain(datatype, &n)
-            p = _put(p, s, n)
+            p = _put(p, out.datatype, out.datatype_n)
             p = _put(p, b'","shape":[', 11)
-            for d, dim in enumerate(arr.shape):
+            for d in range(view.ndim):
                 if d:
                     p[0] = b','
                     p += 1
-                p = _uint_text(p, <uint64_t>dim)
+                p = _uint_text(p, <uint64_t>view.shape[d])
             p = _put(p, b'],"data":', 9)
-            kind = entry[0]
             with nogil:
-                p = _elements(p, <const char*>views[i].buf, views[i].len // views[i].itemsize, kind)
+                p = _elements(p, <const char*>view.buf, view.len // view.itemsize, out.kind)
             if p == NULL:
                 return None  # a float the formatter declines: NaN, infinity or tiny
             p[0] = b'}'
@@ -529,6 +555,6 @@ def v2_json_answer(
     finally:
         for i in range(held):
             PyBuffer_Release(&views[i])
-        free(views)
+        free(block)
         if buf != stack:
             free(buf)
