@@ -46,18 +46,23 @@ from ._harness import cpu_ns, free_port, v2_json_body
 from .serving import Target, wrk
 
 #: Raised when a change makes earlier results incomparable (bench/_results.py). 2: the direct
-#: path's DirectRequest.write (held answers are written from it) counts as "write".
-SCRIPT_VERSION = 2
+#: path's DirectRequest.write (held answers are written from it) counts as "write". 3: the
+#: answer's encode_answer and encode_document count as "encode" (encode_document counted as
+#: "decode" before), and the head's head_block and plain_message as "write".
+SCRIPT_VERSION = 3
 
 #: (stage, file suffix, function names or None for all): the first rule matching a frame,
 #: innermost frame first, names its sample's stage. Frames of generated code (dataclass
 #: __init__) are passed over to their caller.
-_CODEC_ENCODE = ("InferResponse.", "tensor_bytes", "_json_bytes_data", "encode_response")
+_CODEC_ENCODE = (
+    "InferResponse.", "tensor_bytes", "_json_bytes_data",
+    "encode_response", "encode_answer", "encode_document",
+)
 STAGES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("write", "runtime/server/uvicorn_http.py",
      ("DirectRequest.respond", "DirectRequest.write", "_default_head")),
     ("write", "runtime/server/uvicorn_http.py", ("_CoalescingTransport.", "_HeldWrites.")),
-    ("write", "runtime/server/http.py", ("head_lines", "send_answer")),
+    ("write", "runtime/server/http.py", ("head_lines", "head_block", "plain_message", "send_answer")),
     ("encode", "runtime/server/codec.py", _CODEC_ENCODE),
     ("encode", "runtime/server/http.py", ("HttpWire.encode",)),
     ("encode", "runtime/server/pipeline.py", ("Call.response",)),

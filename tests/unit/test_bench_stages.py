@@ -32,6 +32,9 @@ def test_the_innermost_named_frame_decides() -> None:
     metrics = ("x/runtime/metrics/serving.py", "PlainHistogram.observe_many")
     assert stage_of(_stack(metrics, batcher)) == "metrics"
     assert stage_of(_stack(("x/runtime/server/codec.py", "encode_response"))) == "encode"
+    assert stage_of(_stack(("x/runtime/server/codec.py", "encode_answer"))) == "encode"
+    assert stage_of(_stack(("x/runtime/server/codec.py", "encode_document"))) == "encode"
+    assert stage_of(_stack(("x/runtime/server/http.py", "plain_message"))) == "write"
     assert stage_of(_stack(("x/runtime/server/codec.py", "decode_request"))) == "decode"
     assert stage_of(_stack(("x/runtime/server/uvicorn_http.py", "DirectRequest.respond"))) == "write"
     assert stage_of(_stack(("x/runtime/server/uvicorn_http.py", "_HeldWrites.flush"))) == "write"
