@@ -279,6 +279,7 @@ cdef extern from "errno.h":
 
 cdef extern from "float.h":
     int LDBL_MANT_DIG
+    int FLT_EVAL_METHOD
 
 cdef extern from "string.h":
     void* memcpy(void* dest, const void* src, size_t n) nogil
@@ -295,6 +296,18 @@ cdef long double LD_POW10[LD_POW10_MAX + 1]
 LD_POW10[0] = 1.0
 for _k in range(1, LD_POW10_MAX + 1):
     LD_POW10[_k] = LD_POW10[_k - 1] * 10
+
+# Clinger's fast path: a significand below 2^53 and a power of ten up to 10^22 are both
+# exact doubles, so one multiplication or division in double precision rounds the exact
+# value once, correctly. Only where doubles are computed as doubles (not in x87's wider
+# registers, which would round twice): FLT_EVAL_METHOD 0, as on x86-64 and arm64.
+cdef enum:
+    D_POW10_MAX = 22
+cdef double D_POW10[D_POW10_MAX + 1]
+D_POW10[0] = 1.0
+for _k in range(1, D_POW10_MAX + 1):
+    D_POW10[_k] = D_POW10[_k - 1] * 10
+cdef bint D_EXACT = FLT_EVAL_METHOD == 0
 
 
 cdef inline unsigned long long _significand(long double r) noexcept:
@@ -352,17 +365,18 @@ cdef struct Decimal:
 
 cdef Py_ssize_t _decimal(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, Decimal* d) noexcept:
     """Read the JSON number at i (JSON's grammar, strictly) into `d`; its end, or -1 when
-    there is none. One pass: checking and reading the digits together."""
+    there is none. One pass: checking and reading the digits together, in locals written to
+    `d` at the end (stores through `d` could alias the bytes read, so the compiler would
+    keep every running value in memory)."""
     cdef Py_ssize_t start
     cdef unsigned char c
     cdef int e = 0
     cdef bint exp_negative = False
-    d.m = 0
-    d.digits = 0
-    d.exp10 = 0
-    d.negative = i < n and p[i] == c'-'
-    d.integer = True
-    if d.negative:
+    cdef unsigned long long m = 0
+    cdef int digits = 0, exp10 = 0
+    cdef bint negative = i < n and p[i] == c'-'
+    cdef bint integer = True
+    if negative:
         i += 1
     if i >= n:
         return -1
@@ -373,34 +387,34 @@ cdef Py_ssize_t _decimal(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, Dec
             c = p[i] - c'0'
             if c > 9:
                 break
-            d.digits += 1
-            if d.digits <= LD_DIGITS_MAX:
-                d.m = d.m * 10 + c
+            digits += 1
+            if digits <= LD_DIGITS_MAX:
+                m = m * 10 + c
             else:
-                d.exp10 += 1  # a digit past what m holds: _double declines on digits
+                exp10 += 1  # a digit past what m holds: _double declines on digits
             i += 1
     else:
         return -1
     if i < n and p[i] == c'.':
-        d.integer = False
+        integer = False
         i += 1
         start = i
         while i < n:
             c = p[i] - c'0'
             if c > 9:
                 break
-            if d.m or c:
-                d.digits += 1
-                if d.digits <= LD_DIGITS_MAX:
-                    d.m = d.m * 10 + c
-                    d.exp10 -= 1
+            if m or c:
+                digits += 1
+                if digits <= LD_DIGITS_MAX:
+                    m = m * 10 + c
+                    exp10 -= 1
             else:
-                d.exp10 -= 1  # a leading zero of the fraction
+                exp10 -= 1  # a leading zero of the fraction
             i += 1
         if i == start:
             return -1
     if i < n and (p[i] == c'e' or p[i] == c'E'):
-        d.integer = False
+        integer = False
         i += 1
         if i < n and (p[i] == c'+' or p[i] == c'-'):
             exp_negative = p[i] == c'-'
@@ -415,7 +429,12 @@ cdef Py_ssize_t _decimal(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, Dec
             i += 1
         if i == start:
             return -1
-        d.exp10 += -e if exp_negative else e
+        exp10 += -e if exp_negative else e
+    d.m = m
+    d.digits = digits
+    d.exp10 = exp10
+    d.negative = negative
+    d.integer = integer
     return i
 
 
@@ -423,20 +442,28 @@ cdef Py_ssize_t _number(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, bint
     """The end of the JSON number at i, -1 when there is none; `integer` as Decimal's."""
     cdef Decimal d
     i = _decimal(p, n, i, &d)
-    integer[0] = d.integer
+    integer[0] = i >= 0 and d.integer  # `d` is written only for a number
     return i
 
 
 cdef bint _double(const Decimal* d, double* out) noexcept:
-    """The correctly rounded double of a number by the long double rule above; False where
-    the rule does not decide (strtod then does)."""
+    """The correctly rounded double of a number by Clinger's fast path or the long double
+    rule above; False where neither decides (strtod then does)."""
     cdef unsigned long long low
     cdef long double r
-    if not LD_EXACT or d.digits > LD_DIGITS_MAX:
+    cdef double x
+    if d.digits > LD_DIGITS_MAX:
         return False
     if d.m == 0:
         out[0] = -0.0 if d.negative else 0.0
         return True
+    if D_EXACT and d.m < (1ULL << 53) and -D_POW10_MAX <= d.exp10 <= D_POW10_MAX:
+        x = <double>d.m
+        x = x * D_POW10[d.exp10] if d.exp10 >= 0 else x / D_POW10[-d.exp10]
+        out[0] = -x if d.negative else x
+        return True
+    if not LD_EXACT:
+        return False
     if d.exp10 > LD_POW10_MAX or d.exp10 < -LD_POW10_MAX:
         return False
     if d.exp10 >= 0:

@@ -166,6 +166,20 @@ def test_decimal_texts_round_correctly(text: str) -> None:
     _held_to_float(text)
 
 
+def test_numbers_in_the_double_fast_path_round_correctly() -> None:
+    # Significands below 2^53 scaled by 10^-22 to 10^22 take one double division or
+    # multiplication (Clinger's rule), across the edges of both limits, written as a float
+    # text and as an exponent.
+    rng = np.random.default_rng(53)
+    mags = np.concatenate([rng.integers(1, 2**53, 4000, dtype=np.int64), [2**53 - 1, 2**53 - 2, 1]])
+    for i, m in enumerate(mags.tolist()):
+        e = int(rng.integers(-22, 23)) if i % 7 else (-22, 22, -23, 23, 0, -1, 1)[(i // 7) % 7]
+        _held_to_float(f"{m}e{e}")
+        digits = str(m)
+        point = int(rng.integers(1, len(digits) + 1))
+        _held_to_float(f"{digits[:point]}.{digits[point:] or '0'}")
+
+
 def test_halfway_numbers_are_still_exact() -> None:
     # 2^53 + 1 and 2^53 + 3 are halfway between doubles: ties go to the even one.
     for text in ("9007199254740993.0", "9007199254740995.0", "1.5e-20", "0.000001"):
