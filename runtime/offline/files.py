@@ -48,6 +48,13 @@ class PredictSummary:
     def rows_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def drift_tested(self) -> bool:
+        """Whether the drift report judged the rows (at least `min_rows` of them)."""
+        if self.drift is None:
+            return False
+        return self.drift["window"]["rows"] >= self.drift["thresholds"]["min_rows"]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "output": self.output,
@@ -58,6 +65,9 @@ class PredictSummary:
             "rows_per_s": round(self.rows_per_s, 1),
             "columns": self.columns,
             "drift_status": None if self.drift is None else self.drift["status"],
+            # False when the run had fewer rows than min_rows: its status is then `ok` by the
+            # server's sample-size guard, not because the rows were judged alike.
+            "drift_tested": None if self.drift is None else self.drift_tested,
             # Each feature's PSI and status; the whole report is `drift` in Python.
             "drift": None
             if self.drift is None

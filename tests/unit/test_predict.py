@@ -62,6 +62,7 @@ def test_parquet_to_parquet_equals_the_model_row_for_row(iris, capsys) -> None:
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows"] == 150 and summary["batches"] >= 5 and summary["drift_status"] is None
+    assert summary["drift_tested"] is None
     got = pq.read_table(out)
     assert got.column_names == ["id", "label", "probabilities[0]", "probabilities[1]", "probabilities[2]"]
     assert got.column("id").to_pylist() == list(np.arange(150) * 7)  # order kept, ids passed through
@@ -72,13 +73,29 @@ def test_parquet_to_parquet_equals_the_model_row_for_row(iris, capsys) -> None:
     assert got.schema.field("probabilities[0]").type == pa.float32()
 
 
+def test_too_few_rows_say_their_ok_is_untested(iris, capsys) -> None:
+    # Rows iris's reference never saw much of (the last 60: two of its three classes, large
+    # petals) but fewer than min_rows (100): `ok` by the sample-size guard, as the server says
+    # it; the JSON line must not let a scheduled job read that as "no drift".
+    small = iris["dir"] / "tail.csv"
+    pacsv.write_csv(pacsv.read_csv(iris["csv"]).slice(90), small)
+    out = iris["dir"] / "tail.parquet"
+    code = mlrt(["predict", str(iris["model"]), str(small), "-o", str(out), "--passthrough", "id",
+                 "--profile", str(iris["ref"]), "--json", "--fail-on-drift"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 60
+    assert summary["drift_status"] == "ok" and summary["drift_tested"] is False
+    assert max(f["psi"] for f in summary["drift"]["features"].values()) > 0.2
+
+
 def test_csv_float64_to_csv_with_the_drift_of_mlrt_drift(iris, capsys) -> None:
     out = iris["dir"] / "scored.csv"
     code = mlrt(["predict", str(iris["model"]), str(iris["csv"]), "-o", str(out), "--passthrough",
                  "id", "--profile", str(iris["ref"]), "--json"])  # fmt: skip
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["drift_status"] == "ok"
+    assert summary["drift_status"] == "ok" and summary["drift_tested"] is True
     got = pacsv.read_csv(out)
     want = expected(iris["model"], iris["X"])
     np.testing.assert_allclose(
