@@ -180,6 +180,11 @@ def _json_tensor(where: str, datatype: str, shape: tuple[int, ...], data: Any) -
         if kind != "b" and (arr.min() < info.min or arr.max() > info.max):
             raise InvalidInput(f"{where}: value out of range for {datatype}")
     elif kind not in "iufb":
+        if dtype.kind == "f" and any(v is None for v in _flatten(data, where)):
+            # JSON's null is the usual spelling of a missing value elsewhere; V2 tensors have none.
+            raise InvalidInput(
+                f"{where}: {datatype} data must be numbers, not null; send NaN for a missing value"
+            )
         raise InvalidInput(f"{where}: {datatype} data must be numbers")
     elif kind == "f" and arr.dtype.itemsize > dtype.itemsize:
         limit = _FLOAT_MAX[dtype.char]

@@ -86,6 +86,7 @@ BAD_INFER = [
     pytest.param(MLP, body(mlp_input(data=[0.5] * 19)), {}, ["19 elements", "[1, 20]"], id="element-count"),
     pytest.param(MLP, body(mlp_input(data=[[0.5] * 20, [1.0]])), {}, ["ragged"], id="ragged"),
     pytest.param(MLP, body(mlp_input(data=["a"] * 20)), {}, ["FP32 data must be numbers"], id="strings"),
+    pytest.param(MLP, body(mlp_input(data=[None] + [0.5] * 19)), {}, ["not null", "send NaN"], id="null"),
     pytest.param(
         TWO_IO,
         body(tensor("x", "FP32", [1, 3], [1, 2, 3]), tensor("n", "INT64", [1, 1], [1.5])),
