@@ -22,6 +22,10 @@ small job that returns one row per partition.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Unpack
 
@@ -70,13 +74,14 @@ def predict(
 
     if PARTITION in df.columns:
         raise ConfigError(f"the DataFrame has a column named {PARTITION!r}, which mlrt uses for itself")
+    context = _spark_context(df)
+    check_local_workers(context)
     spec = ScorerSpec.of(model, options, threads=1)
     scorer = spec.build()
     read = scorer.check(names_schema(df.columns))
     source = df.select(*[F.col(_quoted(c)) for c in read], F.spark_partition_id().alias(PARTITION))
     schema, casts = _output_schema(scorer, df)
     accumulator = None
-    context = _spark_context(df)
     if scorer.monitor is not None and context is not None:
         accumulator = context.accumulator({}, _ByPartition())
     work = pinned(spec, scorer)
@@ -277,6 +282,43 @@ def _spark_context(df: Any) -> Any:
         return df.sparkSession.sparkContext
     except Exception:
         return None
+
+
+#: Python executables a local master's workers were found to import mlrt with.
+_checked_workers: set[str] = set()
+
+
+def check_local_workers(context: Any) -> None:
+    """On a local master the Python workers start on this machine with Spark's
+    `pythonExec` (PYSPARK_PYTHON, else `python3` on PATH), which is not this Python
+    unless it was set so: a script run with a virtual environment's Python without
+    activating it gets the system's, without mlrt, and every task fails with a worker's
+    traceback (`No module named 'runtime'`). Check that Python once and say what to do."""
+    if context is None or not str(getattr(context, "master", "")).startswith("local"):
+        return
+    exe = getattr(context, "pythonExec", None)
+    if not exe:
+        return
+    found = shutil.which(exe) or exe
+    # Paths compared as written, not resolved: a venv's python is a link to the base
+    # interpreter, which runs without the venv's packages when called by its own name.
+    if os.path.abspath(found) == os.path.abspath(sys.executable) or found in _checked_workers:
+        return
+    try:
+        proc = subprocess.run(
+            [found, "-c", "import runtime.offline.workers"], capture_output=True, text=True, timeout=120
+        )
+        failed = proc.returncode != 0
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        failed, why = True, str(exc)
+    if failed:
+        raise ConfigError(
+            f"Spark's Python workers run {exe!r} ({found}), which cannot import mlrt ({why}); "
+            f"set PYSPARK_PYTHON={sys.executable} before the SparkSession starts, or activate the "
+            "environment mlrt is installed in (docs/offline-spark-dask.md)"
+        )
+    _checked_workers.add(found)
 
 
 class _ByPartition:

@@ -8,7 +8,9 @@ Parquet files) is scored in several batches by a scorer its worker keeps."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,3 +233,27 @@ def test_outputs_spark_has_no_type_for_are_widened_exactly() -> None:
     assert out.column("u8").to_pylist() == [0, 255] and out.column("u8").type == pa.int16()
     assert [int(v) for v in out.column("u64").to_pylist()] == [0, 2**64 - 1]
     assert out.column("f16").to_pylist() == [0.5, 65504.0] and out.column("f32").type == pa.float32()
+
+
+def test_a_local_worker_python_without_mlrt_is_named_before_anything_runs(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a script run as `.venv/bin/python job.py` meets without PYSPARK_PYTHON: Spark's
+    # local workers start `python3` from PATH, a Python without mlrt. Here, a real one: a
+    # fresh virtual environment's, started outside the checkout so it cannot import the
+    # source tree either.
+    from runtime.offline.spark import check_local_workers
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    bare = tmp_path / "bare" / "bin" / "python"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    context = spark.sparkContext
+    monkeypatch.setattr(context, "pythonExec", str(bare))
+    with pytest.raises(ConfigError, match=rf"PYSPARK_PYTHON={re.escape(sys.executable)}") as err:
+        check_local_workers(context)
+    assert str(bare) in str(err.value) and "No module named" in str(err.value)
+    # This Python (the session's own, as the fixture set it) is not started again.
+    monkeypatch.setattr(context, "pythonExec", sys.executable)
+    monkeypatch.setattr(subprocess, "run", None)  # would fail if it were called
+    check_local_workers(context)
