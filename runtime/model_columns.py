@@ -100,7 +100,7 @@ def tensor_from_columns(names: Sequence[str], cols: Sequence[np.ndarray], spec: 
         for name, c in zip(names, cols, strict=True):
             if c.dtype.kind not in "fiub":
                 raise ConfigError(
-                    f"column '{name}' holds text (e.g. {c[:1].tolist()}) but feeds input "
+                    f"column '{name}' holds text ({_text_values(c)}) but feeds input "
                     f"'{spec.name}', which is {spec.datatype}"
                 )
             try:
@@ -110,6 +110,23 @@ def tensor_from_columns(names: Sequence[str], cols: Sequence[np.ndarray], spec: 
             ready.append(np.ascontiguousarray(c, dtype=dtype))
         interleave(ready, arr)
     return arr.reshape(-1) if len(spec.shape) == 1 else arr
+
+
+def _text_values(c: np.ndarray, show: int = 3) -> str:
+    """What makes a column text, for its error: the values that are not numbers, not the
+    column's first value (which may well be one)."""
+    bad = []
+    count = 0
+    for v in c.tolist():
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            count += 1
+            if len(bad) < show:
+                bad.append(v)
+    if not count:  # every value reads as a number: the file's type says text
+        return f"numbers stored as text, e.g. {c[:1].tolist()}"
+    return f"{count} of {len(c)} values are not numbers, e.g. {bad}"
 
 
 def output_columns(specs: Sequence[Any], results: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:

@@ -192,8 +192,12 @@ def test_errors_name_the_column_or_file_and_leave_the_destination_alone(iris, tm
     assert "--passthrough names no such column(s) ['key']" in run(str(iris["csv"]), "--passthrough", "key")
     # Text where the model takes numbers.
     text = tmp_path / "text.csv"
-    text.write_text("a,b,c,d\n1,2,3,x\n")
-    assert "column 'd' holds text" in run(str(text))
+    text.write_text("a,b,c,d\n1,2,3,4.5\n1,2,3,x\n1,2,3,7\n")
+    # The value that is not a number is named, not the column's first (which is one).
+    assert "column 'd' holds text (1 of 3 values are not numbers, e.g. ['x'])" in run(str(text))
+    typed = tmp_path / "typed.parquet"
+    pq.write_table(pa.table({"a": [1.0], "b": [2.0], "c": [3.0], "d": pa.array(["4.5"], pa.string())}), typed)
+    assert "column 'd' holds text (numbers stored as text, e.g. ['4.5'])" in run(str(typed))
     # A corrupt file among good ones.
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"PAR1 not really parquet")
