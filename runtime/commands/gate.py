@@ -87,6 +87,9 @@ def render(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._imports import cwd_importable
+
+    cwd_importable()  # a package.module:object model in ./, as `mlrt serve` finds it
     from runtime.errors import MlrtError
     from runtime.gates import gate
 

@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._imports import cwd_importable
+
+    cwd_importable()  # a package.module:object model in ./, as `mlrt serve` finds it
     from runtime.errors import MlrtError
     from runtime.offline import predict_files
 

@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._imports import cwd_importable
+
+    cwd_importable()  # a package.module:object model in ./, as `mlrt serve` finds it
     import sys
     import warnings
     from pathlib import Path

