@@ -60,6 +60,12 @@ class LocalModel:
     def outputs(self) -> tuple[Any, ...]:
         return self.model.outputs
 
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """The data columns the model's one matrix input takes, in order, when the model
+        knows them (a scikit-learn estimator fitted on a DataFrame); else None."""
+        return getattr(self.model, "feature_names", None)
+
     def _as_inputs(self, x: np.ndarray | Mapping[str, Any]) -> tuple[Tensors, Mapping[str, str]]:
         """The caller's arrays, and the V2 datatype each one's dtype stands for: check_inputs
         converts them to the model's as it would a request's (runtime/convert.py)."""

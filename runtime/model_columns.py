@@ -81,6 +81,24 @@ def map_inputs(
     return feeds, features
 
 
+def known_columns(model: Any, available: Sequence[str]) -> list[str] | None:
+    """The data columns a model names itself (a scikit-learn estimator fitted on a
+    DataFrame knows its `feature_names_in_`), in its order; None when it names none. A
+    column it names that the data lacks is an error: feeding another in its place by
+    position would score the wrong values without a word."""
+    names = getattr(model, "feature_names", None)
+    if not names:
+        return None
+    have = set(available)
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise ConfigError(
+            f"the model was fitted on columns {list(names)}; the data has no {missing} "
+            f"(it has {list(available)[:12]})"
+        )
+    return list(names)
+
+
 def tensor_from_columns(names: Sequence[str], cols: Sequence[np.ndarray], spec: Any) -> np.ndarray:
     """One input tensor from its data columns, in the columns' own dtype (check_inputs
     converts it to the model's datatype by the one rule, runtime/convert.py)."""

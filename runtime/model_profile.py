@@ -18,7 +18,7 @@ import numpy as np
 from .data import Columns, to_columns
 from .datatypes import numpy_dtype
 from .errors import ConfigError
-from .model_columns import map_inputs, output_columns
+from .model_columns import known_columns, map_inputs, output_columns
 from .monitor.profile import Profile
 
 #: Rows per model call while the outputs are computed.
@@ -74,6 +74,9 @@ def model_frame(model: Any, data: object, *, exclude: Iterable[str] = (), output
     hint = (
         "; leave out the target and id columns with --exclude, or name one-column inputs after data columns"
     )
+    named = known_columns(model, list(columns))
+    if named is not None:
+        columns = {name: columns[name] for name in named}
     feeds, features = map_inputs(model.inputs, columns, hint)
     dtypes = {}
     cats = set()

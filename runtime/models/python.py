@@ -172,8 +172,13 @@ class PythonModel:
                 f"model '{config.name}': declare its inputs, either as an `inputs` attribute "
                 "on the object or `inputs = [{name, datatype, shape}]` in the config"
             )
+        # The data columns a one-matrix input takes, in order, when the model knows them:
+        # `mlrt predict` and `mlrt profile --model` pick them from a file by name.
+        self.feature_names: tuple[str, ...] | None = None
         if self._frame is not None:
             self._frame_inputs = self._frame_signature()
+            if not self._frame_inputs:
+                self.feature_names = tuple(self._frame)
             try:
                 import pandas  # noqa: F401
             except ImportError:

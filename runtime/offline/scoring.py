@@ -24,7 +24,7 @@ from ..convert import convert
 from ..data import arrow_to_numpy
 from ..datatypes import V2_TO_NUMPY, v2_datatype
 from ..errors import ConfigError, InvalidInput, ModelFailure
-from ..model_columns import by_name, input_widths, map_inputs, output_columns
+from ..model_columns import by_name, input_widths, known_columns, map_inputs, output_columns
 from ..models import Model, check_inputs, load_model
 from ..monitor.drift import ModelMonitor, column_names
 from ..monitor.profile import Profile
@@ -156,7 +156,8 @@ class BatchScorer:
         """The data columns that feed the model, in order, given the data's columns.
 
         The spec's `columns` when given; else by name when every input is one column
-        named like a data column; else the profile's features when the data has them all;
+        named like a data column; else the columns the model names itself (an estimator
+        fitted on a DataFrame); else the profile's features when the data has them all;
         else every data column but the passthrough ones, in the data's order.
         """
         have = set(available)
@@ -168,6 +169,9 @@ class BatchScorer:
         specs = self.model.inputs
         if by_name(specs, available):
             return [s.name for s in specs]
+        named = known_columns(self.model, available)
+        if named is not None:
+            return named
         if self.profile is not None:
             names = [f.name for f in self.profile.features]
             if all(n in have for n in names) and len(names) == sum(input_widths(specs)):

@@ -42,6 +42,11 @@ MODULE = textwrap.dedent(
     prep = ColumnTransformer([("text", OneHotEncoder(), TEXT), ("numbers", StandardScaler(), NUMBERS)])
     model = Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=2000))])
     model.fit(train[TEXT + NUMBERS], (train["price"] > train["price"].median()).astype(int))
+
+    # Numbers only: one matrix input, whose columns the estimator knows by name.
+    numbers = Pipeline([("prep", ColumnTransformer([("n", StandardScaler(), NUMBERS)])),
+                        ("clf", LogisticRegression(max_iter=2000))])
+    numbers.fit(train[NUMBERS], (train["price"] > train["price"].median()).astype(int))
     """
 )
 TEXT = ["cut", "color", "clarity"]
@@ -149,3 +154,31 @@ def test_mlrt_predict_over_a_csv_by_column_name(workdir: Path, trained: Any) -> 
     got = pq.read_table(out)
     want = trained.model.predict_proba(frame[TEXT + NUMBERS])
     np.testing.assert_array_equal(got.column("predict_proba[1]").to_numpy(), want[:, 1])
+
+
+def test_a_matrix_model_takes_the_columns_it_was_fitted_on_by_name(
+    workdir: Path, trained: Any, tmp_path: Path
+) -> None:
+    import runtime
+    from runtime.cli import main as mlrt
+    from runtime.errors import ConfigError
+    from runtime.monitor import Profile
+
+    # The file's columns in another order, with others around them: by position the model
+    # would score price, x and y; by name it scores what it was fitted on.
+    frame = trained.data.iloc[4000:4500][["price", "table", "x", "carat", "y", "depth"]]
+    frame.to_csv(tmp_path / "today.csv", index=False)
+    runtime.predict_files("diamonds_model:numbers", tmp_path / "today.csv", tmp_path / "out.parquet")
+    got = pq.read_table(tmp_path / "out.parquet").column("predict_proba[1]").to_numpy()
+    np.testing.assert_array_equal(got, trained.numbers.predict_proba(frame[NUMBERS])[:, 1])
+
+    # The profile too: fitted from those columns, whatever else the file holds.
+    ref = tmp_path / "ref.json"
+    assert mlrt(["profile", str(tmp_path / "today.csv"), "-o", str(ref),
+                 "--model", "diamonds_model:numbers"]) == 0  # fmt: skip
+    assert [f.name for f in Profile.load(ref).features] == NUMBERS
+
+    frame.drop(columns=["depth"]).to_csv(tmp_path / "short.csv", index=False)
+    fitted = r"fitted on columns \['carat', 'depth', 'table'\]; the data has no \['depth'\]"
+    with pytest.raises(ConfigError, match=fitted):
+        runtime.predict_files("diamonds_model:numbers", tmp_path / "short.csv", tmp_path / "out2.parquet")
