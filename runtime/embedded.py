@@ -71,6 +71,8 @@ class LocalModel:
         converts them to the model's as it would a request's (runtime/convert.py)."""
         if isinstance(x, Mapping):
             raw = dict(x)
+        elif hasattr(x, "columns") and not isinstance(x, np.ndarray):
+            raw = self._from_frame(x)
         elif len(self.model.inputs) == 1:
             raw = {self.model.inputs[0].name: x}
         else:
@@ -88,13 +90,36 @@ class LocalModel:
                 if sent is None:
                     sent = dict(self._datatypes)
                 sent[name] = datatype
-            if spec is not None and len(spec.shape) == arr.ndim + 1 and spec.shape[0] == -1:
+            if spec is not None and spec.shape == (-1, 1) and arr.ndim == 1:
+                arr = arr.reshape(-1, 1)  # a column input given as the column's values
+            elif spec is not None and len(spec.shape) == arr.ndim + 1 and spec.shape[0] == -1:
                 arr = arr[np.newaxis]  # one row given without its batch dimension
             out[name] = arr
         return out, self._datatypes if sent is None else sent
 
+    def _from_frame(self, frame: Any) -> dict[str, Any]:
+        """A DataFrame's columns as the model's inputs: one input per column by name, or
+        the columns the model names itself (or all of them) as its one matrix input."""
+        specs = self.model.inputs
+        columns = [str(c) for c in frame.columns]
+        if all(s.name in columns for s in specs) and all(s.shape in ((-1,), (-1, 1)) for s in specs):
+            return {s.name: frame[s.name].to_numpy() for s in specs}
+        if len(specs) == 1:
+            names = self.feature_names
+            if names is None:
+                return {specs[0].name: frame.to_numpy()}
+            missing = [n for n in names if n not in columns]
+            if missing:
+                raise InvalidInput(f"model '{self.name}' was fitted on columns {list(names)}; no {missing}")
+            return {specs[0].name: frame[list(names)].to_numpy()}
+        wanted = [s.name for s in specs]
+        raise InvalidInput(
+            f"model '{self.name}' takes inputs {wanted}; the DataFrame has columns {columns[:12]}"
+        )
+
     def predict(self, x: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run the model on one input array (single-input models) or a dict of arrays."""
+        """Run the model on one input array (single-input models), a dict of arrays, or a
+        pandas DataFrame whose columns feed the inputs by name."""
         inputs, datatypes = self._as_inputs(x)
         inputs = check_inputs(self.model, inputs, datatypes)
         try:

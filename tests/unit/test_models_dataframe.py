@@ -129,3 +129,29 @@ def test_a_declared_signature_that_fits_no_dataframe_is_a_load_error(pipeline: A
     wide = [{"name": n, "datatype": "FP64", "shape": [-1, 2]} for n in TEXT + NUMBERS]
     with pytest.raises(ModelLoadError, match="input 'cut' is a column"):
         served(pipeline, inputs=tuple(wide))
+
+
+def test_embedded_predict_takes_the_dataframe_itself(pipeline: Any, diamonds: Any) -> None:
+    from runtime.embedded import LocalModel
+
+    m = LocalModel(served(pipeline))
+    frame = diamonds.iloc[2000:2300]  # every column: price, x, y, z and the target too
+    got = m.predict(frame)
+    np.testing.assert_array_equal(got["predict_proba"], pipeline.predict_proba(frame[TEXT + NUMBERS]))
+    # Or a dict of the columns' values, one-dimensional as pandas gives them.
+    got = m.predict({c: frame[c].to_numpy() for c in TEXT + NUMBERS})
+    np.testing.assert_array_equal(got["predict"], pipeline.predict(frame[TEXT + NUMBERS]))
+
+
+def test_embedded_matrix_model_takes_its_columns_from_a_dataframe_by_name(diamonds: Any) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from runtime.embedded import LocalModel
+
+    clf = LogisticRegression(max_iter=1000).fit(diamonds[NUMBERS], diamonds["expensive"])
+    m = LocalModel(served(clf))
+    shuffled = diamonds[["table", "price", "carat", "depth"]].iloc[:100]
+    np.testing.assert_array_equal(m.predict(shuffled)["predict"], clf.predict(shuffled[NUMBERS]))
+    fitted = r"fitted on columns \['carat', 'depth', 'table'\]; no \['depth'\]"
+    with pytest.raises(InvalidInput, match=fitted):
+        m.predict(shuffled.drop(columns=["depth"]))
