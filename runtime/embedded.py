@@ -71,7 +71,8 @@ class LocalModel:
         converts them to the model's as it would a request's (runtime/convert.py)."""
         if isinstance(x, Mapping):
             raw = dict(x)
-        elif hasattr(x, "columns") and not isinstance(x, np.ndarray):
+        elif hasattr(x, "columns") and hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):
+            # A pandas (or polars) DataFrame.
             raw = self._from_frame(x)
         elif len(self.model.inputs) == 1:
             raw = {self.model.inputs[0].name: x}
