@@ -435,13 +435,20 @@ def _check_types(obj: object, where: str) -> None:
             raise ConfigError(f"{where}: {key} must be a list of strings, got {value!r}")
 
 
+#: Files of a pickled Python object, as scikit-learn's docs save models (runtime/models/python.py).
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+
+
 def infer_backend(source: str) -> str:
+    if source.endswith(PICKLE_SUFFIXES):
+        return "python"
     if source.endswith(".onnx") or os.path.isfile(source):
         return "onnx"
     if ":" in source:
         return "python"
     raise ConfigError(
-        f"cannot tell how to load {source!r}: give a path ending in .onnx or package.module:object"
+        f"cannot tell how to load {source!r}: give a path ending in .onnx, a pickled model "
+        "(.pkl, .joblib) or package.module:object"
     )
 
 

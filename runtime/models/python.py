@@ -8,6 +8,9 @@ The object may be
   mapping; it returns a dict, a tuple (outputs in declared order) or one array;
 - a class: instantiated with no arguments, then treated as above.
 
+It may also be pickled in a file (`model.pkl`, `model.joblib`), as scikit-learn's docs save
+models: loaded with joblib or pickle, then treated as above.
+
 The signature comes from the object's `inputs` / `outputs` attributes (lists of
 {"name", "datatype", "shape"}), else from the config; for scikit-learn style
 objects the input defaults to `input` FP64 [-1, n_features_in_]. Undeclared
@@ -24,6 +27,7 @@ rest, as skl2onnx exports the same pipeline.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import typing
 from collections.abc import Callable, Mapping
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .._imports import ImportTargetError, import_target, searched
-from ..config import ModelConfig
+from ..config import PICKLE_SUFFIXES, ModelConfig
 from ..datatypes import to_bytes_array, v2_datatype
 from ..errors import ModelLoadError
 from .base import Tensors, TensorSpec, specs
@@ -62,6 +66,37 @@ def import_object(source: str) -> Any:
         raise ModelLoadError(
             f"module {exc.module!r} has no attribute {attr!r}{f' (imported from {where})' if where else ''}"
         ) from None
+
+
+def load_pickled(path: str, name: str) -> Any:
+    """The object pickled in `path` (joblib's format for .joblib, which also reads plain
+    pickles), for model `name`. Unpickling runs the code the file names: serve only files
+    you trust, as you would a module."""
+    where = f"model '{name}'"
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"{where}: no such file {path!r}")
+    try:
+        if path.endswith(".joblib"):
+            try:
+                import joblib
+            except ImportError:
+                raise ModelLoadError(f"{where}: {path!r} is a joblib file: install joblib") from None
+            return joblib.load(path)
+        import pickle
+
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except ModelLoadError:
+        raise
+    except ModuleNotFoundError as exc:
+        # A pickle names the classes it holds by module: the training code's own transformer,
+        # say, which must be importable here too.
+        raise ModelLoadError(
+            f"{where}: cannot unpickle {path!r}: it needs module {exc.name!r}, which is not "
+            "importable here; install it, or start mlrt where it is (the current folder is searched)"
+        ) from None
+    except Exception as exc:  # a truncated file, another format, a class that changed
+        raise ModelLoadError(f"{where}: cannot unpickle {path!r}: {type(exc).__name__}: {exc}") from None
 
 
 def _wants_mapping(fn: Callable[..., Any]) -> bool:
@@ -140,7 +175,10 @@ class PythonModel:
         self.version = config.version
         self.source = config.source
         if obj is None:
-            obj = import_object(config.source)
+            if config.source.endswith(PICKLE_SUFFIXES):
+                obj = load_pickled(config.source, config.name)
+            else:
+                obj = import_object(config.source)
         if inspect.isclass(obj):
             try:
                 obj = obj()

@@ -82,6 +82,15 @@ def rows(trained: Any, start: int, n: int) -> Any:
     return trained.data[TEXT + NUMBERS].iloc[start : start + n]
 
 
+def json_body(frame: Any) -> dict[str, Any]:
+    """A V2 JSON request of the rows, one [n, 1] tensor per column."""
+    return {"inputs": [
+        {"name": c, "shape": [len(frame), 1], "datatype": "BYTES" if c in TEXT else "FP64",
+         "data": frame[c].tolist()}
+        for c in TEXT + NUMBERS
+    ]}  # fmt: skip
+
+
 def test_signature_is_the_dataframes_columns(server: Server) -> None:
     meta = httpx.get(f"{server.url}/v2/models/diamonds").json()
     assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
@@ -91,11 +100,7 @@ def test_signature_is_the_dataframes_columns(server: Server) -> None:
 
 def test_json_request_answers_what_the_pipeline_answers(server: Server, trained: Any) -> None:
     frame = rows(trained, 4000, 3)  # rows the model was not fitted on
-    body = {"inputs": [
-        {"name": c, "shape": [3, 1], "datatype": "BYTES" if c in TEXT else "FP64", "data": frame[c].tolist()}
-        for c in TEXT + NUMBERS
-    ]}  # fmt: skip
-    r = httpx.post(f"{server.url}/v2/models/diamonds/infer", json=body)
+    r = httpx.post(f"{server.url}/v2/models/diamonds/infer", json=json_body(frame))
     assert r.status_code == 200, r.text
     out = {o["name"]: o for o in r.json()["outputs"]}
     assert out["predict"]["data"] == trained.model.predict(frame).tolist()
@@ -125,11 +130,8 @@ def test_tritonclient_binary_tensors(server: Server, trained: Any) -> None:
 def test_a_category_the_encoder_never_saw_is_an_error_and_the_server_stays_up(
     server: Server, trained: Any
 ) -> None:
-    body = {"inputs": [
-        {"name": c, "shape": [1, 1], "datatype": "BYTES" if c in TEXT else "FP64",
-         "data": ["Flawless"] if c == "cut" else rows(trained, 0, 1)[c].tolist()}
-        for c in TEXT + NUMBERS
-    ]}  # fmt: skip
+    body = json_body(rows(trained, 0, 1))
+    body["inputs"][0]["data"] = ["Flawless"]  # cut
     r = httpx.post(f"{server.url}/v2/models/diamonds/infer", json=body)
     assert r.status_code == 500 and "Flawless" in r.json()["error"], r.text
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
@@ -182,3 +184,20 @@ def test_a_matrix_model_takes_the_columns_it_was_fitted_on_by_name(
     fitted = r"fitted on columns \['carat', 'depth', 'table'\]; the data has no \['depth'\]"
     with pytest.raises(ConfigError, match=fitted):
         runtime.predict_files("diamonds_model:numbers", tmp_path / "short.csv", tmp_path / "out2.parquet")
+
+
+def test_the_pipeline_saved_with_joblib_is_served_from_its_file(workdir: Path, trained: Any) -> None:
+    import joblib
+
+    path = workdir / "saved" / "diamonds.joblib"
+    path.parent.mkdir(exist_ok=True)
+    joblib.dump(trained.model, path)  # as scikit-learn's docs save a model
+    s = start_server([str(path)], workdir)
+    try:
+        frame = rows(trained, 7000, 5)
+        r = httpx.post(f"{s.url}/v2/models/diamonds/infer", json=json_body(frame))
+        assert r.status_code == 200, r.text
+        out = {o["name"]: o for o in r.json()["outputs"]}
+        assert out["predict"]["data"] == trained.model.predict(frame).tolist()
+    finally:
+        stop_server(s)

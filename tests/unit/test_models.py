@@ -150,6 +150,52 @@ def test_sklearn_estimator(iris: tuple[np.ndarray, LogisticRegression]) -> None:
     assert (out["predict"] == load_iris().target).mean() > 0.9
 
 
+@pytest.mark.parametrize("suffix", [".joblib", ".pkl"])
+def test_a_pickled_estimator_file(
+    iris: tuple[np.ndarray, LogisticRegression], tmp_path: Path, suffix: str
+) -> None:
+    # What scikit-learn's docs save a model as; served from `mlrt serve iris.joblib`.
+    import pickle
+
+    import joblib
+
+    from runtime.config import parse_model_spec
+
+    x, clf = iris
+    path = tmp_path / f"iris{suffix}"
+    if suffix == ".joblib":
+        joblib.dump(clf, path)
+    else:
+        path.write_bytes(pickle.dumps(clf))
+    config = parse_model_spec(str(path))
+    assert (config.name, config.backend) == ("iris", "python")
+    model = load_model(config)
+    assert signature(model.inputs) == [("input", "FP64", (-1, 4))]
+    np.testing.assert_array_equal(model.predict({"input": x})["predict_proba"], clf.predict_proba(x))
+
+
+def test_a_pickle_that_cannot_load_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import pickle
+
+    with pytest.raises(ModelLoadError, match=r"model 'gone': no such file"):
+        load_model(ModelConfig(name="gone", source=str(tmp_path / "gone.pkl")))
+    (tmp_path / "text.pkl").write_text("plan,tenure\nbasic,3\n")
+    with pytest.raises(ModelLoadError, match=r"model 'text': cannot unpickle .*UnpicklingError"):
+        load_model(ModelConfig(name="text", source=str(tmp_path / "text.pkl")))
+    # A pickle of a class from a module that is not importable here (the training code's own
+    # transformer, say): the error names the module.
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "mlrt_training_code.py").write_text("class Double:\n    pass\n")
+    with monkeypatch.context() as m:
+        m.syspath_prepend(str(tmp_path / "src"))
+        module = importlib.import_module("mlrt_training_code")
+        (tmp_path / "custom.pkl").write_bytes(pickle.dumps(module.Double()))
+    sys.modules.pop("mlrt_training_code")
+    with pytest.raises(ModelLoadError, match=r"it needs module 'mlrt_training_code'"):
+        load_model(ModelConfig(name="custom", source=str(tmp_path / "custom.pkl")))
+
+
 def test_sklearn_estimator_with_declared_input(iris: tuple[np.ndarray, LogisticRegression]) -> None:
     x, clf = iris
     model = python_model(clf, inputs=(X4,))
