@@ -43,6 +43,8 @@ def config_error(tmp_path: Path, toml: str, **kwargs: Any) -> str:
         ("clf=pkg.mod:obj", "clf", "pkg.mod:obj", "python"),
         ("clf=pkg.mod:Outer.attr", "clf", "pkg.mod:Outer.attr", "python"),
         ("pkg.mod:obj", "obj", "pkg.mod:obj", "python"),
+        ("models/churn.joblib", "churn", "models/churn.joblib", "python"),
+        ("clf=churn.pkl", "clf", "churn.pkl", "python"),
     ],
 )
 def test_model_spec(spec: str, name: str, source: str, backend: str) -> None:
@@ -66,7 +68,7 @@ def test_model_spec_of_an_existing_file_without_suffix_is_onnx(tmp_path: Path) -
         ("a/b=model.onnx", "invalid model name 'a/b': use 1-128 letters"),
         ("my model=model.onnx", "invalid model name 'my model'"),
         ("x\nforged=model.onnx", "invalid model name"),
-        ("name=model.pkl", "cannot tell how to load 'model.pkl'"),
+        ("name=model.h5", "cannot tell how to load 'model.h5'"),
         ("no_such_thing", "cannot tell how to load 'no_such_thing'"),
     ],
 )
