@@ -155,3 +155,42 @@ def test_embedded_matrix_model_takes_its_columns_from_a_dataframe_by_name(diamon
     fitted = r"fitted on columns \['carat', 'depth', 'table'\]; no \['depth'\]"
     with pytest.raises(InvalidInput, match=fitted):
         m.predict(shuffled.drop(columns=["depth"]))
+
+
+class _Recording:
+    """A real estimator that notes what each predict call was given."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.feature_names_in_ = inner.feature_names_in_
+        self.n_features_in_ = inner.n_features_in_
+        self.given: list[type] = []
+
+    def predict(self, x: Any) -> Any:
+        self.given.append(type(x))
+        return self.inner.predict(x)
+
+
+def test_a_frame_only_where_the_estimator_needs_one(diamonds: Any) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    # Fitted on a DataFrame but picking no column by name: the array, as before there was a
+    # frame, which scikit-learn checks faster, and the same answers. (scikit-learn says once
+    # that the array has no feature names, as it did then.)
+    plain = _Recording(LogisticRegression(max_iter=1000).fit(diamonds[NUMBERS], diamonds["expensive"]))
+    x = diamonds[NUMBERS].to_numpy()[:100]
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        m = served(plain)
+        np.testing.assert_array_equal(m.predict({"input": x})["predict"], plain.inner.predict(x))
+    assert plain.given[-1] is np.ndarray
+    # A step that reads a column by name fails on an array at the warm-up: the frame then.
+    by_name = make_pipeline(
+        FunctionTransformer(lambda df: df[["carat"]] * df[["depth"]].to_numpy()),
+        LogisticRegression(max_iter=1000),
+    ).fit(diamonds[NUMBERS], diamonds["expensive"])
+    m = served(by_name)
+    np.testing.assert_array_equal(
+        m.predict({"input": x})["predict_proba"], by_name.predict_proba(diamonds[NUMBERS][:100])
+    )
