@@ -215,7 +215,7 @@ class PythonModel:
         # `mlrt predict` and `mlrt profile --model` pick them from a file by name.
         self.feature_names: tuple[str, ...] | None = None
         # Whether each call builds the DataFrame. scikit-learn checks a DataFrame's columns on
-        # every call (about 0.4 ms more than an array, by hand on this project's 2-core VM),
+        # every call (about 0.4 ms more than an array, timed by hand on a 2-core VM),
         # so an estimator that works on an array gets one, as before: only one that picks
         # columns by name (a ColumnTransformer) or takes text needs the frame, or one whose
         # warm-up fails on an array (a FunctionTransformer reading df["col"], say).
@@ -225,6 +225,7 @@ class PythonModel:
             if not self._frame_inputs:
                 self.feature_names = tuple(self._frame)
             self._call_frame = self._frame_inputs or any(hasattr(s, "transformers_") for s in _steps(obj))
+        if self._call_frame:
             try:
                 import pandas  # noqa: F401
             except ImportError:
