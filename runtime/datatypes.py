@@ -53,6 +53,17 @@ def v2_datatype(dtype: np.dtype) -> str:
         raise InvalidInput(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from None
 
 
+def to_text_array(values: np.ndarray) -> np.ndarray:
+    """The BYTES form as text: an object array of str, each bytes element decoded as UTF-8
+    (check_inputs has checked it is), anything else (a null from a file) as it is. For
+    backends that take strings: onnxruntime's string tensors, scikit-learn's categories."""
+    out = np.empty(values.shape, dtype=np.object_)
+    flat_out = out.reshape(-1)
+    for i, v in enumerate(values.reshape(-1).tolist()):
+        flat_out[i] = v.decode("utf-8") if isinstance(v, bytes) else v
+    return out
+
+
 def to_bytes_array(values: np.ndarray) -> np.ndarray:
     """Turn a str/bytes/object array into an object array of bytes (the BYTES form)."""
     out = np.empty(values.shape, dtype=np.object_)

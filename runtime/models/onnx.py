@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from ..config import ModelConfig
+from ..datatypes import to_text_array
 from ..errors import ModelLoadError
 from .base import Tensors, TensorSpec, specs
 
@@ -107,9 +108,7 @@ class OnnxModel:
             feeds = dict(inputs)
             for name in self._string_inputs:
                 # onnxruntime wants str elements; V2 BYTES arrive as bytes.
-                feeds[name] = np.vectorize(
-                    lambda b: b.decode("utf-8") if isinstance(b, bytes) else b, otypes=[object]
-                )(inputs[name])
+                feeds[name] = to_text_array(inputs[name])
         results = self._run(self._output_names, feeds, self._run_options)
         out = dict(zip(self._output_names, results, strict=True))
         for name in self._string_outputs:

@@ -38,7 +38,7 @@ import numpy as np
 
 from .._imports import ImportTargetError, import_target, searched
 from ..config import PICKLE_SUFFIXES, ModelConfig
-from ..datatypes import to_bytes_array, v2_datatype
+from ..datatypes import to_bytes_array, to_text_array, v2_datatype
 from ..errors import ModelLoadError
 from .base import Tensors, TensorSpec, specs
 
@@ -277,7 +277,7 @@ class PythonModel:
         for name in self._frame:
             col = inputs[name].reshape(-1)
             if col.dtype == object:
-                col = np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in col], dtype=object)
+                col = to_text_array(col)
             cols[name] = col
         return pd.DataFrame(cols, columns=self._frame)
 
