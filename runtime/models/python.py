@@ -38,7 +38,7 @@ import numpy as np
 
 from .._imports import ImportTargetError, import_target, searched
 from ..config import PICKLE_SUFFIXES, ModelConfig
-from ..datatypes import to_bytes_array, to_text_array, v2_datatype
+from ..datatypes import numpy_dtype, to_bytes_array, to_text_array, v2_datatype
 from ..errors import ModelLoadError
 from .base import Tensors, TensorSpec, specs
 
@@ -293,8 +293,6 @@ class PythonModel:
         return self._obj(inputs)
 
     def _learn_outputs(self) -> tuple[TensorSpec, ...]:
-        from ..datatypes import numpy_dtype
-
         row = {
             s.name: np.zeros(tuple(1 if d == -1 else d for d in s.shape), numpy_dtype(s.datatype))
             for s in self.inputs
@@ -327,7 +325,18 @@ class PythonModel:
             for name, arr in items
         )
 
+    def _no_rows(self, inputs: Tensors) -> Tensors | None:
+        """Empty outputs for a request of zero rows to an estimator, which scikit-learn refuses
+        ("Found array with 0 sample(s)") where onnxruntime answers it: V2 allows the shape."""
+        if inputs[self.inputs[0].name].shape[:1] != (0,):
+            return None
+        if any(-1 in s.shape[1:] for s in self.outputs):
+            return None  # an output's width is unknown: let the estimator say what it does
+        return {s.name: np.empty((0, *s.shape[1:]), numpy_dtype(s.datatype)) for s in self.outputs}
+
     def predict(self, inputs: Tensors) -> Tensors:
+        if self._sklearn and (empty := self._no_rows(inputs)) is not None:
+            return empty
         raw = self._call(inputs)
         if isinstance(raw, Mapping):
             return {str(k): _as_output(v) for k, v in raw.items()}

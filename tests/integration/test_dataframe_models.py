@@ -109,6 +109,16 @@ def test_json_request_answers_what_the_pipeline_answers(server: Server, trained:
     )
 
 
+def test_a_request_of_zero_rows_answers_empty_outputs(server: Server, trained: Any) -> None:
+    # The last page of a client's paged job can be empty; an ONNX model answers it, and so must
+    # an estimator (scikit-learn alone refuses an empty frame).
+    r = httpx.post(f"{server.url}/v2/models/diamonds/infer", json=json_body(rows(trained, 0, 0)))
+    assert r.status_code == 200, r.text
+    assert [(o["name"], o["shape"], o["data"]) for o in r.json()["outputs"]] == [
+        ("predict", [0], []), ("predict_proba", [0, 2], []),
+    ]  # fmt: skip
+
+
 def test_tritonclient_binary_tensors(server: Server, trained: Any) -> None:
     frame = rows(trained, 5000, 64)
     client = triton.InferenceServerClient(server.host_port)

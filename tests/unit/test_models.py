@@ -150,6 +150,31 @@ def test_sklearn_estimator(iris: tuple[np.ndarray, LogisticRegression]) -> None:
     assert (out["predict"] == load_iris().target).mean() > 0.9
 
 
+def test_sklearn_estimator_answers_zero_rows(iris: tuple[np.ndarray, LogisticRegression]) -> None:
+    # scikit-learn refuses an empty array ("Found array with 0 sample(s)"); onnxruntime answers
+    # it, and V2 allows the shape, so the estimator's request of zero rows gets empty outputs.
+    x, clf = iris
+    out = python_model(clf).predict({"input": x[:0]})
+    assert out["predict"].shape == (0,) and out["predict"].dtype == np.int64
+    assert out["predict_proba"].shape == (0, 3) and out["predict_proba"].dtype == np.float64
+    with pytest.raises(ValueError, match="0 sample"):
+        clf.predict(x[:0])  # what it did before
+
+
+def test_a_function_gets_its_zero_rows_itself() -> None:
+    # Only an estimator is answered for: a function decides what zero rows mean.
+    seen = []
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        seen.append(x.shape)
+        return x.sum(axis=1)
+
+    fn.inputs = [X4]  # type: ignore[attr-defined]
+    model = python_model(fn)
+    assert model.predict({"x": np.zeros((0, 4))})["output"].shape == (0,)
+    assert seen[-1] == (0, 4)
+
+
 @pytest.mark.parametrize("suffix", [".joblib", ".pkl"])
 def test_a_pickled_estimator_file(
     iris: tuple[np.ndarray, LogisticRegression], tmp_path: Path, suffix: str

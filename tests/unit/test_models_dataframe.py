@@ -89,6 +89,11 @@ def test_columns_in_any_order_and_a_missing_number(pipeline: Any, diamonds: Any)
     np.testing.assert_array_equal(got["predict_proba"], pipeline.predict_proba(rows))
 
 
+def test_zero_rows_answer_empty_outputs(pipeline: Any, diamonds: Any) -> None:
+    got = served(pipeline).predict(request(diamonds[TEXT + NUMBERS].iloc[:0]))
+    assert got["predict"].shape == (0,) and got["predict_proba"].shape == (0, 2)
+
+
 def model_type(model: PythonModel, name: str) -> str:
     return next(s.datatype for s in model.inputs if s.name == name)
 
