@@ -61,6 +61,12 @@ class LocalModel:
         return self.model.outputs
 
     @property
+    def classes(self) -> tuple[Any, ...] | None:
+        """A classifier's labels in the column order of its scores, when the model knows them
+        (scikit-learn's `classes_`, an ONNX classifier's class labels); else None."""
+        return getattr(self.model, "classes", None)
+
+    @property
     def feature_names(self) -> tuple[str, ...] | None:
         """The data columns the model's one matrix input takes, in order, when the model
         knows them (a scikit-learn estimator fitted on a DataFrame); else None."""

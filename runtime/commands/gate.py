@@ -10,7 +10,10 @@ interval of the difference is), or when its p99 time per batch is more than
 predictions is reported beside it.
 
 Metrics, computed as scikit-learn computes them: accuracy, f1 (binary for 0/1 labels,
-else macro), auc and logloss (from the class scores; labels are class indices), rmse, mae.
+else macro), auc and logloss (from the class scores), rmse, mae. The target holds the
+labels the models were trained on (names or numbers); each model's scores are matched to
+them by its own classes (scikit-learn's classes_, an ONNX classifier's class labels), else
+taken as class indices.
 
 Exit status: 0 passed, 1 failed, 2 bad input (a missing column, a model that cannot load).
 -o writes the JSON report (docs/gates.md).

@@ -36,7 +36,7 @@ from ..monitor.kernels import psi
 from ..monitor.rule import Thresholds, band
 from ..offline.scoring import BatchScorer, ScorerSpec
 from ..quality import accuracy, f1, log_loss, mae, rmse, roc_auc
-from ..quality.metrics import class_indices
+from ..quality.labels import ClassIndex, as_labels, plain_classes
 from ..quality.prediction import PredictionSpec, prediction_spec
 
 __all__ = ["METRICS", "GateResult", "gate"]
@@ -88,17 +88,25 @@ class _Predictions:
                 a = np.asarray(out[name])
                 self.parts[key].append(a[:, 0] if a.ndim == 2 and a.shape[1] == 1 and key != "scores" else a)
 
+    @property
+    def classes(self) -> list[Any] | None:
+        """The model's class labels in the column order of its scores, when it knows them."""
+        return plain_classes(getattr(self.scorer.model, "classes", None))
+
     def get(self, needs: str, model: str) -> np.ndarray:
         parts = self.parts[needs]
         if not parts:
             if needs == "label" and self.parts["scores"]:  # the class is the scores' argmax
-                return np.concatenate(self.parts["scores"]).argmax(axis=1)
+                top = np.concatenate(self.parts["scores"]).argmax(axis=1)
+                classes = self.classes
+                return top if classes is None else np.asarray(classes)[top]
             what = {"label": "a class label", "scores": "class scores", "value": "a predicted value"}[needs]
             found = asdict(self.spec) if self.spec is not None else {}
             raise ConfigError(
                 f"model {model!r} has no output that gives {what} (its prediction outputs: {found})"
             )
-        return np.concatenate(parts)
+        # A BYTES label output holds bytes; the target column, str.
+        return as_labels(np.concatenate(parts)) if needs == "label" else np.concatenate(parts)
 
 
 @dataclass
@@ -170,6 +178,22 @@ def _labels(y: np.ndarray, needs: str) -> np.ndarray:
             raise ConfigError(f"the target column holds {y.dtype} values: a regression metric needs numbers")
         return y.astype(np.float64)
     return y
+
+
+def _same_columns(
+    cand: _Predictions, cs: np.ndarray, base: _Predictions, bs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
+    """Both models' scores with their columns in one class order (the candidate's, when it
+    knows its classes), and that order; None when neither model knows its classes, whose
+    columns are then taken as class indices."""
+    cc, bc = cand.classes, base.classes
+    if cc is None or bc is None:
+        return cs, bs, cc or bc
+    if set(cc) != set(bc):
+        raise ConfigError(f"the models know different classes: candidate {cc}, baseline {bc}")
+    if bc != cc:
+        bs = bs[:, [bc.index(c) for c in cc]]
+    return cs, bs, cc
 
 
 def _value(metric: _Metric, y: np.ndarray, p: np.ndarray) -> float:
@@ -300,10 +324,14 @@ def gate(
     cand = models["candidate"].get(m.needs, candidate)
     base = models["baseline"].get(m.needs, baseline)
     if m.needs == "scores":
+        cand, base, classes = _same_columns(models["candidate"], cand, models["baseline"], base)
+        hint = "the target must hold the classes the models were trained on, or class indices"
         try:
-            y = class_indices(y, metric, cand.shape[1])
+            y = ClassIndex(classes, hint)(y, "the target's labels")
         except ValueError as exc:
-            raise ConfigError(f"cannot compute {exc} (the target must hold class indices)") from None
+            raise ConfigError(f"cannot compute {metric}: {exc}") from None
+    elif m.needs == "label":
+        y = as_labels(y)
     cv, bv = _value(m, y, cand), _value(m, y, base)
     delta = cv - bv
     lo, hi = _bootstrap(m, y, cand, base, bootstrap, confidence, seed)

@@ -70,6 +70,10 @@ class Model(Protocol):
 
     `predict` is called on an executor thread with a complete batch; it must be
     safe to call from several threads at once when `instances > 1`.
+
+    Optional attributes, read with getattr: `classes` (a classifier's labels in the column
+    order of its scores, for feedback and gates), `feature_names` (the data columns of a one
+    matrix input), `text_inputs` (BYTES inputs the backend decodes as UTF-8).
     """
 
     name: str

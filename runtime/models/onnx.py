@@ -41,6 +41,33 @@ def _spec(arg: object) -> TensorSpec | None:
     return TensorSpec(arg.name, datatype, shape)  # type: ignore[attr-defined]
 
 
+def _class_labels(path: str) -> tuple[object, ...] | None:
+    """The class labels of the model's classifier, in the column order of its scores: the
+    `classlabels_*` of its ai.onnx.ml nodes (LinearClassifier, TreeEnsembleClassifier,
+    SVMClassifier, ZipMap), as skl2onnx writes scikit-learn's `classes_`. None for a model
+    without them, with two different lists, or without the `onnx` package (onnxruntime does
+    not show a graph's attributes); feedback and gates then take labels as column indices
+    unless told the classes. Parsing the file again costs about a millisecond per 250 kB."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load(path, load_external_data=False).graph
+    except Exception:  # onnxruntime loaded it; a parser that disagrees is not worth a failure
+        return None
+    found = set()
+    for node in graph.node:
+        if node.domain != "ai.onnx.ml":
+            continue
+        for attr in node.attribute:
+            if attr.name == "classlabels_strings" and attr.strings:
+                found.add(tuple(v.decode("utf-8", "replace") for v in attr.strings))
+            elif attr.name in ("classlabels_int64s", "classlabels_ints") and attr.ints:
+                found.add(tuple(int(v) for v in attr.ints))
+    return found.pop() if len(found) == 1 else None
+
+
 class OnnxModel:
     platform = "onnxruntime_onnx"
 
@@ -101,6 +128,8 @@ class OnnxModel:
         # check_inputs() checks these are UTF-8: onnxruntime's string tensors hold str.
         self.text_inputs = frozenset(self._string_inputs)
         self._string_outputs = {s.name for s in self.outputs if s.datatype == "BYTES"}
+        # Which column of its scores is which class (runtime/quality/labels.py).
+        self.classes = _class_labels(config.source)
 
     def predict(self, inputs: Tensors) -> Tensors:
         feeds = inputs

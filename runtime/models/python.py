@@ -257,6 +257,9 @@ class PythonModel:
             s.name for s in self.inputs if s.datatype == "BYTES" and self._frame is not None
         )
         self._call_with_array = self._sklearn or (len(self.inputs) == 1 and not _wants_mapping(obj))
+        # A classifier's labels in the column order of predict_proba (runtime/quality/labels.py).
+        classes = getattr(obj, "classes_", None) if hasattr(obj, "predict_proba") else None
+        self.classes = tuple(np.asarray(classes).tolist()) if classes is not None else None
         declared_out = config.outputs or getattr(obj, "outputs", None)
         if declared_out:
             self.outputs = specs(declared_out)

@@ -375,7 +375,8 @@ class Pipeline:
             took = time.perf_counter() - call.started
             endpoint.log.offer(rid, model.name, model.version, call.req.inputs, outputs, took)
         if endpoint.feedback is not None:
-            endpoint.feedback.remember_answer(rid, model.name, model.version, outputs)
+            classes = getattr(model, "classes", None)
+            endpoint.feedback.remember_answer(rid, model.name, model.version, outputs, classes)
 
     def shadow(self, call: Call, outputs: Tensors, loop: asyncio.AbstractEventLoop) -> None:
         """Copy an answered request to its endpoint's shadow models (runtime/traffic/shadow.py):

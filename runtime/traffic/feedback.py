@@ -12,8 +12,10 @@ remember, is refused by name; the other items of the call still count.
 
 What is a prediction, per variant: runtime/quality/prediction.py's rule (`label_output`,
 `score_output` and `value_output` in the endpoint's feedback settings override it).
-Labels of a classifier are class indices (0 .. k-1, the columns of its scores), unless
-`classes = [...]` lists the labels in column order.
+A classifier's labels are mapped to the columns of its scores by `classes = [...]` (the labels
+in column order) when the endpoint lists them, else by the model's own classes (scikit-learn's
+`classes_`, an ONNX classifier's class labels: runtime/quality/labels.py), else they must be
+the column indices (0 .. k-1). Text labels match a model's BYTES labels.
 
 The memory and the windows are touched only on the event loop's thread.
 """
@@ -29,6 +31,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..quality import QualityWindow
+from ..quality.labels import ClassIndex
 from ..quality.prediction import KINDS, PredictionSpec, prediction_spec
 from .settings import count
 
@@ -36,14 +39,15 @@ __all__ = ["Feedback"]
 
 @dataclass(slots=True)
 class _Spec:
-    """A model version's prediction outputs (runtime/quality/prediction.py), and the ring
-    its predictions are kept in (made at its first answer)."""
+    """A model version's prediction outputs (runtime/quality/prediction.py), the ring
+    its predictions are kept in (made at its first answer), and its labels' columns."""
 
     prediction: PredictionSpec
     model: str = ""
     version: str = ""
     ring: _Ring | None = None
     index: int = 0  # in Feedback._rings
+    classes: ClassIndex | None = None
 
 
 class _Ring:
@@ -150,7 +154,7 @@ class Feedback:
         self.remember = remember
         self.kind = kind
         self.classes = list(classes) if classes is not None else None
-        self._class_index = {c: i for i, c in enumerate(self.classes)} if self.classes is not None else None
+        self._hint = "list the labels in the endpoint's feedback settings: classes = [...]"
         self._names = names
         self._memory: OrderedDict[str, _Memory | None] = OrderedDict()
         self._specs: dict[tuple[str, str], _Spec | str] = {}  # a string: why it cannot be judged
@@ -162,14 +166,24 @@ class Feedback:
 
     # -- the record stage: after each answer ----------------------------------------------
 
-    def remember_answer(self, rid: str, model: str, version: str, outputs: Mapping[str, np.ndarray]) -> None:
+    def remember_answer(
+        self,
+        rid: str,
+        model: str,
+        version: str,
+        outputs: Mapping[str, np.ndarray],
+        classes: Sequence[Any] | None = None,
+    ) -> None:
         """Keep what `model` predicted for request `rid`, until its label comes or it is the
-        oldest of `remember` predictions."""
+        oldest of `remember` predictions. `classes`: the model's class labels in the column
+        order of its scores, when it knows them (read at the version's first answer)."""
         spec = self._specs.get((model, version))
         if spec is None:
             try:
                 found = prediction_spec(outputs, self.kind, self._names)
                 spec = _Spec(found, model, version, _Ring(found, outputs, self.remember))
+                listed = self.classes is not None
+                spec.classes = ClassIndex(self.classes if listed else classes, self._hint, listed=listed)
                 spec.index = len(self._rings)
                 self._rings.append(spec)
             except ValueError as exc:
@@ -235,8 +249,9 @@ class Feedback:
         if q is None or q.kind != p.kind:
             q = self.quality[spec.model] = _VariantQuality(p.kind, self.window)
         if p.kind == "classifier":
-            y = self._indices(truth, "label")
-            predicted = None if labels is None else self._indices(labels, "the model's label")
+            assert spec.classes is not None
+            y = spec.classes(truth, "label")
+            predicted = None if labels is None else spec.classes(labels, "the model's label")
             q.window.add(y, predicted=predicted, proba=scores)
         else:
             try:
@@ -247,23 +262,6 @@ class Feedback:
         q.version = spec.version
         self._memory[rid] = None
         self.labelled += rows
-
-    def _indices(self, labels: np.ndarray, what: str) -> np.ndarray:
-        """Class labels as column indices of the scores."""
-        if self._class_index is not None:
-            try:
-                return np.fromiter((self._class_index[v] for v in labels.tolist()), np.int64, len(labels))
-            except (KeyError, TypeError):
-                bad = [v for v in labels.tolist() if v not in self._class_index]
-                raise ValueError(f"{what} {bad[:3]} not among classes {self.classes}") from None
-        if labels.dtype.kind == "b":
-            return labels.astype(np.int64)
-        if labels.dtype.kind not in "iu" or (labels < 0).any():
-            raise ValueError(
-                f"{what} {labels.tolist()[:3]} is not a class index (0 .. k-1); list the labels "
-                "in the endpoint's feedback settings: classes = [...]"
-            )
-        return labels.astype(np.int64)
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -29,6 +29,14 @@ picky.inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}]
 picky.outputs = [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]
 
 
+# Classifiers whose classes are names, as scikit-learn keeps them when fitted on text labels
+# (tests/integration/test_feedback.py): their `predict` is BYTES, `predict_proba`'s columns
+# follow `classes_`.
+_SPECIES = _IRIS.target_names[_IRIS.target]
+species_a = LogisticRegression(max_iter=1000).fit(_IRIS.data, _SPECIES)
+species_b = DecisionTreeClassifier(max_depth=1, random_state=0).fit(_IRIS.data, _SPECIES)
+
+
 # Shadows of `iris` (tests/integration/test_shadow.py). A one-split tree knows two classes
 # of three, so it disagrees with `iris` on about a third of the rows.
 iris_stump = DecisionTreeClassifier(max_depth=1, random_state=0).fit(_IRIS.data, _IRIS.target)

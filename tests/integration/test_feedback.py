@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.metrics import (
     accuracy_score,
     log_loss,
@@ -25,6 +25,7 @@ from sklearn.metrics import (
     roc_auc_score,
     root_mean_squared_error,
 )
+from sklearn.tree import DecisionTreeClassifier
 
 from runtime.traffic import read_log
 from runtime.traffic.compare import ABS_DIFF_BUCKETS
@@ -261,6 +262,62 @@ def test_regressor_quality_equals_scikit_learn(tmp_path: Path) -> None:
         )
         assert q["mae"] == pytest.approx(mean_absolute_error(y[idx], model.predict(X[idx])), rel=1e-9)
         assert q["rmse"] == pytest.approx(root_mean_squared_error(y[idx], model.predict(X[idx])), rel=1e-9)
+
+
+def test_text_labels_are_judged_by_each_models_own_classes(tmp_path: Path) -> None:
+    # A classifier fitted on names answers them as BYTES, and its scores' columns follow its
+    # classes (scikit-learn's classes_, the class labels skl2onnx writes into the ONNX graph):
+    # labels sent as the same names are judged without listing the classes anywhere.
+    from skl2onnx import to_onnx
+
+    iris = load_iris()
+    X, names = iris.data, iris.target_names[iris.target]
+    exported = DecisionTreeClassifier(max_depth=2, random_state=0).fit(X.astype(np.float32), names)
+    onx = to_onnx(exported, X[:1].astype(np.float32), options={"zipmap": False})
+    (tmp_path / "species.onnx").write_bytes(onx.SerializeToString())
+    cfg = tmp_path / "species.toml"
+    cfg.write_text(
+        f'[[models]]\nname = "species-a"\nsource = "{PYMODELS}:species_a"\nfeedback = {{ window = 1000 }}\n'
+        f'[[models]]\nname = "species-onnx"\nsource = "{tmp_path / "species.onnx"}"\n'
+        "feedback = { window = 1000 }\n"
+    )
+    served = {  # model: (input, datatype, label output, scores output, classes)
+        "species-a": ("input", "FP64", "predict", "predict_proba", list(pymodels.species_a.classes_)),
+        "species-onnx": ("X", "FP32", "label", "probabilities", list(exported.classes_)),
+    }
+    srv = start_server([], tmp_path, ["--config", str(cfg)])
+    try:
+        with Caller(srv, "species") as c:
+            got = {}
+            for model, (name, datatype, *_) in served.items():
+                sent = []
+                for idx in np.array_split(np.random.default_rng(3).permutation(len(X)), 50):
+                    tensor = {"name": name, "datatype": datatype, "shape": [len(idx), 4],
+                              "data": X[idx].ravel().tolist()}  # fmt: skip
+                    status, body = c.request("POST", f"/v2/models/{model}/infer", {"inputs": [tensor]})
+                    assert status == 200, body
+                    sent.append((idx, body))
+                items = [{"id": body["id"], "label": names[idx].tolist()} for idx, body in sent]
+                status, result = c.request("POST", f"/v2/models/{model}/feedback", items)
+                assert status == 200 and result == {"accepted": 50, "refused": 0, "errors": []}, result
+                status, body = c.request("GET", f"/v2/models/{model}/feedback")
+                got[model] = (sent, body["feedback"]["quality"][model])
+    finally:
+        stop_server(srv)
+    for model, (_, _, label, scores, classes) in served.items():
+        sent, q = got[model]
+        y = np.concatenate([names[idx] for idx, _ in sent])
+        predicted = np.concatenate([_output(body, label) for _, body in sent])
+        proba = np.concatenate([_output(body, scores) for _, body in sent])
+        if served[model][1] == "FP32":  # the float32 scores the server held, as float64
+            proba = proba.astype(np.float32).astype(np.float64)
+        assert q["labelled"] == len(X) and set(predicted) <= set(classes)
+        assert q["accuracy"] == pytest.approx(accuracy_score(y, predicted), rel=1e-12)
+        with warnings.catch_warnings():  # float32 rows sum to 1 only within float32's precision
+            warnings.filterwarnings("ignore", "The y_prob values do not sum to one", UserWarning)
+            expected = log_loss(y, proba, labels=classes)
+        assert q["log_loss"] == pytest.approx(expected, rel=1e-9)
+        assert q["auc"] == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", labels=classes), rel=1e-9)
 
 
 def test_feedback_is_refused_clearly_and_the_server_stays_up(tmp_path: Path) -> None:

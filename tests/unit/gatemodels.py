@@ -38,3 +38,25 @@ iris_poor = DecisionTreeClassifier(max_depth=1, random_state=0).fit(_X, _y)
 _X, _y = _half("diabetes", second=False)
 diabetes_good = LinearRegression().fit(_X, _y)
 diabetes_poor = DummyRegressor().fit(_X, _y)
+
+# Classes by name, as scikit-learn keeps labels fitted as text: predict answers the names
+# (BYTES when served), predict_proba's columns follow classes_.
+_X, _y = _half("iris", second=False)
+species_good = LogisticRegression(max_iter=1000).fit(_X, _DATA["iris"].target_names[_y])
+species_poor = DecisionTreeClassifier(max_depth=1, random_state=0).fit(_X, _DATA["iris"].target_names[_y])
+
+
+class _Reversed:
+    """species_good with its classes, and so its scores' columns, in the reverse order."""
+
+    classes_ = species_good.classes_[::-1]
+    n_features_in_ = 4
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return species_good.predict(x)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return species_good.predict_proba(x)[:, ::-1]
+
+
+species_reversed = _Reversed()

@@ -54,7 +54,8 @@ def _sklearn(metric: str, model: object, X: np.ndarray, y: np.ndarray) -> float:
             if proba.shape[1] == 2:
                 return float(roc_auc_score(y, proba[:, 1]))
             return float(roc_auc_score(y, proba, multi_class="ovr"))
-        return float(log_loss(y, proba, labels=range(proba.shape[1])))
+        labels = getattr(model, "classes_", range(proba.shape[1]))
+        return float(log_loss(y, proba, labels=labels))
 
 
 CASES = [
@@ -81,6 +82,27 @@ def test_metrics_equal_scikit_learn_and_the_better_model_passes_both_ways(
     assert backward.failures[0].startswith(f"{metric}: candidate")
     lo, hi = backward.interval
     assert lo <= backward.delta <= hi and forward.rows == len(y)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f1", "auc", "logloss"])
+def test_text_labels_are_matched_by_name_and_scores_by_each_models_classes(
+    tmp_path: Path, metric: str
+) -> None:
+    # The target holds names; the models answer names as bytes and order their scores by
+    # their classes_. Once every model scored 0 and the gate passed.
+    X, y = gm.test_split("iris")
+    names = gm._DATA["iris"].target_names[y]
+    path = tmp_path / "species.parquet"
+    pq.write_table(pa.table({**{f"f{i}": X[:, i] for i in range(4)}, "target": names}), path)
+    good, poor = "tests.unit.gatemodels:species_good", "tests.unit.gatemodels:species_poor"
+    result = gate(good, poor, str(path), "target", metric, bootstrap=100)
+    expected = {m: _sklearn(metric, getattr(gm, m), X, names) for m in ("species_good", "species_poor")}
+    assert result.candidate_value == pytest.approx(expected["species_good"], rel=1e-9)
+    assert result.baseline_value == pytest.approx(expected["species_poor"], rel=1e-9)
+    assert result.passed and result.candidate_value != result.baseline_value
+    # The same model with its columns in another order scores the same.
+    same = gate("tests.unit.gatemodels:species_reversed", good, str(path), "target", metric, bootstrap=100)
+    assert same.candidate_value == pytest.approx(same.baseline_value, rel=1e-12) and same.passed
 
 
 def test_a_tolerance_lets_a_slightly_worse_candidate_through(tmp_path: Path) -> None:
@@ -142,5 +164,6 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
     labels = pa.table({**{f"f{i}": gm.test_split("cancer")[0][:, i] for i in range(30)},
                        "target": np.full(285, 7)})  # fmt: skip
     pq.write_table(labels, tmp_path / "odd.parquet")
-    with pytest.raises(ConfigError, match="cannot compute auc: classes must be indices 0..1"):
+    odd = r"cannot compute auc: the target's labels \[7\] not among the model's classes \[0, 1\]"
+    with pytest.raises(ConfigError, match=odd):
         gate(GOOD.format("cancer"), POOR.format("cancer"), str(tmp_path / "odd.parquet"), "target", "auc")

@@ -101,6 +101,32 @@ def test_onnx_thread_settings_and_declared_signature(onnx_dir: Path) -> None:
     assert out["output"].shape == (4, 2)
 
 
+def test_onnx_classifier_knows_its_classes(tmp_path: Path, onnx_dir: Path) -> None:
+    # skl2onnx writes scikit-learn's classes_ into the classifier node: they say which column
+    # of the scores is which class (feedback and gates use it). A graph without them: None.
+    from skl2onnx import to_onnx
+    from sklearn.tree import DecisionTreeClassifier
+
+    data = load_iris()
+    X = data.data.astype(np.float32)
+    for labels in (data.target_names[data.target], data.target + 1):
+        clf = DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, labels)
+        onx = to_onnx(clf, X[:1], options={"zipmap": False})
+        (tmp_path / "clf.onnx").write_bytes(onx.SerializeToString())
+        assert load_onnx(tmp_path / "clf.onnx").classes == tuple(clf.classes_.tolist())
+    assert load_onnx(onnx_dir / "mlp.onnx").classes is None
+
+
+def test_python_classifier_knows_its_classes(iris: tuple[np.ndarray, LogisticRegression]) -> None:
+    x, clf = iris
+    assert python_model(clf).classes == (0, 1, 2)
+    named = LogisticRegression(max_iter=1000).fit(x, load_iris().target_names[load_iris().target])
+    assert python_model(named).classes == ("setosa", "versicolor", "virginica")
+    from sklearn.linear_model import LinearRegression
+
+    assert python_model(LinearRegression().fit(x, x[:, 0])).classes is None
+
+
 def test_onnx_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="model 'gone': no such file .*gone.onnx"):
         load_model(ModelConfig(name="gone", source=str(tmp_path / "gone.onnx")))

@@ -374,3 +374,43 @@ def test_the_window_refuses_bad_rows_and_keeps_what_it_had() -> None:
 def test_a_window_needs_a_kind_and_a_size(kind: str, size: int) -> None:
     with pytest.raises(ValueError, match="kind must be one of|size must be an integer >= 1"):
         QualityWindow(kind, size)
+
+
+# -- class labels (runtime/quality/labels.py) ------------------------------------------------
+
+
+def test_text_labels_match_whether_bytes_or_str() -> None:
+    from runtime.quality.labels import ClassIndex, as_labels
+
+    model_says = np.array([b"setosa", b"virginica"], dtype=object)  # a BYTES output
+    assert as_labels(model_says).tolist() == ["setosa", "virginica"]
+    same = np.array([1, 2])
+    assert as_labels(same) is same
+    index = ClassIndex(np.array(["setosa", "versicolor", "virginica"]), "hint")
+    assert index(model_says, "x").tolist() == [0, 2]
+    assert index(np.array(["virginica"], dtype=object), "x").tolist() == [2]
+    with pytest.raises(ValueError, match=r"label \['rose'\] not among the model's classes .*; hint"):
+        index(np.array(["rose", "rose", "setosa"], dtype=object), "label")
+
+
+def test_classes_map_labels_to_columns_in_their_order() -> None:
+    from runtime.quality.labels import ClassIndex
+
+    # scikit-learn's classes_ [1, 2, 3] (wine's cultivars): label 3 is column 2, not an index.
+    assert ClassIndex(np.array([1, 2, 3]), "h")(np.array([3, 1]), "x").tolist() == [2, 0]
+    listed = ClassIndex(["stay", "churn"], "h", listed=True)
+    assert listed(np.array(["churn"], dtype=object), "x").tolist() == [1]
+    with pytest.raises(ValueError, match=r"not among the classes listed, \['stay', 'churn'\]"):
+        listed(np.array([1]), "label")
+
+
+def test_without_classes_labels_must_be_indices() -> None:
+    from runtime.quality.labels import ClassIndex
+
+    index = ClassIndex(None, "list them")
+    assert index(np.array([0, 2, 1]), "x").tolist() == [0, 2, 1]
+    assert index(np.array([True, False]), "x").tolist() == [1, 0]
+    with pytest.raises(ValueError, match=r"\['b'\] is not a class index .* does not say .*; list them"):
+        index(np.array([b"b"], dtype=object), "label")
+    with pytest.raises(ValueError, match=r"\[-1\] is not a class index \(0 .. k-1\); list them"):
+        index(np.array([-1]), "label")
