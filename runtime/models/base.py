@@ -155,9 +155,11 @@ def _check_inputs_in_full(model: Model, inputs: Tensors, datatypes: Mapping[str,
                 raise InvalidInput(
                     f"input '{spec.name}': batch size {shape[0]} differs from other inputs' {batch}"
                 )
+    missing_ok = getattr(model, "missing_text", False)
     for name in getattr(model, "text_inputs", ()):
         # Backends that turn BYTES into str (onnxruntime's string tensors) need UTF-8; say so
-        # per request rather than fail a whole batch in the model.
+        # per request rather than fail a whole batch in the model. A null (JSON null: a
+        # missing value) goes only to a model that takes one (a DataFrame's missing text).
         for i, v in enumerate(inputs[name].reshape(-1).tolist()):
             if isinstance(v, bytes):
                 try:
@@ -167,6 +169,11 @@ def _check_inputs_in_full(model: Model, inputs: Tensors, datatypes: Mapping[str,
                         f"input '{name}': element {i} is not UTF-8 text, which this model's string "
                         "input needs"
                     ) from None
+            elif v is None and not missing_ok:
+                raise InvalidInput(
+                    f"input '{name}': element {i} is null, and this model's string input cannot take "
+                    "a missing value"
+                )
     if not to_convert:
         return inputs
     # Converted only once every input is known to fit, values checked on the way.

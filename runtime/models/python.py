@@ -256,6 +256,9 @@ class PythonModel:
         self.text_inputs = frozenset(
             s.name for s in self.inputs if s.datatype == "BYTES" and self._frame is not None
         )
+        # A JSON null in a text column is a missing value, as pandas reads one from a file
+        # (None), for the estimator's imputer or encoder to handle as it did in training.
+        self.missing_text = self._frame is not None
         self._call_with_array = self._sklearn or (len(self.inputs) == 1 and not _wants_mapping(obj))
         # A classifier's labels in the column order of predict_proba (runtime/quality/labels.py).
         classes = getattr(obj, "classes_", None) if hasattr(obj, "predict_proba") else None

@@ -14,7 +14,7 @@ import orjson
 
 from .._native._json_answer import v2_json_answer
 from .._native._tensors import v2_inputs, v2_json_request
-from ..datatypes import numpy_dtype, to_bytes_array
+from ..datatypes import numpy_dtype
 from ..errors import InvalidInput, quoted
 from ..formats import check_shape, object_array, v2_bytes_payload, v2_parse_bytes
 from ..models.base import Model, Tensors
@@ -157,9 +157,12 @@ def _json_tensor(where: str, datatype: str, shape: tuple[int, ...], data: Any) -
         if len(flat) != count:
             raise InvalidInput(f"{where}: {len(flat)} elements for shape {list(shape)} ({count})")
         for v in flat:
-            if not isinstance(v, str | bytes):
-                raise InvalidInput(f"{where}: BYTES elements must be strings, got {quoted(v)}")
-        return to_bytes_array(np.array(flat, dtype=object)).reshape(shape)
+            # null: a missing value, for models that take one (check_inputs asks the model).
+            if not isinstance(v, str | bytes) and v is not None:
+                raise InvalidInput(f"{where}: BYTES elements must be strings or null, got {quoted(v)}")
+        out = np.empty(len(flat), dtype=object)
+        out[:] = [v.encode("utf-8") if isinstance(v, str) else v for v in flat]
+        return out.reshape(shape)
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError) as exc:

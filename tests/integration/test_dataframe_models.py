@@ -47,6 +47,18 @@ MODULE = textwrap.dedent(
     numbers = Pipeline([("prep", ColumnTransformer([("n", StandardScaler(), NUMBERS)])),
                         ("clf", LogisticRegression(max_iter=2000))])
     numbers.fit(train[NUMBERS], (train["price"] > train["price"].median()).astype(int))
+
+    # A text column with missing values, imputed as the most frequent category.
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    gappy = train[TEXT + NUMBERS].copy()
+    gappy.loc[gappy.index[::9], "cut"] = None
+    imputed = Pipeline([
+        ("prep", ColumnTransformer([
+            ("cut", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder()), ["cut"]),
+            ("numbers", StandardScaler(), NUMBERS)])),
+        ("clf", LogisticRegression(max_iter=2000))])
+    imputed.fit(gappy[["cut"] + NUMBERS], (train["price"] > train["price"].median()).astype(int))
     """
 )
 TEXT = ["cut", "color", "clarity"]
@@ -73,7 +85,8 @@ def trained(workdir: Path) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def server(workdir: Path) -> Iterator[Server]:
-    s = start_server(["diamonds=diamonds_model:model"], workdir, env={"PYTHONPATH": str(workdir)})
+    models = ["diamonds=diamonds_model:model", "imputed=diamonds_model:imputed"]
+    s = start_server(models, workdir, env={"PYTHONPATH": str(workdir)})
     yield s
     stop_server(s)
 
@@ -117,6 +130,29 @@ def test_a_request_of_zero_rows_answers_empty_outputs(server: Server, trained: A
     assert [(o["name"], o["shape"], o["data"]) for o in r.json()["outputs"]] == [
         ("predict", [0], []), ("predict_proba", [0, 2], []),
     ]  # fmt: skip
+
+
+def test_a_json_null_is_a_missing_category_as_in_training(server: Server, trained: Any) -> None:
+    # pandas reads a file's empty text field as missing; a client sends null, and the
+    # pipeline's imputer fills it as it did in training. Offline, `mlrt predict` gives the same.
+    frame = rows(trained, 4200, 4)[["cut", *NUMBERS]].copy()
+    frame.loc[frame.index[1], "cut"] = None
+    body = {"inputs": [
+        {"name": c, "shape": [4, 1], "datatype": "BYTES" if c == "cut" else "FP64",
+         "data": [None if v is None or v != v else v for v in frame[c]] if c == "cut" else frame[c].tolist()}
+        for c in ["cut", *NUMBERS]
+    ]}  # fmt: skip
+    assert body["inputs"][0]["data"][1] is None
+    r = httpx.post(f"{server.url}/v2/models/imputed/infer", json=body)
+    assert r.status_code == 200, r.text
+    proba = next(o for o in r.json()["outputs"] if o["name"] == "predict_proba")
+    np.testing.assert_array_equal(np.reshape(proba["data"], (4, 2)), trained.imputed.predict_proba(frame))
+    # A model whose encoder never saw a missing value says so; the server stays ready.
+    plain = json_body(rows(trained, 4200, 4))
+    plain["inputs"][0]["data"][1] = None  # cut
+    r = httpx.post(f"{server.url}/v2/models/diamonds/infer", json=plain)
+    assert r.status_code == 500 and "unknown categories [nan]" in r.json()["error"], r.text
+    assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
 
 
 def test_tritonclient_binary_tensors(server: Server, trained: Any) -> None:

@@ -453,6 +453,12 @@ def test_finite_float_too_large_for_its_datatype_is_refused(datatype: str, big: 
     rejects(one_input(datatype, [1], data=[big]), match=f"out of range for {datatype}")
 
 
+def test_json_null_in_bytes_data_is_a_missing_value() -> None:
+    # Kept as None for the model to take or refuse (check_inputs asks it); text becomes bytes.
+    x = decode(one_input("BYTES", [3], data=["a", None, "b"])).inputs["x"]
+    assert x.dtype == object and x.tolist() == [b"a", None, b"b"]
+
+
 def test_nested_data_is_flattened_in_row_major_order() -> None:
     x = decode(one_input("INT32", [2, 3], data=[[1, 2, 3], [4, 5, 6]])).inputs["x"]
     assert x.tolist() == [[1, 2, 3], [4, 5, 6]]

@@ -127,6 +127,17 @@ def test_python_classifier_knows_its_classes(iris: tuple[np.ndarray, LogisticReg
     assert python_model(LinearRegression().fit(x, x[:, 0])).classes is None
 
 
+def test_onnx_string_input_refuses_a_missing_value_per_request(onnx_dir: Path) -> None:
+    # onnxruntime's string tensors cannot hold one: a 400 naming it, not a failed batch.
+    from runtime.models.base import check_inputs
+
+    model = load_onnx(onnx_dir / "strings.onnx")
+    name = model.inputs[0].name
+    sent = {name: np.array([b"a", None], dtype=object).reshape((2, *model.inputs[0].shape[1:]))}
+    with pytest.raises(MlrtError, match=f"input '{name}': element 1 is null, and this model's string input"):
+        check_inputs(model, sent, {name: "BYTES"})
+
+
 def test_onnx_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="model 'gone': no such file .*gone.onnx"):
         load_model(ModelConfig(name="gone", source=str(tmp_path / "gone.onnx")))

@@ -89,6 +89,31 @@ def test_columns_in_any_order_and_a_missing_number(pipeline: Any, diamonds: Any)
     np.testing.assert_array_equal(got["predict_proba"], pipeline.predict_proba(rows))
 
 
+def test_a_null_text_value_is_missing_for_the_imputer_as_in_training(diamonds: Any) -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    train = diamonds[["cut", "carat"]].iloc[:3000].copy()
+    train.loc[train.index[::10], "cut"] = None  # a missing category, as a file's empty field
+    text = make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore"))
+    prep = make_column_transformer((text, ["cut"]), ("passthrough", ["carat"]))
+    model = make_pipeline(prep, LogisticRegression(max_iter=1000))
+    model.fit(train, diamonds["expensive"].iloc[:3000])
+    m = served(model)
+    rows = train.iloc[:20]
+    sent = {
+        "cut": np.array([None if v is None or v != v else v.encode() for v in rows["cut"]], dtype=object)
+        .reshape(-1, 1),
+        "carat": rows["carat"].to_numpy().reshape(-1, 1),
+    }
+    assert sum(v is None for v in sent["cut"].ravel()) == 2
+    got = m.predict(check_inputs(m, sent, {"cut": "BYTES", "carat": "FP64"}))
+    np.testing.assert_array_equal(got["predict_proba"], model.predict_proba(rows))
+
+
 def test_zero_rows_answer_empty_outputs(pipeline: Any, diamonds: Any) -> None:
     got = served(pipeline).predict(request(diamonds[TEXT + NUMBERS].iloc[:0]))
     assert got["predict"].shape == (0,) and got["predict_proba"].shape == (0, 2)
