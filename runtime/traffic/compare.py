@@ -6,6 +6,10 @@
   Models with neither (regressors) are not compared for agreement.
 - Absolute differences, for scores: every element of every float output the two models
   share (same name, same shape) adds |shadow - primary| to a histogram.
+- Two models that share no output name (a scikit-learn model's `predict` and
+  `predict_proba` beside its skl2onnx export's `label` and `probabilities`) are compared by
+  what each one's prediction is (runtime/quality/prediction.py, the rule feedback and gates
+  use): their labels for agreement, their class scores (of equal width) for differences.
 
 The functions take many requests' outputs at once: the comparisons of one event-loop
 turn are made together, so the cost per request is a few list appends.
@@ -18,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..quality.prediction import prediction_spec
+
 __all__ = ["ABS_DIFF_BUCKETS", "Comparison", "compare"]
 
 #: Upper bounds of the abs-diff histogram's buckets: from float32 rounding (1e-6) to a
@@ -25,6 +31,7 @@ __all__ = ["ABS_DIFF_BUCKETS", "Comparison", "compare"]
 ABS_DIFF_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 _Outputs = Mapping[str, np.ndarray]
+_Pair = tuple[str, str]  # an output of the primary, and the shadow's to compare it with
 
 
 @dataclass
@@ -62,11 +69,13 @@ def compare(pairs: Sequence[tuple[_Outputs, _Outputs]]) -> Comparison:
     shared = [
         n for n in first_p if n in first_s and np.shape(first_p[n])[1:] == np.shape(first_s[n])[1:]
     ]
-    labels = [n for n in shared if _is_label(first_p[n]) and _is_label(first_s[n])]
-    scores = [n for n in shared if first_p[n].dtype.kind == "f" and first_s[n].dtype.kind == "f"]
-    for name in scores:
-        p = _stack([pair[0][name] for pair in pairs])
-        s = _stack([pair[1][name] for pair in pairs])
+    labels = [(n, n) for n in shared if _is_label(first_p[n]) and _is_label(first_s[n])]
+    scores = [(n, n) for n in shared if first_p[n].dtype.kind == "f" and first_s[n].dtype.kind == "f"]
+    if not labels and not scores:
+        labels, scores = _by_prediction(first_p, first_s)
+    for pn, sn in scores:
+        p = _stack([pair[0][pn] for pair in pairs])
+        s = _stack([pair[1][sn] for pair in pairs])
         if p is None or s is None or p.shape != s.shape:
             continue
         d = np.abs(s.astype(np.float64) - p).ravel()
@@ -82,25 +91,45 @@ def compare(pairs: Sequence[tuple[_Outputs, _Outputs]]) -> Comparison:
     return result
 
 
+def _by_prediction(primary: _Outputs, shadow: _Outputs) -> tuple[list[_Pair], list[_Pair]]:
+    """(label pairs, score pairs) of two models without a shared output: each one's
+    prediction by the rule feedback and gates use, paired where both have one of a kind
+    with as many values per row (a regressor's value counts as its scores)."""
+    try:
+        p, s = prediction_spec(primary), prediction_spec(shadow)
+    except ValueError:  # outputs that are no prediction the rule knows: nothing to compare
+        return [], []
+
+    def width(a: np.ndarray) -> int:
+        return _rows(a).shape[1]
+
+    labels = [(p.label, s.label)] if p.label is not None and s.label is not None else []
+    scores = []
+    for pn, sn in ((p.scores, s.scores), (p.value, s.value)):
+        if pn is not None and sn is not None and width(primary[pn]) == width(shadow[sn]):
+            scores.append((pn, sn))
+    return labels, scores
+
+
 def _agreement(
-    pairs: Sequence[tuple[_Outputs, _Outputs]], labels: list[str], scores: list[str]
+    pairs: Sequence[tuple[_Outputs, _Outputs]], labels: list[_Pair], scores: list[_Pair]
 ) -> np.ndarray | None:
     """Per row: do the two models give the same class?"""
     if labels:
         agree = None
-        for name in labels:
-            p = _stack([pair[0][name] for pair in pairs])
-            s = _stack([pair[1][name] for pair in pairs])
+        for pn, sn in labels:
+            p = _stack([pair[0][pn] for pair in pairs])
+            s = _stack([pair[1][sn] for pair in pairs])
             if p is None or s is None or p.shape != s.shape:
                 return None
             rows = (p == s).all(axis=1)
             agree = rows if agree is None else agree & rows
         return agree
-    for name in scores:  # class scores: the argmax of each row
-        first = pairs[0][0][name]
+    for pn, sn in scores:  # class scores: the argmax of each row
+        first = pairs[0][0][pn]
         if first.ndim == 2 and first.shape[1] > 1:
-            p = _stack([pair[0][name] for pair in pairs])
-            s = _stack([pair[1][name] for pair in pairs])
+            p = _stack([pair[0][pn] for pair in pairs])
+            s = _stack([pair[1][sn] for pair in pairs])
             if p is None or s is None or p.shape != s.shape:
                 return None
             return np.argmax(p, axis=1) == np.argmax(s, axis=1)

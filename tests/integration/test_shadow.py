@@ -190,3 +190,41 @@ def test_sampling_sends_the_configured_share(tmp_path: Path) -> None:
     # Binomial(2000, 0.25): sd 19.4; 5 sd either side.
     assert abs(s["sent"] + s["dropped"] - 500) < 97, s
     assert s["compared"] == s["sent"]
+
+
+def test_a_model_is_shadowed_by_its_onnx_export_whose_outputs_are_named_otherwise(tmp_path: Path) -> None:
+    # Before switching to the ONNX export of a scikit-learn model, shadow the one with the
+    # other: predict / predict_proba against skl2onnx's label / probabilities, compared by
+    # what each one's prediction is. They share no output name (once: nothing compared).
+    import onnxruntime as ort
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    onx = to_onnx(pymodels.iris, initial_types=[("input", FloatTensorType([None, 4]))],
+                  options={"zipmap": False})  # fmt: skip
+    (tmp_path / "iris.onnx").write_bytes(onx.SerializeToString())
+    cfg = tmp_path / "shadow.toml"
+    cfg.write_text(
+        f'[[models]]\nname = "iris"\nsource = "{PYMODELS}:iris"\n'
+        f'[[models]]\nname = "candidate"\nsource = "{tmp_path / "iris.onnx"}"\n'
+        '[[endpoints]]\nname = "flowers"\nvariants = [{ model = "iris", weight = 1 }]\n'
+        'shadow = [{ model = "candidate", sample = 1.0 }]\n'
+    )
+    srv = start_server([], tmp_path, ["--config", str(cfg)])
+    try:
+        with Caller(srv) as c:
+            for start in range(0, len(X), 5):
+                status, body = c.infer(X[start : start + 5])
+                assert status == 200, body
+            s = c.settled()
+            metrics = c.get("/metrics")
+    finally:
+        stop_server(srv)
+    # What the shadow answered: onnxruntime on the rows as float32 (the server converts them).
+    session = ort.InferenceSession(str(tmp_path / "iris.onnx"))
+    label, proba = session.run(None, {"input": X.astype(np.float32)})
+    assert s["failed"] == 0 and s["compared"] == len(X)
+    assert s["agreed"] == int((label == pymodels.iris.predict(X)).sum()) and s["agreement"] > 0.95
+    diffs = np.abs(proba.astype(np.float64) - pymodels.iris.predict_proba(X)).ravel()
+    assert _sample(metrics, "mlrt_shadow_abs_diff_count") == diffs.size
+    assert _sample(metrics, "mlrt_shadow_abs_diff_sum") == pytest.approx(diffs.sum(), rel=1e-6)

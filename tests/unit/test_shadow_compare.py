@@ -70,3 +70,18 @@ def test_regressors_have_diffs_but_no_agreement_and_odd_outputs_are_skipped() ->
     c = compare(text)
     assert (c.compared, c.agreed) == (2, 1)
     assert compare([]).compared == 0
+
+
+def test_a_model_and_its_onnx_export_are_compared_by_their_predictions() -> None:
+    # scikit-learn answers predict / predict_proba; skl2onnx names the same label /
+    # probabilities (float32): no shared name, so each one's prediction by the rule.
+    proba = np.array([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]])
+    primary = {"predict": np.array([b"a", b"b", b"c"], dtype=object), "predict_proba": proba}
+    labels = np.array([b"a", b"c", b"c"], dtype=object)
+    export = {"label": labels, "probabilities": (proba + 1e-7).astype(np.float32)}
+    c = compare([(primary, export)])
+    assert (c.compared, c.agreed) == (3, 2)
+    assert c.diff_counts.sum() == 9 and c.diff_counts[: ABS_DIFF_BUCKETS.index(1e-6) + 1].sum() == 9
+    # Regressors: the value, whatever each calls it and however shaped ([n] or [n, 1]).
+    c = compare([({"predict": np.array([1.0, 2.0])}, {"variable": np.array([[1.5], [2.0]], np.float32)})])
+    assert c.compared == 0 and c.diff_counts.sum() == 2 and c.diff_sum == 0.5
