@@ -327,7 +327,7 @@ class _Protocol:
 
 def _utf8(arr: np.ndarray, name: str) -> list[str]:
     try:
-        return [v.decode("utf-8") for v in arr.reshape(-1).tolist()]
+        return [None if v is None else v.decode("utf-8") for v in arr.reshape(-1).tolist()]
     except UnicodeDecodeError:
         raise ValueError(
             f"input '{name}' holds bytes that are not UTF-8, which JSON cannot carry; use format='binary'"

@@ -64,8 +64,10 @@ def to_text_array(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def to_bytes_array(values: np.ndarray) -> np.ndarray:
-    """Turn a str/bytes/object array into an object array of bytes (the BYTES form)."""
+def to_bytes_array(values: np.ndarray, *, missing: bool = False) -> np.ndarray:
+    """Turn a str/bytes/object array into an object array of bytes (the BYTES form). With
+    `missing`, None and NaN (a missing text value, as pandas gives one) stay None rather than
+    becoming the text "None" or "nan": for inputs a client sends (docs/formats.md)."""
     out = np.empty(values.shape, dtype=np.object_)
     flat_in = values.reshape(-1)
     flat_out = out.reshape(-1)
@@ -74,6 +76,8 @@ def to_bytes_array(values: np.ndarray) -> np.ndarray:
             flat_out[i] = v
         elif isinstance(v, str):
             flat_out[i] = v.encode("utf-8")
+        elif missing and (v is None or (isinstance(v, float) and v != v)):
+            flat_out[i] = None
         else:
             flat_out[i] = str(v).encode("utf-8")
     return out

@@ -64,8 +64,9 @@ def as_tensor(name: str, value: Any) -> tuple[np.ndarray, str]:
     except InvalidInput as exc:
         raise ValueError(f"input '{name}': {exc}") from None
     if datatype == "BYTES":
-        if arr.dtype != object or not all(isinstance(v, bytes) for v in arr.reshape(-1).tolist()):
-            arr = to_bytes_array(arr)
+        items = arr.reshape(-1).tolist()
+        if arr.dtype != object or not all(isinstance(v, bytes) or v is None for v in items):
+            arr = to_bytes_array(arr, missing=True)  # None and NaN: a missing value, sent as null
         return arr, datatype
     # np.asarray, not np.ascontiguousarray, which turns a 0-d array into a 1-d one.
     return np.asarray(arr, dtype=V2_TO_NUMPY[datatype], order="C"), datatype
@@ -99,7 +100,12 @@ def check_shape(value: Any, where: str) -> tuple[int, ...]:
 def v2_bytes_payload(arr: np.ndarray) -> bytes:
     """A BYTES tensor in the V2 binary layout: each element a 4-byte LE length + bytes."""
     parts = []
-    for v in arr.reshape(-1).tolist():
+    for i, v in enumerate(arr.reshape(-1).tolist()):
+        if v is None:
+            raise ValueError(
+                f"BYTES element {i} is missing (None), which the V2 binary layout cannot carry; "
+                "send it with format='json', 'msgpack' or 'arrow'"
+            )
         b = v if isinstance(v, bytes) else str(v).encode("utf-8")
         parts.append(_LEN.pack(len(b)))
         parts.append(b)
@@ -121,7 +127,7 @@ def v2_parse_bytes(buf: bytes | memoryview, where: str) -> list[bytes]:
     return items
 
 
-def object_array(items: Sequence[bytes], shape: tuple[int, ...]) -> np.ndarray:
+def object_array(items: Sequence[bytes | None], shape: tuple[int, ...]) -> np.ndarray:
     # np.array(list_of_bytes, object) would build an "S" array or a 2-D one; fill instead.
     arr = np.empty(len(items), dtype=object)
     arr[:] = items
@@ -204,11 +210,17 @@ def msgpack_tensor_head(name: str, datatype: str, shape: tuple[int, ...], nbytes
     return msgpack_dumps(name) + doc + msgpack_bin_header(nbytes)
 
 
+def _bytes_items(arr: np.ndarray) -> list[bytes | None]:
+    """A BYTES tensor's elements, row-major, as bytes; None (a missing value) kept."""
+    items = arr.reshape(-1).tolist()
+    return [v if isinstance(v, bytes) or v is None else str(v).encode("utf-8") for v in items]
+
+
 def tensor_to_msgpack(arr: np.ndarray, datatype: str) -> dict[str, Any]:
     """{"datatype", "shape", "data"}: data is bin (raw LE bytes) or, for BYTES, a list of bin."""
     data: Any
     if datatype == "BYTES":
-        data = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.reshape(-1).tolist()]
+        data = _bytes_items(arr)
     else:
         # msgpack packs any contiguous buffer as bin without a copy.
         data = memoryview(np.ascontiguousarray(arr, dtype=V2_TO_NUMPY[datatype]).reshape(-1)).cast("B")
@@ -237,14 +249,16 @@ def tensor_from_msgpack(where: str, item: Any) -> tuple[np.ndarray, str]:
     count = math.prod(shape)
     if len(data) != count:
         raise InvalidInput(f"{where}: {len(data)} BYTES elements for shape {list(shape)} ({count})")
-    items: list[bytes] = []
+    items: list[bytes | None] = []
     for v in data:
         if isinstance(v, bytes):
             items.append(v)
         elif isinstance(v, str):
             items.append(v.encode("utf-8"))
+        elif v is None:  # a missing value, for models that take one (check_inputs asks)
+            items.append(None)
         else:
-            raise InvalidInput(f"{where}: BYTES elements must be bin or str, got {type(v).__name__}")
+            raise InvalidInput(f"{where}: BYTES elements must be bin, str or nil, got {type(v).__name__}")
     return object_array(items, shape), datatype
 
 
@@ -315,9 +329,9 @@ def _flat_leaf(where: str, column: Any, pa: Any) -> tuple[np.ndarray, str]:
     datatype = arrow_datatype(t)
     if datatype is None:
         raise InvalidInput(f"{where}: unsupported Arrow type {t}")
-    if column.null_count:
+    if column.null_count and datatype != "BYTES":
         raise InvalidInput(f"{where}: {column.null_count} null values; tensors cannot hold nulls")
-    if datatype == "BYTES":
+    if datatype == "BYTES":  # a null is a missing value (None), for models that take one
         items = [v.encode("utf-8") if isinstance(v, str) else v for v in column.to_pylist()]
         return object_array(items, (len(items),)), datatype
     return column.to_numpy(zero_copy_only=False), datatype
@@ -380,8 +394,7 @@ def tensor_to_column(name: str, arr: np.ndarray, datatype: str) -> pa.Array:
             f"rank 1 to {ARROW_MAX_RANK} (the first dimension is the rows)"
         )
     if datatype == "BYTES":
-        flat_items = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.reshape(-1).tolist()]
-        column = pa.array(flat_items, type=pa.binary())
+        column = pa.array(_bytes_items(arr), type=pa.binary())
     else:
         column = pa.array(np.ascontiguousarray(arr, dtype=V2_TO_NUMPY[datatype]).reshape(-1))
     for j in range(arr.ndim - 1, 0, -1):

@@ -160,9 +160,7 @@ def _json_tensor(where: str, datatype: str, shape: tuple[int, ...], data: Any) -
             # null: a missing value, for models that take one (check_inputs asks the model).
             if not isinstance(v, str | bytes) and v is not None:
                 raise InvalidInput(f"{where}: BYTES elements must be strings or null, got {quoted(v)}")
-        out = np.empty(len(flat), dtype=object)
-        out[:] = [v.encode("utf-8") if isinstance(v, str) else v for v in flat]
-        return out.reshape(shape)
+        return object_array([v.encode("utf-8") if isinstance(v, str) else v for v in flat], shape)
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError) as exc:

@@ -155,6 +155,25 @@ def test_a_json_null_is_a_missing_category_as_in_training(server: Server, traine
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
 
 
+@pytest.mark.parametrize("fmt", ["json", "msgpack", "arrow"])
+def test_the_client_sends_a_missing_text_value_in_each_format_that_carries_one(
+    server: Server, trained: Any, fmt: str
+) -> None:
+    # A pandas column's missing text (NaN in a str column, None in an object one) is sent as
+    # a null, never as the text "nan" or "None", which the encoder would take for a category.
+    from runtime.client import Client
+
+    frame = rows(trained, 4300, 3)[["cut", *NUMBERS]].copy()
+    frame.loc[frame.index[0], "cut"] = None
+    inputs = {c: frame[c].to_numpy().reshape(-1, 1) for c in ["cut", *NUMBERS]}
+    assert inputs["cut"][0, 0] is None or inputs["cut"][0, 0] != inputs["cut"][0, 0]  # None or NaN
+    with Client(server.url, format=fmt) as c:
+        got = c.infer("imputed", inputs)
+    np.testing.assert_array_equal(got["predict_proba"], trained.imputed.predict_proba(frame))
+    with Client(server.url, format="binary") as c, pytest.raises(ValueError, match="cannot carry"):
+        c.infer("imputed", inputs)
+
+
 def test_tritonclient_binary_tensors(server: Server, trained: Any) -> None:
     frame = rows(trained, 5000, 64)
     client = triton.InferenceServerClient(server.host_port)

@@ -205,6 +205,14 @@ def test_strings_are_bytes() -> None:
         assert req.inputs["s"].tolist() == ["é".encode(), b"b"]
 
 
+def test_a_null_in_a_text_column_is_a_missing_value() -> None:
+    # Only there: a null number has no tensor form (NaN is the missing number).
+    for t in (pa.string(), pa.binary()):
+        col = pa.array(["a", None, "b"] if t == pa.string() else [b"a", None, b"b"], type=t)
+        req = codec_arrow.decode(stream({"s": col}), model({"s": ("BYTES", (-1,))}))
+        assert req.inputs["s"].tolist() == [b"a", None, b"b"]
+
+
 @pytest.mark.parametrize(
     ("arrow_type", "datatype"),
     [

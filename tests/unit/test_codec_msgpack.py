@@ -195,6 +195,12 @@ def test_bytes_elements_may_be_str() -> None:
     assert req.inputs["s"].tolist() == ["é".encode(), b"\xff"]
 
 
+def test_a_nil_bytes_element_is_a_missing_value() -> None:
+    # Kept as None; check_inputs lets a model that takes missing text have it, refuses it for others.
+    t = {"datatype": "BYTES", "shape": [2], "data": ["a", None]}
+    assert codec_msgpack.decode(body({"inputs": {"s": t}}), MODEL).inputs["s"].tolist() == [b"a", None]
+
+
 def test_decoded_tensors_feed_the_model_checks() -> None:
     # The decoder keeps the datatype sent; check_inputs converts it by the shared rule
     # (float64 to FP32 is taken since issue 15: numpy's default dtype) or refuses it.
@@ -250,7 +256,7 @@ X = {"datatype": "FP32", "shape": [1, 3], "data": b"\0" * 12}
         (body({"inputs": {"x": {"datatype": "BOOL", "shape": [2], "data": b"\1\2"}}}), "BOOL bytes"),
         (body({"inputs": {"s": {"datatype": "BYTES", "shape": [2], "data": b"ab"}}}), "array of bin"),
         (body({"inputs": {"s": {"datatype": "BYTES", "shape": [2], "data": [b"a"]}}}), "1 BYTES elements"),
-        (body({"inputs": {"s": {"datatype": "BYTES", "shape": [1], "data": [1]}}}), "bin or str, got int"),
+        (body({"inputs": {"s": {"datatype": "BYTES", "shape": [1], "data": [1]}}}), "or nil, got int"),
         (body({"inputs": {"x": X}, "parameters": [1]}), "'parameters' must be an object"),
         (body({"inputs": {"x": X}, "id": 7}), "'id' must be a string"),
         (body({"inputs": {"x": X}, "outputs": "y"}), "'outputs' must be a list of output names"),
