@@ -24,10 +24,6 @@ from .base import Model
 SERVED_FLAVORS = ("onnx", "sklearn")
 
 
-def is_mlflow_dir(path: str) -> bool:
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "MLmodel"))
-
-
 def _flavors(config: ModelConfig) -> dict[str, Any]:
     try:
         import yaml  # MLflow's own dependency: MLmodel is YAML
