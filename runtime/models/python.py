@@ -146,8 +146,15 @@ def _quiet_feature_names() -> None:
 def _text_columns(est: Any) -> dict[str, Any]:
     """The columns an estimator fitted on a DataFrame reads as text, each with one value it
     learned for it (for the warm-up row): those its fitted encoders (OneHotEncoder,
-    OrdinalEncoder, a most-frequent SimpleImputer) learned string values for."""
-    text: dict[str, Any] = {}
+    OrdinalEncoder, a most-frequent SimpleImputer) learned string values for, whether inside
+    a ColumnTransformer or as the first step of a Pipeline, taking every column."""
+    met: list[tuple[list[str], Any]] = []  # (columns, the transformer that meets them first)
+    first = est
+    while hasattr(first, "steps"):
+        first = first.steps[0][1]
+    names_in = getattr(first, "feature_names_in_", None)
+    if names_in is not None and getattr(first, "transformers_", None) is None:
+        met.append(([str(c) for c in names_in], first))
     for ct in _steps(est):
         fitted = getattr(ct, "transformers_", None)
         names_in = getattr(ct, "feature_names_in_", None)
@@ -163,17 +170,19 @@ def _text_columns(est: Any) -> dict[str, Any]:
             except (TypeError, IndexError):
                 continue  # a slice or a mask: left numeric; declare `inputs` to say otherwise
             # What meets the column first: a Pipeline's first step, or the transformer itself.
-            first = trans.steps[0][1] if hasattr(trans, "steps") else trans
-            cats = getattr(first, "categories_", None)
-            stats = getattr(first, "statistics_", None)
-            if cats is not None and len(cats) == len(names):
-                for name, c in zip(names, cats, strict=True):
-                    c = np.asarray(c)
-                    if c.dtype.kind in "OUS" and len(c):
-                        text[name] = c[0]
-            elif stats is not None and np.asarray(stats).dtype.kind in "OUS":
-                for name, v in zip(names, np.asarray(stats), strict=False):
-                    text[name] = v
+            met.append((names, trans.steps[0][1] if hasattr(trans, "steps") else trans))
+    text: dict[str, Any] = {}
+    for names, first in met:
+        cats = getattr(first, "categories_", None)
+        stats = getattr(first, "statistics_", None)
+        if cats is not None and len(cats) == len(names):
+            for name, c in zip(names, cats, strict=True):
+                c = np.asarray(c)
+                if c.dtype.kind in "OUS" and len(c):
+                    text[name] = c[0]
+        elif stats is not None and np.asarray(stats).dtype.kind in "OUS":
+            for name, v in zip(names, np.asarray(stats), strict=False):
+                text[name] = v
     return text
 
 

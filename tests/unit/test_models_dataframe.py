@@ -114,6 +114,21 @@ def test_a_null_text_value_is_missing_for_the_imputer_as_in_training(diamonds: A
     np.testing.assert_array_equal(got["predict_proba"], model.predict_proba(rows))
 
 
+def test_an_encoder_as_the_pipelines_first_step_takes_every_column_as_text(diamonds: Any) -> None:
+    # No ColumnTransformer: the encoder meets the whole frame (every column a category, as in
+    # titanic's class, age, sex). Its warm-up on an array of zeros failed ("ufunc 'isnan'").
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression(max_iter=1000))
+    model.fit(diamonds[TEXT], diamonds["expensive"])
+    m = served(model)
+    assert [(s.name, s.datatype, s.shape) for s in m.inputs] == [(c, "BYTES", (-1, 1)) for c in TEXT]
+    rows = diamonds[TEXT].iloc[2000:2100]
+    np.testing.assert_array_equal(m.predict(request(rows))["predict_proba"], model.predict_proba(rows))
+
+
 def test_zero_rows_answer_empty_outputs(pipeline: Any, diamonds: Any) -> None:
     got = served(pipeline).predict(request(diamonds[TEXT + NUMBERS].iloc[:0]))
     assert got["predict"].shape == (0,) and got["predict_proba"].shape == (0, 2)
