@@ -122,6 +122,11 @@ def _steps(est: Any) -> list[Any]:
     found = [est]
     for _, step in getattr(est, "steps", []):
         found += _steps(step)
+    # HistGradientBoosting's native categories (categorical_features="from_dtype") are kept
+    # in an OrdinalEncoder of its own; private, hence read only if there.
+    pre = getattr(est, "_preprocessor", None)
+    if pre is not None and hasattr(pre, "transformers_"):
+        found.append(pre)
     for _, trans, _ in getattr(est, "transformers_", []):
         if not isinstance(trans, str):  # 'drop' and 'passthrough' are strings
             found += _steps(trans)
@@ -166,9 +171,11 @@ def _text_columns(est: Any) -> dict[str, Any]:
             if isinstance(cols, str | int):
                 cols = [cols]
             try:
+                if isinstance(cols, np.ndarray) and cols.dtype == bool:  # a mask of the columns
+                    cols = np.asarray(names_in)[cols].tolist()
                 names = [str(names_in[c]) if isinstance(c, int | np.integer) else str(c) for c in cols]
             except (TypeError, IndexError):
-                continue  # a slice or a mask: left numeric; declare `inputs` to say otherwise
+                continue  # a slice: left numeric; declare `inputs` to say otherwise
             # What meets the column first: a Pipeline's first step, or the transformer itself.
             met.append((names, trans.steps[0][1] if hasattr(trans, "steps") else trans))
     text: dict[str, Any] = {}

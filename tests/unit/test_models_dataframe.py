@@ -129,6 +129,22 @@ def test_an_encoder_as_the_pipelines_first_step_takes_every_column_as_text(diamo
     np.testing.assert_array_equal(m.predict(request(rows))["predict_proba"], model.predict_proba(rows))
 
 
+def test_native_categories_of_hist_gradient_boosting_take_text_per_column(diamonds: Any) -> None:
+    # categorical_features="from_dtype" on pandas category columns: no encoder in sight, the
+    # categories live in the estimator's own OrdinalEncoder (columns chosen by a mask).
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    frame = diamonds[TEXT + NUMBERS].iloc[:3000].astype({c: "category" for c in TEXT})
+    model = HistGradientBoostingClassifier(categorical_features="from_dtype", max_iter=20, random_state=0)
+    model.fit(frame, diamonds["expensive"].iloc[:3000])
+    m = served(model)
+    expected = [(c, "BYTES") for c in TEXT] + [(c, "FP64") for c in NUMBERS]
+    assert [(s.name, s.datatype) for s in m.inputs] == expected
+    rows = diamonds[TEXT + NUMBERS].iloc[3000:3100]  # as text, not category: what a client sends
+    got = m.predict(request(rows))["predict_proba"]
+    np.testing.assert_allclose(got, model.predict_proba(rows), rtol=1e-12)
+
+
 def test_zero_rows_answer_empty_outputs(pipeline: Any, diamonds: Any) -> None:
     got = served(pipeline).predict(request(diamonds[TEXT + NUMBERS].iloc[:0]))
     assert got["predict"].shape == (0,) and got["predict_proba"].shape == (0, 2)
