@@ -193,6 +193,34 @@ def _text_columns(est: Any) -> dict[str, Any]:
     return text
 
 
+def _native_categories(est: Any) -> dict[str, list[str]]:
+    """The text columns of a gradient-boosting model that keeps its own categories, each with
+    its categories in training order: LightGBM's (pandas `category` columns at fit) and
+    XGBoost's (`enable_categorical`, 3.1 or later). At predict both want those columns as
+    pandas categoricals whose codes are the training ones, not text. Columns of numeric
+    categories are left as numbers."""
+    found: dict[str, list[str]] = {}
+    for step in _steps(est):
+        booster = getattr(step, "booster_", None)  # LightGBM's scikit-learn API
+        cats = getattr(booster, "pandas_categorical", None)
+        if cats:
+            try:  # which features are categorical: one tree's dump says (the whole model's is big)
+                infos = booster.dump_model(num_iteration=1)["feature_infos"]  # type: ignore[union-attr]
+            except Exception:
+                infos = {}
+            names = [n for n, info in infos.items() if isinstance(info, dict) and info.get("values")]
+            if len(names) == len(cats):
+                found.update({n: list(c) for n, c in zip(names, cats, strict=True)})
+        get_booster = getattr(step, "get_booster", None)  # XGBoost's
+        if callable(get_booster):
+            try:
+                pairs = get_booster().get_categories(export_to_arrow=True).to_arrow()
+            except Exception:  # before 3.1, or a model without categories
+                pairs = []
+            found.update({str(n): a.to_pylist() for n, a in pairs if a is not None})
+    return {n: c for n, c in found.items() if c and all(isinstance(v, str) for v in c)}
+
+
 def _as_output(value: Any) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind in "SUO":
@@ -226,9 +254,15 @@ class PythonModel:
         # The DataFrame's columns, for an estimator fitted on one; None otherwise.
         self._frame: list[str] | None = None
         self._warm_text: dict[str, Any] = {}
+        # Columns a gradient-boosting model reads as its own categories (pandas categoricals).
+        self._categories: dict[str, list[str]] = {}
         if self._sklearn and getattr(obj, "feature_names_in_", None) is not None:
             self._frame = [str(c) for c in obj.feature_names_in_]
             self._warm_text = _text_columns(obj)
+            native = _native_categories(obj)
+            self._categories = {c: native[c] for c in self._frame if c in native}
+            for name, cats in self._categories.items():
+                self._warm_text.setdefault(name, cats[0])
         declared_in = config.inputs or getattr(obj, "inputs", None)
         if declared_in:
             self.inputs = specs(declared_in)
@@ -318,7 +352,9 @@ class PythonModel:
             col = inputs[name].reshape(-1)
             if col.dtype == object:
                 col = to_text_array(col)
-            cols[name] = col
+            cats = self._categories.get(name)
+            # The training categories in their order, so codes match; an unseen one is missing.
+            cols[name] = col if cats is None else pd.Categorical(col).set_categories(cats)
         return pd.DataFrame(cols, columns=self._frame)
 
     def _call(self, inputs: Tensors) -> Any:
