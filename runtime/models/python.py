@@ -311,8 +311,10 @@ class PythonModel:
         self.missing_text = self._frame is not None
         self._call_with_array = self._sklearn or (len(self.inputs) == 1 and not _wants_mapping(obj))
         # A classifier's labels in the column order of predict_proba (runtime/quality/labels.py).
+        # (A multi-output classifier has a list of them, one per target: no one order.)
         classes = getattr(obj, "classes_", None) if hasattr(obj, "predict_proba") else None
-        self.classes = tuple(np.asarray(classes).tolist()) if classes is not None else None
+        one_list = isinstance(classes, np.ndarray) and classes.ndim == 1
+        self.classes = tuple(classes.tolist()) if one_list else None
         declared_out = config.outputs or getattr(obj, "outputs", None)
         if declared_out:
             self.outputs = specs(declared_out)
@@ -362,7 +364,11 @@ class PythonModel:
             x = self._dataframe(inputs) if self._call_frame else inputs[self.inputs[0].name]
             out: dict[str, Any] = {"predict": self._obj.predict(x)}
             if hasattr(self._obj, "predict_proba"):
-                out["predict_proba"] = self._obj.predict_proba(x)
+                proba = self._obj.predict_proba(x)
+                if isinstance(proba, list):  # one array per target: a multi-output classifier
+                    out.update({f"predict_proba_{i}": p for i, p in enumerate(proba)})
+                else:
+                    out["predict_proba"] = proba
             return out
         if self._call_with_array:
             return self._obj(inputs[self.inputs[0].name])

@@ -187,6 +187,27 @@ def test_sklearn_estimator(iris: tuple[np.ndarray, LogisticRegression]) -> None:
     assert (out["predict"] == load_iris().target).mean() > 0.9
 
 
+def test_a_multi_output_classifier_answers_one_probability_output_per_target() -> None:
+    # predict_proba gives a list, one [n, k_i] array per target. Stacked, it put the targets
+    # where the rows go ([2, n, k]: a batch of requests split along the wrong axis), or,
+    # with different class counts, failed to load with a bare numpy error.
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = load_iris(return_X_y=True)
+    targets = np.c_[y, (x[:, 0] > 5.8).astype(int)]  # 3 classes and 2
+    rf = RandomForestClassifier(10, random_state=0).fit(x, targets)
+    model = python_model(rf)
+    assert signature(model.outputs) == [
+        ("predict", "INT64", (-1, 2)),
+        ("predict_proba_0", "FP64", (-1, 3)),
+        ("predict_proba_1", "FP64", (-1, 2)),
+    ]
+    out = model.predict({"input": x[:7]})
+    for i, proba in enumerate(rf.predict_proba(x[:7])):
+        np.testing.assert_array_equal(out[f"predict_proba_{i}"], proba)
+    assert model.classes is None  # one list per target: no single column order
+
+
 def test_sklearn_estimator_answers_zero_rows(iris: tuple[np.ndarray, LogisticRegression]) -> None:
     # scikit-learn refuses an empty array ("Found array with 0 sample(s)"); onnxruntime answers
     # it, and V2 allows the shape, so the estimator's request of zero rows gets empty outputs.
