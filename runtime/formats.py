@@ -64,8 +64,12 @@ def as_tensor(name: str, value: Any) -> tuple[np.ndarray, str]:
     except InvalidInput as exc:
         raise ValueError(f"input '{name}': {exc}") from None
     if datatype == "BYTES":
-        items = arr.reshape(-1).tolist()
-        if arr.dtype != object or not all(isinstance(v, bytes) or v is None for v in items):
+        # Already the BYTES form (bytes, None for a missing value) is sent as it is; a str
+        # array is not looked at element by element before it is converted.
+        ready = arr.dtype == object and all(
+            isinstance(v, bytes) or v is None for v in arr.reshape(-1).tolist()
+        )
+        if not ready:
             arr = to_bytes_array(arr, missing=True)  # None and NaN: a missing value, sent as null
         return arr, datatype
     # np.asarray, not np.ascontiguousarray, which turns a 0-d array into a 1-d one.

@@ -4,6 +4,7 @@ threads overlap model math with the event loop's I/O."""
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 
 import numpy as np
@@ -47,10 +48,18 @@ def _class_labels(path: str) -> tuple[object, ...] | None:
     SVMClassifier, ZipMap), as skl2onnx writes scikit-learn's `classes_`. None for a model
     without them, with two different lists, or without the `onnx` package (onnxruntime does
     not show a graph's attributes); feedback and gates then take labels as column indices
-    unless told the classes. Parsing the file again costs about a millisecond per 250 kB."""
+    unless told the classes. Parsing the file again costs about a millisecond per 250 kB and
+    its size in memory, so a file whose bytes never name a class-label attribute (a neural
+    network, a regressor) is not parsed: one scan of the mapped file decides."""
     try:
         import onnx
     except ImportError:
+        return None
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data.find(b"classlabels_") < 0:
+                return None
+    except (OSError, ValueError):  # an empty file cannot be mapped; onnxruntime loaded it, though
         return None
     try:
         graph = onnx.load(path, load_external_data=False).graph

@@ -27,11 +27,12 @@ def _text(v: Any) -> Any:
 def as_labels(a: np.ndarray) -> np.ndarray:
     """`a` with text as str: bytes elements (a model's BYTES output) decoded, anything else
     unchanged (the same array when nothing is bytes)."""
-    if a.dtype.kind == "S":
-        return np.array([_text(v) for v in a.tolist()], dtype=object)
-    if a.dtype == object and any(isinstance(v, bytes) for v in a.tolist()):
-        return np.array([_text(v) for v in a.tolist()], dtype=object)
-    return a
+    if a.dtype.kind not in "OS":
+        return a
+    values = a.tolist()
+    if a.dtype.kind == "O" and not any(isinstance(v, bytes) for v in values):
+        return a
+    return np.array([_text(v) for v in values], dtype=object)
 
 
 def plain_classes(classes: Any) -> list[Any] | None:
