@@ -15,6 +15,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import Any
@@ -71,9 +72,12 @@ def _weight(text: str) -> tuple[str, float]:
     try:
         if not eq or not model:
             raise ValueError
-        return model, float(value)
+        weight = float(value)
     except ValueError:
         raise ValueError(f"weights are MODEL=WEIGHT (e.g. churn-v2=10), got {text!r}") from None
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"a weight must be a number >= 0, got {text!r}")
+    return model, weight
 
 
 def _print(doc: dict[str, Any]) -> None:

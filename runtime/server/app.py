@@ -82,6 +82,7 @@ def create_app(config: ServerConfig, repository: Repository, peers: Peers | None
     # else /metrics sums the workers' drift counts and judges them (runtime/server/merged.py)
 
     router = Router([e.build() for e in config.endpoints])
+    router.check_inputs(lambda name: repository.get(name).model)
     repository.metrics.watch_endpoints(router.all)
     pipeline = Pipeline(repository, router)
     grpc = None
@@ -195,5 +196,6 @@ def create_app(config: ServerConfig, repository: Repository, peers: Peers | None
     starlette.state.reloader = reloader
     starlette.state.grpc = grpc
     starlette.state.router = router
+    starlette.state.pipeline = pipeline
     starlette.state.peers = peers
     return MlrtApp(starlette, pipeline, config.max_body_bytes)

@@ -202,7 +202,7 @@ class GrpcServer:
 
     async def _ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
         try:
-            self.repository.get(request.name, request.version or None)
+            self.pipeline.describe(request.name, request.version or None)
         except Exception:  # unknown or not ready: not ready, as Triton answers
             return self.messages.ModelReadyResponse(ready=False)
         return self.messages.ModelReadyResponse(ready=True)
@@ -217,11 +217,11 @@ class GrpcServer:
         from .routes import metadata
 
         try:
-            entry = self.repository.get(request.name, request.version or None)
+            entry, is_endpoint = self.pipeline.describe(request.name, request.version or None)
         except Exception as exc:
             f = failure(exc)
             await self._abort(context, Answer(f.status, None, error=f.message))
-        doc = metadata(self.repository, entry)
+        doc = metadata(self.repository, entry, request.name if is_endpoint else None)
         msg = self.messages.ModelMetadataResponse(
             name=doc["name"], versions=doc["versions"], platform=doc["platform"]
         )

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, MlrtError, ModelNotReady
 from ..models import Tensors, check_inputs
 from ..repository import LoadedModel, Repository
 from ..traffic import Endpoint, Router
@@ -199,6 +199,26 @@ class Pipeline:
         entry = self.repository.get(name, version)
         entry.holders += 1
         return entry
+
+    def describe(self, name: str, version: str | None = None) -> tuple[LoadedModel, bool]:
+        """The model version whose metadata and readiness a name shows, and whether the name
+        is an endpoint. A client calls an endpoint like a model, so it asks for its metadata
+        and readiness like a model's too: an endpoint shows its first variant with a weight
+        that is ready (the variants take the same inputs), and is not ready while none is."""
+        endpoints = self.router.endpoints
+        endpoint = endpoints.get(name) if endpoints else None
+        if endpoint is None:
+            return self.repository.get(name, version), False
+        if version is not None:
+            raise InvalidInput(f"'{name}' is an endpoint: call it without a version, or call a variant")
+        error: Exception = ModelNotReady(name, "not ready: no variant has a weight")
+        for variant in endpoint.variants:
+            if variant.weight > 0:
+                try:
+                    return self.repository.get(variant.model), True
+                except MlrtError as exc:
+                    error = exc
+        raise ModelNotReady(name, f"not ready: no variant with a weight is ready ({error})")
 
     def _endpoint(self, target: tuple[str, str | None]) -> Endpoint | None:
         """The endpoint a request was routed through, if it named one, or the recorder of

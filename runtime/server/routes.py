@@ -51,12 +51,18 @@ async def server_metadata(request: Request) -> Response:
     return _json({"name": "mlrt", "version": __version__, "extensions": EXTENSIONS})
 
 
-def metadata(repository: Repository, entry: LoadedModel) -> dict[str, Any]:
-    """A model's V2 metadata, the same over HTTP and gRPC."""
+def _described(request: Request) -> tuple[LoadedModel, bool]:
+    p = request.path_params
+    return request.app.state.pipeline.describe(p["model"], p.get("version"))  # type: ignore[no-any-return]
+
+
+def metadata(repository: Repository, entry: LoadedModel, endpoint: str | None = None) -> dict[str, Any]:
+    """A model's V2 metadata, the same over HTTP and gRPC; for an endpoint (Pipeline.describe),
+    its variant's signature under the endpoint's name, with no versions (it takes none)."""
     m = entry.model
     return {
-        "name": m.name,
-        "versions": list(repository.models[m.name]),
+        "name": endpoint or m.name,
+        "versions": [] if endpoint else list(repository.models[m.name]),
         "platform": m.platform,
         "inputs": [s.to_dict() for s in m.inputs],
         "outputs": [s.to_dict() for s in m.outputs],
@@ -64,11 +70,12 @@ def metadata(repository: Repository, entry: LoadedModel) -> dict[str, Any]:
 
 
 async def model_metadata(request: Request) -> Response:
-    return _json(metadata(_repo(request), _entry(request)))
+    entry, is_endpoint = _described(request)
+    return _json(metadata(_repo(request), entry, request.path_params["model"] if is_endpoint else None))
 
 
 async def model_ready(request: Request) -> Response:
-    _entry(request)  # 404 for unknown, 503 for not ready
+    _described(request)  # 404 for unknown, 503 for not ready
     return Response(status_code=200)
 
 

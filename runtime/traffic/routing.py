@@ -21,17 +21,21 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import math
 import random
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigError, InvalidInput
 from .feedback import Feedback
 from .predlog import PredictionLog
 from .rollback import Rollback
 from .shadow import Shadow
+
+log = logging.getLogger("mlrt.traffic")
 
 __all__ = ["Endpoint", "Router", "Variant", "parameter_key", "sticky_key"]
 
@@ -143,10 +147,10 @@ class Endpoint:
         unknown = sorted(set(weights) - known)
         if unknown:
             raise ConfigError(f"{where}: no variant(s) {unknown}; its variants are {sorted(known)}")
-        merged = {v.model: float(weights.get(v.model, v.weight)) for v in self.variants}
-        _check_weights(merged, where)
+        merged = {v.model: weights.get(v.model, v.weight) for v in self.variants}
+        _check_weights(merged, where)  # before any conversion: null, "50" or true are refused
         for v in self.variants:
-            v.weight = merged[v.model]
+            v.weight = float(merged[v.model])
         self._total = sum(merged.values())
 
     def provisional(self) -> Variant:
@@ -198,6 +202,19 @@ class Endpoint:
         }
 
 
+def _inputs_of(model_of: Callable[[str], Any], name: str) -> str | None:
+    """A model's inputs as a request must fit them (Router.check_inputs), or None when it is
+    not loaded."""
+    try:
+        inputs = model_of(name).inputs
+    except Exception:  # not loaded (yet): its requests say so when it is called
+        return None
+    return ", ".join(
+        f"{t.name}:{'BYTES' if t.datatype == 'BYTES' else 'number'}{list(t.shape[1:])}"
+        for t in sorted(inputs, key=lambda t: t.name)
+    )
+
+
 class Router:
     """The server's endpoints by name, and the models that record their own answers."""
 
@@ -216,6 +233,31 @@ class Router:
 
     def all(self) -> list[Endpoint]:
         return [*self.endpoints.values(), *self.recorders.values()]
+
+    def check_inputs(self, model_of: Callable[[str], Any]) -> None:
+        """Refuse an endpoint whose variants take different inputs: clients send one request
+        body to it, which would fail on the variants it does not fit. A shadow that takes
+        other inputs is only warned about: its copies fail and are counted, the answers do
+        not. `model_of(name)`: the served model, or raises when it is not loaded (not
+        checked then). Datatypes may differ between numbers (a request's numbers convert by
+        the one rule); names, shapes after the batch dimension and text must not."""
+        for endpoint in self.endpoints.values():
+            takes = {m: _inputs_of(model_of, m) for m in [v.model for v in endpoint.variants]}
+            takes = {m: sig for m, sig in takes.items() if sig is not None}
+            if len(set(takes.values())) > 1:
+                listed = "; ".join(f"{m} takes ({sig})" for m, sig in takes.items())
+                raise ConfigError(
+                    f"endpoint {endpoint.name!r}: its variants must take the same inputs, as "
+                    f"clients send one request to all of them: {listed}"
+                )
+            primary = next(iter(takes.values()), None)
+            for s in endpoint.shadows:
+                sig = _inputs_of(model_of, s.model)
+                if primary is not None and sig is not None and sig != primary:
+                    log.warning(
+                        "endpoint %s: shadow %s takes (%s), its variants (%s): every copy will fail",
+                        endpoint.name, s.model, sig, primary,
+                    )  # fmt: skip
 
     def __bool__(self) -> bool:
         return bool(self.endpoints or self.recorders)

@@ -239,3 +239,23 @@ def test_sigterm_finishes_calls_in_flight_without_waiting_for_idle_connections(t
         idle.close()
         if srv.process.poll() is None:
             stop_server(srv)
+
+
+def test_an_endpoint_answers_metadata_and_readiness_over_grpc(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = tmp_path / "ep.toml"
+    model = DEMO / "model.onnx"
+    cfg.write_text(
+        f'[[models]]\nname = "v1"\nsource = "{model}"\n[[models]]\nname = "v2"\nsource = "{model}"\n'
+        '[[endpoints]]\nname = "ep"\n'
+        'variants = [{ model = "v1", weight = 0 }, { model = "v2", weight = 1 }]\n'
+    )
+    srv = start_server([], tmp_path, ["--config", str(cfg), "--grpc-port", str(port)])
+    try:
+        client = tg.InferenceServerClient(f"127.0.0.1:{port}")
+        assert client.is_model_ready("ep")
+        meta = client.get_model_metadata("ep")
+        assert meta.name == "ep" and list(meta.versions) == []
+        assert [t.name for t in meta.inputs] == ["features"]
+    finally:
+        stop_server(srv)

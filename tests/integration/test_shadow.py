@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +18,15 @@ from sklearn.datasets import load_iris
 
 from runtime.traffic.compare import ABS_DIFF_BUCKETS
 from tests.integration import pymodels
-from tests.integration.serving import PYMODELS, Server, check_metrics, start_server, stop_server
+from tests.integration.serving import (
+    PYMODELS,
+    REPO_ROOT,
+    Server,
+    check_metrics,
+    free_port,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -176,6 +186,27 @@ def test_a_failing_or_mismatched_shadow_is_counted_and_the_primary_serves(tmp_pa
     log = srv.stderr_path.read_text()
     assert "shadow candidate failed 1 copies" in log and "input" in log  # logged once a minute, not 50 times
     assert log.count("shadow candidate failed") == 1
+    # ... and said at start, once, before any copy failed.
+    assert "shadow candidate takes (x:number[2]), its variants (input:number[4]): every copy will fail" in log
+
+
+def test_variants_that_take_different_inputs_stop_startup(tmp_path: Path) -> None:
+    # Such an endpoint started and then refused about half its requests, whichever variant
+    # the request was drawn to.
+    cfg = tmp_path / "ab.toml"
+    cfg.write_text(
+        f'[[models]]\nname = "iris"\nsource = "{PYMODELS}:iris"\n'
+        f'[[models]]\nname = "picky"\nsource = "{PYMODELS}:picky"\n'
+        '[[endpoints]]\nname = "ab"\n'
+        'variants = [{ model = "iris", weight = 1 }, { model = "picky", weight = 1 }]\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime", "serve", "--config", str(cfg), "--port", str(free_port())],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "endpoint 'ab': its variants must take the same inputs" in proc.stderr
+    assert "iris takes (input:number[4]); picky takes (x:number[2])" in proc.stderr
 
 
 def test_sampling_sends_the_configured_share(tmp_path: Path) -> None:

@@ -176,6 +176,9 @@ def test_weights_change_at_run_time_and_move_few_keys(served, closing: ExitStack
     assert status == 400 and "no variant(s) ['churn-v3']" in doc["error"]
     status, doc = put({"weights": {"churn-v1": 0, "churn-v2": 0}})
     assert status == 400 and "at least one variant" in doc["error"]
+    for bad in (None, "abc", "50", [1], True, -1):  # each answered 500 or taken as a number before
+        status, doc = put({"weights": {"churn-v1": bad}})
+        assert status == 400 and "the weight of 'churn-v1' must be a number >= 0" in doc["error"], bad
     c.conn.request("GET", "/v2/endpoints/churn")
     shown = json.loads(c.conn.getresponse().read())
     assert [(v["model"], v["weight"]) for v in shown["variants"]] == [("churn-v1", 50), ("churn-v2", 50)]
@@ -215,3 +218,34 @@ def test_mlrt_traffic_show_and_set(served, capsys) -> None:
     assert "no variant(s) ['churn-v3']" in capsys.readouterr().err
     assert mlrt(["traffic", "set", "churn", "churn-v2", *url, "--token", "s3cret"]) == 2
     assert "MODEL=WEIGHT" in capsys.readouterr().err
+    for bad in ("nan", "inf", "-3"):  # nan and inf ended in a traceback (not JSON) before
+        assert mlrt(["traffic", "set", "churn", f"churn-v2={bad}", *url, "--token", "s3cret"]) == 2
+        assert "a weight must be a number >= 0" in capsys.readouterr().err
+
+
+def test_an_endpoint_answers_metadata_and_readiness_like_a_model(served, closing: ExitStack) -> None:
+    # V2 clients ask a model's metadata and readiness before they call it (tritonclient's
+    # get_model_metadata, is_model_ready); for an endpoint both answered 404 before.
+    srv, _ = served
+    c = closing.enter_context(Caller(srv))
+
+    def get(path: str) -> tuple[int, dict]:
+        c.conn.request("GET", path)
+        r = c.conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+
+    status, doc = get("/v2/models/churn")
+    _, variant = get("/v2/models/churn-v1")
+    assert status == 200 and doc["name"] == "churn" and doc["versions"] == []
+    assert (doc["inputs"], doc["outputs"], doc["platform"]) == (
+        variant["inputs"], variant["outputs"], variant["platform"]
+    )
+    assert get("/v2/models/churn/ready")[0] == 200
+    status, doc = get("/v2/models/churn/versions/1")
+    assert status == 400 and "is an endpoint" in doc["error"]
+    assert get("/v2/models/nope/ready")[0] == 404
+
+    from runtime.client import Client
+
+    with Client(srv.url) as client:
+        assert client.is_model_ready("churn")

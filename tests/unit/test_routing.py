@@ -81,6 +81,9 @@ def test_bad_settings_are_refused() -> None:
         e.set_weights({"c": 1})
     with pytest.raises(ConfigError, match="at least one"):
         e.set_weights({"a": 0, "b": 0})
+    for bad in (None, "2", True, float("nan"), [1]):
+        with pytest.raises(ConfigError, match="the weight of 'a' must be a number >= 0"):
+            e.set_weights({"a": bad})
     assert [v.weight for v in e.variants] == [1, 1]  # a refused change changes nothing
 
 
