@@ -354,6 +354,11 @@ class _EndpointCollector(Collector):
             "Feedback items refused (unknown or repeated id, bad label)",
             labels=["endpoint"],
         )
+        reused = CounterMetricFamily(
+            "mlrt_feedback_reused_ids",
+            "Answers under a request id answered before: neither can be labelled",
+            labels=["endpoint"],
+        )
         quality = GaugeMetricFamily(
             "mlrt_quality",
             "A variant's quality over its most recent labelled rows (the feedback window)",
@@ -372,6 +377,7 @@ class _EndpointCollector(Collector):
                     fam.add_metric([e.name], getattr(e.log, attr))
             if e.feedback is not None:
                 refused.add_metric([e.name], e.feedback.refused)
+                reused.add_metric([e.name], e.feedback.reused)
                 for model, q in e.feedback.summary().items():
                     labelled.add_metric([e.name, model], q["labelled"])
                     for metric in ("accuracy", "log_loss", "auc", "mae", "rmse"):
@@ -392,5 +398,6 @@ class _EndpointCollector(Collector):
         yield from log_counts.values()
         yield labelled
         yield refused
+        yield reused
         yield quality
         yield rollbacks

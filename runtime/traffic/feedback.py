@@ -8,7 +8,8 @@ none of the answer's); `POST /v2/endpoints/{name}/feedback` with
 `[{"id": ..., "label": ...}, ...]` looks each id up, adds (label, prediction) to that
 variant's window (runtime/quality) and forgets the prediction, so a second label for the
 same id is refused. An id the endpoint never answered, or answered too long ago to
-remember, is refused by name; the other items of the call still count.
+remember, is refused by name, and so is an id it answered twice (a client's reused id: the
+label could be for either answer); the other items of the call still count.
 
 What is a prediction, per variant: runtime/quality/prediction.py's rule (`label_output`,
 `score_output` and `value_output` in the endpoint's feedback settings override it).
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..quality import QualityWindow
-from ..quality.labels import ClassIndex
+from ..quality.labels import ClassIndex, plain_classes
 from ..quality.prediction import KINDS, PredictionSpec, prediction_spec
 from .settings import count
 
@@ -113,6 +114,8 @@ class _Ring:
 # remembered objects once stalled the event loop for about 23 ms, a tripled p99 at 64
 # connections in bench.shadow): which ring, where in it, how many rows.
 _Memory = tuple[int, int, int]
+# What an id answered more than once maps to: a label cannot say which answer it is for.
+_REUSED: _Memory = (-1, 0, 0)
 
 
 class _VariantQuality:
@@ -160,6 +163,7 @@ class Feedback:
         self._specs: dict[tuple[str, str], _Spec | str] = {}  # a string: why it cannot be judged
         self._rings: list[_Spec] = []  # specs with a ring, by the index the memory names
         self.unremembered = 0  # answers that could not be kept (see _Ring.put)
+        self.reused = 0  # answers under an id the memory already held (a client's reused id)
         self.quality: dict[str, _VariantQuality] = {}
         self.labelled = 0  # rows labelled
         self.refused = 0  # feedback items refused
@@ -183,7 +187,10 @@ class Feedback:
                 found = prediction_spec(outputs, self.kind, self._names)
                 spec = _Spec(found, model, version, _Ring(found, outputs, self.remember))
                 listed = self.classes is not None
-                spec.classes = ClassIndex(self.classes if listed else classes, self._hint, listed=listed)
+                # Listing the classes is the way out only when the model does not say them.
+                said = not listed and plain_classes(classes) is not None
+                hint = "send the labels the model was trained on" if said else self._hint
+                spec.classes = ClassIndex(self.classes if listed else classes, hint, listed=listed)
                 spec.index = len(self._rings)
                 self._rings.append(spec)
             except ValueError as exc:
@@ -192,12 +199,18 @@ class Feedback:
         if isinstance(spec, str):
             return
         assert spec.ring is not None
+        memory = self._memory
+        if rid in memory:
+            # A client that sends its own ids sent this one before: a label for it could be
+            # joined to either answer, so it is joined to neither (refused by name).
+            self.reused += 1
+            memory[rid] = _REUSED
+            return
         rows = len(next(iter(outputs.values())))
         start = spec.ring.put(outputs, rows)
         if start is None:
             self.unremembered += 1
             return
-        memory = self._memory
         memory[rid] = (spec.index, start, rows)
         if len(memory) > self.remember:
             memory.popitem(last=False)
@@ -223,14 +236,20 @@ class Feedback:
         if not isinstance(item, dict) or "label" not in item or not isinstance(rid, str):
             raise ValueError('each item is {"id": "<request id>", "label": <label, or a list: one per row>}')
         forgotten = (
-            f"unknown id {rid!r}: not answered through endpoint {self.endpoint!r}, "
-            f"or older than its last {self.remember:,} answers"
+            f"unknown id {rid!r}: not answered through endpoint {self.endpoint!r} since the "
+            f"server started, or older than its last {self.remember:,} answers"
         )
         if rid not in self._memory:
             raise ValueError(forgotten)
         kept = self._memory[rid]
         if kept is None:
             raise ValueError(f"id {rid!r} is already labelled")
+        if kept is _REUSED:
+            raise ValueError(
+                f"id {rid!r} was answered more than once (a request id sent again), so its label "
+                "cannot be joined to one answer: give each request its own id, or none and keep "
+                "the one the answer returns"
+            )
         index, start, rows = kept
         spec = self._rings[index]
         assert spec.ring is not None
@@ -286,6 +305,7 @@ class Feedback:
             "remember": self.remember,
             "remembered": len(self._memory),
             "unremembered": self.unremembered,
+            "reused_ids": self.reused,
             "labelled": self.labelled,
             "refused": self.refused,
             "quality": self.summary(),

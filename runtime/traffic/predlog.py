@@ -40,9 +40,9 @@ counted in `dropped`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -64,6 +64,17 @@ log = logging.getLogger("mlrt.traffic")
 # Rows that wake the writer before flush_s is up: keeps a batch's column building (which
 # holds the GIL) short, and memory bounded under heavy traffic.
 _BATCH_ROWS = 4096
+
+
+def sampled(rid: str, share: float) -> bool:
+    """Whether the request `rid` is in the logged share: drawn from its id, not at random,
+    so that its primary and shadow answers are logged together or not at all (the log
+    alone then recomputes a shadow's agreement at any share)."""
+    digest = hashlib.blake2b(rid.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < share * _TWO64
+
+
+_TWO64 = float(2**64)
 
 
 class _Staging:
@@ -292,7 +303,7 @@ class PredictionLog:
         role: str = "primary",
     ) -> None:
         """Log one answered request (sampled; dropped and counted when the writer lags)."""
-        if self.sample < 1.0 and random.random() >= self.sample:
+        if self.sample < 1.0 and not sampled(rid, self.sample):
             return
         rows = len(next(iter(outputs.values()))) if outputs else 0
         if rows == 0:

@@ -300,6 +300,13 @@ def test_text_labels_are_judged_by_each_models_own_classes(tmp_path: Path) -> No
                 items = [{"id": body["id"], "label": names[idx].tolist()} for idx, body in sent]
                 status, result = c.request("POST", f"/v2/models/{model}/feedback", items)
                 assert status == 200 and result == {"accepted": 50, "refused": 0, "errors": []}, result
+                # A label the model has no class for: named with the model's classes, and no
+                # advice to list them in the settings (the model says them).
+                tensor = {"name": name, "datatype": datatype, "shape": [1, 4], "data": X[0].tolist()}
+                rid = c.request("POST", f"/v2/models/{model}/infer", {"inputs": [tensor]})[1]["id"]
+                status, result = c.request("POST", f"/v2/models/{model}/feedback", [{"id": rid, "label": 1}])
+                error = result["errors"][0]["error"]
+                assert "not among the model's classes" in error and "classes = [...]" not in error, error
                 status, body = c.request("GET", f"/v2/models/{model}/feedback")
                 got[model] = (sent, body["feedback"]["quality"][model])
     finally:
@@ -341,9 +348,18 @@ def test_feedback_is_refused_clearly_and_the_server_stays_up(tmp_path: Path) -> 
             assert all('"id": "<request id>"' in e["error"] for e in body["errors"])
             rid = c.infer(load_breast_cancer().data[:1])["id"]
             status, body = c.feedback([{"id": rid, "label": "malignant"}])
-            assert body["refused"] == 1 and "classes = [...]" in body["errors"][0]["error"]
+            error = body["errors"][0]["error"]
+            assert body["refused"] == 1 and "not among the model's classes [0, 1]" in error
             status, body = c.feedback([{"id": rid, "label": 1}])  # the refused label did not use the id up
             assert body["accepted"] == 1, body
+            # A client's id sent twice: neither answer is joined, and the reuse is counted.
+            rows = load_breast_cancer().data
+            c.infer(rows[:1], rid="order-77")
+            c.infer(rows[1:2], rid="order-77")
+            status, body = c.feedback([{"id": "order-77", "label": 0}])
+            assert body["refused"] == 1 and "answered more than once" in body["errors"][0]["error"]
+            assert c.show()["feedback"]["reused_ids"] == 1
+            assert "mlrt_feedback_reused_ids_total{endpoint=\"cancer\"} 1.0" in c.metrics()
     finally:
         stop_server(srv)
 

@@ -62,3 +62,17 @@ def test_the_memory_holds_nothing_the_garbage_collector_tracks() -> None:
         fb.remember_answer(f"r{i}", "m", "1", _answer(1, i))
     gc.collect()
     assert not any(gc.is_tracked(v) for v in fb._memory.values())
+
+
+def test_an_id_answered_twice_is_refused_not_joined_to_either_answer() -> None:
+    # A client reusing its own id replaced the first answer in memory and the label was
+    # joined to the second, silently.
+    fb = Feedback("ep", window=100, remember=100)
+    fb.remember_answer("order-77", "m", "1", {"label": np.array([0]), "proba": np.array([[0.9, 0.1]])})
+    fb.remember_answer("order-77", "m", "1", {"label": np.array([1]), "proba": np.array([[0.2, 0.8]])})
+    fb.remember_answer("order-78", "m", "1", {"label": np.array([1]), "proba": np.array([[0.2, 0.8]])})
+    accepted, errors = fb.label([{"id": "order-77", "label": 0}, {"id": "order-78", "label": 1}])
+    assert accepted == 1 and errors[0]["id"] == "order-77"
+    assert "answered more than once" in errors[0]["error"]
+    fb.remember_answer("order-77", "m", "1", {"label": np.array([0]), "proba": np.array([[0.9, 0.1]])})
+    assert fb.to_json()["reused_ids"] == 2 and fb.summary()["m"]["labelled"] == 1

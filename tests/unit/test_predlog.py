@@ -145,3 +145,21 @@ def test_many_requests_fill_several_buffers_in_order(tmp_path: Path) -> None:
     assert table["id"].to_pylist() == [f"req-{i}" for i in range(3000) for _ in range(1 + i % 3)]
     assert table["row"].to_pylist() == [j for i in range(3000) for j in range(1 + i % 3)]
     assert table["latency_s"].to_pylist()[-1] == pytest.approx(2.999)
+
+
+def test_a_sampled_request_is_logged_with_every_role_or_not_at_all(tmp_path: Path) -> None:
+    # Drawn at random per offer, about half of a sampled request's shadow rows had no primary
+    # row to be joined with, and the log alone could not give a shadow's agreement.
+    log = PredictionLog("ep", str(tmp_path), flush_s=0.05, sample=0.3)
+    log.start()
+    x = {"x": np.ones((1, 3), np.float32)}
+    for i in range(2000):
+        out = {"label": np.array([i % 2])}
+        log.offer(f"req-{i}", "m", "1", x, out, 0.001)
+        log.offer(f"req-{i}", "m-shadow", "1", x, out, 0.001, role="shadow")
+    log.close()
+    rows = read_log(tmp_path).to_pylist()
+    primary = {r["id"] for r in rows if r["role"] == "primary"}
+    shadow = {r["id"] for r in rows if r["role"] == "shadow"}
+    assert primary == shadow
+    assert 0.25 < len(primary) / 2000 < 0.35
