@@ -79,7 +79,12 @@ def _open(source: str | list[str], kind: str) -> Any:
     import pyarrow.dataset as pads
 
     try:
-        return pads.dataset(source, format=_file_format(kind))
+        ds = pads.dataset(source, format=_file_format(kind))
+        index = _pandas_index(ds.schema)
+        if index:
+            kept = pa.schema([f for f in ds.schema if f.name not in index])
+            ds = pads.dataset(source, format=_file_format(kind), schema=kept)
+        return ds
     except pa.ArrowInvalid as exc:
         hint = (
             " (Arrow IPC is read as a file, e.g. pyarrow.feather.write_feather or "
@@ -88,6 +93,20 @@ def _open(source: str | list[str], kind: str) -> Any:
             else ""
         )
         raise ValueError(f"cannot read the data: {exc}{hint}") from None
+
+
+def _pandas_index(schema: Any) -> set[str]:
+    """The columns in which pandas kept a DataFrame's unnamed index (`__index_level_0__`:
+    what `to_parquet` writes for any index but a plain range, e.g. after a train/test
+    split). They are row labels, not data: read as a column, the index became a feature
+    of profiles and a column fed to models. A named index (`set_index("id")`) is a column
+    like any other and stays."""
+    try:
+        meta = schema.pandas_metadata
+    except Exception:  # metadata that is not pandas' JSON: no index to drop
+        return set()
+    names = meta.get("index_columns", []) if isinstance(meta, dict) else []
+    return {n for n in names if isinstance(n, str) and n.startswith("__index_level_") and n in schema.names}
 
 
 def _dataset_of_many(paths: Sequence[Path]) -> Any:

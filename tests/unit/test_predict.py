@@ -325,3 +325,27 @@ def test_an_unknown_option_is_refused_by_name(iris, tmp_path) -> None:
     with pytest.raises(TypeError, match="passtrough"):
         runtime.predict_files(str(iris["model"]), iris["csv"], tmp_path / "o.parquet", passtrough=["id"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pandas_index_written_to_parquet_is_not_a_column(iris, tmp_path, capsys) -> None:
+    # pandas writes any index but a plain range as `__index_level_0__` (after a train/test
+    # split, say): profile, predict and validate took it for a feature and failed or drifted.
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(iris["X"], columns=IRIS).sample(frac=1.0, random_state=0)
+    frame.iloc[:100].to_parquet(tmp_path / "train.parquet")
+    frame.iloc[100:].to_parquet(tmp_path / "test.parquet")
+    assert "__index_level_0__" in pq.read_schema(tmp_path / "test.parquet").names
+    frame.iloc[100:].rename_axis("row").to_parquet(tmp_path / "named.parquet")  # a named index stays
+    ref = tmp_path / "ref.json"
+    train = str(tmp_path / "train.parquet")
+    assert mlrt(["profile", train, "-o", str(ref), "--model", str(iris["model"])]) == 0
+    assert Profile.load(ref).names == IRIS
+    out = tmp_path / "scored.parquet"
+    assert mlrt(["predict", str(iris["model"]), str(tmp_path / "test.parquet"), "-o", str(out)]) == 0
+    want = expected(iris["model"], frame.iloc[100:].to_numpy())
+    np.testing.assert_array_equal(pq.read_table(out).column("label").to_numpy(), want["label"])
+    assert mlrt(["validate", str(tmp_path / "test.parquet"), "--profile", str(ref)]) == 0
+    assert mlrt(["predict", str(iris["model"]), str(tmp_path / "named.parquet"), "-o", str(out),
+                 "--passthrough", "row"]) == 0  # fmt: skip
+    assert pq.read_table(out).column("row").to_pylist() == frame.index[100:].tolist()
+    capsys.readouterr()
