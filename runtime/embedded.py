@@ -112,7 +112,7 @@ class LocalModel:
         if all(s.name in columns for s in specs) and all(s.shape in ((-1,), (-1, 1)) for s in specs):
             return {s.name: frame[s.name].to_numpy() for s in specs}
         if len(specs) == 1:
-            names = self.feature_names
+            names = self.feature_names or self._profiled(specs[0], columns)
             if names is None:
                 return {specs[0].name: frame.to_numpy()}
             missing = [n for n in names if n not in columns]
@@ -123,6 +123,17 @@ class LocalModel:
         raise InvalidInput(
             f"model '{self.name}' takes inputs {wanted}; the DataFrame has columns {columns[:12]}"
         )
+
+    def _profiled(self, spec: Any, columns: Sequence[str]) -> list[str] | None:
+        """The profile's features, in its order, when the frame has them all and they fill
+        the input: the columns `mlrt profile --model` fitted them from, so a frame with its
+        columns in another order, or with ids beside them, feeds the model as `mlrt predict`
+        with that profile does (its rule 4), not by position."""
+        if self.monitor is None or len(spec.shape) != 2 or spec.shape[1] < 1:
+            return None
+        names = [f.name for f in self.monitor.profile.features]
+        have = set(columns)
+        return names if len(names) == spec.shape[1] and all(n in have for n in names) else None
 
     def predict(self, x: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run the model on one input array (single-input models), a dict of arrays, or a

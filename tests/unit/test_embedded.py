@@ -158,3 +158,19 @@ def test_no_web_stack_is_imported(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_frame_feeds_the_profiles_features_by_name(demo_rows) -> None:
+    # With a profile, a frame whose columns came in another order was fed by position
+    # (wrong scores, no error), and one with an id beside the features was refused, where
+    # `mlrt predict` with the same profile takes the profile's features by name.
+    pd = pytest.importorskip("pandas")
+    X, _ = demo_rows
+    names = Profile.load(DEMO / "profile.json").names
+    frame = pd.DataFrame(X[:20], columns=names)
+    want = ort.InferenceSession(str(DEMO / "model.onnx")).run(None, {"features": X[:20]})[0]
+    with runtime.load(str(DEMO / "model.onnx"), profile=str(DEMO / "profile.json")) as m:
+        shuffled = frame[names[::-1]].assign(customer_id=np.arange(20))
+        np.testing.assert_array_equal(m.predict(shuffled)["probabilities"], want)
+    with runtime.load(str(DEMO / "model.onnx")) as m:  # no profile: every column, in order
+        np.testing.assert_array_equal(m.predict(frame)["probabilities"], want)
