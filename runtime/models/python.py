@@ -228,6 +228,32 @@ def _as_output(value: Any) -> np.ndarray:
     return arr
 
 
+def _conform(spec: TensorSpec, arr: np.ndarray, dtype: Any, declared: bool) -> np.ndarray:
+    """An output as its spec says: numbers converted to the declared datatype (as the
+    encoders would), a column given as a flat array shaped [-1, 1] or the reverse; text
+    where numbers are declared (or numbers where text is), or a declared shape it does not
+    have, is the model's error, named here rather than failing in an encoder as a bare 500."""
+    text = arr.dtype.kind in "OSU"
+    if text != (spec.datatype == "BYTES"):
+        got = "text" if text else f"{arr.dtype} numbers"
+        raise ValueError(f"output {spec.name!r} is declared {spec.datatype} but the model returned {got}")
+    if not text and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    shape = spec.shape
+    if arr.ndim != len(shape):
+        if shape[1:] == (1,) and arr.ndim == 1:
+            arr = arr.reshape(-1, 1)
+        elif len(shape) == 1 and arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+    wrong = arr.ndim != len(shape) or any(d not in (-1, a) for d, a in zip(shape, arr.shape, strict=True))
+    if declared and wrong:
+        raise ValueError(
+            f"output {spec.name!r} is declared with shape {list(shape)} but the model returned "
+            f"{list(arr.shape)}"
+        )
+    return arr
+
+
 class PythonModel:
     platform = "python"
 
@@ -316,10 +342,12 @@ class PythonModel:
         one_list = isinstance(classes, np.ndarray) and classes.ndim == 1
         self.classes = tuple(classes.tolist()) if one_list else None
         declared_out = config.outputs or getattr(obj, "outputs", None)
+        self._declared_out = bool(declared_out)
         if declared_out:
             self.outputs = specs(declared_out)
         else:
             self.outputs = self._learn_outputs()
+        self._out_dtypes = {s.name: numpy_dtype(s.datatype) for s in self.outputs}
 
     def _frame_signature(self) -> bool:
         """True when the inputs are the DataFrame's columns one by one, False when they are
@@ -421,12 +449,18 @@ class PythonModel:
             return empty
         raw = self._call(inputs)
         if isinstance(raw, Mapping):
-            return {str(k): _as_output(v) for k, v in raw.items()}
-        if isinstance(raw, tuple):
+            out = {str(k): _as_output(v) for k, v in raw.items()}
+        elif isinstance(raw, tuple):
             if len(raw) != len(self.outputs):
                 raise ValueError(f"returned {len(raw)} values, but {len(self.outputs)} outputs are declared")
-            return {spec.name: _as_output(v) for spec, v in zip(self.outputs, raw, strict=True)}
-        return {self.outputs[0].name: _as_output(raw)}
+            out = {spec.name: _as_output(v) for spec, v in zip(self.outputs, raw, strict=True)}
+        else:
+            out = {self.outputs[0].name: _as_output(raw)}
+        for spec in self.outputs:  # a few checks per call: a Python model's call costs far more
+            arr = out.get(spec.name)
+            if arr is not None:
+                out[spec.name] = _conform(spec, arr, self._out_dtypes[spec.name], self._declared_out)
+        return out
 
     def close(self) -> None:
         self._obj = None

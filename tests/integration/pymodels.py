@@ -19,9 +19,14 @@ iris = LogisticRegression(max_iter=1000).fit(_IRIS.data, _IRIS.target)
 
 
 def picky(x: np.ndarray) -> np.ndarray:
-    """Doubles its input, and fails (as a model's own bug would) on negative values."""
+    """Doubles its input, and fails (as a model's own bug would) on negative values; for a
+    first value of 777 it answers text, for 888 three columns: not what it declares."""
     if (x < 0).any():
         raise ValueError("picky model refuses negative values")
+    if len(x) and x[0, 0] == 777:
+        return np.array(["a"] * len(x))
+    if len(x) and x[0, 0] == 888:
+        return np.ones((len(x), 3), np.float32)
     return x * 2
 
 

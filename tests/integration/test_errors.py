@@ -289,6 +289,15 @@ def test_python_model_that_raises(http: httpx.Client) -> None:
     assert good.json()["outputs"][0]["data"] == [2.0, 4.0]
 
 
+def test_python_model_answering_other_than_it_declares(http: httpx.Client) -> None:
+    # Text where FP32 is declared reached the encoder and answered a bare "internal server
+    # error"; three columns where [-1, 2] is declared were served, unlike the metadata.
+    text = http.post("/v2/models/picky/infer", content=body(tensor("x", "FP32", [1, 2], [777.0, 1.0])))
+    assert_error(http, text, 500, "output 'y' is declared FP32 but the model returned text", "'picky'")
+    wide = http.post("/v2/models/picky/infer", content=body(tensor("x", "FP32", [1, 2], [888.0, 1.0])))
+    assert_error(http, wide, 500, "output 'y' is declared with shape [-1, 2] but the model returned [1, 3]")
+
+
 # -- what is not an error -------------------------------------------------------------------------
 
 
