@@ -24,6 +24,10 @@ from .periodic import Periodic
 log = logging.getLogger("mlrt.reload")
 
 
+def _signature(entry: LoadedModel) -> str:
+    return ", ".join(f"{t.name}:{t.datatype}{list(t.shape)}" for t in entry.model.inputs)
+
+
 class Reloader:
     def __init__(
         self,
@@ -42,6 +46,9 @@ class Reloader:
         self._unloaded: dict[str, ModelConfig] = {}
         self._polls = Periodic("registry poll", config.registry_poll_s, self._poll_once)
         self._retiring: set[asyncio.Task[None]] = set()
+        # Per model followed by alias, the version its alias named when it failed to load:
+        # polled again and again, it would fail and log every few seconds until the alias moves.
+        self._failed: dict[str, str] = {}
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
@@ -106,6 +113,13 @@ class Reloader:
                 new.model.version,
                 ", ".join(o.model.version for o in old) or "none",
             )
+            before = [_signature(o) for o in old]
+            if before and _signature(new) not in before:
+                log.warning(
+                    "model '%s': version %s takes (%s), version %s took (%s): requests made for the "
+                    "old inputs are now refused",
+                    name, new.model.version, _signature(new), old[0].model.version, before[0],
+                )  # fmt: skip
             if new.profile_kept:
                 log.warning(
                     "model '%s': version %s has no reference profile of its own, so its drift is judged "
@@ -154,14 +168,23 @@ class Reloader:
             except Exception as exc:
                 log.warning("model '%s': cannot read its alias: %s", name, exc)
                 continue
-            if target is not None and target != entry.model.version and not self._lock(name).locked():
-                log.info("model '%s': alias moved to version %s", name, target)
-                try:
-                    await self.reload(name)
-                except Exception:  # logged and counted in reload()
-                    continue
-                if self.peers is not None:
-                    await self.peers.broadcast("POST", f"/v2/repository/models/{quote(name, safe='')}/load")
+            if target is None or target == entry.model.version or self._lock(name).locked():
+                continue
+            if self._failed.get(name) == target:
+                continue  # failed to load at an earlier poll: tried again when the alias moves
+            log.info("model '%s': alias moved to version %s", name, target)
+            try:
+                await self.reload(name)
+            except Exception:  # logged and counted in reload()
+                self._failed[name] = target
+                log.warning(
+                    "model '%s': version %s is not tried again until the alias moves (or POST "
+                    "/v2/repository/models/%s/load)", name, target, name,
+                )  # fmt: skip
+                continue
+            self._failed.pop(name, None)
+            if self.peers is not None:
+                await self.peers.broadcast("POST", f"/v2/repository/models/{quote(name, safe='')}/load")
 
     def _alias_target(self, entry: LoadedModel) -> str | None:
         from ..registry import locate, parse_ref

@@ -130,6 +130,10 @@ def test_broken_version_keeps_the_old_one_serving(tmp_path: Path, registry) -> N
         assert httpx.get(f"{srv.url}/v2/health/ready").status_code == 200
         assert httpx.get(f"{srv.url}/v2/models/fraud").json()["versions"] == ["1"]
         assert "keeps serving" in srv.stderr()
+        # Tried once per alias move, not at every poll (it failed and logged every 0.1 s).
+        time.sleep(1.0)
+        assert _reloads(srv.url)["failed"] == 1
+        assert "not tried again until the alias moves" in srv.stderr()
         # The admin API: a token is required, and "load" reloads now (and fails the same way).
         url = f"{srv.url}/v2/repository/models/fraud/load"
         assert httpx.post(url).status_code == 401
@@ -168,5 +172,23 @@ def test_swap_to_a_version_without_profile_keeps_the_previous_profile(tmp_path: 
         log = srv.stderr()
         assert f"version {v2} has no reference profile of its own, so its drift is judged against the " \
             f"profile of version {v1}" in log, log
+    finally:
+        stop_server(srv)
+
+
+def test_a_version_with_other_inputs_is_swapped_in_with_a_warning(tmp_path: Path, registry) -> None:
+    # Promoting a version with another signature swapped silently; every client then got 400.
+    root, _ = registry
+    reg = FilesystemRegistry(root)
+    other = reg.register(bench_models.two_io(tmp_path / "two.onnx"), "fraud")
+    srv = start_server(["fraud@production"], tmp_path, ["--registry", str(root), "--registry-poll", "0.1"])
+    try:
+        reg.set_alias("fraud", "production", other)
+        deadline = time.monotonic() + 20
+        while _reloads(srv.url).get("swapped", 0) < 1:
+            assert time.monotonic() < deadline, srv.stderr()
+            time.sleep(0.1)
+        assert f"version {other} takes (" in srv.stderr()
+        assert "requests made for the old inputs are now refused" in srv.stderr()
     finally:
         stop_server(srv)
