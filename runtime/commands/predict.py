@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--profile", metavar="REF.json", help="reference profile: report drift at the end")
     parser.add_argument(
-        "--fail-on-drift", action="store_true", help="exit 1 when the drift status is alert"
+        "--fail-on-drift", action="store_true",
+        help="exit 1 when the drift status is alert (needs a profile: exit 2 without one)",
     )
     parser.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads (default: all CPUs)")
     parser.add_argument("--registry", metavar="URI", help="registry for MODEL refs (default: MLRT_REGISTRY)")
@@ -73,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with bar:
             options = {name: getattr(args, name) for name in _OPTIONS}
-            summary = predict_files(args.model, args.data, args.output, progress=progress, **options)
+            summary = predict_files(
+                args.model, args.data, args.output, progress=progress, require_profile=args.fail_on_drift,
+                **options,
+            )
     except KeyboardInterrupt:
         print(f"mlrt predict: interrupted; {args.output} was not written", file=sys.stderr)
         return 130

@@ -160,6 +160,7 @@ def predict_files(
     format: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: Progress | None = None,
+    require_profile: bool = False,
     **options: Unpack[ScoringOptions],
 ) -> PredictSummary:
     """Score `data` (files, folders or globs of Parquet, CSV or Arrow IPC) with `model`
@@ -171,7 +172,8 @@ def predict_files(
     (``label``, ``probabilities[0]``...). With a profile (given, or the registry
     version's own), every row is counted for drift and the summary carries the report
     the server would give for these rows. `progress(rows, total_rows or None, seconds)`
-    is called after every batch. Raises MlrtError subclasses, FileNotFoundError or
+    is called after every batch. `require_profile`: refuse to score (ConfigError) when no
+    profile judges drift (`mlrt predict --fail-on-drift`). Raises MlrtError subclasses, FileNotFoundError or
     ValueError with a message naming the file or column; the destination is then left
     as it was.
     """
@@ -186,6 +188,11 @@ def predict_files(
         raise ConfigError(f"{out} is also an input: write the predictions elsewhere")
     ds = dataset(paths)
     scorer = BatchScorer(ScorerSpec.of(model, options))
+    if require_profile and scorer.profile is None:
+        raise ConfigError(
+            "no reference profile to judge drift by: give --profile REF.json, or register one "
+            "with the model version (mlrt registry register ... --profile REF.json)"
+        )
     read = scorer.check(ds.schema)
     schema = scorer.output_schema(ds.schema)
     total = _count_rows(ds)

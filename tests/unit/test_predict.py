@@ -173,6 +173,12 @@ def test_fail_on_drift_exits_1_on_shifted_data(iris, tmp_path, capsys) -> None:
     # Unshifted rows pass.
     argv[2] = str(iris["csv"])
     assert mlrt([*argv[:-1], "--passthrough", "id", "--fail-on-drift", "--json"]) == 0
+    # Without a profile nothing judges drift: refused (it exited 0 without a word), nothing written.
+    capsys.readouterr()
+    out = tmp_path / "none.csv"
+    assert mlrt(["predict", str(iris["model"]), str(iris["csv"]), "-o", str(out), "--passthrough", "id",
+                 "--fail-on-drift"]) == 2  # fmt: skip
+    assert "no reference profile to judge drift by" in capsys.readouterr().err and not out.exists()
 
 
 def test_errors_name_the_column_or_file_and_leave_the_destination_alone(iris, tmp_path, capsys) -> None:
