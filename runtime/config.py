@@ -448,6 +448,11 @@ def infer_backend(source: str) -> str:
         return "mlflow"  # a model directory MLflow wrote (runtime/models/mlflow_dir.py)
     if ":" in source:
         return "python"
+    if "/" in source or "." in os.path.basename(source):  # meant as a file: say it is not there
+        raise ConfigError(
+            f"no such model file or directory: {source!r} (a model is a path ending in .onnx, a "
+            "pickled model (.pkl, .joblib), an MLflow model directory or package.module:object)"
+        )
     raise ConfigError(
         f"cannot tell how to load {source!r}: give a path ending in .onnx, a pickled model "
         "(.pkl, .joblib), an MLflow model directory or package.module:object"

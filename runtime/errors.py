@@ -80,10 +80,15 @@ class ModelNotReady(MlrtError):
 
 
 class PayloadTooLarge(MlrtError):
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, encoding: str | None = None) -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+        if encoding is None:
+            super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+        else:  # decompression stops one byte past the limit: the whole size is not known
+            super().__init__(
+                f"request body decompressed ({encoding}) exceeds the limit of {limit} bytes"
+            )
 
 
 class Overloaded(MlrtError):

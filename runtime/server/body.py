@@ -52,7 +52,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     except zlib.error as exc:
         raise InvalidInput(f"malformed {encoding} body: {exc}") from None
     if len(out) > limit:
-        raise PayloadTooLarge(len(out), limit)
+        raise PayloadTooLarge(len(out), limit, encoding)
     if not d.eof:
         raise InvalidInput(f"truncated {encoding} body")
     return out

@@ -95,7 +95,7 @@ class Reloader:
                 )
                 if unknown and not versions:
                     # Nothing of that name here or in the registry: not found, not a failed load.
-                    raise ModelNotFound(name, message=f"unknown model '{name}': {exc.__cause__}") from None
+                    raise ModelNotFound(name, message=str(exc.__cause__)) from None
                 self.repository.metrics.reloads.labels(name, "failed").inc()
                 self.events.add("load_failed", name, f"a new version failed to load: {exc}")
                 log.error(

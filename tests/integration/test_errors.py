@@ -252,7 +252,8 @@ def test_compressed_body_that_inflates_over_the_limit(small: httpx.Client) -> No
     packed = zlib.compress(content)
     assert len(packed) < 1000 < len(content)
     resp = small.post(MLP, content=packed, headers={"Content-Encoding": "deflate"})
-    assert_error(small, resp, 413, "limit of 1000 bytes")
+    # Not "request body of 1001 bytes": decompression stops past the limit, the size is not known.
+    assert_error(small, resp, 413, "request body decompressed (deflate) exceeds the limit of 1000 bytes")
 
 
 def test_compressed_arrow_that_unpacks_to_too_much(http: httpx.Client) -> None:

@@ -140,6 +140,8 @@ def test_broken_version_keeps_the_old_one_serving(tmp_path: Path, registry) -> N
         assert httpx.post(url, headers={"Authorization": "Bearer nope"}).status_code == 401
         r = httpx.post(url, headers={"Authorization": "Bearer t0ken"})
         assert r.status_code == 400 and "fraud" in r.json()["error"]
+        r = httpx.post(url.replace("fraud", "nosuch"), headers={"Authorization": "Bearer t0ken"})
+        assert r.status_code == 404 and r.json()["error"].count("unknown model 'nosuch'") == 1, r.text
         index = httpx.post(f"{srv.url}/v2/repository/index", headers={"Authorization": "Bearer t0ken"})
         assert index.json() == [{"name": "fraud", "version": "1", "state": "READY", "reason": ""}]
         assert "t0ken" not in srv.stderr()

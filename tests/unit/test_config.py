@@ -68,7 +68,9 @@ def test_model_spec_of_an_existing_file_without_suffix_is_onnx(tmp_path: Path) -
         ("a/b=model.onnx", "invalid model name 'a/b': use 1-128 letters"),
         ("my model=model.onnx", "invalid model name 'my model'"),
         ("x\nforged=model.onnx", "invalid model name"),
-        ("name=model.h5", "cannot tell how to load 'model.h5'"),
+        ("name=model.h5", "no such model file or directory: 'model.h5'"),
+        ("iris=iris.onx", "no such model file or directory: 'iris.onx'"),  # a typo, not a format
+        ("models/churn", "no such model file or directory: 'models/churn'"),
         ("no_such_thing", "cannot tell how to load 'no_such_thing'"),
     ],
 )
