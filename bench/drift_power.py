@@ -656,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 ds = LOADERS[ds_name]()
             except ImportError as exc:
-                print(f"[drift_power] {ds_name} skipped: {exc} (pip install 'mlrt[bench]')", file=sys.stderr)
+                print(f"[drift_power] {ds_name} skipped: {exc} (pip install -e '.[bench]')", file=sys.stderr)
                 continue
             runs.append(simulate(ds, args, Path(tmp)))
     if not runs:

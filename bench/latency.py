@@ -192,7 +192,7 @@ def _grpc_request(x: np.ndarray):  # type: ignore[no-untyped-def]
 
         from runtime.server.grpc_proto import Messages
     except ImportError:
-        print("mlrt grpc: skipped (pip install 'mlrt[grpc]')", file=sys.stderr)
+        print("mlrt grpc: skipped (pip install grpcio protobuf)", file=sys.stderr)
         return None
     m = Messages()
     req = m.ModelInferRequest(model_name="mlp")

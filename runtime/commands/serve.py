@@ -9,7 +9,7 @@ MODEL is one of:
   name@alias, name/version      a version from the registry given by --registry (or
                                 MLRT_REGISTRY); an alias is followed: when it moves, the new
                                 version is loaded, warmed up and swapped in without downtime
-  models:/name@alias            the same from an MLflow registry (pip install mlrt[mlflow])
+  models:/name@alias            the same from an MLflow registry (pip install mlflow)
 
 Settings come from --config (TOML), then MLRT_* environment variables
 (MLRT_HOST, MLRT_PORT, MLRT_UDS, MLRT_GRPC_PORT, MLRT_LOG_LEVEL, MLRT_MAX_BODY_BYTES,
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="also serve the V2 gRPC API (tritonclient.grpc) on port N; off by default "
-        "(Triton uses 8001); needs pip install 'mlrt[grpc]'",
+        "(Triton uses 8001); needs pip install grpcio protobuf",
     )
     p.add_argument(
         "--workers",

@@ -40,7 +40,7 @@ def _pyplot() -> Any:
         import matplotlib
     except ImportError:
         raise MissingMatplotlib(
-            "--plot needs matplotlib: pip install 'mlrt[bench]' (or pip install matplotlib)"
+            "--plot needs matplotlib: pip install matplotlib"
         ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

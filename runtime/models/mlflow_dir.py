@@ -30,7 +30,7 @@ def _flavors(config: ModelConfig) -> dict[str, Any]:
     except ImportError:
         raise ModelLoadError(
             f"model '{config.name}': {config.source!r} is an MLflow model; install MLflow to serve it "
-            "(pip install 'mlrt[mlflow]')"
+            "(pip install mlflow)"
         ) from None
     try:
         with open(os.path.join(config.source, "MLmodel"), encoding="utf-8") as fh:
@@ -57,7 +57,7 @@ def load_mlflow_dir(config: ModelConfig) -> Model:
         except ImportError:
             raise ModelLoadError(
                 f"model '{config.name}': {config.source!r} is an MLflow scikit-learn model; install "
-                "MLflow to load it (pip install 'mlrt[mlflow]')"
+                "MLflow to load it (pip install mlflow)"
             ) from None
         try:
             estimator = mlflow.sklearn.load_model(config.source)

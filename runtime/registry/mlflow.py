@@ -48,7 +48,7 @@ def _import_mlflow() -> Any:
         import mlflow
     except ImportError as exc:
         raise errors.RegistryUnavailable(
-            "the MLflow registry adapter needs mlflow: pip install 'mlrt[mlflow]'"
+            "the MLflow registry adapter needs mlflow: pip install mlflow"
         ) from exc
     return mlflow
 

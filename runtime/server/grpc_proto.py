@@ -8,7 +8,7 @@ protobuf. Only the wire format matters to a client, and it depends on the field
 numbers and types below, which tests/integration/test_grpc.py checks against
 tritonclient's own descriptors.
 
-Needs `protobuf` (pip install 'mlrt[grpc]').
+Needs `protobuf` (`pip install grpcio protobuf`, the grpc extra).
 """
 
 from __future__ import annotations

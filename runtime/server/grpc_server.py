@@ -9,7 +9,7 @@ batching, datatype conversion, drift monitoring, metrics and the mapping of fail
 answer from the repository as the HTTP routes do. RPCs mlrt does not serve (Triton's
 shared memory, tracing, repository control over gRPC) answer UNIMPLEMENTED.
 
-Needs grpcio and protobuf: pip install 'mlrt[grpc]'.
+Needs grpcio and protobuf (the grpc extra).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _grpc() -> Any:
         import grpc
         import grpc.aio  # noqa: F401
     except ImportError:
-        raise ConfigError("--grpc-port needs grpcio and protobuf: pip install 'mlrt[grpc]'") from None
+        raise ConfigError("--grpc-port needs grpcio and protobuf: pip install grpcio protobuf") from None
     return grpc
 
 

@@ -87,7 +87,7 @@ def test_models_uri_against_a_sqlite_store(tmp_path: Path) -> None:
 
 def test_models_uri_against_a_real_mlflow_server(tmp_path: Path) -> None:
     exe = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or shutil.which("mlflow")
-    assert exe, "the mlflow command is missing: pip install 'mlrt[mlflow]'"
+    assert exe, "the mlflow command is missing: pip install mlflow"
     port = free_port()
     log = tmp_path / "mlflow-server.log"
     with open(log, "wb") as out:
