@@ -116,6 +116,10 @@ def tensor_from_columns(names: Sequence[str], cols: Sequence[np.ndarray], spec: 
         arr = np.empty((len(cols[0]), len(cols)), dtype=dtype)
         ready = []
         for name, c in zip(names, cols, strict=True):
+            if c.dtype.kind == "O" and _all_missing(c):
+                # A column with no value at all (pyarrow reads an empty CSV column as the
+                # null type): every value is missing, NaN to a numeric input.
+                c = np.full(len(c), np.nan)
             if c.dtype.kind not in "fiub":
                 raise ConfigError(
                     f"column '{name}' holds text ({_text_values(c)}) but feeds input "
@@ -128,6 +132,10 @@ def tensor_from_columns(names: Sequence[str], cols: Sequence[np.ndarray], spec: 
             ready.append(np.ascontiguousarray(c, dtype=dtype))
         interleave(ready, arr)
     return arr.reshape(-1) if len(spec.shape) == 1 else arr
+
+
+def _all_missing(c: np.ndarray) -> bool:
+    return all(v is None for v in c.tolist())
 
 
 def _text_values(c: np.ndarray, show: int = 3) -> str:

@@ -128,6 +128,12 @@ def _schema(
             continue
         col = columns[f.name]
         present = col[~_missing(col)]
+        if not len(present) and col.dtype == object:
+            # Nothing but missing values (an empty CSV column reads as Arrow's null type):
+            # no type to judge; the nulls check says what is wrong.
+            message = f"{f.name!r}: every value is missing, so its type cannot be told"
+            checks.append(Check("schema", "dtype", f.name, True, message, "missing", f.dtype or f.kind))
+            continue
         if f.kind == CATEGORICAL:
             want = _kind(f.levels) if f.levels else None
             got = "number" if col.dtype.kind in "iufb" else _kind(present[:1000].tolist())

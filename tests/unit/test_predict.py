@@ -355,3 +355,27 @@ def test_a_pandas_index_written_to_parquet_is_not_a_column(iris, tmp_path, capsy
                  "--passthrough", "row"]) == 0  # fmt: skip
     assert pq.read_table(out).column("row").to_pylist() == frame.index[100:].tolist()
     capsys.readouterr()
+
+
+def test_a_csv_column_with_no_value_at_all_is_missing_not_text(iris, tmp_path, capsys) -> None:
+    # pyarrow reads an empty CSV column as the null type: `mlrt predict`, `mlrt drift --model`
+    # and `mlrt validate --model` refused it as text, where the server counts the rows as
+    # missing values and alerts.
+    X = iris["X"].copy()
+    X[:, 3] = np.nan
+    path = tmp_path / "empty.csv"
+    path.write_text(
+        ",".join(IRIS) + "\n" + "".join(",".join(f"{v:g}" for v in row[:3]) + ",\n" for row in X)
+    )
+    assert pacsv.read_csv(path).schema.field("petal_width").type == pa.null()
+    out = tmp_path / "o.parquet"
+    argv = ["predict", str(iris["model"]), str(path), "-o", str(out), "--profile", str(iris["ref"]), "--json"]
+    assert mlrt(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["drift"]["features"]["petal_width"]["status"] == "alert"
+    want = expected(iris["model"], X)
+    np.testing.assert_array_equal(pq.read_table(out).column("label").to_numpy(), want["label"])
+    assert mlrt(["drift", str(iris["ref"]), str(path), "--model", str(iris["model"])]) == 0
+    assert mlrt(["validate", str(path), "--profile", str(iris["ref"]), "--model", str(iris["model"])]) == 1
+    report = capsys.readouterr().out
+    assert "FAILED quality/nulls: 'petal_width'" in report and "schema/dtype" not in report
