@@ -6,8 +6,8 @@ a feature is `warn` (PSI past 0.1, moderate) or `alert` (PSI past 0.2, significa
 only when the difference is also more than sampling noise, tested for all features
 together so the whole model keeps a false-alarm rate of about alpha (0.01); and
 never on fewer than min_rows (100) rows. Offline and online give the same answer on
-the same rows (model outputs up to rounding: docs/drift.md). Exit status 1 with --fail-on-drift when the model is in alert, 2 on
-bad input.
+the same rows (model outputs up to rounding: docs/drift.md). Exit status 1 with
+--fail-on-drift when the model is in alert, 2 on bad input.
 
 examples:
   mlrt drift ref.json today.parquet

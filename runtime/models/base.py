@@ -133,11 +133,17 @@ def _check_inputs_in_full(model: Model, inputs: Tensors, datatypes: Mapping[str,
             )
     batch = None
     to_convert: list[tuple[TensorSpec, str]] = []
+    missing_ok = getattr(model, "missing_text", False)
     for spec in model.inputs:
         if spec.name not in inputs:
             raise InvalidInput(f"missing input '{spec.name}' for model '{model.name}'")
         sent = datatypes.get(spec.name, spec.datatype)
         if sent != spec.datatype:
+            if missing_ok and spec.datatype == "BYTES" and _no_value(inputs[spec.name], sent):
+                # A text column with no value at all: pandas reads it as float64 NaN, having
+                # no text to see. Every value is missing, which this model takes (None).
+                to_convert.append((spec, "missing"))
+                continue
             refused = refusal(spec.name, sent, spec.datatype)
             if refused is not None:
                 raise InvalidInput(refused)
@@ -155,7 +161,6 @@ def _check_inputs_in_full(model: Model, inputs: Tensors, datatypes: Mapping[str,
                 raise InvalidInput(
                     f"input '{spec.name}': batch size {shape[0]} differs from other inputs' {batch}"
                 )
-    missing_ok = getattr(model, "missing_text", False)
     for name in getattr(model, "text_inputs", ()):
         # Backends that turn BYTES into str (onnxruntime's string tensors) need UTF-8; say so
         # per request rather than fail a whole batch in the model. A null (JSON null: a
@@ -179,5 +184,13 @@ def _check_inputs_in_full(model: Model, inputs: Tensors, datatypes: Mapping[str,
     # Converted only once every input is known to fit, values checked on the way.
     converted = dict(inputs)
     for spec, sent in to_convert:
-        converted[spec.name] = convert(spec.name, inputs[spec.name], sent, spec.datatype)
+        if sent == "missing":
+            converted[spec.name] = np.full(inputs[spec.name].shape, None, dtype=object)
+        else:
+            converted[spec.name] = convert(spec.name, inputs[spec.name], sent, spec.datatype)
     return converted
+
+
+def _no_value(arr: np.ndarray, sent: str) -> bool:
+    """Floats that are all NaN: a column with no value to tell its type by."""
+    return sent in ("FP16", "FP32", "FP64") and bool(arr.size) and bool(np.isnan(arr).all())

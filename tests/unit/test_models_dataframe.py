@@ -112,6 +112,26 @@ def test_a_null_text_value_is_missing_for_the_imputer_as_in_training(diamonds: A
     assert sum(v is None for v in sent["cut"].ravel()) == 2
     got = m.predict(check_inputs(m, sent, {"cut": "BYTES", "carat": "FP64"}))
     np.testing.assert_array_equal(got["predict_proba"], model.predict_proba(rows))
+    # A text column with no value at all, as pandas reads an empty CSV column: float64 NaN.
+    # It was refused (the model takes BYTES, not FP64); every value is missing, as for the
+    # pipeline given the same frame.
+    empty = rows.assign(cut=np.nan)
+    assert empty["cut"].dtype == np.float64
+    nan = {"cut": np.full((20, 1), np.nan), "carat": sent["carat"]}
+    got = m.predict(check_inputs(m, nan, {"cut": "FP64", "carat": "FP64"}))
+    np.testing.assert_array_equal(got["predict_proba"], model.predict_proba(empty.astype({"cut": object})))
+    from runtime.embedded import LocalModel
+
+    got = LocalModel(m).predict(empty)
+    np.testing.assert_array_equal(got["predict_proba"], model.predict_proba(empty.astype({"cut": object})))
+    # One row whose text is null (JSON null): a column of nothing but None was handed on as
+    # None, which the imputer (missing_values=NaN) left alone and the encoder took for an
+    # unknown category: another score than the pipeline gives the row as a file reads it.
+    one = {"cut": np.array([[None]], dtype=object), "carat": sent["carat"][:1]}
+    got = m.predict(check_inputs(m, one, {"cut": "BYTES", "carat": "FP64"}))
+    np.testing.assert_array_equal(got["predict_proba"], model.predict_proba(empty.iloc[:1]))
+    with pytest.raises(InvalidInput, match="BYTES"):  # a number is still not text
+        check_inputs(m, {"cut": np.ones((20, 1)), "carat": sent["carat"]}, {"cut": "FP64", "carat": "FP64"})
 
 
 def test_an_encoder_as_the_pipelines_first_step_takes_every_column_as_text(diamonds: Any) -> None:
