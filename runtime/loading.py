@@ -84,13 +84,15 @@ def wrap(
             exc,
         )
     else:
-        log.info(
-            "model '%s': compute ~%.1f us + %.2f us/row; batches predicted under %.0f us run inline",
-            config.name,
-            batcher.fixed_us,
-            batcher.per_row_us,
-            batcher.inline_max_us,
+        where = (
+            f"batches predicted under {batcher.inline_max_us:.0f} us run inline"
+            if batcher.inline_max_us > 0
+            else "batches run on executor threads"  # a Python model's cost is not bounded
         )
+        log.info(
+            "model '%s': compute ~%.1f us + %.2f us/row; %s",
+            config.name, batcher.fixed_us, batcher.per_row_us, where,
+        )  # fmt: skip
     if monitor is not None:
         # Calibration rows were counted, but they are not traffic.
         monitor.inputs.reset()

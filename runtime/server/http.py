@@ -116,9 +116,9 @@ class HttpWire:
             # Answered in the format it was asked in.
             payload = fmt.encode(call.response(outputs))
             content_type = fmt.content_type
-        if call.endpoint is not None:
+        if call.endpoint is not None and not call.endpoint.own:
             # Which variant answered a request routed through an endpoint (also in the body's
-            # model_name and model_version).
+            # model_name and model_version); a model called by its own name routes nothing.
             model = call.entry.model
             extra.append((b"mlrt-variant", f"{model.name}/{model.version}".encode()))
         if accept and len(payload) >= COMPRESS_MIN_BYTES:

@@ -430,9 +430,15 @@ source = "{PYMODELS}:cancer_b"
             assert status == 400 and "[[models]] table" in body["error"], body
             status, body = c.request("POST", "/v2/models/nope/feedback", [])
             assert status == 404 and "no model 'nope'" in body["error"], body
+            # Called by its own name, it is no variant of anything: no mlrt-variant header.
+            tensor = {"name": "input", "datatype": "FP64", "shape": [1, 30], "data": X[0].tolist()}
+            c.conn.request("POST", "/v2/models/cancer/infer", json.dumps({"inputs": [tensor], "id": "probe"}))
+            r = c.conn.getresponse()
+            r.read()
+            assert r.status == 200 and r.getheader("mlrt-variant") is None
             metrics = c.metrics()
             deadline = time.monotonic() + 10
-            while c.request("GET", "/v2/models/cancer/feedback")[1]["log"]["written"] < len(X):
+            while c.request("GET", "/v2/models/cancer/feedback")[1]["log"]["written"] < len(X) + 1:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
     finally:
@@ -448,6 +454,6 @@ source = "{PYMODELS}:cancer_b"
     assert "mlrt_endpoint_requests_total{" not in metrics  # it routes nothing
     check_metrics(metrics)
     table = read_log(logdir)
-    assert sorted(set(table["id"].to_pylist())) == sorted(rid for rid, _, _, _ in sent)
+    assert sorted(set(table["id"].to_pylist())) == sorted([*(rid for rid, _, _, _ in sent), "probe"])
     assert set(table["endpoint"].to_pylist()) == {"cancer"} and set(table["model"].to_pylist()) == {"cancer"}
-    assert table.num_rows == len(X)
+    assert table.num_rows == len(X) + 1
