@@ -165,21 +165,28 @@ class _Protocol:
         outputs: Sequence[str] | None,
         request_id: str | None,
         timeout_us: int | None,
+        parameters: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[bytes, dict[str, str]]:
         """The request body and its headers."""
         if not inputs:
             raise ValueError("infer needs at least one input")
         if isinstance(outputs, str):
             raise TypeError("outputs must be a list of output names, not a str")
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = dict(parameters) if parameters else {}
         if timeout_us is not None:
             params["timeout"] = int(timeout_us)
         tensors = {name: as_tensor(name, value) for name, value in inputs.items()}
         if self.format == "msgpack":
-            return self._msgpack(tensors, outputs, request_id, params), self._headers
-        if self.format == "arrow":
-            return self._arrow(tensors, outputs, request_id, params), self._headers
-        return self._v2(tensors, outputs, request_id, params)
+            body, head = self._msgpack(tensors, outputs, request_id, params), self._headers
+        elif self.format == "arrow":
+            body, head = self._arrow(tensors, outputs, request_id, params), self._headers
+        else:
+            body, head = self._v2(tensors, outputs, request_id, params)
+        if headers:
+            # The caller's (a sticky key: docs/traffic.md), under the ones the body needs.
+            head = {**{k.lower(): str(v) for k, v in headers.items()}, **head}
+        return body, head
 
     def _v2(
         self,
@@ -435,14 +442,19 @@ class Client:
         version: str | None = None,
         request_id: str | None = None,
         timeout_us: int | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, np.ndarray]:
         """Run `model` on `inputs` (name -> array); returns the outputs by name.
 
         `outputs` limits and orders what comes back (default: all). `timeout_us` is the
-        server-side deadline (V2 parameter `timeout`). BYTES outputs are object arrays of
-        bytes. Raises InferenceError with the server's status and message.
+        server-side deadline (V2 parameter `timeout`). `parameters` are the request's V2
+        parameters and `headers` extra HTTP headers: an endpoint's sticky key goes in one or
+        the other (docs/traffic.md). `request_id` is echoed in the answer and is the id that
+        ground-truth labels are joined by: give each request its own. BYTES outputs are object
+        arrays of bytes. Raises InferenceError with the server's status and message.
         """
-        body, headers = self._p.build(inputs, outputs, request_id, timeout_us)
+        body, headers = self._p.build(inputs, outputs, request_id, timeout_us, parameters, headers)
         response = self._request("POST", self._p.infer_path(model, version), content=body, headers=headers)
         return self._p.parse(response)
 
@@ -522,9 +534,11 @@ class AsyncClient:
         version: str | None = None,
         request_id: str | None = None,
         timeout_us: int | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, np.ndarray]:
         """See `Client.infer`."""
-        body, headers = self._p.build(inputs, outputs, request_id, timeout_us)
+        body, headers = self._p.build(inputs, outputs, request_id, timeout_us, parameters, headers)
         response = await self._request(
             "POST", self._p.infer_path(model, version), content=body, headers=headers
         )

@@ -249,3 +249,27 @@ def test_an_endpoint_answers_metadata_and_readiness_like_a_model(served, closing
 
     with Client(srv.url) as client:
         assert client.is_model_ready("churn")
+
+
+def test_the_python_client_sends_a_sticky_key_as_a_header_or_a_parameter(served, closing: ExitStack) -> None:
+    # runtime.client could send neither, so an A/B test could not keep its users on one variant.
+    from runtime.client import Client
+
+    srv, _ = served
+    c = closing.enter_context(Caller(srv))
+
+    def counts(endpoint: str) -> list[int]:
+        c.conn.request("GET", f"/v2/endpoints/{endpoint}")
+        return [v["requests"] for v in json.loads(c.conn.getresponse().read())["variants"]]
+
+    x = np.full((1, 20), 0.1, np.float32)
+    for fmt in ("binary", "json", "msgpack", "arrow"):
+        with Client(srv.url, format=fmt) as client:
+            for endpoint, how in (("churn", "headers"), ("churn-p", "parameters")):
+                for key in ("user-7", "user-8"):
+                    before = counts(endpoint)
+                    sticky = {"x-user-id": key} if how == "headers" else {"user_id": key}
+                    for _ in range(20):
+                        client.infer(endpoint, {"input": x}, **{how: sticky})
+                    moved = [b - a for a, b in zip(before, counts(endpoint), strict=True)]
+                    assert sorted(moved) == [0, 20], (fmt, endpoint, key, moved)  # all on one variant
