@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
 import typing
 import warnings
@@ -97,6 +98,17 @@ def load_pickled(path: str, name: str) -> Any:
             f"{where}: cannot unpickle {path!r}: it needs module {exc.name!r}, which is not "
             "importable here; install it, or start mlrt where it is (the current folder is searched)"
         ) from None
+    except AttributeError as exc:
+        hint = ""
+        if re.search(r"on <module '([\w.]+\.)?__main__'", str(exc)):
+            # The training script pickled a class it defined itself: the pickle names it as
+            # __main__.X, which only that script's run had.
+            hint = (
+                "; the model was pickled by a script that defines one of its classes itself "
+                "(__main__): move that class into a module, import it from there in the script, "
+                "pickle again, and serve where the module is importable"
+            )
+        raise ModelLoadError(f"{where}: cannot unpickle {path!r}: {exc}{hint}") from None
     except Exception as exc:  # a truncated file, another format, a class that changed
         raise ModelLoadError(f"{where}: cannot unpickle {path!r}: {type(exc).__name__}: {exc}") from None
 

@@ -3,6 +3,7 @@ models (scikit-learn objects, functions, classes)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -277,6 +278,16 @@ def test_a_pickle_that_cannot_load_says_why(tmp_path: Path, monkeypatch: pytest.
     sys.modules.pop("mlrt_training_code")
     with pytest.raises(ModelLoadError, match=r"it needs module 'mlrt_training_code'"):
         load_model(ModelConfig(name="custom", source=str(tmp_path / "custom.pkl")))
+    # A class the training script defined itself: pickled as __main__.Wrapper, which only that
+    # script's run had; Python's own message alone does not say what to do.
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import pickle, sys\nclass Wrapper:\n    pass\n"
+        "open(sys.argv[1], 'wb').write(pickle.dumps(Wrapper()))\n"
+    )
+    subprocess.run([sys.executable, str(script), str(tmp_path / "main.pkl")], check=True)
+    with pytest.raises(ModelLoadError, match=r"Can't get attribute 'Wrapper'.*move that class into a module"):
+        load_model(ModelConfig(name="main", source=str(tmp_path / "main.pkl")))
 
 
 def test_sklearn_estimator_with_declared_input(iris: tuple[np.ndarray, LogisticRegression]) -> None:
