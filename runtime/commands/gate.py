@@ -72,13 +72,14 @@ def render(report: dict) -> str:
     """The report as a few lines for a terminal or a CI log."""
     m, lat, drift = report["metric"], report["latency"], report["prediction_drift"]
     lo, hi = m["interval"]
+    spread = "undefined" if lo is None or hi is None else f"{lo:+.6g}, {hi:+.6g}"
     verdict = "PASSED" if report["passed"] else "FAILED"
     better = "higher" if m["higher_is_better"] else "lower"
     lines = [
         f"gate {verdict}: {report['candidate']} against {report['baseline']} "
         f"on {report['data']['rows']:,} rows",
         f"  {m['name']} ({better} is better): candidate {m['candidate']:.6g}, baseline {m['baseline']:.6g}, "
-        f"difference {m['delta']:+.6g} [{lo:+.6g}, {hi:+.6g}] ({m['confidence']:.0%} bootstrap), "
+        f"difference {m['delta']:+.6g} [{spread}] ({m['confidence']:.0%} bootstrap), "
         f"tolerance {m['min_delta']:g}{' (strict)' if m['strict'] else ''}",
         f"  latency: p99 per batch of {lat['batch_rows']} rows {lat['candidate_p99_s'] * 1e3:.3g} ms against "
         f"{lat['baseline_p99_s'] * 1e3:.3g} ms ({lat['ratio']:.2f}x"

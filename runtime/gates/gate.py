@@ -38,11 +38,13 @@ from ..offline.scoring import BatchScorer, ScorerSpec
 from ..quality import accuracy, f1, log_loss, mae, rmse, roc_auc
 from ..quality.labels import ClassIndex, as_labels, plain_classes
 from ..quality.prediction import PredictionSpec, prediction_spec
+from ..registry.card import artifact_sha256
 
 __all__ = ["METRICS", "GateResult", "gate"]
 
-#: Bumped when a field of GateResult.to_json() changes meaning or disappears.
-GATE_SCHEMA = 1
+#: Bumped when a field of GateResult.to_json() changes meaning or disappears. 2: the
+#: candidate's content hash (`candidate_sha256`), which registration checks.
+GATE_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class GateResult:
     candidate: str
     baseline: str
     metric: str
+    candidate_sha256: str | None  # the file (or directory) judged; None for module:object, refs
     versions: dict[str, str]  # the version each model resolved to (an alias moves; this does not)
     rows: int
     data: list[str]
@@ -141,6 +144,7 @@ class GateResult:
             "passed": self.passed,
             "failures": self.failures,
             "candidate": self.candidate,
+            "candidate_sha256": self.candidate_sha256,
             "baseline": self.baseline,
             "versions": self.versions,
             "data": {"paths": self.data, "rows": self.rows, "sha256": self.data_sha256},
@@ -150,7 +154,8 @@ class GateResult:
                 "candidate": self.candidate_value,
                 "baseline": self.baseline_value,
                 "delta": self.delta,
-                "interval": list(self.interval),
+                # null where undefined (every resample lacked a class): JSON has no NaN
+                "interval": [None if math.isnan(v) else v for v in self.interval],
                 "confidence": self.confidence,
                 "min_delta": self.min_delta,
                 "strict": self.strict,
@@ -194,6 +199,36 @@ def _same_columns(
     if bc != cc:
         bs = bs[:, [bc.index(c) for c in cc]]
     return cs, bs, cc
+
+
+def _same_feed(cand: BatchScorer, base: BatchScorer, available: list[str]) -> None:
+    """Refuse two models fed the same columns by place in different orders: one of them sees
+    features in the wrong slots (a file candidate takes the file's order, a registry
+    baseline its profile's), and the gate would judge that, not the models."""
+    c, b = cand.input_columns(available), base.input_columns(available)
+    if c != b and sorted(c) == sorted(b) and cand.positional(available) and base.positional(available):
+        raise ConfigError(
+            "the two models would be fed the same columns in different orders: the candidate "
+            f"{c[:6]}{' ...' if len(c) > 6 else ''} (its profile's order, or the file's), the "
+            f"baseline {b[:6]}{' ...' if len(b) > 6 else ''}; name them with --columns in the "
+            "order the models were trained on"
+        )
+
+
+def _known_labels(y: np.ndarray, *models: _Predictions) -> None:
+    """Refuse target labels a model does not know (a label-encoding mistake: 'yes' for 'Yes'):
+    counted as wrong answers, they would give both models the same poor score and pass."""
+    for p in models:
+        classes = p.classes
+        if classes is None:
+            continue
+        known = set(classes)
+        unknown = [v for v in dict.fromkeys(np.unique(y).tolist()) if v not in known]
+        if unknown:
+            raise ConfigError(
+                f"the target's labels {unknown[:5]} are not among the model's classes {classes}: "
+                "the target must hold the classes the models were trained on"
+            )
 
 
 def _value(metric: _Metric, y: np.ndarray, p: np.ndarray) -> float:
@@ -240,8 +275,15 @@ def _drift(cand: _Predictions, base: _Predictions) -> dict[str, Any]:
     classifiers with scores, the class for those with labels only, the value for regressors."""
     spec = base.spec
     assert spec is not None
+    aligned = None
     if spec.scores is not None and cand.parts["scores"]:
         b, c = np.concatenate(base.parts["scores"]), np.concatenate(cand.parts["scores"])
+        try:  # the same class in the same column for both (as the metrics compare them)
+            aligned = _same_columns(cand, c, base, b)
+        except ConfigError:  # classes that differ: compared by the predicted class below
+            aligned = None
+    if aligned is not None:
+        c, b, _ = aligned
         b, c = (b[:, 1], c[:, 1]) if b.shape[1] == 2 else (b.max(axis=1), c.max(axis=1))
         what = "positive-class score" if base.parts["scores"][0].shape[1] == 2 else "top class score"
     elif spec.value is not None and cand.parts["value"]:
@@ -305,6 +347,7 @@ def gate(
             [*models["candidate"].scorer.check(ds.schema), *models["baseline"].scorer.check(ds.schema)]
         )
     ]
+    _same_feed(models["candidate"].scorer, models["baseline"].scorer, [*ds.schema.names])
     truth = []
     for i, batch in enumerate(read_batches(ds, read, batch_rows)):
         truth.append(arrow_to_numpy(batch.column(target)))
@@ -332,6 +375,7 @@ def gate(
             raise ConfigError(f"cannot compute {metric}: {exc}") from None
     elif m.needs == "label":
         y = as_labels(y)
+        _known_labels(y, models["candidate"], models["baseline"])
     cv, bv = _value(m, y, cand), _value(m, y, base)
     delta = cv - bv
     lo, hi = _bootstrap(m, y, cand, base, bootstrap, confidence, seed)
@@ -343,6 +387,11 @@ def gate(
         failures.append(
             f"{metric}: candidate {cv:.6g} against baseline {bv:.6g}, worse by {worse:.6g} "
             f"(tolerance {min_delta:g})"
+        )
+    elif strict and math.isnan(worse_end):
+        failures.append(
+            f"{metric}: the interval of the difference is undefined (no resample could be scored: "
+            "too few rows, or one class only); --strict cannot pass it"
         )
     elif strict and worse_end > min_delta:
         failures.append(
@@ -367,6 +416,7 @@ def gate(
         candidate=candidate,
         baseline=baseline,
         metric=metric,
+        candidate_sha256=artifact_sha256(candidate) if Path(candidate).exists() else None,
         versions={role: p.scorer.model.version for role, p in models.items()},
         rows=len(y),
         data=[str(p) for p in paths],

@@ -179,6 +179,14 @@ class BatchScorer:
         skip = set(self.spec.passthrough)
         return [c for c in available if c not in skip]
 
+    def positional(self, available: Sequence[str]) -> bool:
+        """Whether the columns feed the model by their place, not their names (rules 4 and
+        5 of input_columns: the profile's order, or the data's): then two models fed the same
+        data in different orders see different features in the same slots."""
+        if self.spec.columns is not None or by_name(self.model.inputs, available):
+            return False
+        return getattr(self.model, "feature_names", None) is None
+
     def output_names(self) -> list[str]:
         """The names of the columns the model's outputs become, in order."""
         out: list[str] = []

@@ -18,11 +18,13 @@ rendered (the filesystem registry re-renders it when an alias moves).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 from .errors import RegistryError
@@ -114,6 +116,7 @@ def card_gate(report: Mapping[str, Any]) -> dict[str, Any]:
             "delta": metric["delta"],
             "interval": list(metric["interval"]),
             "min_delta": metric["min_delta"],
+            "candidate_sha256": report.get("candidate_sha256"),
             "baseline_model": report["baseline"],
             "baseline_version": report.get("versions", {}).get("baseline"),
             "data_sha256": data["sha256"],
@@ -122,6 +125,41 @@ def card_gate(report: Mapping[str, Any]) -> dict[str, Any]:
         }
     except (KeyError, TypeError) as exc:
         raise RegistryError(f"not an `mlrt gate` report: missing {exc}") from None
+
+
+def artifact_sha256(path: str | PathLike[str]) -> str:
+    """The content hash of a model file, or of a model directory (every file's relative
+    path and bytes, in sorted order): what a gate report names as the candidate it judged,
+    and what registration compares it with."""
+    root = Path(path)
+    files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+    digest = hashlib.sha256()
+    for f in files:
+        if root.is_dir():
+            digest.update(f.relative_to(root).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_gate_judged(report: Mapping[str, Any], source: str | PathLike[str]) -> None:
+    """Refuse a gate report about another model than `source`, the file being registered: a
+    passing report of any model would otherwise satisfy `--require-gate`. Reports older than
+    schema 2 do not name their candidate's content and are taken as they are."""
+    if not isinstance(report, Mapping) or int(report.get("schema", 1) or 1) < 2:
+        return
+    judged = report.get("candidate_sha256")
+    if judged is None:
+        raise RegistryError(
+            f"the gate report judged {report.get('candidate')!r}, not a model file: gate the file "
+            f"you register (mlrt gate --candidate {source} ...)"
+        )
+    if judged != artifact_sha256(source):
+        raise RegistryError(
+            f"the gate report judged another model ({report.get('candidate')!r}, sha256 {judged[:12]}...) "
+            f"than {str(source)!r}: gate this file (mlrt gate --candidate {source} ...)"
+        )
 
 
 def require_passing_gate(name: str, version: str, gate: Mapping[str, Any] | None) -> None:
@@ -185,6 +223,11 @@ def render_markdown(card: Mapping[str, Any], aliases: Iterable[str] = ()) -> str
             f"interval {_fmt(lo)} to {_fmt(hi)})"
         )
         lines.append(f"- **Data**: {gate.get('rows')} rows, sha256 {_code(gate.get('data_sha256'))}")
+        if gate.get("latency_ratio") is not None:
+            ratio = _fmt(gate["latency_ratio"])
+            lines.append(f"- **Latency**: candidate p99 per batch {ratio}x the baseline's")
+        for failure in gate.get("failures") or []:
+            lines.append(f"- **Failed**: {_md(failure)}")
     lines += ["", "## Reference profile", ""]
     profile = card.get("profile")
     if profile:

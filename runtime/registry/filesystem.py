@@ -185,6 +185,8 @@ class FilesystemRegistry:
             parent = str(parent)
             if parent.isdigit() and not (model_dir / parent).is_dir():
                 raise UnknownVersion(name, parent, self._versions(model_dir))
+        if gate is not None:
+            cards.check_gate_judged(gate, src)
         summary = cards.profile_summary(profile) if profile is not None else None
         # Validate params and metrics before copying anything; the version is filled in under the lock.
         card = cards.build_card(
@@ -350,6 +352,9 @@ class FilesystemRegistry:
     def _require_model(self, name: str) -> Path:
         model_dir = self.root / check_name(name)
         if not self._versions(model_dir):
+            if not self.root.is_dir():  # a mistyped --registry or MLRT_REGISTRY, most likely
+                missing = f"no registry at {str(self.root)!r}: the directory does not exist"
+                raise UnknownModel(name, where=missing)
             raise UnknownModel(name, self.list_models())
         return model_dir
 

@@ -103,6 +103,15 @@ def test_text_labels_are_matched_by_name_and_scores_by_each_models_classes(
     # The same model with its columns in another order scores the same.
     same = gate("tests.unit.gatemodels:species_reversed", good, str(path), "target", metric, bootstrap=100)
     assert same.candidate_value == pytest.approx(same.baseline_value, rel=1e-12) and same.passed
+    # ... and its predictions do not drift from the model's (compared class by class: the raw
+    # second columns of the two are different classes' scores).
+    assert same.prediction_drift["psi"] == pytest.approx(0.0, abs=1e-9), same.prediction_drift
+    # A target in another spelling than the classes ('SETOSA' for 'setosa'): refused by name for
+    # every metric. accuracy and f1 counted every row wrong for both models and passed.
+    pq.write_table(pa.table({**{f"f{i}": X[:, i] for i in range(4)}, "target": np.char.upper(names)}),
+                   tmp_path / "upper.parquet")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"the target's labels \['(SETOSA|VERSICOLOR|VIRGINICA)'"):
+        gate(good, poor, str(tmp_path / "upper.parquet"), "target", metric, bootstrap=10)
 
 
 def test_a_tolerance_lets_a_slightly_worse_candidate_through(tmp_path: Path) -> None:
@@ -167,3 +176,71 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
     odd = r"cannot compute auc: the target's labels \[7\] not among the model's classes \[0, 1\]"
     with pytest.raises(ConfigError, match=odd):
         gate(GOOD.format("cancer"), POOR.format("cancer"), str(tmp_path / "odd.parquet"), "target", "auc")
+
+
+def test_models_fed_by_place_in_different_orders_are_refused(tmp_path: Path) -> None:
+    # A file candidate takes the data's column order, a registry baseline its profile's: with
+    # the file's columns reversed, the same model gated against itself scored 0.5 against 0.997.
+    from runtime.monitor.profile import Profile
+    from runtime.registry import FilesystemRegistry
+
+    skl2onnx = pytest.importorskip("skl2onnx")
+    X, y = gm.test_split("cancer")
+    onx = skl2onnx.to_onnx(gm.cancer_good, X[:1].astype(np.float32), options={"zipmap": False})
+    (tmp_path / "m.onnx").write_bytes(onx.SerializeToString())
+    names = [f"f{i}" for i in range(30)]
+    Profile.fit({n: X[:, i].astype(np.float32) for i, n in enumerate(names)}).save(tmp_path / "ref.json")
+    reg = FilesystemRegistry(tmp_path / "reg")
+    reg.register(tmp_path / "m.onnx", "cancer", profile=tmp_path / "ref.json")
+    path = tmp_path / "reversed.parquet"
+    pq.write_table(pa.table({**{n: X[:, i] for i, n in reversed(list(enumerate(names)))}, "target": y}), path)
+    registry = str(tmp_path / "reg")
+    with pytest.raises(ConfigError, match="fed the same columns in different orders.*--columns"):
+        gate(str(tmp_path / "m.onnx"), "cancer/1", str(path), "target", "auc", registry=registry)
+    named = gate(str(tmp_path / "m.onnx"), "cancer/1", str(path), "target", "auc", registry=registry,
+                 columns=names, bootstrap=10)  # fmt: skip
+    assert named.candidate_value == named.baseline_value and named.passed
+
+
+def test_an_undefined_interval_is_null_fails_strict_and_registers(tmp_path: Path) -> None:
+    # Two rows, one of each class, and one resample that drew a single class: AUC has no
+    # value there, so the interval has none. It was written as a bare NaN (not JSON), passed
+    # --strict, and made registration end in a traceback.
+    from runtime.registry import FilesystemRegistry
+    from runtime.registry.errors import RegistryError
+
+    X, y = gm.test_split("cancer")
+    rows = [int(np.flatnonzero(y == 0)[0]), int(np.flatnonzero(y == 1)[0])]
+    table = pa.table({**{f"f{i}": X[rows, i] for i in range(30)}, "target": y[rows]})
+    pq.write_table(table, tmp_path / "two.parquet")
+    seed = next(s for s in range(100) if len(set(np.random.default_rng(s).integers(0, 2, 2))) == 1)
+    args = (GOOD.format("cancer"), POOR.format("cancer"), str(tmp_path / "two.parquet"), "target", "auc")
+    report = gate(*args, bootstrap=1, seed=seed).to_json()
+    assert report["metric"]["interval"] == [None, None]
+    json.loads(json.dumps(report, allow_nan=False))
+    strict = gate(*args, bootstrap=1, seed=seed, strict=True)
+    assert not strict.passed and "undefined" in strict.failures[-1]
+    # A module:object candidate is no file: its report cannot back a registration.
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"model")
+    with pytest.raises(RegistryError, match="not a model file"):
+        FilesystemRegistry(tmp_path / "reg").register(model, "m", gate=report)
+
+
+def test_a_gate_report_registers_only_the_file_it_judged(tmp_path: Path) -> None:
+    import joblib
+
+    from runtime.registry import FilesystemRegistry
+    from runtime.registry.errors import RegistryError
+
+    path = _write(tmp_path, "cancer")
+    joblib.dump(gm.cancer_good, tmp_path / "good.joblib")
+    joblib.dump(gm.cancer_poor, tmp_path / "poor.joblib")
+    report = gate(str(tmp_path / "good.joblib"), POOR.format("cancer"), str(path), "target", "auc",
+                  bootstrap=10).to_json()  # fmt: skip
+    assert report["schema"] == 2 and report["candidate_sha256"]
+    reg = FilesystemRegistry(tmp_path / "reg")
+    with pytest.raises(RegistryError, match="judged another model"):
+        reg.register(tmp_path / "poor.joblib", "cancer", gate=report)
+    version = reg.register(tmp_path / "good.joblib", "cancer", gate=report)
+    reg.set_alias("cancer", "champion", version, require_gate=True)
