@@ -232,18 +232,27 @@ def load(
     profile: str | None = None,
     hooks: Sequence[Mapping[str, Any]] = (),
     monitor: MonitorConfig | None = None,
+    registry: str | None = None,
     **options: Any,
 ) -> LocalModel:
     """Load a model for in-process use.
 
-    spec: `model.onnx`, `name=model.onnx` or `package.module:object`.
+    spec: `model.onnx`, `name=model.onnx`, `package.module:object`, or a registry
+    reference (`churn@champion`, `churn/3`, `models:/churn@champion`) in `registry` (else
+    MLRT_REGISTRY), whose registered profile is used unless `profile` names another.
     profile: a reference profile JSON: turns drift monitoring on.
     hooks: hook tables as in [[hooks]] (docs/hooks.md); they fire from predict calls.
     options: ModelConfig fields, e.g. intra_op_threads=2, inputs=[...].
     """
     base = parse_model_spec(spec)
+    if base.registry_ref is not None:
+        from .loading import resolve_registry_model
+
+        base = resolve_registry_model(base, registry)
+        profile = profile or base.profile
     try:
-        config = ModelConfig(**{"name": base.name, "source": base.source, "profile": profile, **options})
+        fields = {"name": base.name, "source": base.source, "version": base.version, "profile": profile}
+        config = ModelConfig(**{**fields, **options})
     except TypeError as exc:
         raise ConfigError(f"runtime.load: {exc}") from None
     model = load_model(config)

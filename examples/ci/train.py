@@ -39,7 +39,8 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     data = load_breast_cancer()
-    X, y = data.data.astype(np.float32), data.target  # the model takes float32, as served
+    X = data.data.astype(np.float32)  # the model takes float32, as served
+    y = (data.target == 0).astype(np.int64)  # scikit-learn's target is 0 for malignant: 1 here
     order = np.random.default_rng(0).permutation(len(y))
     train, test = order[: len(y) // 2], order[len(y) // 2 :]
     names = [n.replace(" ", "_") for n in data.feature_names]

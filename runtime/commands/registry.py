@@ -109,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         registry = _open(args.registry)
+        if args.registry_command != "register" and not registry.root.is_dir():
+            # Listing nothing, or "unknown model", would hide a mistyped path.
+            raise UsageError(f"no registry at {str(registry.root)!r}: the directory does not exist")
         return _ACTIONS[args.registry_command](registry, args)
     except UsageError as exc:
         print(f"mlrt registry: {exc}", file=sys.stderr)
@@ -145,6 +148,9 @@ def parse_pairs(items: list[str], option: str) -> dict[str, Any]:
         if key in out:
             raise UsageError(f"{option}: {key!r} given twice")
         out[key] = parse_value(value)
+        if option == "--metrics" and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            # Not a number the card can hold (JSON has none): refused, as the Python API does.
+            raise UsageError(f"--metrics: {key!r} must be a finite number, got {value!r}")
     return out
 
 

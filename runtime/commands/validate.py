@@ -76,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def render(report: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report, indent=1) + "\n"
-    verdict = "PASSED" if report["passed"] else f"FAILED ({report['failed']} checks)"
+    failed = report["failed"]
+    verdict = "PASSED" if report["passed"] else f"FAILED ({failed} check{'' if failed == 1 else 's'})"
     head = f"validate {verdict}: {', '.join(report['data'])}, {report['rows']:,} rows against a reference of "
     head += f"{report['reference_rows']:,}"
     checks = report["checks"]  # failing first

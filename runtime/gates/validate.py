@@ -291,7 +291,7 @@ def _quality(
             checks.append(
                 Check(
                     "quality", "constant", f.name, False,
-                    f"{f.name!r}: every value is {distinct[0]!r}; "
+                    f"{f.name!r}: every value is {distinct[0].item()!r}; "  # 'N', not np.str_('N')
                     f"it took {reference_bins} bins in the reference",
                     1, reference_bins,
                 )
@@ -357,10 +357,20 @@ def _model(
             pairs += [(name, s) for name in feeding[start : start + w]]
             start += w
     checks = []
+    # String inputs that cannot hold a missing value (onnxruntime's): a null there fails the
+    # request, or the batch job, that check_inputs would refuse.
+    takes_missing = getattr(scorer.model, "missing_text", False)
+    no_nulls = set() if takes_missing else set(getattr(scorer.model, "text_inputs", ()))
     for name, spec in pairs:
         try:
             tensor_from_columns([name], [columns[name]], spec)
             ok, message = True, f"{name!r} feeds input '{spec.name}' ({spec.datatype})"
+            missing = int(_missing(columns[name]).sum()) if spec.name in no_nulls else 0
+            if missing:
+                ok, message = False, (
+                    f"{name!r} has {missing} missing value(s), and the model's string input "
+                    f"'{spec.name}' cannot take one: fill them first"
+                )
         except (ConfigError, InvalidInput) as exc:
             ok, message = False, str(exc)
         dtype = columns[name].dtype.name

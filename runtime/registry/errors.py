@@ -25,9 +25,9 @@ class InvalidReference(RegistryError):
 
 
 class UnknownModel(RegistryError):
-    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+    def __init__(self, name: str, known: Iterable[str] = (), *, where: str | None = None) -> None:
         self.name = name
-        super().__init__(f"unknown model '{name}' ({_known(known, 'models')})")
+        super().__init__(f"unknown model '{name}' ({where or _known(known, 'models')})")
 
 
 class UnknownVersion(RegistryError):

@@ -99,6 +99,10 @@ def test_registry_from_environment_and_after_the_action(env, capsys, monkeypatch
 def test_missing_registry_is_a_clear_error(capsys):
     assert main(["registry", "list"]) == 2
     assert "pass --registry DIR or set MLRT_REGISTRY" in capsys.readouterr().err
+    # A path that is not there: it listed an empty table (exit 0), and promote said "unknown
+    # model (no models yet)", hiding the typo.
+    assert main(["registry", "--registry", "/nonexistent/regsitry", "list"]) == 2
+    assert "no registry at '/nonexistent/regsitry': the directory does not exist" in capsys.readouterr().err
 
 
 def test_errors_are_one_line_messages(env, capsys):
@@ -112,6 +116,9 @@ def test_errors_are_one_line_messages(env, capsys):
     assert "unknown model 'nope'" in capsys.readouterr().err
     assert _cli(env, "register", str(env["model"]), "--name", "m", "--params", "oops") == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+    for bad in ("nan", "inf", "-Infinity"):  # stored as the text "nan" before
+        assert _cli(env, "register", str(env["model"]), "--name", "m", "--metrics", f"auc={bad}") == 2
+        assert "'auc' must be a finite number" in capsys.readouterr().err
 
 
 def test_git_commit_auto(env, capsys, monkeypatch):

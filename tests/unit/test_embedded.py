@@ -174,3 +174,19 @@ def test_a_frame_feeds_the_profiles_features_by_name(demo_rows) -> None:
         np.testing.assert_array_equal(m.predict(shuffled)["probabilities"], want)
     with runtime.load(str(DEMO / "model.onnx")) as m:  # no profile: every column, in order
         np.testing.assert_array_equal(m.predict(frame)["probabilities"], want)
+
+
+def test_a_registry_reference_loads_its_version_and_profile(tmp_path: Path, demo_rows) -> None:
+    # runtime.load (and so mlrt profile/drift --model) took files and modules only: "cannot
+    # tell how to load 'cancer@champion'".
+    from runtime.registry import FilesystemRegistry
+
+    X, _ = demo_rows
+    reg = FilesystemRegistry(tmp_path / "reg")
+    reg.register(DEMO / "model.onnx", "demo")
+    version = reg.register(DEMO / "model.onnx", "demo", profile=DEMO / "profile.json")
+    reg.set_alias("demo", "champion", version)
+    with runtime.load("demo@champion", registry=str(tmp_path / "reg")) as m:
+        assert m.model.version == version and m.monitor is not None  # the version's own profile
+        want = ort.InferenceSession(str(DEMO / "model.onnx")).run(None, {"features": X[:5]})[0]
+        np.testing.assert_array_equal(m.predict(X[:5])["probabilities"], want)

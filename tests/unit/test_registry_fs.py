@@ -321,6 +321,10 @@ def test_register_errors(reg, tmp_path, model_file):
 
 def test_empty_registry(reg):
     assert reg.list_models() == []
+    # A root that is not there is most likely a mistyped path: said so, not "no models yet".
+    with pytest.raises(UnknownModel, match="no registry at .*: the directory does not exist"):
+        reg.resolve("m@production")
+    reg.root.mkdir(parents=True)
     with pytest.raises(UnknownModel, match="no models yet"):
         reg.resolve("m@production")
 

@@ -236,6 +236,14 @@ def test_with_a_model_columns_map_convert_and_the_profile_bins_in_its_dtype(tmp_
     assert ("schema", "model_dtype", "kappa") in _failed(result)
     assert "holds text" in next(c for c in result.failures if c.name == "model_dtype").message
 
+    # A null in a column feeding the ONNX model's string input: predict, gate and the server
+    # refuse it, and validate passed it.
+    holes = cur[cols].copy()
+    holes.loc[holes.index[:3], "sex"] = None
+    result = _check(tmp_path, as_served, holes, model=str(model))
+    assert ("schema", "model_dtype", "sex") in _failed(result)
+    assert "3 missing value(s)" in next(c for c in result.failures if c.column == "sex").message
+
     result = _check(tmp_path, as_served, cur[["age", "sex", "kappa"]], model=str(model))
     assert ("schema", "model_inputs", None) in _failed(result)
 
