@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 
@@ -56,20 +58,36 @@ class CommandHook:
     def __call__(self, event: DriftEvent) -> None:
         payload = json.dumps(event.to_json()).encode()
         try:
-            proc = subprocess.run(
-                self.command, input=payload, timeout=self.timeout_s, capture_output=True, check=False
-            )
-        except subprocess.TimeoutExpired:
-            # subprocess.run has killed and reaped the child already.
-            raise HookError(f"{self.name} timed out after {self.timeout_s:g} s") from None
+            # Its own process group: at the timeout the programs it started go too (a
+            # retrain.sh running `python train.py`), not only the script itself.
+            proc = subprocess.Popen(
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True,
+            )  # fmt: skip
         except OSError as exc:
             raise HookError(f"{self.name} could not start: {exc}") from exc
-        if proc.stdout:
-            logger.debug("%s stdout: %s", self.name, _tail(proc.stdout))
+        try:
+            stdout, stderr = proc.communicate(payload, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            proc.communicate()
+            raise HookError(f"{self.name} timed out after {self.timeout_s:g} s") from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+        if stdout:
+            logger.debug("%s stdout: %s", self.name, _tail(stdout))
         if proc.returncode != 0:
-            tail = _tail(proc.stderr)
+            tail = _tail(stderr)
             detail = f": {tail}" if tail else ""
             raise HookError(f"{self.name} exited with status {proc.returncode}{detail}")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # gone already
+        pass
 
 
 def _tail(data: bytes) -> str:

@@ -30,7 +30,8 @@ class HookDispatcher:
       of its `on` statuses (ok < warn < alert). Staying there, or falling, fires nothing;
       the first observation of a model counts as coming from "ok".
     - Cooldown: a hook that fired for a (model, version) less than `cooldown_s` ago is
-      suppressed (logged); that episode then stays unfired.
+      suppressed (logged); that episode then stays unfired, unless the status rose above
+      the one it fired for (warn, then alert: the escalation is news).
 
     Usage::
 
@@ -60,7 +61,9 @@ class HookDispatcher:
         # lock is uncontended in the common case and held for a few dict operations.
         self._lock = threading.Lock()
         self._last_status: dict[tuple[str, str], str] = {}
-        self._fired_at: dict[tuple[int, str, str, str], float] = {}
+        # Per (hook, family, model, version): when it last fired, and the highest status rank
+        # it fired for within that cooldown.
+        self._fired_at: dict[tuple[int, str, str, str], tuple[float, int]] = {}
         self._pending: set[Future[None]] = set()
         self._fired = 0
         self._closed = False
@@ -123,8 +126,10 @@ class HookDispatcher:
             if event.kind not in spec.on:
                 continue
             key = (index, family, event.model, event.version)
-            last = self._fired_at.get(key)
-            if last is not None and now - last < spec.cooldown_s:
+            last, last_rank = self._fired_at.get(key, (None, -1))
+            rank = STATUS_RANK.get(getattr(event, "status", ""), -1)
+            # A rise above the status it fired for (warn, then alert) is news: not suppressed.
+            if last is not None and now - last < spec.cooldown_s and rank <= last_rank:
                 logger.info(
                     "hook %s suppressed for model %s version %s (%s): fired %.0f s ago, cooldown %g s",
                     spec.hook.name,
@@ -135,7 +140,7 @@ class HookDispatcher:
                     spec.cooldown_s,
                 )
                 continue
-            self._fired_at[key] = now
+            self._fired_at[key] = (now, max(rank, last_rank) if last is not None else rank)
             due.append(spec)
         return due
 
@@ -154,14 +159,15 @@ class HookDispatcher:
                     len(self._pending),
                 )
                 return
-            # Logged before submitting so that "fired" always precedes the hook's "done"/"failed".
+            # Logged and told before submitting, so that "fired" always precedes the hook's
+            # "done"/"failed" in the log and in the timeline.
             logger.info(
                 "hook %s fired: model %s version %s %s", name, event.model, event.version, event.describe()
             )
+            self._tell(event.model, f"hook {name} fired: version {event.version} {event.describe()}")
             future = self._executor.submit(self._run, spec, event)
             self._pending.add(future)
             self._fired += 1
-        self._tell(event.model, f"hook {name} fired: version {event.version} {event.describe()}")
         future.add_done_callback(self._done)
 
     def _tell(self, model: str, text: str) -> None:
@@ -207,8 +213,12 @@ class HookDispatcher:
             pending = set(self._pending)
         if pending:
             _, not_done = wait(pending, timeout=timeout_s)
+            running = sum(1 for f in not_done if f.running())
             if not_done:
-                logger.warning("%d hook firing(s) still running after %s s", len(not_done), timeout_s)
+                logger.warning(
+                    "%d hook firing(s) still running after %s s; %d queued behind them cancelled",
+                    running, timeout_s, len(not_done) - running,
+                )  # fmt: skip
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> HookDispatcher:

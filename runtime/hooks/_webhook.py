@@ -60,7 +60,16 @@ class WebhookHook:
             raise ConfigError(f"'timeout_s' must be > 0, got {timeout_s!r}")
         if retries < 0 or not backoff_s >= 0:
             raise ConfigError(f"need retries >= 0 and backoff_s >= 0, got {retries!r} and {backoff_s!r}")
-        self.url = url
+        if parsed.userinfo and any(k.lower() == "authorization" for k in (headers or {})):
+            # httpx would send the URL's user:password as Basic auth in place of the header.
+            raise ConfigError(
+                "give the webhook's credentials once: in the URL (user:password@) or in "
+                "headers.Authorization, not both"
+            )
+        # The credentials travel as Basic auth beside a URL without them: request logs
+        # (httpx writes every URL it posts to at INFO) never see the password.
+        self._auth = (parsed.username, parsed.password) if parsed.userinfo else None
+        self.url = str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
@@ -92,7 +101,9 @@ class WebhookHook:
         attempts = self.retries + 1
         problem = ""
         # One client per firing: firings are rare, and nothing is left open between them.
-        with httpx.Client(timeout=self.timeout_s, headers=self._headers, follow_redirects=False) as client:
+        with httpx.Client(
+            timeout=self.timeout_s, headers=self._headers, auth=self._auth, follow_redirects=False
+        ) as client:
             for attempt in range(attempts):
                 try:
                     response = client.post(self.url, content=body)

@@ -49,6 +49,10 @@ def setup_logging(level: str, worker: int | None = None) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(EscapingFormatter(f"%(asctime)s %(levelname)s {who}: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # httpx logs every request at INFO with its whole URL: a webhook's user:password and
+    # query (a token) would reach the log that the hook's own lines keep them out of.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _model_urls(config: ServerConfig, name: str) -> str:

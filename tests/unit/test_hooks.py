@@ -3,11 +3,13 @@ against the real thing (an HTTP receiver on loopback, a real subprocess, a real 
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata
 import json
 import logging
 import math
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -213,6 +215,37 @@ def test_on_warn_and_alert(clock: FakeClock) -> None:
         assert d.fired == 3
     transitions = [(e.previous, e.status) for e in rec.events]
     assert transitions == [("ok", "warn"), ("warn", "alert"), ("warn", "alert")]
+
+
+def test_a_rise_to_alert_fires_within_the_cooldown_of_a_warn(clock: FakeClock) -> None:
+    # With the default cooldown (an hour), ok -> warn fired and the rise to alert was
+    # suppressed as "fired 0 s ago": the docs' table says it fires on warn, then alert.
+    rec = Recorder()
+    with HookDispatcher([HookSpec(rec, on=frozenset({"warn", "alert"}), cooldown_s=3600)], clock=clock) as d:
+        d.observe(event("warn"))
+        clock.now += 5
+        d.observe(event("alert"))
+        assert d.fired == 2
+        d.observe(event("warn"))
+        d.observe(event("alert"))  # alert again, inside the cooldown: no news
+        d.observe(event("ok"))
+        d.observe(event("warn"))  # lower than what it fired for: suppressed
+        assert d.fired == 2
+    assert [(e.previous, e.status) for e in rec.events] == [("ok", "warn"), ("warn", "alert")]
+
+
+def test_the_timeline_says_fired_before_done() -> None:
+    # "done" was told after the hook had been submitted, and so often before "fired".
+    told: list[tuple[str, str]] = []
+    d = HookDispatcher(
+        [HookSpec(Recorder(), cooldown_s=0)], on_event=lambda kind, model, text: told.append((model, text))
+    )
+    for i in range(50):
+        d.observe(event("alert", model=f"m{i}"))
+    d.close()
+    for i in range(50):
+        mine = [text.split(":")[0].split()[-1] for model, text in told if model == f"m{i}"]
+        assert mine[:1] == ["fired"] and len(mine) == 2, mine
 
 
 def test_first_observation_counts_as_from_ok_and_event_carries_the_transition(clock: FakeClock) -> None:
@@ -534,6 +567,32 @@ def test_webhook_name_hides_credentials() -> None:
     assert hook.name == "webhook:https://hooks.example.com/retrain"
 
 
+def test_webhook_credentials_go_as_basic_auth_and_never_into_a_request_log(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # httpx logs each request's URL at INFO: with the credentials in it, the server's log
+    # held "http://svc:hunter2@...". They now travel as Basic auth beside a URL without them.
+    url = receiver.url.replace("http://", "http://svc:hunter2@")
+    with caplog.at_level(logging.DEBUG):
+        WebhookHook(url)(event("alert"))
+    ((headers, _),) = receiver.requests
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"svc:hunter2").decode()
+    assert "hunter2" not in caplog.text
+    # Given twice (the URL's would silently replace the header): refused.
+    with pytest.raises(ConfigError, match="credentials once"):
+        WebhookHook(url, headers={"Authorization": "Bearer t0ken"})
+
+
+def test_the_server_keeps_httpx_request_lines_out_of_its_log() -> None:
+    # In a process of its own: setup_logging replaces the root logger's handlers.
+    code = (
+        "import logging; from runtime.server.run import setup_logging; setup_logging('info'); "
+        "print(logging.getLogger('httpx').getEffectiveLevel())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(done.stdout) >= logging.WARNING
+
+
 # ---------------------------------------------------------------- command
 
 
@@ -572,6 +631,29 @@ def test_command_timeout() -> None:
     with pytest.raises(HookError, match="timed out after 0.3 s"):
         hook(event("alert"))
     assert time.perf_counter() - start < 5
+
+
+def test_command_timeout_ends_the_programs_it_started(tmp_path: Path) -> None:
+    # Only the script was killed: a `python train.py` it started ran on past the timeout.
+    pidfile = tmp_path / "child.pid"
+    script = tmp_path / "retrain.sh"
+    script.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pidfile}\nwait\n")
+    script.chmod(0o755)
+    with pytest.raises(HookError, match="timed out"):
+        CommandHook([str(script)], timeout_s=0.5)(event("alert"))
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child):
+        assert time.monotonic() < deadline, "the script's child outlived the timeout"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie waits for its (gone) parent's reaper: it runs no more
 
 
 # ---------------------------------------------------------------- callable and entry points
