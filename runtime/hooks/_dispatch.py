@@ -140,7 +140,9 @@ class HookDispatcher:
                     spec.cooldown_s,
                 )
                 continue
-            self._fired_at[key] = (now, max(rank, last_rank) if last is not None else rank)
+            within = last is not None and now - last < spec.cooldown_s
+            # The cooldown restarts now; the rank it fired for carries over only inside one.
+            self._fired_at[key] = (now, max(rank, last_rank) if within else rank)
             due.append(spec)
         return due
 

@@ -231,7 +231,12 @@ def test_a_rise_to_alert_fires_within_the_cooldown_of_a_warn(clock: FakeClock) -
         d.observe(event("ok"))
         d.observe(event("warn"))  # lower than what it fired for: suppressed
         assert d.fired == 2
-    assert [(e.previous, e.status) for e in rec.events] == [("ok", "warn"), ("warn", "alert")]
+        clock.now += 4000  # past the cooldown: warn fires, and alert after it again
+        d.observe(event("ok"))
+        d.observe(event("warn"))
+        d.observe(event("alert"))
+        assert d.fired == 4
+    assert [(e.previous, e.status) for e in rec.events] == [("ok", "warn"), ("warn", "alert")] * 2
 
 
 def test_the_timeline_says_fired_before_done() -> None:
