@@ -76,7 +76,7 @@ class DriftEvent:
                 }
                 for d in report
             ),
-            window_s=window_s,
+            window_s=float(window_s),  # 600.0 as documented, even from a TOML integer
             rows=rows,
             time=time,
         )

@@ -177,8 +177,11 @@ def test_the_deployment_runs_the_image_as_built() -> None:
     parsed = build_parser().parse_args(final.last("ENTRYPOINT").exec_form()[1:] + container["args"])
     assert parsed.command == "serve" and parsed.host == "0.0.0.0"
     assert parsed.models and all(
-        m.partition("=")[2].startswith(mount["mountPath"] + "/") for m in parsed.models
+        m.partition("=")[2].startswith(mount["mountPath"] + "/") for m in [*parsed.models, *parsed.profile]
     )
+    # Each model is served with its reference profile: without one it has no drift to watch.
+    names = sorted(m.partition("=")[0] for m in parsed.models)
+    assert sorted(p.partition("=")[0] for p in parsed.profile) == names
     # Workers (MLRT_WORKERS) keep their sockets under TMPDIR: writable, although the root is not.
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert any(m["mountPath"] == env_values(container)["TMPDIR"] for m in container["volumeMounts"])
@@ -353,8 +356,16 @@ def test_the_deployments_container_answers_its_probes_and_scrapes(tmp_path: Path
     def mapped(arg: str) -> str:  # the volume at mount["mountPath"] is this folder
         return arg.replace(mount["mountPath"] + "/", f"{models}/")
 
-    for spec in container["args"]:
+    from runtime.monitor.profile import Profile
+
+    served = build_parser().parse_args(["serve", *container["args"]])
+    for spec in served.models:
         bench_models.mlp(mapped(spec.partition("=")[2]))
+    import numpy as np
+
+    rows = np.random.default_rng(0).standard_normal((500, 20)).astype(np.float32)
+    for spec in served.profile:  # profiles of the bench MLP's 20 float32 inputs
+        Profile.fit({f"x{i}": rows[:, i] for i in range(20)}).save(mapped(spec.partition("=")[2]))
     port = free_port()
     token = "test-admin-token"
     env = environ({**final.env(), **env_values(container), "MLRT_ADMIN_TOKEN": token, "MLRT_PORT": str(port)})
@@ -373,6 +384,8 @@ def test_the_deployments_container_answers_its_probes_and_scrapes(tmp_path: Path
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         scrape = httpx.get(base + annotations["prometheus.io/path"])
         assert scrape.status_code == 200 and "# TYPE mlrt_" in scrape.text
+        for spec in served.models:  # monitored: the profile the manifest names was loaded
+            assert httpx.get(f"{base}/v2/models/{spec.partition('=')[0]}/drift").status_code == 200
         # MLRT_ADMIN_TOKEN from the Secret is in force, on every worker.
         for _ in range(4):
             assert httpx.get(base + "/v2/repository/index").status_code == 401
