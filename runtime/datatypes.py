@@ -5,6 +5,8 @@ BYTES tensors are numpy object arrays holding `bytes`, as tritonclient builds th
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .errors import InvalidInput
@@ -53,14 +55,15 @@ def v2_datatype(dtype: np.dtype) -> str:
         raise InvalidInput(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from None
 
 
-def to_text_array(values: np.ndarray) -> np.ndarray:
+def to_text_array(values: np.ndarray, missing: Any = None) -> np.ndarray:
     """The BYTES form as text: an object array of str, each bytes element decoded as UTF-8
-    (check_inputs has checked it is), anything else (a null from a file) as it is. For
-    backends that take strings: onnxruntime's string tensors, scikit-learn's categories."""
+    (check_inputs has checked it is), a missing value (None) as `missing`, anything else as
+    it is. For backends that take strings: onnxruntime's string tensors, scikit-learn's
+    categories (which want NaN for a missing value, as pandas reads one from a file)."""
     out = np.empty(values.shape, dtype=np.object_)
     flat_out = out.reshape(-1)
     for i, v in enumerate(values.reshape(-1).tolist()):
-        flat_out[i] = v.decode("utf-8") if isinstance(v, bytes) else v
+        flat_out[i] = v.decode("utf-8") if isinstance(v, bytes) else (missing if v is None else v)
     return out
 
 

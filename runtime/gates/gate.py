@@ -215,20 +215,12 @@ def _same_feed(cand: BatchScorer, base: BatchScorer, available: list[str]) -> No
         )
 
 
-def _known_labels(y: np.ndarray, *models: _Predictions) -> None:
+def _known_labels(y: np.ndarray, hint: str, *models: _Predictions) -> None:
     """Refuse target labels a model does not know (a label-encoding mistake: 'yes' for 'Yes'):
     counted as wrong answers, they would give both models the same poor score and pass."""
     for p in models:
-        classes = p.classes
-        if classes is None:
-            continue
-        known = set(classes)
-        unknown = [v for v in dict.fromkeys(np.unique(y).tolist()) if v not in known]
-        if unknown:
-            raise ConfigError(
-                f"the target's labels {unknown[:5]} are not among the model's classes {classes}: "
-                "the target must hold the classes the models were trained on"
-            )
+        if p.classes is not None:
+            ClassIndex(p.classes, hint)(y, "the target's labels")  # raises on an unknown label
 
 
 def _value(metric: _Metric, y: np.ndarray, p: np.ndarray) -> float:
@@ -366,16 +358,16 @@ def gate(
     y = _labels(y, m.needs)
     cand = models["candidate"].get(m.needs, candidate)
     base = models["baseline"].get(m.needs, baseline)
-    if m.needs == "scores":
-        cand, base, classes = _same_columns(models["candidate"], cand, models["baseline"], base)
-        hint = "the target must hold the classes the models were trained on, or class indices"
-        try:
+    hint = "the target must hold the classes the models were trained on, or class indices"
+    try:
+        if m.needs == "scores":
+            cand, base, classes = _same_columns(models["candidate"], cand, models["baseline"], base)
             y = ClassIndex(classes, hint)(y, "the target's labels")
-        except ValueError as exc:
-            raise ConfigError(f"cannot compute {metric}: {exc}") from None
-    elif m.needs == "label":
-        y = as_labels(y)
-        _known_labels(y, models["candidate"], models["baseline"])
+        elif m.needs == "label":
+            y = as_labels(y)
+            _known_labels(y, hint, models["candidate"], models["baseline"])
+    except ValueError as exc:
+        raise ConfigError(f"cannot compute {metric}: {exc}") from None
     cv, bv = _value(m, y, cand), _value(m, y, base)
     delta = cv - bv
     lo, hi = _bootstrap(m, y, cand, base, bootstrap, confidence, seed)

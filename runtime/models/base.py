@@ -87,6 +87,11 @@ class Model(Protocol):
     def close(self) -> None: ...
 
 
+def signature(items: Sequence[TensorSpec]) -> str:
+    """Tensors as the logs show them: `name:FP32[-1, 4], ...`."""
+    return ", ".join(f"{t.name}:{t.datatype}{list(t.shape)}" for t in items)
+
+
 def check_inputs(model: Model, inputs: Tensors, datatypes: Mapping[str, str]) -> Tensors:
     """Reject inputs that do not match the model's signature, naming what is wrong, and
     return the tensors to run the model on.

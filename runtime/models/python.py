@@ -40,7 +40,7 @@ import numpy as np
 
 from .._imports import ImportTargetError, import_target, searched
 from ..config import PICKLE_SUFFIXES, ModelConfig
-from ..datatypes import numpy_dtype, to_bytes_array, v2_datatype
+from ..datatypes import numpy_dtype, to_bytes_array, to_text_array, v2_datatype
 from ..errors import ModelLoadError
 from .base import Tensors, TensorSpec, specs
 
@@ -240,18 +240,6 @@ def _as_output(value: Any) -> np.ndarray:
     return arr
 
 
-def _frame_text(values: np.ndarray) -> np.ndarray:
-    """A BYTES column as a DataFrame column: str, and a missing value (None) as NaN, which
-    is how pandas reads one from a file, and what scikit-learn's imputers look for by
-    default (`missing_values=np.nan`). None would do only beside some text (pandas then
-    infers a string column, None becoming NaN); a column of nothing but None stays None,
-    which an imputer leaves alone and an encoder takes for an unknown category."""
-    out = np.empty(values.shape, dtype=np.object_)
-    for i, v in enumerate(values.tolist()):
-        out[i] = v.decode("utf-8") if isinstance(v, bytes) else (np.nan if v is None else v)
-    return out
-
-
 def _conform(spec: TensorSpec, arr: np.ndarray, dtype: Any, declared: bool) -> np.ndarray:
     """An output as its spec says: numbers converted to the declared datatype (as the
     encoders would), a column given as a flat array shaped [-1, 1] or the reverse; text
@@ -405,7 +393,11 @@ class PythonModel:
         for name in self._frame:
             col = inputs[name].reshape(-1)
             if col.dtype == object:
-                col = _frame_text(col)
+                # A missing value as NaN, as pandas reads one and scikit-learn's imputers look for
+                # by default. None would do only beside some text (pandas then infers a string
+                # column, None becoming NaN); a column of nothing but None stays None, which an
+                # imputer leaves alone and an encoder takes for an unknown category.
+                col = to_text_array(col, missing=np.nan)
             cats = self._categories.get(name)
             # The training categories in their order, so codes match; an unseen one is missing.
             cols[name] = col if cats is None else pd.Categorical(col).set_categories(cats)

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from ..config import ModelConfig, ServerConfig
 from ..errors import InvalidInput, ModelLoadError, ModelNotFound
+from ..models.base import signature
 from ..names import RULE, is_valid_name
 from ..registry.errors import UnknownAlias, UnknownModel
 from ..repository import LoadedModel, Repository
@@ -22,10 +23,6 @@ from .peers import Peers
 from .periodic import Periodic
 
 log = logging.getLogger("mlrt.reload")
-
-
-def _signature(entry: LoadedModel) -> str:
-    return ", ".join(f"{t.name}:{t.datatype}{list(t.shape)}" for t in entry.model.inputs)
 
 
 class Reloader:
@@ -113,12 +110,12 @@ class Reloader:
                 new.model.version,
                 ", ".join(o.model.version for o in old) or "none",
             )
-            before = [_signature(o) for o in old]
-            if before and _signature(new) not in before:
+            before = [signature(o.model.inputs) for o in old]
+            if before and signature(new.model.inputs) not in before:
                 log.warning(
                     "model '%s': version %s takes (%s), version %s took (%s): requests made for the "
                     "old inputs are now refused",
-                    name, new.model.version, _signature(new), old[0].model.version, before[0],
+                    name, new.model.version, signature(new.model.inputs), old[0].model.version, before[0],
                 )  # fmt: skip
             if new.profile_kept:
                 log.warning(

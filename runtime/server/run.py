@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from ..config import ServerConfig
 from ..errors import MlrtError
+from ..models.base import signature
 from ..repository import Repository
 from .accept import Listeners
 from .admin import is_loopback
@@ -112,8 +113,7 @@ def serve(
             )
         for entry in [] if quiet else repository.entries():
             m = entry.model
-            sig_in = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.inputs)
-            sig_out = ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in m.outputs)
+            sig_in, sig_out = signature(m.inputs), signature(m.outputs)
             log.info("model %s v%s (%s): (%s) -> (%s)", m.name, m.version, m.platform, sig_in, sig_out)
             log.info("model %s: %s", m.name, _model_urls(config, m.name))
             if entry.monitor is not None:
