@@ -3,9 +3,10 @@
 DATA is files, folders or glob patterns of Parquet, CSV or Arrow IPC, read one record
 batch at a time (--batch-rows), so memory follows the batch size, not the data. The
 output (its format from -o's suffix, or --format) holds the --passthrough columns, then
-the model's outputs as columns: `label` for a one-column output, `probabilities[0]`,
-`probabilities[1]`... for a wider one. It is written under a temporary name and renamed
-at the end: an interrupted run never leaves a file that looks complete.
+the model's outputs as columns: `label` for a one-column output, `probabilities_<class>`
+for a classifier's scores (one column per class), `<output>_<i>` for another wider one.
+It is written under a temporary name and renamed at the end: an interrupted run never
+leaves a file that looks complete.
 
 Which columns feed the model: --columns, in order; else, when every input is one column
 named like a data column, by name; else the profile's features when the data has them;

@@ -48,7 +48,7 @@ def predict(
 ) -> DaskPrediction:
     """Score the Dask DataFrame `ddf` with `model` (anything `mlrt serve` takes, at a path
     every worker can read): a DaskPrediction whose `df` holds the `passthrough` columns,
-    then the model's outputs as columns (``label``, ``probabilities[0]``...), row for row
+    then the model's outputs as columns (``label``, ``probabilities_<class>``...), row for row
     on `ddf`'s index.
 
     Nothing runs until something is computed; the model is loaded here once to check the

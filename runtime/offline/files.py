@@ -169,7 +169,7 @@ def predict_files(
     `threads` defaults to every CPU this process may use.
 
     The output holds the `passthrough` columns, then the model's outputs as columns
-    (``label``, ``probabilities[0]``...). With a profile (given, or the registry
+    (``label``, ``probabilities_<class>``...). With a profile (given, or the registry
     version's own), every row is counted for drift and the summary carries the report
     the server would give for these rows. `progress(rows, total_rows or None, seconds)`
     is called after every batch. `require_profile`: refuse to score (ConfigError) when no

@@ -3,7 +3,10 @@ the Spark and Dask jobs (each worker holds one BatchScorer and feeds it its batc
 
 A batch's columns feed the model's inputs by the rule of runtime/model_columns.py, in
 the model's datatypes by the one conversion rule (runtime/convert.py); its outputs come
-back as named columns (``label``, ``probabilities[0]``...) after the passthrough columns.
+back as named columns after the passthrough columns: a one-column output by its own name
+(``label``), column i of a wider one as ``<output>_<class>`` when the model states its
+classes (``probabilities_yes``), else ``<output>_<i>`` (names SQL takes without quoting;
+the drift report keeps the profile's ``probabilities[1]``).
 With a profile, every scored row is counted into the reference's bins exactly as the
 server counts it (the same ModelMonitor, over one window that never ends): counts from
 several scorers add up to what one scorer would have counted.
@@ -26,8 +29,9 @@ from ..datatypes import V2_TO_NUMPY, v2_datatype
 from ..errors import ConfigError, InvalidInput, ModelFailure
 from ..model_columns import by_name, input_widths, known_columns, map_inputs, output_columns
 from ..models import Model, check_inputs, load_model
-from ..monitor.drift import ModelMonitor, column_names
+from ..monitor.drift import ModelMonitor
 from ..monitor.profile import Profile
+from ..quality.labels import plain_classes
 
 __all__ = ["BatchScorer", "ScorerSpec", "ScoringOptions"]
 
@@ -130,6 +134,7 @@ class BatchScorer:
         self.spec = spec
         self.model, profile_path = _load(spec)
         self.outputs = self._output_specs(spec.outputs)
+        self._columns = _output_column_names(self.outputs, getattr(self.model, "classes", None))
         self.profile = Profile.load(profile_path) if profile_path else None
         self.monitor: ModelMonitor | None = None
         if self.profile is not None:
@@ -189,10 +194,7 @@ class BatchScorer:
 
     def output_names(self) -> list[str]:
         """The names of the columns the model's outputs become, in order."""
-        out: list[str] = []
-        for s in self.outputs:
-            out.extend(column_names([(s.name, [-1, s.shape[1] if len(s.shape) == 2 else 1])]))
-        return out
+        return [name for s in self.outputs for name in self._columns[s.name]]
 
     def output_schema(self, input_schema: Any) -> Any:
         """The Arrow schema of the scored batches: passthrough columns, then outputs."""
@@ -201,12 +203,14 @@ class BatchScorer:
         fields = [input_schema.field(name) for name in self.spec.passthrough]
         for s in self.outputs:
             dtype = _arrow_type(s.datatype)
-            for name in column_names([(s.name, [-1, s.shape[1] if len(s.shape) == 2 else 1])]):
-                fields.append(pa.field(name, dtype))
+            fields.extend(pa.field(name, dtype) for name in self._columns[s.name])
         names = [f.name for f in fields]
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
-            raise ConfigError(f"passthrough column(s) {clash} have the name of an output column")
+            raise ConfigError(
+                f"column name(s) {clash} would be written twice (a passthrough column or another "
+                "output has the name of an output column): choose the outputs with --outputs"
+            )
         return pa.schema(fields)
 
     def check(self, schema: Any) -> list[str]:
@@ -267,7 +271,14 @@ class BatchScorer:
         fields = [batch.schema.field(name) for name in self.spec.passthrough]
         for s in self.outputs:
             dtype = _arrow_type(s.datatype)
-            for name, col in output_columns([s], results):
+            names = self._columns[s.name]
+            columns = output_columns([s], results)
+            if len(columns) != len(names):
+                raise ModelFailure(
+                    self.model.name,
+                    ValueError(f"output '{s.name}' has {len(columns)} columns, its signature {len(names)}"),
+                )
+            for name, (_, col) in zip(names, columns, strict=True):
                 arrays.append(_arrow_array(col, s.datatype, name, self.model.name))
                 fields.append(pa.field(name, dtype))
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
@@ -311,6 +322,36 @@ class BatchScorer:
         report = self.monitor.to_json()
         report["window"] = {"rows": self.monitor.window_rows}  # one window: every row scored
         return report
+
+
+def _output_column_names(outputs: Sequence[Any], classes: Any) -> dict[str, list[str]]:
+    """The file's column names for each [-1] / [-1, k] output. Column i of a wider output is
+    `<output>_<class>` when the model states its classes and the output has one column per
+    class (a classifier's scores: `probabilities_yes` says which class without a look at
+    the model), else `<output>_<i>`. Underscores, not the profile's `name[i]`: SQL reads a
+    bracket as an index, so such a column would need quoting in every query."""
+    labels = plain_classes(classes)
+    texts = [str(c) for c in labels] if labels is not None else None
+    if texts is not None and len(set(texts)) != len(texts):
+        texts = None  # 1 and "1": no one name per column
+    out: dict[str, list[str]] = {}
+    for s in outputs:
+        width = 1 if len(s.shape) == 1 else s.shape[1]
+        if width < 0 and texts is not None and s.datatype != "BYTES":
+            width = len(texts)  # scores of a classifier whose width was left free
+        if width == 1:
+            out[s.name] = [s.name]
+        elif texts is not None and width == len(texts):
+            out[s.name] = [f"{s.name}_{t}" for t in texts]
+        elif width > 1:
+            out[s.name] = [f"{s.name}_{i}" for i in range(width)]
+        else:
+            raise ConfigError(
+                f"output '{s.name}' has shape {list(s.shape)}: its number of columns is not "
+                "declared, so the output file's columns cannot be named before the model runs; "
+                "leave it out with --outputs (runtime.predict_files' outputs=)"
+            )
+    return out
 
 
 def _arrow_type(datatype: str) -> Any:

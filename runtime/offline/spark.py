@@ -60,7 +60,7 @@ def predict(
 ) -> SparkPrediction:
     """Score the pyspark DataFrame `df` with `model` (anything `mlrt serve` takes, at a path
     every executor can read): a SparkPrediction whose `df` holds the `passthrough` columns,
-    then the model's outputs as columns (``label``, ``probabilities[0]``...), row for row.
+    then the model's outputs as columns (``label``, ``probabilities_<class>``...), row for row.
 
     Nothing runs until an action computes `df`; the model is loaded here once to check the
     columns (a missing column, or a count that does not fit the model's inputs, raises

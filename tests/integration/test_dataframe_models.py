@@ -220,7 +220,9 @@ def test_mlrt_predict_over_a_csv_by_column_name(workdir: Path, trained: Any) -> 
     assert proc.returncode == 0, proc.stderr
     got = pq.read_table(out)
     want = trained.model.predict_proba(frame[TEXT + NUMBERS])
-    np.testing.assert_array_equal(got.column("predict_proba[1]").to_numpy(), want[:, 1])
+    # The scores' columns are named by class: predict_proba_<classes_[1]> is column 1.
+    positive = f"predict_proba_{trained.model.classes_[1]}"
+    np.testing.assert_array_equal(got.column(positive).to_numpy(), want[:, 1])
 
 
 def test_a_matrix_model_takes_the_columns_it_was_fitted_on_by_name(
@@ -236,7 +238,8 @@ def test_a_matrix_model_takes_the_columns_it_was_fitted_on_by_name(
     frame = trained.data.iloc[4000:4500][["price", "table", "x", "carat", "y", "depth"]]
     frame.to_csv(tmp_path / "today.csv", index=False)
     runtime.predict_files("diamonds_model:numbers", tmp_path / "today.csv", tmp_path / "out.parquet")
-    got = pq.read_table(tmp_path / "out.parquet").column("predict_proba[1]").to_numpy()
+    positive = f"predict_proba_{trained.numbers.classes_[1]}"
+    got = pq.read_table(tmp_path / "out.parquet").column(positive).to_numpy()
     np.testing.assert_array_equal(got, trained.numbers.predict_proba(frame[NUMBERS])[:, 1])
 
     # The profile too: fitted from those columns, whatever else the file holds.

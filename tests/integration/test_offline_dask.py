@@ -69,14 +69,14 @@ def test_outputs_equal_single_process_row_for_row(client: Client, frame, data: D
     scored = mlrt_dask.predict(
         frame, str(data.model), profile=str(data.profile), passthrough=["id"], batch_rows=BATCH
     )
-    names = ["id", "label", *[f"probabilities[{k}]" for k in range(10)]]
+    names = ["id", "label", *[f"probabilities_{k}" for k in range(10)]]
     assert list(scored.df.columns) == names
     assert scored.df.divisions == frame.divisions  # the input's index, kept
     got, report = scored.compute()
     want, single = single_process(data.table, _spec(data, passthrough=("id",)))
     assert len(got) == 3594
     assert list(got.index) == list(frame.index.compute())  # row for row, in order
-    assert str(got["label"].dtype) == "int64" and str(got["probabilities[0]"].dtype) == "float32"
+    assert str(got["label"].dtype) == "int64" and str(got["probabilities_0"].dtype) == "float32"
     for name in names:
         np.testing.assert_array_equal(got[name].to_numpy(), want.column(name).to_numpy(), err_msg=name)
     assert report == single.drift_report()
@@ -138,7 +138,7 @@ def test_a_registry_alias_is_pinned_to_the_version_it_named_when_planned(
     got, _ = scored.compute()
     v1, _ = single_process(data.table, ScorerSpec(str(data.model), passthrough=("id",)))
     v2, _ = single_process(data.table, ScorerSpec(str(data.other), passthrough=("id",)))
-    p0 = "probabilities[0]"
+    p0 = "probabilities_0"
     assert not np.array_equal(v1.column(p0).to_numpy(), v2.column(p0).to_numpy())
     np.testing.assert_array_equal(got[p0].to_numpy(), v1.column(p0).to_numpy())
 

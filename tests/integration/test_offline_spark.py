@@ -106,10 +106,10 @@ def _jobs_run(spark, action) -> int:  # type: ignore[no-untyped-def]
 
 def test_outputs_equal_single_process_row_for_row(spark, frame, data: Digits) -> None:
     scored = mlrt_spark.predict(frame, str(data.model), profile=str(data.profile), passthrough=["id"])
-    names = ["id", "label", *[f"probabilities[{k}]" for k in range(10)]]
+    names = ["id", "label", *[f"probabilities_{k}" for k in range(10)]]
     assert scored.df.columns == names
     assert scored.df.schema["label"].dataType.simpleString() == "bigint"
-    assert scored.df.schema["probabilities[0]"].dataType.simpleString() == "float"
+    assert scored.df.schema["probabilities_0"].dataType.simpleString() == "float"
     got = _by_id(scored.df.collect(), names)
     want, _ = single_process(data.table, _spec(data, passthrough=("id",)))
     assert got.num_rows == data.table.num_rows == 3594
@@ -117,7 +117,7 @@ def test_outputs_equal_single_process_row_for_row(spark, frame, data: Digits) ->
     want = want.sort_by("id")
     np.testing.assert_array_equal(got.column("label").to_numpy(), want.column("label").to_numpy())
     for k in range(10):
-        name = f"probabilities[{k}]"
+        name = f"probabilities_{k}"
         # Spark's float is float32: the values come back as the model wrote them.
         np.testing.assert_array_equal(
             got.column(name).to_numpy().astype(np.float32), want.column(name).to_numpy(), err_msg=name
@@ -157,8 +157,8 @@ def test_recomputed_partial_and_coalesced_reads_count_each_row_once(spark, frame
 def test_a_shuffled_input_scores_and_counts_the_same(spark, frame, data: Digits) -> None:
     shuffled = frame.repartition(4, "id")
     scored = mlrt_spark.predict(shuffled, str(data.model), profile=str(data.profile), passthrough=["id"])
-    names = ["id", "label", "probabilities[3]"]
-    got = _by_id(scored.df.select(*[f"`{n}`" for n in names]).collect(), names)
+    names = ["id", "label", "probabilities_3"]
+    got = _by_id(scored.df.select(*names).collect(), names)
     want, single = single_process(data.table, _spec(data, passthrough=("id",)))
     want = want.sort_by("id")
     for name in names:
@@ -173,7 +173,7 @@ def test_drift_before_any_action_is_counted_by_a_job_of_its_own(spark, frame, da
     _, single = single_process(data.table, _spec(data, outputs=("probabilities",)))
     assert_counts_equal(scored.drift_counts(), single.drift_counts())
     assert scored.drift_report() == single.drift_report()
-    assert scored.df.columns == [f"probabilities[{k}]" for k in range(10)]
+    assert scored.df.columns == [f"probabilities_{k}" for k in range(10)]
 
 
 def test_without_a_profile_there_is_no_drift(frame, data: Digits) -> None:

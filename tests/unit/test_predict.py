@@ -19,7 +19,7 @@ import pytest
 
 import runtime
 from runtime.cli import main as mlrt
-from runtime.errors import ModelFailure
+from runtime.errors import ConfigError, ModelFailure
 from runtime.monitor.drift import offline_report
 from runtime.monitor.profile import Profile
 
@@ -64,13 +64,13 @@ def test_parquet_to_parquet_equals_the_model_row_for_row(iris, capsys) -> None:
     assert summary["rows"] == 150 and summary["batches"] >= 5 and summary["drift_status"] is None
     assert summary["drift_tested"] is None
     got = pq.read_table(out)
-    assert got.column_names == ["id", "label", "probabilities[0]", "probabilities[1]", "probabilities[2]"]
+    assert got.column_names == ["id", "label", "probabilities_0", "probabilities_1", "probabilities_2"]
     assert got.column("id").to_pylist() == list(np.arange(150) * 7)  # order kept, ids passed through
     want = expected(iris["model"], iris["X"])
     np.testing.assert_array_equal(got.column("label").to_numpy(), want["label"])
-    probs = np.column_stack([got.column(f"probabilities[{k}]").to_numpy() for k in range(3)])
+    probs = np.column_stack([got.column(f"probabilities_{k}").to_numpy() for k in range(3)])
     np.testing.assert_array_equal(probs, want["probabilities"])
-    assert got.schema.field("probabilities[0]").type == pa.float32()
+    assert got.schema.field("probabilities_0").type == pa.float32()
 
 
 def test_too_few_rows_say_their_ok_is_untested(iris, capsys) -> None:
@@ -99,7 +99,7 @@ def test_csv_float64_to_csv_with_the_drift_of_mlrt_drift(iris, capsys) -> None:
     got = pacsv.read_csv(out)
     want = expected(iris["model"], iris["X"])
     np.testing.assert_allclose(
-        got.column("probabilities[1]").to_numpy(), want["probabilities"][:, 1], rtol=1e-6
+        got.column("probabilities_1").to_numpy(), want["probabilities"][:, 1], rtol=1e-6
     )
 
     # The same rows, judged the way `mlrt drift ref.json data` judges them: equal PSIs.
@@ -155,8 +155,8 @@ def test_nulls_are_missing_values_and_give_nan_scores(iris, tmp_path) -> None:
     )
     got = pq.read_table(tmp_path / "o.parquet")
     holes = np.array([any((i + j) % 9 == 0 for j in range(4)) for i in range(150)])
-    assert np.isnan(got.column("probabilities[0]").to_numpy()[holes]).all()
-    assert not np.isnan(got.column("probabilities[0]").to_numpy()[~holes]).any()
+    assert np.isnan(got.column("probabilities_0").to_numpy()[holes]).all()
+    assert not np.isnan(got.column("probabilities_0").to_numpy()[~holes]).any()
     missing = {f["name"]: f["missing"] for f in summary.drift["features"]}  # type: ignore[index]
     assert missing["sepal_length"] == sum((i % 9 == 0) for i in range(150))
 
@@ -379,3 +379,68 @@ def test_a_csv_column_with_no_value_at_all_is_missing_not_text(iris, tmp_path, c
     assert mlrt(["validate", str(path), "--profile", str(iris["ref"]), "--model", str(iris["model"])]) == 1
     report = capsys.readouterr().out
     assert "FAILED quality/nulls: 'petal_width'" in report and "schema/dtype" not in report
+
+
+def test_score_columns_are_named_by_class_in_names_sql_takes(iris, tmp_path) -> None:
+    # A classifier's scores were written as `probabilities[0]`...: which class is column 0
+    # needs a look at the model, and Spark SQL reads the bracket as an index.
+    import joblib
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.multioutput import MultiOutputRegressor
+
+    d = datasets.load_iris()
+    species = np.asarray(d.target_names)[d.target]
+    onnx_path = tmp_path / "species.onnx"
+    clf = LogisticRegression(max_iter=500).fit(d.data, species)
+    onx = skl2onnx.to_onnx(clf, d.data[:1].astype(np.float32), options={"zipmap": False})
+    onnx_path.write_bytes(onx.SerializeToString())
+    joblib.dump(clf, tmp_path / "species.joblib")
+    data = tmp_path / "iris.parquet"
+    pq.write_table(pa.table({n: d.data[:, j] for j, n in enumerate(IRIS)}), data)
+    classes = ("setosa", "versicolor", "virginica")
+    proba = clf.predict_proba(d.data)
+    # A Python model's outputs are named for the estimator's methods.
+    for model, label, scores in (
+        (onnx_path, "label", "probabilities"),
+        (tmp_path / "species.joblib", "predict", "predict_proba"),
+    ):
+        out = tmp_path / f"{model.suffix[1:]}.parquet"
+        assert mlrt(["predict", str(model), str(data), "-o", str(out)]) == 0
+        got = pq.read_table(out)
+        assert got.column_names == [label, *[f"{scores}_{c}" for c in classes]]
+        assert got.column(label).to_pylist() == clf.predict(d.data).tolist()
+        np.testing.assert_allclose(got.column(f"{scores}_virginica").to_numpy(), proba[:, 2], atol=1e-5)
+
+    # No classes: the column's index, with an underscore.
+    reg = MultiOutputRegressor(Ridge()).fit(d.data[:, :2], d.data[:, 2:])
+    joblib.dump(reg, tmp_path / "reg.joblib")
+    out = tmp_path / "reg.parquet"
+    assert mlrt(["predict", str(tmp_path / "reg.joblib"), str(data), "-o", str(out),
+                 "--columns", "sepal_length", "sepal_width"]) == 0  # fmt: skip
+    got = pq.read_table(out)
+    assert got.num_columns == 2 and [n.rsplit("_", 1)[1] for n in got.column_names] == ["0", "1"]
+    np.testing.assert_allclose(got.column(1).to_numpy(), reg.predict(d.data[:, :2])[:, 1], rtol=1e-6)
+
+
+def test_output_column_names_edge_cases(iris, tmp_path, capsys) -> None:
+    from runtime.models.base import TensorSpec
+    from runtime.offline.scoring import _output_column_names
+
+    scores = TensorSpec("scores", "FP32", (-1, 2))
+    free = TensorSpec("scores", "FP32", (-1, -1))
+    # Class labels that print alike cannot name columns: the index does.
+    assert _output_column_names([scores], [1, "1"]) == {"scores": ["scores_0", "scores_1"]}
+    assert _output_column_names([scores], [False, True]) == {"scores": ["scores_False", "scores_True"]}
+    # A classifier's scores of undeclared width have one column per class; anything else cannot be named.
+    assert _output_column_names([free], ["a", "b", "c"]) == {"scores": ["scores_a", "scores_b", "scores_c"]}
+    with pytest.raises(ConfigError, match="--outputs"):
+        _output_column_names([free], None)
+
+    # A passthrough column with an output column's name is refused before anything is read.
+    out = tmp_path / "o.parquet"
+    table = pq.read_table(iris["parquet"]).rename_columns(["label", *IRIS])
+    pq.write_table(table, tmp_path / "clash.parquet")
+    assert mlrt(["predict", str(iris["model"]), str(tmp_path / "clash.parquet"), "-o", str(out),
+                 "--passthrough", "label"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "['label'] would be written twice" in err and not out.exists()
