@@ -78,11 +78,16 @@ def locate(spec: str, registry: str | None = None) -> tuple[Registry, str]:
         reg, ref = locate("fraud@production", registry="/srv/models")
         model = reg.resolve(ref)
     """
-    if spec.startswith("models:/"):
-        return get_registry(spec), spec
     # The environment is the fallback every command names in its errors and --help
     # (the server reads it through its config; `mlrt predict` and `mlrt gate` come here).
     registry = registry or os.environ.get("MLRT_REGISTRY")
+    if spec.startswith("models:/"):
+        # MLflow's own reference: the MLflow registry given (mlflow+sqlite:///mlflow.db), else
+        # MLflow's (MLFLOW_TRACKING_URI). Ignoring the one given would resolve against
+        # another store, MLflow's default one in the working directory.
+        if registry and scheme_of(registry) in ("mlflow", "models"):
+            return get_registry(registry), spec
+        return get_registry(spec), spec
     if not registry:
         raise RegistryError(f"{spec!r} names a registry model, but no registry is given: "
                             "pass --registry DIR or set MLRT_REGISTRY")

@@ -151,14 +151,50 @@ class MlflowRegistry:
 
     def record_gate(self, name: str, version: str, report: dict[str, Any]) -> dict[str, Any]:
         """Keep an `mlrt gate` report (its JSON, as `mlrt gate -o` writes it) on the version, as the
-        card's ``gate`` section; returns that section."""
+        card's ``gate`` section; returns that section.
+
+        The report must be about this version (reports of schema 2 name what they judged): a
+        model file whose content is the version's model (`candidate_sha256`), or a reference
+        to this model that resolved to this version (``models:/churn/3``, ``churn@challenger``
+        gated while it pointed here). Otherwise a passing report of any model would let
+        ``require_gate`` promote this one."""
         check_name(name)
         check_version(version)
         gate = cards.card_gate(report)
         self._call(self.client.get_model_version, name, version, version=version)
+        self._check_judged(name, version, report)
         value = json.dumps(gate, separators=(",", ":"), allow_nan=False)
         self._call(self.client.set_model_version_tag, name, version, GATE_TAG, value, version=version)
         return gate
+
+    def _check_judged(self, name: str, version: str, report: dict[str, Any]) -> None:
+        if int(report.get("schema", 1) or 1) < 2:
+            return  # older reports do not say what they judged
+        where = f"models:/{name}/{version}"
+        judged = report.get("candidate")
+        if report.get("candidate_sha256") is None:
+            ref = str(judged or "")
+            ref = ref[len(MODELS_PREFIX) :] if ref.startswith(MODELS_PREFIX) else ref
+            resolved = str((report.get("versions") or {}).get("candidate"))
+            try:
+                same = parse_ref(ref).name == name and resolved == version
+            except errors.RegistryError:
+                same = False  # module:object, or anything else that is not this registry's
+            if not same:
+                raise errors.RegistryError(
+                    f"the gate report judged {judged!r} (version {resolved}), not {where}: gate "
+                    f"this version (mlrt gate --candidate {where} ...)"
+                )
+            return
+        local = self._download(name, version) / "model"
+        onnx = sorted(local.rglob("*.onnx"))
+        kept = [local, *onnx] if len(onnx) == 1 else [local]
+        if report["candidate_sha256"] not in {cards.artifact_sha256(p) for p in kept}:
+            raise errors.RegistryError(
+                f"the gate report judged another model ({judged!r}, sha256 "
+                f"{str(report['candidate_sha256'])[:12]}...) than {where}'s artifacts: gate this version "
+                f"(mlrt gate --candidate {where} ...)"
+            )
 
     def set_alias(
         self,

@@ -455,3 +455,23 @@ def test_locate(tmp_path):
     assert isinstance(reg, FilesystemRegistry) and ref == "m@production"
     with pytest.raises(RegistryError, match="MLRT_REGISTRY"):
         locate("m@production")
+
+
+# MLflow's sqlite store uses a SQLAlchemy loader strategy that SQLAlchemy 2.1 deprecates.
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+def test_locate_an_mlflow_reference_in_the_mlflow_registry_given(tmp_path, monkeypatch):
+    # `mlrt gate --candidate models:/m/2 --registry mlflow+sqlite:///...` resolved the reference
+    # against MLflow's default store (creating mlflow.db in the working directory).
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLRT_REGISTRY", raising=False)
+    given = f"mlflow+sqlite:///{tmp_path / 'm.db'}"
+    reg, ref = locate("models:/m/2", registry=given)
+    assert ref == "models:/m/2" and reg.tracking_uri == given[len("mlflow+") :]
+    monkeypatch.setenv("MLRT_REGISTRY", given)
+    assert locate("models:/m/2")[0].tracking_uri == given[len("mlflow+") :]
+    # A filesystem registry given does not hold MLflow's references: MLflow's own store
+    # (MLFLOW_TRACKING_URI) does.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
+    monkeypatch.chdir(tmp_path)
+    reg, _ = locate("models:/m/2", registry=str(tmp_path))
+    assert type(reg).__name__ == "MlflowRegistry" and reg.tracking_uri is None
