@@ -395,6 +395,12 @@ def test_fleet_drift_from_prometheus_equals_the_drift_of_all_the_traffic(tmp_pat
     assert fleet["status"] in ("warn", "alert")
 
 
+def _rated(samples: list[dict[str, Any]]) -> list[float] | None:
+    """The samples' values once every one is a number (None while any is NaN or none exist)."""
+    values = [float(x["value"][1]) for x in samples]
+    return values if values and not any(math.isnan(v) for v in values) else None
+
+
 def test_the_grafana_dashboard_is_valid_and_its_queries_run(demo: Server, prometheus: Prometheus) -> None:
     """deploy/grafana/mlrt.json: a dashboard model Grafana imports (unique panel ids, every
     panel on the datasource variable, every target with a query), and every query parses and
@@ -418,3 +424,12 @@ def test_the_grafana_dashboard_is_valid_and_its_queries_run(demo: Server, promet
     requests = next(e for e in answered if e.startswith("sum by (model, version) (rate(mlrt_requests_total"))
     wait_for(prometheus, "a request rate", lambda: prometheus.query(requests.replace("1m", "30s")) or None)
     assert "mlrt_drift_status" in json.dumps(panels) and "fleet10m" in json.dumps(panels)
+    # A model that has only answered has error and shed ratios of 0, not "No data": the
+    # panels read recording rules whose numerator has no series before the first failure.
+    for ratio in ("mlrt_requests_errors", "mlrt_rejected"):
+        ratio = f"model_version:{ratio}:ratio_rate5m"
+        # (NaN while the request rate itself is 0: 0 / 0; requests after a scrape move it.)
+        with httpx.Client(base_url=demo.url, timeout=30.0) as client:
+            send(client, drifted_rows()[:64])
+        got = wait_for(prometheus, ratio, lambda r=ratio: _rated(prometheus.query(r)))
+        assert got == [0.0] * len(got), (ratio, got)
