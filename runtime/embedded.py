@@ -22,6 +22,7 @@ import numpy as np
 from .config import ModelConfig, MonitorConfig, parse_model_spec
 from .datatypes import V2_TO_NUMPY, v2_datatype
 from .errors import ConfigError, InvalidInput, ModelFailure
+from .model_columns import profile_columns
 from .models import Model, Tensors, check_inputs, load_model
 
 
@@ -125,15 +126,15 @@ class LocalModel:
         )
 
     def _profiled(self, spec: Any, columns: Sequence[str]) -> list[str] | None:
-        """The profile's features, in its order, when the frame has them all and they fill
-        the input: the columns `mlrt profile --model` fitted them from, so a frame with its
-        columns in another order, or with ids beside them, feeds the model as `mlrt predict`
-        with that profile does (its rule 4), not by position."""
+        """The profile's features when they feed the input (`mlrt predict`'s rule 4, one
+        rule: runtime/model_columns.py's profile_columns)."""
         if self.monitor is None or len(spec.shape) != 2 or spec.shape[1] < 1:
             return None
-        names = [f.name for f in self.monitor.profile.features]
-        have = set(columns)
-        return names if len(names) == spec.shape[1] and all(n in have for n in names) else None
+        features = [f.name for f in self.monitor.profile.features]
+        try:
+            return profile_columns(features, spec.shape[1], columns)
+        except ConfigError as exc:
+            raise InvalidInput(f"model '{self.name}': {exc}") from None
 
     def predict(self, x: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run the model on one input array (single-input models), a dict of arrays, or a

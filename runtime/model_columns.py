@@ -29,7 +29,7 @@ from .datatypes import numpy_dtype, v2_datatype
 from .errors import ConfigError, InvalidInput
 from .monitor.drift import column_names
 
-__all__ = ["by_name", "map_inputs", "output_columns", "tensor_from_columns"]
+__all__ = ["by_name", "map_inputs", "output_columns", "profile_columns", "tensor_from_columns"]
 
 
 def by_name(specs: Sequence[Any], columns: Sequence[str]) -> bool:
@@ -97,6 +97,30 @@ def known_columns(model: Any, available: Sequence[str]) -> list[str] | None:
             f"(it has {list(available)[:12]})"
         )
     return list(names)
+
+
+def profile_columns(features: Sequence[str], width: int, available: Sequence[str]) -> list[str] | None:
+    """A reference profile's features, in its order, as the columns that feed a model whose
+    inputs take `width` columns: the columns `mlrt profile --model` fitted them from, so data
+    with its columns in another order, or with ids beside them, feeds the model as it did
+    then. None when the profile does not fill the inputs, or names none of the data's
+    columns (a profile of the model's tensors, `X[0]`...). A profile that names some of the
+    data's columns but not all is an error: the data is the profile's kind short of a
+    feature, and feeding every column by position would put another in its place silently."""
+    names = list(features)
+    if len(names) != width:
+        return None
+    have = set(available)
+    missing = [n for n in names if n not in have]
+    if not missing:
+        return names
+    if len(missing) == len(names):
+        return None
+    raise ConfigError(
+        f"the profile's features {names[:12]}{' ...' if len(names) > 12 else ''} feed the model "
+        f"in its order; the data has no {missing[:8]} (it has {list(available)[:12]}): give the "
+        "missing column(s), or name the columns feeding the model in order (--columns)"
+    )
 
 
 def tensor_from_columns(names: Sequence[str], cols: Sequence[np.ndarray], spec: Any) -> np.ndarray:

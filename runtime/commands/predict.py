@@ -9,7 +9,8 @@ It is written under a temporary name and renamed at the end: an interrupted run 
 leaves a file that looks complete.
 
 Which columns feed the model: --columns, in order; else, when every input is one column
-named like a data column, by name; else the profile's features when the data has them;
+named like a data column, by name; else the profile's features when they fill the input
+(data with some of them but not all is refused);
 else every column but the --passthrough ones, in the file's order. Each is converted to
 the model's datatype by the server's rule (float64 into FP32: yes; float into INT64: no).
 

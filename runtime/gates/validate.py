@@ -337,7 +337,10 @@ def _model(
     scorer = ScorerSpec(model, threads=1, registry=registry, passthrough=ignore).build()
     scorer.profile = ref  # columns map as `mlrt predict --profile REF` maps them
     specs = scorer.model.inputs
-    feeding = scorer.input_columns(list(columns))
+    try:
+        feeding = scorer.input_columns(list(columns))
+    except ConfigError as exc:  # the data lacks a column the model or the profile names
+        return [Check("schema", "model_inputs", None, False, str(exc), None, None)]
     if by_name(specs, feeding):
         pairs = [(s.name, s) for s in specs]
     else:

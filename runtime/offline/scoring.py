@@ -27,7 +27,7 @@ from ..convert import convert
 from ..data import arrow_to_numpy
 from ..datatypes import V2_TO_NUMPY, v2_datatype
 from ..errors import ConfigError, InvalidInput, ModelFailure
-from ..model_columns import by_name, input_widths, known_columns, map_inputs, output_columns
+from ..model_columns import by_name, input_widths, known_columns, map_inputs, output_columns, profile_columns
 from ..models import Model, check_inputs, load_model
 from ..monitor.drift import ModelMonitor
 from ..monitor.profile import Profile
@@ -178,8 +178,9 @@ class BatchScorer:
         if named is not None:
             return named
         if self.profile is not None:
-            names = [f.name for f in self.profile.features]
-            if all(n in have for n in names) and len(names) == sum(input_widths(specs)):
+            features = [f.name for f in self.profile.features]
+            names = profile_columns(features, sum(input_widths(specs)), available)
+            if names is not None:
                 return names
         skip = set(self.spec.passthrough)
         return [c for c in available if c not in skip]

@@ -19,7 +19,7 @@ import pytest
 
 import runtime
 from runtime.cli import main as mlrt
-from runtime.errors import ConfigError, ModelFailure
+from runtime.errors import ConfigError, InvalidInput, ModelFailure
 from runtime.monitor.drift import offline_report
 from runtime.monitor.profile import Profile
 
@@ -444,3 +444,32 @@ def test_output_column_names_edge_cases(iris, tmp_path, capsys) -> None:
                  "--passthrough", "label"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert "['label'] would be written twice" in err and not out.exists()
+
+
+def test_data_short_of_a_profile_feature_is_refused_not_fed_by_position(iris, tmp_path, capsys) -> None:
+    # The profile names the columns feeding the positional ONNX input. With one of them renamed
+    # (and the columns in another order) every column fed the input by position: wrong scores,
+    # exit 0. Now: refused, naming the missing feature, from the command and from Python.
+    X = iris["X"]
+    table = pa.table({"petal_w": X[:, 3], "sepal_length": X[:, 0], "sepal_width": X[:, 1],
+                      "petal_length": X[:, 2]})  # fmt: skip
+    pq.write_table(table, tmp_path / "renamed.parquet")
+    out = tmp_path / "o.parquet"
+    argv = ["predict", str(iris["model"]), str(tmp_path / "renamed.parquet"), "-o", str(out),
+            "--profile", str(iris["ref"])]  # fmt: skip
+    assert mlrt(argv) == 2
+    err = capsys.readouterr().err
+    assert "the data has no ['petal_width']" in err and "--columns" in err and not out.exists()
+    # Named, they feed the model in the order given.
+    order = ["sepal_length", "sepal_width", "petal_length", "petal_w"]
+    assert mlrt([*argv, "--columns", *order]) == 0
+    want = expected(iris["model"], X)["label"]
+    np.testing.assert_array_equal(pq.read_table(out).column("label").to_numpy(), want)
+
+    pd = pytest.importorskip("pandas")
+    with runtime.load(str(iris["model"]), profile=str(iris["ref"])) as m:
+        with pytest.raises(InvalidInput, match=r"the data has no \['petal_width'\]"):
+            m.predict(table.to_pandas())
+        # A frame with the profile's columns in another order, with an id beside them: by name.
+        frame = pd.DataFrame(X, columns=IRIS)[IRIS[::-1]].assign(id=1)
+        np.testing.assert_array_equal(m.predict(frame)["label"], want)
