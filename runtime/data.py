@@ -208,6 +208,18 @@ def _file_batches(path: str, kind: str, file_format: Any, schema: Any, batch_row
                 yield f.get_batch(i).select(columns)
 
 
+def unknown_columns(names: Sequence[str], available: Sequence[str]) -> str:
+    """`names` (columns the data lacks) for an error message, with a hint when one of them
+    is a comma-separated list of columns the data has: the commands take column names
+    separated by spaces (`--passthrough id ts`, not `id,ts`)."""
+    have = set(available)
+    listed = [n for n in names if "," in n and all(p.strip() in have for p in n.split(","))]
+    if not listed:
+        return str(list(names))
+    spaced = " ".join(p.strip() for p in listed[0].split(","))
+    return f"{list(names)} (column names are separated by spaces: {spaced}, not {listed[0]})"
+
+
 def read_table(path: str | PathLike[str]) -> Any:
     """The whole of a Parquet, CSV or Arrow IPC file (or folder) as one pyarrow Table."""
     return dataset(path).to_table()

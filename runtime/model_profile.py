@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import Columns, to_columns
+from .data import Columns, to_columns, unknown_columns
 from .datatypes import numpy_dtype
 from .errors import ConfigError
 from .model_columns import known_columns, map_inputs, output_columns
@@ -67,7 +67,8 @@ def model_frame(model: Any, data: object, *, exclude: Iterable[str] = (), output
     every = to_columns(data)
     unknown = skip - set(every)
     if unknown:
-        raise ConfigError(f"--exclude names no such column(s): {sorted(unknown)}")
+        listed = unknown_columns(sorted(unknown), list(every))
+        raise ConfigError(f"--exclude names no such column(s): {listed}")
     columns = {k: v for k, v in every.items() if k not in skip}
     if not columns:
         raise ConfigError("no columns left to profile")

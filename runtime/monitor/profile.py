@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Columns, is_numeric, to_columns
+from ..data import Columns, is_numeric, to_columns, unknown_columns
 from . import kernels
 
 SCHEMA = "mlrt.profile"
@@ -191,7 +191,7 @@ class Profile:
         out_cols = to_columns(outputs, output_names) if outputs is not None else {}
         unknown = (cat | skip) - set(in_cols) - set(out_cols)
         if unknown:
-            raise ValueError(f"no such column(s): {sorted(unknown)}")
+            raise ValueError(f"no such column(s): {unknown_columns(sorted(unknown), [*in_cols, *out_cols])}")
         if not set(in_cols) - skip:
             raise ValueError("no columns to profile")
         if next(iter(in_cols.values())).shape[0] == 0:

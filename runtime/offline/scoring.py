@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import ModelConfig, MonitorConfig, parse_model_spec
 from ..convert import convert
-from ..data import arrow_to_numpy
+from ..data import arrow_to_numpy, unknown_columns
 from ..datatypes import V2_TO_NUMPY, v2_datatype
 from ..errors import ConfigError, InvalidInput, ModelFailure
 from ..model_columns import by_name, input_widths, known_columns, map_inputs, output_columns, profile_columns
@@ -169,7 +169,10 @@ class BatchScorer:
         if self.spec.columns is not None:
             missing = [c for c in self.spec.columns if c not in have]
             if missing:
-                raise ConfigError(f"the data has no column(s) {missing}; it has {list(available)[:12]}")
+                raise ConfigError(
+                    f"the data has no column(s) {unknown_columns(missing, available)}; "
+                    f"it has {list(available)[:12]}"
+                )
             return list(self.spec.columns)
         specs = self.model.inputs
         if by_name(specs, available):
@@ -220,7 +223,8 @@ class BatchScorer:
         missing = [c for c in self.spec.passthrough if c not in available]
         if missing:
             raise ConfigError(
-                f"--passthrough names no such column(s) {missing}; the data has {available[:12]}"
+                f"--passthrough names no such column(s) {unknown_columns(missing, available)}; "
+                f"the data has {available[:12]}"
             )
         self.output_schema(schema)
         columns = self.input_columns(available)

@@ -473,3 +473,16 @@ def test_data_short_of_a_profile_feature_is_refused_not_fed_by_position(iris, tm
         # A frame with the profile's columns in another order, with an id beside them: by name.
         frame = pd.DataFrame(X, columns=IRIS)[IRIS[::-1]].assign(id=1)
         np.testing.assert_array_equal(m.predict(frame)["label"], want)
+
+
+def test_a_comma_separated_column_list_is_refused_with_the_spelling_that_works(iris, tmp_path, capsys):
+    out, ref = tmp_path / "o.parquet", tmp_path / "r.json"
+    hint = "(column names are separated by spaces: id sepal_length, not id,sepal_length)"
+    argv = ["predict", str(iris["model"]), str(iris["parquet"]), "-o", str(out), "--profile",
+            str(iris["ref"]), "--passthrough"]  # fmt: skip
+    assert mlrt([*argv, "id,sepal_length"]) == 2
+    assert hint in capsys.readouterr().err
+    assert mlrt(["profile", str(iris["parquet"]), "-o", str(ref), "--exclude", "id,sepal_length"]) == 2
+    assert hint in capsys.readouterr().err
+    assert mlrt([*argv, "id", "sepal_length"]) == 0
+    assert pq.read_table(out).column_names[:2] == ["id", "sepal_length"]
