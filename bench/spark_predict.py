@@ -158,7 +158,7 @@ def mlrt_frame(df: Any, model: str, profile: str | None) -> Any:
     from runtime.offline import spark as mlrt_spark
 
     scored = mlrt_spark.predict(df, model, profile=profile, passthrough=["id"], threads=1)
-    renamed = scored.df.withColumnRenamed("output[0]", "p0").withColumnRenamed("output[1]", "p1")
+    renamed = scored.df.withColumnRenamed("output_0", "p0").withColumnRenamed("output_1", "p1")
     return renamed, scored
 
 

@@ -257,3 +257,16 @@ def test_a_local_worker_python_without_mlrt_is_named_before_anything_runs(
     monkeypatch.setattr(context, "pythonExec", sys.executable)
     monkeypatch.setattr(subprocess, "run", None)  # would fail if it were called
     check_local_workers(context)
+
+
+def test_the_spark_benchmark_s_three_systems_agree_on_a_small_run(spark, tmp_path: Path) -> None:
+    # bench.spark_predict reads mlrt's output columns by name; when they were renamed it
+    # would have compared nothing. Its own agreement check, on a few rows.
+    from bench import models as bench_models
+    from bench import spark_predict
+
+    spark_predict.write_data(tmp_path / "rows", 3000, seed=1)
+    model = str(bench_models.mlp(tmp_path / "mlp.onnx"))
+    spark_predict.check_agree(spark, tmp_path / "rows", model)
+    frame, _ = spark_predict.mlrt_frame(spark.read.parquet(str(tmp_path / "rows")), model, None)
+    assert frame.columns == ["id", "p0", "p1"]
