@@ -158,7 +158,7 @@ def _measure(
             for name, r in zip(outputs, results, strict=True):
                 r = r.reshape(len(X), -1)
                 for k in range(r.shape[1]):
-                    cols[name if r.shape[1] == 1 else f"{name}[{k}]"] = pa.array(r[:, k])
+                    cols[name if r.shape[1] == 1 else f"{name}_{k}"] = pa.array(r[:, k])
             out = pa.RecordBatch.from_pydict(cols)
             if writer is None:
                 writer = pq.ParquetWriter(str(tmp / "by-hand.parquet"), out.schema)
