@@ -55,6 +55,12 @@ def v2_datatype(dtype: np.dtype) -> str:
         raise InvalidInput(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from None
 
 
+def is_missing(v: object) -> bool:
+    """A missing value among text: None (JSON null), and what pandas puts in an object or
+    string column for one, NaN and pd.NA (not the text "nan" or "<NA>" they print as)."""
+    return v is None or (isinstance(v, float) and v != v) or type(v).__name__ == "NAType"
+
+
 def to_text_array(values: np.ndarray, missing: Any = None) -> np.ndarray:
     """The BYTES form as text: an object array of str, each bytes element decoded as UTF-8
     (check_inputs has checked it is), a missing value (None) as `missing`, anything else as
@@ -63,14 +69,15 @@ def to_text_array(values: np.ndarray, missing: Any = None) -> np.ndarray:
     out = np.empty(values.shape, dtype=np.object_)
     flat_out = out.reshape(-1)
     for i, v in enumerate(values.reshape(-1).tolist()):
-        flat_out[i] = v.decode("utf-8") if isinstance(v, bytes) else (missing if v is None else v)
+        flat_out[i] = v.decode("utf-8") if isinstance(v, bytes) else (missing if is_missing(v) else v)
     return out
 
 
 def to_bytes_array(values: np.ndarray, *, missing: bool = False) -> np.ndarray:
     """Turn a str/bytes/object array into an object array of bytes (the BYTES form). With
-    `missing`, None and NaN (a missing text value, as pandas gives one) stay None rather than
-    becoming the text "None" or "nan": for inputs a client sends (docs/formats.md)."""
+    `missing`, None, NaN and pd.NA (a missing text value, as pandas gives one) stay None
+    rather than becoming the text "None", "nan" or "<NA>": for inputs a client sends
+    (docs/formats.md)."""
     out = np.empty(values.shape, dtype=np.object_)
     flat_in = values.reshape(-1)
     flat_out = out.reshape(-1)
@@ -79,7 +86,7 @@ def to_bytes_array(values: np.ndarray, *, missing: bool = False) -> np.ndarray:
             flat_out[i] = v
         elif isinstance(v, str):
             flat_out[i] = v.encode("utf-8")
-        elif missing and (v is None or (isinstance(v, float) and v != v)):
+        elif missing and is_missing(v):
             flat_out[i] = None
         else:
             flat_out[i] = str(v).encode("utf-8")

@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..convert import convert, refusal
-from ..datatypes import V2_TO_NUMPY
+from ..datatypes import V2_TO_NUMPY, is_missing
 from ..errors import ConfigError, InvalidInput
 
 Tensors = dict[str, np.ndarray]
@@ -179,7 +179,7 @@ def _check_inputs_in_full(model: Model, inputs: Tensors, datatypes: Mapping[str,
                         f"input '{name}': element {i} is not UTF-8 text, which this model's string "
                         "input needs"
                     ) from None
-            elif v is None and not missing_ok:
+            elif not missing_ok and is_missing(v):
                 raise InvalidInput(
                     f"input '{name}': element {i} is null, and this model's string input cannot take "
                     "a missing value"

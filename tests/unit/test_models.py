@@ -139,6 +139,25 @@ def test_onnx_string_input_refuses_a_missing_value_per_request(onnx_dir: Path) -
         check_inputs(model, sent, {name: "BYTES"})
 
 
+def test_onnx_string_input_refuses_pandas_missing_text_rather_than_scoring_nan(onnx_dir: Path) -> None:
+    # A missing value in a DataFrame's text column is NaN (object dtype) or pd.NA (string
+    # dtype): they reached onnxruntime as the text "nan" and "<NA>", scored as an unseen
+    # category without a word, where `mlrt predict` and the server refuse the same row.
+    pd = pytest.importorskip("pandas")
+    import runtime
+
+    with runtime.load(str(onnx_dir / "strings.onnx")) as m:
+        name = m.inputs[0].name
+        assert m.predict(pd.DataFrame({name: ["a", "b"]}))  # text alone is fine
+        for column in (
+            pd.Series(["a", np.nan], dtype=object),
+            pd.Series(["a", None], dtype=object),
+            pd.Series(["a", None], dtype="string"),
+        ):
+            with pytest.raises(MlrtError, match=f"input '{name}': element 1 is null"):
+                m.predict(pd.DataFrame({name: column}))
+
+
 def test_onnx_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="model 'gone': no such file .*gone.onnx"):
         load_model(ModelConfig(name="gone", source=str(tmp_path / "gone.onnx")))
@@ -468,3 +487,15 @@ def test_warm_up_failure_is_a_load_error() -> None:
 def test_bad_declared_signature(inputs: tuple[Any, ...]) -> None:
     with pytest.raises((ConfigError, ModelLoadError)):
         python_model(lambda x: x, inputs=inputs)
+
+
+def test_the_client_sends_pandas_missing_text_as_null() -> None:
+    # pd.NA (a pandas string column's missing value) went out as the text "<NA>".
+    pd = pytest.importorskip("pandas")
+    from runtime.formats import as_tensor
+
+    column = pd.Series(["a", None, "c"], dtype="string").to_numpy()
+    arr, datatype = as_tensor("s", column)
+    assert datatype == "BYTES" and arr.tolist() == [b"a", None, b"c"]
+    arr, _ = as_tensor("s", np.array(["a", np.nan, None], dtype=object))
+    assert arr.tolist() == [b"a", None, None]
