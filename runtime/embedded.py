@@ -115,15 +115,36 @@ class LocalModel:
         if len(specs) == 1:
             names = self.feature_names or self._profiled(specs[0], columns)
             if names is None:
-                return {specs[0].name: frame.to_numpy()}
+                return {specs[0].name: self._matrix(specs[0], frame)}
             missing = [n for n in names if n not in columns]
             if missing:
                 raise InvalidInput(f"model '{self.name}' was fitted on columns {list(names)}; no {missing}")
-            return {specs[0].name: frame[list(names)].to_numpy()}
+            return {specs[0].name: self._matrix(specs[0], frame[list(names)])}
         wanted = [s.name for s in specs]
         raise InvalidInput(
             f"model '{self.name}' takes inputs {wanted}; the DataFrame has columns {columns[:12]}"
         )
+
+    def _matrix(self, spec: Any, frame: Any) -> np.ndarray:
+        """The frame's columns as one matrix. pandas gives an object matrix for its nullable
+        and Arrow-backed dtypes (Float64, Int64: what `convert_dtypes` and `dtype_backend`
+        make), which would read as text: built from the columns one by one instead, missing
+        numbers as NaN. A column of text for a numeric input is named, with a value."""
+        arr = frame.to_numpy()
+        if arr.dtype != object:
+            return arr
+        cols = [frame[c].to_numpy() for c in frame.columns]
+        if cols and all(c.dtype.kind in "fiub" for c in cols):
+            return np.column_stack(cols)
+        if spec.datatype != "BYTES":
+            for name, c in zip(frame.columns, cols, strict=True):
+                if c.dtype.kind not in "fiub":
+                    example = next((v for v in c.tolist() if isinstance(v, (str, bytes))), c[:1].tolist())
+                    raise InvalidInput(
+                        f"model '{self.name}': input '{spec.name}' takes {spec.datatype}; column "
+                        f"'{name}' is {frame[name].dtype}, e.g. {example!r}"
+                    )
+        return arr
 
     def _profiled(self, spec: Any, columns: Sequence[str]) -> list[str] | None:
         """The profile's features when they feed the input (`mlrt predict`'s rule 4, one

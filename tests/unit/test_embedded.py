@@ -176,6 +176,28 @@ def test_a_frame_feeds_the_profiles_features_by_name(demo_rows) -> None:
         np.testing.assert_array_equal(m.predict(frame)["probabilities"], want)
 
 
+def test_a_frame_of_pandas_nullable_or_arrow_dtypes_feeds_a_matrix_input(demo_rows) -> None:
+    # convert_dtypes() and dtype_backend="pyarrow" give Float64/Int64 columns, whose matrix
+    # pandas gives as objects: refused as "not BYTES", with no string in the frame.
+    pd = pytest.importorskip("pandas")
+    X, _ = demo_rows
+    names = Profile.load(DEMO / "profile.json").names
+    frame = pd.DataFrame(X[:20].astype(np.float64), columns=names)
+    frame[names[0]] = np.round(frame[names[0]])  # whole numbers: convert_dtypes makes it Int64
+    want = ort.InferenceSession(str(DEMO / "model.onnx")).run(
+        None, {"features": frame.to_numpy(dtype=np.float32)}
+    )[0]
+    nullable = frame.convert_dtypes()
+    assert str(nullable[names[0]].dtype) == "Int64" and str(nullable[names[1]].dtype) == "Float64"
+    with runtime.load(str(DEMO / "model.onnx")) as m:
+        for f in (nullable, frame.astype("float64[pyarrow]")):
+            np.testing.assert_array_equal(m.predict(f)["probabilities"], want)
+        texty = frame.astype({names[2]: object})
+        texty.loc[3, names[2]] = "n/a"
+        with pytest.raises(InvalidInput, match=f"takes FP32; column '{names[2]}' is object, e.g. 'n/a'"):
+            m.predict(texty)
+
+
 def test_a_registry_reference_loads_its_version_and_profile(tmp_path: Path, demo_rows) -> None:
     # runtime.load (and so mlrt profile/drift --model) took files and modules only: "cannot
     # tell how to load 'cancer@champion'".
