@@ -221,7 +221,11 @@ class LocalModel:
         return registry
 
     def close(self) -> None:
+        """Judge drift once more for the hooks (a batch job shorter than tick_s would
+        otherwise end without one look), wait up to 10 s for them, and free the model."""
         if self._dispatcher is not None:
+            if self.monitor is not None and self.monitor.window_rows:
+                self._tick()
             self._dispatcher.close(10.0)
         self.model.close()
 

@@ -134,6 +134,20 @@ def test_model_failure_and_hooks_from_predict(tmp_path: Path, demo_rows) -> None
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert len(lines) == 1 and lines[0]["status"] == "alert"
 
+    # With the default tick (5 s), a job shorter than that ended with no look at drift at
+    # all: close() judges it once more.
+    short = tmp_path / "short.jsonl"
+    m = runtime.load(
+        str(DEMO / "model.onnx"),
+        profile=str(DEMO / "profile.json"),
+        hooks=[{"type": "command", "command": [sys.executable, "-c", recorder, str(short)]}],
+    )
+    for _ in range(5):
+        m.predict(X[malignant[:100]])
+    assert m.drift()["status"] == "alert" and not short.exists()
+    m.close()
+    assert [json.loads(line)["status"] for line in short.read_text().splitlines()] == ["alert"]
+
     def broken(x: np.ndarray) -> np.ndarray:
         raise RuntimeError("boom")
 
