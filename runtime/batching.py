@@ -43,7 +43,7 @@ import numpy as np
 
 from .config import ModelConfig
 from .errors import DeadlineExceeded, InvalidInput, ModelFailure, ModelNotReady, ModelTimeout, QueueFull
-from .models import Model, Tensors
+from .models import Model, Tensors, batchable, check_outputs
 
 log = logging.getLogger("mlrt.batching")
 
@@ -306,12 +306,9 @@ class Batcher:
         self.max_queue_rows = config.max_queue_rows
         self.delay_s = config.max_queue_delay_us / 1e6
         self.preferred = sorted(config.preferred_batch_sizes)
-        self.batchable = all(
-            t.shape and t.shape[0] == -1 for t in (*model.inputs, *model.outputs)
-        )
+        self.batchable = batchable(model)
         self._on_batch = on_batch
-        self._expected_order = [o.name for o in model.outputs]
-        self._expected = frozenset(self._expected_order)
+        self._expected = frozenset(o.name for o in model.outputs)
         self._queue: collections.deque[_Queued] = collections.deque()
         self._queued_rows = 0
         self._busy = 0
@@ -665,20 +662,7 @@ class Batcher:
             raise ModelFailure(self.model.name, exc) from exc
 
     def _check(self, outputs: Tensors, rows: int) -> Tensors:
-        if not self._expected.issubset(outputs):
-            missing = [n for n in self._expected_order if n not in outputs]
-            raise ModelFailure(self.model.name, KeyError(f"no output(s) {missing}"))
-        if self.batchable:
-            for name, arr in outputs.items():
-                if arr.ndim == 0 or arr.shape[0] != rows:
-                    raise ModelFailure(
-                        self.model.name,
-                        ValueError(
-                            f"output '{name}' has shape {list(arr.shape)}; expected {rows} rows, "
-                            "one per input row"
-                        ),
-                    )
-        return outputs
+        return check_outputs(self.model, outputs, self._expected, rows if self.batchable else None)
 
     def _observe_soon(self, inputs: Tensors, outputs: Tensors, loop: asyncio.AbstractEventLoop) -> None:
         # An inline batch's counting waits for the next loop turn: by then its responses

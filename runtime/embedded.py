@@ -23,7 +23,7 @@ from .config import ModelConfig, MonitorConfig, parse_model_spec
 from .datatypes import V2_TO_NUMPY, v2_datatype
 from .errors import ConfigError, InvalidInput, ModelFailure
 from .model_columns import profile_columns
-from .models import Model, Tensors, check_inputs, load_model
+from .models import Model, Tensors, batchable, check_inputs, check_outputs, load_model
 
 
 class LocalModel:
@@ -41,7 +41,8 @@ class LocalModel:
         self.monitor = monitor
         self._dispatcher = dispatcher
         self._config = monitor_config or MonitorConfig()
-        self._outputs = [o.name for o in model.outputs]
+        self._outputs = frozenset(o.name for o in model.outputs)
+        self._batchable = batchable(model)
         self._specs = {s.name: s for s in model.inputs}
         self._datatypes = {s.name: s.datatype for s in model.inputs}
         self._dtypes = {s.name: V2_TO_NUMPY[s.datatype] for s in model.inputs}
@@ -166,9 +167,8 @@ class LocalModel:
             outputs = self.model.predict(inputs)
         except Exception as exc:
             raise ModelFailure(self.name, exc) from exc
-        missing = [n for n in self._outputs if n not in outputs]
-        if missing:
-            raise ModelFailure(self.name, KeyError(f"no output(s) {missing}"))
+        rows = next(iter(inputs.values())).shape[0] if self._batchable and inputs else None
+        check_outputs(self.model, outputs, self._outputs, rows)
         if self.monitor is not None:
             self.monitor.observe(inputs, outputs)
             if self._dispatcher is not None and time.monotonic() >= self._next_tick:

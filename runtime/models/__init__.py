@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Model, Tensors, TensorSpec, check_inputs
+from .base import Model, Tensors, TensorSpec, batchable, check_inputs, check_outputs
 from .loader import load_model
 
-__all__ = ["Model", "TensorSpec", "Tensors", "check_inputs", "load_model"]
+__all__ = ["Model", "TensorSpec", "Tensors", "batchable", "check_inputs", "check_outputs", "load_model"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..convert import convert, refusal
 from ..datatypes import V2_TO_NUMPY, is_missing
-from ..errors import ConfigError, InvalidInput
+from ..errors import ConfigError, InvalidInput, ModelFailure
 
 Tensors = dict[str, np.ndarray]
 
@@ -194,6 +194,32 @@ def _check_inputs_in_full(model: Model, inputs: Tensors, datatypes: Mapping[str,
         else:
             converted[spec.name] = convert(spec.name, inputs[spec.name], sent, spec.datatype)
     return converted
+
+
+def batchable(model: Model) -> bool:
+    """Whether every tensor's first dimension is the batch's: rows can be stacked, and each
+    output has one row per input row."""
+    return all(t.shape and t.shape[0] == -1 for t in (*model.inputs, *model.outputs))
+
+
+def check_outputs(model: Model, outputs: Tensors, expected: frozenset[str], rows: int | None) -> Tensors:
+    """A model's answer as its signature says: every output in `expected` present and, with
+    `rows` (a batchable model's input rows), one row per input row; ModelFailure if not. The
+    server's batcher and runtime.load hold a model to the same."""
+    if not expected.issubset(outputs):
+        missing = [o.name for o in model.outputs if o.name in expected and o.name not in outputs]
+        raise ModelFailure(model.name, KeyError(f"no output(s) {missing}"))
+    if rows is not None:
+        for name, arr in outputs.items():
+            if arr.ndim == 0 or arr.shape[0] != rows:
+                raise ModelFailure(
+                    model.name,
+                    ValueError(
+                        f"output '{name}' has shape {list(arr.shape)}; expected {rows} rows, "
+                        "one per input row"
+                    ),
+                )
+    return outputs
 
 
 def _no_value(arr: np.ndarray, sent: str) -> bool:

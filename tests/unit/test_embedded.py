@@ -158,6 +158,19 @@ def test_model_failure_and_hooks_from_predict(tmp_path: Path, demo_rows) -> None
     with pytest.raises(ModelFailure, match="boom"):
         b.predict(np.zeros((1, 2), np.float32))
 
+    # An output of another row count than the input's: the server answers 500; runtime.load
+    # handed it back as it was.
+    def one_row(x: np.ndarray) -> np.ndarray:
+        return x[:1, :1]
+
+    one_row.inputs = broken.inputs  # type: ignore[attr-defined]
+    one_row.outputs = broken.outputs  # type: ignore[attr-defined]
+    sys.modules[__name__].one_row = one_row  # type: ignore[attr-defined]
+    with runtime.load(f"r={__name__}:one_row") as r:
+        assert r.predict(np.zeros((1, 2), np.float32))["y"].shape == (1, 1)
+        with pytest.raises(ModelFailure, match=r"output 'y' has shape \[1, 1\]; expected 3 rows"):
+            r.predict(np.zeros((3, 2), np.float32))
+
 
 def test_no_web_stack_is_imported(tmp_path: Path) -> None:
     code = (
