@@ -90,7 +90,12 @@ class LocalModel:
         out: Tensors = {}
         sent: dict[str, str] | None = None  # only when some array is not in the model's dtype
         for name, value in raw.items():
-            arr = np.asarray(value)
+            if value is None:
+                raise InvalidInput(f"input '{name}': no value (None); pass an array of rows")
+            try:
+                arr = np.asarray(value)
+            except ValueError as exc:  # ragged nested lists
+                raise InvalidInput(f"input '{name}': not an array: {exc}") from None
             spec = self._specs.get(name)
             if spec is None or arr.dtype is not self._dtypes[name]:
                 datatype = _V2_OF_NATIVE.get(arr.dtype)

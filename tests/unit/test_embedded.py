@@ -53,6 +53,11 @@ def test_single_input_array_one_row_and_safe_casts(demo_rows) -> None:
         m.predict(np.array([["a"] * 30]))
     with pytest.raises(InvalidInput, match="shape"):
         m.predict(X[:2, :5])
+    # Not arrays at all: said so, as InvalidInput (numpy's ValueError, "BYTES holds strings").
+    with pytest.raises(InvalidInput, match=r"input 'features': no value \(None\)"):
+        m.predict(None)
+    with pytest.raises(InvalidInput, match="input 'features': not an array: .*inhomogeneous"):
+        m.predict([[1.0, 2.0], [3.0]])
 
 
 def test_drift_counts_equal_the_oracle(demo_rows) -> None:
