@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,6 +41,30 @@ def _spec(arg: object) -> TensorSpec | None:
     # Symbolic ("batch") and unknown (None) dims are both variable.
     shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)  # type: ignore[attr-defined]
     return TensorSpec(arg.name, datatype, shape)  # type: ignore[attr-defined]
+
+
+def _check_declared(
+    model: str, kind: str, declared: Sequence[TensorSpec], graph: Sequence[TensorSpec]
+) -> None:
+    """A signature declared in the config may narrow the graph's (a fixed width where the
+    graph leaves it free) but not contradict it: a name the graph does not have, another
+    datatype or another fixed size would load and then fail every request in onnxruntime."""
+    have = {g.name: g for g in graph}
+    for d in declared:
+        g = have.get(d.name)
+        if g is None:
+            raise ModelLoadError(
+                f"model '{model}': declared {kind} '{d.name}' is not one of the graph's {kind}s "
+                f"{list(have)}"
+            )
+        fits = len(d.shape) == len(g.shape) and all(
+            b == -1 or a == b for a, b in zip(d.shape, g.shape, strict=True)
+        )
+        if d.datatype != g.datatype or not fits:
+            raise ModelLoadError(
+                f"model '{model}': declared {kind} '{d.name}' {d.datatype}{list(d.shape)} does not "
+                f"fit the graph's {g.datatype}{list(g.shape)}"
+            )
 
 
 def _class_labels(path: str) -> tuple[object, ...] | None:
@@ -121,6 +146,8 @@ class OnnxModel:
                 f"model '{config.name}': inputs of non-tensor types are not supported"
             )
         self.inputs: tuple[TensorSpec, ...] = specs(config.inputs) if config.inputs else tuple(ins)  # type: ignore[arg-type]
+        if config.inputs:
+            _check_declared(config.name, "input", self.inputs, ins)  # type: ignore[arg-type]
         outs = []
         for arg in self._session.get_outputs():
             spec = _spec(arg)
@@ -132,6 +159,8 @@ class OnnxModel:
         if not outs:
             raise ModelLoadError(f"model '{config.name}': no tensor outputs")
         self.outputs: tuple[TensorSpec, ...] = specs(config.outputs) if config.outputs else tuple(outs)
+        if config.outputs:
+            _check_declared(config.name, "output", self.outputs, outs)
         self._output_names = [o.name for o in self.outputs]
         self._string_inputs = {s.name for s in self.inputs if s.datatype == "BYTES"}
         # check_inputs() checks these are UTF-8: onnxruntime's string tensors hold str.

@@ -158,6 +158,32 @@ def test_onnx_string_input_refuses_pandas_missing_text_rather_than_scoring_nan(o
                 m.predict(pd.DataFrame({name: column}))
 
 
+def test_onnx_declared_signature_may_narrow_the_graph_but_not_contradict_it() -> None:
+    # A declared input the graph does not have loaded, then failed every request in
+    # onnxruntime ("Invalid input name").
+    demo = Path(__file__).resolve().parents[2] / "runtime" / "demo" / "model.onnx"
+
+    def declared(**kw: object) -> ModelConfig:
+        return ModelConfig(name="d", source=str(demo), **kw)  # type: ignore[arg-type]
+
+    narrowed = load_model(declared(inputs=[{"name": "features", "datatype": "FP32", "shape": [8, 30]}]))
+    assert narrowed.inputs[0].shape == (8, 30)
+    bad = {
+        "is not one of the graph's inputs \\['features'\\]": [
+            {"name": "x", "datatype": "FP32", "shape": [-1, 30]}
+        ],
+        "FP32\\[-1, 3\\] does not fit the graph's FP32\\[-1, 30\\]": [
+            {"name": "features", "datatype": "FP32", "shape": [-1, 3]}
+        ],
+        "FP64\\[-1, 30\\] does not fit": [{"name": "features", "datatype": "FP64", "shape": [-1, 30]}],
+    }
+    for match, inputs in bad.items():
+        with pytest.raises(ModelLoadError, match=match):
+            load_model(declared(inputs=inputs))
+    with pytest.raises(ModelLoadError, match="declared output 'score' is not one of the graph's outputs"):
+        load_model(declared(outputs=[{"name": "score", "datatype": "FP32", "shape": [-1, 1]}]))
+
+
 def test_onnx_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="model 'gone': no such file .*gone.onnx"):
         load_model(ModelConfig(name="gone", source=str(tmp_path / "gone.onnx")))
