@@ -70,10 +70,10 @@ def _check_declared(
 def _class_labels(path: str) -> tuple[object, ...] | None:
     """The class labels of the model's classifier, in the column order of its scores: the
     `classlabels_*` of its ai.onnx.ml nodes (LinearClassifier, TreeEnsembleClassifier,
-    SVMClassifier, ZipMap), as skl2onnx writes scikit-learn's `classes_`. None for a model
-    without them, with two different lists, or without the `onnx` package (onnxruntime does
-    not show a graph's attributes); feedback and gates then take labels as column indices
-    unless told the classes. Parsing the file again costs about a millisecond per 250 kB and
+    SVMClassifier, ZipMap), as skl2onnx writes scikit-learn's `classes_`, read with the
+    `onnx` package (a dependency: onnxruntime does not show a graph's attributes). None for a
+    model without them or with two different lists; feedback and gates then take labels as
+    column indices unless told the classes. Parsing the file again costs about a millisecond per 250 kB and
     its size in memory, so a file whose bytes never name a class-label attribute (a neural
     network, a regressor) is not parsed: one scan of the mapped file decides."""
     try:
