@@ -266,8 +266,8 @@ def _column_array(values: object) -> np.ndarray:
 
 
 def arrow_to_numpy(column: object) -> np.ndarray:
-    """An Arrow column as numpy: numbers stay numbers (nulls become NaN), booleans int8,
-    everything else an object array of Python values (None for nulls)."""
+    """An Arrow column as numpy: numbers stay numbers (nulls become NaN; decimals float64),
+    booleans int8, everything else an object array of Python values (None for nulls)."""
     import pyarrow as pa
     import pyarrow.types as pat
 
@@ -277,6 +277,11 @@ def arrow_to_numpy(column: object) -> np.ndarray:
     elif isinstance(col, pa.Array) and pat.is_dictionary(col.type):
         col = col.dictionary_decode()
     typ = col.type  # type: ignore[attr-defined]
+    if pat.is_decimal(typ):
+        # Decimal columns (Parquet and Spark DecimalType, a database's NUMERIC) are numbers:
+        # as float64, as pandas reads them for arithmetic, not Python Decimal objects ("text").
+        col = col.cast(pa.float64())
+        typ = col.type  # type: ignore[attr-defined]
     if pat.is_integer(typ) or pat.is_floating(typ) or pat.is_boolean(typ):
         if col.null_count:  # type: ignore[attr-defined]
             # Arrow nulls in a numeric column become NaN, the missing bucket.

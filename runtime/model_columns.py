@@ -149,6 +149,12 @@ def tensor_from_columns(names: Sequence[str], cols: Sequence[np.ndarray], spec: 
                     f"column '{name}' holds text ({_text_values(c)}) but feeds input "
                     f"'{spec.name}', which is {spec.datatype}"
                 )
+            if c.dtype.kind == "f" and dtype.kind in "iub" and (holes := int(np.isnan(c).sum())):
+                # An integer column with nulls is read as float with NaN: say so, not "a float".
+                raise InvalidInput(
+                    f"column '{name}' has {holes} missing value(s), which input '{spec.name}' "
+                    f"({spec.datatype}) cannot hold: fill them first, or feed a float input"
+                )
             try:
                 c = convert(name, c, v2_datatype(c.dtype), spec.datatype)
             except InvalidInput as exc:

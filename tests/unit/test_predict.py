@@ -486,3 +486,35 @@ def test_a_comma_separated_column_list_is_refused_with_the_spelling_that_works(i
     assert hint in capsys.readouterr().err
     assert mlrt([*argv, "id", "sepal_length"]) == 0
     assert pq.read_table(out).column_names[:2] == ["id", "sepal_length"]
+
+
+def test_decimal_columns_are_numbers(iris, tmp_path) -> None:
+    # Parquet and Spark DecimalType (a database's NUMERIC): refused as "text" before.
+    import decimal
+
+    X = iris["X"]
+    columns = {n: pa.array([decimal.Decimal(f"{v:.1f}") for v in X[:, j]], type=pa.decimal128(6, 2))
+               for j, n in enumerate(IRIS)}  # fmt: skip
+    pq.write_table(pa.table(columns), tmp_path / "dec.parquet")
+    out = tmp_path / "o.parquet"
+    assert mlrt(["predict", str(iris["model"]), str(tmp_path / "dec.parquet"), "-o", str(out)]) == 0
+    want = expected(iris["model"], X)
+    np.testing.assert_array_equal(pq.read_table(out).column("label").to_numpy(), want["label"])
+    assert mlrt(["profile", str(tmp_path / "dec.parquet"), "-o", str(tmp_path / "r.json")]) == 0
+
+
+def test_nulls_in_a_column_feeding_an_integer_input_are_named(tmp_path, capsys) -> None:
+    # An Int64 column with a null is read as float with NaN: the error spoke of "a float
+    # would lose its fraction" and called the column an input.
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(40, dtype=np.int64).reshape(20, 2)
+    reg = LinearRegression().fit(X, X.sum(axis=1))
+    onx = skl2onnx.to_onnx(reg, X[:1])  # INT64 input
+    (tmp_path / "int.onnx").write_bytes(onx.SerializeToString())
+    hp = pa.array([*range(19), None], type=pa.int64())
+    pq.write_table(pa.table({"a": pa.array(range(20), type=pa.int64()), "hp": hp}), tmp_path / "d.parquet")
+    out = tmp_path / "o.parquet"
+    assert mlrt(["predict", str(tmp_path / "int.onnx"), str(tmp_path / "d.parquet"), "-o", str(out)]) == 2
+    said = capsys.readouterr().err
+    assert "column 'hp' has 1 missing value(s), which input 'X' (INT64) cannot hold" in said
