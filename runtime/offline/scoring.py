@@ -177,6 +177,14 @@ class BatchScorer:
         specs = self.model.inputs
         if by_name(specs, available):
             return [s.name for s in specs]
+        missing = [s.name for s in specs if s.name not in have]
+        one_column = all(len(s.shape) == 1 or tuple(s.shape[1:]) == (1,) for s in specs)
+        if one_column and len(missing) < len(specs):
+            # One column per input, some named like the data's: the data lacks the others.
+            raise ConfigError(
+                f"the model takes one column per input, by name; the data has no {missing[:8]} "
+                f"(it has {list(available)[:12]})"
+            )
         named = known_columns(self.model, available)
         if named is not None:
             return named

