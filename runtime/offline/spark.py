@@ -26,7 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Unpack
 
 import numpy as np
@@ -79,24 +79,37 @@ def predict(
     spec = ScorerSpec.of(model, options, threads=1)
     scorer = spec.build()
     read = scorer.check(names_schema(df.columns))
-    source = df.select(*[F.col(_quoted(c)) for c in read], F.spark_partition_id().alias(PARTITION))
+    # mapInArrow looks its input columns up by name unquoted (`df[name]`), so a name with a
+    # dot (R's `Solar.R`) would be a struct field to it: they travel as c0, c1... and take
+    # their names back in the worker (_data).
+    source = df.select(
+        *[F.col(_quoted(c)).alias(f"c{i}") for i, c in enumerate(read)],
+        F.spark_partition_id().alias(PARTITION),
+    )
     schema, casts = _output_schema(scorer, df)
     accumulator = None
     if scorer.monitor is not None and context is not None:
         accumulator = context.accumulator({}, _ByPartition())
     work = pinned(spec, scorer)
-    scored = source.mapInArrow(_scoring(work, accumulator, casts), schema)
-    return SparkPrediction(scored, work, source, accumulator, DriftReports(scorer))
+    scored = source.mapInArrow(_scoring(work, read, accumulator, casts), schema)
+    return SparkPrediction(scored, work, read, source, accumulator, DriftReports(scorer))
 
 
 class SparkPrediction:
     """A scored DataFrame (`df`, lazy) and the drift of its rows (`drift_report()`)."""
 
     def __init__(
-        self, df: Any, spec: ScorerSpec, source: Any, accumulator: Any, reports: DriftReports
+        self,
+        df: Any,
+        spec: ScorerSpec,
+        names: Sequence[str],
+        source: Any,
+        accumulator: Any,
+        reports: DriftReports,
     ) -> None:
         self.df = df
         self.spec = spec
+        self._names = list(names)
         self._source = source
         self._accumulator = accumulator
         self._reports = reports
@@ -143,7 +156,7 @@ class SparkPrediction:
         if partitions is not None:
             source = source.filter(F.col(PARTITION).isin(partitions))
         rows = source.mapInArrow(
-            _counting(self.spec), "partition int, features binary, outputs binary"
+            _counting(self.spec, self._names), "partition int, features binary, outputs binary"
         ).collect()
         return {
             r["partition"]: counts_from_bytes({"features": r["features"], "outputs": r["outputs"]})
@@ -154,7 +167,9 @@ class SparkPrediction:
 # -- on the workers ----------------------------------------------------------------------
 
 
-def _scoring(spec: ScorerSpec, accumulator: Any, casts: Mapping[str, Any]) -> Callable[..., Any]:
+def _scoring(
+    spec: ScorerSpec, names: Sequence[str], accumulator: Any, casts: Mapping[str, Any]
+) -> Callable[..., Any]:
     """mapInArrow's function: one input partition's batches in, scored batches out."""
 
     def score(batches: Iterator[Any]) -> Iterator[Any]:
@@ -166,7 +181,7 @@ def _scoring(spec: ScorerSpec, accumulator: Any, casts: Mapping[str, Any]) -> Ca
                 continue
             if partition is None:
                 partition = batch.column(PARTITION)[0].as_py()
-            yield _cast(scorer.score(_data(batch)), casts)
+            yield _cast(scorer.score(_data(batch, names)), casts)
         # Reached only once every batch is scored: a partition read in part (a limit)
         # records nothing, and drift_counts() counts it itself.
         if accumulator is not None and partition is not None:
@@ -175,7 +190,7 @@ def _scoring(spec: ScorerSpec, accumulator: Any, casts: Mapping[str, Any]) -> Ca
     return score
 
 
-def _counting(spec: ScorerSpec) -> Callable[..., Any]:
+def _counting(spec: ScorerSpec, names: Sequence[str]) -> Callable[..., Any]:
     """mapInArrow's function for drift_counts(): one row per partition, its counts."""
 
     def count(batches: Iterator[Any]) -> Iterator[Any]:
@@ -187,7 +202,7 @@ def _counting(spec: ScorerSpec) -> Callable[..., Any]:
         for batch in batches:
             if batch.num_rows:
                 partition = batch.column(PARTITION)[0].as_py()
-                scorer.score(_data(batch))
+                scorer.score(_data(batch, names))
         if partition is not None:
             wire = counts_to_bytes(counts_since(scorer, before))
             row = {"partition": [partition], "features": [wire["features"]], "outputs": [wire.get("outputs")]}
@@ -197,12 +212,12 @@ def _counting(spec: ScorerSpec) -> Callable[..., Any]:
     return count
 
 
-def _data(batch: Any) -> Any:
-    """The batch without the partition column (the last)."""
+def _data(batch: Any, names: Sequence[str]) -> Any:
+    """The batch without the partition column (the last), its columns under their own names."""
     import pyarrow as pa
 
     last = batch.num_columns - 1
-    return pa.RecordBatch.from_arrays(batch.columns[:last], schema=batch.schema.remove(last))
+    return pa.RecordBatch.from_arrays(batch.columns[:last], names=list(names))
 
 
 def _cast(batch: Any, casts: Mapping[str, Any]) -> Any:

