@@ -17,7 +17,8 @@ the model's datatype by the server's rule (float64 into FP32: yes; float into IN
 With a profile (--profile, or the one registered with a registry version), every row is
 counted into the reference's bins as the server counts it, and the drift report ends
 the run; --fail-on-drift exits 1 when the model's status is alert. Exit status 2 on bad
-input or a model that fails, 130 when interrupted.
+input or a model that fails, 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM);
+either way the partial output is removed.
 
 examples:
   mlrt predict churn.onnx customers.parquet -o scored.parquet --passthrough customer_id
@@ -28,7 +29,11 @@ examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 NAME = "predict"
@@ -60,6 +65,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, Kubernetes, a scheduler stopping the job), handled as Ctrl-C is:
+    the scoring threads stop and the partial output is removed."""
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     from .._imports import cwd_importable
 
@@ -74,12 +100,15 @@ def run(args: argparse.Namespace) -> int:
     as_json = args.json or not sys.stdout.isatty()
     progress, bar = _progress(enabled=sys.stderr.isatty())
     try:
-        with bar:
+        with bar, _terminated_as_interrupt():
             options = {name: getattr(args, name) for name in _OPTIONS}
             summary = predict_files(
                 args.model, args.data, args.output, progress=progress, require_profile=args.fail_on_drift,
                 **options,
             )
+    except _Terminated:
+        print(f"mlrt predict: terminated; {args.output} was not written", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"mlrt predict: interrupted; {args.output} was not written", file=sys.stderr)
         return 130

@@ -548,3 +548,42 @@ def test_a_column_missing_for_a_one_column_per_input_model_is_named(tmp_path, ca
     assert mlrt(["predict", str(tmp_path / "dia.onnx"), str(tmp_path / "all.csv"), "-o", str(out)]) == 0
     want = pipe.predict_proba(frame[cols])[:, 1]
     np.testing.assert_allclose(pq.read_table(out).column("probabilities_dear").to_numpy(), want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "said"), [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")]
+)
+def test_a_stopped_job_leaves_no_partial_file(iris, tmp_path, sig, code, said) -> None:
+    # timeout, Kubernetes and schedulers stop a job with SIGTERM: it left its
+    # .partial file behind, where Ctrl-C removed it.
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "slow.py").write_text(
+        "import time\n"
+        "def model(x):\n"
+        "    time.sleep(0.05)\n"
+        "    return x[:, :1]\n"
+        "model.inputs = [{'name': 'x', 'datatype': 'FP32', 'shape': [-1, 4]}]\n"
+        "model.outputs = [{'name': 'y', 'datatype': 'FP32', 'shape': [-1, 1]}]\n"
+    )
+    mlrt_command = shutil.which("mlrt", path=str(Path(sys.executable).parent))
+    assert mlrt_command is not None
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen(
+        [mlrt_command, "predict", "slow:model", str(iris["csv"]), "-o", "out.parquet", "--batch-rows", "1",
+         "--columns", *IRIS],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.parquet.*.partial")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert f"mlrt predict: {said}; out.parquet was not written" in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == ["slow.py"]
