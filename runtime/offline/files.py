@@ -93,6 +93,10 @@ def output_format(output: str | PathLike[str], fmt: str | None) -> str:
     return {"ipc": "arrow", "tsv": "csv"}.get(kind, kind)
 
 
+#: A CSV destination's compression, by its last suffix (as pyarrow reads them back).
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
+
+
 class _Writer:
     """Record batches into a temporary file, renamed over `output` on commit()."""
 
@@ -101,6 +105,7 @@ class _Writer:
         os.close(fd)
         self.tmp = Path(tmp)
         self.output = output
+        self._stream: Any = None  # a compressed CSV's stream, closed after its writer
         try:
             self._writer = self._open(fmt, schema)
         except BaseException:
@@ -108,6 +113,12 @@ class _Writer:
             raise
 
     def _open(self, fmt: str, schema: Any) -> Any:
+        compression = _COMPRESSION.get(self.output.suffix.lower())
+        if compression is not None and fmt != "csv":
+            raise ConfigError(
+                f"{self.output.name}: a {fmt} file compresses inside (name it without "
+                f"{self.output.suffix}); only CSV output takes a compression suffix"
+            )
         if fmt == "parquet":
             import pyarrow.parquet as pq
             import pyarrow.types as pat
@@ -122,9 +133,16 @@ class _Writer:
             ]  # fmt: skip
             return pq.ParquetWriter(str(self.tmp), schema, use_dictionary=dictionary)
         if fmt == "csv":
+            import pyarrow as pa
             import pyarrow.csv as pacsv
 
-            return pacsv.CSVWriter(str(self.tmp), schema)
+            tab = ".tsv" in [x.lower() for x in self.output.suffixes]
+            options = pacsv.WriteOptions(delimiter="\t" if tab else ",")
+            if compression is None:
+                return pacsv.CSVWriter(str(self.tmp), schema, write_options=options)
+            # scored.csv.gz is read back as gzip (by mlrt, pandas, Spark): write it so.
+            self._stream = pa.CompressedOutputStream(str(self.tmp), compression)
+            return pacsv.CSVWriter(self._stream, schema, write_options=options)
         import pyarrow.ipc as ipc
 
         return ipc.new_file(str(self.tmp), schema)
@@ -134,12 +152,17 @@ class _Writer:
 
     def commit(self) -> None:
         self._writer.close()
+        if self._stream is not None:
+            self._stream.close()
         os.chmod(self.tmp, 0o644 & ~_umask())  # mkstemp makes it private
         os.replace(self.tmp, self.output)
 
     def abandon(self) -> None:
         with contextlib.suppress(Exception):
             self._writer.close()
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.close()
         self.tmp.unlink(missing_ok=True)
 
 

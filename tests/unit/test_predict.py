@@ -587,3 +587,22 @@ def test_a_stopped_job_leaves_no_partial_file(iris, tmp_path, sig, code, said) -
     assert proc.returncode == code, err
     assert f"mlrt predict: {said}; out.parquet was not written" in err
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == ["slow.py"]
+
+
+def test_a_compressed_or_tab_separated_csv_destination_is_written_as_named(iris, tmp_path, capsys) -> None:
+    # -o scored.csv.gz wrote plain text under a .gz name (unreadable by anything that reads
+    # it back, mlrt included); a .tsv got commas.
+    want = expected(iris["model"], iris["X"])["label"]
+    for name in ("scored.csv.gz", "scored.tsv", "scored.tsv.bz2"):
+        out = tmp_path / name
+        assert mlrt(["predict", str(iris["model"]), str(iris["parquet"]), "-o", str(out),
+                     "--passthrough", "id"]) == 0  # fmt: skip
+        sep = "\t" if ".tsv" in name else ","
+        back = pacsv.read_csv(out, parse_options=pacsv.ParseOptions(delimiter=sep))
+        assert back.column_names[:2] == ["id", "label"], name
+        np.testing.assert_array_equal(back.column("label").to_numpy(), want)
+    gz = tmp_path / "s.parquet.gz"
+    argv = ["predict", str(iris["model"]), str(iris["parquet"]), "-o", str(gz), "--passthrough", "id"]
+    assert mlrt(argv) == 2
+    assert "a parquet file compresses inside" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".*.partial")) and not gz.exists()
