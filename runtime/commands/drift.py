@@ -132,9 +132,9 @@ def _offline(
     config = build_server_config(config_file=config_file).monitor if config_file else MonitorConfig()
     profile = Profile.load(profile_path)
     data: Any = read_table(data_path)
-    if model_spec:
+    if model_spec and data.num_rows:
         # The outputs the model gives on these rows, beside the rows: judged as the server
-        # judges them, one family with the inputs.
+        # judges them, one family with the inputs. (No rows: offline_report says so.)
         from runtime.embedded import load
         from runtime.model_profile import model_frame
 

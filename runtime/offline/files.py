@@ -236,7 +236,7 @@ def predict_files(
             lambda item: (*item, scorer.run(item[1])),
             write,
         )
-        drift = scorer.drift_report() if done["rows"] else None
+        drift = scorer.drift_report()  # None without a profile; 0 rows: untested, not absent
         writer.commit()
     except BaseException:
         writer.abandon()

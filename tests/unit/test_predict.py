@@ -606,3 +606,17 @@ def test_a_compressed_or_tab_separated_csv_destination_is_written_as_named(iris,
     assert mlrt(argv) == 2
     assert "a parquet file compresses inside" in capsys.readouterr().err
     assert not list(tmp_path.glob(".*.partial")) and not gz.exists()
+
+
+def test_no_rows_with_a_profile_is_untested_not_unprofiled(iris, tmp_path, capsys) -> None:
+    # An empty export scored with a profile said drift null, as if there were no profile;
+    # `mlrt drift --model` on it leaked numpy's reshape error.
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pq.read_table(iris["parquet"]).slice(0, 0), empty)
+    argv = ["predict", str(iris["model"]), str(empty), "-o", str(tmp_path / "o.parquet"),
+            "--passthrough", "id", "--profile", str(iris["ref"]), "--json", "--fail-on-drift"]  # fmt: skip
+    assert mlrt(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 0 and summary["drift_status"] == "ok" and summary["drift_tested"] is False
+    assert mlrt(["drift", str(iris["ref"]), str(empty), "--model", str(iris["model"])]) == 2
+    assert "no rows to check" in capsys.readouterr().err
