@@ -39,7 +39,7 @@ def format_of(path: str | PathLike[str]) -> str:
     raise ValueError(f"cannot tell the format of {p}: use .parquet, .csv, .tsv or .arrow")
 
 
-def _file_format(kind: str) -> Any:
+def _file_format(kind: str, column_types: Mapping[str, Any] | None = None) -> Any:
     import pyarrow.csv as pacsv
     import pyarrow.dataset as pads
 
@@ -47,18 +47,28 @@ def _file_format(kind: str) -> Any:
         # An empty CSV field is a missing value, not the level "".
         return pads.CsvFileFormat(
             parse_options=pacsv.ParseOptions(delimiter="\t" if kind == "tsv" else ","),
-            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+            convert_options=pacsv.ConvertOptions(
+                strings_can_be_null=True, column_types=dict(column_types or {})
+            ),
         )
     return kind
 
 
-def dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]]) -> Any:
+def dataset(
+    path: str | PathLike[str] | Sequence[str | PathLike[str]],
+    column_types: Mapping[str, Any] | None = None,
+) -> Any:
     """A pyarrow Dataset over a file, over the data files of one format in a folder, or
-    over several such files and folders (all of one format)."""
+    over several such files and folders (all of one format).
+
+    `column_types` (Arrow types by column name) fix how CSV columns are parsed: otherwise
+    a column's type is guessed from the first block of the first file, and a file whose
+    first 250,000 rows leave a column empty, or whose next file holds 29.0 where the first
+    held only whole numbers, fails to parse further on."""
     if not isinstance(path, (str, PathLike)):
         paths = [Path(p) for p in path]
         if len(paths) != 1:
-            return _dataset_of_many(paths)
+            return _dataset_of_many(paths, column_types)
         path = paths[0]
     p = Path(path)
     if not p.exists():
@@ -71,19 +81,19 @@ def dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]]) -> Any:
         kind = kinds.pop()
     else:
         kind = format_of(p)
-    return _open(str(p), kind)
+    return _open(str(p), kind, column_types)
 
 
-def _open(source: str | list[str], kind: str) -> Any:
+def _open(source: str | list[str], kind: str, column_types: Mapping[str, Any] | None = None) -> Any:
     import pyarrow as pa
     import pyarrow.dataset as pads
 
     try:
-        ds = pads.dataset(source, format=_file_format(kind))
+        ds = pads.dataset(source, format=_file_format(kind, column_types))
         index = _pandas_index(ds.schema)
         if index:
             kept = pa.schema([f for f in ds.schema if f.name not in index])
-            ds = pads.dataset(source, format=_file_format(kind), schema=kept)
+            ds = pads.dataset(source, format=_file_format(kind, column_types), schema=kept)
         return ds
     except pa.ArrowInvalid as exc:
         hint = (
@@ -109,7 +119,7 @@ def _pandas_index(schema: Any) -> set[str]:
     return {n for n in names if isinstance(n, str) and n.startswith("__index_level_") and n in schema.names}
 
 
-def _dataset_of_many(paths: Sequence[Path]) -> Any:
+def _dataset_of_many(paths: Sequence[Path], column_types: Mapping[str, Any] | None = None) -> Any:
     files: list[str] = []
     for p in paths:
         if not p.exists():
@@ -122,7 +132,7 @@ def _dataset_of_many(paths: Sequence[Path]) -> Any:
     if len(kinds) != 1:
         found = ", ".join(sorted(kinds)) or "none"
         raise ValueError(f"the data files need one format, found {found}")
-    return _open(files, kinds.pop())
+    return _open(files, kinds.pop(), column_types)
 
 
 def expand_paths(items: Sequence[str | PathLike[str]]) -> list[str]:

@@ -29,7 +29,9 @@ from .datatypes import numpy_dtype, v2_datatype
 from .errors import ConfigError, InvalidInput
 from .monitor.drift import column_names
 
-__all__ = ["by_name", "map_inputs", "output_columns", "profile_columns", "tensor_from_columns"]
+__all__ = [
+    "by_name", "feeding_pairs", "map_inputs", "output_columns", "profile_columns", "tensor_from_columns"
+]
 
 
 def by_name(specs: Sequence[Any], columns: Sequence[str]) -> bool:
@@ -97,6 +99,23 @@ def known_columns(model: Any, available: Sequence[str]) -> list[str] | None:
             f"(it has {list(available)[:12]})"
         )
     return list(names)
+
+
+def feeding_pairs(specs: Sequence[Any], columns: Sequence[str]) -> list[tuple[str, Any]] | None:
+    """(data column, the input it feeds) for `columns` feeding `specs`: by name when every
+    input is one column named like one of them, else in order filling each input's columns;
+    None when the count does not fill the inputs."""
+    if by_name(specs, columns):
+        return [(s.name, s) for s in specs]
+    widths = input_widths(specs)
+    if sum(widths) != len(columns):
+        return None
+    pairs: list[tuple[str, Any]] = []
+    start = 0
+    for s, w in zip(specs, widths, strict=True):
+        pairs += [(name, s) for name in columns[start : start + w]]
+        start += w
+    return pairs
 
 
 def profile_columns(features: Sequence[str], width: int, available: Sequence[str]) -> list[str] | None:

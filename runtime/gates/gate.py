@@ -340,6 +340,9 @@ def gate(
         )
     ]
     _same_feed(models["candidate"].scorer, models["baseline"].scorer, [*ds.schema.names])
+    if ds.format.default_extname == "csv":  # parsed as the models take each column (files.py)
+        types = {k: v for p in models.values() for k, v in p.scorer.column_types(ds.schema).items()}
+        ds = dataset(paths, column_types=types)
     truth = []
     for i, batch in enumerate(read_batches(ds, read, batch_rows)):
         truth.append(arrow_to_numpy(batch.column(target)))

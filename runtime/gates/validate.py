@@ -330,7 +330,7 @@ def _model(
     model: str, registry: str | None, ref: Profile, columns: dict[str, np.ndarray], ignore: tuple[str, ...]
 ) -> list[Check]:
     from ..datatypes import numpy_dtype
-    from ..model_columns import by_name, input_widths, tensor_from_columns
+    from ..model_columns import feeding_pairs, input_widths, tensor_from_columns
     from ..offline.scoring import ScorerSpec
 
     # A model that does not load raises ConfigError: a usage error (exit 2), not a failed check.
@@ -341,24 +341,18 @@ def _model(
         feeding = scorer.input_columns(list(columns))
     except ConfigError as exc:  # the data lacks a column the model or the profile names
         return [Check("schema", "model_inputs", None, False, str(exc), None, None)]
-    if by_name(specs, feeding):
-        pairs = [(s.name, s) for s in specs]
-    else:
+    pairs = feeding_pairs(specs, feeding)
+    if pairs is None:
         widths = input_widths(specs)
-        if sum(widths) != len(feeding):
-            want = ", ".join(f"'{s.name}' {list(s.shape)}" for s in specs)
-            return [
-                Check(
-                    "schema", "model_inputs", None, False,
-                    f"the model's inputs ({want}) take {sum(widths)} columns; the data would feed "
-                    f"{len(feeding)}: {feeding[:8]}{' ...' if len(feeding) > 8 else ''}",
-                    len(feeding), sum(widths),
-                )
-            ]  # fmt: skip
-        pairs, start = [], 0
-        for s, w in zip(specs, widths, strict=True):
-            pairs += [(name, s) for name in feeding[start : start + w]]
-            start += w
+        want = ", ".join(f"'{s.name}' {list(s.shape)}" for s in specs)
+        return [
+            Check(
+                "schema", "model_inputs", None, False,
+                f"the model's inputs ({want}) take {sum(widths)} columns; the data would feed "
+                f"{len(feeding)}: {feeding[:8]}{' ...' if len(feeding) > 8 else ''}",
+                len(feeding), sum(widths),
+            )
+        ]  # fmt: skip
     checks = []
     # String inputs that cannot hold a missing value (onnxruntime's): a null there fails the
     # request, or the batch job, that check_inputs would refuse.

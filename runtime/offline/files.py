@@ -217,6 +217,9 @@ def predict_files(
             "with the model version (mlrt registry register ... --profile REF.json)"
         )
     read = scorer.check(ds.schema)
+    if ds.format.default_extname == "csv":
+        # Parsed as the model takes each column, not as the first rows suggest.
+        ds = dataset(paths, column_types=scorer.column_types(ds.schema))
     schema = scorer.output_schema(ds.schema)
     total = _count_rows(ds)
     started = time.perf_counter()

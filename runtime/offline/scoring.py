@@ -27,7 +27,15 @@ from ..convert import convert
 from ..data import arrow_to_numpy, unknown_columns
 from ..datatypes import V2_TO_NUMPY, v2_datatype
 from ..errors import ConfigError, InvalidInput, ModelFailure
-from ..model_columns import by_name, input_widths, known_columns, map_inputs, output_columns, profile_columns
+from ..model_columns import (
+    by_name,
+    feeding_pairs,
+    input_widths,
+    known_columns,
+    map_inputs,
+    output_columns,
+    profile_columns,
+)
 from ..models import Model, check_inputs, load_model
 from ..monitor.drift import ModelMonitor
 from ..monitor.profile import Profile
@@ -195,6 +203,26 @@ class BatchScorer:
                 return names
         skip = set(self.spec.passthrough)
         return [c for c in available if c not in skip]
+
+    def column_types(self, schema: Any) -> dict[str, Any]:
+        """Arrow types for reading from CSV the columns that feed the model, where the type
+        CSV guessed from the first rows of the first file is narrower than the input takes:
+        a float input's column guessed empty (null) or whole numbers is read as float64, a
+        text input's column as text (zip codes keep their zeros). So a column empty in its
+        first rows, or whole numbers in one file and 29.0 in the next, parses. A column
+        guessed as text stays so, for the error that names it."""
+        import pyarrow as pa
+        import pyarrow.types as pat
+
+        pairs = feeding_pairs(self.model.inputs, self.input_columns(schema.names)) or []
+        out: dict[str, Any] = {}
+        for name, s in pairs:
+            guessed = schema.field(name).type
+            if s.datatype in ("FP16", "FP32", "FP64") and (pat.is_null(guessed) or pat.is_integer(guessed)):
+                out[name] = pa.float64()
+            elif s.datatype == "BYTES":
+                out[name] = pa.string()
+        return out
 
     def positional(self, available: Sequence[str]) -> bool:
         """Whether the columns feed the model by their place, not their names (rules 4 and

@@ -620,3 +620,35 @@ def test_no_rows_with_a_profile_is_untested_not_unprofiled(iris, tmp_path, capsy
     assert summary["rows"] == 0 and summary["drift_status"] == "ok" and summary["drift_tested"] is False
     assert mlrt(["drift", str(iris["ref"]), str(empty), "--model", str(iris["model"])]) == 2
     assert "no rows to check" in capsys.readouterr().err
+
+
+def test_csv_columns_parse_as_the_model_takes_them_not_as_the_first_rows_suggest(iris, tmp_path) -> None:
+    # Arrow guesses a CSV column's type from the first block of the first file: a column
+    # empty for its first 105,000 rows was the null type and failed on the first value
+    # ("CSV conversion error to null"); a glob whose first file held whole numbers and the
+    # next 29.0 failed ("conversion error to int64").
+    X = np.round(iris["X"], 1)
+    rows = [",".join(f"{v:g}" for v in r) for r in X]
+    late = tmp_path / "late.csv"
+    with late.open("w") as fh:
+        fh.write(",".join(IRIS) + "\n")
+        fh.writelines(",".join(r.split(",")[:3]) + ",\n" for r in rows * 700)  # ~1.3 MB, no petal_width
+        fh.writelines(r + "\n" for r in rows)
+    out = tmp_path / "o.parquet"
+    assert mlrt(["predict", str(iris["model"]), str(late), "-o", str(out)]) == 0
+    got = pq.read_table(out)
+    assert got.num_rows == 701 * 150
+    want = expected(iris["model"], X)["label"]
+    np.testing.assert_array_equal(got.column("label").to_numpy()[-150:], want)
+
+    (tmp_path / "days").mkdir()
+    whole = X.copy()
+    whole[:, 0] = np.round(whole[:, 0])
+    for name, part in (("a.csv", whole[:75]), ("b.csv", X[75:])):
+        (tmp_path / "days" / name).write_text(
+            ",".join(IRIS) + "\n" + "".join(",".join(f"{v:g}" for v in r) + "\n" for r in part)
+        )
+    assert mlrt(["predict", str(iris["model"]), str(tmp_path / "days" / "*.csv"), "-o", str(out)]) == 0
+    both = np.concatenate([whole[:75], X[75:]])
+    want = expected(iris["model"], both)["label"]
+    np.testing.assert_array_equal(pq.read_table(out).column("label").to_numpy(), want)
