@@ -181,6 +181,7 @@ def read_batches(ds: Any, columns: Sequence[str], batch_rows: int) -> Iterator[A
                 if not batch.num_rows:
                     continue
                 if batch.schema != schema:
+                    _check_castable(path, batch.schema, schema)
                     batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
                 for start in range(0, batch.num_rows, batch_rows):
                     yield batch.slice(start, batch_rows)
@@ -188,6 +189,27 @@ def read_batches(ds: Any, columns: Sequence[str], batch_rows: int) -> Iterator[A
             # A corrupt file, a CSV value that does not parse as its column's type, a file
             # whose columns differ from the others': say which file.
             raise ValueError(f"cannot read {path}: {exc}") from None
+
+
+def _check_castable(path: str, have: Any, want: Any) -> None:
+    """Refuse a file whose column holds text where the dataset's (its first file's) holds
+    numbers: Arrow's cast would parse "61.8" into 61.8 silently, so whether text feeds a
+    numeric input would depend on which file came first."""
+    import pyarrow.types as pat
+
+    def text(t: Any) -> bool:
+        return bool(pat.is_string(t) or pat.is_large_string(t) or pat.is_binary(t) or pat.is_large_binary(t))
+
+    def number(t: Any) -> bool:
+        return bool(pat.is_integer(t) or pat.is_floating(t) or pat.is_decimal(t) or pat.is_boolean(t))
+
+    for f in have:
+        target = want.field(f.name).type
+        if text(f.type) and number(target):
+            raise ValueError(
+                f"cannot read {path}: column '{f.name}' holds text ({f.type}) in this file and "
+                f"numbers ({target}) in the data's first file; convert it where the files are written"
+            )
 
 
 def _file_batches(path: str, kind: str, file_format: Any, schema: Any, batch_rows: int) -> Iterator[Any]:

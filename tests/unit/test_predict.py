@@ -652,3 +652,20 @@ def test_csv_columns_parse_as_the_model_takes_them_not_as_the_first_rows_suggest
     both = np.concatenate([whole[:75], X[75:]])
     want = expected(iris["model"], both)["label"]
     np.testing.assert_array_equal(pq.read_table(out).column("label").to_numpy(), want)
+
+
+def test_a_file_with_text_where_the_first_file_has_numbers_is_refused(iris, tmp_path, capsys) -> None:
+    # A folder of Parquet files, the second storing a feature as strings: Arrow's cast parsed
+    # "1.4" into 1.4 silently, where the same column as text in a single file is refused.
+    table = pq.read_table(iris["parquet"])
+    (tmp_path / "days").mkdir()
+    pq.write_table(table.slice(0, 75), tmp_path / "days" / "a.parquet")
+    second = table.slice(75)
+    texty = second.set_column(3, "petal_length", pa.array([f"{v:g}" for v in second.column(3).to_numpy()]))
+    pq.write_table(texty, tmp_path / "days" / "b.parquet")
+    out = tmp_path / "o.parquet"
+    argv = ["predict", str(iris["model"]), str(tmp_path / "days"), "-o", str(out), "--passthrough", "id"]
+    assert mlrt(argv) == 2
+    said = capsys.readouterr().err
+    assert "b.parquet: column 'petal_length' holds text (string) in this file and numbers (double)" in said
+    assert not out.exists()
