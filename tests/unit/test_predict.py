@@ -669,3 +669,23 @@ def test_a_file_with_text_where_the_first_file_has_numbers_is_refused(iris, tmp_
     said = capsys.readouterr().err
     assert "b.parquet: column 'petal_length' holds text (string) in this file and numbers (double)" in said
     assert not out.exists()
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(iris, tmp_path) -> None:
+    # `mlrt predict ... | head -c 100`: a BrokenPipeError traceback.
+    import shutil
+    import subprocess
+    import sys
+
+    command = shutil.which("mlrt", path=str(Path(sys.executable).parent))
+    assert command is not None
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([command, "predict", str(iris["model"]), str(iris["parquet"]), "-o",
+                               str(tmp_path / "o.parquet"), "--passthrough", "id"],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and "Traceback" not in proc.stderr, proc.stderr
+    assert (tmp_path / "o.parquet").exists()  # the work was done; only its summary was lost
