@@ -14,6 +14,7 @@ several scorers add up to what one scorer would have counted.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -79,9 +80,15 @@ class ScorerSpec:
     def of(cls, model: str, options: Mapping[str, Any], *, threads: int | None = None) -> ScorerSpec:
         """The spec of `model` with a caller's ScoringOptions; `threads` is the entry
         point's own default when the caller names none."""
-        unknown = sorted(set(options) - set(ScoringOptions.__annotations__))
+        known = sorted(ScoringOptions.__annotations__)
+        unknown = sorted(set(options) - set(known))
         if unknown:
-            raise TypeError(f"predict() got unexpected keyword argument(s) {', '.join(unknown)}")
+            close = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+            hints = "".join(f" ({u}: did you mean {c[0]}?)" for u, c in close.items() if c)
+            raise TypeError(
+                f"unexpected keyword argument(s) {', '.join(unknown)}{hints}; the scoring "
+                f"options are {', '.join(known)}"
+            )
         return cls(model, **{"threads": threads, **options})
 
     def build(self) -> BatchScorer:
