@@ -62,9 +62,9 @@ def dataset(
     over several such files and folders (all of one format).
 
     `column_types` (Arrow types by column name) fix how CSV columns are parsed: otherwise
-    a column's type is guessed from the first block of the first file, and a file whose
-    first 250,000 rows leave a column empty, or whose next file holds 29.0 where the first
-    held only whole numbers, fails to parse further on."""
+    a column's type is guessed from the first block (about 1 MB) of the first file, and a
+    file whose first block leaves a column empty, or whose next file holds 29.0 where the
+    first held only whole numbers, fails to parse further on."""
     if not isinstance(path, (str, PathLike)):
         paths = [Path(p) for p in path]
         if len(paths) != 1:
