@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from ..data import dataset, expand_paths, format_of, read_batches
-from ..errors import ConfigError
+from ..errors import ConfigError, MlrtError
 from .scoring import BatchScorer, ScorerSpec, ScoringOptions
 
 __all__ = ["PredictSummary", "WRITE_FORMATS", "predict_files"]
@@ -233,12 +233,20 @@ def predict_files(
         if progress is not None:
             progress(done["rows"], total, time.perf_counter() - started)
 
+    def fed() -> Iterator[tuple[Any, Any, int]]:
+        start = 0
+        for batch in _batches(ds, read, batch_rows):
+            with _rows_said(start, batch.num_rows):
+                yield batch, scorer.feeds(batch), start
+            start += batch.num_rows
+
+    def run(item: tuple[Any, Any, int]) -> tuple[Any, Any, Any]:
+        batch, feeds, start = item
+        with _rows_said(start, batch.num_rows):
+            return batch, feeds, scorer.run(feeds)
+
     try:
-        _pipeline(
-            ((batch, scorer.feeds(batch)) for batch in _batches(ds, read, batch_rows)),
-            lambda item: (*item, scorer.run(item[1])),
-            write,
-        )
+        _pipeline(fed(), run, write)
         drift = scorer.drift_report()  # None without a profile; 0 rows: untested, not absent
         writer.commit()
     except BaseException:
@@ -329,6 +337,17 @@ def _pipeline(source: Iterator[Any], middle: Callable[[Any], Any], sink: Callabl
         writer.join()
     if failed:
         raise failed[0]
+
+
+@contextlib.contextmanager
+def _rows_said(start: int, rows: int) -> Iterator[None]:
+    """A batch's bad input or failing model says which rows of the data it was on (the
+    data's rows in reading order, counted from 0): the place to look in a long job."""
+    try:
+        yield
+    except MlrtError as exc:
+        exc.args = (f"{exc} (rows {start:,} to {start + rows - 1:,} of the data)",)
+        raise
 
 
 def _batches(ds: Any, columns: list[str], batch_rows: int) -> Iterator[Any]:

@@ -219,7 +219,9 @@ def test_a_model_failing_midway_leaves_nothing(iris, tmp_path) -> None:
     rows = [f"{i},{1 if i < 300 else -1}" for i in range(400)]
     data.write_text("a,b\n" + "\n".join(rows) + "\n")
     out = tmp_path / "o.parquet"
-    with pytest.raises(ModelFailure, match="picky model refuses negative values"):
+    # It says where: the batch of rows 300 to 399, where the negative values start.
+    said = r"picky model refuses negative values.* \(rows 300 to 399 of the data\)"
+    with pytest.raises(ModelFailure, match=said):
         runtime.predict_files("tests.integration.pymodels:picky", data, out, batch_rows=100)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["pairs.csv"]
