@@ -59,7 +59,30 @@ def _stack(parts: Sequence[np.ndarray]) -> np.ndarray | None:
 
 
 def compare(pairs: Sequence[tuple[_Outputs, _Outputs]]) -> Comparison:
-    """Compare (primary, shadow) outputs of several requests."""
+    """Compare (primary, shadow) outputs of several requests.
+
+    Requests are compared in groups of the same output names on both sides: an endpoint's
+    primary answers come from whichever variant served each request (a Python model's
+    `predict_proba` beside its ONNX export's `probabilities`), and one group's names decided
+    for all would fail on the others and lose the whole turn's comparisons."""
+    result = Comparison()
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[_Outputs, _Outputs]]] = {}
+    for p, s in pairs:
+        groups.setdefault((tuple(p), tuple(s)), []).append((p, s))
+    for group in groups.values():
+        part = _compare_group(group)
+        result.compared += part.compared
+        result.agreed += part.agreed
+        result.diff_sum += part.diff_sum
+        if part.diff_counts is not None:
+            result.diff_counts = (
+                part.diff_counts if result.diff_counts is None else result.diff_counts + part.diff_counts
+            )
+    return result
+
+
+def _compare_group(pairs: Sequence[tuple[_Outputs, _Outputs]]) -> Comparison:
+    """compare() for requests whose outputs have the same names on each side."""
     result = Comparison()
     if not pairs:
         return result
