@@ -304,11 +304,17 @@ class Pipeline:
         one rule, runtime/convert.py)."""
         model = entry.model
         req, form = wire.decode(payload, meta, model)
-        req.inputs = check_inputs(model, req.inputs, req.datatypes)
+        by_parameter = endpoint is not None and endpoint.parameter is not None
+        if not by_parameter:
+            req.inputs = check_inputs(model, req.inputs, req.datatypes)
+        # else checked, and its outputs chosen, against the variant the request's parameter
+        # picks (by_parameter), as sent: checked against this one first, a null text the
+        # chosen Python model takes was refused, FP64 was rounded to FP32 on its way to an
+        # FP64 model, and outputs asked for by the chosen one's names were unknown.
         if endpoint is not None and endpoint.records and not req.id:
             # Recorded answers are found again by id (labels, the log): the answer carries it.
             req.id = endpoint.new_id()
-        selected = select_outputs(req, model, entry.every_output)
+        selected = () if by_parameter else select_outputs(req, model, entry.every_output)
         return Call(entry, req, selected, wire, form, started, offload, endpoint)
 
     # -- admit and run --------------------------------------------------------------------
@@ -345,14 +351,13 @@ class Pipeline:
         assert endpoint is not None and endpoint.parameter is not None
         key = parameter_key(call.req.parameters.get(endpoint.parameter), endpoint.parameter)
         chosen = endpoint.choose(key).model
-        if chosen == call.entry.model.name:
-            return
-        entry = self.repository.get(chosen)
-        inputs = check_inputs(entry.model, call.req.inputs, call.entry.input_datatypes)
-        entry.holders += 1
-        call.entry.holders -= 1
-        call.entry, call.req.inputs = entry, inputs
-        call.selected = select_outputs(call.req, entry.model, entry.every_output)
+        if chosen != call.entry.model.name:
+            entry = self.repository.get(chosen)
+            entry.holders += 1
+            call.entry.holders -= 1
+            call.entry = entry  # from here on, a refusal is the chosen variant's
+        call.req.inputs = check_inputs(call.entry.model, call.req.inputs, call.req.datatypes)
+        call.selected = select_outputs(call.req, call.entry.model, call.entry.every_output)
 
     def _ran(self, call: Call, outputs: Tensors | None, exc: BaseException | None) -> None:
         # Called by the batcher as soon as the request's batch is done (or it expired, or

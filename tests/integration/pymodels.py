@@ -116,3 +116,22 @@ class slow_to_load:  # noqa: N801 - named as the other models here, for the comm
 
     def predict(self, input: np.ndarray) -> np.ndarray:
         return iris.predict(input)
+
+
+def echo32(x: np.ndarray) -> np.ndarray:
+    """Its input back, in FP32: one variant of a parameter-sticky endpoint
+    (tests/integration/test_traffic.py)."""
+    return x
+
+
+echo32.inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}]
+echo32.outputs = [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]
+
+
+def echo64(x: np.ndarray) -> np.ndarray:
+    """Its input back, in FP64: the other variant, which must receive what was sent."""
+    return x
+
+
+echo64.inputs = [{"name": "x", "datatype": "FP64", "shape": [-1, 1]}]
+echo64.outputs = [{"name": "y", "datatype": "FP64", "shape": [-1, 1]}]

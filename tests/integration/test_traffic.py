@@ -273,3 +273,32 @@ def test_the_python_client_sends_a_sticky_key_as_a_header_or_a_parameter(served,
                         client.infer(endpoint, {"input": x}, **{how: sticky})
                     moved = [b - a for a, b in zip(before, counts(endpoint), strict=True)]
                     assert sorted(moved) == [0, 20], (fmt, endpoint, key, moved)  # all on one variant
+
+
+def test_a_parameter_key_s_variant_gets_the_request_as_sent(tmp_path: Path, closing: ExitStack) -> None:
+    # The request was checked and converted against the first variant before the parameter
+    # chose one: FP64 sent to the FP64 variant arrived rounded to FP32, and its refusals
+    # were counted under the first variant.
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(
+        '[[models]]\nname = "e32"\nsource = "tests.integration.pymodels:echo32"\n'
+        '[[models]]\nname = "e64"\nsource = "tests.integration.pymodels:echo64"\n'
+        '[[endpoints]]\nname = "p"\nsticky = "parameter:user"\n'
+        'variants = [{ model = "e32", weight = 50 }, { model = "e64", weight = 50 }]\n'
+    )
+    srv = start_server([], tmp_path, ["--config", str(cfg)])
+    closing.callback(stop_server, srv)
+    host, port = srv.host_port.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    closing.callback(conn.close)
+    seen: dict[str, float] = {}
+    for user in range(40):
+        body = {"parameters": {"user": f"u{user}"},
+                "inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 1], "data": [0.1]}]}  # fmt: skip
+        conn.request("POST", "/v2/models/p/infer", json.dumps(body), {"content-type": "application/json"})
+        r = conn.getresponse()
+        answer = json.loads(r.read())
+        assert r.status == 200, answer
+        seen[answer["model_name"]] = answer["outputs"][0]["data"][0]
+    assert set(seen) == {"e32", "e64"}
+    assert seen["e64"] == 0.1  # not 0.10000000149011612: float32's 0.1, widened
