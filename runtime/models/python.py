@@ -20,9 +20,10 @@ A scikit-learn estimator fitted on a pandas DataFrame (it has `feature_names_in_
 picks its columns by name (a ColumnTransformer), or fails on an array at its warm-up, is
 called with a DataFrame of those columns, as it was trained; others get the array, which
 scikit-learn takes faster. When some of its columns are text (an encoder learned string
-categories for them), one matrix cannot carry them, and the default signature is one
-input per column, named as the DataFrame's, [-1, 1] each: BYTES for text, FP64 for the
-rest, as skl2onnx exports the same pipeline.
+categories for them), or categories a booster keeps itself (LightGBM, XGBoost: text or
+numbers, fed back as categoricals with the training codes), one matrix cannot carry them,
+and the default signature is one input per column, named as the DataFrame's, [-1, 1] each:
+BYTES for text, FP64 for the rest, as skl2onnx exports the same pipeline.
 """
 
 from __future__ import annotations
@@ -209,8 +210,9 @@ def _native_categories(est: Any) -> dict[str, list[str]]:
     """The text columns of a gradient-boosting model that keeps its own categories, each with
     its categories in training order: LightGBM's (pandas `category` columns at fit) and
     XGBoost's (`enable_categorical`, 3.1 or later). At predict both want those columns as
-    pandas categoricals whose codes are the training ones, not text. Columns of numeric
-    categories are left as numbers."""
+    pandas categoricals whose codes are the training ones: for text, and for numbers too (a
+    `category` column of months 5..9 has codes 0..4; given the numbers, XGBoost read 5..9
+    as codes and scored other categories without a word)."""
     found: dict[str, list[str]] = {}
     for step in _steps(est):
         booster = getattr(step, "booster_", None)  # LightGBM's scikit-learn API
@@ -230,7 +232,7 @@ def _native_categories(est: Any) -> dict[str, list[str]]:
             except Exception:  # before 3.1, or a model without categories
                 pairs = []
             found.update({str(n): a.to_pylist() for n, a in pairs if a is not None})
-    return {n: c for n, c in found.items() if c and all(isinstance(v, str) for v in c)}
+    return {n: c for n, c in found.items() if c}
 
 
 def _as_output(value: Any) -> np.ndarray:
@@ -300,11 +302,12 @@ class PythonModel:
             native = _native_categories(obj)
             self._categories = {c: native[c] for c in self._frame if c in native}
             for name, cats in self._categories.items():
-                self._warm_text.setdefault(name, cats[0])
+                if isinstance(cats[0], str):
+                    self._warm_text.setdefault(name, cats[0])
         declared_in = config.inputs or getattr(obj, "inputs", None)
         if declared_in:
             self.inputs = specs(declared_in)
-        elif self._frame is not None and self._warm_text:
+        elif self._frame is not None and (self._warm_text or self._categories):
             self.inputs = tuple(
                 TensorSpec(c, "BYTES" if c in self._warm_text else "FP64", (-1, 1)) for c in self._frame
             )
@@ -399,8 +402,12 @@ class PythonModel:
                 # imputer leaves alone and an encoder takes for an unknown category.
                 col = to_text_array(col, missing=np.nan)
             cats = self._categories.get(name)
-            # The training categories in their order, so codes match; an unseen one is missing.
-            cols[name] = col if cats is None else pd.Categorical(col).set_categories(cats)
+            if cats is not None:
+                # The training categories in their order, so codes match; an unseen one is
+                # missing (code -1). Numbers match by value: 5.0 sent is category 5.
+                index = pd.Index(cats)
+                col = pd.Categorical.from_codes(index.get_indexer(col), categories=index)
+            cols[name] = col
         return pd.DataFrame(cols, columns=self._frame)
 
     def _call(self, inputs: Tensors) -> Any:
