@@ -34,7 +34,11 @@ python "$here/train.py" "$work" --kind logistic
 mlrt gate --candidate "$work/logistic.onnx" --baseline cancer@champion \
     --data "$work/test.parquet" --target malignant --metric auc \
     --max-latency-ratio 5 -o "$work/gate.json"
-mlrt registry register "$work/logistic.onnx" --name cancer --profile "$work/reference.json" \
+# Registered with a profile of its own: the inputs are the champion's reference again, but
+# the outputs are this model's. With the champion's profile, the new champion's own scores
+# would be prediction drift from its first request on.
+mlrt profile "$work/train.parquet" -o "$work/candidate.json" --model "$work/logistic.onnx" --exclude malignant
+mlrt registry register "$work/logistic.onnx" --name cancer --profile "$work/candidate.json" \
     --gate "$work/gate.json" --parent 1 --description "logistic regression"
 
 # -- CD: staging, then champion; only with a passing gate on the card ----------------------

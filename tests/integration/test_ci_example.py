@@ -38,3 +38,16 @@ def test_the_example_pipeline_runs_and_its_gates_hold(tmp_path: Path) -> None:
     assert aliases == {"champion": "2", "staging": "2"}
     report = (tmp_path / "validate.md").read_text()
     assert report.startswith("**mlrt validate PASSED**") and "| result | family |" in report
+    # The candidate is registered with a profile of its own outputs, not the champion's
+    # (whose scores another model does not give: prediction drift from the first request),
+    # and judged by it on the held-out rows it is in no drift.
+    profiles = [json.loads((tmp_path / f"registry/cancer/{v}/profile.json").read_text()) for v in "12"]
+    assert profiles[0]["features"] == profiles[1]["features"]
+    assert profiles[0]["outputs"] != profiles[1]["outputs"]
+    drift = subprocess.run(
+        ["mlrt", "drift", str(tmp_path / "registry/cancer/2/profile.json"), str(tmp_path / "test.parquet"),
+         "--model", "cancer@champion", "--format", "json", "--fail-on-drift"],
+        capture_output=True, text=True, timeout=300, env={**env, "MLRT_REGISTRY": str(tmp_path / "registry")},
+        check=False,
+    )  # fmt: skip
+    assert drift.returncode == 0, drift.stdout[-2000:] + drift.stderr[-2000:]
