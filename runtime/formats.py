@@ -334,7 +334,13 @@ def _flat_leaf(where: str, column: Any, pa: Any) -> tuple[np.ndarray, str]:
     if datatype is None:
         raise InvalidInput(f"{where}: unsupported Arrow type {t}")
     if column.null_count and datatype != "BYTES":
-        raise InvalidInput(f"{where}: {column.null_count} null values; tensors cannot hold nulls")
+        hint = (
+            ": send a missing number as NaN (pa.Table.from_pandas turns NaN into null; "
+            "pa.array(series.to_numpy()) keeps it)"
+            if datatype in ("FP16", "FP32", "FP64")
+            else ""
+        )
+        raise InvalidInput(f"{where}: {column.null_count} null values; tensors cannot hold nulls{hint}")
     if datatype == "BYTES":  # a null is a missing value (None), for models that take one
         items = [v.encode("utf-8") if isinstance(v, str) else v for v in column.to_pylist()]
         return object_array(items, (len(items),)), datatype
