@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import InvalidInput, MlrtError, ModelNotReady
+from ..errors import InvalidInput, MlrtError, ModelNotFound, ModelNotReady
 from ..models import Tensors, check_inputs
 from ..repository import LoadedModel, Repository
 from ..traffic import Endpoint, Router
@@ -196,9 +196,29 @@ class Pipeline:
                 if endpoint.header is not None and wire is not None:
                     key = wire.sticky_key(meta, endpoint.header)
                 name = endpoint.choose(key).model
-        entry = self.repository.get(name, version)
+            entry = self._variant(endpoint, name)
+        else:
+            entry = self.repository.get(name, version)
         entry.holders += 1
         return entry
+
+    def _variant(self, endpoint: Endpoint, name: str) -> LoadedModel:
+        """The variant chosen, or, while it is unloaded or not ready, the first other
+        weighted variant that is: its share goes where the rest of the traffic goes, as
+        with a weight of 0, rather than a 404 naming a model the client never called. An
+        endpoint with no such variant is not ready (503), as its /ready says."""
+        try:
+            return self.repository.get(name)
+        except (ModelNotFound, ModelNotReady) as exc:
+            for variant in endpoint.variants:
+                if variant.weight > 0 and variant.model != name:
+                    try:
+                        return self.repository.get(variant.model)
+                    except (ModelNotFound, ModelNotReady):
+                        continue
+            raise ModelNotReady(
+                endpoint.name, f"not ready: no variant with a weight is ready ({exc})"
+            ) from None
 
     def describe(self, name: str, version: str | None = None) -> tuple[LoadedModel, bool]:
         """The model version whose metadata and readiness a name shows, and whether the name
@@ -352,7 +372,7 @@ class Pipeline:
         key = parameter_key(call.req.parameters.get(endpoint.parameter), endpoint.parameter)
         chosen = endpoint.choose(key).model
         if chosen != call.entry.model.name:
-            entry = self.repository.get(chosen)
+            entry = self._variant(endpoint, chosen)
             entry.holders += 1
             call.entry.holders -= 1
             call.entry = entry  # from here on, a refusal is the chosen variant's

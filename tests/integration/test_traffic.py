@@ -302,3 +302,21 @@ def test_a_parameter_key_s_variant_gets_the_request_as_sent(tmp_path: Path, clos
         seen[answer["model_name"]] = answer["outputs"][0]["data"][0]
     assert set(seen) == {"e32", "e64"}
     assert seen["e64"] == 0.1  # not 0.10000000149011612: float32's 0.1, widened
+
+
+def test_an_unloaded_variant_s_share_goes_to_the_others(served, closing: ExitStack) -> None:
+    # Half the calls to an endpoint answered 404 "unknown model 'churn-v2'" once that
+    # variant was unloaded, while the endpoint's /ready said 200.
+    srv, _ = served
+    c = closing.enter_context(Caller(srv))
+    keys = [f"user-{i}" for i in range(200)]
+    assert {c.variant(k) for k in keys} == {"churn-v1", "churn-v2"}
+    auth = {"authorization": "Bearer s3cret"}
+    c.conn.request("POST", "/v2/repository/models/churn-v2/unload", b"", auth)
+    assert c.conn.getresponse().read() is not None
+    assert {c.variant(k) for k in keys} == {"churn-v1"}
+    assert {c.variant() for _ in range(50)} == {"churn-v1"}
+    c.conn.request("POST", "/v2/repository/models/churn-v1/unload", b"", auth)
+    c.conn.getresponse().read()
+    status, body, _ = c.infer(key="user-1")
+    assert status == 503 and "no variant with a weight is ready" in body["error"], body
