@@ -415,13 +415,18 @@ def _drift(
     profile: Profile, columns: dict[str, np.ndarray], config: MonitorConfig
 ) -> tuple[list[Check], dict]:
     report = offline_report(profile, {f.name: columns[f.name] for f in profile.features}, config)
+    rows = len(next(iter(columns.values()))) if columns else 0
+    # Under min_rows no status is judged (all "ok"): say so, not "ok", beside each PSI.
+    untested = None
+    if rows < config.min_rows:
+        untested = f"not judged: {rows} rows, under min_rows {config.min_rows}"
     checks = []
     for f in report["features"]:
         psi = f["psi"]
         checks.append(
             Check(
                 "drift", "psi", f["name"], f["status"] != "alert",
-                f"{f['name']!r}: PSI {psi:.4f} ({f['status']})"
+                f"{f['name']!r}: PSI {psi:.4f} ({untested or f['status']})"
                 if psi is not None
                 else f"{f['name']!r}: no rows",
                 psi, config.alert_psi,
@@ -430,6 +435,7 @@ def _drift(
     checks.append(
         Check(
             "drift", "model_status", None, report["status"] != "alert",
+            f"the data's drift is {untested}" if untested else
             f"the data's drift status is {report['status']} (the server's rule: PSI bands, "
             f"significance at alpha {config.alpha}, at least {config.min_rows} rows)",
             report["status"], "alert",

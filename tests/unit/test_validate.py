@@ -263,3 +263,8 @@ def test_a_small_window_past_a_limit_by_chance_passes_but_an_absolute_cap_holds(
     capped = _check(tmp_path, profile, window, max_null_rate=0.2)
     nulls = next(c for c in capped.checks if c.name == "nulls" and c.column == "creatinine")
     assert not nulls.passed and nulls.limit == 0.2
+    # Drift is not judged under min_rows (100): said so, not "ok" beside each PSI.
+    status = next(c for c in result.checks if c.name == "model_status")
+    assert status.passed and status.message == "the data's drift is not judged: 60 rows, under min_rows 100"
+    psi = next(c for c in result.checks if c.name == "psi" and c.column == "creatinine")
+    assert psi.message.endswith("(not judged: 60 rows, under min_rows 100)")
