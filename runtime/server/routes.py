@@ -89,14 +89,18 @@ def _triton_tensor(spec: Any, batched: bool) -> dict[str, Any]:
 
 
 async def model_config(request: Request) -> Response:
-    entry = _entry(request)
+    # An endpoint is called like a model, so tritonclient's get_model_config works on it
+    # too: its variant's configuration (as its metadata, Pipeline.describe), under its name.
+    entry, is_endpoint = _described(request)
     m = entry.model
     batched = entry.batchable
     doc: dict[str, Any] = {
-        "name": m.name,
+        "name": request.path_params["model"] if is_endpoint else m.name,
         "platform": m.platform,
         "backend": "onnxruntime" if m.platform.startswith("onnx") else "python",
-        "version_policy": {"specific": {"versions": [m.version]}},
+        "version_policy": (
+            {"latest": {"num_versions": 1}} if is_endpoint else {"specific": {"versions": [m.version]}}
+        ),
         "max_batch_size": entry.config.max_batch_size if batched else 0,
         "input": [_triton_tensor(s, batched) for s in m.inputs],
         "output": [_triton_tensor(s, batched) for s in m.outputs],

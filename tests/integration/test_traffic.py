@@ -244,6 +244,11 @@ def test_an_endpoint_answers_metadata_and_readiness_like_a_model(served, closing
     status, doc = get("/v2/models/churn/versions/1")
     assert status == 400 and "is an endpoint" in doc["error"]
     assert get("/v2/models/nope/ready")[0] == 404
+    # Triton's configuration too (tritonclient's get_model_config): the variant's, by name.
+    status, config = get("/v2/models/churn/config")
+    _, variant_config = get("/v2/models/churn-v1/config")
+    assert status == 200 and config["name"] == "churn"
+    assert (config["input"], config["output"]) == (variant_config["input"], variant_config["output"])
 
     from runtime.client import Client
 
