@@ -61,26 +61,19 @@ def map_inputs(
 
     `hint` ends the message when the columns do not fit the inputs (how to choose them).
     """
-    if by_name(specs, list(columns)):
-        feeds = {s.name: tensor_from_columns([s.name], [columns[s.name]], s) for s in specs}
-        return feeds, {s.name: s for s in specs}
-    widths = input_widths(specs)
     names = list(columns)
-    if sum(widths) != len(names):
+    pairs = feeding_pairs(specs, names)
+    if pairs is None:
         want = ", ".join(f"'{s.name}' {list(s.shape)}" for s in specs)
         raise ConfigError(
-            f"the model's inputs ({want}) take {sum(widths)} columns but the data has {len(names)}: "
-            f"{names[:8]}{' ...' if len(names) > 8 else ''}{hint}"
+            f"the model's inputs ({want}) take {sum(input_widths(specs))} columns but the data has "
+            f"{len(names)}: {names[:8]}{' ...' if len(names) > 8 else ''}{hint}"
         )
-    feeds: dict[str, np.ndarray] = {}
-    features: dict[str, Any] = {}
-    start = 0
-    for s, w in zip(specs, widths, strict=True):
-        part = names[start : start + w]
-        start += w
-        feeds[s.name] = tensor_from_columns(part, [columns[n] for n in part], s)
-        features.update({n: s for n in part})
-    return feeds, features
+    fed: dict[str, list[str]] = {s.name: [] for s in specs}
+    for name, s in pairs:
+        fed[s.name].append(name)
+    feeds = {s.name: tensor_from_columns(fed[s.name], [columns[n] for n in fed[s.name]], s) for s in specs}
+    return feeds, dict(pairs)
 
 
 def known_columns(model: Any, available: Sequence[str]) -> list[str] | None:

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..config import MonitorConfig
 from ..data import dataset, expand_paths, to_columns
+from ..datatypes import is_missing
 from ..errors import ConfigError, InvalidInput
 from ..monitor.drift import offline_report
 from ..monitor.profile import CATEGORICAL, FeatureProfile, Profile
@@ -107,7 +108,7 @@ def _missing(col: np.ndarray) -> np.ndarray:
     if col.dtype.kind == "f":
         return np.isnan(col)
     if col.dtype == object:
-        return np.array([v is None or (isinstance(v, float) and v != v) for v in col.tolist()], dtype=bool)
+        return np.array([is_missing(v) for v in col.tolist()], dtype=bool)
     return np.zeros(len(col), dtype=bool)
 
 
