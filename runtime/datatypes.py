@@ -5,6 +5,7 @@ BYTES tensors are numpy object arrays holding `bytes`, as tritonclient builds th
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,38 @@ def is_missing(v: object) -> bool:
     """A missing value among text: None (JSON null), and what pandas puts in an object or
     string column for one, NaN and pd.NA (not the text "nan" or "<NA>" they print as)."""
     return v is None or (isinstance(v, float) and v != v) or type(v).__name__ == "NAType"
+
+
+def numbers_of_objects(values: np.ndarray) -> np.ndarray | None:
+    """An object array that holds only numbers and missing values, as numbers: what a frame
+    of pandas' nullable dtypes gives from `to_numpy()` (1.5, pd.NA, None). Float64 with NaN
+    for a missing value, or int64 when every element is a whole Python/numpy integer; None
+    when any element is something else (text, bytes, bool), which stays BYTES."""
+    flat = values.reshape(-1).tolist()
+    if not flat:
+        return None
+    whole = True
+    seen = False
+    for v in flat:
+        if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real):
+            if not is_missing(v):
+                return None
+            whole = False
+        elif v != v:  # NaN, a missing value
+            whole = False
+        else:
+            seen = True
+            if not isinstance(v, numbers.Integral):
+                whole = False
+    if not seen:
+        return None
+    if whole:
+        try:
+            return np.array(flat, dtype=np.int64).reshape(values.shape)
+        except OverflowError:
+            pass
+    floats = [np.nan if is_missing(v) else float(v) for v in flat]
+    return np.array(floats, dtype=np.float64).reshape(values.shape)
 
 
 def to_text_array(values: np.ndarray, missing: Any = None) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._native._tensors import msgpack_tensors
 from .arrow_size import MalformedStream, unpacked_bytes
-from .datatypes import V2_TO_NUMPY, numpy_dtype, to_bytes_array, v2_datatype
+from .datatypes import V2_TO_NUMPY, numbers_of_objects, numpy_dtype, to_bytes_array, v2_datatype
 from .errors import InvalidInput, quoted
 
 if TYPE_CHECKING:
@@ -59,6 +59,12 @@ def as_tensor(name: str, value: Any) -> tuple[np.ndarray, str]:
         if datatype is not None:  # the usual case: sent as it is
             return value, datatype
     arr = np.asarray(value)
+    if arr.dtype == object:
+        # pandas' nullable frames give numbers as objects (1.5, pd.NA): send them as numbers,
+        # not as their text.
+        numbers = numbers_of_objects(arr)
+        if numbers is not None:
+            arr = numbers
     try:
         datatype = v2_datatype(arr.dtype)
     except InvalidInput as exc:

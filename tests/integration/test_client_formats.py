@@ -182,3 +182,22 @@ def test_malformed_bodies_are_400_and_the_server_stays_ready(
     error = r.json()["error"]
     assert match in error, error
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_a_nullable_pandas_frame_goes_as_numbers(server: Server, model_dir: Path, fmt: str) -> None:
+    # `to_numpy()` of a frame of pandas' nullable dtypes is an object array (1.5, pd.NA): it
+    # went out as BYTES, the text of each number, and every request was a 400.
+    pd = pytest.importorskip("pandas")
+    x = model_inputs("mlp", 5)["input"]
+    frame = pd.DataFrame(x.astype(np.float64)).convert_dtypes()
+    objects = frame.to_numpy()
+    assert objects.dtype == object
+    want = onnx_reference(model_dir / "mlp.onnx", {"input": x})
+    with Client(server.url, format=fmt) as c:
+        assert_outputs_equal(c.infer("mlp", {"input": objects}), want)
+        frame.iloc[2, 3] = pd.NA  # a missing number goes as NaN, as the server documents
+        got = c.infer("mlp", {"input": frame.to_numpy()})
+        x_nan = x.copy()
+        x_nan[2, 3] = np.nan
+        assert_outputs_equal(got, onnx_reference(model_dir / "mlp.onnx", {"input": x_nan}))

@@ -525,3 +525,28 @@ def test_the_client_sends_pandas_missing_text_as_null() -> None:
     assert datatype == "BYTES" and arr.tolist() == [b"a", None, b"c"]
     arr, _ = as_tensor("s", np.array(["a", np.nan, None], dtype=object))
     assert arr.tolist() == [b"a", None, None]
+
+
+@pytest.mark.parametrize(
+    ("values", "datatype", "sent"),
+    [
+        ([1, np.int32(2), 3], "INT64", [1, 2, 3]),
+        ([1.5, None, np.float32(2.5)], "FP64", [1.5, None, 2.5]),  # None: NaN, shown as None
+        ([1, float("nan")], "FP64", [1.0, None]),
+        ([1, 2**70], "FP64", [1.0, float(2**70)]),  # past int64: a float, not an overflow
+        ([True, 1], "BYTES", [b"True", b"1"]),  # a bool is not a number here
+        ([1.5, "a"], "BYTES", [b"1.5", b"a"]),
+        ([None, None], "BYTES", [None, None]),  # no number to tell the type by
+    ],
+)
+def test_the_client_sends_objects_that_are_numbers_as_numbers(
+    values: list, datatype: str, sent: list
+) -> None:
+    from runtime.formats import as_tensor
+
+    arr, got = as_tensor("x", np.array(values, dtype=object))
+    assert got == datatype
+    flat = arr.tolist()
+    if datatype == "FP64":
+        flat = [None if v != v else v for v in flat]
+    assert flat == sent
