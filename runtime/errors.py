@@ -39,13 +39,16 @@ class ModelNotFound(MlrtError):
         message: str | None = None,
         *,
         served: Iterable[str] | None = None,
+        endpoints: Iterable[str] = (),
     ) -> None:
         self.name = name
         self.version = version
         if message is not None:
             msg = message
         elif version is None:
-            msg = f"unknown model '{name}'{_listing('models served', served)}"
+            endpoints = list(endpoints)
+            also = _listing("endpoints", endpoints) if endpoints else ""
+            msg = f"unknown model '{name}'{_listing('models served', served)}{also}"
         else:
             msg = f"unknown version '{version}' of model '{name}'{_listing('versions served', served)}"
         super().__init__(msg)

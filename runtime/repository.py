@@ -68,6 +68,9 @@ class Repository:
     metrics: ServingMetrics = field(default_factory=ServingMetrics)
     monitor_config: MonitorConfig = field(default_factory=MonitorConfig)
     registry: str | None = None  # directory or URI of the registry for name@alias models
+    # Names a client calls like a model (the server's endpoints, runtime/traffic): listed
+    # beside the models when a name is neither, so the 404 says every name that works.
+    endpoint_names: tuple[str, ...] = ()
 
     @classmethod
     def load(
@@ -127,7 +130,7 @@ class Repository:
     def get(self, name: str, version: str | None = None) -> LoadedModel:
         versions = self.models.get(name)
         if not versions:
-            raise ModelNotFound(name, served=self.models)
+            raise ModelNotFound(name, served=self.models, endpoints=self.endpoint_names)
         if version is None:
             entry = next(iter(versions.values()))
         else:

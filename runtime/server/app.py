@@ -83,6 +83,7 @@ def create_app(config: ServerConfig, repository: Repository, peers: Peers | None
 
     router = Router([e.build() for e in config.endpoints])
     router.check_inputs(lambda name: repository.get(name).model)
+    repository.endpoint_names = tuple(router.endpoints)
     repository.metrics.watch_endpoints(router.all)
     pipeline = Pipeline(repository, router)
     grpc = None

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import __version__
-from ..errors import ModelNotFound
+from ..errors import InvalidInput, ModelNotFound
 from ..repository import LoadedModel, Repository
 from .http import json_answer, response
 
@@ -136,10 +136,17 @@ async def model_stats(request: Request) -> Response:
     """Triton's statistics extension: all models, one model, or one version."""
     repo = _repo(request)
     p = request.path_params
-    if "model" in p:
+    endpoint = request.app.state.router.get(p["model"]) if "model" in p else None
+    if endpoint is not None:
+        # An endpoint is called like a model: its statistics are its variants', each under
+        # the variant's own name (their counts are the requests the endpoint sent them).
+        if "version" in p:
+            raise InvalidInput(f"'{p['model']}' is an endpoint: ask without a version, or ask a variant")
+        entries = [e for v in endpoint.variants for e in repo.models.get(v.model, {}).values()]
+    elif "model" in p:
         versions = repo.models.get(p["model"])
         if not versions:
-            raise ModelNotFound(p["model"], served=repo.models)
+            raise ModelNotFound(p["model"], served=repo.models, endpoints=repo.endpoint_names)
         if "version" in p:
             if p["version"] not in versions:
                 raise ModelNotFound(p["model"], p["version"], served=versions)
@@ -153,6 +160,16 @@ async def model_stats(request: Request) -> Response:
 
 async def model_drift(request: Request) -> Response:
     """Drift of the model's inputs and outputs over the current window."""
+    endpoint = request.app.state.router.get(request.path_params["model"])
+    if endpoint is not None:
+        # Each variant sees its own share of the traffic and keeps its own window: there is
+        # no one drift report of the endpoint to give, so say where each variant's is.
+        where = ", ".join(f"/v2/models/{v.model}/drift" for v in endpoint.variants)
+        raise ModelNotFound(
+            endpoint.name,
+            message=f"'{endpoint.name}' is an endpoint; each of its variants keeps its own drift "
+            f"report: {where}",
+        )
     entry = _entry(request)
     if entry.monitor is None:
         raise ModelNotFound.no_drift(entry.model.name)

@@ -249,6 +249,21 @@ def test_an_endpoint_answers_metadata_and_readiness_like_a_model(served, closing
     _, variant_config = get("/v2/models/churn-v1/config")
     assert status == 200 and config["name"] == "churn"
     assert (config["input"], config["output"]) == (variant_config["input"], variant_config["output"])
+    # Statistics: the variants', each under its own name (404 before).
+    for _ in range(3):
+        c.variant()
+    status, stats = get("/v2/models/churn/stats")
+    assert status == 200, stats
+    assert sorted(s["name"] for s in stats["model_stats"]) == ["churn-v1", "churn-v2"]
+    calls = sum(s["inference_stats"]["success"]["count"] for s in stats["model_stats"])
+    assert calls >= 3
+    assert get("/v2/models/churn/versions/1/stats")[0] == 400
+    # Drift is each variant's own: the 404 says where (the variants here have no profile).
+    status, doc = get("/v2/models/churn/drift")
+    assert status == 404 and "/v2/models/churn-v1/drift, /v2/models/churn-v2/drift" in doc["error"]
+    # An unknown name's 404 lists the endpoints beside the models.
+    status, doc = get("/v2/models/nope")
+    assert status == 404 and "endpoints: 'churn', 'churn-p'" in doc["error"], doc
 
     from runtime.client import Client
 
