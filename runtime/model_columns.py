@@ -131,7 +131,7 @@ def profile_columns(features: Sequence[str], width: int, available: Sequence[str
     raise ConfigError(
         f"the profile's features {names[:12]}{' ...' if len(names) > 12 else ''} feed the model "
         f"in its order; the data has no {missing[:8]} (it has {list(available)[:12]}): give the "
-        "missing column(s), or name the columns feeding the model in order (--columns)"
+        "missing column(s), or name the columns feeding the model in order (--columns, columns=)"
     )
 
 

@@ -81,14 +81,17 @@ class PredictSummary:
 def output_format(output: str | PathLike[str], fmt: str | None) -> str:
     if fmt is not None:
         if fmt not in WRITE_FORMATS:
-            raise ConfigError(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
+            raise ConfigError(
+                f"the output format (--format, format=) must be one of {', '.join(WRITE_FORMATS)}, "
+                f"got {fmt!r}"
+            )
         return fmt
     try:
         kind = format_of(output)
     except ValueError:
         raise ConfigError(
             f"cannot tell the output format from {os.fspath(output)!r}: name it .parquet, .csv or "
-            ".arrow, or give --format"
+            ".arrow, or give the format (--format, format=)"
         ) from None
     return {"ipc": "arrow", "tsv": "csv"}.get(kind, kind)
 
@@ -213,8 +216,8 @@ def predict_files(
     scorer = BatchScorer(ScorerSpec.of(model, options))
     if require_profile and scorer.profile is None:
         raise ConfigError(
-            "no reference profile to judge drift by: give --profile REF.json, or register one "
-            "with the model version (mlrt registry register ... --profile REF.json)"
+            "no reference profile to judge drift by: give one (--profile REF.json, profile=), or "
+            "register one with the model version (mlrt registry register ... --profile REF.json)"
         )
     read = scorer.check(ds.schema)
     if ds.format.default_extname == "csv":

@@ -256,7 +256,7 @@ class BatchScorer:
         if clash:
             raise ConfigError(
                 f"column name(s) {clash} would be written twice (a passthrough column or another "
-                "output has the name of an output column): choose the outputs with --outputs"
+                "output has the name of an output column): choose the outputs (--outputs, outputs=)"
             )
         return pa.schema(fields)
 
@@ -266,7 +266,8 @@ class BatchScorer:
         missing = [c for c in self.spec.passthrough if c not in available]
         if missing:
             raise ConfigError(
-                f"--passthrough names no such column(s) {unknown_columns(missing, available)}; "
+                "the passthrough columns (--passthrough, passthrough=) name no such column(s) "
+                f"{unknown_columns(missing, available)}; "
                 f"the data has {available[:12]}"
             )
         self.output_schema(schema)
@@ -277,7 +278,8 @@ class BatchScorer:
             raise ConfigError(
                 f"the model's inputs ({want}) take {sum(input_widths(specs))} columns but "
                 f"{len(columns)} would feed them: {columns[:8]}{' ...' if len(columns) > 8 else ''}; "
-                "name them with --columns, leave ids out with --passthrough, or give a profile"
+                "name them (--columns, columns=), leave ids out (--passthrough, passthrough=), "
+                "or give a profile"
             )
         return [*dict.fromkeys([*columns, *self.spec.passthrough])]
 
@@ -397,7 +399,7 @@ def _output_column_names(outputs: Sequence[Any], classes: Any) -> dict[str, list
             raise ConfigError(
                 f"output '{s.name}' has shape {list(s.shape)}: its number of columns is not "
                 "declared, so the output file's columns cannot be named before the model runs; "
-                "leave it out with --outputs (runtime.predict_files' outputs=)"
+                "leave it out (--outputs, outputs=)"
             )
     return out
 

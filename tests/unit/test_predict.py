@@ -195,7 +195,8 @@ def test_errors_name_the_column_or_file_and_leave_the_destination_alone(iris, tm
     err = run(str(iris["csv"]))
     assert "take 4 columns" in err and "--passthrough" in err
     assert "no column(s) ['petal_area']" in run(str(iris["csv"]), "--columns", "petal_area")
-    assert "--passthrough names no such column(s) ['key']" in run(str(iris["csv"]), "--passthrough", "key")
+    err = run(str(iris["csv"]), "--passthrough", "key")
+    assert "(--passthrough, passthrough=) name no such column(s) ['key']" in err
     # Text where the model takes numbers.
     text = tmp_path / "text.csv"
     text.write_text("a,b,c,d\n1,2,3,4.5\n1,2,3,x\n1,2,3,7\n")
