@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from typing import Any
 
 NAME = "registry"
@@ -180,6 +181,8 @@ def _register(registry: Any, args: argparse.Namespace) -> int:
                 gate = json.load(fh)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--gate {args.gate}: {exc}") from None
+    if args.profile is not None:
+        _check_profile_fits(args.source, args.name, args.profile)
     version = registry.register(
         args.source, args.name, profile=args.profile, params=params, metrics=metrics, data=args.data,
         git_commit=commit, pipeline=args.pipeline, parent=args.parent, description=args.description,
@@ -187,6 +190,34 @@ def _register(registry: Any, args: argparse.Namespace) -> int:
     )
     print(f"registered {args.name} version {version} in {registry.root / args.name / version}")
     return 0
+
+
+def _check_profile_fits(source: str, name: str, profile: str) -> None:
+    """Refuse a profile the model cannot be served with (other features, another count of
+    columns), as `mlrt serve` would, before it is stored beside the version: found here, not
+    when the version is promoted and the server refuses to start. A model that does not load
+    here (a module it needs is not installed on this machine) is registered unchecked."""
+    from runtime.config import ModelConfig, MonitorConfig
+    from runtime.errors import ConfigError, MlrtError
+    from runtime.loading import build_monitor
+    from runtime.models import load_model
+
+    config = ModelConfig(name=name, source=str(source))
+    try:
+        model = load_model(config)
+    except (MlrtError, ImportError, OSError) as exc:
+        print(
+            f"mlrt registry register: the model did not load here ({exc}); the profile is "
+            "stored without checking it fits the model",
+            file=sys.stderr,
+        )
+        return
+    try:
+        build_monitor(replace(config, profile=str(profile)), model, MonitorConfig())
+    except (ConfigError, ValueError) as exc:
+        raise UsageError(f"--profile {profile} does not fit the model: {exc}") from None
+    finally:
+        model.close()
 
 
 def _list(registry: Any, args: argparse.Namespace) -> int:

@@ -158,3 +158,22 @@ def test_help_lists_actions(capsys):
     out = capsys.readouterr().out
     for action in ("register", "list", "promote", "rollback", "card", "aliases", "history"):
         assert action in out
+
+
+def test_a_profile_that_does_not_fit_the_model_is_refused_at_registration(env, capsys):
+    # It was stored, and the version failed only when promoted and served.
+    from bench import models as bench_models
+
+    model = env["root"].parent / "mlp.onnx"
+    bench_models.mlp(model)  # 20 features; the env's profile has 2
+    assert _cli(env, "register", str(model), "--name", "mlp", "--profile", str(env["profile"])) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the model" in err and "2 features" in err
+    assert not env["root"].exists()  # refused before anything was written
+    fitting = env["root"].parent / "fits.json"
+    Profile.fit(np.random.default_rng(2).normal(size=(200, 20)).astype(np.float32)).save(fitting)
+    assert _cli(env, "register", str(model), "--name", "mlp", "--profile", str(fitting)) == 0
+    assert "registered mlp version 1" in capsys.readouterr().out
+    # A model that does not load here is registered, and the user is told it was not checked.
+    assert _cli(env, "register", str(env["model"]), "--name", "raw", "--profile", str(env["profile"])) == 0
+    assert "stored without checking" in capsys.readouterr().err
