@@ -9,6 +9,7 @@ pyarrow is imported only when a file or an Arrow object is involved.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -252,9 +253,46 @@ def unknown_columns(names: Sequence[str], available: Sequence[str]) -> str:
     return f"{list(names)} (column names are separated by spaces: {spaced}, not {listed[0]})"
 
 
-def read_table(path: str | PathLike[str]) -> Any:
-    """The whole of a Parquet, CSV or Arrow IPC file (or folder) as one pyarrow Table."""
-    return dataset(path).to_table()
+# pyarrow's message when a CSV value does not parse as the type guessed for its column.
+_CSV_GUESS_FAILED = re.compile(
+    r"In CSV column #(\d+): .*?CSV conversion error to ([^:]+): invalid value '(.*)'", re.S
+)
+
+
+def read_table(path: str | PathLike[str] | Sequence[str | PathLike[str]]) -> Any:
+    """The whole of a Parquet, CSV or Arrow IPC file (or folder, or several) as one
+    pyarrow Table.
+
+    With no model to say how a CSV column is read, Arrow guesses its type from the first
+    block (about 1 MB): a column empty there (null) or of whole numbers there (int64) that
+    holds 0.54 further on failed the whole read. Such a column is read again as numbers
+    (float64), or as text when the value is not a number: the file is read once more per
+    column guessed wrong, which only happens where the guess was wrong."""
+    import pyarrow as pa
+
+    types: dict[str, Any] = {}
+    while True:
+        ds = dataset(path, types or None)
+        try:
+            return ds.to_table()
+        except pa.ArrowInvalid as exc:
+            found = _CSV_GUESS_FAILED.search(str(exc))
+            names = ds.schema.names
+            if found is None or int(found.group(1)) >= len(names):
+                raise
+            name = names[int(found.group(1))]
+            if types.get(name) == pa.string():
+                raise  # nothing wider to read it as
+            number = types.get(name) != pa.float64() and _is_number(found.group(3))
+            types[name] = pa.float64() if number else pa.string()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def to_columns(data: object, names: Sequence[str] | None = None) -> Columns:

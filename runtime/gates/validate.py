@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..config import MonitorConfig
-from ..data import dataset, expand_paths, to_columns
+from ..data import expand_paths, read_table, to_columns
 from ..datatypes import is_missing
 from ..errors import ConfigError, InvalidInput
 from ..monitor.drift import offline_report
@@ -477,7 +477,7 @@ def validate(
         paths, columns = ["<table>"], to_columns(data)
     else:
         paths = expand_paths([data] if isinstance(data, str) else list(data))
-        columns = to_columns(dataset(paths).to_table())
+        columns = to_columns(read_table(paths))
     rows = len(next(iter(columns.values()))) if columns else 0
     if rows == 0:
         raise ConfigError(f"{', '.join(paths)}: no rows to validate")

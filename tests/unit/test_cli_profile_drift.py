@@ -113,3 +113,27 @@ def test_dtype_flag_fits_float32_bins(tmp_path, capsys):
     assert _run(drift, [str(ref), str(data), "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["features"][0]["psi"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_csv_column_arrow_guessed_wrong_is_read_again(tmp_path, capsys):
+    # Arrow guesses a CSV column's type from the first block (about 1 MB): a column empty
+    # there, whole numbers there, or empty there and text later failed the whole read.
+    rng = np.random.default_rng(3)
+    n = 150_000  # about 2 MB: the first block sees only the first part
+    late = np.arange(n) >= n - 10_000
+    text = ["" if not x else "blue" for x in late]
+    lines = ["a,empty_first,whole_first,text_late"]
+    for i in range(n):
+        empty_first = f"{rng.normal():.6f}" if late[i] else ""
+        whole_first = f"{rng.normal():.4f}" if late[i] else str(i % 7)
+        lines.append(f"{rng.normal():.6f},{empty_first},{whole_first},{text[i]}")
+    (tmp_path / "late.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "ref.json"
+    assert _run(profile, [str(tmp_path / "late.csv"), "-o", str(out)]) == 0, capsys.readouterr().err
+    kinds = {f["name"]: f["kind"] for f in json.loads(out.read_text())["features"]}
+    assert kinds == {
+        "a": "numeric", "empty_first": "numeric", "whole_first": "numeric", "text_late": "categorical"
+    }
+    capsys.readouterr()
+    assert _run(drift, [str(out), str(tmp_path / "late.csv"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
