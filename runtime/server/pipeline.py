@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import InvalidInput, MlrtError, ModelNotFound, ModelNotReady
+from ..errors import InvalidInput, ModelNotFound, ModelNotReady
 from ..models import Tensors, check_inputs
 from ..repository import LoadedModel, Repository
 from ..traffic import Endpoint, Router
@@ -210,15 +210,20 @@ class Pipeline:
         try:
             return self.repository.get(name)
         except (ModelNotFound, ModelNotReady) as exc:
-            for variant in endpoint.variants:
-                if variant.weight > 0 and variant.model != name:
-                    try:
-                        return self.repository.get(variant.model)
-                    except (ModelNotFound, ModelNotReady):
-                        continue
-            raise ModelNotReady(
-                endpoint.name, f"not ready: no variant with a weight is ready ({exc})"
-            ) from None
+            return self._first_ready(endpoint, exc, skip=name)
+
+    def _first_ready(self, endpoint: Endpoint, error: Exception | None = None, skip: str = "") -> LoadedModel:
+        """The endpoint's first variant with a weight that is ready (but `skip`); none is
+        ready: ModelNotReady (503) with the last reason a variant was not (or `error`)."""
+        for variant in endpoint.variants:
+            if variant.weight > 0 and variant.model != skip:
+                try:
+                    return self.repository.get(variant.model)
+                except (ModelNotFound, ModelNotReady) as exc:
+                    error = exc
+        if error is None:
+            raise ModelNotReady(endpoint.name, "not ready: no variant has a weight")
+        raise ModelNotReady(endpoint.name, f"not ready: no variant with a weight is ready ({error})")
 
     def describe(self, name: str, version: str | None = None) -> tuple[LoadedModel, bool]:
         """The model version whose metadata and readiness a name shows, and whether the name
@@ -231,14 +236,7 @@ class Pipeline:
             return self.repository.get(name, version), False
         if version is not None:
             raise InvalidInput(f"'{name}' is an endpoint: call it without a version, or call a variant")
-        error: Exception = ModelNotReady(name, "not ready: no variant has a weight")
-        for variant in endpoint.variants:
-            if variant.weight > 0:
-                try:
-                    return self.repository.get(variant.model), True
-                except MlrtError as exc:
-                    error = exc
-        raise ModelNotReady(name, f"not ready: no variant with a weight is ready ({error})")
+        return self._first_ready(endpoint), True
 
     def _endpoint(self, target: tuple[str, str | None]) -> Endpoint | None:
         """The endpoint a request was routed through, if it named one, or the recorder of
