@@ -78,6 +78,11 @@ class BatchStats:
     failed: bool
 
 
+class _Split(list):  # type: ignore[type-arg]
+    """The answers of a batch whose call failed, each request run by itself: its outputs,
+    or the ModelFailure that is its answer (Batcher._compute)."""
+
+
 class _Queued:
     """What the batcher keeps of a queued request (or chunk of one), and where its
     outcome goes: done, set_result and set_exception as an asyncio.Future has them."""
@@ -685,10 +690,19 @@ class Batcher:
 
     def _compute(
         self, batch: list[_Queued], rows: int, loop: asyncio.AbstractEventLoop | None = None
-    ) -> list[Tensors]:
+    ) -> list[Tensors | ModelFailure]:
+        """Each request's outputs, or the ModelFailure that is its answer."""
         # `loop`: the running loop, when the batch runs inline on it; None on an executor thread.
         inputs = stack_inputs([p.inputs for p in batch])
-        outputs = self._check(self._predict(inputs), rows)
+        try:
+            outputs = self._check(self._predict(inputs), rows)
+        except ModelFailure:
+            if len(batch) == 1:
+                raise
+            # A model that raises on one request's rows (a Python model refusing a value) fails
+            # the whole call: each request is then run by itself, so one client's bad input does
+            # not fail the requests it happened to be batched with.
+            return _Split([self._alone(p, loop) for p in batch])
         if self._observer is not None:
             if loop is not None:
                 self._observe_soon(inputs, outputs, loop)
@@ -698,6 +712,20 @@ class Batcher:
             return split_outputs(outputs, [p.rows for p in batch])
         except ValueError as exc:
             raise ModelFailure(self.model.name, exc) from exc
+
+    def _alone(self, p: _Queued, loop: asyncio.AbstractEventLoop | None) -> Tensors | ModelFailure:
+        if p.done():  # answered meanwhile (expired, cancelled): nothing to run it for
+            return ModelFailure(self.model.name, RuntimeError("answered before it ran"))
+        try:
+            outputs = self._check(self._predict(p.inputs), p.rows)
+        except ModelFailure as exc:
+            return exc
+        if self._observer is not None:
+            if loop is not None:
+                self._observe_soon(p.inputs, outputs, loop)
+            else:
+                self._observe(p.inputs, outputs)
+        return outputs
 
     def _run_now(self, inputs: Tensors, rows: int, loop: asyncio.AbstractEventLoop) -> Tensors:
         started = time.monotonic()
@@ -723,7 +751,9 @@ class Batcher:
         else:
             self._resolve(batch, rows, started, results, None)
 
-    def _finished(self, run: _Run, started: float, fut: asyncio.Future[list[Tensors]]) -> None:
+    def _finished(
+        self, run: _Run, started: float, fut: asyncio.Future[list[Tensors | ModelFailure]]
+    ) -> None:
         if run.timer is not None:
             run.timer.cancel()
         if run.stuck:
@@ -745,7 +775,7 @@ class Batcher:
         batch: list[_Queued],
         rows: int,
         started: float,
-        results: list[Tensors] | None,
+        results: list[Tensors | ModelFailure] | None,
         exc: BaseException | None,
     ) -> None:
         ended = time.monotonic()
@@ -754,6 +784,7 @@ class Batcher:
         # Read by whoever answers (runtime/server/pipeline.py): how many answers this loop
         # is making one after another, which a transport may write together.
         self.answering = len(batch)
+        split = results.__class__ is _Split  # each request ran by itself: some may have failed
         try:
             for i, p in enumerate(batch):
                 if p.done():  # cancelled or expired meanwhile
@@ -761,9 +792,15 @@ class Batcher:
                 if exc is not None:
                     p.set_exception(exc)
                 else:
-                    p.set_result(results[i])  # type: ignore[index]
+                    result = results[i]  # type: ignore[index]
+                    if split and isinstance(result, ModelFailure):
+                        p.set_exception(result)
+                    else:
+                        p.set_result(result)  # type: ignore[arg-type]
         finally:
             self.answering = 0
+        if split and all(isinstance(r, ModelFailure) for r in results):  # type: ignore[union-attr]
+            exc = results[0]  # type: ignore[index]  # counted as a failed batch
         if self._on_batch is not None:
             self._on_batch(
                 BatchStats(

@@ -290,6 +290,28 @@ def test_python_model_that_raises(http: httpx.Client) -> None:
     assert good.json()["outputs"][0]["data"] == [2.0, 4.0]
 
 
+def test_one_client_s_bad_input_fails_only_its_own_request(server: Any) -> None:
+    # Concurrent requests share batches; a batch whose call raised failed all of them: most
+    # of the valid requests batched with a bad one answered 500 with the bad one's error.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(i: int) -> tuple[bool, int, Any]:
+        bad = i % 4 == 0
+        x = [-1.0 if bad else float(i), 2.0]
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            r = c.post("/v2/models/picky/infer", content=body(tensor("x", "FP32", [1, 2], x)))
+        return bad, r.status_code, r.json()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(call, range(400)))
+    for i, (bad, status, doc) in enumerate(answers):
+        if bad:
+            assert status == 500 and "refuses negative values" in doc["error"], doc
+        else:
+            assert status == 200, doc
+            assert doc["outputs"][0]["data"] == [2.0 * i, 4.0]
+
+
 def test_python_model_answering_other_than_it_declares(http: httpx.Client) -> None:
     # Text where FP32 is declared reached the encoder and answered a bare "internal server
     # error"; three columns where [-1, 2] is declared were served, unlike the metadata.

@@ -426,7 +426,9 @@ def picky(inputs: Tensors) -> Tensors:
     return double(inputs)
 
 
-async def test_model_failure_fails_only_that_batch() -> None:
+async def test_model_failure_fails_only_the_request_that_caused_it() -> None:
+    # A batch whose call raises is run again request by request: one client's bad input
+    # failed every request it was batched with (a 500 for requests that were fine).
     model = FakeModel(picky, hold=True)
     async with started(model, max_batch_size=2) as (b, stats):
         first = await hold_busy(b, model)
@@ -439,14 +441,16 @@ async def test_model_failure_fails_only_that_batch() -> None:
         outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), GUARD_S)
         # The next batch succeeds.
         np.testing.assert_array_equal((await finish(submit(b, rows(5, 1))))["y"], expected(5, 1))
-    # Batches: [first], [bad, 2], [3, 4], [5].
-    assert model.batch_sizes == [1, 2, 2, 1]
-    for failed in outcomes[:2]:
-        assert isinstance(failed, ModelFailure)
-        assert isinstance(failed.cause, ValueError) and "negative input" in str(failed)
-    np.testing.assert_array_equal(outcomes[2]["y"], expected(3, 1))
-    np.testing.assert_array_equal(outcomes[3]["y"], expected(4, 1))
-    assert [s.failed for s in stats] == [False, True, False, False]
+    # Calls: [first], [bad, 2] failing, then [bad] and [2] alone, [3, 4], [5].
+    assert model.batch_sizes == [1, 2, 1, 1, 2, 1]
+    failed = outcomes[0]
+    assert isinstance(failed, ModelFailure)
+    assert isinstance(failed.cause, ValueError) and "negative input" in str(failed)
+    for i, caller in ((1, 2), (2, 3), (3, 4)):
+        np.testing.assert_array_equal(outcomes[i]["y"], expected(caller, 1))
+    # The split batch ran: counted as a batch that did not fail (its failed request is
+    # counted where it is answered).
+    assert [s.failed for s in stats] == [False, False, False, False]
 
 
 @pytest.mark.parametrize("alone", [False, True])
@@ -460,6 +464,21 @@ async def test_model_failure_inline(alone: bool) -> None:
             await finish(submit(b, bad, alone=alone))
         np.testing.assert_array_equal((await finish(submit(b, rows(2, 1), alone=alone)))["y"], expected(2, 1))
     assert [s.failed for s in stats] == [True, False]
+
+
+async def test_an_inline_batch_that_fails_is_answered_request_by_request() -> None:
+    model = FakeModel(picky)
+    async with started(model, inline_max_us=1e12) as (b, stats):
+        b.calibrate(rows(0, 1))
+        model.calls.clear()
+        bad = rows(1, 1)
+        bad["x"][:] = -1
+        tasks = [submit(b, rows(2, 1)), submit(b, bad), submit(b, rows(3, 2))]  # one loop turn
+        outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), GUARD_S)
+    assert model.batch_sizes == [4, 1, 1, 2]
+    np.testing.assert_array_equal(outcomes[0]["y"], expected(2, 1))
+    assert isinstance(outcomes[1], ModelFailure)
+    np.testing.assert_array_equal(outcomes[2]["y"], expected(3, 2))
 
 
 def drops_a_row(inputs: Tensors) -> Tensors:
@@ -490,7 +509,8 @@ async def test_outputs_that_do_not_match_the_inputs_are_a_model_failure(
         model.release()
         await finish(first)
         outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), GUARD_S)
-    assert model.batch_sizes == [1, 2 * requests]
+    # Sharing a batch, each request is then run alone, and fails alone too.
+    assert model.batch_sizes == [1, 2 * requests] + ([2] * requests if requests > 1 else [])
     for outcome in outcomes:
         assert isinstance(outcome, ModelFailure), f"got {outcome!r}"
     assert [s.failed for s in stats] == [False, True]
