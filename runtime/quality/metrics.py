@@ -212,7 +212,15 @@ def rmse(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     a, b = _pair(y_true, y_pred, "rmse")
     dtype = _float_dtype(y_true, y_pred)
     a, b = _numbers(a, b, dtype, "rmse")
-    return float(np.sqrt(np.mean((b - a) ** 2)))
+    e = b - a
+    with np.errstate(over="ignore"):
+        mean_square = np.mean(e * e)
+    if np.isfinite(mean_square) or not np.isfinite(e).all():
+        return float(np.sqrt(mean_square))
+    # Squares past the float range (a label of 1e300; 1e20 in float32) made the RMSE
+    # infinite: scaled by the largest error first, the same value stays finite.
+    scale = np.max(np.abs(e))
+    return float(scale * np.sqrt(np.mean((e / scale) ** 2)))
 
 
 def _numbers(a: np.ndarray, b: np.ndarray, dtype: np.dtype, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -150,6 +150,22 @@ def test_regressor_metrics_equal_scikit_learn(n: int, seed: int, form: str) -> N
     assert rmse(*args) == pytest.approx(sk.root_mean_squared_error(*args), rel=1e-9)
 
 
+
+@pytest.mark.parametrize(
+    ("y", "pred", "want"),
+    [
+        ([150.0, 120.0, 1e300], [140.0, 130.0, 100.0], 1e300 / np.sqrt(3)),
+        (np.float32([1e20, 1.0]), np.float32([0.0, 1.0]), 1e20 / np.sqrt(2)),
+    ],
+)
+def test_rmse_of_errors_whose_squares_overflow_is_finite(y, pred, want) -> None:
+    # One label of 1e300 (feedback takes any finite label) made the window's RMSE +Inf,
+    # shown as null in JSON, until it aged out.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = rmse(y, pred)
+    assert np.isfinite(got) and got == pytest.approx(want, rel=1e-6)
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.sampled_from(["cat", "dog", "owl"]), min_size=1, max_size=30), st.integers(0, 2**32 - 1))
 def test_accuracy_of_any_labels(labels: list[str], seed: int) -> None:
