@@ -117,8 +117,8 @@ def test_promtool_checks_shipped_rules_and_config() -> None:
 def test_promtool_unit_tests_of_rules() -> None:
     """Two replicas' counters summed: fleet PSI, shares, row counts and the drift alerts
     (rules_test.yml); latency quantiles, error and shed ratios and the serving alerts, each
-    firing and not (rules_serving_test.yml)."""
-    for tests in ("rules_test.yml", "rules_serving_test.yml"):
+    firing and not (rules_serving_test.yml); the traffic alerts (rules_traffic_test.yml)."""
+    for tests in ("rules_test.yml", "rules_serving_test.yml", "rules_traffic_test.yml"):
         proc = promtool("test", "rules", tests, cwd=DEPLOY)
         assert proc.returncode == 0 and "SUCCESS" in proc.stdout, _report(proc)
 
