@@ -19,7 +19,7 @@ from ..models import Tensors
 from .body import compress, read_body
 from .codec import InferRequest, decode_request, encode_answer
 from .errors import Failure, failure
-from .pipeline import Answer, Call, FutureResponder, Pipeline
+from .pipeline import Answer, Call, FutureResponder, Pipeline, variant_header
 
 JSON = b"application/json"
 BINARY = b"application/octet-stream"
@@ -119,8 +119,7 @@ class HttpWire:
         if call.endpoint is not None and not call.endpoint.own:
             # Which variant answered a request routed through an endpoint (also in the body's
             # model_name and model_version); a model called by its own name routes nothing.
-            model = call.entry.model
-            extra.append((b"mlrt-variant", f"{model.name}/{model.version}".encode()))
+            extra.append(variant_header(call.entry.model))
         if accept and len(payload) >= COMPRESS_MIN_BYTES:
             payload, encoding = compress(payload, accept.decode("latin-1"))
             if encoding:

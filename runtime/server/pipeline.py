@@ -92,6 +92,12 @@ class Wire(Protocol):
         ...
 
 
+def variant_header(model: Any) -> tuple[bytes, bytes]:
+    """Which variant answered a request routed through an endpoint: `mlrt-variant:
+    name/version` (also in a V2 answer's model_name and model_version)."""
+    return (b"mlrt-variant", f"{model.name}/{model.version}".encode())
+
+
 @dataclass(slots=True)
 class Call:
     """One request on its way through the model: the version it resolved to (held
@@ -354,7 +360,7 @@ class Pipeline:
                 loop=loop,
             )
         except Exception as exc:  # answered here: call.entry is the version now held
-            self.respond_failure(responder, call.wire, call.entry, call.started, exc)
+            self.respond_failure(responder, call.wire, call.entry, call.started, exc, call)
             return None
         if not isinstance(result, dict):
             return result
@@ -386,7 +392,7 @@ class Pipeline:
             self.abandon(call.entry)
             return
         if exc is not None:
-            self.respond_failure(responder, call.wire, call.entry, call.started, exc)
+            self.respond_failure(responder, call.wire, call.entry, call.started, exc, call)
             return
         assert outputs is not None
         if call.offload:
@@ -396,7 +402,7 @@ class Pipeline:
             try:
                 answer = call.wire.encode(call, outputs)
             except Exception as error:
-                self.respond_failure(responder, call.wire, call.entry, call.started, error)
+                self.respond_failure(responder, call.wire, call.entry, call.started, error, call)
                 return
             answer.batch = call.entry.batcher.answering
             self.respond(responder, call.entry, call.started, answer)
@@ -435,7 +441,7 @@ class Pipeline:
         try:
             answer = work.result()
         except Exception as exc:
-            self.respond_failure(responder, call.wire, call.entry, call.started, exc)
+            self.respond_failure(responder, call.wire, call.entry, call.started, exc, call)
             return
         self.respond(responder, call.entry, call.started, answer)
 
@@ -451,13 +457,24 @@ class Pipeline:
             entry.metrics.observe_request(time.perf_counter() - started, answer.status)
 
     def respond_failure(
-        self, responder: Responder, wire: Wire, entry: LoadedModel | None, started: float, exc: BaseException
+        self,
+        responder: Responder,
+        wire: Wire,
+        entry: LoadedModel | None,
+        started: float,
+        exc: BaseException,
+        call: Call | None = None,
     ) -> None:
-        """Answer with the failure `exc` maps to (errors.py), in the transport's form."""
+        """Answer with the failure `exc` maps to (errors.py), in the transport's form. A
+        request routed through an endpoint (`call`) is told which variant failed it, in
+        the header its answer would have carried."""
         f = failure(exc)
         if f.reason is not None and entry is not None:
             entry.metrics.reject(f.reason)
-        self.respond(responder, entry, started, wire.fail(f))
+        answer = wire.fail(f)
+        if call is not None and call.endpoint is not None and not call.endpoint.own:
+            answer.headers.append(variant_header(call.entry.model))
+        self.respond(responder, entry, started, answer)
 
     def abandon(self, entry: LoadedModel | None) -> None:
         """The client went away before its answer: no answer, but the request is over."""

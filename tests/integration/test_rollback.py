@@ -69,7 +69,9 @@ def _drive(srv: Server, seconds: float) -> tuple[dict, list[tuple[float, int, st
         conn.request("POST", "/v2/models/cancer/infer", json.dumps({"inputs": [tensor]}))
         r = conn.getresponse()
         body = json.loads(r.read())
-        seen.append((time.monotonic() - start, r.status, body.get("model_name", "")))
+        # A failure names its variant in the mlrt-variant header, as an answer does in its body.
+        variant = body.get("model_name") or (r.getheader("mlrt-variant") or "").partition("/")[0]
+        seen.append((time.monotonic() - start, r.status, variant))
         i += 1
     conn.request("GET", "/v2/endpoints/cancer")
     state = json.loads(conn.getresponse().read())
@@ -98,6 +100,7 @@ def test_a_bad_canary_is_rolled_back_within_its_window(tmp_path: Path, canary: s
     failures = [t for t, s, _ in seen if s != 200]
     if why == "error rate":
         assert failures and all(s == 500 for _, s, _ in seen if s != 200)
+        assert all(m == "canary" for _, s, m in seen if s != 200)  # each failure says whose
     else:
         assert not failures
     # Rolled back within its window: the canary's last answer came less than a window (and
