@@ -135,8 +135,41 @@ def build_monitor(config: ModelConfig, model: Model, monitor_config: MonitorConf
         outputs=[(s.name, s.shape) for s in model.outputs],
         config=monitor_config,
     )
+    _check_kinds(config.name, monitor, model)
     _warn_on_dtypes(config.name, monitor, model)
     return monitor
+
+
+def _check_kinds(name: str, monitor: ModelMonitor, model: Model) -> None:
+    """Refuse a profile whose feature kinds cannot be the values the model takes: a numeric
+    feature (or categorical one of numeric levels) read from a text input, or a feature of
+    text levels read from a numeric one. Served, every value fell outside the reference:
+    a numeric feature failed each batch's count (and /drift said ok over an empty window),
+    text levels read as "other" alarmed on unchanged data."""
+    from .monitor.histogram import numeric_levels
+    from .monitor.profile import NUMERIC
+
+    specs = {s.name: s for s in (*model.inputs, *model.outputs)}
+    for section, (features, columns) in zip(("feature", "output"), monitor.column_sources(), strict=False):
+        for f, (tensor, _) in zip(features, columns, strict=True):
+            spec = specs.get(tensor)
+            if spec is None:
+                continue
+            text = spec.datatype == "BYTES"
+            if f.kind == NUMERIC:
+                wrong = "is numeric" if text else None
+            elif text:
+                wrong = "has numeric levels" if f.levels and numeric_levels(f.levels) else None
+            else:
+                wrong = "has text levels" if any(isinstance(v, str) for v in f.levels) else None
+            if wrong is not None:
+                takes = "text (BYTES)" if text else f"numbers ({spec.datatype})"
+                raise ConfigError(
+                    f"model '{name}': the profile's {section} {f.name!r} {wrong}, but "
+                    f"{'input' if section == 'feature' else 'output'} {tensor!r} holds {takes}: the "
+                    "profile was fitted on other data than the model takes; refit it with "
+                    "`mlrt profile DATA -o REF.json --model MODEL`"
+                )
 
 
 def _warn_on_dtypes(name: str, monitor: ModelMonitor, model: Model) -> None:

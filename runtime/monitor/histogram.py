@@ -88,7 +88,7 @@ class Histogram:
             self._ring[0],
         )
         self._cat = [j for j, f in enumerate(feats) if f.kind == CATEGORICAL]
-        self._cat_numeric = [j for j in self._cat if _numeric_levels(feats[j].levels)]
+        self._cat_numeric = [j for j in self._cat if numeric_levels(feats[j].levels)]
         self._cat_levels, self._cat_level_offsets = kernels.flatten_edges([])
         # Values are rounded to each feature's dtype (the model's) before they are
         # counted, so float64 data (a CSV) counts as the float32 tensor the model gets.
@@ -403,7 +403,7 @@ def _levels_as(f: FeatureProfile) -> np.ndarray:
     return levels.astype(f.dtype).astype(np.float64) if f.rounds else levels
 
 
-def _numeric_levels(levels: list[Any]) -> bool:
+def numeric_levels(levels: list[Any]) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels)
 
 

@@ -1,0 +1,67 @@
+"""A profile whose feature kinds cannot be what the model takes is refused at load.
+
+A numeric feature read from a text input failed every batch's count while /drift said ok over
+an empty window; text levels read from a numeric input counted everything as "other" and
+alarmed on unchanged data (PSI 15.9 in a walk on diamonds). Both loaded without a word.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runtime
+from bench import models as bench_models
+from runtime.errors import ConfigError
+from runtime.monitor.profile import Profile
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("models")
+    bench_models.mlp(path / "mlp.onnx")
+    bench_models.strings(path / "strings.onnx")
+    return path
+
+
+def _fit(path: Path, columns: dict[str, object], **kw: object) -> str:
+    Profile.fit(columns, **kw).save(path)
+    return str(path)
+
+
+def test_a_numeric_feature_of_a_text_input_is_refused(onnx_models: Path, tmp_path: Path) -> None:
+    profile = _fit(tmp_path / "p.json", {"text": np.linspace(0, 1, 200)})
+    want = r"feature 'text' is numeric, but input 'text' holds text \(BYTES\)"
+    with pytest.raises(ConfigError, match=want):
+        runtime.load(str(onnx_models / "strings.onnx"), profile=profile)
+
+
+def test_numeric_levels_of_a_text_input_are_refused(onnx_models: Path, tmp_path: Path) -> None:
+    profile = _fit(tmp_path / "p.json", {"text": np.arange(200) % 3}, categorical=["text"])
+    with pytest.raises(ConfigError, match="has numeric levels, but input 'text' holds text"):
+        runtime.load(str(onnx_models / "strings.onnx"), profile=profile)
+
+
+def test_text_levels_of_a_numeric_input_are_refused(onnx_models: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    columns: dict[str, object] = {f"input[{i}]": rng.normal(size=200) for i in range(20)}
+    columns["input[3]"] = np.array([f"c{i % 5}" for i in range(200)], dtype=object)
+    profile = _fit(tmp_path / "p.json", columns)
+    want = r"feature 'input\[3\]' has text levels, but input 'input' holds numbers"
+    with pytest.raises(ConfigError, match=want):
+        runtime.load(str(onnx_models / "mlp.onnx"), profile=profile)
+
+
+def test_kinds_that_fit_load(onnx_models: Path, tmp_path: Path) -> None:
+    # Text levels of a text input, and numeric levels (codes) of a numeric input, are fine.
+    text = _fit(tmp_path / "t.json", {"text": np.array([f"c{i % 5}" for i in range(200)], dtype=object)})
+    with runtime.load(str(onnx_models / "strings.onnx"), profile=text) as m:
+        m.predict({"text": np.array([["c1"], ["c2"]], dtype=object)})
+    rng = np.random.default_rng(1)
+    columns: dict[str, object] = {f"input[{i}]": rng.normal(size=200).astype(np.float32) for i in range(20)}
+    columns["input[3]"] = (np.arange(200) % 4).astype(np.float32)
+    codes = _fit(tmp_path / "c.json", columns, categorical=["input[3]"])
+    with runtime.load(str(onnx_models / "mlp.onnx"), profile=codes) as m:
+        m.predict({"input": np.zeros((2, 20), np.float32)})
