@@ -385,6 +385,11 @@ class Batcher:
         return self._stuck
 
     @property
+    def observer_failures(self) -> int:
+        """Batches the observer (the drift monitor) raised on: answered, not counted."""
+        return self._observer_failures
+
+    @property
     def healthy(self) -> bool:
         """False while every thread is stuck in a call: nothing could run a request."""
         return self._stuck < self._threads

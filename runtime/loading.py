@@ -74,6 +74,7 @@ def wrap(
         model.version,
         queue_depth=lambda: batcher.queued_rows,
         stuck_calls=lambda: batcher.stuck_calls,
+        observe_failures=(lambda: batcher.observer_failures) if monitor is not None else None,
     )
     try:
         batcher.calibrate(zero_inputs(model))

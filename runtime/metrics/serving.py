@@ -240,10 +240,12 @@ class _ServingCollector(Collector):
         models: dict[tuple[str, str], ModelMetrics],
         depth: dict[tuple[str, str], Callable[[], int]],
         stuck: dict[tuple[str, str], Callable[[], int]],
+        unobserved: dict[tuple[str, str], Callable[[], int]],
     ) -> None:
         self._models = models
         self._depth = depth
         self._stuck = stuck
+        self._unobserved = unobserved
 
     def collect(self) -> Iterator[Any]:
         mv = ["model", "version"]
@@ -270,7 +272,14 @@ class _ServingCollector(Collector):
         )
         for (model, version), read in list(self._stuck.items()):
             stuck.add_metric([model, version], read())
-        yield from (*hists.values(), requests, rejected, depth, stuck)
+        unobserved = CounterMetricFamily(
+            "mlrt_drift_observe_failures",
+            "Batches the drift monitor failed to count: answered, but missing from the drift window",
+            labels=mv,
+        )
+        for (model, version), read in list(self._unobserved.items()):
+            unobserved.add_metric([model, version], read())
+        yield from (*hists.values(), requests, rejected, depth, stuck, unobserved)
 
 
 class ServingMetrics:
@@ -287,8 +296,13 @@ class ServingMetrics:
         )
         self._depth_sources: dict[tuple[str, str], Callable[[], int]] = {}
         self._stuck_sources: dict[tuple[str, str], Callable[[], int]] = {}
+        self._unobserved_sources: dict[tuple[str, str], Callable[[], int]] = {}
         self._models: dict[tuple[str, str], ModelMetrics] = {}
-        r.register(_ServingCollector(self._models, self._depth_sources, self._stuck_sources))
+        r.register(
+            _ServingCollector(
+                self._models, self._depth_sources, self._stuck_sources, self._unobserved_sources
+            )
+        )
 
     def watch_drift(self, monitors: Callable[[], list[Any]]) -> None:
         """Export the drift figures of the monitors `monitors()` returns at each scrape."""
@@ -304,6 +318,7 @@ class ServingMetrics:
         version: str,
         queue_depth: Callable[[], int] | None = None,
         stuck_calls: Callable[[], int] | None = None,
+        observe_failures: Callable[[], int] | None = None,
     ) -> ModelMetrics:
         key = (model, version)
         if key not in self._models:
@@ -312,12 +327,16 @@ class ServingMetrics:
             self._depth_sources[key] = queue_depth
         if stuck_calls is not None:
             self._stuck_sources[key] = stuck_calls
+        if observe_failures is not None:
+            self._unobserved_sources[key] = observe_failures
         return self._models[key]
 
     def forget(self, model: str, version: str) -> None:
-        """Stop reporting a version's queue depth and stuck calls (after it is unloaded)."""
+        """Stop reporting a version's queue depth, stuck calls and drift observation
+        failures (after it is unloaded)."""
         self._depth_sources.pop((model, version), None)
         self._stuck_sources.pop((model, version), None)
+        self._unobserved_sources.pop((model, version), None)
 
     def models(self) -> list[ModelMetrics]:
         return list(self._models.values())

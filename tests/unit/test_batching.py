@@ -942,3 +942,26 @@ async def test_a_full_batch_runs_as_soon_as_it_is_queued() -> None:
         for caller, out, exc in outcomes.got:
             assert exc is None
             np.testing.assert_array_equal(out["y"], expected(caller, 1))  # type: ignore[index]
+
+
+async def test_an_observer_that_raises_is_counted_and_fails_no_request() -> None:
+    # The drift monitor's failures were only logged: /drift said ok over an empty window,
+    # and nothing a dashboard or alert reads showed it (mlrt_drift_observe_failures_total).
+    from runtime.metrics import ServingMetrics
+
+    def observer(inputs: Tensors, outputs: Tensors) -> None:
+        raise ValueError("cannot count this")
+
+    batcher = Batcher(FakeModel(), config(), observer=observer)
+    metrics = ServingMetrics()
+    metrics.for_model("fake", "1", observe_failures=lambda: batcher.observer_failures)
+    for caller in (1, 2):
+        np.testing.assert_array_equal(
+            (await finish(submit(batcher, rows(caller, 2))))["y"], expected(caller, 2)
+        )
+    await batcher.close()
+    assert batcher.observer_failures == 2
+    got = metrics.registry.get_sample_value(
+        "mlrt_drift_observe_failures_total", {"model": "fake", "version": "1"}
+    )
+    assert got == 2
