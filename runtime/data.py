@@ -301,6 +301,14 @@ def to_columns(data: object, names: Sequence[str] | None = None) -> Columns:
         data = read_table(data)
     if isinstance(data, Mapping):
         cols = {str(k): _column_array(v) for k, v in data.items()}
+    elif hasattr(data, "columns") and hasattr(data, "dtypes") and hasattr(data, "iloc"):
+        # A pandas DataFrame: by its column names (or `names`), each column as its own
+        # array (read as one 2-D array, it had only the names f0, f1, ...).
+        frame: Any = data
+        keys = list(frame.columns) if names is None else list(names)
+        if len(keys) != frame.shape[1]:
+            raise ValueError(f"{len(keys)} names for {frame.shape[1]} columns")
+        cols = {str(k): _series_array(frame.iloc[:, i]) for i, k in enumerate(keys)}
     elif hasattr(data, "column_names") and hasattr(data, "column"):
         cols = {
             str(name): arrow_to_numpy(data.column(i))  # type: ignore[attr-defined]
@@ -324,6 +332,20 @@ def to_columns(data: object, names: Sequence[str] | None = None) -> Columns:
     if len(lengths) > 1:
         raise ValueError(f"columns differ in length: {sorted(lengths)}")
     return cols
+
+
+def _series_array(series: Any) -> np.ndarray:
+    """A pandas column as numpy: numbers of pandas' nullable or Arrow dtypes as numbers
+    (float64 with NaN where one is missing), their text and categories as objects (None
+    where missing, not pd.NA, which reads as the level "<NA>"), numpy columns as they are."""
+    dtype = series.dtype
+    if not isinstance(dtype, np.dtype) and getattr(dtype, "kind", "O") in "iuf":
+        if series.isna().any():
+            return np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan))
+        return np.asarray(series.to_numpy(dtype=dtype.numpy_dtype))
+    if not isinstance(dtype, np.dtype):  # string, category, Arrow text: None where missing
+        return np.asarray(series.to_numpy(dtype=object, na_value=None))
+    return _column_array(series)
 
 
 def _column_array(values: object) -> np.ndarray:

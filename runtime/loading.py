@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -187,6 +187,8 @@ def _warn_on_dtypes(name: str, monitor: ModelMonitor, model: Model) -> None:
                 continue
             served = numpy_dtype(spec.datatype).name
             if f.dtype != served and not (f.dtype is None and served == "float64"):
+                if _exact_in(f, served):
+                    continue
                 off.append(f"{f.name} ({f.dtype or 'unrecorded'}, served {served})")
     if off:
         log.warning(
@@ -197,6 +199,16 @@ def _warn_on_dtypes(name: str, monitor: ModelMonitor, model: Model) -> None:
             ", ".join(off[:5]),
             f" and {len(off) - 5} more" if len(off) > 5 else "",
         )
+
+
+def _exact_in(f: Any, served: str) -> bool:
+    """Whether every value of an integer feature's reference range is exactly a value of
+    the float type it is served in (Month 5..9 profiled as int64, served as float64): the
+    edges then count the same, and a warning about rounding would be wrong."""
+    if f.dtype is None or np.dtype(f.dtype).kind not in "iu" or f.low is None or f.high is None:
+        return False
+    exact = {"float64": 2**53, "float32": 2**24, "float16": 2**11}.get(served)
+    return exact is not None and max(abs(f.low), abs(f.high)) <= exact
 
 
 def resolve_registry_model(config: ModelConfig, registry: str | None) -> ModelConfig:

@@ -2,7 +2,7 @@
 
 Every feature gets its PSI (population stability index: how far the data's shares of
 the reference bins are from the reference's) and a status by the server's own rule:
-a feature is `warn` (PSI past 0.1, moderate) or `alert` (PSI past 0.2, significant)
+a feature is `warn` (PSI past 0.1, moderate) or `alert` (PSI past 0.2, major)
 only when the difference is also more than sampling noise, tested for all features
 together so the whole model keeps a false-alarm rate of about alpha (0.01); and
 never on fewer than min_rows (100) rows. Offline and online give the same answer on
@@ -30,7 +30,7 @@ HELP = "drift report of DATA against a reference profile, or of a running server
 
 LEGEND = (
     "PSI: population stability index against the reference (under 0.1 no change, 0.1-0.2 "
-    "moderate, over 0.2 significant). p: the G-test's p-value of the difference. A feature "
+    "moderate, over 0.2 major). p: the G-test's p-value of the difference. A feature "
     "is warn/alert only when its PSI is past a band and the difference is significant after "
     "Holm's correction over all {n} features at alpha {alpha}, with at least {min_rows} rows."
 )
@@ -277,14 +277,20 @@ def _print_table(console: Any, report: dict[str, Any]) -> None:
     title = f"drift of {name} v{report.get('model_version')}" if name else f"drift of {report['source']}"
     table = Table(title=f"{title}: {rows} rows against {ref} reference rows", title_justify="left")
     for col in ("feature", "kind", "PSI", "band", "p", "status", "missing"):
-        table.add_column(col, justify="left" if col in ("feature", "kind", "band") else "right")
+        # A name folds onto more lines rather than losing its end: probabilities[0] and [1]
+        # cut to "probabilities[…" could not be told apart.
+        table.add_column(
+            col,
+            justify="left" if col in ("feature", "kind", "band") else "right",
+            overflow="fold" if col == "feature" else "ellipsis",
+        )
     t = report["thresholds"]
     for section, items in (("", report["features"]), ("output ", report["outputs"])):
         for f in sorted(items, key=lambda f: -(f["psi"] if f["psi"] is not None else -1)):
             psi = f["psi"]
             band = (
                 "-" if psi is None
-                else "significant" if psi > t["alert_psi"]
+                else "major" if psi > t["alert_psi"]
                 else "moderate" if psi > t["warn_psi"]
                 else "none"
             )  # fmt: skip

@@ -118,10 +118,12 @@ class _Columns:
         cols = [(name, i) for name, w in widths.items() for i in range(w)]
         if len(cols) != len(self.names):
             have = column_names([(n, [-1, w]) for n, w in widths.items()])
+            kind, tensors = ("outputs", "outputs") if what.endswith("(outputs)") else ("features", "inputs")
             raise ConfigError(
-                f"{what}: the profile has {len(self.names)} features {self.names[:5]}"
-                f"{'...' if len(self.names) > 5 else ''} but the model's tensors "
-                f"{list(widths)} have {len(cols)} columns; name features after the columns "
+                f"{what}: the profile has {len(self.names)} {kind} {self.names[:5]}"
+                f"{'...' if len(self.names) > 5 else ''} but the model's {tensors} "
+                f"{list(widths)} have {len(cols)} column{'s' if len(cols) != 1 else ''}; "
+                f"name the profile's {kind} after the columns "
                 f"({', '.join(have[:4])}{', ...' if len(have) > 4 else ''}) or list them in "
                 "signature order"
             )
@@ -302,7 +304,10 @@ def window_json(
         "model_name": model,
         "model_version": version,
         **report_json(
-            report, profile, config, {"seconds": config.window_s, "slices": config.slices, "rows": rows}
+            report,
+            profile,
+            config,
+            {"seconds": float(config.window_s), "slices": config.slices, "rows": rows},
         ),
     }
 

@@ -48,6 +48,11 @@ def test_profile_then_drift(tmp_path, capsys):
     assert _run(drift, [str(out), str(tmp_path / "ref.parquet")]) == 0
     text = capsys.readouterr().out
     assert "status: ok" in text and "population stability index" in text and "Holm" in text
+    # The band past alert_psi is "major": "significant" is the test's word (the JSON's
+    # "significant" is Holm's verdict), and a PSI band said it on rows the test found ok.
+    assert _run(drift, [str(out), str(tmp_path / "cur.parquet")]) == 0
+    text = capsys.readouterr().out
+    assert "major" in text and "significant" not in text.split("PSI:")[0]
 
 
 def test_table_names_the_overall_status_and_small_windows(tmp_path, capsys):

@@ -65,3 +65,31 @@ def test_kinds_that_fit_load(onnx_models: Path, tmp_path: Path) -> None:
     codes = _fit(tmp_path / "c.json", columns, categorical=["input[3]"])
     with runtime.load(str(onnx_models / "mlp.onnx"), profile=codes) as m:
         m.predict({"input": np.zeros((2, 20), np.float32)})
+
+
+def test_whole_numbers_served_as_floats_that_hold_them_are_not_warned_about(
+    onnx_models: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # airquality's Month (5..9) profiled as int64 and served as float32 counts the same: the
+    # warning that counts "can differ by rounding" was wrong. Past 2**24 float32 rounds.
+    rng = np.random.default_rng(2)
+    small = {f"input[{i}]": rng.integers(5, 10, 200) for i in range(20)}
+    with caplog.at_level("WARNING", logger="mlrt"):
+        runtime.load(str(onnx_models / "mlp.onnx"), profile=_fit(tmp_path / "s.json", small)).close()
+    assert "not fitted in the dtypes" not in caplog.text
+    large = {f"input[{i}]": rng.integers(2**25, 2**26, 200) for i in range(20)}
+    with caplog.at_level("WARNING", logger="mlrt"):
+        runtime.load(str(onnx_models / "mlp.onnx"), profile=_fit(tmp_path / "l.json", large)).close()
+    assert "input[0] (int64, served float32)" in caplog.text
+
+
+def test_a_count_mismatch_of_outputs_says_outputs(onnx_models: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    columns = {f"input[{i}]": rng.normal(size=200).astype(np.float32) for i in range(20)}
+    outputs = {f"o{i}": rng.normal(size=200) for i in range(3)}  # the bench MLP has 2
+    profile = _fit(tmp_path / "o.json", columns, outputs=outputs)
+    with pytest.raises(ConfigError) as err:
+        runtime.load(str(onnx_models / "mlp.onnx"), profile=profile)
+    text = str(err.value)
+    assert "the profile has 3 outputs" in text and "but the model's outputs" in text, text
+    assert "have 2 columns;" in text

@@ -111,3 +111,35 @@ def test_fit_parquet_and_csv(tmp_path):
         assert prof.feature("b").counts == [50, 25, 0, 25]
     with pytest.raises(ValueError, match="no such column"):
         Profile.fit(tmp_path / "d.csv", categorical=["nope"])
+
+
+def test_fit_a_pandas_frame_by_its_column_names():
+    # A DataFrame was read as one 2-D array: features f0, f1, ... and, for pandas' nullable
+    # dtypes, an object matrix in which pd.NA became the level "<NA>".
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(
+        {
+            "ozone": pd.Series([41, None, 12, 18] * 50, dtype="Int64"),
+            "wind": pd.Series([7.4, 8.0, None, 11.5] * 50, dtype="Float64"),
+            "cut": pd.Series(["Ideal", None, "Good", "Ideal"] * 50, dtype="string"),
+            "color": pd.Series(["E", "I", None, "E"] * 50, dtype="category"),
+        }
+    )
+    p = Profile.fit(frame)
+    by_name = {f.name: f for f in p.features}
+    assert list(by_name) == ["ozone", "wind", "cut", "color"]
+    assert [f.kind for f in p.features] == ["numeric", "numeric", "categorical", "categorical"]
+    assert all(f.null_fraction == 0.25 for f in p.features)
+    assert by_name["cut"].levels == ["Good", "Ideal"] and by_name["color"].levels == ["E", "I"]
+    # The same numbers as numpy columns give the same profile.
+    plain = Profile.fit(
+        {
+            "ozone": frame["ozone"].to_numpy(dtype=float, na_value=np.nan),
+            "wind": frame["wind"].to_numpy(dtype=float, na_value=np.nan),
+            "cut": np.array(frame["cut"].to_numpy(dtype=object, na_value=None)),
+            "color": np.array(frame["color"].to_numpy(dtype=object, na_value=None)),
+        }
+    )
+    assert [f.counts for f in p.features] == [f.counts for f in plain.features]
+    renamed = Profile.fit(frame[["ozone", "wind"]], names=["a", "b"])
+    assert [f.name for f in renamed.features] == ["a", "b"]
