@@ -38,7 +38,7 @@ from ..offline.scoring import BatchScorer, ScorerSpec
 from ..quality import accuracy, f1, log_loss, mae, rmse, roc_auc
 from ..quality.labels import ClassIndex, as_labels, plain_classes
 from ..quality.prediction import PredictionSpec, prediction_spec
-from ..registry.card import artifact_sha256
+from ..registry.card import artifact_sha256, hash_file_into
 
 __all__ = ["METRICS", "GateResult", "gate"]
 
@@ -171,9 +171,7 @@ def data_sha256(paths: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         digest.update(Path(path).name.encode() + b"\0")
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        hash_file_into(digest, path)
     return digest.hexdigest()
 
 

@@ -137,10 +137,16 @@ def artifact_sha256(path: str | PathLike[str]) -> str:
     for f in files:
         if root.is_dir():
             digest.update(f.relative_to(root).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        hash_file_into(digest, f)
     return digest.hexdigest()
+
+
+def hash_file_into(digest: Any, path: str | PathLike[str]) -> None:
+    """Feed a file's bytes to `digest`, a megabyte at a time (a model or data file may be
+    larger than memory allows at once)."""
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
 
 
 def check_gate_judged(report: Mapping[str, Any], source: str | PathLike[str]) -> None:
