@@ -461,7 +461,7 @@ def test_three_d_tensor_is_a_config_error(numeric_profile: Profile) -> None:
 def test_output_mismatch_is_a_config_error() -> None:
     rng = np.random.default_rng(15)
     profile = Profile.fit(rng.normal(size=(100, 2)), outputs=rng.normal(size=(100, 3)))
-    with pytest.raises(ConfigError, match=r"\(outputs\).*3 features.*have 2 columns"):
+    with pytest.raises(ConfigError, match=r"\(outputs\).*3 outputs.*have 2 columns"):
         _monitor(profile, [("x", [-1, 2])], [("probabilities", [-1, 2])])
 
 
