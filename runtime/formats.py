@@ -339,17 +339,16 @@ def _flat_leaf(where: str, column: Any, pa: Any) -> tuple[np.ndarray, str]:
     datatype = arrow_datatype(t)
     if datatype is None:
         raise InvalidInput(f"{where}: unsupported Arrow type {t}")
-    if column.null_count and datatype != "BYTES":
-        hint = (
-            ": send a missing number as NaN (pa.Table.from_pandas turns NaN into null; "
-            "pa.array(series.to_numpy()) keeps it)"
-            if datatype in ("FP16", "FP32", "FP64")
-            else ""
+    if column.null_count and datatype not in ("BYTES", "FP16", "FP32", "FP64"):
+        raise InvalidInput(
+            f"{where}: {column.null_count} null values; {datatype} tensors cannot hold a missing "
+            "value (float ones take it as NaN)"
         )
-        raise InvalidInput(f"{where}: {column.null_count} null values; tensors cannot hold nulls{hint}")
     if datatype == "BYTES":  # a null is a missing value (None), for models that take one
         items = [v.encode("utf-8") if isinstance(v, str) else v for v in column.to_pylist()]
         return object_array(items, (len(items),)), datatype
+    # A null in a float column is NaN, the missing number (pa.Table.from_pandas writes a
+    # pandas NaN as null), as `mlrt predict` reads one from a file.
     return column.to_numpy(zero_copy_only=False), datatype
 
 
