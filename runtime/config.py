@@ -486,7 +486,10 @@ def _is_registry_ref(ref: str) -> bool:
     if ref.endswith(".onnx") or os.path.exists(ref) or ":" in ref:
         return False
     name, slash, version = ref.partition("/")
-    return "@" in ref or (bool(slash) and "/" not in version and version.isdigit())
+    if "@" in ref or (bool(slash) and "/" not in version and version.isdigit()):
+        return True
+    # A bare name that is no file is the registry's shorthand for name@production: docs/registry.md.
+    return not slash and "." not in ref and is_valid_name(ref)
 
 
 def _registry_name(ref: str) -> str:

@@ -89,6 +89,13 @@ def locate(spec: str, registry: str | None = None) -> tuple[Registry, str]:
             return get_registry(registry), spec
         return get_registry(spec), spec
     if not registry:
+        if "@" not in spec and "/" not in spec:  # the shorthand, or a model file misnamed
+            raise RegistryError(
+                f"{spec!r} is no model file, and as a registry reference ({spec}@production) it "
+                "needs a registry: pass --registry DIR or set MLRT_REGISTRY. A model file is a "
+                "path ending in .onnx, a pickled model (.pkl, .joblib), an MLflow model directory "
+                "or package.module:object"
+            )
         raise RegistryError(f"{spec!r} names a registry model, but no registry is given: "
                             "pass --registry DIR or set MLRT_REGISTRY")
     return get_registry(registry), spec

@@ -177,3 +177,17 @@ def test_a_profile_that_does_not_fit_the_model_is_refused_at_registration(env, c
     # A model that does not load here is registered, and the user is told it was not checked.
     assert _cli(env, "register", str(env["model"]), "--name", "raw", "--profile", str(env["profile"])) == 0
     assert "stored without checking" in capsys.readouterr().err
+
+
+def test_a_bare_name_serves_its_production_version(env, capsys):
+    import runtime
+    from bench import models as bench_models
+
+    model = env["root"].parent / "mlp.onnx"
+    bench_models.mlp(model)
+    assert _cli(env, "register", str(model), "--name", "scorer") == 0
+    assert _cli(env, "register", str(model), "--name", "scorer") == 0
+    assert _cli(env, "promote", "scorer", "2", "--alias", "production") == 0
+    with runtime.load("scorer", registry=str(env["root"])) as m:
+        assert m.model.version == "2"
+        assert m.predict({"input": np.zeros((1, 20), np.float32)})

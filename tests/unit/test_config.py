@@ -71,12 +71,26 @@ def test_model_spec_of_an_existing_file_without_suffix_is_onnx(tmp_path: Path) -
         ("name=model.h5", "no such model file or directory: 'model.h5'"),
         ("iris=iris.onx", "no such model file or directory: 'iris.onx'"),  # a typo, not a format
         ("models/churn", "no such model file or directory: 'models/churn'"),
-        ("no_such_thing", "cannot tell how to load 'no_such_thing'"),
     ],
 )
 def test_bad_model_spec(spec: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         parse_model_spec(spec)
+
+
+def test_a_bare_name_is_the_registry_shorthand(monkeypatch: pytest.MonkeyPatch) -> None:
+    # docs/registry.md: `name` is shorthand for name@production; mlrt serve and runtime.load
+    # said "cannot tell how to load 'fraud'", naming no registry form at all.
+    import runtime
+    from runtime.errors import ModelLoadError
+
+    cfg = parse_model_spec("fraud")
+    assert (cfg.name, cfg.registry_ref) == ("fraud", "fraud")
+    assert parse_model_spec("live=fraud").registry_ref == "fraud"
+    monkeypatch.delenv("MLRT_REGISTRY", raising=False)
+    with pytest.raises(ModelLoadError, match=r"'fraud' is no model file, and as a registry reference "
+                       r"\(fraud@production\) it needs a registry"):
+        runtime.load("fraud")
 
 
 @pytest.mark.parametrize(
