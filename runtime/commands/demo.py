@@ -65,10 +65,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _drift_summary(doc: dict[str, Any]) -> tuple[str, list[tuple[str, float, str]]]:
+    # Outputs too, and the most severe first: the model's status can come from an output
+    # (the scores move when the inputs do), and a line reading "drift alert" above three
+    # features in warn left a newcomer asking where the alert was.
     feats = [
-        (f["name"], f["psi"], f["status"]) for f in doc.get("features", []) if f.get("psi") is not None
+        (f"{prefix}{f['name']}", f["psi"], f["status"])
+        for prefix, section in (("", "features"), ("output ", "outputs"))
+        for f in doc.get(section, [])
+        if f.get("psi") is not None
     ]
-    feats.sort(key=lambda t: -t[1])
+    severity = {"alert": 0, "warn": 1}
+    feats.sort(key=lambda t: (severity.get(t[2], 2), -t[1]))
     return doc.get("status", "?"), feats
 
 
@@ -153,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         def saw(status: str, top: list[tuple[str, float, str]]) -> None:
             if order.get(status, -1) > order.get(peak[0], -1):
                 peak[0] = status
-            seen.update(name for name, _, st in top if st == "alert")
+            seen.update(name for name, _, st in top if st == "alert" and not name.startswith("output "))
 
         async def main() -> dict[str, float]:
             live = Live(console=console, refresh_per_second=4) if console.is_terminal else None

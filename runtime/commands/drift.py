@@ -307,10 +307,11 @@ def _print_table(console: Any, report: dict[str, Any]) -> None:
     console.print(table)
     counts = {s: sum(f["status"] == s for f in columns) for s in ("alert", "warn")}
     detail = ", ".join(f"{n} in {s}" for s, n in counts.items() if n) or "no feature drifting"
+    if rows < t["min_rows"]:
+        # Not "no feature drifting": below min_rows nothing was judged, whatever the PSIs.
+        detail = f"not judged: only {rows} rows, statuses need at least {t['min_rows']} (min_rows)"
     status = report["status"]
     console.print(f"status: [{style[status]}]{status}[/] ({detail})")
-    if rows < t["min_rows"]:
-        console.print(f"only {rows} rows: statuses need at least {t['min_rows']} (min_rows)")
     console.print(
         LEGEND.format(n=len(columns), alpha=t["alpha"], min_rows=t["min_rows"]), style="dim"
     )
