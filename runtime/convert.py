@@ -49,8 +49,10 @@ _INTEGERS = [n for n, d in V2_TO_NUMPY.items() if d.kind in "iu"]
 def _plan(sent: str, want: str) -> _Conversion | str:
     """How `sent` becomes `want`, or why it does not (the middle of the refusal message)."""
     src, dst = V2_TO_NUMPY[sent], V2_TO_NUMPY[want]
-    if "BYTES" in (sent, want):
-        return "BYTES holds strings, which convert to no other datatype"
+    if want == "BYTES":
+        return "numbers do not convert to text (send the values as strings)"
+    if sent == "BYTES":
+        return "text converts to no other datatype (send the values as numbers)"
     if dst.kind == "f":
         limit = float(np.finfo(dst).max)
         if src.kind == "f":

@@ -124,7 +124,16 @@ class OnnxModel:
                 config.source, sess_options=opts, providers=list(config.providers)
             )
         except Exception as exc:  # onnxruntime raises several unrelated types
-            raise ModelLoadError(f"model '{config.name}': cannot load {config.source!r}: {exc}") from exc
+            hint = ""
+            if not str(config.source).lower().endswith((".onnx", ".ort")):
+                # `mlrt serve train.csv` reads any other file as ONNX: say why it was tried.
+                hint = (
+                    " (a file not named .onnx is read as ONNX; a model is an .onnx file, a pickled "
+                    "model (.pkl, .joblib), an MLflow model directory or package.module:object)"
+                )
+            raise ModelLoadError(
+                f"model '{config.name}': cannot load {config.source!r}: {exc}{hint}"
+            ) from exc
         # One RunOptions for every call: without it, each run builds a default one (about
         # a microsecond, more with cold caches). Run only reads it, so threads may share it.
         self._run_options = ort.RunOptions()

@@ -126,6 +126,14 @@ class _Columns:
                 f"name the profile's {kind} after the columns "
                 f"({', '.join(have[:4])}{', ...' if len(have) > 4 else ''}) or list them in "
                 "signature order"
+                + (
+                    f". {len(self.names) - len(cols)} more feature"
+                    f"{'s' if len(self.names) - len(cols) > 1 else ''} than columns: a target or id "
+                    "column profiled with them? `mlrt profile DATA -o REF.json --model MODEL` "
+                    "profiles what the model takes (--exclude COL leaves one out)"
+                    if kind == "features" and len(self.names) > len(cols)
+                    else ""
+                )
             )
         # By position, a feature named after a tensor must land on that very tensor.
         wrong = [(f, t) for f, (t, _) in zip(self.names, cols, strict=True) if f in widths and f != t]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import warnings
 import zlib
 from collections import Counter
@@ -263,7 +264,15 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | PathLike[str]) -> Profile:
-        with open(path, encoding="utf-8") as fh:
+        try:
+            fh = open(path, encoding="utf-8")
+        except FileNotFoundError:
+            # Still a FileNotFoundError (callers tell it apart), worded for the commands'
+            # one-line errors rather than as "[Errno 2] No such file or directory".
+            raise FileNotFoundError(
+                f"no such profile: {os.fspath(path)} (make one with `mlrt profile DATA -o REF.json`)"
+            ) from None
+        with fh:
             try:
                 doc = json.load(fh)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -297,11 +298,14 @@ class BatchScorer:
         """The model's input tensors from a record batch, in the model's datatypes."""
         names = self.input_columns(batch.schema.names)
         columns = {name: arrow_to_numpy(batch.column(name)) for name in names}
-        feeds, _ = map_inputs(self.model.inputs, columns)
+        feeds, fed = map_inputs(self.model.inputs, columns)
         try:
             return check_inputs(self.model, feeds, {k: v2_datatype(v.dtype) for k, v in feeds.items()})
         except InvalidInput as exc:
-            raise InvalidInput(f"{exc} (fed from column(s) {names[:8]})") from None
+            # The columns of the input the message names, not every column read.
+            named = re.match(r"input '([^']*)'", str(exc))
+            culprits = [c for c, spec in fed.items() if named and spec.name == named.group(1)] or names
+            raise InvalidInput(f"{exc} (fed from column(s) {culprits[:8]})") from None
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's outputs for its input tensors (ModelFailure if the model raises)."""

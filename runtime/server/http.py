@@ -199,7 +199,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code, headers=exc.headers)
-    return error_response(exc.status_code, str(exc.detail), exc.headers)
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        # Starlette's own words for a path no route matches: say which, and the usual slip.
+        path = request.url.path
+        slash = " (without the trailing '/')" if path.endswith("/") and path != "/" else ""
+        message = (
+            f"no such path: {request.method} {path}{slash}; models answer at "
+            "/v2/models/{name}/infer, and GET /openapi.json lists every route"
+        )
+    elif exc.status_code == 405 and message == "Method Not Allowed":
+        message = f"{request.method} is not allowed on {request.url.path}"
+    return error_response(exc.status_code, message, exc.headers)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

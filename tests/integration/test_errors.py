@@ -211,7 +211,10 @@ def test_unknown_version(http: httpx.Client, suffix: str) -> None:
 
 
 def test_unknown_route(http: httpx.Client) -> None:
-    assert_error(http, http.get("/v2/nothing/here"), 404)
+    # Starlette's bare "Not Found" named neither the path nor the usual slip.
+    assert_error(http, http.get("/v2/nothing/here"), 404, "no such path: GET /v2/nothing/here")
+    slash = http.post(MLP + "/", content=body(mlp_input()))
+    assert_error(http, slash, 404, f"POST {MLP}/ (without the trailing '/')", "/openapi.json")
 
 
 def test_wrong_method(http: httpx.Client) -> None:

@@ -118,8 +118,13 @@ def test_messages_name_the_input_both_datatypes_and_what_is_taken() -> None:
         "send INT64 or one that converts to it (UINT8, UINT16, UINT32, INT8, INT16, INT32)"
     )
     assert refusal("x", "BYTES", "FP32") == (
-        "input 'x': the model takes FP32, not BYTES: BYTES holds strings, which convert to no other "
-        "datatype; send FP32 or one that converts to it (BOOL, any integer datatype, FP16, FP64)"
+        "input 'x': the model takes FP32, not BYTES: text converts to no other datatype (send the "
+        "values as numbers); send FP32 or one that converts to it (BOOL, any integer datatype, FP16, FP64)"
+    )
+    # Numbers sent to a text input: the message said what text cannot become.
+    assert refusal("plan", "FP64", "BYTES") == (
+        "input 'plan': the model takes BYTES, not FP64: numbers do not convert to text (send the "
+        "values as strings); send BYTES"
     )
     assert refusal("b", "INT8", "BOOL") == (
         "input 'b': the model takes BOOL, not INT8: a BOOL input takes BOOL only; send BOOL"

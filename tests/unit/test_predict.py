@@ -692,3 +692,32 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(iris, tmp_path) -> Non
         os.close(write)
     assert proc.returncode == 141 and "Traceback" not in proc.stderr, proc.stderr
     assert (tmp_path / "o.parquet").exists()  # the work was done; only its summary was lost
+
+
+def test_a_refused_input_names_only_the_columns_that_feed_it(tmp_path, capsys) -> None:
+    # A missing text value for an ONNX string input named every column read as its source.
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["plan"], ["plan_out"]),
+            helper.make_node("Identity", ["tenure"], ["t"]),
+        ],
+        "two",
+        [
+            helper.make_tensor_value_info("plan", TensorProto.STRING, ["n", 1]),
+            helper.make_tensor_value_info("tenure", TensorProto.FLOAT, ["n", 1]),
+        ],
+        [
+            helper.make_tensor_value_info("plan_out", TensorProto.STRING, ["n", 1]),
+            helper.make_tensor_value_info("t", TensorProto.FLOAT, ["n", 1]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    (tmp_path / "two.onnx").write_bytes(model.SerializeToString())
+    table = pa.table({"plan": pa.array(["a", None, "b"]), "tenure": pa.array([1.0, 2.0, 3.0])})
+    pq.write_table(table, tmp_path / "d.parquet")
+    out = tmp_path / "o.parquet"
+    assert mlrt(["predict", str(tmp_path / "two.onnx"), str(tmp_path / "d.parquet"), "-o", str(out)]) == 2
+    said = capsys.readouterr().err
+    assert "input 'plan'" in said and "(fed from column(s) ['plan'])" in said, said

@@ -93,3 +93,12 @@ def test_a_count_mismatch_of_outputs_says_outputs(onnx_models: Path, tmp_path: P
     text = str(err.value)
     assert "the profile has 3 outputs" in text and "but the model's outputs" in text, text
     assert "have 2 columns;" in text
+
+
+def test_a_profile_with_one_column_too_many_suggests_profiling_with_the_model(
+    onnx_models: Path, tmp_path: Path
+) -> None:
+    # The usual cause: the label column left in `mlrt profile DATA` without --model.
+    profile = _fit(tmp_path / "t.json", np.random.default_rng(4).normal(size=(200, 21)))
+    with pytest.raises(ConfigError, match=r"1 more feature than columns: a target or id column"):
+        runtime.load(str(onnx_models / "mlp.onnx"), profile=profile)
