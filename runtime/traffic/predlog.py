@@ -239,13 +239,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_log(directory: str | os.PathLike[str]) -> pa.Table:
-    """Every closed file of a prediction log (all models, all versions) as one table.
-    Columns that only some models have are null for the others' rows."""
-    files = sorted(Path(directory).rglob("predictions-*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{directory}: no closed prediction log files (predictions-*.parquet)")
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+def read_log(directory: str | os.PathLike[str], *, open_files: bool = True) -> pa.Table:
+    """Every file of a prediction log (all models, all versions) as one table: the closed
+    Parquet files and, with `open_files`, the ones a running server is still writing (their
+    rows up to its last flush, every `flush_s`): a log reads before its first rotation
+    (`rotate_s`, an hour by default). Columns that only some models have are null for the
+    others' rows."""
+    root = Path(directory)
+    # The open files first, then the closed ones: a file closed meanwhile is then found as
+    # Parquet (complete) and its stream's rows are dropped, never counted twice or lost.
+    streams = sorted(root.rglob("predictions-*.arrows")) if open_files else []
+    open_tables = [(path, _read_stream(path)) for path in streams]
+    files = sorted(root.rglob("predictions-*.parquet"))
+    closed = set(files)
+    tables = [pq.read_table(f) for f in files]
+    for path, table in open_tables:
+        if table is not None and table.num_rows and path.with_suffix(".parquet") not in closed:
+            tables.append(table)
+    if not tables:
+        raise FileNotFoundError(f"{directory}: no prediction log files (predictions-*.parquet, *.arrows)")
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 class PredictionLog:

@@ -163,3 +163,38 @@ def test_a_sampled_request_is_logged_with_every_role_or_not_at_all(tmp_path: Pat
     shadow = {r["id"] for r in rows if r["role"] == "shadow"}
     assert primary == shadow
     assert 0.25 < len(primary) / 2000 < 0.35
+
+
+def test_a_running_log_reads_before_its_first_rotation(tmp_path: Path) -> None:
+    # The open file rotates after rotate_s (an hour): read_log found "no closed files" until
+    # then. It now reads the open stream's flushed rows.
+    log = PredictionLog("ep", str(tmp_path), flush_s=0.01)
+    log.start()
+    try:
+        for i in range(5):
+            _offer(log, i)
+        deadline = time.monotonic() + 10
+        while log.written < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert list(tmp_path.rglob("*.arrows")) and not list(tmp_path.rglob("*.parquet"))
+        ids = read_log(tmp_path).column("id").to_pylist()
+        assert sorted(ids) == sorted(f"req-{i}" for i in range(5) for _ in range(2))
+        with pytest.raises(FileNotFoundError, match="no prediction log files"):
+            read_log(tmp_path, open_files=False)
+    finally:
+        log.close()
+
+
+def test_reading_while_files_rotate_reads_no_row_twice(tmp_path: Path) -> None:
+    log = PredictionLog("ep", str(tmp_path), flush_s=0.005, rotate_mb=0.002)
+    log.start()
+    try:
+        for i in range(400):
+            _offer(log, i)
+            if i % 40 == 0:
+                pairs = read_log(tmp_path).select(["id", "row"]).to_pylist() if i else []
+                assert len(pairs) == len({(p["id"], p["row"]) for p in pairs}), "a row read twice"
+                time.sleep(0.01)
+    finally:
+        log.close()
+    assert read_log(tmp_path).num_rows == 800 and log.files > 1
