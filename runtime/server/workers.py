@@ -128,6 +128,14 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
+            # The other workers' TCP sockets came with the fork. Held here, each kept its
+            # socket listening after its own worker closed it at SIGTERM: the kernel took new
+            # connections into a queue no one accepted and reset them when the last worker
+            # exited, where one server refuses them at once.
+            mine = self.listeners(i)
+            for sock in self.socks:
+                if sock not in mine:
+                    sock.close()
             from .run import serve
 
             peers = Peers(i, self.count, self.run_dir, self.token, self.shared.memory)

@@ -234,6 +234,37 @@ def test_sigterm_drains_both_workers(tmp_path: Path) -> None:
     assert "Traceback" not in srv.stderr()
 
 
+def test_after_sigterm_new_connections_are_refused_not_taken_and_reset(tmp_path: Path) -> None:
+    # Each worker inherited the other's listening socket at the fork and held it: after
+    # SIGTERM the kernel still took connections for a worker that had closed its own, and
+    # reset them when the last worker exited. One server refuses them at once.
+    import time
+
+    srv = start_server([f"slow={PYMODELS}:sleepy"], tmp_path, ["--workers", "2"])
+    host, port = srv.host_port.split(":")
+    body = json.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]}
+    ).encode()
+    busy = socket.create_connection((host, int(port)))  # a second's call keeps one worker draining
+    head = b"POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    busy.sendall(head + body)
+    time.sleep(0.3)
+    srv.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    taken = []
+    for _ in range(8):  # SO_REUSEPORT hashes each new connection to one of the two sockets
+        try:
+            with socket.create_connection((host, int(port)), timeout=2) as c:
+                taken.append(c.getsockname())
+        except ConnectionRefusedError:
+            pass
+    assert not taken, f"{len(taken)} connections taken after SIGTERM, to be reset at exit"
+    busy.settimeout(10)
+    assert busy.recv(64).startswith(b"HTTP/1.1 200"), "the call under way is answered"
+    busy.close()
+    assert srv.process.wait(timeout=30) == 0, srv.stderr()
+
+
 def test_a_change_through_one_worker_is_made_on_both(tmp_path: Path, model_dir: Path) -> None:
     srv = start_server(
         [f"mlp={model_dir / 'mlp.onnx'}", f"iris={PYMODELS}:iris"], tmp_path, ["--workers", "2"]
