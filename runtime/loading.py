@@ -30,16 +30,20 @@ def build(
     monitor_config: MonitorConfig,
     registry: str | None,
     fallback_profile: str | None = None,
+    pin: str | None = None,
 ) -> LoadedModel:
     """Load, calibrate and warm up one model version, without serving it yet.
 
     Blocking (file I/O, model load). A registry reference is resolved to the version it
-    points at now; the entry remembers the reference (`origin`) to reload from it.
+    points at now, or to version `pin` of the same model; the entry remembers the reference
+    (`origin`) to reload from it and to follow its alias.
     `fallback_profile`: the profile to judge drift by when the version brings none (the
     version it replaces was monitored), if it fits the new version's inputs and outputs.
     """
     origin = config
     if config.registry_ref is not None:
+        if pin is not None:
+            config = dataclasses.replace(config, registry_ref=pinned_ref(config.registry_ref, pin))
         config = resolve_registry_model(config, registry)
     model = load_model(config)
     entry = None
@@ -209,6 +213,15 @@ def _exact_in(f: Any, served: str) -> bool:
         return False
     exact = {"float64": 2**53, "float32": 2**24, "float16": 2**11}.get(served)
     return exact is not None and max(abs(f.low), abs(f.high)) <= exact
+
+
+def pinned_ref(ref: str, version: str) -> str:
+    """The registry reference of one version of the model `ref` names (`fraud@production`,
+    `fraud`, `models:/fraud@champion` -> `fraud/3`, `models:/fraud/3`)."""
+    mlflow = ref.startswith("models:/")
+    body = ref[len("models:/") :] if mlflow else ref
+    name = body.split("@")[0].split("/")[0]
+    return f"{'models:/' if mlflow else ''}{name}/{version}"
 
 
 def resolve_registry_model(config: ModelConfig, registry: str | None) -> ModelConfig:

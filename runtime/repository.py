@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -79,23 +79,29 @@ class Repository:
         metrics: ServingMetrics | None = None,
         monitor_config: MonitorConfig | None = None,
         registry: str | None = None,
+        pins: Mapping[str, str] | None = None,
     ) -> Repository:
-        """Load every configured model (runtime/loading.py) into a new repository."""
+        """Load every configured model (runtime/loading.py) into a new repository.
+
+        `pins`: by model name, the registry version to load instead of the one its alias
+        points at now (a restarted worker serves what the other workers serve)."""
         repo = cls(
             metrics=metrics if metrics is not None else ServingMetrics(),
             monitor_config=monitor_config if monitor_config is not None else MonitorConfig(),
             registry=registry,
         )
         for cfg in configs:
-            repo.register(repo.build(cfg))
+            repo.register(repo.build(cfg, pin=(pins or {}).get(cfg.name)))
         return repo
 
-    def build(self, config: ModelConfig, fallback_profile: str | None = None) -> LoadedModel:
+    def build(
+        self, config: ModelConfig, fallback_profile: str | None = None, pin: str | None = None
+    ) -> LoadedModel:
         """Load a version with this repository's metrics, monitoring and registry, without
         serving it yet (blocking: a worker thread's job once serving)."""
         from .loading import build
 
-        return build(config, self.metrics, self.monitor_config, self.registry, fallback_profile)
+        return build(config, self.metrics, self.monitor_config, self.registry, fallback_profile, pin)
 
     def register(self, entry: LoadedModel) -> None:
         self.models.setdefault(entry.config.name, {})[entry.model.version] = entry

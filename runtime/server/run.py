@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -87,6 +88,21 @@ class Stopped:
     failure: str | None = None
 
 
+def served_versions(peers: Peers) -> dict[str, str]:
+    """The model versions another worker serves, by name ({} when none answers: the worker
+    then loads what its configuration says, as at the server's start)."""
+    import orjson
+
+    for i in peers.others():
+        try:
+            status, body = asyncio.run(peers.call(i, "GET", "/v2/repository/index"))
+            if status == 200:
+                return {m["name"]: m["version"] for m in orjson.loads(body) if m.get("version")}
+        except (OSError, TimeoutError, ValueError, KeyError) as exc:
+            log.warning("worker %d: cannot ask worker %d what it serves: %s", peers.index, i, exc)
+    return {}
+
+
 def serve(
     config: ServerConfig,
     repository: Repository | None = None,
@@ -108,8 +124,12 @@ def serve(
     quiet = peers is not None and not peers.leader  # the leader alone says what is served
     try:
         if repository is None:
+            # A worker started again after a crash loads the versions the others serve: its
+            # models' aliases may have moved since to a version the others refused (a file
+            # that does not load), and loading that one failed it again and again.
+            pins = served_versions(peers) if peers is not None and peers.restarted() else None
             repository = Repository.load(
-                config.models, monitor_config=config.monitor, registry=config.registry
+                config.models, monitor_config=config.monitor, registry=config.registry, pins=pins
             )
         for entry in [] if quiet else repository.entries():
             m = entry.model

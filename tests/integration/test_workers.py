@@ -460,6 +460,39 @@ def test_the_leader_follows_the_alias_and_every_worker_swaps(tmp_path: Path, mod
         stop_server(srv)
 
 
+def test_a_restarted_worker_serves_what_the_others_serve_not_the_alias_s_bad_version(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    # The alias moved to a version that does not load: the workers refused it and kept v1. A
+    # worker restarted after a crash loaded the alias' version, failed, and was restarted
+    # again and again while the kernel queued its share of new connections for no one.
+    from runtime.registry import FilesystemRegistry
+
+    reg = FilesystemRegistry(tmp_path / "registry")
+    v1 = reg.register(model_dir / "mlp.onnx", "fraud")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes((model_dir / "mlp.onnx").read_bytes()[:200])
+    v2 = reg.register(broken, "fraud")
+    reg.set_alias("fraud", "production", v1)
+    srv = start_server(
+        ["fraud@production"],
+        tmp_path,
+        ["--workers", "2", "--registry", str(reg.root), "--registry-poll", "0.1", "--log-level", "info"],
+    )
+    try:
+        reg.set_alias("fraud", "production", v2)
+        wait_for(lambda: "is not tried again until the alias moves" in srv.stderr(), 30, "v2 refused")
+        os.kill(_children(srv.process.pid)[1], signal.SIGKILL)
+        wait_for(lambda: "worker 1: caught up" in srv.stderr(), 30, "the restarted worker serving")
+        for _ in range(12):  # fresh connections reach both workers
+            r = httpx.get(f"{srv.url}/v2/models/fraud", headers={"connection": "close"}, timeout=10)
+            assert r.status_code == 200 and r.json()["versions"] == [v1]
+        restarts = _per_worker(_metrics(srv.url), "mlrt_worker_restarts_total")
+        assert restarts == {"0": 0, "1": 1}, restarts
+    finally:
+        stop_server(srv)
+
+
 def test_drift_counts_survive_a_restart_worker_by_worker(tmp_path: Path) -> None:
     state = tmp_path / "state"
     args = ["--workers", "2", "--profile", f"demo={DEMO / 'profile.json'}", "--state-dir", str(state)]
