@@ -177,7 +177,9 @@ def msgpack_loads(body: bytes, what: str) -> dict[str, Any]:
         )
     except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
         # ValueError covers ExtraData, FormatError, StackError and invalid UTF-8 in a str.
-        raise InvalidInput(f"malformed msgpack in {what}: {type(exc).__name__}: {exc}") from None
+        # msgpack's FormatError says nothing more than its name: say what it means.
+        said = str(exc) or "a byte that starts no msgpack value (is the body msgpack?)"
+        raise InvalidInput(f"malformed msgpack in {what}: {type(exc).__name__}: {said}") from None
     if not isinstance(doc, dict):
         raise InvalidInput(f"the {what} must be a msgpack map, got {type(doc).__name__}")
     return doc

@@ -223,7 +223,7 @@ X = {"datatype": "FP32", "shape": [1, 3], "data": b"\0" * 12}
     ("raw", "match"),
     [
         (b"", "malformed msgpack in request"),
-        (b"\xc1", "malformed msgpack"),
+        (b"\xc1", "malformed msgpack in request: FormatError: a byte that starts no msgpack value"),
         (body({"inputs": {}}) + b"\x00", "malformed msgpack"),
         (b"\x81\xa1", "malformed msgpack"),  # truncated
         (b"\xde\xff\xff", "malformed msgpack"),  # map of 65535 entries in 3 bytes
