@@ -106,6 +106,8 @@ class Supervisor:
         self.due: dict[int, float] = {}  # slot -> when it is restarted
         self.codes: list[int] = []
         self._mask: set[signal.Signals] = set()
+        tcp = [sock for sock in socks if sock.family != socket.AF_UNIX]
+        self.port = tcp[0].getsockname()[1] if tcp else 0  # the port bound (--port 0 picks one)
 
     # -- one worker -------------------------------------------------------------
     def listeners(self, i: int) -> list[socket.socket]:
@@ -114,11 +116,33 @@ class Supervisor:
         return [*tcp[i : i + 1], *(s for s in self.socks if s.family == socket.AF_UNIX)]
 
     def spawn(self, i: int) -> None:
+        self._reopen(i)
         pid = os.fork()
         if pid == 0:
             self._worker(i)  # never returns
         self.pids[pid] = i
         self.born[i] = time.monotonic()
+
+    def _shut(self, i: int) -> None:
+        """Close worker i's TCP socket while it cannot start: SO_REUSEPORT kept handing it
+        its share of new connections, which waited for a worker that kept failing (up to
+        the longest restart pause, again and again) while the others served. Closed, the
+        kernel gives them to the other workers; what it had queued is reset, to retry."""
+        tcp = [sock for sock in self.socks if sock.family != socket.AF_UNIX]
+        if i < len(tcp) and tcp[i].fileno() != -1:
+            tcp[i].close()
+            log.warning(
+                "worker %d failed before it served: its share of new connections goes to the "
+                "other workers until it serves again", i,
+            )  # fmt: skip
+
+    def _reopen(self, i: int) -> None:
+        """Bind worker i's TCP socket again, on the server's port, if _shut closed it."""
+        from .sockets import tcp_sockets
+
+        positions = [k for k, sock in enumerate(self.socks) if sock.family != socket.AF_UNIX]
+        if i < len(positions) and self.socks[positions[i]].fileno() == -1:
+            self.socks[positions[i]] = tcp_sockets(self.config.host, self.port, 1)[0]
 
     def _worker(self, i: int) -> None:
         code = 1
@@ -214,6 +238,8 @@ class Supervisor:
             ended.append((pid, i, code))
             self.codes.append(code if code >= 0 else 1)
             if restart:
+                if self.shared.serving_pid(i) != pid:
+                    self._shut(i)
                 lived = time.monotonic() - self.born[i]
                 pause = _PAUSE_S[0] if lived >= _HEALTHY_S else self.pause.get(i, _PAUSE_S[0])
                 self.pause[i] = min(_PAUSE_S[1], pause * 2)

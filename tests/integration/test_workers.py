@@ -493,6 +493,33 @@ def test_a_restarted_worker_serves_what_the_others_serve_not_the_alias_s_bad_ver
         stop_server(srv)
 
 
+def test_a_worker_that_cannot_start_again_leaves_its_connections_to_the_others(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    # The model file went away after the start: worker 1, killed, failed to load at every
+    # restart, and SO_REUSEPORT kept queueing its share of new connections for it (they hung
+    # while /ready, answered by worker 0, said 200). Its socket now closes until it serves.
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(model_dir / "mlp.onnx", model)
+    srv = start_server([f"mlp={model}"], tmp_path, ["--workers", "2", "--log-level", "info"])
+    try:
+        answering = ("mlrt_workers_answering", ())
+        wait_for(lambda: "2 workers serving" in srv.stderr(), 30, "both workers serving")
+        model.rename(tmp_path / "away.onnx")
+        os.kill(_children(srv.process.pid)[1], signal.SIGKILL)
+        wait_for(lambda: "worker 1 failed before it served" in srv.stderr(), 30, "a failed restart")
+        for _ in range(16):  # fresh connections: before, about half waited for worker 1
+            r = httpx.get(f"{srv.url}/v2/health/ready", headers={"connection": "close"}, timeout=5)
+            assert r.status_code == 200
+        (tmp_path / "away.onnx").rename(model)
+        wait_for(lambda: "worker 1: caught up" in srv.stderr(), 60, "worker 1 serving again")
+        wait_for(lambda: _metrics(srv.url).get(answering) == 2, 30, "both workers answering")
+    finally:
+        stop_server(srv)
+
+
 def test_drift_counts_survive_a_restart_worker_by_worker(tmp_path: Path) -> None:
     state = tmp_path / "state"
     args = ["--workers", "2", "--profile", f"demo={DEMO / 'profile.json'}", "--state-dir", str(state)]
