@@ -116,7 +116,6 @@ class Supervisor:
         return [*tcp[i : i + 1], *(s for s in self.socks if s.family == socket.AF_UNIX)]
 
     def spawn(self, i: int) -> None:
-        self._reopen(i)
         pid = os.fork()
         if pid == 0:
             self._worker(i)  # never returns
@@ -201,6 +200,12 @@ class Supervisor:
                 for i, at in list(self.due.items()):
                     if now >= at:
                         del self.due[i]
+                        try:
+                            self._reopen(i)
+                        except MlrtError as exc:  # the port, taken meanwhile: tried again later
+                            log.error("worker %d: cannot listen again: %s", i, exc)
+                            self.due[i] = now + self.pause.get(i, _PAUSE_S[0])
+                            continue
                         self.shared.add_restart(i)
                         self.spawn(i)
                         log.warning("worker %d started again (restart %d)", i, self.shared.restarts(i))
