@@ -480,6 +480,8 @@ def test_a_restarted_worker_serves_what_the_others_serve_not_the_alias_s_bad_ver
         ["--workers", "2", "--registry", str(reg.root), "--registry-poll", "0.1", "--log-level", "info"],
     )
     try:
+        # Killed before the supervisor saw both serving, a worker "failed to start".
+        wait_for(lambda: "2 workers serving" in srv.stderr(), 30, "both workers serving")
         reg.set_alias("fraud", "production", v2)
         wait_for(lambda: "is not tried again until the alias moves" in srv.stderr(), 30, "v2 refused")
         os.kill(_children(srv.process.pid)[1], signal.SIGKILL)
