@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -154,27 +155,33 @@ def _check_kinds(name: str, monitor: ModelMonitor, model: Model) -> None:
     from .monitor.histogram import numeric_levels
     from .monitor.profile import NUMERIC
 
+    for section, f, spec in _fed_by(monitor, model):
+        text = spec.datatype == "BYTES"
+        if f.kind == NUMERIC:
+            wrong = "is numeric" if text else None
+        elif text:
+            wrong = "has numeric levels" if f.levels and numeric_levels(f.levels) else None
+        else:
+            wrong = "has text levels" if any(isinstance(v, str) for v in f.levels) else None
+        if wrong is not None:
+            takes = "text (BYTES)" if text else f"numbers ({spec.datatype})"
+            raise ConfigError(
+                f"model '{name}': the profile's {section} {f.name!r} {wrong}, but "
+                f"{'input' if section == 'feature' else 'output'} {spec.name!r} holds {takes}: the "
+                "profile was fitted on other data than the model takes; refit it with "
+                "`mlrt profile DATA -o REF.json --model MODEL`"
+            )
+
+
+def _fed_by(monitor: ModelMonitor, model: Model) -> Iterator[tuple[str, Any, Any]]:
+    """Each profile feature ("feature") and output ("output") with the spec of the tensor
+    it reads, for the checks of a profile against its model at load."""
     specs = {s.name: s for s in (*model.inputs, *model.outputs)}
     for section, (features, columns) in zip(("feature", "output"), monitor.column_sources(), strict=False):
         for f, (tensor, _) in zip(features, columns, strict=True):
             spec = specs.get(tensor)
-            if spec is None:
-                continue
-            text = spec.datatype == "BYTES"
-            if f.kind == NUMERIC:
-                wrong = "is numeric" if text else None
-            elif text:
-                wrong = "has numeric levels" if f.levels and numeric_levels(f.levels) else None
-            else:
-                wrong = "has text levels" if any(isinstance(v, str) for v in f.levels) else None
-            if wrong is not None:
-                takes = "text (BYTES)" if text else f"numbers ({spec.datatype})"
-                raise ConfigError(
-                    f"model '{name}': the profile's {section} {f.name!r} {wrong}, but "
-                    f"{'input' if section == 'feature' else 'output'} {tensor!r} holds {takes}: the "
-                    "profile was fitted on other data than the model takes; refit it with "
-                    "`mlrt profile DATA -o REF.json --model MODEL`"
-                )
+            if spec is not None:
+                yield section, f, spec
 
 
 def _warn_on_dtypes(name: str, monitor: ModelMonitor, model: Model) -> None:
@@ -182,18 +189,15 @@ def _warn_on_dtypes(name: str, monitor: ModelMonitor, model: Model) -> None:
     then only agree with the served values as far as rounding allows."""
     from .datatypes import numpy_dtype
 
-    specs = {s.name: s for s in (*model.inputs, *model.outputs)}
     off = []
-    for features, columns in monitor.column_sources():
-        for f, (tensor, _) in zip(features, columns, strict=True):
-            spec = specs.get(tensor)
-            if f.kind != "numeric" or spec is None or spec.datatype == "BYTES":
+    for _, f, spec in _fed_by(monitor, model):
+        if f.kind != "numeric" or spec.datatype == "BYTES":
+            continue
+        served = numpy_dtype(spec.datatype).name
+        if f.dtype != served and not (f.dtype is None and served == "float64"):
+            if _exact_in(f, served):
                 continue
-            served = numpy_dtype(spec.datatype).name
-            if f.dtype != served and not (f.dtype is None and served == "float64"):
-                if _exact_in(f, served):
-                    continue
-                off.append(f"{f.name} ({f.dtype or 'unrecorded'}, served {served})")
+            off.append(f"{f.name} ({f.dtype or 'unrecorded'}, served {served})")
     if off:
         log.warning(
             "model '%s': the profile was not fitted in the dtypes the model receives: %s%s; "
