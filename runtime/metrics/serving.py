@@ -114,6 +114,23 @@ _LOG_COUNTS = {
 }
 
 
+# Per model version figures read from their owner when scraped: {for_model's keyword:
+# (family type, metric name, help)}.
+_READ_AT_SCRAPE = {
+    "queue_depth": (GaugeMetricFamily, "mlrt_queue_depth", "Rows waiting in the model's batch queue"),
+    "stuck_calls": (
+        GaugeMetricFamily,
+        "mlrt_stuck_calls",
+        "Model calls still running after every request in their batch was answered at its deadline",
+    ),
+    "observe_failures": (
+        CounterMetricFamily,
+        "mlrt_drift_observe_failures",
+        "Batches the drift monitor failed to count: answered, but missing from the drift window",
+    ),
+}
+
+
 def _families(make: Any, labels: list[str], spec: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """One metric family per attribute of a table above, made fresh for a scrape."""
     return {attr: make(name, doc, labels=labels) for attr, (name, doc) in spec.items()}
@@ -238,14 +255,10 @@ class _ServingCollector(Collector):
     def __init__(
         self,
         models: dict[tuple[str, str], ModelMetrics],
-        depth: dict[tuple[str, str], Callable[[], int]],
-        stuck: dict[tuple[str, str], Callable[[], int]],
-        unobserved: dict[tuple[str, str], Callable[[], int]],
+        sources: dict[str, dict[tuple[str, str], Callable[[], int]]],
     ) -> None:
         self._models = models
-        self._depth = depth
-        self._stuck = stuck
-        self._unobserved = unobserved
+        self._sources = sources
 
     def collect(self) -> Iterator[Any]:
         mv = ["model", "version"]
@@ -254,7 +267,6 @@ class _ServingCollector(Collector):
         rejected = CounterMetricFamily(
             "mlrt_rejected", "Requests refused without running the model", labels=[*mv, "reason"]
         )
-        depth = GaugeMetricFamily("mlrt_queue_depth", "Rows waiting in the model's batch queue", labels=mv)
         for (model, version), m in list(self._models.items()):
             for name, family in hists.items():
                 buckets, total = getattr(m, name).family_sample()
@@ -263,23 +275,13 @@ class _ServingCollector(Collector):
                 requests.add_metric([model, version, str(code)], n)
             for reason, n in sorted(m.reasons.items()):
                 rejected.add_metric([model, version, reason], n)
-        for (model, version), read in list(self._depth.items()):
-            depth.add_metric([model, version], read())
-        stuck = GaugeMetricFamily(
-            "mlrt_stuck_calls",
-            "Model calls still running after every request in their batch was answered at its deadline",
-            labels=mv,
-        )
-        for (model, version), read in list(self._stuck.items()):
-            stuck.add_metric([model, version], read())
-        unobserved = CounterMetricFamily(
-            "mlrt_drift_observe_failures",
-            "Batches the drift monitor failed to count: answered, but missing from the drift window",
-            labels=mv,
-        )
-        for (model, version), read in list(self._unobserved.items()):
-            unobserved.add_metric([model, version], read())
-        yield from (*hists.values(), requests, rejected, depth, stuck, unobserved)
+        read_now = []
+        for source, (make, name, doc) in _READ_AT_SCRAPE.items():
+            family = make(name, doc, labels=mv)
+            for (model, version), read in list(self._sources[source].items()):
+                family.add_metric([model, version], read())
+            read_now.append(family)
+        yield from (*hists.values(), requests, rejected, *read_now)
 
 
 class ServingMetrics:
@@ -294,15 +296,10 @@ class ServingMetrics:
             ["model", "result"],
             registry=r,
         )
-        self._depth_sources: dict[tuple[str, str], Callable[[], int]] = {}
-        self._stuck_sources: dict[tuple[str, str], Callable[[], int]] = {}
-        self._unobserved_sources: dict[tuple[str, str], Callable[[], int]] = {}
+        # Per _READ_AT_SCRAPE family, per model version: what reads its figure.
+        self._sources: dict[str, dict[tuple[str, str], Callable[[], int]]] = {k: {} for k in _READ_AT_SCRAPE}
         self._models: dict[tuple[str, str], ModelMetrics] = {}
-        r.register(
-            _ServingCollector(
-                self._models, self._depth_sources, self._stuck_sources, self._unobserved_sources
-            )
-        )
+        r.register(_ServingCollector(self._models, self._sources))
 
     def watch_drift(self, monitors: Callable[[], list[Any]]) -> None:
         """Export the drift figures of the monitors `monitors()` returns at each scrape."""
@@ -323,20 +320,17 @@ class ServingMetrics:
         key = (model, version)
         if key not in self._models:
             self._models[key] = ModelMetrics(model, version)
-        if queue_depth is not None:
-            self._depth_sources[key] = queue_depth
-        if stuck_calls is not None:
-            self._stuck_sources[key] = stuck_calls
-        if observe_failures is not None:
-            self._unobserved_sources[key] = observe_failures
+        given = {"queue_depth": queue_depth, "stuck_calls": stuck_calls, "observe_failures": observe_failures}
+        for source, read in given.items():
+            if read is not None:
+                self._sources[source][key] = read
         return self._models[key]
 
     def forget(self, model: str, version: str) -> None:
         """Stop reporting a version's queue depth, stuck calls and drift observation
         failures (after it is unloaded)."""
-        self._depth_sources.pop((model, version), None)
-        self._stuck_sources.pop((model, version), None)
-        self._unobserved_sources.pop((model, version), None)
+        for sources in self._sources.values():
+            sources.pop((model, version), None)
 
     def models(self) -> list[ModelMetrics]:
         return list(self._models.values())
